@@ -1,0 +1,1 @@
+//! tiny-data: image-folder datasets and a parallel DataLoader (filled in by the tiny-data issue).

@@ -1,0 +1,1 @@
+//! tiny-learner: the Learner, its callbacks and schedules (filled in by the tiny-learner issue).

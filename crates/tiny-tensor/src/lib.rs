@@ -1,0 +1,1 @@
+//! tiny-tensor: f32 tensors with reverse-mode automatic differentiation.
