@@ -38,6 +38,7 @@ mod files;
 mod loader;
 mod normalize;
 mod rng;
+pub mod synth;
 
 pub use batch::{RawBatch, collate};
 pub use dataloaders::{DataLoaders, FolderConfig};
