@@ -91,7 +91,7 @@ pub enum DataError {
         path: PathBuf,
         /// The encoder's error.
         #[source]
-        source: image::ImageError,
+        source: jpeg_encoder::EncodingError,
     },
     /// A folder holds no image files at all.
     #[error("no image files under {path}")]
