@@ -191,3 +191,14 @@ fn bad_files_give_errors_naming_the_file() {
     write(&ok, &good);
     assert_eq!(decode_rgb(&ok).unwrap().data.len(), 40 * 30 * 3);
 }
+
+#[test]
+fn cmyk_jpeg_becomes_rgb() {
+    let mut bytes = Vec::new();
+    let cmyk = vec![0u8, 255, 255, 0].repeat(16 * 8);
+    jpeg_encoder::Encoder::new(&mut bytes, 95)
+        .encode(&cmyk, 16, 8, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
+    let rgb = decode_rgb_bytes(&bytes, Path::new("cmyk.jpg")).unwrap();
+    assert_eq!((rgb.width, rgb.height, rgb.data.len()), (16, 8, 16 * 8 * 3));
+}
