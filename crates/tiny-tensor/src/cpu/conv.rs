@@ -1,0 +1,193 @@
+//! 2-D convolution on channels-last data: im2col into a small cache-sized buffer, then one GEMM per chunk.
+//!
+//! With `x` as `[n, h, w, c]` the im2col matrix has one row per output pixel and columns ordered
+//! `(ky, kx, c)`, so each kernel row is one contiguous copy and the output `[n*oh*ow, f]` is already
+//! channels-last: no transposes anywhere. The batch is cut into chunks of whole images whose im2col
+//! buffer stays around 1 MiB, so it is written and read back from cache, and chunks run on
+//! separate threads.
+
+use super::matmul::{Mat, MatMut, gemm};
+use super::num_threads;
+use crate::backend::Conv2dGeom;
+
+/// The target size, in floats, of one chunk's im2col buffer.
+const CHUNK_FLOATS: usize = 1 << 18;
+
+struct Plan {
+    rows_per_img: usize,
+    kkc: usize,
+    imgs_per_chunk: usize,
+    chunks: usize,
+    /// Whether the conv is 1x1, stride 1, no padding: the input already is the im2col matrix.
+    pointwise: bool,
+}
+
+fn plan(g: &Conv2dGeom) -> Plan {
+    let rows_per_img = g.oh() * g.ow();
+    let kkc = g.kh * g.kw * g.c;
+    let imgs_per_chunk = (CHUNK_FLOATS / (rows_per_img * kkc).max(1)).clamp(1, g.n.max(1));
+    let pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0;
+    Plan { rows_per_img, kkc, imgs_per_chunk, chunks: g.n.div_ceil(imgs_per_chunk), pointwise }
+}
+
+/// Splits `0..chunks` into one contiguous range per thread and runs `work(range)` on each; with a
+/// single range, GEMM itself gets all the threads instead.
+fn run_chunks<R: Send>(chunks: usize, work: impl Fn(std::ops::Range<usize>, usize) -> R + Sync) -> Vec<R> {
+    let threads = num_threads();
+    if threads <= 1 || chunks < threads {
+        return vec![work(0..chunks, threads)];
+    }
+    let ranges: Vec<_> = (0..threads).map(|t| chunks * t / threads..chunks * (t + 1) / threads).collect();
+    let mut results: Vec<Option<R>> = (0..threads).map(|_| None).collect();
+    rayon::scope(|s| {
+        for (slot, range) in results.iter_mut().zip(ranges) {
+            let work = &work;
+            s.spawn(move |_| *slot = Some(work(range, 1)));
+        }
+    });
+    results.into_iter().flatten().collect()
+}
+
+/// Fills `col` with the im2col rows of images `n0..n1`.
+fn im2col(x: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, col: &mut [f32]) {
+    let (oh, ow, c) = (g.oh(), g.ow(), g.c);
+    let kkc = g.kh * g.kw * c;
+    let mut rows = col.chunks_exact_mut(kkc);
+    for n in n0..n1 {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let Some(row) = rows.next() else { return };
+                let x0 = (ox * g.stride) as isize - g.pad as isize;
+                // The kernel columns that land inside the image.
+                let kx_lo = (-x0).max(0) as usize;
+                let kx_hi = (g.w as isize - x0).clamp(0, g.kw as isize) as usize;
+                for ky in 0..g.kh {
+                    let dst = &mut row[ky * g.kw * c..(ky + 1) * g.kw * c];
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize || kx_lo >= kx_hi {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    dst[..kx_lo * c].fill(0.0);
+                    dst[kx_hi * c..].fill(0.0);
+                    let src = ((n * g.h + iy as usize) * g.w + (x0 + kx_lo as isize) as usize) * c;
+                    dst[kx_lo * c..kx_hi * c].copy_from_slice(&x[src..src + (kx_hi - kx_lo) * c]);
+                }
+            }
+        }
+    }
+}
+
+/// Adds the im2col rows in `col` back onto images `n0..n1` of `dx` (the adjoint of `im2col`); `dx`
+/// holds exactly those images.
+fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
+    let (oh, ow, c) = (g.oh(), g.ow(), g.c);
+    let kkc = g.kh * g.kw * c;
+    let mut rows = col.chunks_exact(kkc);
+    for n in 0..n1 - n0 {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let Some(row) = rows.next() else { return };
+                let x0 = (ox * g.stride) as isize - g.pad as isize;
+                let kx_lo = (-x0).max(0) as usize;
+                let kx_hi = (g.w as isize - x0).clamp(0, g.kw as isize) as usize;
+                for ky in 0..g.kh {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize || kx_lo >= kx_hi {
+                        continue;
+                    }
+                    let src = &row[ky * g.kw * c + kx_lo * c..ky * g.kw * c + kx_hi * c];
+                    let d = ((n * g.h + iy as usize) * g.w + (x0 + kx_lo as isize) as usize) * c;
+                    for (a, &b) in dx[d..d + src.len()].iter_mut().zip(src) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with
+/// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`; returns `[n, oh, ow, f]`.
+pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
+    let p = plan(g);
+    let mut out = vec![0.0; g.n * p.rows_per_img * g.f];
+    if let Some(b) = bias {
+        out.chunks_exact_mut(g.f).for_each(|row| row.copy_from_slice(b));
+    }
+    let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
+    let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
+    let wt = Mat::rows(w, g.f, p.kkc).t();
+    run_chunks(p.chunks, |range, threads| {
+        let mut col = vec![0.0; if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc }];
+        for ch in range {
+            let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            let rows = (n1 - n0) * p.rows_per_img;
+            let lhs = if p.pointwise {
+                Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(x, rows, p.kkc) }
+            } else {
+                im2col(x, g, n0, n1, &mut col[..rows * p.kkc]);
+                Mat::rows(&col, rows, p.kkc)
+            };
+            let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
+            gemm(MatMut::rows(&mut guard, rows, g.f), bias.is_some(), lhs, wt, threads);
+        }
+    });
+    drop(out_chunks);
+    out
+}
+
+/// The input gradient `[n, h, w, c]` from the output gradient `dout` (`[n, oh, ow, f]`) and `w`.
+pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+    let p = plan(g);
+    let img = g.h * g.w * g.c;
+    let mut dx = vec![0.0; g.n * img];
+    let dx_chunks: Vec<std::sync::Mutex<&mut [f32]>> =
+        dx.chunks_mut(p.imgs_per_chunk * img).map(std::sync::Mutex::new).collect();
+    let wm = Mat::rows(w, g.f, p.kkc);
+    run_chunks(p.chunks, |range, threads| {
+        let mut dcol = vec![0.0; if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc }];
+        for ch in range {
+            let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            let rows = (n1 - n0) * p.rows_per_img;
+            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
+            let mut guard = dx_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
+            if p.pointwise {
+                gemm(MatMut::rows(&mut guard, rows, p.kkc), false, d, wm, threads);
+            } else {
+                gemm(MatMut::rows(&mut dcol[..rows * p.kkc], rows, p.kkc), false, d, wm, threads);
+                col2im(&dcol[..rows * p.kkc], g, n0, n1, &mut guard);
+            }
+        }
+    });
+    drop(dx_chunks);
+    dx
+}
+
+/// The weight gradient `[f, kh, kw, c]` from the input `x` (`[n, h, w, c]`) and `dout`.
+pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+    let p = plan(g);
+    let partials = run_chunks(p.chunks, |range, threads| {
+        let mut dw = vec![0.0; g.f * p.kkc];
+        let mut col = vec![0.0; if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc }];
+        for ch in range {
+            let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            let rows = (n1 - n0) * p.rows_per_img;
+            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
+            let cols = if p.pointwise {
+                Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(x, rows, p.kkc) }
+            } else {
+                im2col(x, g, n0, n1, &mut col[..rows * p.kkc]);
+                Mat::rows(&col, rows, p.kkc)
+            };
+            gemm(MatMut::rows(&mut dw, g.f, p.kkc), true, d.t(), cols, threads);
+        }
+        dw
+    });
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; g.f * p.kkc]);
+    for part in partials {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    dw
+}

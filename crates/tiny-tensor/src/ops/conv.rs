@@ -1,0 +1,49 @@
+//! `conv2d`: 2-D convolution with stride and zero padding, forward and both backward passes.
+
+use crate::backend::{self, Conv2dGeom};
+use crate::{Result, Tensor, TensorError};
+
+impl Tensor {
+    /// Cross-correlates `self` (`[n, c, h, w]`) with `weight` (`[f, c, kh, kw]`), adds `bias` (`[f]`) if
+    /// given, and returns `[n, f, oh, ow]` with `oh = (h + 2 padding - kh) / stride + 1`.
+    ///
+    /// The result is laid out channels-last (NHWC memory behind NCHW indices), which lets the next
+    /// layer's im2col and every elementwise op run without transposes.
+    /// Backward: dx = col2im(g @ W), dW = g^T @ im2col(x), db = sum of g over n, h, w.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        let mismatch =
+            || TensorError::ShapeMismatch { op: "conv2d", lhs: self.shape().to_vec(), rhs: weight.shape().to_vec() };
+        let (xs, ws) = (self.shape(), weight.shape());
+        if xs.len() != 4 || ws.len() != 4 || xs[1] != ws[1] {
+            return Err(mismatch());
+        }
+        if stride == 0 || xs[2] + 2 * padding < ws[2] || xs[3] + 2 * padding < ws[3] {
+            return Err(TensorError::InvalidArgument {
+                op: "conv2d",
+                msg: format!(
+                    "kernel {:?} with stride {stride} and padding {padding} does not fit input {xs:?}",
+                    &ws[2..]
+                ),
+            });
+        }
+        if let Some(b) = bias
+            && b.shape() != [ws[0]]
+        {
+            return Err(TensorError::ShapeMismatch { op: "conv2d bias", lhs: b.shape().to_vec(), rhs: vec![ws[0]] });
+        }
+        let g =
+            Conv2dGeom { n: xs[0], c: xs[1], h: xs[2], w: xs[3], f: ws[0], kh: ws[2], kw: ws[3], stride, pad: padding };
+        let out = backend::conv2d(self, weight, bias, &g)?;
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        Ok(Tensor::record(out, "conv2d", &inputs, move |grad, _, x| {
+            let dx = if x[0].requires_grad() { Some(backend::conv2d_backward_input(grad, &x[1], &g)?) } else { None };
+            let dw = if x[1].requires_grad() { Some(backend::conv2d_backward_weight(&x[0], grad, &g)?) } else { None };
+            let mut grads = vec![dx, dw];
+            if let Some(b) = x.get(2) {
+                grads.push(if b.requires_grad() { Some(grad.sum(&[0, 2, 3], false)?) } else { None });
+            }
+            Ok(grads)
+        }))
+    }
+}

@@ -1,0 +1,37 @@
+//! `Storage`: the flat buffer behind one or more tensor views, on the CPU or (with `cuda`) a GPU.
+
+use crate::Device;
+
+/// The memory behind tensors. Views share one `Storage` through an `Arc`; each view has its own `Layout`.
+#[derive(Debug)]
+pub enum Storage {
+    /// A host buffer.
+    Cpu(Vec<f32>),
+    /// A device buffer; without the `cuda` feature this type has no values, so these arms never run.
+    Cuda(CudaStorage),
+}
+
+/// GPU memory. This build has no CUDA support, so the type is uninhabited.
+#[cfg(not(feature = "cuda"))]
+#[derive(Debug)]
+pub enum CudaStorage {}
+
+#[cfg(feature = "cuda")]
+pub use crate::cuda::CudaStorage;
+
+impl Storage {
+    /// The device this storage lives on.
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(c) => c.device(),
+        }
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+impl CudaStorage {
+    fn device(&self) -> Device {
+        match *self {}
+    }
+}
