@@ -3,5 +3,6 @@
 //! The binary in `main.rs` only parses the subcommand name and hands the remaining arguments to the module that owns
 //! the subcommand. Architecture invariant: xtask is the only crate of the workspace that touches the network.
 
+pub mod fetch;
 pub mod progress;
 pub mod verify;
