@@ -5,4 +5,5 @@
 
 pub mod fetch;
 pub mod progress;
+pub mod untar;
 pub mod verify;
