@@ -4,6 +4,7 @@
 //! the subcommand. Architecture invariant: xtask is the only crate of the workspace that touches the network.
 
 pub mod fetch;
+pub mod fetch_data;
 pub mod progress;
 pub mod untar;
 pub mod verify;
