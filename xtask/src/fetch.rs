@@ -47,11 +47,7 @@ enum Step {
     /// The `.part` file holds the whole body; the server reported this total size when it said one.
     Complete(Option<u64>),
     /// The transfer broke off after `have` bytes of the file were on disk.
-    Interrupted {
-        have: u64,
-        total: Option<u64>,
-        cause: io::Error,
-    },
+    Interrupted { have: u64, total: Option<u64>, cause: io::Error },
     /// The partial file was useless and was removed; the next request starts from byte zero.
     Restart,
 }
@@ -67,17 +63,12 @@ pub fn download(download: &Download) -> Result<()> {
         match request(&agent, download, &part)? {
             Step::Complete(total) => break total,
             Step::Restart if restarts < 2 => restarts += 1,
-            Step::Restart => bail!(
-                "{}: the server kept refusing to resume the download",
-                download.url
-            ),
+            Step::Restart => bail!("{}: the server kept refusing to resume the download", download.url),
             Step::Interrupted { have, total, cause } => {
                 let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
                 if attempts < download.attempts {
                     attempts += 1;
-                    reporter.say(format!(
-                        "connection lost after {have}{of} bytes ({cause}); resuming"
-                    ));
+                    reporter.say(format!("connection lost after {have}{of} bytes ({cause}); resuming"));
                     std::thread::sleep(RESUME_PAUSE);
                 } else {
                     bail!(
@@ -96,23 +87,15 @@ pub fn download(download: &Download) -> Result<()> {
         remove(&part)?;
         return Err(err.context(format!("the download from {} was removed", download.url)));
     }
-    std::fs::rename(&part, download.target).with_context(|| {
-        format!(
-            "could not rename {} to {}",
-            part.display(),
-            download.target.display()
-        )
-    })
+    std::fs::rename(&part, download.target)
+        .with_context(|| format!("could not rename {} to {}", part.display(), download.target.display()))
 }
 
 /// Builds the HTTP agent: short connection timeouts, HTTP statuses as values, and no proxy for loopback hosts.
 fn agent(url: &str) -> Result<ureq::Agent> {
     let host = host_of(url)?;
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback =
+        host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_resolve(Some(CONNECT_TIMEOUT))
@@ -127,15 +110,11 @@ fn agent(url: &str) -> Result<ureq::Agent> {
 
 /// Returns the host of an `http://` or `https://` address.
 fn host_of(url: &str) -> Result<String> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .with_context(|| format!("`{url}` is not a valid URL"))?;
+    let uri: ureq::http::Uri = url.parse().with_context(|| format!("`{url}` is not a valid URL"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         bail!("`{url}` is not an http:// or https:// URL");
     }
-    uri.host()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("`{url}` names no host"))
+    uri.host().map(str::to_owned).ok_or_else(|| anyhow!("`{url}` names no host"))
 }
 
 /// Makes one GET request, asking for the rest of the file when part of it is already on disk.
@@ -150,34 +129,18 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
     }
     let mut request = agent.get(download.url);
     if have > 0 {
-        download
-            .reporter
-            .say(format!("resuming {} from byte {have}", download.url));
+        download.reporter.say(format!("resuming {} from byte {have}", download.url));
         request = request.header("Range", format!("bytes={have}-"));
     } else {
-        download.reporter.say(format!(
-            "downloading {} to {}",
-            download.url,
-            part.display()
-        ));
+        download.reporter.say(format!("downloading {} to {}", download.url, part.display()));
     }
-    let response = request
-        .call()
-        .map_err(|err| connection_error(download.url, err))?;
+    let response = request.call().map_err(|err| connection_error(download.url, err))?;
     let status = response.status().as_u16();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (start, total) = match status {
         200 => {
             if have > 0 {
-                download
-                    .reporter
-                    .say("the server ignored the range request; starting over");
+                download.reporter.say("the server ignored the range request; starting over");
             }
             (0, response.body().content_length())
         }
@@ -192,9 +155,7 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
             (have, total)
         }
         416 if have > 0 => {
-            let total = header("content-range")
-                .and_then(|r| parse_content_range(&r))
-                .and_then(|(_, t)| t);
+            let total = header("content-range").and_then(|r| parse_content_range(&r)).and_then(|(_, t)| t);
             if total == Some(have) {
                 return Ok(Step::Complete(total));
             }
@@ -203,19 +164,13 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
         }
         _ => {
             let reason = response.status().canonical_reason().unwrap_or("");
-            bail!(
-                "could not download {}: the server answered HTTP {status} {reason}",
-                download.url
-            );
+            bail!("could not download {}: the server answered HTTP {status} {reason}", download.url);
         }
     };
     if let (Some(size), Some(total)) = (download.expected.size, total) {
         if size != total {
             remove(part)?;
-            bail!(
-                "size mismatch for {}: expected {size} bytes, the server reports {total} bytes",
-                download.url
-            );
+            bail!("size mismatch for {}: expected {size} bytes, the server reports {total} bytes", download.url);
         }
     }
     let mut file = open_part(part, start > 0)?;
@@ -227,8 +182,7 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
         match body.read(&mut buffer) {
             Ok(0) => break Ok(()),
             Ok(n) => {
-                file.write_all(&buffer[..n])
-                    .with_context(|| format!("could not write {}", part.display()))?;
+                file.write_all(&buffer[..n]).with_context(|| format!("could not write {}", part.display()))?;
                 position += n as u64;
                 transfer.set(position);
             }
@@ -237,21 +191,12 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
         }
     };
     transfer.finish();
-    file.sync_all()
-        .with_context(|| format!("could not write {}", part.display()))?;
+    file.sync_all().with_context(|| format!("could not write {}", part.display()))?;
     match outcome {
-        Err(cause) => Ok(Step::Interrupted {
-            have: position,
-            total,
-            cause,
-        }),
+        Err(cause) => Ok(Step::Interrupted { have: position, total, cause }),
         Ok(()) if total.is_some_and(|t| position < t) => {
             let cause = io::Error::new(io::ErrorKind::UnexpectedEof, "the body ended early");
-            Ok(Step::Interrupted {
-                have: position,
-                total,
-                cause,
-            })
+            Ok(Step::Interrupted { have: position, total, cause })
         }
         Ok(()) => Ok(Step::Complete(total)),
     }
@@ -265,25 +210,15 @@ fn open_part(part: &Path, append: bool) -> Result<File> {
     } else {
         options.write(true).create(true).truncate(true);
     }
-    options
-        .open(part)
-        .with_context(|| format!("could not open {}", part.display()))
+    options.open(part).with_context(|| format!("could not open {}", part.display()))
 }
 
 /// Parses `bytes START-END/TOTAL` (either side may be `*`) into the start and the total, when given.
 fn parse_content_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
-    let total = if total.trim() == "*" {
-        None
-    } else {
-        Some(total.trim().parse().ok()?)
-    };
-    let start = if range.trim() == "*" {
-        None
-    } else {
-        Some(range.split_once('-')?.0.trim().parse().ok()?)
-    };
+    let total = if total.trim() == "*" { None } else { Some(total.trim().parse().ok()?) };
+    let start = if range.trim() == "*" { None } else { Some(range.split_once('-')?.0.trim().parse().ok()?) };
     Some((start, total))
 }
 
@@ -338,24 +273,15 @@ mod tests {
 
     #[test]
     fn content_range_gives_start_and_total() {
-        assert_eq!(
-            parse_content_range("bytes 100-999/1000"),
-            Some((Some(100), Some(1000)))
-        );
+        assert_eq!(parse_content_range("bytes 100-999/1000"), Some((Some(100), Some(1000))));
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((Some(5), None)));
-        assert_eq!(
-            parse_content_range("bytes */1000"),
-            Some((None, Some(1000)))
-        );
+        assert_eq!(parse_content_range("bytes */1000"), Some((None, Some(1000))));
         assert_eq!(parse_content_range("items 1-2/3"), None);
     }
 
     #[test]
     fn part_path_appends_part() {
-        assert_eq!(
-            part_path(Path::new("data/x.tgz")),
-            Path::new("data/x.tgz.part")
-        );
+        assert_eq!(part_path(Path::new("data/x.tgz")), Path::new("data/x.tgz.part"));
     }
 
     #[test]

@@ -65,10 +65,7 @@ pub const VARIANTS: [Variant; 3] = [
 
 /// Looks up a variant by its `--size` value.
 pub fn variant(size: &str) -> Result<&'static Variant> {
-    VARIANTS
-        .iter()
-        .find(|v| v.size == size)
-        .ok_or_else(|| anyhow!("unknown size `{size}`: use 160, 320 or full"))
+    VARIANTS.iter().find(|v| v.size == size).ok_or_else(|| anyhow!("unknown size `{size}`: use 160, 320 or full"))
 }
 
 /// The command-line options, as given.
@@ -101,10 +98,7 @@ impl Args {
             }
             let mut value = || match inline.take() {
                 Some(value) => Ok(value),
-                None => args
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| anyhow!("`{flag}` needs a value")),
+                None => args.next().cloned().ok_or_else(|| anyhow!("`{flag}` needs a value")),
             };
             match flag {
                 "--size" => parsed.size = Some(value()?),
@@ -148,66 +142,33 @@ impl Plan {
         let chosen = variant(args.size.as_deref().unwrap_or("160"))?;
         let dest = args.dest.unwrap_or_else(|| default_dest.to_path_buf());
         let md5 = args.md5.as_deref().map(verify::parse_md5).transpose()?;
-        let builtin = |v: &Variant| Expected {
-            size: v.bytes,
-            md5: Some(v.md5.to_owned()),
-        };
+        let builtin = |v: &Variant| Expected { size: v.bytes, md5: Some(v.md5.to_owned()) };
         let Some(archive) = args.archive else {
             let url = args.url.unwrap_or_else(|| chosen.url.to_owned());
             let expected = match md5 {
-                Some(md5) => Expected {
-                    size: None,
-                    md5: Some(md5),
-                },
+                Some(md5) => Expected { size: None, md5: Some(md5) },
                 None => builtin(chosen),
             };
-            return Ok(Plan {
-                name: chosen.name.to_owned(),
-                source: Source::Download(url),
-                expected,
-                dest,
-            });
+            return Ok(Plan { name: chosen.name.to_owned(), source: Source::Download(url), expected, dest });
         };
         if args.url.is_some() {
-            bail!(
-                "`--archive` and `--url` exclude each other: the archive is either on disk or downloaded"
-            );
+            bail!("`--archive` and `--url` exclude each other: the archive is either on disk or downloaded");
         }
-        let file_name = archive
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let stem = ["tgz", "tar.gz", "tar"]
-            .iter()
-            .find_map(|ext| file_name.strip_suffix(&format!(".{ext}")));
+        let file_name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = ["tgz", "tar.gz", "tar"].iter().find_map(|ext| file_name.strip_suffix(&format!(".{ext}")));
         let by_name = VARIANTS.iter().find(|v| stem == Some(v.name));
-        let named = if args.size.is_some() {
-            Some(chosen)
-        } else {
-            by_name
-        };
+        let named = if args.size.is_some() { Some(chosen) } else { by_name };
         let name = match (named, stem) {
             (Some(v), _) => v.name.to_owned(),
             (None, Some(stem)) if !stem.is_empty() => stem.to_owned(),
-            _ => bail!(
-                "cannot name the data set after {}: pass --size or a FILE ending in .tgz",
-                archive.display()
-            ),
+            _ => bail!("cannot name the data set after {}: pass --size or a FILE ending in .tgz", archive.display()),
         };
         let expected = match (md5, named) {
-            (Some(md5), _) => Expected {
-                size: None,
-                md5: Some(md5),
-            },
+            (Some(md5), _) => Expected { size: None, md5: Some(md5) },
             (None, Some(v)) => builtin(v),
             (None, None) => Expected::default(),
         };
-        Ok(Plan {
-            name,
-            source: Source::Archive(archive),
-            expected,
-            dest,
-        })
+        Ok(Plan { name, source: Source::Archive(archive), expected, dest })
     }
 
     /// The folder the data set ends up in.
@@ -231,32 +192,21 @@ pub fn main(args: &[String], default_dest: &Path) -> Result<()> {
         println!("{USAGE}");
         return Ok(());
     };
-    run(
-        &Plan::new(args, default_dest)?,
-        Reporter::new(Style::detect()),
-    )
-    .map(|_| ())
+    run(&Plan::new(args, default_dest)?, Reporter::new(Style::detect())).map(|_| ())
 }
 
 /// Carries out a plan: skip complete data, get and verify the archive, and unpack it safely into place.
 pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
     let folder = plan.folder();
     if is_complete(&folder, &plan.expected) {
-        reporter.say(format!(
-            "{} is already present and complete; nothing to do",
-            folder.display()
-        ));
+        reporter.say(format!("{} is already present and complete; nothing to do", folder.display()));
         return Ok(Outcome::AlreadyPresent(folder));
     }
-    std::fs::create_dir_all(&plan.dest)
-        .with_context(|| format!("could not create {}", plan.dest.display()))?;
+    std::fs::create_dir_all(&plan.dest).with_context(|| format!("could not create {}", plan.dest.display()))?;
     let archive = match &plan.source {
         Source::Archive(archive) => {
             if plan.expected == Expected::default() {
-                reporter.say(format!(
-                    "no checksum is known for {}; unpacking it unverified",
-                    archive.display()
-                ));
+                reporter.say(format!("no checksum is known for {}; unpacking it unverified", archive.display()));
             }
             verify::check(archive, &plan.expected)?;
             archive.clone()
@@ -265,9 +215,7 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
             let target = plan.dest.join(format!("{}.tgz", plan.name));
             if target.exists() {
                 match verify::check(&target, &plan.expected) {
-                    Ok(()) => {
-                        reporter.say(format!("using the verified archive {}", target.display()))
-                    }
+                    Ok(()) => reporter.say(format!("using the verified archive {}", target.display())),
                     Err(err) => {
                         reporter.say(format!("{err:#}; downloading it again"));
                         std::fs::remove_file(&target)
@@ -277,13 +225,7 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
             }
             if !target.exists() {
                 let expected = &plan.expected;
-                fetch::download(&Download {
-                    url,
-                    target: &target,
-                    expected,
-                    attempts: 3,
-                    reporter,
-                })?;
+                fetch::download(&Download { url, target: &target, expected, attempts: 3, reporter })?;
             }
             target
         }
@@ -292,26 +234,16 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
         Some(md5) => md5.clone(),
         None => verify::md5_file(&archive)?,
     };
-    reporter.say(format!(
-        "unpacking {} into {}",
-        archive.display(),
-        folder.display()
-    ));
+    reporter.say(format!("unpacking {} into {}", archive.display(), folder.display()));
     let entries = untar::install(&archive, &folder, &stamp)?;
-    reporter.say(format!(
-        "unpacked {entries} entries into {}",
-        folder.display()
-    ));
+    reporter.say(format!("unpacked {entries} entries into {}", folder.display()));
     Ok(Outcome::Installed(folder, entries))
 }
 
 /// Tells whether `folder` holds a data set marked complete, from the expected archive when its MD5 is known.
 pub fn is_complete(folder: &Path, expected: &Expected) -> bool {
     match std::fs::read_to_string(folder.join(MARKER)) {
-        Ok(stamp) => expected
-            .md5
-            .as_deref()
-            .is_none_or(|md5| stamp.trim() == md5),
+        Ok(stamp) => expected.md5.as_deref().is_none_or(|md5| stamp.trim() == md5),
         Err(_) => false,
     }
 }

@@ -39,9 +39,7 @@ fn main() -> ExitCode {
 /// Returns `data/` in the workspace root (the parent of this crate's folder), or in the current folder when the
 /// binary runs away from its source tree.
 fn data_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
     match root {
         Some(root) if root.join("Cargo.toml").is_file() => root.join("data"),
         _ => PathBuf::from("data"),

@@ -20,11 +20,7 @@ pub enum Style {
 impl Style {
     /// Chooses a bar when standard error is a terminal and plain lines otherwise.
     pub fn detect() -> Self {
-        if std::io::stderr().is_terminal() {
-            Style::Bar
-        } else {
-            Style::Lines
-        }
+        if std::io::stderr().is_terminal() { Style::Bar } else { Style::Lines }
     }
 }
 
@@ -59,18 +55,11 @@ impl Reporter {
 
 fn new_bar(total: Option<u64>, start: u64) -> ProgressBar {
     let (bar, template) = match total {
-        Some(total) => (
-            ProgressBar::new(total),
-            "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec}, {eta} left",
-        ),
-        None => (
-            ProgressBar::no_length(),
-            "{spinner} {bytes} {bytes_per_sec}",
-        ),
+        Some(total) => (ProgressBar::new(total), "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec}, {eta} left"),
+        None => (ProgressBar::no_length(), "{spinner} {bytes} {bytes_per_sec}"),
     };
     // The templates are constants, so a template error is a bug that the default style papers over.
-    let style =
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_position(start);
     bar.reset_eta();
@@ -124,13 +113,7 @@ impl Lines {
 
     fn new(total: Option<u64>, start: u64) -> Self {
         let now = Instant::now();
-        Lines {
-            total,
-            start,
-            position: start,
-            began: now,
-            printed: now,
-        }
+        Lines { total, start, position: start, began: now, printed: now }
     }
 
     fn set(&mut self, position: u64) {
@@ -142,10 +125,7 @@ impl Lines {
     }
 
     fn print(&self) {
-        eprintln!(
-            "{}",
-            line(self.total, self.start, self.position, self.began.elapsed())
-        );
+        eprintln!("{}", line(self.total, self.start, self.position, self.began.elapsed()));
     }
 }
 
@@ -154,11 +134,7 @@ pub fn line(total: Option<u64>, start: u64, position: u64, elapsed: Duration) ->
     let rate = (position - start.min(position)) as f64 / elapsed.as_secs_f64().max(1e-3);
     let mut text = format!("  {}", mib(position));
     if let Some(total) = total {
-        let percent = if total == 0 {
-            100.0
-        } else {
-            100.0 * position as f64 / total as f64
-        };
+        let percent = if total == 0 { 100.0 } else { 100.0 * position as f64 / total as f64 };
         text += &format!(" of {} ({percent:.0}%)", mib(total));
     }
     text += &format!(", {}/s", mib(rate as u64));
@@ -184,9 +160,6 @@ mod tests {
     fn a_plain_line_names_bytes_rate_and_time_left() {
         let mib = 1024 * 1024;
         let text = line(Some(100 * mib), 0, 25 * mib, Duration::from_secs(5));
-        assert_eq!(
-            text,
-            "  25.0 MiB of 100.0 MiB (25%), 5.0 MiB/s, about 15 s left"
-        );
+        assert_eq!(text, "  25.0 MiB of 100.0 MiB (25%), 5.0 MiB/s, about 15 s left");
     }
 }

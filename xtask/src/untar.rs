@@ -18,17 +18,11 @@ pub const MARKER: &str = ".tiny-complete";
 /// existing `dest` is replaced only after the new one is complete, and on failure the staging folder is removed,
 /// so no half-unpacked data set is ever left at `dest`. Returns the number of entries unpacked.
 pub fn install(archive: &Path, dest: &Path, stamp: &str) -> Result<u64> {
-    let name = dest
-        .file_name()
-        .ok_or_else(|| anyhow!("{} names no folder", dest.display()))?;
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let name = dest.file_name().ok_or_else(|| anyhow!("{} names no folder", dest.display()))?;
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let staging = parent.join(format!(".{}.unpacking", name.to_string_lossy()));
     remove_any(&staging)?;
-    fs::create_dir_all(&staging)
-        .with_context(|| format!("could not create {}", staging.display()))?;
+    fs::create_dir_all(&staging).with_context(|| format!("could not create {}", staging.display()))?;
     let result = unpack(archive, &staging).and_then(|count| {
         put_in_place(archive, &staging, dest, stamp)?;
         Ok(count)
@@ -46,21 +40,17 @@ fn put_in_place(archive: &Path, staging: &Path, dest: &Path, stamp: &str) -> Res
     if let Some(top) = &root {
         let floor = 1;
         for link in symlinks_under(top)? {
-            let target = fs::read_link(&link)
-                .with_context(|| format!("could not read {}", link.display()))?;
+            let target = fs::read_link(&link).with_context(|| format!("could not read {}", link.display()))?;
             let relative = link.strip_prefix(staging).unwrap_or(&link);
             check_symlink(archive, relative, &target, floor)?;
         }
     }
     let root = root.unwrap_or_else(|| staging.to_path_buf());
-    fs::write(root.join(MARKER), stamp)
-        .with_context(|| format!("could not write {}", root.display()))?;
+    fs::write(root.join(MARKER), stamp).with_context(|| format!("could not write {}", root.display()))?;
     remove_any(dest)?;
-    fs::rename(&root, dest)
-        .with_context(|| format!("could not rename {} to {}", root.display(), dest.display()))?;
+    fs::rename(&root, dest).with_context(|| format!("could not rename {} to {}", root.display(), dest.display()))?;
     if root != staging {
-        fs::remove_dir(staging)
-            .with_context(|| format!("could not remove {}", staging.display()))?;
+        fs::remove_dir(staging).with_context(|| format!("could not remove {}", staging.display()))?;
     }
     Ok(())
 }
@@ -69,35 +59,21 @@ fn put_in_place(archive: &Path, staging: &Path, dest: &Path, stamp: &str) -> Res
 /// that is absolute, contains `..`, passes through a symbolic link, or links to somewhere outside `into`.
 /// Returns the number of entries unpacked.
 pub fn unpack(archive: &Path, into: &Path) -> Result<u64> {
-    let file =
-        File::open(archive).with_context(|| format!("could not open {}", archive.display()))?;
+    let file = File::open(archive).with_context(|| format!("could not open {}", archive.display()))?;
     let mut reader = BufReader::new(file);
-    let gzip = reader
-        .fill_buf()
-        .with_context(|| format!("could not read {}", archive.display()))?
-        .starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(GzDecoder::new(reader))
-    } else {
-        Box::new(reader)
-    };
+    let gzip =
+        reader.fill_buf().with_context(|| format!("could not read {}", archive.display()))?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(reader)) } else { Box::new(reader) };
     let mut tar = tar::Archive::new(reader);
     let mut count = 0;
-    let entries = tar
-        .entries()
-        .with_context(|| format!("could not read {}", archive.display()))?;
+    let entries = tar.entries().with_context(|| format!("could not read {}", archive.display()))?;
     for entry in entries {
         let mut entry = entry.with_context(|| format!("could not read {}", archive.display()))?;
-        let path = entry
-            .path()
-            .with_context(|| format!("unreadable entry name in {}", archive.display()))?;
+        let path = entry.path().with_context(|| format!("unreadable entry name in {}", archive.display()))?;
         let path = check_path(archive, &path)?;
         match entry.header().entry_type() {
             EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
-            EntryType::XGlobalHeader
-            | EntryType::XHeader
-            | EntryType::GNULongName
-            | EntryType::GNULongLink => continue,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => continue,
             EntryType::Symlink => {
                 let target = link_name(archive, &entry, &path)?;
                 check_symlink(archive, &path, &target, 0)?;
@@ -107,26 +83,14 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<u64> {
                 let target = check_path(archive, &target)?;
                 check_no_symlink_on_the_way(archive, into, &target, true)?;
             }
-            other => bail!(
-                "refusing `{}` in {}: unsupported entry type {other:?}",
-                path.display(),
-                archive.display()
-            ),
+            other => bail!("refusing `{}` in {}: unsupported entry type {other:?}", path.display(), archive.display()),
         }
         check_no_symlink_on_the_way(archive, into, &path, false)?;
-        let unpacked = entry.unpack_in(into).with_context(|| {
-            format!(
-                "could not unpack `{}` from {}",
-                path.display(),
-                archive.display()
-            )
-        })?;
+        let unpacked = entry
+            .unpack_in(into)
+            .with_context(|| format!("could not unpack `{}` from {}", path.display(), archive.display()))?;
         if !unpacked {
-            bail!(
-                "refusing `{}` in {}: it would land outside the destination",
-                path.display(),
-                archive.display()
-            );
+            bail!("refusing `{}` in {}: it would land outside the destination", path.display(), archive.display());
         }
         count += 1;
     }
@@ -141,18 +105,10 @@ fn check_path(archive: &Path, path: &Path) -> Result<PathBuf> {
             Component::Normal(part) => clean.push(part),
             Component::CurDir => {}
             Component::ParentDir => {
-                bail!(
-                    "refusing `{}` in {}: the path contains `..`",
-                    path.display(),
-                    archive.display()
-                )
+                bail!("refusing `{}` in {}: the path contains `..`", path.display(), archive.display())
             }
             Component::RootDir | Component::Prefix(_) => {
-                bail!(
-                    "refusing `{}` in {}: the path is absolute",
-                    path.display(),
-                    archive.display()
-                )
+                bail!("refusing `{}` in {}: the path is absolute", path.display(), archive.display())
             }
         }
     }
@@ -161,32 +117,19 @@ fn check_path(archive: &Path, path: &Path) -> Result<PathBuf> {
 
 /// Reads the target of a link entry.
 fn link_name<R: Read>(archive: &Path, entry: &tar::Entry<R>, path: &Path) -> Result<PathBuf> {
-    let target = entry.link_name().with_context(|| {
-        format!(
-            "unreadable link target of `{}` in {}",
-            path.display(),
-            archive.display()
-        )
-    })?;
-    target.map(|t| t.into_owned()).ok_or_else(|| {
-        anyhow!(
-            "refusing `{}` in {}: a link without a target",
-            path.display(),
-            archive.display()
-        )
-    })
+    let target = entry
+        .link_name()
+        .with_context(|| format!("unreadable link target of `{}` in {}", path.display(), archive.display()))?;
+    target
+        .map(|t| t.into_owned())
+        .ok_or_else(|| anyhow!("refusing `{}` in {}: a link without a target", path.display(), archive.display()))
 }
 
 /// Refuses a symbolic link at `path` whose `target` is absolute, climbs above `floor` levels below the unpacked
 /// root, or uses `..` after a named part (which a symbolic link along the way could turn into an escape).
 fn check_symlink(archive: &Path, path: &Path, target: &Path, floor: usize) -> Result<()> {
     let refuse = |why: &str| {
-        anyhow!(
-            "refusing `{}` in {}: it links to `{}`, {why}",
-            path.display(),
-            archive.display(),
-            target.display()
-        )
+        anyhow!("refusing `{}` in {}: it links to `{}`, {why}", path.display(), archive.display(), target.display())
     };
     let mut depth = path.components().count().saturating_sub(1);
     let mut descended = false;
@@ -212,18 +155,9 @@ fn check_symlink(archive: &Path, path: &Path, target: &Path, floor: usize) -> Re
 
 /// Refuses an entry whose folders (or, for a hard link target, the path itself) include a symbolic link that is
 /// already unpacked, since writing through it could reach outside `into`.
-fn check_no_symlink_on_the_way(
-    archive: &Path,
-    into: &Path,
-    path: &Path,
-    including_last: bool,
-) -> Result<()> {
+fn check_no_symlink_on_the_way(archive: &Path, into: &Path, path: &Path, including_last: bool) -> Result<()> {
     let parts: Vec<_> = path.components().collect();
-    let upto = if including_last {
-        parts.len()
-    } else {
-        parts.len().saturating_sub(1)
-    };
+    let upto = if including_last { parts.len() } else { parts.len().saturating_sub(1) };
     let mut here = into.to_path_buf();
     for part in &parts[..upto] {
         here.push(part);
@@ -241,8 +175,7 @@ fn check_no_symlink_on_the_way(
 
 /// Returns the only entry of `folder` when it is a real directory, and `None` otherwise.
 fn single_directory(folder: &Path) -> Result<Option<PathBuf>> {
-    let mut entries =
-        fs::read_dir(folder).with_context(|| format!("could not list {}", folder.display()))?;
+    let mut entries = fs::read_dir(folder).with_context(|| format!("could not list {}", folder.display()))?;
     let (first, second) = (entries.next().transpose()?, entries.next().transpose()?);
     match (first, second) {
         (Some(only), None) if only.file_type()?.is_dir() => Ok(Some(only.path())),
@@ -255,9 +188,7 @@ fn symlinks_under(folder: &Path) -> Result<Vec<PathBuf>> {
     let mut links = Vec::new();
     let mut pending = vec![folder.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        for entry in
-            fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))?
-        {
+        for entry in fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))? {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_symlink() {
@@ -275,11 +206,7 @@ fn remove_any(path: &Path) -> Result<()> {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return Ok(());
     };
-    let result = if meta.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
+    let result = if meta.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
     result.with_context(|| format!("could not remove {}", path.display()))
 }
 
@@ -288,13 +215,7 @@ mod tests {
     use super::*;
 
     fn symlink_ok(path: &str, target: &str, floor: usize) -> bool {
-        check_symlink(
-            Path::new("a.tgz"),
-            Path::new(path),
-            Path::new(target),
-            floor,
-        )
-        .is_ok()
+        check_symlink(Path::new("a.tgz"), Path::new(path), Path::new(target), floor).is_ok()
     }
 
     #[test]
@@ -311,10 +232,7 @@ mod tests {
     #[test]
     fn entry_paths_drop_dots_and_refuse_parents() {
         let archive = Path::new("a.tgz");
-        assert_eq!(
-            check_path(archive, Path::new("./a/./b")).unwrap(),
-            Path::new("a/b")
-        );
+        assert_eq!(check_path(archive, Path::new("./a/./b")).unwrap(), Path::new("a/b"));
         assert!(check_path(archive, Path::new("a/../../b")).is_err());
         assert!(check_path(archive, Path::new("/abs")).is_err());
     }

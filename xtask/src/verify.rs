@@ -19,10 +19,7 @@ pub struct Expected {
 impl Expected {
     /// Returns the same expectations with `size` filled in from `fallback` when it was unknown.
     pub fn with_size_fallback(&self, fallback: Option<u64>) -> Expected {
-        Expected {
-            size: self.size.or(fallback),
-            md5: self.md5.clone(),
-        }
+        Expected { size: self.size.or(fallback), md5: self.md5.clone() }
     }
 }
 
@@ -37,47 +34,32 @@ pub fn parse_md5(text: &str) -> Result<String> {
 
 /// Computes the MD5 of the whole file at `path`, as lowercase hex.
 pub fn md5_file(path: &Path) -> Result<String> {
-    let mut file =
-        File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
     let mut hasher = Md5::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
-        let n = file
-            .read(&mut buffer)
-            .with_context(|| format!("could not read {}", path.display()))?;
+        let n = file.read(&mut buffer).with_context(|| format!("could not read {}", path.display()))?;
         if n == 0 {
             break;
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Checks the size and then the MD5 of the file at `path`; the error names the file, what was expected and what
 /// was found.
 pub fn check(path: &Path, expected: &Expected) -> Result<()> {
-    let found = std::fs::metadata(path)
-        .with_context(|| format!("could not read {}", path.display()))?
-        .len();
+    let found = std::fs::metadata(path).with_context(|| format!("could not read {}", path.display()))?.len();
     if let Some(size) = expected.size {
         if found != size {
-            bail!(
-                "size mismatch for {}: expected {size} bytes, found {found} bytes",
-                path.display()
-            );
+            bail!("size mismatch for {}: expected {size} bytes, found {found} bytes", path.display());
         }
     }
     if let Some(md5) = &expected.md5 {
         let actual = md5_file(path)?;
         if &actual != md5 {
-            bail!(
-                "checksum mismatch for {}: expected MD5 {md5}, found MD5 {actual}",
-                path.display()
-            );
+            bail!("checksum mismatch for {}: expected MD5 {md5}, found MD5 {actual}", path.display());
         }
     }
     Ok(())
@@ -98,10 +80,7 @@ mod tests {
 
     #[test]
     fn parse_md5_accepts_uppercase_and_refuses_short_text() {
-        assert_eq!(
-            parse_md5("E793B78CC4C9E9A4CCC0C1155377A412").unwrap(),
-            "e793b78cc4c9e9a4ccc0c1155377a412"
-        );
+        assert_eq!(parse_md5("E793B78CC4C9E9A4CCC0C1155377A412").unwrap(), "e793b78cc4c9e9a4ccc0c1155377a412");
         assert!(parse_md5("e793b78c").is_err());
     }
 }

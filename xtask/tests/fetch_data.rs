@@ -22,16 +22,8 @@ fn quiet() -> Reporter {
 }
 
 fn plan(url: String, archive: &[u8], dest: &Path) -> Plan {
-    let expected = Expected {
-        size: Some(archive.len() as u64),
-        md5: Some(md5_hex(archive)),
-    };
-    Plan {
-        name: NAME.to_owned(),
-        source: Source::Download(url),
-        expected,
-        dest: dest.to_path_buf(),
-    }
+    let expected = Expected { size: Some(archive.len() as u64), md5: Some(md5_hex(archive)) };
+    Plan { name: NAME.to_owned(), source: Source::Download(url), expected, dest: dest.to_path_buf() }
 }
 
 /// Returns a loopback address where nothing listens, so connecting to it is refused.
@@ -46,10 +38,7 @@ fn assert_data_set(folder: &Path, md5: &str) {
     for (path, data) in dataset_files() {
         assert_eq!(std::fs::read(folder.join(&path)).unwrap(), data, "{path}");
     }
-    assert_eq!(
-        std::fs::read_to_string(folder.join(MARKER)).unwrap().trim(),
-        md5
-    );
+    assert_eq!(std::fs::read_to_string(folder.join(MARKER)).unwrap().trim(), md5);
 }
 
 #[test]
@@ -59,15 +48,9 @@ fn downloads_verifies_and_unpacks() {
     let tmp = TempDir::new("success");
     let outcome = run(&plan(server.url(PATH), &archive, tmp.path()), quiet()).unwrap();
     let folder = tmp.path().join(NAME);
-    assert!(
-        matches!(outcome, Outcome::Installed(ref f, _) if *f == folder),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, Outcome::Installed(ref f, _) if *f == folder), "{outcome:?}");
     assert_data_set(&folder, &md5_hex(&archive));
-    assert_eq!(
-        std::fs::read(tmp.path().join("imagenette2-160.tgz")).unwrap(),
-        archive
-    );
+    assert_eq!(std::fs::read(tmp.path().join("imagenette2-160.tgz")).unwrap(), archive);
     assert!(!part_path(&tmp.path().join("imagenette2-160.tgz")).exists());
     assert!(!tmp.path().join(".imagenette2-160.unpacking").exists());
 }
@@ -109,10 +92,7 @@ fn a_checksum_mismatch_removes_the_archive_and_names_both_hashes() {
     plan.expected.md5 = Some(wrong.to_owned());
     let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
     assert!(err.contains(&format!("expected MD5 {wrong}")), "{err}");
-    assert!(
-        err.contains(&format!("found MD5 {}", md5_hex(&archive))),
-        "{err}"
-    );
+    assert!(err.contains(&format!("found MD5 {}", md5_hex(&archive))), "{err}");
     let target = tmp.path().join("imagenette2-160.tgz");
     assert!(!target.exists() && !part_path(&target).exists());
     assert!(!tmp.path().join(NAME).exists());
@@ -126,11 +106,7 @@ fn a_size_mismatch_names_both_sizes() {
     let mut plan = plan(server.url(PATH), &archive, tmp.path());
     plan.expected.size = Some(archive.len() as u64 + 1);
     let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
-    let expected = format!(
-        "expected {} bytes, the server reports {} bytes",
-        archive.len() + 1,
-        archive.len()
-    );
+    let expected = format!("expected {} bytes, the server reports {} bytes", archive.len() + 1, archive.len());
     assert!(err.contains(&expected), "{err}");
     assert!(!part_path(&tmp.path().join("imagenette2-160.tgz")).exists());
 }
@@ -143,29 +119,11 @@ fn a_dropped_connection_keeps_the_part_and_the_next_run_resumes_it() {
     let tmp = TempDir::new("resume");
     let target = tmp.path().join("imagenette2-160.tgz");
     let url = server.url(PATH);
-    let expected = Expected {
-        size: Some(archive.len() as u64),
-        md5: Some(md5_hex(&archive)),
-    };
-    let download = Download {
-        url: &url,
-        target: &target,
-        expected: &expected,
-        attempts: 1,
-        reporter: quiet(),
-    };
+    let expected = Expected { size: Some(archive.len() as u64), md5: Some(md5_hex(&archive)) };
+    let download = Download { url: &url, target: &target, expected: &expected, attempts: 1, reporter: quiet() };
     let err = format!("{:#}", fetch::download(&download).unwrap_err());
-    assert!(
-        err.contains(&format!(
-            "interrupted after {cut} of {} bytes",
-            archive.len()
-        )),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::metadata(part_path(&target)).unwrap().len(),
-        cut as u64
-    );
+    assert!(err.contains(&format!("interrupted after {cut} of {} bytes", archive.len())), "{err}");
+    assert_eq!(std::fs::metadata(part_path(&target)).unwrap().len(), cut as u64);
     fetch::download(&download).unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), archive);
     let ranges: Vec<_> = server.seen().into_iter().map(|s| s.range).collect();
@@ -187,10 +145,7 @@ fn a_404_is_reported_with_the_address_and_leaves_nothing_behind() {
     let server = Server::start(vec![]);
     let tmp = TempDir::new("404");
     let url = server.url("/missing.tgz");
-    let err = format!(
-        "{:#}",
-        run(&plan(url.clone(), b"", tmp.path()), quiet()).unwrap_err()
-    );
+    let err = format!("{:#}", run(&plan(url.clone(), b"", tmp.path()), quiet()).unwrap_err());
     assert!(err.contains(&url) && err.contains("HTTP 404"), "{err}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
@@ -199,17 +154,9 @@ fn a_404_is_reported_with_the_address_and_leaves_nothing_behind() {
 fn without_a_server_it_fails_quickly_and_points_to_archive_and_url() {
     let tmp = TempDir::new("offline");
     let started = Instant::now();
-    let err = format!(
-        "{:#}",
-        run(&plan(closed_port_url(), b"", tmp.path()), quiet()).unwrap_err()
-    );
+    let err = format!("{:#}", run(&plan(closed_port_url(), b"", tmp.path()), quiet()).unwrap_err());
     assert!(started.elapsed() < Duration::from_secs(5));
-    for needle in [
-        "could not reach 127.0.0.1",
-        "offline",
-        "--archive FILE",
-        "--url URL --md5 HEX",
-    ] {
+    for needle in ["could not reach 127.0.0.1", "offline", "--archive FILE", "--url URL --md5 HEX"] {
         assert!(err.contains(needle), "`{needle}` missing from: {err}");
     }
 }

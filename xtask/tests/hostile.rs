@@ -15,39 +15,18 @@ fn refused(tmp: &Path, entries: &[Raw]) -> String {
     let archive = tmp.join("set.tgz");
     std::fs::write(&archive, raw_tgz(entries)).unwrap();
     let dest = tmp.join("data");
-    let plan = Plan {
-        name: "set".into(),
-        source: Source::Archive(archive),
-        expected: Expected::default(),
-        dest,
-    };
+    let plan = Plan { name: "set".into(), source: Source::Archive(archive), expected: Expected::default(), dest };
     let err = run(&plan, Reporter::new(Style::Silent)).expect_err("the archive must be refused");
-    assert!(
-        !tmp.join("data/set").exists(),
-        "a half-unpacked data set was left"
-    );
-    assert!(
-        !tmp.join("data/.set.unpacking").exists(),
-        "the staging folder was left"
-    );
+    assert!(!tmp.join("data/set").exists(), "a half-unpacked data set was left");
+    assert!(!tmp.join("data/.set.unpacking").exists(), "the staging folder was left");
     format!("{err:#}")
 }
 
 #[test]
 fn a_parent_dir_entry_is_refused() {
     let tmp = TempDir::new("dotdot");
-    let err = refused(
-        tmp.path(),
-        &[
-            Raw::Dir("set/"),
-            Raw::File("set/ok.txt", b"ok"),
-            Raw::File("../escape", b"x"),
-        ],
-    );
-    assert!(
-        err.contains("`../escape`") && err.contains("contains `..`"),
-        "{err}"
-    );
+    let err = refused(tmp.path(), &[Raw::Dir("set/"), Raw::File("set/ok.txt", b"ok"), Raw::File("../escape", b"x")]);
+    assert!(err.contains("`../escape`") && err.contains("contains `..`"), "{err}");
     assert!(!tmp.path().join("escape").exists());
 }
 
@@ -56,10 +35,7 @@ fn an_absolute_entry_is_refused() {
     let tmp = TempDir::new("abs");
     let outside = tmp.path().join("outside.txt");
     let name = outside.to_str().unwrap().to_owned();
-    let err = refused(
-        tmp.path(),
-        &[Raw::File("set/ok.txt", b"ok"), Raw::File(&name, b"x")],
-    );
+    let err = refused(tmp.path(), &[Raw::File("set/ok.txt", b"ok"), Raw::File(&name, b"x")]);
     assert!(err.contains("is absolute"), "{err}");
     assert!(!outside.exists());
 }
@@ -68,22 +44,10 @@ fn an_absolute_entry_is_refused() {
 fn a_symlink_out_of_the_destination_is_refused() {
     let tmp = TempDir::new("symlink");
     std::fs::create_dir(tmp.path().join("outside")).unwrap();
-    let entries = [
-        Raw::Dir("set/"),
-        Raw::Symlink("set/link", "../../outside"),
-        Raw::File("set/link/evil", b"x"),
-    ];
+    let entries = [Raw::Dir("set/"), Raw::Symlink("set/link", "../../outside"), Raw::File("set/link/evil", b"x")];
     let err = refused(tmp.path(), &entries);
-    assert!(
-        err.contains("`set/link`") && err.contains("outside the destination"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read_dir(tmp.path().join("outside"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert!(err.contains("`set/link`") && err.contains("outside the destination"), "{err}");
+    assert_eq!(std::fs::read_dir(tmp.path().join("outside")).unwrap().count(), 0);
 }
 
 #[test]
@@ -96,16 +60,9 @@ fn an_absolute_symlink_is_refused() {
 #[test]
 fn writing_through_a_symlink_is_refused() {
     let tmp = TempDir::new("through");
-    let entries = [
-        Raw::Dir("set/d/"),
-        Raw::Symlink("set/d/up", ".."),
-        Raw::Symlink("set/d/up/up2", ".."),
-    ];
+    let entries = [Raw::Dir("set/d/"), Raw::Symlink("set/d/up", ".."), Raw::Symlink("set/d/up/up2", "..")];
     let err = refused(tmp.path(), &entries);
-    assert!(
-        err.contains("goes through the symbolic link `set/d/up`"),
-        "{err}"
-    );
+    assert!(err.contains("goes through the symbolic link `set/d/up`"), "{err}");
 }
 
 #[test]
@@ -113,10 +70,7 @@ fn a_symlink_to_the_sibling_of_the_single_top_folder_is_refused() {
     // Inside the staging folder `set/link -> ../other` stays inside, but once `set/` becomes the data set folder
     // the link would point beside it.
     let tmp = TempDir::new("sibling");
-    let err = refused(
-        tmp.path(),
-        &[Raw::Dir("set/"), Raw::Symlink("set/link", "../other")],
-    );
+    let err = refused(tmp.path(), &[Raw::Dir("set/"), Raw::Symlink("set/link", "../other")]);
     assert!(err.contains("outside the destination"), "{err}");
 }
 
@@ -124,23 +78,11 @@ fn a_symlink_to_the_sibling_of_the_single_top_folder_is_refused() {
 fn links_that_stay_inside_are_unpacked() {
     let tmp = TempDir::new("inside");
     let archive = tmp.path().join("set.tgz");
-    let entries = [
-        Raw::Dir("set/sub/"),
-        Raw::File("set/sub/a.txt", b"a"),
-        Raw::Symlink("set/b.txt", "sub/a.txt"),
-    ];
+    let entries = [Raw::Dir("set/sub/"), Raw::File("set/sub/a.txt", b"a"), Raw::Symlink("set/b.txt", "sub/a.txt")];
     std::fs::write(&archive, raw_tgz(&entries)).unwrap();
     let dest = tmp.path().join("data");
-    let plan = Plan {
-        name: "set".into(),
-        source: Source::Archive(archive),
-        expected: Expected::default(),
-        dest,
-    };
+    let plan = Plan { name: "set".into(), source: Source::Archive(archive), expected: Expected::default(), dest };
     let outcome = run(&plan, Reporter::new(Style::Silent)).unwrap();
     assert!(matches!(outcome, Outcome::Installed(..)), "{outcome:?}");
-    assert_eq!(
-        std::fs::read(tmp.path().join("data/set/b.txt")).unwrap(),
-        b"a"
-    );
+    assert_eq!(std::fs::read(tmp.path().join("data/set/b.txt")).unwrap(), b"a");
 }

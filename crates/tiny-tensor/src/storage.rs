@@ -27,11 +27,28 @@ impl Storage {
             Storage::Cuda(c) => c.device(),
         }
     }
+
+    /// The number of `f32` elements in the buffer.
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(v) => v.len(),
+            Storage::Cuda(c) => c.len(),
+        }
+    }
+
+    /// Whether the buffer holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
 impl CudaStorage {
     fn device(&self) -> Device {
+        match *self {}
+    }
+
+    fn len(&self) -> usize {
         match *self {}
     }
 }

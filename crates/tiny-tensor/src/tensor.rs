@@ -23,7 +23,6 @@ struct Inner {
     id: usize,
     storage: Arc<RwLock<Storage>>,
     layout: Layout,
-    device: Device,
     requires_grad: bool,
     grad_fn: Option<GradFn>,
     grad: Mutex<Option<Tensor>>,
@@ -36,12 +35,10 @@ impl Tensor {
     }
 
     fn from_shared(storage: Arc<RwLock<Storage>>, layout: Layout) -> Tensor {
-        let device = storage.read().unwrap_or_else(|e| e.into_inner()).device();
         Tensor(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage,
             layout,
-            device,
             requires_grad: false,
             grad_fn: None,
             grad: Mutex::new(None),
@@ -63,11 +60,10 @@ impl Tensor {
         if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
             return out;
         }
-        let Inner { id, storage, layout, device, .. } = Arc::try_unwrap(out.0).unwrap_or_else(|a| Inner {
+        let Inner { id, storage, layout, .. } = Arc::try_unwrap(out.0).unwrap_or_else(|a| Inner {
             id: a.id,
             storage: a.storage.clone(),
             layout: a.layout.clone(),
-            device: a.device,
             requires_grad: false,
             grad_fn: None,
             grad: Mutex::new(None),
@@ -77,7 +73,6 @@ impl Tensor {
             id,
             storage,
             layout,
-            device,
             requires_grad: true,
             grad_fn: Some(GradFn { name, inputs: inputs.iter().map(|&t| t.clone()).collect(), backward }),
             grad: Mutex::new(None),
@@ -171,7 +166,7 @@ impl Tensor {
 
     /// The device that holds the data.
     pub fn device(&self) -> Device {
-        self.0.device
+        self.storage().device()
     }
 
     /// Whether this tensor takes part in autograd: a leaf marked with `set_requires_grad(true)`, or the
@@ -287,6 +282,24 @@ impl Tensor {
         let out = backend::to_device(self, device)?;
         let from = self.device();
         Ok(Tensor::record(out, "to_device", &[self], move |g, _, _| Ok(vec![Some(g.to_device(from)?)])))
+    }
+
+    /// Moves this tensor's storage to `device` in place, so that every handle and view sharing it (a
+    /// module's parameters held by an optimizer, say) follows: the chapter's `model.cuda()`. Only for
+    /// leaves; a computed tensor is moved with `to_device`, which records the copy.
+    pub fn move_to(&self, device: Device) -> Result<()> {
+        if device == self.device() {
+            return Ok(());
+        }
+        let moved = backend::to_device(&self.view_with(Layout::contiguous(&[self.storage().len()])), device)?;
+        let storage = Arc::try_unwrap(moved.0).ok().map(|inner| inner.storage).and_then(|s| Arc::try_unwrap(s).ok());
+        match storage {
+            Some(lock) => {
+                *self.storage_mut() = lock.into_inner().unwrap_or_else(|e| e.into_inner());
+                Ok(())
+            }
+            None => Err(TensorError::InvalidArgument { op: "move_to", msg: "the moved storage is shared".into() }),
+        }
     }
 
     /// Copies `src` (broadcast to this shape) into this tensor's memory without recording a graph: the

@@ -23,17 +23,11 @@ pub fn dataset_files() -> Vec<(String, Vec<u8>)> {
     for split in ["train", "val"] {
         for class in ["n01440764", "n02102040"] {
             for i in 0..3 {
-                files.push((
-                    format!("{split}/{class}/{class}_{i}.JPEG"),
-                    noise(20_000 + 1_000 * i),
-                ));
+                files.push((format!("{split}/{class}/{class}_{i}.JPEG"), noise(20_000 + 1_000 * i)));
             }
         }
     }
-    files.push((
-        "noisy_imagenette.csv".to_owned(),
-        b"path,noisy_labels_0\n".to_vec(),
-    ));
+    files.push(("noisy_imagenette.csv".to_owned(), b"path,noisy_labels_0\n".to_vec()));
     files
 }
 
@@ -55,22 +49,15 @@ pub fn dataset_tgz(top: &str) -> Vec<u8> {
         header.set_entry_type(EntryType::Directory);
         header.set_size(0);
         header.set_mode(0o755);
-        builder
-            .append_data(&mut header, &dir, std::io::empty())
-            .expect("append a folder");
+        builder.append_data(&mut header, &dir, std::io::empty()).expect("append a folder");
     }
     for (path, data) in dataset_files() {
         let mut header = Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
-        builder
-            .append_data(&mut header, format!("{top}/{path}"), data.as_slice())
-            .expect("append a file");
+        builder.append_data(&mut header, format!("{top}/{path}"), data.as_slice()).expect("append a file");
     }
-    builder
-        .into_inner()
-        .and_then(|gz| gz.finish())
-        .expect("finish the archive")
+    builder.into_inner().and_then(|gz| gz.finish()).expect("finish the archive")
 }
 
 /// One entry of a raw archive; names are written into the header byte for byte, unchecked.
@@ -94,23 +81,14 @@ pub fn raw_tgz(entries: &[Raw]) -> Vec<u8> {
         };
         let mut header = Header::new_gnu();
         let slot = &mut header.as_old_mut().name;
-        assert!(
-            name.len() < slot.len(),
-            "raw names must fit the 100-byte field: {name}"
-        );
+        assert!(name.len() < slot.len(), "raw names must fit the 100-byte field: {name}");
         slot.fill(0);
         slot[..name.len()].copy_from_slice(name.as_bytes());
         header.set_entry_type(kind);
         header.set_size(data.len() as u64);
-        header.set_mode(if kind == EntryType::Regular {
-            0o644
-        } else {
-            0o755
-        });
+        header.set_mode(if kind == EntryType::Regular { 0o644 } else { 0o755 });
         if let Some(target) = target {
-            header
-                .set_link_name_literal(target)
-                .expect("set the link target");
+            header.set_link_name_literal(target).expect("set the link target");
         }
         header.set_cksum();
         builder.append(&header, data).expect("append a raw entry");

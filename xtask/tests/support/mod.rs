@@ -16,8 +16,7 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("xtask-test-{}-{label}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("xtask-test-{}-{label}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create the test folder");
         TempDir(path)
@@ -38,8 +37,5 @@ impl Drop for TempDir {
 /// Computes the MD5 of `bytes` as lowercase hex.
 pub fn md5_hex(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -18,20 +18,12 @@ pub struct Route {
 impl Route {
     /// A route that always serves `body` whole.
     pub fn new(body: Vec<u8>) -> Route {
-        Route {
-            body,
-            drop_after: None,
-            dropped: AtomicBool::new(false),
-        }
+        Route { body, drop_after: None, dropped: AtomicBool::new(false) }
     }
 
     /// A route whose first response breaks off after `bytes` body bytes.
     pub fn dropping_after(body: Vec<u8>, bytes: usize) -> Route {
-        Route {
-            body,
-            drop_after: Some(bytes),
-            dropped: AtomicBool::new(false),
-        }
+        Route { body, drop_after: Some(bytes), dropped: AtomicBool::new(false) }
     }
 }
 
@@ -55,12 +47,8 @@ impl Server {
     pub fn start(routes: Vec<(&str, Route)>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("local address").port();
-        let routes: Arc<HashMap<String, Route>> = Arc::new(
-            routes
-                .into_iter()
-                .map(|(path, route)| (path.to_owned(), route))
-                .collect(),
-        );
+        let routes: Arc<HashMap<String, Route>> =
+            Arc::new(routes.into_iter().map(|(path, route)| (path.to_owned(), route)).collect());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         std::thread::spawn(move || {
@@ -89,32 +77,18 @@ fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec
         return;
     };
     let mut lines = head.lines();
-    let path = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_owned();
+    let path = lines.next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_owned();
     let range = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("range"))
         .map(|(_, value)| value.trim().to_owned());
-    log.lock().expect("request log").push(Seen {
-        path: path.clone(),
-        range: range.clone(),
-    });
+    log.lock().expect("request log").push(Seen { path: path.clone(), range: range.clone() });
     let Some(route) = routes.get(&path) else {
-        let _ = stream.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
-        );
+        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found");
         return;
     };
     let len = route.body.len();
-    let start = range.as_deref().and_then(|r| {
-        r.strip_prefix("bytes=")?
-            .strip_suffix('-')?
-            .parse::<usize>()
-            .ok()
-    });
+    let start = range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok());
     let head = match start {
         Some(start) if start >= len => {
             let head = format!(
@@ -138,9 +112,7 @@ fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec
     if dropping {
         body = &body[..route.drop_after.unwrap_or(0).min(body.len())];
     }
-    let _ = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body));
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Both);
 }
