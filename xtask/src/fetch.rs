@@ -167,11 +167,11 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
             bail!("could not download {}: the server answered HTTP {status} {reason}", download.url);
         }
     };
-    if let (Some(size), Some(total)) = (download.expected.size, total) {
-        if size != total {
-            remove(part)?;
-            bail!("size mismatch for {}: expected {size} bytes, the server reports {total} bytes", download.url);
-        }
+    if let (Some(size), Some(total)) = (download.expected.size, total)
+        && size != total
+    {
+        remove(part)?;
+        bail!("size mismatch for {}: expected {size} bytes, the server reports {total} bytes", download.url);
     }
     let mut file = open_part(part, start > 0)?;
     let mut body = response.into_body().into_reader();

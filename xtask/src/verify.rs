@@ -51,10 +51,10 @@ pub fn md5_file(path: &Path) -> Result<String> {
 /// was found.
 pub fn check(path: &Path, expected: &Expected) -> Result<()> {
     let found = std::fs::metadata(path).with_context(|| format!("could not read {}", path.display()))?.len();
-    if let Some(size) = expected.size {
-        if found != size {
-            bail!("size mismatch for {}: expected {size} bytes, found {found} bytes", path.display());
-        }
+    if let Some(size) = expected.size
+        && found != size
+    {
+        bail!("size mismatch for {}: expected {size} bytes, found {found} bytes", path.display());
     }
     if let Some(md5) = &expected.md5 {
         let actual = md5_file(path)?;

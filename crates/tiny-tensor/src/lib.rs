@@ -20,6 +20,7 @@ mod backend;
 mod cpu;
 mod device;
 mod error;
+pub mod gradcheck;
 mod layout;
 mod ops;
 mod storage;

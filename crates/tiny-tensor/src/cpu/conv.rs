@@ -48,63 +48,84 @@ fn run_chunks<R: Send>(chunks: usize, work: impl Fn(std::ops::Range<usize>, usiz
     results.into_iter().flatten().collect()
 }
 
-/// Fills `col` with the im2col rows of images `n0..n1`.
-fn im2col(x: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, col: &mut [f32]) {
+/// Walks the im2col matrix of images `n0..n1` one kernel row at a time, visiting for each output pixel
+/// and kernel row the part inside the image and the parts in the zero padding (offsets in floats,
+/// `col` relative to image `n0`). Row validity is decided once per output row, and pixels whose window lies fully inside the
+/// image take a branch-free path. `visit(col_offset, Some(x_offset), len)` is a run inside the image,
+/// `visit(col_offset, None, len)` one in the padding.
+fn for_each_run(g: &Conv2dGeom, n0: usize, n1: usize, mut visit: impl FnMut(usize, Option<usize>, usize)) {
     let (oh, ow, c) = (g.oh(), g.ow(), g.c);
-    let kkc = g.kh * g.kw * c;
-    let mut rows = col.chunks_exact_mut(kkc);
+    let seg = g.kw * c;
+    let kkc = g.kh * seg;
+    // Output columns whose window needs no horizontal padding.
+    let ox_lo = g.pad.div_ceil(g.stride).min(ow);
+    let ox_hi = if g.w + g.pad >= g.kw { ((g.w + g.pad - g.kw) / g.stride + 1).clamp(ox_lo, ow) } else { ox_lo };
     for n in n0..n1 {
         for oy in 0..oh {
-            for ox in 0..ow {
-                let Some(row) = rows.next() else { return };
-                let x0 = (ox * g.stride) as isize - g.pad as isize;
-                // The kernel columns that land inside the image.
-                let kx_lo = (-x0).max(0) as usize;
-                let kx_hi = (g.w as isize - x0).clamp(0, g.kw as isize) as usize;
-                for ky in 0..g.kh {
-                    let dst = &mut row[ky * g.kw * c..(ky + 1) * g.kw * c];
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize || kx_lo >= kx_hi {
-                        dst.fill(0.0);
-                        continue;
+            let row = ((n - n0) * oh + oy) * ow * kkc;
+            for ky in 0..g.kh {
+                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    (0..ow).for_each(|ox| visit(row + ox * kkc + ky * seg, None, seg));
+                    continue;
+                }
+                let src_row = (n * g.h + iy as usize) * g.w * c;
+                for ox in (0..ox_lo).chain(ox_hi..ow) {
+                    let d = row + ox * kkc + ky * seg;
+                    let x0 = (ox * g.stride) as isize - g.pad as isize;
+                    let lo = ((-x0).max(0) as usize).min(g.kw);
+                    let hi = ((g.w as isize - x0).clamp(0, g.kw as isize) as usize).max(lo);
+                    visit(d, None, lo * c);
+                    if hi > lo {
+                        visit(d + lo * c, Some(src_row + (x0 + lo as isize) as usize * c), (hi - lo) * c);
                     }
-                    dst[..kx_lo * c].fill(0.0);
-                    dst[kx_hi * c..].fill(0.0);
-                    let src = ((n * g.h + iy as usize) * g.w + (x0 + kx_lo as isize) as usize) * c;
-                    dst[kx_lo * c..kx_hi * c].copy_from_slice(&x[src..src + (kx_hi - kx_lo) * c]);
+                    visit(d + hi * c, None, seg - hi * c);
+                }
+                for ox in ox_lo..ox_hi {
+                    visit(row + ox * kkc + ky * seg, Some(src_row + (ox * g.stride - g.pad) * c), seg);
                 }
             }
         }
     }
 }
 
+/// Copies `len` floats; the short runs of low channel counts get fixed-size moves instead of a
+/// `memcpy` call, which would cost more than the copy.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], d: usize, src: &[f32], s: usize, len: usize) {
+    #[inline(always)]
+    fn fixed<const N: usize>(dst: &mut [f32], d: usize, src: &[f32], s: usize) {
+        if let (Some(to), Some(from)) = (dst[d..].first_chunk_mut::<N>(), src[s..].first_chunk::<N>()) {
+            *to = *from;
+        }
+    }
+    match len {
+        3 => fixed::<3>(dst, d, src, s),
+        9 => fixed::<9>(dst, d, src, s),
+        21 => fixed::<21>(dst, d, src, s),
+        _ => dst[d..d + len].copy_from_slice(&src[s..s + len]),
+    }
+}
+
+/// Fills `col` with the im2col rows of images `n0..n1`.
+fn im2col(x: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, col: &mut [f32]) {
+    for_each_run(g, n0, n1, |d, s, len| match s {
+        Some(s) => copy_run(col, d, x, s, len),
+        None => col[d..d + len].fill(0.0),
+    });
+}
+
 /// Adds the im2col rows in `col` back onto images `n0..n1` of `dx` (the adjoint of `im2col`); `dx`
 /// holds exactly those images.
 fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
-    let (oh, ow, c) = (g.oh(), g.ow(), g.c);
-    let kkc = g.kh * g.kw * c;
-    let mut rows = col.chunks_exact(kkc);
-    for n in 0..n1 - n0 {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let Some(row) = rows.next() else { return };
-                let x0 = (ox * g.stride) as isize - g.pad as isize;
-                let kx_lo = (-x0).max(0) as usize;
-                let kx_hi = (g.w as isize - x0).clamp(0, g.kw as isize) as usize;
-                for ky in 0..g.kh {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize || kx_lo >= kx_hi {
-                        continue;
-                    }
-                    let src = &row[ky * g.kw * c + kx_lo * c..ky * g.kw * c + kx_hi * c];
-                    let d = ((n * g.h + iy as usize) * g.w + (x0 + kx_lo as isize) as usize) * c;
-                    for (a, &b) in dx[d..d + src.len()].iter_mut().zip(src) {
-                        *a += b;
-                    }
-                }
+    let base = n0 * g.h * g.w * g.c;
+    for_each_run(g, n0, n1, |d, s, len| {
+        if let Some(s) = s {
+            for (a, &b) in dx[s - base..s - base + len].iter_mut().zip(&col[d..d + len]) {
+                *a += b;
             }
         }
-    }
+    });
 }
 
 /// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with

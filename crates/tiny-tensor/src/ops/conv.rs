@@ -47,3 +47,60 @@ impl Tensor {
         }))
     }
 }
+
+fn geom(xs: &[usize], ws: &[usize], stride: usize, padding: usize) -> Conv2dGeom {
+    Conv2dGeom { n: xs[0], c: xs[1], h: xs[2], w: xs[3], f: ws[0], kh: ws[2], kw: ws[3], stride, pad: padding }
+}
+
+/// Checks that `grad` is the output gradient of a convolution of `input_shape` by `weight_shape`.
+fn check_grad(op: &'static str, grad: &Tensor, g: &Conv2dGeom) -> Result<()> {
+    let want = [g.n, g.f, g.oh(), g.ow()];
+    if grad.shape() != want {
+        return Err(TensorError::ShapeMismatch { op, lhs: grad.shape().to_vec(), rhs: want.to_vec() });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// The gradient of a convolution's input, given the output gradient `self` and the weight: the
+    /// backward-input pass alone, like `torch.nn.grad.conv2d_input`. Records no graph.
+    pub fn conv2d_input_grad(
+        &self,
+        weight: &Tensor,
+        input_shape: &[usize],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if input_shape.len() != 4 || weight.rank() != 4 || stride == 0 {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_input_grad",
+                lhs: input_shape.to_vec(),
+                rhs: weight.shape().to_vec(),
+            });
+        }
+        let g = geom(input_shape, weight.shape(), stride, padding);
+        check_grad("conv2d_input_grad", self, &g)?;
+        backend::conv2d_backward_input(self, weight, &g)
+    }
+
+    /// The gradient of a convolution's weight, given the output gradient `self` and the input: the
+    /// backward-weight pass alone, like `torch.nn.grad.conv2d_weight`. Records no graph.
+    pub fn conv2d_weight_grad(
+        &self,
+        input: &Tensor,
+        weight_shape: &[usize],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if input.rank() != 4 || weight_shape.len() != 4 || stride == 0 {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_weight_grad",
+                lhs: input.shape().to_vec(),
+                rhs: weight_shape.to_vec(),
+            });
+        }
+        let g = geom(input.shape(), weight_shape, stride, padding);
+        check_grad("conv2d_weight_grad", self, &g)?;
+        backend::conv2d_backward_weight(input, self, &g)
+    }
+}

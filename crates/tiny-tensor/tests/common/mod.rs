@@ -1,8 +1,9 @@
-//! Shared test helpers: seeded random tensors and central finite-difference gradient checks.
+//! Shared test helpers: seeded random tensors and thin wrappers over `tiny_tensor::gradcheck`.
 #![allow(dead_code)]
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tiny_tensor::gradcheck::{Tolerance, check_direction, check_elements};
 use tiny_tensor::{Result, Tensor};
 
 /// A seeded generator, so every test sees the same numbers on every run.
@@ -23,82 +24,18 @@ pub fn away_from_zero(shape: &[usize], gap: f32, seed: u64) -> Tensor {
     Tensor::from_vec(v, shape).unwrap().set_requires_grad(true)
 }
 
-fn replace(inputs: &[Tensor], i: usize, data: Vec<f32>) -> Vec<Tensor> {
-    let mut out: Vec<Tensor> = inputs.to_vec();
-    out[i] = Tensor::from_vec(data, inputs[i].shape()).unwrap();
-    out
-}
-
-fn assert_close(what: &str, analytic: f64, numeric: f64, rtol: f64, atol: f64) {
-    let tol = atol + rtol * numeric.abs().max(analytic.abs());
-    assert!(
-        (analytic - numeric).abs() <= tol,
-        "{what}: analytic {analytic} vs finite difference {numeric} (tolerance {tol})"
-    );
-}
-
-/// Contracts `f(inputs)` with a fixed random tensor `r` (L = sum(f * r)) and compares the autograd
-/// gradient of every element of every input that requires grad with central differences
-/// `(L(x + eps) - L(x - eps)) / 2 eps`, computed in f64 from f32 evaluations.
+/// Checks every element's gradient against central differences (eps 1e-2, rtol 1e-2, atol 1e-3).
 pub fn gradcheck(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
     gradcheck_with(inputs, f, 1e-2, 1e-2, 1e-3)
 }
 
 pub fn gradcheck_with(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>, eps: f32, rtol: f64, atol: f64) {
-    let out = f(inputs).unwrap();
-    let r = Tensor::uniform(out.shape(), -1.0, 1.0, &mut rng(99)).unwrap();
-    let loss = |xs: &[Tensor]| -> f64 {
-        let _g = tiny_tensor::no_grad();
-        let y = f(xs).unwrap().to_vec();
-        y.iter().zip(r.to_vec()).map(|(&a, b)| a as f64 * b as f64).sum()
-    };
-    for x in inputs {
-        x.zero_grad();
-    }
-    out.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
-    for (i, x) in inputs.iter().enumerate() {
-        if !x.requires_grad() {
-            continue;
-        }
-        let grad = x.grad().unwrap_or_else(|| panic!("input {i} got no gradient")).to_vec();
-        let base = x.to_vec();
-        for j in 0..base.len() {
-            let (mut plus, mut minus) = (base.clone(), base.clone());
-            plus[j] += eps;
-            minus[j] -= eps;
-            let numeric = (loss(&replace(inputs, i, plus)) - loss(&replace(inputs, i, minus))) / (2.0 * eps as f64);
-            assert_close(&format!("input {i} element {j}"), grad[j] as f64, numeric, rtol, atol);
-        }
-    }
+    check_elements(inputs, f, Tolerance { eps, rtol, atol }).unwrap();
 }
 
-/// Like `gradcheck`, but along one random direction `v` per input: compares `<grad, v>` with
-/// `(L(x + eps v) - L(x - eps v)) / 2 eps`. For ops whose inputs are too big to check element by element.
+/// Checks one random direction per input.
 pub fn gradcheck_direction(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>, eps: f32, rtol: f64) {
-    let out = f(inputs).unwrap();
-    let r = Tensor::uniform(out.shape(), -1.0, 1.0, &mut rng(7)).unwrap();
-    let loss = |xs: &[Tensor]| -> f64 {
-        let _g = tiny_tensor::no_grad();
-        let y = f(xs).unwrap().to_vec();
-        y.iter().zip(r.to_vec()).map(|(&a, b)| a as f64 * b as f64).sum()
-    };
-    for x in inputs {
-        x.zero_grad();
-    }
-    out.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
-    for (i, x) in inputs.iter().enumerate() {
-        if !x.requires_grad() {
-            continue;
-        }
-        let grad = x.grad().unwrap().to_vec();
-        let v = Tensor::uniform(x.shape(), -1.0, 1.0, &mut rng(100 + i as u64)).unwrap().to_vec();
-        let base = x.to_vec();
-        let plus: Vec<f32> = base.iter().zip(&v).map(|(a, b)| a + eps * b).collect();
-        let minus: Vec<f32> = base.iter().zip(&v).map(|(a, b)| a - eps * b).collect();
-        let numeric = (loss(&replace(inputs, i, plus)) - loss(&replace(inputs, i, minus))) / (2.0 * eps as f64);
-        let analytic: f64 = grad.iter().zip(&v).map(|(&g, &d)| g as f64 * d as f64).sum();
-        assert_close(&format!("input {i} along a random direction"), analytic, numeric, rtol, 1e-3);
-    }
+    check_direction(inputs, f, Tolerance { eps, rtol, atol: 1e-3 }).unwrap();
 }
 
 /// Asserts two float slices agree elementwise within `tol`.
