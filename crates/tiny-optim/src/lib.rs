@@ -1,4 +1,4 @@
-//! tiny-optim: the optimizers that train tiny's models, `Sgd` with momentum and Nesterov.
+//! tiny-optim: the optimizers that train tiny's models, `Sgd` (momentum, Nesterov), `Adam` and `AdamW`.
 //!
 //! Every optimizer implements the object-safe [`Optimizer`] trait that the learner, the schedulers
 //! and the LR finder drive: `step`, `zero_grad`, the learning rate and momentum of each
@@ -23,6 +23,7 @@
 //! assert!(w.grad().is_none());
 //! ```
 
+mod adam;
 mod core;
 mod error;
 mod group;
@@ -30,6 +31,7 @@ mod optimizer;
 mod sgd;
 mod state;
 
+pub use adam::{Adam, AdamW};
 pub use error::{OptimError, Result};
 pub use group::ParamGroup;
 pub use optimizer::Optimizer;
