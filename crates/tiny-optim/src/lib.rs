@@ -27,6 +27,7 @@ mod adam;
 mod core;
 mod error;
 mod group;
+mod metadata;
 mod optimizer;
 mod sgd;
 mod state;
