@@ -77,7 +77,7 @@ pub(crate) fn to_vec(x: &Tensor) -> Vec<f32> {
 
 pub(crate) fn to_device(x: &Tensor, device: Device) -> Result<Tensor> {
     match device {
-        Device::Cpu => Ok(new(to_vec(x), Layout::contiguous(x.shape()))),
+        Device::Cpu => Ok(contiguous(x)),
         Device::Cuda(_) => Err(TensorError::DeviceUnavailable {
             device,
             reason: "this build of tiny-tensor has no CUDA support (enable the `cuda` feature)".into(),
@@ -119,6 +119,26 @@ pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
     let mut d = dst.storage_mut();
     cpu::copy_into(cpu_mut(&mut d), dst.layout(), cpu(&s), &sl);
     Ok(())
+}
+
+/// In place, `dst += alpha * src` (broadcast to `dst`'s shape).
+pub(crate) fn add_scaled_inplace(dst: &Tensor, src: &Tensor, alpha: f32) -> Result<()> {
+    same_device("add_scaled_", dst, src)?;
+    let sl = src.layout().broadcast_to(dst.shape()).map_err(|_| TensorError::ShapeMismatch {
+        op: "add_scaled_",
+        lhs: dst.shape().to_vec(),
+        rhs: src.shape().to_vec(),
+    })?;
+    let s = src.storage();
+    let mut d = dst.storage_mut();
+    cpu::add_scaled_inplace(cpu_mut(&mut d), dst.layout(), cpu(&s), &sl, alpha);
+    Ok(())
+}
+
+/// In place, `dst *= alpha`.
+pub(crate) fn scale_inplace(dst: &Tensor, alpha: f32) {
+    let mut d = dst.storage_mut();
+    cpu::scale_inplace(cpu_mut(&mut d), dst.layout(), alpha);
 }
 
 /// A row-major copy (a new storage).

@@ -31,14 +31,19 @@ impl Tensor {
         {
             return Err(TensorError::ShapeMismatch { op: "conv2d bias", lhs: b.shape().to_vec(), rhs: vec![ws[0]] });
         }
-        let g =
-            Conv2dGeom { n: xs[0], c: xs[1], h: xs[2], w: xs[3], f: ws[0], kh: ws[2], kw: ws[3], stride, pad: padding };
-        let out = backend::conv2d(self, weight, bias, &g)?;
+        let g = geom(xs, ws, stride, padding);
+        // One channels-last copy of the input (none when it already is) serves forward and backward.
+        let x_cl = self.detach().to_channels_last()?;
+        let out = backend::conv2d(&x_cl, weight, bias, &g)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
+        let saved = weight.requires_grad().then_some(x_cl);
         Ok(Tensor::record(out, "conv2d", &inputs, move |grad, _, x| {
             let dx = if x[0].requires_grad() { Some(backend::conv2d_backward_input(grad, &x[1], &g)?) } else { None };
-            let dw = if x[1].requires_grad() { Some(backend::conv2d_backward_weight(&x[0], grad, &g)?) } else { None };
+            let dw = match &saved {
+                Some(x_cl) if x[1].requires_grad() => Some(backend::conv2d_backward_weight(x_cl, grad, &g)?),
+                _ => None,
+            };
             let mut grads = vec![dx, dw];
             if let Some(b) = x.get(2) {
                 grads.push(if b.requires_grad() { Some(grad.sum(&[0, 2, 3], false)?) } else { None });
