@@ -1,12 +1,50 @@
-//! `cargo xtask`: project chores (fetching Imagenette, generating synthetic data).
+//! `cargo xtask`: project chores (fetching Imagenette, generating synthetic data), dispatched by subcommand name.
 
 mod synth;
 
-fn main() {
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  fetch-data   download, verify and unpack Imagenette into data/ (see `cargo xtask fetch-data --help`)
+  synth-data   generate the synthetic Imagenette-shaped set in data/ (see `cargo xtask synth-data --help`)";
+
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("synth-data") {
-        std::process::exit(synth::run(&args[1..]));
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "fetch-data" => xtask::fetch_data::main(rest, &data_dir()),
+        "synth-data" => return ExitCode::from(synth::run(rest)),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
-    eprintln!("usage: cargo xtask <fetch-data|synth-data> (not implemented yet)");
-    std::process::exit(2);
+}
+
+/// Returns `data/` in the workspace root (the parent of this crate's folder), or in the current folder when the
+/// binary runs away from its source tree.
+fn data_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
+    match root {
+        Some(root) if root.join("Cargo.toml").is_file() => root.join("data"),
+        _ => PathBuf::from("data"),
+    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 /// Parses the arguments after `synth-data`, generates the set and prints a summary.
 ///
 /// Returns the process exit code: 0 on success, 2 on bad arguments, 1 on failure.
-pub fn run(args: &[String]) -> i32 {
+pub fn run(args: &[String]) -> u8 {
     match parse(args) {
         Ok(Some((out, scale, seed))) => match tiny_data::synth::generate(&out, scale, seed) {
             Ok(s) => {
@@ -51,15 +51,11 @@ fn parse(args: &[String]) -> Result<Option<(PathBuf, f32, u64)>, String> {
             "--out" => out = PathBuf::from(value()?),
             "--scale" => {
                 let v = value()?;
-                scale = v
-                    .parse()
-                    .map_err(|_| format!("--scale {v}: not a number"))?;
+                scale = v.parse().map_err(|_| format!("--scale {v}: not a number"))?;
             }
             "--seed" => {
                 let v = value()?;
-                seed = v
-                    .parse()
-                    .map_err(|_| format!("--seed {v}: not an integer"))?;
+                seed = v.parse().map_err(|_| format!("--seed {v}: not an integer"))?;
             }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),

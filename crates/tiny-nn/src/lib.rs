@@ -1,1 +1,30 @@
-//! tiny-nn: Parameter, Module and the chapter's layers (filled in by the tiny-nn issue).
+//! tiny-nn: `Parameter`, `Module` and the chapter's layers, losses and models, plus resnet18.
+//!
+//! ```
+//! use tiny_nn::{Module, cross_entropy, simple_cnn};
+//! use tiny_tensor::Tensor;
+//! let model = simple_cnn(10).unwrap();
+//! assert_eq!(model.num_parameters(), 98_730);
+//! let x = Tensor::zeros(&[2, 3, 64, 64]);
+//! let loss = cross_entropy(&model.forward(&x).unwrap(), &[3, 7]).unwrap();
+//! loss.backward().unwrap();
+//! assert!(model.parameters()[0].grad().is_some());
+//! ```
+
+mod error;
+pub mod init;
+pub mod layers;
+mod loss;
+mod models;
+mod module;
+mod parameter;
+mod safetensors;
+
+pub use error::{NnError, Result};
+pub use init::manual_seed;
+pub use layers::{AdaptivePool, BatchNorm2d, Conv2d, ConvLayer, Flatten, Lambda, Linear, MaxPool2d, ReLU, Sequential};
+pub use loss::{accuracy, cross_entropy, cross_entropy_items, log_softmax, nll, nll_items};
+pub use models::{BasicBlock, ResNet, resnet18, simple_cnn};
+pub use module::{ForwardHook, HookHandle, Hooks, Module};
+pub use parameter::Parameter;
+pub use safetensors::{TensorFile, load_module, load_state, load_tensors, save_module, save_tensors};

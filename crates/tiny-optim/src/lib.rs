@@ -1,1 +1,40 @@
-//! tiny-optim: optimizers such as SGD with momentum and Adam (filled in by the tiny-optim issue).
+//! tiny-optim: the optimizers that train tiny's models, `Sgd` (momentum, Nesterov), `Adam` and `AdamW`.
+//!
+//! Every optimizer implements the object-safe [`Optimizer`] trait that the learner, the schedulers
+//! and the LR finder drive: `step`, `zero_grad`, the learning rate and momentum of each
+//! [`ParamGroup`], and a [`OptimizerState`] snapshot for checkpoints. Updates follow PyTorch's
+//! `torch.optim` formulas and run as in-place tensor ops under `no_grad`, so a step records no graph
+//! and allocates as little as tiny-tensor allows.
+//!
+//! One step of the chapter's SGD, `p -= lr * p.grad`:
+//!
+//! ```
+//! use tiny_nn::Parameter;
+//! use tiny_optim::{Optimizer, Sgd};
+//! use tiny_tensor::Tensor;
+//!
+//! let w = Parameter::new(Tensor::from_vec(vec![1.0, -2.0], &[2]).unwrap());
+//! let mut opt = Sgd::new(vec![w.clone()], 0.1);
+//! // loss = sum(w * w), so the gradient is 2w.
+//! w.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+//! opt.step().unwrap();
+//! opt.zero_grad();
+//! assert_eq!(w.to_vec(), vec![0.8, -1.6]);
+//! assert!(w.grad().is_none());
+//! ```
+
+mod adam;
+mod core;
+mod error;
+mod group;
+mod metadata;
+mod optimizer;
+mod sgd;
+mod state;
+
+pub use adam::{Adam, AdamW};
+pub use error::{OptimError, Result};
+pub use group::ParamGroup;
+pub use optimizer::Optimizer;
+pub use sgd::Sgd;
+pub use state::{GroupState, OptimizerState};

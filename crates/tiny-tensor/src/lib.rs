@@ -1,1 +1,36 @@
-//! tiny-tensor: f32 tensors with reverse-mode automatic differentiation.
+//! tiny-tensor: f32 tensors with strided views, broadcasting and reverse-mode automatic differentiation.
+//!
+//! This is the bottom crate of `tiny`, the Rust version of fastbook chapter 19 ("A fastai Learner
+//! from Scratch"). A [`Tensor`] is a cheap handle to a view of shared storage. Every op returns a
+//! `Result`, records itself in the autograd graph when an input requires grad, and has its backward
+//! right under its forward in `ops/`. The device is dispatched in exactly one file (`backend.rs`);
+//! CPU kernels live in `cpu/`, matmul and convolutions go through the `gemm` crate.
+//!
+//! ```
+//! use tiny_tensor::Tensor;
+//! let w = Tensor::from_vec(vec![0.5, -1.0], &[2, 1]).unwrap().set_requires_grad(true);
+//! let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+//! let loss = x.matmul(&w).unwrap().relu().unwrap().sum_all().unwrap();
+//! loss.backward().unwrap();
+//! assert_eq!(w.grad().unwrap().shape(), &[2, 1]);
+//! ```
+
+mod autograd;
+mod backend;
+mod cpu;
+mod device;
+mod error;
+pub mod gradcheck;
+mod layout;
+mod ops;
+mod storage;
+mod tensor;
+
+pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
+pub use backend::Conv2dGeom;
+pub use cpu::{empty_cache, num_threads, set_num_threads};
+pub use device::Device;
+pub use error::{Result, TensorError};
+pub use layout::{Layout, broadcast_shapes, contiguous_strides};
+pub use storage::{CudaStorage, Storage};
+pub use tensor::Tensor;

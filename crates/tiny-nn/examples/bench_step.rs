@@ -1,0 +1,96 @@
+//! Times training steps (forward, backward, plain SGD) on random in-memory data, like the PyTorch
+//! reference's `--bench-step`.
+//!
+//! `cargo run --release -p tiny-nn --example bench_step -- --model simple_cnn --bs 128 --size 64 --threads 1`
+//! runs a few warm-up steps, then times `--steps` steps (stopping early after `--max-secs`), and ends
+//! with one JSON line: model, bs, size, threads, median and best step time, img_per_s (median) and the
+//! process's peak resident memory.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
+use tiny_tensor::{Device, Tensor, no_grad};
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The peak resident set size of this process in MiB, from /proc (0 where unavailable).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let model_name: String = arg(&args, "--model", "simple_cnn".to_string());
+    let (bs, size) = (arg(&args, "--bs", 128usize), arg(&args, "--size", 64usize));
+    let threads = arg(&args, "--threads", 0usize);
+    let (steps, warmup, max_secs) =
+        (arg(&args, "--steps", 30usize), arg(&args, "--warmup", 3usize), arg(&args, "--max-secs", 120.0f64));
+    let lr = arg(&args, "--lr", 0.01f32);
+    let device: Device = arg(&args, "--device", "cpu".to_string()).parse()?;
+    tiny_tensor::set_num_threads(threads);
+    tiny_nn::manual_seed(0);
+    let model: Box<dyn Module> = match model_name.as_str() {
+        "simple_cnn" => Box::new(simple_cnn(10)?),
+        "resnet18" => Box::new(resnet18(10)?),
+        other => return Err(format!("unknown model {other}; expected simple_cnn or resnet18").into()),
+    };
+    model.to_device(device)?;
+    model.train(true);
+    let mut rng = StdRng::seed_from_u64(0);
+    let x = Tensor::randn(&[bs, 3, size, size], &mut rng).to_device(device)?;
+    let y: Vec<u32> = (0..bs as u32).map(|i| i % 10).collect();
+    let params = model.parameters();
+    let step = || -> Result<f32, Box<dyn std::error::Error>> {
+        let loss = cross_entropy(&model.forward(&x)?, &y)?;
+        loss.backward()?;
+        let _guard = no_grad();
+        for p in &params {
+            if let Some(g) = p.grad() {
+                p.add_scaled_(&g, -lr)?;
+            }
+            p.zero_grad();
+        }
+        Ok(loss.item()?)
+    };
+    for _ in 0..warmup {
+        step()?;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    for _ in 0..steps {
+        let t = Instant::now();
+        step()?;
+        times.push(t.elapsed().as_secs_f64());
+        if start.elapsed().as_secs_f64() > max_secs {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let (median, best) = (times[times.len() / 2], times[0]);
+    println!(
+        "step {model_name} bs {bs} size {size} threads {}: median {:.1} ms ({:.0} img/s), best {:.1} ms, {} steps",
+        tiny_tensor::num_threads(),
+        median * 1e3,
+        bs as f64 / median,
+        best * 1e3,
+        times.len()
+    );
+    println!(
+        "{{\"model\":\"{model_name}\",\"bs\":{bs},\"size\":{size},\"threads\":{},\"device\":\"{device}\",\"steps\":{},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\"img_per_s\":{:.1},\"peak_rss_mib\":{:.0}}}",
+        tiny_tensor::num_threads(),
+        times.len(),
+        median * 1e3,
+        best * 1e3,
+        bs as f64 / median,
+        peak_rss_mib()
+    );
+    Ok(())
+}

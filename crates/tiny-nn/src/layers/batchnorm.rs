@@ -1,0 +1,103 @@
+//! `BatchNorm2d` from scratch: batch statistics in training, running statistics in evaluation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tiny_tensor::{Tensor, no_grad};
+
+use super::with_hooks;
+use crate::{Hooks, Module, NnError, Parameter, Result};
+
+/// Normalises each channel of an NCHW batch, then scales and shifts it, like `nn.BatchNorm2d`.
+///
+/// In training mode it uses the batch's mean and (biased) variance over `n, h, w` and updates the
+/// running statistics: `running = (1 - momentum) * running + momentum * batch` (with the unbiased
+/// variance). In evaluation mode it uses the running statistics instead.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    /// The learnable scale, `[c]`, starting at 1.
+    pub weight: Parameter,
+    /// The learnable shift, `[c]`, starting at 0.
+    pub bias: Parameter,
+    /// The running mean, `[c]` (a buffer).
+    pub running_mean: Tensor,
+    /// The running variance, `[c]` (a buffer).
+    pub running_var: Tensor,
+    /// The weight of the newest batch in the running statistics.
+    pub momentum: f32,
+    /// Added to the variance before the square root.
+    pub eps: f32,
+    training: AtomicBool,
+    hooks: Hooks,
+}
+
+impl BatchNorm2d {
+    /// A batchnorm over `c` channels with PyTorch's defaults (momentum 0.1, eps 1e-5), in training mode.
+    pub fn new(c: usize) -> Self {
+        BatchNorm2d {
+            weight: Parameter::new(Tensor::ones(&[c])),
+            bias: Parameter::new(Tensor::zeros(&[c])),
+            running_mean: Tensor::zeros(&[c]),
+            running_var: Tensor::ones(&[c]),
+            momentum: 0.1,
+            eps: 1e-5,
+            training: AtomicBool::new(true),
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// Whether the layer is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training.load(Ordering::Relaxed)
+    }
+
+    fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
+        let _guard = no_grad();
+        let c = self.running_mean.shape()[0];
+        let m = self.momentum;
+        let unbiased = var.reshape(&[c])?.mul_scalar(count as f32 / (count.max(2) - 1) as f32)?;
+        self.running_mean.assign(&self.running_mean.mul_scalar(1.0 - m)?.add(&mean.reshape(&[c])?.mul_scalar(m)?)?)?;
+        self.running_var.assign(&self.running_var.mul_scalar(1.0 - m)?.add(&unbiased.mul_scalar(m)?)?)?;
+        Ok(())
+    }
+}
+
+impl Module for BatchNorm2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.weight.shape()[0];
+        if x.rank() != 4 || x.shape()[1] != c {
+            return Err(NnError::InvalidArgument {
+                layer: "BatchNorm2d",
+                msg: format!("expects [n, {c}, h, w] input, got {:?}", x.shape()),
+            });
+        }
+        let per_channel = [1, c, 1, 1];
+        let normed = if self.is_training() {
+            let mean = x.mean(&[0, 2, 3], true)?;
+            let centred = x.sub(&mean)?;
+            let var = centred.powf(2.0)?.mean(&[0, 2, 3], true)?;
+            self.update_running(&mean.detach(), &var.detach(), x.numel() / c)?;
+            centred.div(&var.add_scalar(self.eps)?.sqrt()?)?
+        } else {
+            let std = self.running_var.add_scalar(self.eps)?.sqrt()?.reshape(&per_channel)?;
+            x.sub(&self.running_mean.reshape(&per_channel)?)?.div(&std)?
+        };
+        Ok(normed.mul(&self.weight.reshape(&per_channel)?)?.add(&self.bias.reshape(&per_channel)?)?)
+    }
+
+    fn own_parameters(&self) -> Vec<(String, Parameter)> {
+        vec![("weight".to_string(), self.weight.clone()), ("bias".to_string(), self.bias.clone())]
+    }
+
+    fn own_buffers(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("running_mean".to_string(), self.running_mean.clone()),
+            ("running_var".to_string(), self.running_var.clone()),
+        ]
+    }
+
+    fn set_own_training(&self, training: bool) {
+        self.training.store(training, Ordering::Relaxed);
+    }
+
+    with_hooks!();
+}

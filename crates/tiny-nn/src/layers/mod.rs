@@ -1,0 +1,23 @@
+//! The layers of the chapter and of resnet18, one small file each.
+
+mod basic;
+mod batchnorm;
+mod conv;
+mod linear;
+mod sequential;
+
+pub use basic::{AdaptivePool, Flatten, Lambda, MaxPool2d, ReLU};
+pub use batchnorm::BatchNorm2d;
+pub use conv::{Conv2d, ConvLayer};
+pub use linear::Linear;
+pub use sequential::Sequential;
+
+/// Implements the hook accessor for a layer struct with a `hooks: Hooks` field.
+macro_rules! with_hooks {
+    () => {
+        fn hooks(&self) -> Option<&crate::Hooks> {
+            Some(&self.hooks)
+        }
+    };
+}
+pub(crate) use with_hooks;

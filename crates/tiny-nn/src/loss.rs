@@ -1,0 +1,43 @@
+//! The chapter's loss and metric: `log_softmax` via LogSumExp, `nll`, `cross_entropy`, `accuracy`.
+
+use tiny_tensor::Tensor;
+
+use crate::{NnError, Result};
+
+/// `x - logsumexp(x)` over the last dimension: finite even for logits of +-1e4.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    Ok(x.sub(&x.logsumexp(&[-1], true)?)?)
+}
+
+/// The per-item negative log likelihood `-input[i, target[i]]` of log-probabilities `input` `[n, c]`.
+pub fn nll_items(input: &Tensor, target: &[u32]) -> Result<Tensor> {
+    Ok(input.pick(target)?.neg()?)
+}
+
+/// The chapter's `nll`: `-input[range(n), target].mean()`.
+pub fn nll(input: &Tensor, target: &[u32]) -> Result<Tensor> {
+    Ok(nll_items(input, target)?.mean_all()?)
+}
+
+/// The per-item cross entropy of logits `[n, c]` against class indices (no reduction).
+pub fn cross_entropy_items(preds: &Tensor, target: &[u32]) -> Result<Tensor> {
+    nll_items(&log_softmax(preds)?, target)
+}
+
+/// The chapter's `cross_entropy`: `nll(log_softmax(preds), target)`, averaged over the batch.
+pub fn cross_entropy(preds: &Tensor, target: &[u32]) -> Result<Tensor> {
+    nll(&log_softmax(preds)?, target)
+}
+
+/// The fraction of rows whose largest logit is at the target class.
+pub fn accuracy(preds: &Tensor, target: &[u32]) -> Result<f32> {
+    let predicted = preds.argmax(-1)?;
+    if predicted.len() != target.len() {
+        return Err(NnError::InvalidArgument {
+            layer: "accuracy",
+            msg: format!("{} predictions for {} targets", predicted.len(), target.len()),
+        });
+    }
+    let hits = predicted.iter().zip(target).filter(|(p, t)| p == t).count();
+    Ok(hits as f32 / target.len().max(1) as f32)
+}

@@ -1,0 +1,229 @@
+//! Parameter counts and names, initialisation statistics, gradient checks through layers, batchnorm
+//! modes, hooks, and the chapter's loss identities.
+
+use std::sync::{Arc, Mutex};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tiny_nn::layers::Sequential;
+use tiny_nn::{
+    BasicBlock, BatchNorm2d, ConvLayer, Linear, Module, accuracy, cross_entropy, init, log_softmax, nll, resnet18,
+    simple_cnn,
+};
+use tiny_tensor::gradcheck::{Tolerance, check_direction};
+use tiny_tensor::{Device, Tensor};
+
+fn input(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::uniform(shape, -1.0, 1.0, &mut StdRng::seed_from_u64(seed)).unwrap()
+}
+
+fn std_of(t: &Tensor) -> f32 {
+    let v = t.to_vec();
+    let mean = v.iter().sum::<f32>() / v.len() as f32;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32).sqrt()
+}
+
+#[test]
+fn simple_cnn_has_the_chapters_parameters() {
+    let m = simple_cnn(10).unwrap();
+    assert_eq!(m.num_parameters(), 98_730);
+    let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["0.w", "0.b", "1.w", "1.b", "2.w", "2.b", "3.w", "3.b", "5.w", "5.b"]);
+    let y = m.forward(&input(&[2, 3, 64, 64], 1)).unwrap();
+    assert_eq!(y.shape(), &[2, 10]);
+}
+
+#[test]
+fn resnet18_has_torchvisions_parameter_count_and_names() {
+    let m = resnet18(10).unwrap();
+    assert_eq!(m.num_parameters(), 11_181_642);
+    let names: Vec<String> = m.state_dict().into_iter().map(|(n, _)| n).collect();
+    for expected in ["stem.0.weight", "stem.1.running_mean", "layers.2.down.0.weight", "layers.7.bn2.bias", "fc.w"] {
+        assert!(names.iter().any(|n| n == expected), "missing {expected}");
+    }
+    assert_eq!(m.named_buffers().len(), 40, "20 batchnorms, two running statistics each");
+    for size in [64, 128, 160] {
+        let y = m.forward(&input(&[1, 3, size, size], 2)).unwrap();
+        assert_eq!(y.shape(), &[1, 10], "at {size} px");
+    }
+}
+
+#[test]
+fn init_standard_deviations() {
+    // Kaiming: sqrt(2 / fan_in) with fan_in = 64 * 3 * 3.
+    let conv = ConvLayer::new(64, 128, 1, true, true).unwrap();
+    let want = (2.0f32 / 576.0).sqrt();
+    assert!((std_of(&conv.w) / want - 1.0).abs() < 0.03, "{} vs {want}", std_of(&conv.w));
+    // Xavier: sqrt(2 / (fan_in + fan_out)).
+    let lin = Linear::new(512, 256).unwrap();
+    let want = (2.0f32 / 768.0).sqrt();
+    assert!((std_of(&lin.w) / want - 1.0).abs() < 0.03, "{} vs {want}", std_of(&lin.w));
+    assert!(lin.b.to_vec().iter().all(|&b| b == 0.0));
+    // Without an activation the chapter's ConvLayer uses xavier.
+    let plain = ConvLayer::new(64, 128, 1, false, false).unwrap();
+    let want = (2.0f32 / (576.0 + 1152.0)).sqrt();
+    assert!((std_of(&plain.w) / want - 1.0).abs() < 0.03);
+    assert!(plain.b.is_none());
+}
+
+#[test]
+fn the_same_seed_builds_the_same_model() {
+    init::manual_seed(3);
+    let a = simple_cnn(10).unwrap().parameters()[0].to_vec();
+    init::manual_seed(3);
+    let b = simple_cnn(10).unwrap().parameters()[0].to_vec();
+    assert_eq!(a, b);
+}
+
+/// Checks the gradient of `sum(module(x)^2 * r)` with respect to `x` along a random direction: the
+/// direction flows through every layer's backward.
+fn check_module(m: &dyn Module, x: Tensor) {
+    let tol = Tolerance { eps: 1e-2, rtol: 2e-2, atol: 1e-3 };
+    let f = |xs: &[Tensor]| {
+        let y = m
+            .forward(&xs[0])
+            .map_err(|e| tiny_tensor::TensorError::InvalidArgument { op: "module", msg: e.to_string() })?;
+        y.powf(2.0)
+    };
+    check_direction(&[x.set_requires_grad(true)], f, tol).unwrap();
+}
+
+#[test]
+fn gradients_through_a_conv_layer_batchnorm_and_basic_block() {
+    let conv = ConvLayer::new(3, 8, 2, true, false).unwrap();
+    check_module(&conv, input(&[2, 3, 8, 8], 4));
+    let bn = BatchNorm2d::new(3);
+    check_module(&bn, input(&[4, 3, 5, 5], 5));
+    let block = BasicBlock::new(4, 8, 2).unwrap();
+    block.train(false); // Running statistics keep the block smooth and deterministic between evaluations.
+    check_module(&block, input(&[2, 4, 8, 8], 6));
+}
+
+#[test]
+fn batchnorm_weight_gradients_in_training_mode() {
+    let bn = BatchNorm2d::new(3);
+    let x = input(&[4, 3, 5, 5], 7).affine(2.0, 1.0).unwrap();
+    let w = bn.weight.tensor().clone();
+    let b = bn.bias.tensor().clone();
+    let tol = Tolerance { eps: 1e-2, rtol: 2e-2, atol: 1e-3 };
+    check_direction(
+        &[x.set_requires_grad(true), w, b],
+        |t| {
+            let mean = t[0].mean(&[0, 2, 3], true)?;
+            let var = t[0].sub(&mean)?.powf(2.0)?.mean(&[0, 2, 3], true)?;
+            let y = t[0].sub(&mean)?.div(&var.add_scalar(1e-5)?.sqrt()?)?;
+            y.mul(&t[1].reshape(&[1, 3, 1, 1])?)?.add(&t[2].reshape(&[1, 3, 1, 1])?)?.powf(2.0)
+        },
+        tol,
+    )
+    .unwrap();
+    // The layer computes the same function as the expression checked above.
+    let y = bn.forward(&input(&[4, 3, 5, 5], 7).affine(2.0, 1.0).unwrap()).unwrap();
+    let per_channel = y.mean(&[0, 2, 3], false).unwrap().to_vec();
+    assert!(per_channel.iter().all(|m| m.abs() < 1e-5), "{per_channel:?}");
+}
+
+#[test]
+fn batchnorm_training_and_evaluation() {
+    let bn = BatchNorm2d::new(2);
+    let x = input(&[8, 2, 4, 4], 8).affine(3.0, 5.0).unwrap();
+    let y = bn.forward(&x).unwrap();
+    // Training: each channel of the output has mean 0 and (biased) std 1.
+    let mean = y.mean(&[0, 2, 3], false).unwrap().to_vec();
+    let var = y.powf(2.0).unwrap().mean(&[0, 2, 3], false).unwrap().to_vec();
+    assert!(mean.iter().all(|m| m.abs() < 1e-4) && var.iter().all(|v| (v - 1.0).abs() < 1e-3), "{mean:?} {var:?}");
+    // Running statistics moved 10% of the way to the batch's (unbiased variance).
+    let bmean = x.mean(&[0, 2, 3], false).unwrap().to_vec();
+    let n = 8.0 * 16.0;
+    let bvar =
+        x.sub(&x.mean(&[0, 2, 3], true).unwrap()).unwrap().powf(2.0).unwrap().sum(&[0, 2, 3], false).unwrap().to_vec();
+    for c in 0..2 {
+        assert!((bn.running_mean.to_vec()[c] - 0.1 * bmean[c]).abs() < 1e-4);
+        assert!((bn.running_var.to_vec()[c] - (0.9 + 0.1 * bvar[c] / (n - 1.0))).abs() < 1e-3);
+    }
+    // Evaluation uses the running statistics and leaves them alone.
+    bn.train(false);
+    let before = bn.running_mean.to_vec();
+    let y = bn.forward(&x).unwrap().to_vec();
+    assert_eq!(bn.running_mean.to_vec(), before);
+    let (rm, rv) = (bn.running_mean.to_vec(), bn.running_var.to_vec());
+    let xv = x.to_vec();
+    let expect = (xv[0] - rm[0]) / (rv[0] + 1e-5).sqrt();
+    assert!((y[0] - expect).abs() < 1e-4);
+}
+
+#[test]
+fn train_and_eval_propagate_to_children() {
+    let m = resnet18(10).unwrap();
+    m.train(false);
+    let probe = Tensor::ones(&[1, 3, 32, 32]);
+    let a = m.forward(&probe).unwrap().to_vec();
+    let b = m.forward(&probe).unwrap().to_vec();
+    assert_eq!(a, b, "evaluation mode is deterministic and does not update running statistics");
+    m.to_device(Device::Cpu).unwrap();
+    assert!(m.to_device(Device::Cuda(0)).is_err() || cfg!(feature = "cuda"));
+}
+
+#[test]
+fn hooks_see_every_layers_activations() {
+    // The chapter's exercise: a hook that reports each layer's output shape, mean and std.
+    let m = simple_cnn(10).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for (_, layer) in m.children() {
+        let seen = seen.clone();
+        handles.push(
+            layer
+                .register_forward_hook(Box::new(move |name, _input, out| {
+                    let v = out.to_vec();
+                    let mean = v.iter().sum::<f32>() / v.len() as f32;
+                    seen.lock().unwrap().push((name.to_string(), out.shape().to_vec(), mean));
+                }))
+                .unwrap(),
+        );
+    }
+    m.forward(&input(&[2, 3, 64, 64], 9)).unwrap();
+    let shapes: Vec<Vec<usize>> = seen.lock().unwrap().iter().map(|(_, s, _)| s.clone()).collect();
+    assert_eq!(
+        shapes,
+        vec![
+            vec![2, 16, 32, 32],
+            vec![2, 32, 16, 16],
+            vec![2, 64, 8, 8],
+            vec![2, 128, 4, 4],
+            vec![2, 128],
+            vec![2, 10]
+        ]
+    );
+    assert_eq!(seen.lock().unwrap()[0].0, "ConvLayer");
+    assert!(m.remove_hook(handles[0]));
+    seen.lock().unwrap().clear();
+    m.forward(&input(&[1, 3, 64, 64], 9)).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 5, "the removed hook no longer runs");
+}
+
+#[test]
+fn log_softmax_identities_from_the_chapter() {
+    let x = input(&[4, 10], 10).mul_scalar(3.0).unwrap();
+    let naive = x.exp().unwrap().div(&x.exp().unwrap().sum(&[-1], true).unwrap()).unwrap().log().unwrap();
+    let ours = log_softmax(&x).unwrap();
+    for (a, b) in ours.to_vec().iter().zip(naive.to_vec()) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    let big = Tensor::from_vec(vec![1e4, -1e4, 0.0, 1e4], &[2, 2]).unwrap();
+    assert!(log_softmax(&big).unwrap().to_vec().iter().all(|v| v.is_finite()));
+    // Equal logits: the loss is ln(classes) and the accuracy counts the first index.
+    let flat = Tensor::zeros(&[3, 10]);
+    assert!((cross_entropy(&flat, &[0, 4, 9]).unwrap().item().unwrap() - 10f32.ln()).abs() < 1e-6);
+    assert_eq!(accuracy(&flat, &[0, 4, 9]).unwrap(), 1.0 / 3.0);
+    // nll picks -input[i, target[i]] and averages.
+    let lp = Tensor::from_vec(vec![-0.1, -2.0, -3.0, -0.5], &[2, 2]).unwrap();
+    assert!((nll(&lp, &[0, 1]).unwrap().item().unwrap() - 0.3).abs() < 1e-6);
+}
+
+#[test]
+fn sequential_reports_bad_input_as_an_error() {
+    let m = Sequential::new(vec![Box::new(Linear::new(4, 2).unwrap())]);
+    let err = m.forward(&Tensor::zeros(&[3, 5])).unwrap_err();
+    assert_eq!(err.to_string(), "Linear: expects [batch, 4] input, got [3, 5]");
+}

@@ -1,0 +1,143 @@
+//! Benchmarks matmul and the conv passes of simple_cnn against the bare `gemm` crate on the same shapes.
+//!
+//! `cargo run --release -p tiny-tensor --example bench_ops -- [--threads 1] [--reps 7]` prints one JSON
+//! line per case: tiny's GFLOP/s, the bare GEMM's GFLOP/s on the equivalent GEMM shape, and their ratio.
+//! Figures are medians of `--reps` timed runs after one warm-up.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tiny_tensor::{Result, Tensor};
+
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// The bare GEMM crate on row-major `[m, k] @ [k, n]`, the reference rate for a case.
+fn bare_gemm_secs(m: usize, k: usize, n: usize, reps: usize, threads: usize) -> f64 {
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut c = vec![0.0f32; m * n];
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    median_secs(reps, || {
+        // SAFETY: the three buffers are exactly m*k, k*n and m*n long, row-major, and do not overlap.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    })
+}
+
+fn report(case: &str, flops: f64, secs: f64, gemm_secs: f64, shape: (usize, usize, usize), threads: usize) {
+    let (ours, bare) = (flops / secs / 1e9, flops / gemm_secs / 1e9);
+    println!(
+        "{{\"case\":\"{case}\",\"threads\":{threads},\"ms\":{:.3},\"gflops\":{ours:.1},\"gemm_gflops\":{bare:.1},\"ratio\":{:.2},\"gemm_mkn\":[{},{},{}]}}",
+        secs * 1e3,
+        ours / bare,
+        shape.0,
+        shape.1,
+        shape.2
+    );
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (threads, reps) = (arg("--threads", 1), arg("--reps", 7));
+    tiny_tensor::set_num_threads(threads);
+    let mut rng = StdRng::seed_from_u64(0);
+
+    let only: Option<String> = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let (a, b) = (Tensor::randn(&[1024, 1024], &mut rng), Tensor::randn(&[1024, 1024], &mut rng));
+    let secs = median_secs(reps, || {
+        a.matmul(&b).unwrap();
+    });
+    report(
+        "matmul 1024x1024x1024",
+        2.0 * 1024f64.powi(3),
+        secs,
+        bare_gemm_secs(1024, 1024, 1024, reps, threads),
+        (1024, 1024, 1024),
+        threads,
+    );
+
+    // simple_cnn at batch 128, 64x64 input: four 3x3 stride-2 padding-1 convolutions.
+    let (bs, mut size) = (128, 64);
+    for (ci, co) in [(3, 16), (16, 32), (32, 64), (64, 128)] {
+        // The layer's input arrives channels-last, as it does inside the network.
+        let x = Tensor::randn(&[bs, size, size, ci], &mut rng).permute(&[0, 3, 1, 2])?;
+        let w = Tensor::randn(&[co, ci, 3, 3], &mut rng);
+        let o = size / 2;
+        let (m, k, n) = (bs * o * o, ci * 9, co);
+        let flops = 2.0 * (m * k * n) as f64;
+        let name = format!("conv {ci}->{co} {size}px");
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            size = o;
+            continue;
+        }
+        let fwd = median_secs(reps, || {
+            x.conv2d(&w, None, 2, 1).unwrap();
+        });
+        report(&format!("{name} forward"), flops, fwd, bare_gemm_secs(m, k, n, reps, threads), (m, k, n), threads);
+        let grad = x.conv2d(&w, None, 2, 1)?.relu()?;
+        let bwd_in = median_secs(reps, || {
+            grad.conv2d_input_grad(&w, x.shape(), 2, 1).unwrap();
+        });
+        report(
+            &format!("{name} backward-input"),
+            flops,
+            bwd_in,
+            bare_gemm_secs(m, n, k, reps, threads),
+            (m, n, k),
+            threads,
+        );
+        let bwd_w = median_secs(reps, || {
+            grad.conv2d_weight_grad(&x, w.shape(), 2, 1).unwrap();
+        });
+        report(
+            &format!("{name} backward-weight"),
+            flops,
+            bwd_w,
+            bare_gemm_secs(n, m, k, reps, threads),
+            (n, m, k),
+            threads,
+        );
+        size = o;
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! 2-D convolution on channels-last data: im2col into a small cache-sized buffer, then one GEMM per chunk.
+//!
+//! With `x` as `[n, h, w, c]` the im2col matrix has one row per output pixel and columns ordered
+//! `(ky, kx, c)`, so each kernel row is one contiguous copy and the output `[n*oh*ow, f]` is already
+//! channels-last: no transposes anywhere. The batch is cut into chunks of whole images whose im2col
+//! buffer stays around 1 MiB, so it is written and read back from cache, and chunks run on
+//! separate threads.
+
+use super::matmul::{Mat, MatMut, gemm};
+use super::{alloc, num_threads};
+use crate::backend::Conv2dGeom;
+
+/// The target size, in floats, of one chunk's im2col buffer.
+const CHUNK_FLOATS: usize = 1 << 18;
+
+struct Plan {
+    rows_per_img: usize,
+    kkc: usize,
+    imgs_per_chunk: usize,
+    chunks: usize,
+    /// Whether the conv is 1x1, stride 1, no padding: the input already is the im2col matrix.
+    pointwise: bool,
+}
+
+fn plan(g: &Conv2dGeom) -> Plan {
+    let rows_per_img = g.oh() * g.ow();
+    let kkc = g.kh * g.kw * g.c;
+    let imgs_per_chunk = (CHUNK_FLOATS / (rows_per_img * kkc).max(1)).clamp(1, g.n.max(1));
+    let pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0;
+    Plan { rows_per_img, kkc, imgs_per_chunk, chunks: g.n.div_ceil(imgs_per_chunk), pointwise }
+}
+
+/// Splits `0..chunks` into one contiguous range per thread and runs `work(range)` on each; with a
+/// single range, GEMM itself gets all the threads instead.
+fn run_chunks<R: Send>(chunks: usize, work: impl Fn(std::ops::Range<usize>, usize) -> R + Sync) -> Vec<R> {
+    let threads = num_threads();
+    if threads <= 1 || chunks < threads {
+        return vec![work(0..chunks, threads)];
+    }
+    let ranges: Vec<_> = (0..threads).map(|t| chunks * t / threads..chunks * (t + 1) / threads).collect();
+    let mut results: Vec<Option<R>> = (0..threads).map(|_| None).collect();
+    rayon::scope(|s| {
+        for (slot, range) in results.iter_mut().zip(ranges) {
+            let work = &work;
+            s.spawn(move |_| *slot = Some(work(range, 1)));
+        }
+    });
+    results.into_iter().flatten().collect()
+}
+
+/// Walks the im2col matrix of images `n0..n1` one kernel row at a time, visiting for each output pixel
+/// and kernel row the part inside the image and the parts in the zero padding (offsets in floats,
+/// `col` relative to image `n0`). Row validity is decided once per output row, and pixels whose window lies fully inside the
+/// image take a branch-free path. `visit(col_offset, Some(x_offset), len)` is a run inside the image,
+/// `visit(col_offset, None, len)` one in the padding.
+fn for_each_run(g: &Conv2dGeom, n0: usize, n1: usize, mut visit: impl FnMut(usize, Option<usize>, usize)) {
+    let (oh, ow, c) = (g.oh(), g.ow(), g.c);
+    let seg = g.kw * c;
+    let kkc = g.kh * seg;
+    // Output columns whose window needs no horizontal padding.
+    let ox_lo = g.pad.div_ceil(g.stride).min(ow);
+    let ox_hi = if g.w + g.pad >= g.kw { ((g.w + g.pad - g.kw) / g.stride + 1).clamp(ox_lo, ow) } else { ox_lo };
+    for n in n0..n1 {
+        for oy in 0..oh {
+            let row = ((n - n0) * oh + oy) * ow * kkc;
+            for ky in 0..g.kh {
+                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    (0..ow).for_each(|ox| visit(row + ox * kkc + ky * seg, None, seg));
+                    continue;
+                }
+                let src_row = (n * g.h + iy as usize) * g.w * c;
+                for ox in (0..ox_lo).chain(ox_hi..ow) {
+                    let d = row + ox * kkc + ky * seg;
+                    let x0 = (ox * g.stride) as isize - g.pad as isize;
+                    let lo = ((-x0).max(0) as usize).min(g.kw);
+                    let hi = ((g.w as isize - x0).clamp(0, g.kw as isize) as usize).max(lo);
+                    visit(d, None, lo * c);
+                    if hi > lo {
+                        visit(d + lo * c, Some(src_row + (x0 + lo as isize) as usize * c), (hi - lo) * c);
+                    }
+                    visit(d + hi * c, None, seg - hi * c);
+                }
+                for ox in ox_lo..ox_hi {
+                    visit(row + ox * kkc + ky * seg, Some(src_row + (ox * g.stride - g.pad) * c), seg);
+                }
+            }
+        }
+    }
+}
+
+/// Copies `len` floats; the short runs of low channel counts get fixed-size moves instead of a
+/// `memcpy` call, which would cost more than the copy.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], d: usize, src: &[f32], s: usize, len: usize) {
+    #[inline(always)]
+    fn fixed<const N: usize>(dst: &mut [f32], d: usize, src: &[f32], s: usize) {
+        if let (Some(to), Some(from)) = (dst[d..].first_chunk_mut::<N>(), src[s..].first_chunk::<N>()) {
+            *to = *from;
+        }
+    }
+    match len {
+        3 => fixed::<3>(dst, d, src, s),
+        9 => fixed::<9>(dst, d, src, s),
+        21 => fixed::<21>(dst, d, src, s),
+        _ => dst[d..d + len].copy_from_slice(&src[s..s + len]),
+    }
+}
+
+/// Fills `col` with the im2col rows of images `n0..n1`.
+fn im2col(x: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, col: &mut [f32]) {
+    for_each_run(g, n0, n1, |d, s, len| match s {
+        Some(s) => copy_run(col, d, x, s, len),
+        None => col[d..d + len].fill(0.0),
+    });
+}
+
+/// Adds the im2col rows in `col` back onto images `n0..n1` of `dx` (the adjoint of `im2col`); `dx`
+/// holds exactly those images.
+fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
+    let base = n0 * g.h * g.w * g.c;
+    for_each_run(g, n0, n1, |d, s, len| {
+        if let Some(s) = s {
+            for (a, &b) in dx[s - base..s - base + len].iter_mut().zip(&col[d..d + len]) {
+                *a += b;
+            }
+        }
+    });
+}
+
+/// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with
+/// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`; returns `[n, oh, ow, f]`.
+pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
+    let p = plan(g);
+    let mut out = alloc::take(g.n * p.rows_per_img * g.f);
+    if let Some(b) = bias {
+        // Element by element: one `memcpy` call per short row would cost more than the copy.
+        out.chunks_exact_mut(g.f).for_each(|row| row.iter_mut().zip(b).for_each(|(o, &v)| *o = v));
+    }
+    let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
+    let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
+    let wt = Mat::rows(w, g.f, p.kkc).t();
+    run_chunks(p.chunks, |range, threads| {
+        let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
+        for ch in range {
+            let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            let rows = (n1 - n0) * p.rows_per_img;
+            let lhs = if p.pointwise {
+                Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(x, rows, p.kkc) }
+            } else {
+                im2col(x, g, n0, n1, &mut col[..rows * p.kkc]);
+                Mat::rows(&col, rows, p.kkc)
+            };
+            let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
+            gemm(MatMut::rows(&mut guard, rows, g.f), bias.is_some(), lhs, wt, threads);
+        }
+        alloc::give(col);
+    });
+    drop(out_chunks);
+    out
+}
+
+/// The input gradient `[n, h, w, c]` from the output gradient `dout` (`[n, oh, ow, f]`) and `w`.
+pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+    let p = plan(g);
+    let img = g.h * g.w * g.c;
+    let mut dx = alloc::take_filled(g.n * img, 0.0);
+    let dx_chunks: Vec<std::sync::Mutex<&mut [f32]>> =
+        dx.chunks_mut(p.imgs_per_chunk * img).map(std::sync::Mutex::new).collect();
+    let wm = Mat::rows(w, g.f, p.kkc);
+    run_chunks(p.chunks, |range, threads| {
+        let mut dcol = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
+        for ch in range {
+            let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            let rows = (n1 - n0) * p.rows_per_img;
+            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
+            let mut guard = dx_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
+            if p.pointwise {
+                gemm(MatMut::rows(&mut guard, rows, p.kkc), false, d, wm, threads);
+            } else {
+                gemm(MatMut::rows(&mut dcol[..rows * p.kkc], rows, p.kkc), false, d, wm, threads);
+                col2im(&dcol[..rows * p.kkc], g, n0, n1, &mut guard);
+            }
+        }
+        alloc::give(dcol);
+    });
+    drop(dx_chunks);
+    dx
+}
+
+/// The weight gradient `[f, kh, kw, c]` from the input `x` (`[n, h, w, c]`) and `dout`.
+pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+    let p = plan(g);
+    let partials = run_chunks(p.chunks, |range, threads| {
+        let mut dw = vec![0.0; g.f * p.kkc];
+        let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
+        for ch in range {
+            let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            let rows = (n1 - n0) * p.rows_per_img;
+            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
+            let cols = if p.pointwise {
+                Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(x, rows, p.kkc) }
+            } else {
+                im2col(x, g, n0, n1, &mut col[..rows * p.kkc]);
+                Mat::rows(&col, rows, p.kkc)
+            };
+            gemm(MatMut::rows(&mut dw, g.f, p.kkc), true, d.t(), cols, threads);
+        }
+        alloc::give(col);
+        dw
+    });
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; g.f * p.kkc]);
+    for part in partials {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    dw
+}

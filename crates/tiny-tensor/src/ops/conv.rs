@@ -1,0 +1,111 @@
+//! `conv2d`: 2-D convolution with stride and zero padding, forward and both backward passes.
+
+use crate::backend::{self, Conv2dGeom};
+use crate::{Result, Tensor, TensorError};
+
+impl Tensor {
+    /// Cross-correlates `self` (`[n, c, h, w]`) with `weight` (`[f, c, kh, kw]`), adds `bias` (`[f]`) if
+    /// given, and returns `[n, f, oh, ow]` with `oh = (h + 2 padding - kh) / stride + 1`.
+    ///
+    /// The result is laid out channels-last (NHWC memory behind NCHW indices), which lets the next
+    /// layer's im2col and every elementwise op run without transposes.
+    /// Backward: dx = col2im(g @ W), dW = g^T @ im2col(x), db = sum of g over n, h, w.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        let mismatch =
+            || TensorError::ShapeMismatch { op: "conv2d", lhs: self.shape().to_vec(), rhs: weight.shape().to_vec() };
+        let (xs, ws) = (self.shape(), weight.shape());
+        if xs.len() != 4 || ws.len() != 4 || xs[1] != ws[1] {
+            return Err(mismatch());
+        }
+        if stride == 0 || xs[2] + 2 * padding < ws[2] || xs[3] + 2 * padding < ws[3] {
+            return Err(TensorError::InvalidArgument {
+                op: "conv2d",
+                msg: format!(
+                    "kernel {:?} with stride {stride} and padding {padding} does not fit input {xs:?}",
+                    &ws[2..]
+                ),
+            });
+        }
+        if let Some(b) = bias
+            && b.shape() != [ws[0]]
+        {
+            return Err(TensorError::ShapeMismatch { op: "conv2d bias", lhs: b.shape().to_vec(), rhs: vec![ws[0]] });
+        }
+        let g = geom(xs, ws, stride, padding);
+        // One channels-last copy of the input (none when it already is) serves forward and backward.
+        let x_cl = self.detach().to_channels_last()?;
+        let out = backend::conv2d(&x_cl, weight, bias, &g)?;
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        let saved = weight.requires_grad().then_some(x_cl);
+        Ok(Tensor::record(out, "conv2d", &inputs, move |grad, _, x| {
+            let dx = if x[0].requires_grad() { Some(backend::conv2d_backward_input(grad, &x[1], &g)?) } else { None };
+            let dw = match &saved {
+                Some(x_cl) if x[1].requires_grad() => Some(backend::conv2d_backward_weight(x_cl, grad, &g)?),
+                _ => None,
+            };
+            let mut grads = vec![dx, dw];
+            if let Some(b) = x.get(2) {
+                grads.push(if b.requires_grad() { Some(grad.sum(&[0, 2, 3], false)?) } else { None });
+            }
+            Ok(grads)
+        }))
+    }
+}
+
+fn geom(xs: &[usize], ws: &[usize], stride: usize, padding: usize) -> Conv2dGeom {
+    Conv2dGeom { n: xs[0], c: xs[1], h: xs[2], w: xs[3], f: ws[0], kh: ws[2], kw: ws[3], stride, pad: padding }
+}
+
+/// Checks that `grad` is the output gradient of a convolution of `input_shape` by `weight_shape`.
+fn check_grad(op: &'static str, grad: &Tensor, g: &Conv2dGeom) -> Result<()> {
+    let want = [g.n, g.f, g.oh(), g.ow()];
+    if grad.shape() != want {
+        return Err(TensorError::ShapeMismatch { op, lhs: grad.shape().to_vec(), rhs: want.to_vec() });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// The gradient of a convolution's input, given the output gradient `self` and the weight: the
+    /// backward-input pass alone, like `torch.nn.grad.conv2d_input`. Records no graph.
+    pub fn conv2d_input_grad(
+        &self,
+        weight: &Tensor,
+        input_shape: &[usize],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if input_shape.len() != 4 || weight.rank() != 4 || stride == 0 {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_input_grad",
+                lhs: input_shape.to_vec(),
+                rhs: weight.shape().to_vec(),
+            });
+        }
+        let g = geom(input_shape, weight.shape(), stride, padding);
+        check_grad("conv2d_input_grad", self, &g)?;
+        backend::conv2d_backward_input(self, weight, &g)
+    }
+
+    /// The gradient of a convolution's weight, given the output gradient `self` and the input: the
+    /// backward-weight pass alone, like `torch.nn.grad.conv2d_weight`. Records no graph.
+    pub fn conv2d_weight_grad(
+        &self,
+        input: &Tensor,
+        weight_shape: &[usize],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if input.rank() != 4 || weight_shape.len() != 4 || stride == 0 {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_weight_grad",
+                lhs: input.shape().to_vec(),
+                rhs: weight_shape.to_vec(),
+            });
+        }
+        let g = geom(input.shape(), weight_shape, stride, padding);
+        check_grad("conv2d_weight_grad", self, &g)?;
+        backend::conv2d_backward_weight(input, self, &g)
+    }
+}

@@ -1,0 +1,10 @@
+//! The differentiable ops, one file per family; each op's backward sits right under its forward.
+
+mod binary;
+mod conv;
+mod index;
+mod matmul;
+mod pool;
+mod reduce;
+mod unary;
+mod view;

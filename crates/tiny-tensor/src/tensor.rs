@@ -1,0 +1,341 @@
+//! `Tensor`: a cheap handle to a strided view of shared storage, with its place in the autograd graph.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rand::Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+use crate::autograd::{BackwardFn, GradFn, is_grad_enabled};
+use crate::{Device, Layout, Result, Storage, TensorError, backend};
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// An n-dimensional array of `f32` that can take part in reverse-mode autodiff.
+///
+/// Cloning a `Tensor` clones a handle: both see the same data and the same graph node. Views
+/// (`reshape`, `permute`, `narrow`, ...) share storage with their source. Tensors are `Send + Sync`.
+#[derive(Clone)]
+pub struct Tensor(Arc<Inner>);
+
+struct Inner {
+    id: usize,
+    storage: Arc<RwLock<Storage>>,
+    layout: Layout,
+    requires_grad: bool,
+    grad_fn: Option<GradFn>,
+    grad: Mutex<Option<Tensor>>,
+}
+
+impl Tensor {
+    /// Wraps raw storage and a layout into a tensor that records no graph.
+    pub(crate) fn from_storage(storage: Storage, layout: Layout) -> Tensor {
+        Tensor::from_shared(Arc::new(RwLock::new(storage)), layout)
+    }
+
+    fn from_shared(storage: Arc<RwLock<Storage>>, layout: Layout) -> Tensor {
+        Tensor(Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            storage,
+            layout,
+            requires_grad: false,
+            grad_fn: None,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// A new view of this tensor's storage with another layout and no graph record.
+    pub(crate) fn view_with(&self, layout: Layout) -> Tensor {
+        Tensor::from_shared(self.0.storage.clone(), layout)
+    }
+
+    /// Attaches a graph record to a freshly computed `out` when grad mode is on and an input needs it.
+    pub(crate) fn record(
+        out: Tensor,
+        name: &'static str,
+        inputs: &[&Tensor],
+        backward: impl Fn(&Tensor, &Tensor, &[Tensor]) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+    ) -> Tensor {
+        if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
+            return out;
+        }
+        let Inner { id, storage, layout, .. } = Arc::try_unwrap(out.0).unwrap_or_else(|a| Inner {
+            id: a.id,
+            storage: a.storage.clone(),
+            layout: a.layout.clone(),
+            requires_grad: false,
+            grad_fn: None,
+            grad: Mutex::new(None),
+        });
+        let backward: BackwardFn = Box::new(backward);
+        Tensor(Arc::new(Inner {
+            id,
+            storage,
+            layout,
+            requires_grad: true,
+            grad_fn: Some(GradFn { name, inputs: inputs.iter().map(|&t| t.clone()).collect(), backward }),
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// A tensor holding `data` in row-major order with the given shape.
+    ///
+    /// ```
+    /// let t = tiny_tensor::Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+    /// assert_eq!(t.shape(), &[2, 3]);
+    /// assert!(tiny_tensor::Tensor::from_vec(vec![1.0], &[2]).is_err());
+    /// ```
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(TensorError::ElementCount { op: "from_vec", len: data.len(), shape: shape.to_vec() });
+        }
+        Ok(Tensor::from_storage(Storage::Cpu(data), Layout::contiguous(shape)))
+    }
+
+    /// A one-element tensor of shape `[]`.
+    pub fn scalar(value: f32) -> Tensor {
+        Tensor::from_storage(Storage::Cpu(vec![value]), Layout::contiguous(&[]))
+    }
+
+    /// A tensor of `shape` filled with `value`.
+    pub fn full(shape: &[usize], value: f32) -> Tensor {
+        let data = crate::cpu::alloc::take_filled(shape.iter().product(), value);
+        Tensor::from_storage(Storage::Cpu(data), Layout::contiguous(shape))
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 0.0)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 1.0)
+    }
+
+    /// Zeros with this tensor's shape on this tensor's device.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros(self.shape()).to_device(self.device())
+    }
+
+    /// Samples from a normal distribution with the given mean and standard deviation. The same seeded
+    /// `rng` gives the same tensor.
+    pub fn normal(shape: &[usize], mean: f32, std: f32, rng: &mut impl Rng) -> Result<Tensor> {
+        let dist = Normal::new(mean, std)
+            .map_err(|e| TensorError::InvalidArgument { op: "normal", msg: format!("mean {mean}, std {std}: {e}") })?;
+        Tensor::from_vec(dist.sample_iter(rng).take(shape.iter().product()).collect(), shape)
+    }
+
+    /// Samples from the standard normal distribution.
+    pub fn randn(shape: &[usize], rng: &mut impl Rng) -> Tensor {
+        let data = Normal::new(0.0f32, 1.0).map(|d| d.sample_iter(rng).take(shape.iter().product()).collect());
+        Tensor::from_storage(Storage::Cpu(data.unwrap_or_default()), Layout::contiguous(shape))
+    }
+
+    /// Samples uniformly from `[low, high)`.
+    pub fn uniform(shape: &[usize], low: f32, high: f32, rng: &mut impl Rng) -> Result<Tensor> {
+        let dist = Uniform::new(low, high)
+            .map_err(|e| TensorError::InvalidArgument { op: "uniform", msg: format!("range [{low}, {high}): {e}") })?;
+        Tensor::from_vec(dist.sample_iter(rng).take(shape.iter().product()).collect(), shape)
+    }
+
+    /// A process-unique identifier of this graph node (shared by clones, not by views).
+    pub fn id(&self) -> usize {
+        self.0.id
+    }
+
+    /// The size of each dimension.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.layout.shape
+    }
+
+    /// The layout (shape, strides, offset) of this view.
+    pub fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.layout.rank()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.0.layout.numel()
+    }
+
+    /// The device that holds the data.
+    pub fn device(&self) -> Device {
+        self.storage().device()
+    }
+
+    /// Whether this tensor takes part in autograd: a leaf marked with `set_requires_grad(true)`, or the
+    /// result of an op recorded in grad mode from such a tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// Whether this tensor was made directly rather than computed by a recorded op.
+    pub fn is_leaf(&self) -> bool {
+        self.0.grad_fn.is_none()
+    }
+
+    pub(crate) fn grad_fn(&self) -> Option<&GradFn> {
+        self.0.grad_fn.as_ref()
+    }
+
+    /// The name of the op that produced this tensor, if it was recorded.
+    pub fn op_name(&self) -> Option<&'static str> {
+        self.0.grad_fn.as_ref().map(|g| g.name)
+    }
+
+    /// A leaf handle to the same data that records (or stops recording) gradients, like PyTorch's
+    /// `requires_grad_()`. A computed tensor becomes a new leaf cut from its graph.
+    pub fn set_requires_grad(self, on: bool) -> Tensor {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) if inner.grad_fn.is_none() => {
+                inner.requires_grad = on;
+                Tensor(Arc::new(inner))
+            }
+            Ok(inner) => Tensor(Arc::new(Inner { requires_grad: on, grad_fn: None, ..inner })),
+            Err(shared) => {
+                let t = Tensor(shared).detach();
+                Tensor::set_requires_grad(t, on)
+            }
+        }
+    }
+
+    /// A new leaf sharing this tensor's data but cut from the graph, like PyTorch's `detach()`.
+    pub fn detach(&self) -> Tensor {
+        self.view_with(self.0.layout.clone())
+    }
+
+    /// The gradient accumulated by `backward`, for leaves that require grad.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Replaces the accumulated gradient, for optimizers and gradient clipping.
+    pub fn set_grad(&self, grad: Option<Tensor>) -> Result<()> {
+        if let Some(g) = &grad
+            && g.shape() != self.shape()
+        {
+            return Err(TensorError::ShapeMismatch {
+                op: "set_grad",
+                lhs: g.shape().to_vec(),
+                rhs: self.shape().to_vec(),
+            });
+        }
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad;
+        Ok(())
+    }
+
+    pub(crate) fn accumulate_grad(&self, g: Tensor) -> Result<()> {
+        let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(match slot.take() {
+            Some(old) => old.add(&g)?,
+            None if g.layout().is_contiguous() && g.layout().offset == 0 => g.detach(),
+            None => g.contiguous_copy()?,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn storage(&self) -> RwLockReadGuard<'_, Storage> {
+        self.0.storage.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
+        self.0.storage.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn shares_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+    }
+
+    /// The elements in row-major order, copied to the host.
+    pub fn to_vec(&self) -> Vec<f32> {
+        backend::to_vec(self)
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(TensorError::InvalidArgument {
+                op: "item",
+                msg: format!("needs a one-element tensor, got shape {:?}", self.shape()),
+            });
+        }
+        Ok(self.to_vec()[0])
+    }
+
+    /// This tensor on `device`: the same handle when it is already there, else a copy that keeps its
+    /// place in the graph (gradients flow back to the source device).
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        let out = backend::to_device(self, device)?;
+        let from = self.device();
+        Ok(Tensor::record(out, "to_device", &[self], move |g, _, _| Ok(vec![Some(g.to_device(from)?)])))
+    }
+
+    /// Moves this tensor's storage to `device` in place, so that every handle and view sharing it (a
+    /// module's parameters held by an optimizer, say) follows: the chapter's `model.cuda()`. Only for
+    /// leaves; a computed tensor is moved with `to_device`, which records the copy.
+    pub fn move_to(&self, device: Device) -> Result<()> {
+        if device == self.device() {
+            return Ok(());
+        }
+        let moved = backend::to_device(&self.view_with(Layout::contiguous(&[self.storage().len()])), device)?;
+        let storage = Arc::try_unwrap(moved.0).ok().map(|inner| inner.storage).and_then(|s| Arc::try_unwrap(s).ok());
+        match storage {
+            Some(lock) => {
+                *self.storage_mut() = lock.into_inner().unwrap_or_else(|e| e.into_inner());
+                Ok(())
+            }
+            None => Err(TensorError::InvalidArgument { op: "move_to", msg: "the moved storage is shared".into() }),
+        }
+    }
+
+    /// Copies `src` (broadcast to this shape) into this tensor's memory without recording a graph: the
+    /// in-place update that optimizers use on parameters. Views write through to their storage.
+    pub fn assign(&self, src: &Tensor) -> Result<()> {
+        let src = if self.shares_storage(src) { src.contiguous_copy()? } else { src.clone() };
+        backend::copy_into(self, &src)
+    }
+
+    /// In place, `self += alpha * other` (broadcasting `other`), recording no graph.
+    pub fn add_scaled_(&self, other: &Tensor, alpha: f32) -> Result<()> {
+        let other = if self.shares_storage(other) { other.contiguous_copy()? } else { other.clone() };
+        backend::add_scaled_inplace(self, &other, alpha)
+    }
+
+    /// In place, `self *= alpha`, recording no graph.
+    pub fn scale_(&self, alpha: f32) -> Result<()> {
+        backend::scale_inplace(self, alpha);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let values = self.to_vec();
+        let shown: Vec<f32> = values.iter().take(8).copied().collect();
+        write!(f, "Tensor(shape={:?}, device={}, values={shown:?}", self.shape(), self.device())?;
+        if values.len() > shown.len() {
+            write!(f, "..")?;
+        }
+        if let Some(op) = self.op_name() {
+            write!(f, ", grad_fn={op}")?;
+        } else if self.requires_grad() {
+            write!(f, ", requires_grad=true")?;
+        }
+        write!(f, ")")
+    }
+}

@@ -1,0 +1,133 @@
+//! Central finite-difference gradient checks for every differentiable op.
+
+mod common;
+
+use common::{away_from_zero, gradcheck, gradcheck_direction, gradcheck_with, param};
+use tiny_tensor::Tensor;
+
+#[test]
+fn broadcasting_arithmetic() {
+    let a = param(&[2, 3, 4], -1.0, 1.0, 1);
+    let b = param(&[3, 1], 0.5, 2.0, 2);
+    gradcheck(&[a.clone(), b.clone()], |x| x[0].add(&x[1]));
+    gradcheck(&[a.clone(), b.clone()], |x| x[0].sub(&x[1]));
+    gradcheck(&[a.clone(), b.clone()], |x| x[0].mul(&x[1]));
+    gradcheck(&[a.clone(), b.clone()], |x| x[0].div(&x[1]));
+    // The broadcast operand on the left, too.
+    gradcheck(&[b, a], |x| x[0].div(&x[1].add_scalar(3.0)?));
+}
+
+#[test]
+fn unary_functions() {
+    let x = param(&[3, 4], -1.0, 1.0, 3);
+    let pos = param(&[3, 4], 0.5, 2.0, 4);
+    gradcheck(std::slice::from_ref(&x), |t| t[0].neg());
+    gradcheck(std::slice::from_ref(&x), |t| t[0].exp());
+    gradcheck(std::slice::from_ref(&pos), |t| t[0].log());
+    gradcheck(std::slice::from_ref(&pos), |t| t[0].sqrt());
+    gradcheck(std::slice::from_ref(&pos), |t| t[0].powf(3.0));
+    gradcheck(std::slice::from_ref(&pos), |t| t[0].powf(-0.5));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].affine(2.5, -1.0));
+    gradcheck(&[away_from_zero(&[3, 4], 0.05, 5)], |t| t[0].relu());
+}
+
+#[test]
+fn reductions() {
+    let x = param(&[2, 3, 4], -1.0, 1.0, 6);
+    gradcheck(std::slice::from_ref(&x), |t| t[0].sum(&[1], false));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].sum(&[0, 2], true));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].sum_all());
+    gradcheck(std::slice::from_ref(&x), |t| t[0].mean(&[-1], false));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].mean_all());
+    gradcheck(std::slice::from_ref(&x), |t| t[0].logsumexp(&[-1], false));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].logsumexp(&[0, 1], true));
+    // Distinct values keep max away from its kink (ties).
+    let distinct: Vec<f32> = (0..24).map(|i| ((i * 7) % 24) as f32 * 0.1).collect();
+    let d = Tensor::from_vec(distinct, &[2, 3, 4]).unwrap().set_requires_grad(true);
+    gradcheck(std::slice::from_ref(&d), |t| t[0].max(&[1], false));
+    gradcheck(&[d], |t| t[0].max(&[], true));
+}
+
+#[test]
+fn views_and_copies() {
+    let x = param(&[2, 3, 4], -1.0, 1.0, 8);
+    gradcheck(std::slice::from_ref(&x), |t| t[0].reshape(&[6, 4]));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].permute(&[2, 0, 1])?.reshape(&[4, 6]));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].transpose(0, 2)?.contiguous());
+    gradcheck(std::slice::from_ref(&x), |t| t[0].narrow(1, 1, 2));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].flatten(1, 2));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].unsqueeze(1)?.squeeze(1));
+    let row = param(&[1, 4], -1.0, 1.0, 9);
+    gradcheck(&[row], |t| t[0].expand(&[3, 4]));
+}
+
+#[test]
+fn cat_and_stack() {
+    let a = param(&[2, 3], -1.0, 1.0, 10);
+    let b = param(&[2, 2], -1.0, 1.0, 11);
+    gradcheck(&[a.clone(), b], |t| Tensor::cat(&[&t[0], &t[1]], 1));
+    let c = param(&[2, 3], -1.0, 1.0, 12);
+    gradcheck(&[a, c], |t| Tensor::stack(&[&t[0], &t[1]], 1));
+}
+
+#[test]
+fn indexing() {
+    let x = param(&[4, 5], -1.0, 1.0, 13);
+    gradcheck(std::slice::from_ref(&x), |t| t[0].pick(&[4, 0, 2, 2]));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].index_select(0, &[3, 1, 1]));
+    gradcheck(&[x], |t| t[0].index_select(1, &[0, 4]));
+}
+
+#[test]
+fn matmul_plain_batched_and_transposed() {
+    let a = param(&[3, 4], -1.0, 1.0, 14);
+    let b = param(&[4, 2], -1.0, 1.0, 15);
+    gradcheck(&[a.clone(), b.clone()], |t| t[0].matmul(&t[1]));
+    // Transposed views go straight to GEMM as strides.
+    let bt = param(&[2, 4], -1.0, 1.0, 16);
+    gradcheck(&[a.clone(), bt], |t| t[0].matmul(&t[1].t()?));
+    let ba = param(&[2, 3, 4], -1.0, 1.0, 17);
+    let bb = param(&[2, 4, 5], -1.0, 1.0, 18);
+    gradcheck(&[ba.clone(), bb], |t| t[0].matmul(&t[1]));
+    // A batch against one shared matrix: its gradient sums over the batch.
+    gradcheck(&[ba, b], |t| t[0].matmul(&t[1]));
+}
+
+#[test]
+fn conv2d_every_input() {
+    for (stride, pad, k) in [(1, 1, 3), (2, 1, 3), (2, 0, 1), (1, 0, 2)] {
+        let x = param(&[2, 3, 5, 5], -1.0, 1.0, 19);
+        let w = param(&[4, 3, k, k], -1.0, 1.0, 20);
+        let b = param(&[4], -1.0, 1.0, 21);
+        gradcheck_with(&[x, w, b], |t| t[0].conv2d(&t[1], Some(&t[2]), stride, pad), 1e-2, 2e-2, 2e-3);
+    }
+}
+
+#[test]
+fn conv2d_on_channels_last_input_one_direction() {
+    // The chapter's NHWC batch permuted to NCHW: a strided view, not a copy.
+    let nhwc = param(&[4, 16, 16, 3], -1.0, 1.0, 22);
+    let w = param(&[8, 3, 3, 3], -0.5, 0.5, 23);
+    // Squared rather than relu'd: a random direction of this size would cross relu's kink.
+    gradcheck_direction(&[nhwc, w], |t| t[0].permute(&[0, 3, 1, 2])?.conv2d(&t[1], None, 2, 1)?.powf(2.0), 1e-2, 2e-2);
+}
+
+#[test]
+fn pooling() {
+    let distinct: Vec<f32> = (0..2 * 3 * 6 * 6).map(|i| ((i * 37) % 216) as f32 * 0.01).collect();
+    let x = Tensor::from_vec(distinct, &[2, 3, 6, 6]).unwrap().set_requires_grad(true);
+    gradcheck(std::slice::from_ref(&x), |t| t[0].max_pool2d(3, 2, 1));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].max_pool2d(2, 2, 0));
+    gradcheck(std::slice::from_ref(&x), |t| t[0].avg_pool2d(3, 2, 1));
+    gradcheck(&[x], |t| t[0].avg_pool2d(2, 2, 0));
+}
+
+#[test]
+fn composite_log_softmax_and_nll() {
+    // The chapter's cross entropy: nll(x - x.logsumexp(-1)), written from primitives.
+    let x = param(&[4, 5], -2.0, 2.0, 24);
+    gradcheck(&[x], |t| {
+        let lsm = t[0].sub(&t[0].logsumexp(&[-1], true)?)?;
+        lsm.pick(&[0, 3, 4, 1])?.mean_all()?.neg()
+    });
+}

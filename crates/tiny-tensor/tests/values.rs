@@ -1,0 +1,225 @@
+//! Closed-form values: broadcasting, views, keepdim reductions, logsumexp stability, conv and pooling
+//! against direct loops, autograd bookkeeping, and errors that name the op.
+
+mod common;
+
+use common::{assert_all_close, param, rng};
+use tiny_tensor::{Device, Tensor, TensorError};
+
+fn t(data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(data.to_vec(), shape).unwrap()
+}
+
+#[test]
+fn derivative_of_a_polynomial() {
+    // y = x^2 + 5x, so dy/dx = 2x + 5.
+    let x = t(&[-2.0, 0.0, 3.0], &[3]).set_requires_grad(true);
+    let y = x.powf(2.0).unwrap().add(&x.mul_scalar(5.0).unwrap()).unwrap().sum_all().unwrap();
+    y.backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec(), vec![1.0, 5.0, 11.0]);
+}
+
+#[test]
+fn closed_form_values_of_elementwise_ops() {
+    let x = t(&[1.0, 4.0], &[2]);
+    assert_eq!(x.sqrt().unwrap().to_vec(), vec![1.0, 2.0]);
+    assert_eq!(x.log().unwrap().exp().unwrap().to_vec(), vec![1.0, 4.0]);
+    assert_eq!(t(&[-1.0, 2.0], &[2]).relu().unwrap().to_vec(), vec![0.0, 2.0]);
+    assert_eq!(x.div(&t(&[2.0], &[1])).unwrap().to_vec(), vec![0.5, 2.0]);
+    assert_eq!(x.neg().unwrap().to_vec(), vec![-1.0, -4.0]);
+    assert_eq!(x.eq(&t(&[1.0, 3.0], &[2])).unwrap().to_vec(), vec![1.0, 0.0]);
+}
+
+#[test]
+fn broadcasting_expands_both_sides() {
+    let col = t(&[1.0, 2.0], &[2, 1]);
+    let row = t(&[10.0, 20.0, 30.0], &[3]);
+    let s = col.add(&row).unwrap();
+    assert_eq!(s.shape(), &[2, 3]);
+    assert_eq!(s.to_vec(), vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
+    let err = row.add(&t(&[1.0, 2.0, 3.0, 4.0], &[4])).unwrap_err();
+    assert!(matches!(err, TensorError::ShapeMismatch { op: "add", .. }), "{err}");
+    // Gradients of broadcast inputs are summed back to their shapes.
+    let (c, r) = (col.set_requires_grad(true), row.set_requires_grad(true));
+    c.add(&r).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(c.grad().unwrap().to_vec(), vec![3.0, 3.0]);
+    assert_eq!(r.grad().unwrap().to_vec(), vec![2.0, 2.0, 2.0]);
+}
+
+#[test]
+fn permute_then_reshape_reads_in_logical_order() {
+    // NHWC [1, 2, 2, 3] -> NCHW, then flatten: channel planes come out one after the other.
+    let nhwc = t(&(0..12).map(|i| i as f32).collect::<Vec<_>>(), &[1, 2, 2, 3]);
+    let nchw = nhwc.permute(&[0, 3, 1, 2]).unwrap();
+    assert_eq!(nchw.shape(), &[1, 3, 2, 2]);
+    assert!(!nchw.layout().is_contiguous());
+    assert_eq!(nchw.reshape(&[12]).unwrap().to_vec(), vec![0., 3., 6., 9., 1., 4., 7., 10., 2., 5., 8., 11.]);
+    // Elementwise results keep the channels-last memory order.
+    assert_eq!(nchw.relu().unwrap().layout().strides, nchw.layout().strides);
+    assert_eq!(nchw.narrow(1, 1, 1).unwrap().to_vec(), vec![1., 4., 7., 10.]);
+}
+
+#[test]
+fn keepdim_reductions() {
+    let x = t(&[1.0, 5.0, 3.0, 4.0, 2.0, 6.0], &[2, 3]);
+    assert_eq!(x.sum(&[1], true).unwrap().shape(), &[2, 1]);
+    assert_eq!(x.sum(&[1], true).unwrap().to_vec(), vec![9.0, 12.0]);
+    assert_eq!(x.mean(&[0], false).unwrap().to_vec(), vec![2.5, 3.5, 4.5]);
+    assert_eq!(x.max(&[-1], true).unwrap().to_vec(), vec![5.0, 6.0]);
+    assert_eq!(x.max(&[], false).unwrap().shape(), &[] as &[usize]);
+    assert_eq!(x.argmax(1).unwrap(), vec![1, 2]);
+    assert_eq!(x.argmax(0).unwrap(), vec![1, 0, 1]);
+    // A keepdim result broadcasts straight back against its input.
+    let centred = x.sub(&x.mean(&[1], true).unwrap()).unwrap();
+    assert_all_close(&centred.sum(&[1], false).unwrap().to_vec(), &[0.0, 0.0], 1e-6);
+}
+
+#[test]
+fn logsumexp_is_stable_and_matches_the_naive_form() {
+    let x = t(&[1.0, 2.0, 3.0, -1.0, 0.0, 1.0], &[2, 3]);
+    let naive = x.exp().unwrap().sum(&[-1], false).unwrap().log().unwrap();
+    assert_all_close(&x.logsumexp(&[-1], false).unwrap().to_vec(), &naive.to_vec(), 1e-6);
+    let big = t(&[1e4, -1e4, 1e4, -1e4], &[2, 2]);
+    let lse = big.logsumexp(&[-1], false).unwrap().to_vec();
+    assert!(lse.iter().all(|v| v.is_finite()), "{lse:?}");
+    assert_all_close(&lse, &[1e4, 1e4], 1e-6);
+    assert!(big.exp().unwrap().sum(&[-1], false).unwrap().log().unwrap().to_vec()[0].is_infinite());
+}
+
+/// A direct six-deep loop convolution, the definition that the GEMM path must reproduce.
+fn conv_reference(x: &Tensor, w: &Tensor, b: &[f32], stride: usize, pad: usize) -> Vec<f32> {
+    let (xs, ws) = (x.shape().to_vec(), w.shape().to_vec());
+    let (xv, wv) = (x.to_vec(), w.to_vec());
+    let (n, c, h, wd, f, kh, kw) = (xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3]);
+    let (oh, ow) = ((h + 2 * pad - kh) / stride + 1, (wd + 2 * pad - kw) / stride + 1);
+    let mut out = vec![0.0; n * f * oh * ow];
+    for ni in 0..n {
+        for fi in 0..f {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b[fi];
+                    for ci in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let (iy, ix) = (
+                                    (oy * stride + ky) as isize - pad as isize,
+                                    (ox * stride + kx) as isize - pad as isize,
+                                );
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    acc += xv[((ni * c + ci) * h + iy as usize) * wd + ix as usize]
+                                        * wv[((fi * c + ci) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                    }
+                    out[((ni * f + fi) * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conv2d_matches_the_definition() {
+    for (n, c, h, f, k, stride, pad) in [
+        (2, 3, 7, 4, 3, 1, 1),
+        (3, 5, 9, 6, 3, 2, 1),
+        (1, 3, 11, 8, 7, 2, 3),
+        (4, 8, 6, 5, 1, 2, 0),
+        (2, 4, 5, 3, 1, 1, 0),
+    ] {
+        let x = param(&[n, c, h, h], -1.0, 1.0, 30);
+        let w = param(&[f, c, k, k], -1.0, 1.0, 31);
+        let b: Vec<f32> = (0..f).map(|i| i as f32 * 0.1).collect();
+        let got = x.conv2d(&w, Some(&t(&b, &[f])), stride, pad).unwrap();
+        assert_all_close(&got.to_vec(), &conv_reference(&x, &w, &b, stride, pad), 1e-4);
+    }
+    // Big enough that the batch is split into several im2col chunks.
+    let x = param(&[64, 16, 32, 32], -1.0, 1.0, 32);
+    let w = param(&[8, 16, 3, 3], -1.0, 1.0, 33);
+    let got = x.conv2d(&w, None, 2, 1).unwrap();
+    assert_all_close(&got.to_vec(), &conv_reference(&x, &w, &[0.0; 8], 2, 1), 1e-4);
+}
+
+#[test]
+fn conv2d_rejects_mismatched_channels() {
+    let err = Tensor::zeros(&[1, 3, 8, 8]).conv2d(&Tensor::zeros(&[4, 2, 3, 3]), None, 1, 1).unwrap_err();
+    assert_eq!(err.to_string(), "conv2d: shape mismatch between [1, 3, 8, 8] and [4, 2, 3, 3]");
+}
+
+#[test]
+fn pooling_values() {
+    let x = t(&(0..16).map(|i| i as f32).collect::<Vec<_>>(), &[1, 1, 4, 4]);
+    assert_eq!(x.max_pool2d(2, 2, 0).unwrap().to_vec(), vec![5.0, 7.0, 13.0, 15.0]);
+    assert_eq!(x.avg_pool2d(2, 2, 0).unwrap().to_vec(), vec![2.5, 4.5, 10.5, 12.5]);
+    // resnet18's stem pool: 3x3, stride 2, padding 1; padding never wins the max.
+    let neg = x.neg().unwrap();
+    assert_eq!(neg.max_pool2d(3, 2, 1).unwrap().to_vec(), vec![0.0, -1.0, -4.0, -5.0]);
+}
+
+#[test]
+fn autograd_bookkeeping() {
+    let w = param(&[3], -1.0, 1.0, 40);
+    let loss = || w.mul_scalar(2.0).unwrap().sum_all().unwrap();
+    loss().backward().unwrap();
+    loss().backward().unwrap();
+    assert_eq!(w.grad().unwrap().to_vec(), vec![4.0; 3], "gradients accumulate");
+    w.zero_grad();
+    assert!(w.grad().is_none());
+    {
+        let _guard = tiny_tensor::no_grad();
+        assert!(!w.mul_scalar(2.0).unwrap().requires_grad());
+    }
+    assert!(w.mul_scalar(2.0).unwrap().requires_grad());
+    assert!(!w.detach().requires_grad());
+    assert!(matches!(w.mul_scalar(1.0).unwrap().backward(), Err(TensorError::NotScalar { .. })));
+    assert!(matches!(Tensor::ones(&[1]).backward(), Err(TensorError::NoGrad)));
+    // A tensor used twice gets both contributions: d(x*x)/dx = 2x.
+    let x = t(&[3.0], &[1]).set_requires_grad(true);
+    x.mul(&x).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec(), vec![6.0]);
+}
+
+#[test]
+fn in_place_updates_record_nothing() {
+    let p = t(&[1.0, 2.0], &[2]).set_requires_grad(true);
+    p.add_scaled_(&t(&[1.0, 1.0], &[2]), -0.5).unwrap();
+    assert_eq!(p.to_vec(), vec![0.5, 1.5]);
+    p.scale_(2.0).unwrap();
+    assert_eq!(p.to_vec(), vec![1.0, 3.0]);
+    assert!(p.is_leaf());
+    // A view writes through to its storage.
+    let m = Tensor::zeros(&[2, 2]);
+    m.narrow(1, 1, 1).unwrap().assign(&Tensor::ones(&[2, 1])).unwrap();
+    assert_eq!(m.to_vec(), vec![0.0, 1.0, 0.0, 1.0]);
+}
+
+#[test]
+fn seeded_random_fills_repeat() {
+    let a = Tensor::randn(&[100], &mut rng(5)).to_vec();
+    let b = Tensor::randn(&[100], &mut rng(5)).to_vec();
+    assert_eq!(a, b);
+    let mean = a.iter().sum::<f32>() / 100.0;
+    assert!(mean.abs() < 0.3);
+    let u = Tensor::uniform(&[1000], 2.0, 3.0, &mut rng(6)).unwrap().to_vec();
+    assert!(u.iter().all(|&v| (2.0..3.0).contains(&v)));
+}
+
+#[test]
+fn errors_name_the_op_and_shapes() {
+    let a = Tensor::zeros(&[2, 3]);
+    let err = a.matmul(&Tensor::zeros(&[2, 3])).unwrap_err();
+    assert_eq!(err.to_string(), "matmul: shape mismatch between [2, 3] and [2, 3]");
+    assert!(matches!(Tensor::from_vec(vec![1.0; 5], &[2, 3]), Err(TensorError::ElementCount { len: 5, .. })));
+    assert!(matches!(a.sum(&[2], false), Err(TensorError::DimOutOfRange { op: "sum", dim: 2, rank: 2 })));
+    assert!(matches!(a.pick(&[0, 7]), Err(TensorError::IndexOutOfRange { op: "pick", index: 7, size: 3 })));
+    assert!(a.reshape(&[4]).is_err());
+    assert!(a.permute(&[0, 0]).is_err());
+    let cuda = a.to_device(Device::Cuda(0));
+    if cfg!(not(feature = "cuda")) {
+        assert!(matches!(cuda, Err(TensorError::DeviceUnavailable { .. })));
+    }
+    assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
+    assert!("tpu".parse::<Device>().is_err());
+}

@@ -1,0 +1,162 @@
+//! End-to-end `fetch-data` runs against a loopback server: success, rerun, mismatch, resume, 404, offline.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::archives::{dataset_files, dataset_tgz};
+use support::server::{Route, Server};
+use support::{TempDir, md5_hex};
+use xtask::fetch::{self, Download, part_path};
+use xtask::fetch_data::{Outcome, Plan, Source, run};
+use xtask::progress::{Reporter, Style};
+use xtask::untar::MARKER;
+use xtask::verify::Expected;
+
+const NAME: &str = "imagenette2-160";
+const PATH: &str = "/imagenette2-160.tgz";
+
+fn quiet() -> Reporter {
+    Reporter::new(Style::Silent)
+}
+
+fn plan(url: String, archive: &[u8], dest: &Path) -> Plan {
+    let expected = Expected { size: Some(archive.len() as u64), md5: Some(md5_hex(archive)) };
+    Plan { name: NAME.to_owned(), source: Source::Download(url), expected, dest: dest.to_path_buf() }
+}
+
+/// Returns a loopback address where nothing listens, so connecting to it is refused.
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}{PATH}")
+}
+
+fn assert_data_set(folder: &Path, md5: &str) {
+    for (path, data) in dataset_files() {
+        assert_eq!(std::fs::read(folder.join(&path)).unwrap(), data, "{path}");
+    }
+    assert_eq!(std::fs::read_to_string(folder.join(MARKER)).unwrap().trim(), md5);
+}
+
+#[test]
+fn downloads_verifies_and_unpacks() {
+    let archive = dataset_tgz(NAME);
+    let server = Server::start(vec![(PATH, Route::new(archive.clone()))]);
+    let tmp = TempDir::new("success");
+    let outcome = run(&plan(server.url(PATH), &archive, tmp.path()), quiet()).unwrap();
+    let folder = tmp.path().join(NAME);
+    assert!(matches!(outcome, Outcome::Installed(ref f, _) if *f == folder), "{outcome:?}");
+    assert_data_set(&folder, &md5_hex(&archive));
+    assert_eq!(std::fs::read(tmp.path().join("imagenette2-160.tgz")).unwrap(), archive);
+    assert!(!part_path(&tmp.path().join("imagenette2-160.tgz")).exists());
+    assert!(!tmp.path().join(".imagenette2-160.unpacking").exists());
+}
+
+#[test]
+fn a_second_run_finds_the_data_and_uses_no_network() {
+    let archive = dataset_tgz(NAME);
+    let server = Server::start(vec![(PATH, Route::new(archive.clone()))]);
+    let tmp = TempDir::new("rerun");
+    run(&plan(server.url(PATH), &archive, tmp.path()), quiet()).unwrap();
+    assert_eq!(server.seen().len(), 1);
+    let again = run(&plan(closed_port_url(), &archive, tmp.path()), quiet()).unwrap();
+    assert_eq!(again, Outcome::AlreadyPresent(tmp.path().join(NAME)));
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[test]
+fn a_folder_without_the_marker_is_replaced_from_the_verified_archive() {
+    let archive = dataset_tgz(NAME);
+    let tmp = TempDir::new("stale");
+    let stale = tmp.path().join(NAME).join("half-unpacked.txt");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, "left over").unwrap();
+    std::fs::write(tmp.path().join("imagenette2-160.tgz"), &archive).unwrap();
+    // The archive is already there and verified, so the unreachable address is never contacted.
+    let outcome = run(&plan(closed_port_url(), &archive, tmp.path()), quiet()).unwrap();
+    assert!(matches!(outcome, Outcome::Installed(..)), "{outcome:?}");
+    assert!(!stale.exists());
+    assert_data_set(&tmp.path().join(NAME), &md5_hex(&archive));
+}
+
+#[test]
+fn a_checksum_mismatch_removes_the_archive_and_names_both_hashes() {
+    let archive = dataset_tgz(NAME);
+    let server = Server::start(vec![(PATH, Route::new(archive.clone()))]);
+    let tmp = TempDir::new("mismatch");
+    let mut plan = plan(server.url(PATH), &archive, tmp.path());
+    let wrong = "0123456789abcdef0123456789abcdef";
+    plan.expected.md5 = Some(wrong.to_owned());
+    let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
+    assert!(err.contains(&format!("expected MD5 {wrong}")), "{err}");
+    assert!(err.contains(&format!("found MD5 {}", md5_hex(&archive))), "{err}");
+    let target = tmp.path().join("imagenette2-160.tgz");
+    assert!(!target.exists() && !part_path(&target).exists());
+    assert!(!tmp.path().join(NAME).exists());
+}
+
+#[test]
+fn a_size_mismatch_names_both_sizes() {
+    let archive = dataset_tgz(NAME);
+    let server = Server::start(vec![(PATH, Route::new(archive.clone()))]);
+    let tmp = TempDir::new("size");
+    let mut plan = plan(server.url(PATH), &archive, tmp.path());
+    plan.expected.size = Some(archive.len() as u64 + 1);
+    let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
+    let expected = format!("expected {} bytes, the server reports {} bytes", archive.len() + 1, archive.len());
+    assert!(err.contains(&expected), "{err}");
+    assert!(!part_path(&tmp.path().join("imagenette2-160.tgz")).exists());
+}
+
+#[test]
+fn a_dropped_connection_keeps_the_part_and_the_next_run_resumes_it() {
+    let archive = dataset_tgz(NAME);
+    let cut = archive.len() / 3;
+    let server = Server::start(vec![(PATH, Route::dropping_after(archive.clone(), cut))]);
+    let tmp = TempDir::new("resume");
+    let target = tmp.path().join("imagenette2-160.tgz");
+    let url = server.url(PATH);
+    let expected = Expected { size: Some(archive.len() as u64), md5: Some(md5_hex(&archive)) };
+    let download = Download { url: &url, target: &target, expected: &expected, attempts: 1, reporter: quiet() };
+    let err = format!("{:#}", fetch::download(&download).unwrap_err());
+    assert!(err.contains(&format!("interrupted after {cut} of {} bytes", archive.len())), "{err}");
+    assert_eq!(std::fs::metadata(part_path(&target)).unwrap().len(), cut as u64);
+    fetch::download(&download).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), archive);
+    let ranges: Vec<_> = server.seen().into_iter().map(|s| s.range).collect();
+    assert_eq!(ranges, vec![None, Some(format!("bytes={cut}-"))]);
+}
+
+#[test]
+fn one_run_resumes_by_itself_after_a_dropped_connection() {
+    let archive = dataset_tgz(NAME);
+    let server = Server::start(vec![(PATH, Route::dropping_after(archive.clone(), 1000))]);
+    let tmp = TempDir::new("autoresume");
+    run(&plan(server.url(PATH), &archive, tmp.path()), quiet()).unwrap();
+    assert_data_set(&tmp.path().join(NAME), &md5_hex(&archive));
+    assert_eq!(server.seen()[1].range.as_deref(), Some("bytes=1000-"));
+}
+
+#[test]
+fn a_404_is_reported_with_the_address_and_leaves_nothing_behind() {
+    let server = Server::start(vec![]);
+    let tmp = TempDir::new("404");
+    let url = server.url("/missing.tgz");
+    let err = format!("{:#}", run(&plan(url.clone(), b"", tmp.path()), quiet()).unwrap_err());
+    assert!(err.contains(&url) && err.contains("HTTP 404"), "{err}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn without_a_server_it_fails_quickly_and_points_to_archive_and_url() {
+    let tmp = TempDir::new("offline");
+    let started = Instant::now();
+    let err = format!("{:#}", run(&plan(closed_port_url(), b"", tmp.path()), quiet()).unwrap_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for needle in ["could not reach 127.0.0.1", "offline", "--archive FILE", "--url URL --md5 HEX"] {
+        assert!(err.contains(needle), "`{needle}` missing from: {err}");
+    }
+}
