@@ -63,10 +63,7 @@ fn main() -> anyhow::Result<()> {
     let single_rate = sample.len() as f64 / single_s;
 
     let ds = ImageFolderDataset::new(files, &folder.vocab, tfm)?.with_cache(a.cache);
-    let dl = DataLoader::new(ds, a.bs)?
-        .shuffle(true)
-        .seed(42)
-        .num_workers(a.workers);
+    let dl = DataLoader::new(ds, a.bs)?.shuffle(true).seed(42).num_workers(a.workers);
     let t0 = Instant::now();
     let (mut images, mut batches) = (0usize, 0usize);
     for b in &dl {

@@ -1,4 +1,6 @@
-//! Collating items into a batch: stacking HWC bytes into one NHWC `f32` buffer in `[0, 1]`.
+//! Collating items into a batch: stacking HWC bytes into one NHWC `f32` tensor in `[0, 1]`.
+
+use tiny_tensor::Tensor;
 
 use crate::{DataError, ImageItem, Result};
 
@@ -12,6 +14,35 @@ const BYTE_TO_UNIT: [f32; 256] = {
     }
     t
 };
+
+/// A batch as the chapter's `collate` returns it: images and their class indices.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Images, shape `[bs, height, width, 3]` (NHWC), values in `[0, 1]`.
+    pub x: Tensor,
+    /// One class index per image.
+    pub y: Vec<u32>,
+}
+
+impl Batch {
+    /// Wraps a raw batch's buffer in a tensor without copying it.
+    ///
+    /// # Errors
+    /// [`DataError::Tensor`] when the buffer does not fill the shape.
+    pub fn from_raw(raw: RawBatch) -> Result<Self> {
+        Ok(Batch { x: Tensor::from_vec(raw.x, &raw.shape)?, y: raw.y })
+    }
+
+    /// Returns the number of images.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Tells whether the batch holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
 
 /// A collated batch as raw buffers: `x` is NHWC `f32` in `[0, 1]`, `y` the class indices.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,26 +73,30 @@ impl RawBatch {
 /// use tiny_data::{collate, ImageItem};
 /// let item = |v, label| ImageItem { pixels: vec![v; 2 * 2 * 3], height: 2, width: 2, label };
 /// let b = collate(&[item(255, 3), item(0, 1)]).unwrap();
-/// assert_eq!(b.shape, [2, 2, 2, 3]);
-/// assert_eq!((b.x[0], b.x[12]), (1.0, 0.0));
+/// assert_eq!(b.x.shape(), &[2, 2, 2, 3]);
+/// assert_eq!((b.x.to_vec()[0], b.x.to_vec()[12]), (1.0, 0.0));
 /// assert_eq!(b.y, [3, 1]);
 /// ```
 ///
 /// # Errors
+/// As [`collate_raw`].
+pub fn collate(items: &[ImageItem]) -> Result<Batch> {
+    Batch::from_raw(collate_raw(items)?)
+}
+
+/// Like [`collate`], returning plain buffers instead of a tensor.
+///
+/// # Errors
 /// [`DataError::ShapeMismatch`] when the items differ in size, or [`DataError::InvalidOption`]
 /// for an item whose byte count does not match its size.
-pub fn collate(items: &[ImageItem]) -> Result<RawBatch> {
+pub fn collate_raw(items: &[ImageItem]) -> Result<RawBatch> {
     let (h, w) = items.first().map_or((0, 0), |i| (i.height, i.width));
     let per = h * w * 3;
     let mut x = Vec::with_capacity(items.len() * per);
     let mut y = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         if (item.height, item.width) != (h, w) {
-            return Err(DataError::ShapeMismatch {
-                index,
-                expected: [h, w, 3],
-                got: [item.height, item.width, 3],
-            });
+            return Err(DataError::ShapeMismatch { index, expected: [h, w, 3], got: [item.height, item.width, 3] });
         }
         if item.pixels.len() != per {
             return Err(DataError::InvalidOption {
@@ -73,9 +108,5 @@ pub fn collate(items: &[ImageItem]) -> Result<RawBatch> {
         x.extend(item.pixels.iter().map(|&p| BYTE_TO_UNIT[p as usize]));
         y.push(item.label);
     }
-    Ok(RawBatch {
-        x,
-        shape: [items.len(), h, w, 3],
-        y,
-    })
+    Ok(RawBatch { x, shape: [items.len(), h, w, 3], y })
 }

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::{
-    BadFilePolicy, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem, ItemTransform,
-    ResizeMethod, Result, Vocab, default_num_workers,
+    BadFilePolicy, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem, ItemTransform, ResizeMethod,
+    Result, Vocab, default_num_workers,
 };
 
 /// A training and a validation loader, the chapter's `DataLoaders(train, valid)`.
@@ -62,11 +62,7 @@ impl Default for FolderConfig {
 impl<D: Dataset<Item = ImageItem> + 'static> DataLoaders<D> {
     /// Pairs two loaders with the vocabulary their labels index.
     pub fn new(train: DataLoader<D>, valid: DataLoader<D>, vocab: Vocab) -> Self {
-        DataLoaders {
-            train,
-            valid,
-            vocab,
-        }
+        DataLoaders { train, valid, vocab }
     }
 }
 
@@ -77,19 +73,10 @@ impl DataLoaders<ImageFolderDataset> {
     /// Any error of [`ImageFolder::open`], or an invalid size or batch size.
     pub fn from_folder(root: impl AsRef<Path>, cfg: &FolderConfig) -> Result<Self> {
         let folder = ImageFolder::open(root)?;
-        let base = ItemTransform {
-            method: cfg.method,
-            ..ItemTransform::squash(cfg.size)
-        };
-        let train_tfm = if cfg.augment {
-            base.with_augmentation()
-        } else {
-            base
-        };
-        let train_ds = ImageFolderDataset::new(folder.splits.train, &folder.vocab, train_tfm)?
-            .with_cache(cfg.cache);
-        let valid_ds = ImageFolderDataset::new(folder.splits.valid, &folder.vocab, base)?
-            .with_cache(cfg.cache);
+        let base = ItemTransform { method: cfg.method, ..ItemTransform::squash(cfg.size) };
+        let train_tfm = if cfg.augment { base.with_augmentation() } else { base };
+        let train_ds = ImageFolderDataset::new(folder.splits.train, &folder.vocab, train_tfm)?.with_cache(cfg.cache);
+        let valid_ds = ImageFolderDataset::new(folder.splits.valid, &folder.vocab, base)?.with_cache(cfg.cache);
         let train = DataLoader::new(train_ds, cfg.bs)?
             .shuffle(true)
             .drop_last(cfg.drop_last)

@@ -67,25 +67,14 @@ impl ImageFolderDataset {
     /// [`DataError::UnknownLabel`] for a file whose folder is not in `vocab`, or
     /// [`DataError::InvalidOption`] for a zero size.
     pub fn new(files: Vec<PathBuf>, vocab: &Vocab, tfm: ItemTransform) -> Result<Self> {
-        let labels = files
-            .iter()
-            .map(|f| vocab.label_of(f))
-            .collect::<Result<Vec<_>>>()?;
+        let labels = files.iter().map(|f| vocab.label_of(f)).collect::<Result<Vec<_>>>()?;
         Self::from_labelled(files, labels, tfm)
     }
 
     /// Builds a dataset from files and their class indices, which must be as many.
-    pub fn from_labelled(
-        files: Vec<PathBuf>,
-        labels: Vec<u32>,
-        tfm: ItemTransform,
-    ) -> Result<Self> {
+    pub fn from_labelled(files: Vec<PathBuf>, labels: Vec<u32>, tfm: ItemTransform) -> Result<Self> {
         if tfm.size == 0 {
-            return Err(DataError::InvalidOption {
-                option: "size",
-                value: "0".into(),
-                expected: "at least 1 pixel",
-            });
+            return Err(DataError::InvalidOption { option: "size", value: "0".into(), expected: "at least 1 pixel" });
         }
         if files.len() != labels.len() {
             return Err(DataError::InvalidOption {
@@ -94,12 +83,7 @@ impl ImageFolderDataset {
                 expected: "one label per file",
             });
         }
-        Ok(ImageFolderDataset {
-            files,
-            labels,
-            tfm,
-            cache: None,
-        })
+        Ok(ImageFolderDataset { files, labels, tfm, cache: None })
     }
 
     /// Turns the in-memory cache of resized images on or off (off by default).
@@ -125,20 +109,12 @@ impl ImageFolderDataset {
 
     /// Returns how many images the cache holds so far.
     pub fn cached_count(&self) -> usize {
-        self.cache
-            .as_ref()
-            .map_or(0, |c| c.iter().filter(|s| s.get().is_some()).count())
+        self.cache.as_ref().map_or(0, |c| c.iter().filter(|s| s.get().is_some()).count())
     }
 
     /// Returns the file of item `index`, or an out-of-range error.
     fn file(&self, index: usize) -> Result<&Path> {
-        self.files
-            .get(index)
-            .map(PathBuf::as_path)
-            .ok_or(DataError::IndexOutOfRange {
-                index,
-                len: self.files.len(),
-            })
+        self.files.get(index).map(PathBuf::as_path).ok_or(DataError::IndexOutOfRange { index, len: self.files.len() })
     }
 
     /// Loads item `index`, augmenting with `rng` when given and the transform is random.
@@ -152,15 +128,8 @@ impl ImageFolderDataset {
                 let base = match cache[index].get() {
                     Some(img) => img,
                     None => {
-                        let data =
-                            self.tfm
-                                .deterministic()
-                                .apply(&decode_rgb(path)?, None, path)?;
-                        let img = RgbImage {
-                            width: self.tfm.size,
-                            height: self.tfm.size,
-                            data,
-                        };
+                        let data = self.tfm.deterministic().apply(&decode_rgb(path)?, None, path)?;
+                        let img = RgbImage { width: self.tfm.size, height: self.tfm.size, data };
                         // Another worker may have filled the slot meanwhile; both are equal.
                         cache[index].get_or_init(|| img)
                     }
@@ -171,12 +140,7 @@ impl ImageFolderDataset {
                 }
             }
         };
-        Ok(ImageItem {
-            pixels,
-            height: size,
-            width: size,
-            label: self.labels[index],
-        })
+        Ok(ImageItem { pixels, height: size, width: size, label: self.labels[index] })
     }
 }
 

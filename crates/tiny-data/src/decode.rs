@@ -37,22 +37,15 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
 /// Decodes image bytes to RGB; `path` is only used to name the file in errors.
 pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     if bytes.is_empty() {
-        return Err(DataError::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(DataError::EmptyFile { path: path.to_path_buf() });
     }
     // zune-jpeg is lenient and pads a cut-off scan with grey, so a truncated download would
     // otherwise decode "successfully". A complete JPEG ends with an EOI marker (FF D9); a byte
     // pair that cannot occur inside entropy-coded data, so looking near the end is enough.
     if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_eoi(bytes) {
-        return Err(DataError::TruncatedJpeg {
-            path: path.to_path_buf(),
-        });
+        return Err(DataError::TruncatedJpeg { path: path.to_path_buf() });
     }
-    let decode_err = |source| DataError::Decode {
-        path: path.to_path_buf(),
-        source,
-    };
+    let decode_err = |source| DataError::Decode { path: path.to_path_buf(), source };
     let img = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
@@ -61,17 +54,9 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     let rgb = img.into_rgb8();
     let (width, height) = rgb.dimensions();
     if width == 0 || height == 0 {
-        return Err(DataError::EmptyImage {
-            path: path.to_path_buf(),
-            width,
-            height,
-        });
+        return Err(DataError::EmptyImage { path: path.to_path_buf(), width, height });
     }
-    Ok(RgbImage {
-        width,
-        height,
-        data: rgb.into_raw(),
-    })
+    Ok(RgbImage { width, height, data: rgb.into_raw() })
 }
 
 /// Tells whether a JPEG's last bytes hold the end-of-image marker (trailing padding allowed).
@@ -106,12 +91,7 @@ pub struct RandomResizedCrop {
 impl Default for RandomResizedCrop {
     /// Returns fastai's usual setting: 35% to 100% of the area, ratios 3/4 to 4/3.
     fn default() -> Self {
-        RandomResizedCrop {
-            min_scale: 0.35,
-            max_scale: 1.0,
-            min_ratio: 3.0 / 4.0,
-            max_ratio: 4.0 / 3.0,
-        }
+        RandomResizedCrop { min_scale: 0.35, max_scale: 1.0, min_ratio: 3.0 / 4.0, max_ratio: 4.0 / 3.0 }
     }
 }
 
@@ -131,23 +111,13 @@ pub struct Crop {
 impl Crop {
     /// The whole `width x height` image.
     pub fn full(width: u32, height: u32) -> Self {
-        Crop {
-            left: 0.0,
-            top: 0.0,
-            width: width as f64,
-            height: height as f64,
-        }
+        Crop { left: 0.0, top: 0.0, width: width as f64, height: height as f64 }
     }
 
     /// The largest centred square of a `width x height` image.
     pub fn center_square(width: u32, height: u32) -> Self {
         let side = width.min(height) as f64;
-        Crop {
-            left: (width as f64 - side) / 2.0,
-            top: (height as f64 - side) / 2.0,
-            width: side,
-            height: side,
-        }
+        Crop { left: (width as f64 - side) / 2.0, top: (height as f64 - side) / 2.0, width: side, height: side }
     }
 
     /// A random crop of a `width x height` image as `rrc` describes.
@@ -159,12 +129,7 @@ impl Crop {
             let ratio = (lo + (hi - lo) * rng.next_f64()).exp();
             let (cw, ch) = ((area * ratio).sqrt(), (area / ratio).sqrt());
             if cw >= 1.0 && ch >= 1.0 && cw <= w && ch <= h {
-                return Crop {
-                    left: (w - cw) * rng.next_f64(),
-                    top: (h - ch) * rng.next_f64(),
-                    width: cw,
-                    height: ch,
-                };
+                return Crop { left: (w - cw) * rng.next_f64(), top: (h - ch) * rng.next_f64(), width: cw, height: ch };
             }
         }
         Crop::center_square(width, height)
@@ -193,29 +158,17 @@ pub struct ItemTransform {
 impl ItemTransform {
     /// Squashes to `size x size`, as the chapter does, with no augmentation.
     pub fn squash(size: u32) -> Self {
-        ItemTransform {
-            size,
-            method: ResizeMethod::Squash,
-            random_resized_crop: None,
-            flip: false,
-        }
+        ItemTransform { size, method: ResizeMethod::Squash, random_resized_crop: None, flip: false }
     }
 
     /// Centre-crops to `size x size`, with no augmentation.
     pub fn center_crop(size: u32) -> Self {
-        ItemTransform {
-            method: ResizeMethod::CenterCrop,
-            ..Self::squash(size)
-        }
+        ItemTransform { method: ResizeMethod::CenterCrop, ..Self::squash(size) }
     }
 
     /// Adds training augmentation: random resized crop and horizontal flip.
     pub fn with_augmentation(self) -> Self {
-        ItemTransform {
-            random_resized_crop: Some(RandomResizedCrop::default()),
-            flip: true,
-            ..self
-        }
+        ItemTransform { random_resized_crop: Some(RandomResizedCrop::default()), flip: true, ..self }
     }
 
     /// Tells whether the transform draws random numbers.
@@ -225,11 +178,7 @@ impl ItemTransform {
 
     /// The same transform without its random parts, as used for validation.
     pub fn deterministic(&self) -> Self {
-        ItemTransform {
-            random_resized_crop: None,
-            flip: false,
-            ..*self
-        }
+        ItemTransform { random_resized_crop: None, flip: false, ..*self }
     }
 
     /// Turns `src` into `size * size * 3` bytes; `rng` drives augmentation when present.
@@ -270,29 +219,21 @@ thread_local! {
 /// Resizes the `crop` of `src` to `size x size` with bicubic (Catmull-Rom) filtering, the
 /// filter PIL's `resize` uses by default.
 pub fn resize_crop(src: &RgbImage, crop: Crop, size: u32, path: &Path) -> Result<Vec<u8>> {
-    let is_identity =
-        crop == Crop::full(src.width, src.height) && src.width == size && src.height == size;
+    let is_identity = crop == Crop::full(src.width, src.height) && src.width == size && src.height == size;
     if is_identity {
         return Ok(src.data.clone());
     }
-    let resize_err = |source| DataError::Resize {
-        path: path.to_path_buf(),
-        source,
-    };
-    let view =
-        ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3).map_err(|source| {
-            DataError::ResizeBuffer {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
+    let resize_err = |source| DataError::Resize { path: path.to_path_buf(), source };
+    let view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3)
+        .map_err(|source| DataError::ResizeBuffer { path: path.to_path_buf(), source })?;
     let mut dst = Image::new(size, size, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
-        .crop(crop.left, crop.top, crop.width, crop.height);
-    RESIZER
-        .with_borrow_mut(|r| r.resize(&view, &mut dst, &options))
-        .map_err(resize_err)?;
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)).crop(
+        crop.left,
+        crop.top,
+        crop.width,
+        crop.height,
+    );
+    RESIZER.with_borrow_mut(|r| r.resize(&view, &mut dst, &options)).map_err(resize_err)?;
     Ok(dst.into_vec())
 }
 

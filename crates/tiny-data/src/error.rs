@@ -140,9 +140,7 @@ pub enum DataError {
         len: usize,
     },
     /// Items handed to `collate` do not share one shape.
-    #[error(
-        "cannot collate item {index}: shape {got:?} differs from the first item's {expected:?}"
-    )]
+    #[error("cannot collate item {index}: shape {got:?} differs from the first item's {expected:?}")]
     ShapeMismatch {
         /// Position of the odd item in the batch.
         index: usize,
@@ -173,6 +171,9 @@ pub enum DataError {
         /// The batch number that was being built.
         batch: usize,
     },
+    /// A tensor operation failed (building a batch tensor or normalising one).
+    #[error(transparent)]
+    Tensor(#[from] tiny_tensor::TensorError),
     /// A loader worker thread could not be started.
     #[error("cannot spawn loader worker thread")]
     Spawn {
@@ -185,10 +186,7 @@ pub enum DataError {
 impl DataError {
     /// Builds an [`DataError::Io`] for `path`.
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        DataError::Io { path: path.to_path_buf(), source }
     }
 
     /// Returns the file a per-file error is about, if it is one.

@@ -26,16 +26,12 @@ pub fn has_image_extension(path: &Path) -> bool {
 pub fn get_image_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     let root = path.as_ref();
     if !root.is_dir() {
-        return Err(DataError::MissingFolder {
-            path: root.to_path_buf(),
-        });
+        return Err(DataError::MissingFolder { path: root.to_path_buf() });
     }
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(root).follow_links(true) {
         let entry = entry.map_err(|source| DataError::Walk {
-            path: source
-                .path()
-                .map_or_else(|| root.to_path_buf(), Path::to_path_buf),
+            path: source.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
             source,
         })?;
         if entry.file_type().is_file() && has_image_extension(entry.path()) {
@@ -51,9 +47,7 @@ pub fn parent_label(path: &Path) -> Result<&str> {
     path.parent()
         .and_then(Path::file_name)
         .and_then(|n| n.to_str())
-        .ok_or_else(|| DataError::NoLabel {
-            path: path.to_path_buf(),
-        })
+        .ok_or_else(|| DataError::NoLabel { path: path.to_path_buf() })
 }
 
 /// Returns the name of the folder two levels above `path`, which names its split.
@@ -73,11 +67,7 @@ impl Vocab {
     pub fn new<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
         let set: BTreeSet<String> = names.into_iter().map(Into::into).collect();
         let names: Vec<String> = set.into_iter().collect();
-        let val2idx = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as u32))
-            .collect();
+        let val2idx = names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
         Vocab { names, val2idx }
     }
 
@@ -91,10 +81,7 @@ impl Vocab {
     /// assert_eq!(vocab.index("dog"), Some(1));
     /// ```
     pub fn from_parent_names(files: &[PathBuf]) -> Result<Self> {
-        let names = files
-            .iter()
-            .map(|f| parent_label(f))
-            .collect::<Result<Vec<_>>>()?;
+        let names = files.iter().map(|f| parent_label(f)).collect::<Result<Vec<_>>>()?;
         Ok(Vocab::new(names))
     }
 
@@ -129,10 +116,7 @@ impl Vocab {
     /// [`DataError::UnknownLabel`] when the folder name is not a class of this vocabulary.
     pub fn label_of(&self, path: &Path) -> Result<u32> {
         let name = parent_label(path)?;
-        self.index(name).ok_or_else(|| DataError::UnknownLabel {
-            label: name.to_string(),
-            path: path.to_path_buf(),
-        })
+        self.index(name).ok_or_else(|| DataError::UnknownLabel { label: name.to_string(), path: path.to_path_buf() })
     }
 }
 
@@ -147,17 +131,8 @@ pub struct Splits {
 
 /// Splits `files` by grandparent folder name, keeping their order; other files are dropped.
 pub fn grandparent_split(files: &[PathBuf], train_name: &str, valid_name: &str) -> Splits {
-    let pick = |name: &str| {
-        files
-            .iter()
-            .filter(|f| grandparent_name(f) == Some(name))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    Splits {
-        train: pick(train_name),
-        valid: pick(valid_name),
-    }
+    let pick = |name: &str| files.iter().filter(|f| grandparent_name(f) == Some(name)).cloned().collect::<Vec<_>>();
+    Splits { train: pick(train_name), valid: pick(valid_name) }
 }
 
 /// An image-folder data set on disk: its vocabulary and its two splits, checked for sense.
@@ -181,11 +156,7 @@ impl ImageFolder {
     /// [`DataError::ClassMissingFromSplit`] when the layout is not usable for training.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
-        let valid_name = if root.join("val").is_dir() || !root.join("valid").is_dir() {
-            "val"
-        } else {
-            "valid"
-        };
+        let valid_name = if root.join("val").is_dir() || !root.join("valid").is_dir() { "val" } else { "valid" };
         Self::open_with(root, "train", valid_name)
     }
 
@@ -199,27 +170,19 @@ impl ImageFolder {
         let splits = grandparent_split(&files, train_name, valid_name);
         for (split, list) in [(train_name, &splits.train), (valid_name, &splits.valid)] {
             if list.is_empty() {
-                return Err(DataError::EmptySplit {
-                    split: split.to_string(),
-                    root,
-                });
+                return Err(DataError::EmptySplit { split: split.to_string(), root });
             }
         }
         let train_vocab = Vocab::from_parent_names(&splits.train)?;
         let valid_vocab = Vocab::from_parent_names(&splits.valid)?;
         check_same_classes(&train_vocab, train_name, &valid_vocab, valid_name)?;
-        Ok(ImageFolder {
-            root,
-            vocab: train_vocab,
-            splits,
-        })
+        Ok(ImageFolder { root, vocab: train_vocab, splits })
     }
 }
 
 /// Fails with [`DataError::ClassMissingFromSplit`] on the first class in only one split.
 fn check_same_classes(a: &Vocab, a_name: &str, b: &Vocab, b_name: &str) -> Result<()> {
-    let missing =
-        |from: &Vocab, to: &Vocab| from.names().iter().find(|n| to.index(n).is_none()).cloned();
+    let missing = |from: &Vocab, to: &Vocab| from.names().iter().find(|n| to.index(n).is_none()).cloned();
     if let Some(class) = missing(a, b) {
         return Err(DataError::ClassMissingFromSplit {
             class,

@@ -18,10 +18,11 @@
 //! use tiny_data::{DataLoaders, FolderConfig, Normalize};
 //! let dls = DataLoaders::from_folder("data/imagenette2-160", &FolderConfig::default())?;
 //! let first = dls.train.iter().next().expect("a batch")?;
-//! let norm = Normalize::from_raw_batch(&first)?;
+//! let norm = Normalize::from_batch(&first)?; // the chapter: stats of one training batch
 //! for batch in &dls.train {
 //!     let batch = batch?;
-//!     assert_eq!(batch.shape[1..], [64, 64, 3]);
+//!     let x = norm.apply(&batch.x)?; // (x - mean) / std, then NHWC -> NCHW
+//!     assert_eq!(x.shape()[1..], [3, 64, 64]);
 //! }
 //! # Ok::<(), tiny_data::DataError>(())
 //! ```
@@ -40,17 +41,16 @@ mod normalize;
 mod rng;
 pub mod synth;
 
-pub use batch::{RawBatch, collate};
+pub use batch::{Batch, RawBatch, collate, collate_raw};
 pub use dataloaders::{DataLoaders, FolderConfig};
 pub use dataset::{Dataset, ImageFolderDataset, ImageItem};
 pub use decode::{
-    Crop, ItemTransform, RandomResizedCrop, ResizeMethod, RgbImage, decode_rgb, decode_rgb_bytes,
-    flip_horizontal, resize_crop,
+    Crop, ItemTransform, RandomResizedCrop, ResizeMethod, RgbImage, decode_rgb, decode_rgb_bytes, flip_horizontal,
+    resize_crop,
 };
 pub use error::{DataError, Result};
 pub use files::{
-    IMAGE_EXTENSIONS, ImageFolder, Splits, Vocab, get_image_files, grandparent_split,
-    has_image_extension, parent_label,
+    IMAGE_EXTENSIONS, ImageFolder, Splits, Vocab, get_image_files, grandparent_split, has_image_extension, parent_label,
 };
 pub use loader::{BadFilePolicy, BatchIter, DataLoader, default_num_workers};
 pub use normalize::{ChannelStats, Normalize};

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::{DataError, Dataset, ImageItem, RawBatch, Result, Rng, collate};
+use crate::{Batch, DataError, Dataset, ImageItem, Result, Rng, collate};
 
 /// What the loader does with a file that cannot be read or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,7 +22,7 @@ pub enum BadFilePolicy {
 }
 
 /// Stream tag that keeps shuffle randomness apart from per-item randomness.
-const SHUFFLE_TAG: u64 = 0x5348_5546_464C_45;
+const SHUFFLE_TAG: u64 = 0x0053_4855_4646_4C45;
 
 /// Returns the default worker count: the number of cores.
 pub fn default_num_workers() -> usize {
@@ -59,11 +59,7 @@ impl<D: Dataset<Item = ImageItem> + 'static> DataLoader<D> {
     /// Like [`DataLoader::new`] for a dataset that is already shared.
     pub fn from_arc(dataset: Arc<D>, bs: usize) -> Result<Self> {
         if bs == 0 {
-            return Err(DataError::InvalidOption {
-                option: "batch size",
-                value: "0".into(),
-                expected: "at least 1",
-            });
+            return Err(DataError::InvalidOption { option: "batch size", value: "0".into(), expected: "at least 1" });
         }
         Ok(DataLoader {
             dataset,
@@ -133,11 +129,7 @@ impl<D: Dataset<Item = ImageItem> + 'static> DataLoader<D> {
     /// Returns the number of batches per epoch.
     pub fn len(&self) -> usize {
         let n = self.dataset.len();
-        if self.drop_last {
-            n / self.bs
-        } else {
-            n.div_ceil(self.bs)
-        }
+        if self.drop_last { n / self.bs } else { n.div_ceil(self.bs) }
     }
 
     /// Tells whether an epoch yields no batch.
@@ -197,17 +189,12 @@ impl<D: Dataset<Item = ImageItem> + 'static> DataLoader<D> {
                 Err(e) => Inner::Failed(Some(e)),
             }
         };
-        BatchIter {
-            job,
-            next: 0,
-            n_batches,
-            inner,
-        }
+        BatchIter { job, next: 0, n_batches, inner }
     }
 }
 
-impl<'a, D: Dataset<Item = ImageItem> + 'static> IntoIterator for &'a DataLoader<D> {
-    type Item = Result<RawBatch>;
+impl<D: Dataset<Item = ImageItem> + 'static> IntoIterator for &DataLoader<D> {
+    type Item = Result<Batch>;
     type IntoIter = BatchIter<D>;
 
     fn into_iter(self) -> BatchIter<D> {
@@ -234,7 +221,7 @@ struct EpochJob<D> {
 
 impl<D: Dataset<Item = ImageItem>> EpochJob<D> {
     /// Builds batch `b`; `Ok(None)` when every item was skipped or the epoch was stopped.
-    fn build(&self, b: usize) -> Result<Option<RawBatch>> {
+    fn build(&self, b: usize) -> Result<Option<Batch>> {
         let start = b * self.bs;
         let end = (start + self.bs).min(self.order.len());
         let mut items = Vec::with_capacity(end - start);
@@ -261,7 +248,7 @@ impl<D: Dataset<Item = ImageItem>> EpochJob<D> {
 }
 
 /// A built batch, tagged with its number.
-type Done = (usize, Result<Option<RawBatch>>);
+type Done = (usize, Result<Option<Batch>>);
 
 /// The worker threads of one epoch and the channels that feed and drain them.
 struct Pool {
@@ -269,7 +256,7 @@ struct Pool {
     tickets: Option<Sender<usize>>,
     results: Receiver<Done>,
     /// Batches received ahead of the one the consumer waits for.
-    pending: BTreeMap<usize, Result<Option<RawBatch>>>,
+    pending: BTreeMap<usize, Result<Option<Batch>>>,
     /// The next batch number to hand out.
     issued: usize,
     workers: Vec<JoinHandle<()>>,
@@ -321,7 +308,7 @@ impl Pool {
     }
 
     /// Waits for batch `b`, keeping any later batches that arrive first.
-    fn take(&mut self, b: usize) -> Result<Option<RawBatch>> {
+    fn take(&mut self, b: usize) -> Result<Option<Batch>> {
         loop {
             if let Some(r) = self.pending.remove(&b) {
                 return r;
@@ -338,11 +325,7 @@ impl Pool {
 }
 
 /// A worker: builds the batches whose numbers it receives until told to stop.
-fn worker<D: Dataset<Item = ImageItem>>(
-    job: &EpochJob<D>,
-    rx: &Receiver<usize>,
-    tx: &Sender<Done>,
-) {
+fn worker<D: Dataset<Item = ImageItem>>(job: &EpochJob<D>, rx: &Receiver<usize>, tx: &Sender<Done>) {
     while let Ok(b) = rx.recv() {
         if job.stop.load(Ordering::Relaxed) {
             break;
@@ -397,7 +380,7 @@ impl<D: Dataset<Item = ImageItem>> BatchIter<D> {
 }
 
 impl<D: Dataset<Item = ImageItem>> Iterator for BatchIter<D> {
-    type Item = Result<RawBatch>;
+    type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.next < self.n_batches {

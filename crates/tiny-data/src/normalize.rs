@@ -1,6 +1,8 @@
 //! Per-channel normalisation statistics, from one training batch (the chapter) or a whole split.
 
-use crate::{DataError, RawBatch, Result};
+use tiny_tensor::Tensor;
+
+use crate::{Batch, DataError, RawBatch, Result};
 
 /// Per-channel mean and standard deviation of NHWC RGB data.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,6 +67,29 @@ impl ChannelStats {
 }
 
 impl Normalize {
+    /// Computes the statistics of one batch over (N, H, W), as the chapter does with its first
+    /// training batch: `xb.mean((0, 1, 2))`, `xb.std((0, 1, 2))`.
+    ///
+    /// # Errors
+    /// [`DataError::EmptyStats`] for a batch with fewer than two pixels.
+    pub fn from_batch(batch: &Batch) -> Result<Self> {
+        let mut s = ChannelStats::default();
+        s.add(&batch.x.to_vec());
+        s.finish("batch")
+    }
+
+    /// Computes the statistics of every batch of an iterator, such as one epoch of a split.
+    ///
+    /// # Errors
+    /// The first error the iterator yields, or [`DataError::EmptyStats`].
+    pub fn from_batches(batches: impl IntoIterator<Item = Result<Batch>>) -> Result<Self> {
+        let mut s = ChannelStats::default();
+        for b in batches {
+            s.add(&b?.x.to_vec());
+        }
+        s.finish("split")
+    }
+
     /// Computes the statistics of one raw batch over (N, H, W).
     ///
     /// ```
@@ -80,24 +105,32 @@ impl Normalize {
         s.finish("batch")
     }
 
-    /// Computes the statistics of every batch of an iterator, such as a whole split.
+    /// Normalises an NHWC batch and permutes it to NCHW: `((x - mean) / std).permute(0, 3, 1, 2)`.
+    ///
+    /// The permute is a strided view, as in the chapter; no pixel is copied for it.
+    ///
+    /// ```
+    /// use tiny_tensor::Tensor;
+    /// let norm = tiny_data::Normalize { mean: [0.5; 3], std: [0.25; 3] };
+    /// let x = Tensor::from_vec(vec![0.75; 2 * 4 * 5 * 3], &[2, 4, 5, 3]).unwrap();
+    /// let y = norm.apply(&x).unwrap();
+    /// assert_eq!(y.shape(), &[2, 3, 4, 5]);
+    /// assert!(y.to_vec().iter().all(|&v| (v - 1.0).abs() < 1e-6));
+    /// ```
     ///
     /// # Errors
-    /// The first error the iterator yields, or [`DataError::EmptyStats`].
-    pub fn from_raw_batches(batches: impl IntoIterator<Item = Result<RawBatch>>) -> Result<Self> {
-        let mut s = ChannelStats::default();
-        for b in batches {
-            s.add(&b?.x);
-        }
-        s.finish("split")
+    /// [`DataError::Tensor`] when `x` is not of shape `[n, h, w, 3]`.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = Tensor::from_vec(self.mean.to_vec(), &[3])?;
+        let std = Tensor::from_vec(self.std.to_vec(), &[3])?;
+        Ok(x.sub(&mean)?.div(&std)?.permute(&[0, 3, 1, 2])?)
     }
 
-    /// Normalises NHWC data in place: `(x - mean) / std` per channel.
+    /// Normalises raw NHWC data in place: `(x - mean) / std` per channel, no permute.
     pub fn apply_in_place(&self, x: &mut [f32]) {
-        let inv = self.std.map(|s| 1.0 / s);
         for px in x.chunks_exact_mut(3) {
             for c in 0..3 {
-                px[c] = (px[c] - self.mean[c]) * inv[c];
+                px[c] = (px[c] - self.mean[c]) / self.std[c];
             }
         }
     }

@@ -13,9 +13,7 @@ pub fn splitmix64(x: u64) -> u64 {
 
 /// Mixes several words into one seed, so that every (seed, epoch, index) has its own stream.
 pub fn mix(words: &[u64]) -> u64 {
-    words.iter().fold(0x243F_6A88_85A3_08D3, |acc, &w| {
-        splitmix64(acc ^ splitmix64(w))
-    })
+    words.iter().fold(0x243F_6A88_85A3_08D3, |acc, &w| splitmix64(acc ^ splitmix64(w)))
 }
 
 /// A deterministic random number generator (the SplitMix64 sequence).
@@ -34,9 +32,7 @@ pub struct Rng {
 impl Rng {
     /// Creates a generator from one seed.
     pub fn new(seed: u64) -> Self {
-        Rng {
-            state: splitmix64(seed),
-        }
+        Rng { state: splitmix64(seed) }
     }
 
     /// Creates a generator whose stream is determined by all of `parts`, such as
@@ -110,10 +106,7 @@ mod tests {
             assert!((0.0..1.0).contains(&x));
             assert!(r.below(7) < 7);
         }
-        assert_ne!(
-            Rng::from_parts(&[1, 2, 3]).next_u64(),
-            Rng::from_parts(&[1, 3, 2]).next_u64()
-        );
+        assert_ne!(Rng::from_parts(&[1, 2, 3]).next_u64(), Rng::from_parts(&[1, 3, 2]).next_u64());
     }
 
     #[test]

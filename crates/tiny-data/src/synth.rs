@@ -99,26 +99,15 @@ fn scaled(count: usize, scale: f32) -> usize {
 /// the long side varies from 160 to 240 px (mostly 213, as in imagenette2-160).
 pub fn plan(scale: f32, seed: u64) -> Vec<SynthItem> {
     let mut items = Vec::new();
-    for (split_id, (split, counts)) in [("train", TRAIN_COUNTS), ("val", VALID_COUNTS)]
-        .into_iter()
-        .enumerate()
-    {
+    for (split_id, (split, counts)) in [("train", TRAIN_COUNTS), ("val", VALID_COUNTS)].into_iter().enumerate() {
         let mut k = 0usize;
         for (class, &count) in counts.iter().enumerate() {
             let wnid = IMAGENETTE_WNIDS[class];
             for i in 0..scaled(count, scale) {
                 let item_seed = crate::mix(&[seed, split_id as u64, k as u64]);
                 let mut rng = Rng::new(item_seed);
-                let long = if rng.chance(0.55) {
-                    213
-                } else {
-                    160 + rng.below(81) as u32
-                };
-                let (width, height) = if rng.chance(0.8) {
-                    (long, 160)
-                } else {
-                    (160, long)
-                };
+                let long = if rng.chance(0.55) { 213 } else { 160 + rng.below(81) as u32 };
+                let (width, height) = if rng.chance(0.8) { (long, 160) } else { (160, long) };
                 let name = if split == "train" {
                     format!("{wnid}_{:05}.JPEG", i + 1)
                 } else {
@@ -155,10 +144,7 @@ pub fn encode_item(item: &SynthItem) -> Result<Vec<u8>> {
     } else {
         encoder.encode(&img.data, w, h, ColorType::Rgb)
     };
-    result.map_err(|source| DataError::Encode {
-        path: item.rel_path.clone(),
-        source,
-    })?;
+    result.map_err(|source| DataError::Encode { path: item.rel_path.clone(), source })?;
     Ok(out)
 }
 
@@ -193,13 +179,8 @@ pub fn generate_with(out: &Path, scale: f32, seed: u64, threads: usize) -> Resul
         });
     }
     let items = plan(scale, seed);
-    let name = out
-        .file_name()
-        .map_or_else(|| "synth".into(), |n| n.to_string_lossy().into_owned());
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let name = out.file_name().map_or_else(|| "synth".into(), |n| n.to_string_lossy().into_owned());
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
@@ -221,10 +202,7 @@ pub fn generate_with(out: &Path, scale: f32, seed: u64, threads: usize) -> Resul
     } else {
         std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
     }
-    let train = items
-        .iter()
-        .filter(|i| i.rel_path.starts_with("train"))
-        .count();
+    let train = items.iter().filter(|i| i.rel_path.starts_with("train")).count();
     Ok(SynthSummary {
         root: out.to_path_buf(),
         train,
@@ -282,16 +260,11 @@ fn write_all(root: &Path, items: &[SynthItem], threads: usize) -> Result<u64> {
 
 /// Builds a `noisy_imagenette.csv` like the real one's, with every label column clean.
 fn labels_csv(items: &[SynthItem]) -> String {
-    let mut csv = String::from(
-        "path,noisy_labels_0,noisy_labels_1,noisy_labels_5,noisy_labels_25,noisy_labels_50,is_valid\n",
-    );
+    let mut csv =
+        String::from("path,noisy_labels_0,noisy_labels_1,noisy_labels_5,noisy_labels_25,noisy_labels_50,is_valid\n");
     for item in items {
         let wnid = IMAGENETTE_WNIDS[item.class];
-        let valid = if item.rel_path.starts_with("val") {
-            "True"
-        } else {
-            "False"
-        };
+        let valid = if item.rel_path.starts_with("val") { "True" } else { "False" };
         let path = item.rel_path.to_string_lossy().replace('\\', "/");
         let _ = writeln!(csv, "{path},{wnid},{wnid},{wnid},{wnid},{wnid},{valid}");
     }

@@ -13,12 +13,7 @@ use tiny_data::{ImageFolder, get_image_files};
 fn snapshot(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out: Vec<_> = walk(root)
         .into_iter()
-        .map(|p| {
-            (
-                p.strip_prefix(root).unwrap().to_path_buf(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
+        .map(|p| (p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap()))
         .collect();
     out.sort();
     out
@@ -65,11 +60,7 @@ fn small_set_has_imagenette_layout() {
     }
     assert_eq!(grey, summary.greyscale);
     for wnid in IMAGENETTE_WNIDS {
-        let n = |split: &str| {
-            std::fs::read_dir(root.join(split).join(wnid))
-                .unwrap()
-                .count()
-        };
+        let n = |split: &str| std::fs::read_dir(root.join(split).join(wnid)).unwrap().count();
         assert!(n("train") >= 3 && n("val") >= 3, "{wnid}");
     }
     // Nothing is left beside the output: the temp folder was renamed into place.
@@ -79,11 +70,7 @@ fn small_set_has_imagenette_layout() {
 #[test]
 fn same_seed_gives_same_bytes_whatever_the_threads() {
     let dir = TempDir::new("synth-determinism");
-    let (a, b, c) = (
-        dir.path().join("a"),
-        dir.path().join("b"),
-        dir.path().join("c"),
-    );
+    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
     generate_with(&a, 0.005, 3, 1).unwrap();
     generate_with(&b, 0.005, 3, 3).unwrap();
     generate_with(&c, 0.005, 4, 2).unwrap();
@@ -100,16 +87,12 @@ fn same_seed_gives_same_bytes_whatever_the_threads() {
 #[test]
 fn full_plan_has_imagenette_counts_and_one_percent_greyscale() {
     let items = plan(1.0, 0);
-    let train = items
-        .iter()
-        .filter(|i| i.rel_path.starts_with("train"))
-        .count();
+    let train = items.iter().filter(|i| i.rel_path.starts_with("train")).count();
     assert_eq!((train, items.len() - train), (9469, 3925));
     let grey = items.iter().filter(|i| i.greyscale).count();
     assert!((120..=140).contains(&grey), "{grey} greyscale");
     assert!(items.iter().all(|i| i.width.min(i.height) == 160));
-    let long_sides: std::collections::BTreeSet<u32> =
-        items.iter().map(|i| i.width.max(i.height)).collect();
+    let long_sides: std::collections::BTreeSet<u32> = items.iter().map(|i| i.width.max(i.height)).collect();
     assert!(long_sides.len() > 50, "long side varies");
 }
 

@@ -24,27 +24,20 @@ struct Signature {
     angle: f32,
     /// Texture period in pixels of the 160-px image.
     period: f32,
+    /// Number of spokes, for the spokes kind.
+    spokes: f32,
 }
 
 /// Returns the signature of `class` (0..10; larger values wrap).
 fn signature(class: usize) -> Signature {
-    let kind = [
-        Kind::Stripes,
-        Kind::Rings,
-        Kind::Checker,
-        Kind::Dots,
-        Kind::Spokes,
-    ][class % 5];
+    let kind = [Kind::Stripes, Kind::Rings, Kind::Checker, Kind::Dots, Kind::Spokes][class % 5];
     let variant = (class / 5) % 2;
     Signature {
         kind,
         hue: (class % 10) as f32 * 36.0,
-        angle: if variant == 0 {
-            20f32.to_radians()
-        } else {
-            110f32.to_radians()
-        },
+        angle: if variant == 0 { 20f32.to_radians() } else { 110f32.to_radians() },
         period: if variant == 0 { 16.0 } else { 26.0 },
+        spokes: if variant == 0 { 8.0 } else { 5.0 },
     }
 }
 
@@ -94,11 +87,7 @@ impl Object {
         let r = side * rng.uniform(0.16, 0.36) * scale;
         let aspect = rng.uniform(0.75, 1.33);
         let angle = sig.angle + rng.normal() * 12f32.to_radians();
-        let hue = if rng.chance(0.35) {
-            rng.uniform(0.0, 360.0)
-        } else {
-            sig.hue + rng.uniform(-40.0, 40.0)
-        };
+        let hue = if rng.chance(0.35) { rng.uniform(0.0, 360.0) } else { sig.hue + rng.uniform(-40.0, 40.0) };
         let light = hsv(hue, rng.uniform(0.45, 1.0), rng.uniform(0.6, 1.0));
         let shade = rng.uniform(0.3, 0.7);
         Object {
@@ -109,7 +98,7 @@ impl Object {
             rot: (angle.cos(), angle.sin()),
             kind: sig.kind,
             period: sig.period * rng.uniform(0.85, 1.15),
-            spokes: if class / 5 % 2 == 0 { 8.0 } else { 5.0 },
+            spokes: sig.spokes,
             light,
             dark: light.map(|c| c * shade),
             opacity: rng.uniform(0.75, 1.0),
@@ -166,11 +155,7 @@ fn clutter(buf: &mut [f32], w: usize, h: usize, rng: &mut Rng) {
     let side = w.min(h) as f32;
     let r = side * rng.uniform(0.05, 0.18);
     let (cx, cy) = (rng.uniform(0.0, w as f32), rng.uniform(0.0, h as f32));
-    let col = hsv(
-        rng.uniform(0.0, 360.0),
-        rng.uniform(0.0, 0.8),
-        rng.uniform(0.2, 1.0),
-    );
+    let col = hsv(rng.uniform(0.0, 360.0), rng.uniform(0.0, 0.8), rng.uniform(0.2, 1.0));
     let alpha = rng.uniform(0.3, 0.8);
     let round = rng.chance(0.5);
     let x0 = (cx - r).max(0.0) as usize;
@@ -207,16 +192,8 @@ pub fn render(class: usize, width: u32, height: u32, seed: u64) -> RgbImage {
     let mut buf = vec![0.0f32; w * h * 3];
 
     // Background: a linear gradient between two random, muted colours.
-    let c0 = hsv(
-        rng.uniform(0.0, 360.0),
-        rng.uniform(0.05, 0.6),
-        rng.uniform(0.25, 0.9),
-    );
-    let c1 = hsv(
-        rng.uniform(0.0, 360.0),
-        rng.uniform(0.05, 0.6),
-        rng.uniform(0.25, 0.9),
-    );
+    let c0 = hsv(rng.uniform(0.0, 360.0), rng.uniform(0.05, 0.6), rng.uniform(0.25, 0.9));
+    let c1 = hsv(rng.uniform(0.0, 360.0), rng.uniform(0.05, 0.6), rng.uniform(0.25, 0.9));
     let theta = rng.uniform(0.0, 2.0 * PI);
     let (gx, gy) = (theta.cos() / wf.hypot(hf), theta.sin() / wf.hypot(hf));
     for y in 0..h {
@@ -245,14 +222,7 @@ pub fn render(class: usize, width: u32, height: u32, seed: u64) -> RgbImage {
     let mut data = Vec::with_capacity(buf.len());
     for px in buf.chunks_exact(3) {
         let grain = rng.normal() * sigma;
-        data.extend(
-            px.iter()
-                .map(|&v| (v + grain).round().clamp(0.0, 255.0) as u8),
-        );
+        data.extend(px.iter().map(|&v| (v + grain).round().clamp(0.0, 255.0) as u8));
     }
-    RgbImage {
-        width,
-        height,
-        data,
-    }
+    RgbImage { width, height, data }
 }

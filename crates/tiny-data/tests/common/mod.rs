@@ -11,14 +11,9 @@ impl TempDir {
     /// Creates a new, empty, uniquely named folder.
     pub fn new(tag: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "tiny-data-test-{tag}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("tiny-data-test-{tag}-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }
@@ -45,19 +40,13 @@ pub fn write(path: &Path, bytes: &[u8]) {
 pub fn jpeg_bytes(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
     let mut out = Vec::new();
-    img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-        &mut out, 90,
-    ))
-    .expect("encode jpeg");
+    img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)).expect("encode jpeg");
     out
 }
 
 /// Writes a JPEG with a smooth gradient to `path`.
 pub fn write_jpeg(path: &Path, w: u32, h: u32) {
-    write(
-        path,
-        &jpeg_bytes(w, h, |x, y| [(x * 3) as u8, (y * 5) as u8, 128]),
-    );
+    write(path, &jpeg_bytes(w, h, |x, y| [(x * 3) as u8, (y * 5) as u8, 128]));
 }
 
 /// Creates `root/<split>/<class>/<i>.jpg` for each split, class and `0..per_class`.
@@ -65,11 +54,7 @@ pub fn make_folder(root: &Path, splits: &[&str], classes: &[&str], per_class: us
     for split in splits {
         for class in classes {
             for i in 0..per_class {
-                write_jpeg(
-                    &root.join(split).join(class).join(format!("{i}.jpg")),
-                    24,
-                    16,
-                );
+                write_jpeg(&root.join(split).join(class).join(format!("{i}.jpg")), 24, 16);
             }
         }
     }
