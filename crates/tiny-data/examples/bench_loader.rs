@@ -45,6 +45,15 @@ fn parse() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// The peak resident set size of this process in MiB, from /proc (0 where unavailable).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn main() -> anyhow::Result<()> {
     let a = parse()?;
     let folder = ImageFolder::open(&a.data)?;
@@ -84,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         "{{\"mode\":\"bench-loader\",\"data\":{:?},\"size\":{},\"bs\":{},\"workers\":{},\"cache\":{},\
          \"images\":{images},\"batches\":{batches},\"seconds\":{secs:.4},\"img_per_s\":{rate:.1},\
          \"single_core_images\":{},\"single_core_us_per_img\":{:.1},\"single_core_img_per_s\":{single_rate:.1},\
-         \"efficiency_vs_workers_x_single\":{efficiency:.3},\"nproc\":{}}}",
+         \"efficiency_vs_workers_x_single\":{efficiency:.3},\"peak_rss_mib\":{:.0},\"nproc\":{}}}",
         a.data.display().to_string(),
         a.size,
         a.bs,
@@ -92,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         a.cache,
         sample.len(),
         1e6 / single_rate,
+        peak_rss_mib(),
         tiny_data::default_num_workers()
     );
     Ok(())
