@@ -34,12 +34,18 @@ impl Tensor {
         let g = geom(xs, ws, stride, padding);
         // One channels-last copy of the input (none when it already is) serves forward and backward.
         let x_cl = self.detach().to_channels_last()?;
-        let out = backend::conv2d(&x_cl, weight, bias, &g)?;
+        // The weights reordered for channels-last im2col, shared by forward and backward-input.
+        let w_fkkc = backend::weight_fkkc(weight)?;
+        let out = backend::conv2d(&x_cl, &w_fkkc, bias, &g)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let saved = weight.requires_grad().then_some(x_cl);
+        let w_saved = self.requires_grad().then_some(w_fkkc);
         Ok(Tensor::record(out, "conv2d", &inputs, move |grad, _, x| {
-            let dx = if x[0].requires_grad() { Some(backend::conv2d_backward_input(grad, &x[1], &g)?) } else { None };
+            let dx = match &w_saved {
+                Some(wc) if x[0].requires_grad() => Some(backend::conv2d_backward_input(grad, wc, &g)?),
+                _ => None,
+            };
             let dw = match &saved {
                 Some(x_cl) if x[1].requires_grad() => Some(backend::conv2d_backward_weight(x_cl, grad, &g)?),
                 _ => None,
@@ -85,7 +91,7 @@ impl Tensor {
         }
         let g = geom(input_shape, weight.shape(), stride, padding);
         check_grad("conv2d_input_grad", self, &g)?;
-        backend::conv2d_backward_input(self, weight, &g)
+        backend::conv2d_backward_input(self, &backend::weight_fkkc(weight)?, &g)
     }
 
     /// The gradient of a convolution's weight, given the output gradient `self` and the input: the
