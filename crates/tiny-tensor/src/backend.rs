@@ -205,13 +205,13 @@ pub(crate) fn weight_fkkc(w: &Tensor) -> Result<Tensor> {
 
 /// Forward convolution with weights already in `weight_fkkc` order; the result is NCHW with
 /// channels-last strides.
-pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, g: &Conv2dGeom) -> Result<Tensor> {
+pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Tensor> {
     same_device("conv2d", x, wc)?;
     let xc = nhwc(x)?;
     let bias = bias.map(|b| b.contiguous_copy()).transpose()?;
     let (sx, sw) = (xc.storage(), wc.storage());
     let sb = bias.as_ref().map(|b| b.storage());
-    let out = cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], cpu(&sw), sb.as_deref().map(cpu), g);
+    let out = cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], cpu(&sw), sb.as_deref().map(cpu), relu, g);
     Ok(from_nhwc(out, g.n, g.f, g.oh(), g.ow()))
 }
 

@@ -104,6 +104,19 @@ fn conv2d_every_input() {
 }
 
 #[test]
+fn fused_conv2d_relu_equals_conv_then_relu() {
+    let x = away_from_zero(&[2, 3, 6, 6], 0.05, 29);
+    let w = param(&[4, 3, 3, 3], -1.0, 1.0, 30);
+    let b = param(&[4], -0.2, 0.2, 31);
+    let fused = x.conv2d_relu(&w, Some(&b), 2, 1).unwrap();
+    let plain = x.conv2d(&w, Some(&b), 2, 1).unwrap().relu().unwrap();
+    common::assert_all_close(&fused.to_vec(), &plain.to_vec(), 1e-6);
+    // Pre-activations close to zero would put the finite difference across relu's kink; these
+    // inputs and weights keep them away from it, as the element check below confirms.
+    gradcheck_with(&[x, w, b], |t| t[0].conv2d_relu(&t[1], Some(&t[2]), 2, 1), 1e-3, 3e-2, 3e-3);
+}
+
+#[test]
 fn conv2d_on_channels_last_input_one_direction() {
     // The chapter's NHWC batch permuted to NCHW: a strided view, not a copy.
     let nhwc = param(&[4, 16, 16, 3], -1.0, 1.0, 22);

@@ -11,6 +11,24 @@ impl Tensor {
     /// layer's im2col and every elementwise op run without transposes.
     /// Backward: dx = col2im(g @ W), dW = g^T @ im2col(x), db = sum of g over n, h, w.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        self.conv2d_with(weight, bias, stride, padding, false)
+    }
+
+    /// `relu(conv2d(x, weight, bias))` in one op: bias and ReLU are applied to each chunk of the output
+    /// while it is still in cache, saving two passes over the activation. The backward masks the
+    /// gradient with the output's sign (`relu(z) > 0` exactly where `z > 0`), then runs conv's.
+    pub fn conv2d_relu(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        self.conv2d_with(weight, bias, stride, padding, true)
+    }
+
+    fn conv2d_with(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+        relu: bool,
+    ) -> Result<Tensor> {
         let mismatch =
             || TensorError::ShapeMismatch { op: "conv2d", lhs: self.shape().to_vec(), rhs: weight.shape().to_vec() };
         let (xs, ws) = (self.shape(), weight.shape());
@@ -36,12 +54,19 @@ impl Tensor {
         let x_cl = self.detach().to_channels_last()?;
         // The weights reordered for channels-last im2col, shared by forward and backward-input.
         let w_fkkc = backend::weight_fkkc(weight)?;
-        let out = backend::conv2d(&x_cl, &w_fkkc, bias, &g)?;
+        let out = backend::conv2d(&x_cl, &w_fkkc, bias, relu, &g)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let saved = weight.requires_grad().then_some(x_cl);
         let w_saved = self.requires_grad().then_some(w_fkkc);
-        Ok(Tensor::record(out, "conv2d", &inputs, move |grad, _, x| {
+        Ok(Tensor::record(out, if relu { "conv2d_relu" } else { "conv2d" }, &inputs, move |grad, out, x| {
+            let masked;
+            let grad = if relu {
+                masked = Tensor::relu_grad(grad, out)?;
+                &masked
+            } else {
+                grad
+            };
             let dx = match &w_saved {
                 Some(wc) if x[0].requires_grad() => Some(backend::conv2d_backward_input(grad, wc, &g)?),
                 _ => None,
