@@ -128,15 +128,23 @@ fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
     });
 }
 
+/// Adds the bias and applies ReLU to a chunk of output rows while they are still in cache.
+fn epilogue(out: &mut [f32], f: usize, bias: Option<&[f32]>, relu: bool) {
+    match (bias, relu) {
+        (Some(b), true) => {
+            out.chunks_exact_mut(f).for_each(|r| r.iter_mut().zip(b).for_each(|(o, &v)| *o = (*o + v).max(0.0)))
+        }
+        (Some(b), false) => out.chunks_exact_mut(f).for_each(|r| r.iter_mut().zip(b).for_each(|(o, &v)| *o += v)),
+        (None, true) => out.iter_mut().for_each(|o| *o = o.max(0.0)),
+        (None, false) => {}
+    }
+}
+
 /// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with
-/// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`; returns `[n, oh, ow, f]`.
-pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
+/// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`, then ReLU when `relu`; returns `[n, oh, ow, f]`.
+pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Conv2dGeom) -> Vec<f32> {
     let p = plan(g);
     let mut out = alloc::take(g.n * p.rows_per_img * g.f);
-    if let Some(b) = bias {
-        // Element by element: one `memcpy` call per short row would cost more than the copy.
-        out.chunks_exact_mut(g.f).for_each(|row| row.iter_mut().zip(b).for_each(|(o, &v)| *o = v));
-    }
     let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
     let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
     let wt = Mat::rows(w, g.f, p.kkc).t();
@@ -152,7 +160,8 @@ pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Con
                 Mat::rows(&col, rows, p.kkc)
             };
             let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
-            gemm(MatMut::rows(&mut guard, rows, g.f), bias.is_some(), lhs, wt, threads);
+            gemm(MatMut::rows(&mut guard, rows, g.f), false, lhs, wt, threads);
+            epilogue(&mut guard, g.f, bias, relu);
         }
         alloc::give(col);
     });

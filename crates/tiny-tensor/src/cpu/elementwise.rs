@@ -14,7 +14,10 @@ pub(crate) fn unary(x: &[f32], l: &Layout, op: UnaryOp) -> (Vec<f32>, Layout) {
         UnaryOp::Log => map(x, l, f32::ln),
         UnaryOp::Relu => map(x, l, |v| v.max(0.0)),
         UnaryOp::Sqrt => map(x, l, f32::sqrt),
+        UnaryOp::Powf(1.0) => map(x, l, |v| v),
         UnaryOp::Powf(2.0) => map(x, l, |v| v * v),
+        UnaryOp::Powf(-1.0) => map(x, l, |v| 1.0 / v),
+        UnaryOp::Powf(0.5) => map(x, l, f32::sqrt),
         UnaryOp::Powf(p) => map(x, l, |v| v.powf(p)),
         UnaryOp::Affine { mul, add } => map(x, l, |v| v * mul + add),
     }

@@ -1,6 +1,7 @@
 //! CPU kernels on plain slices: strided elementwise maps, reductions, GEMM-based matmul and conv, pooling.
 
 pub(crate) mod alloc;
+pub(crate) mod batchnorm;
 mod conv;
 mod elementwise;
 mod index;
