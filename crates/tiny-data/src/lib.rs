@@ -55,3 +55,8 @@ pub use files::{
 pub use loader::{BadFilePolicy, BatchIter, DataLoader, default_num_workers};
 pub use normalize::{ChannelStats, Normalize};
 pub use rng::{Rng, mix, splitmix64};
+
+/// The crate README's example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
