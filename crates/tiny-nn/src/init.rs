@@ -1,6 +1,6 @@
-//! Weight initialisation (kaiming and xavier normal) from one seeded generator, like `torch.manual_seed`.
+//! Weight initialisation (kaiming and xavier normal) from a seeded per-thread generator, like `torch.manual_seed`.
 
-use std::sync::{LazyLock, Mutex};
+use std::cell::RefCell;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -8,24 +8,25 @@ use tiny_tensor::Tensor;
 
 use crate::Result;
 
-static RNG: LazyLock<Mutex<StdRng>> = LazyLock::new(|| Mutex::new(StdRng::seed_from_u64(0)));
+thread_local! {
+    static RNG: RefCell<StdRng> = RefCell::new(StdRng::seed_from_u64(0));
+}
 
 /// Reseeds the generator that layer constructors draw their initial weights from, so that the same seed
-/// builds the same model (PyTorch's `torch.manual_seed`). The default seed is 0.
+/// builds the same model (PyTorch's `torch.manual_seed`). Each thread has its own generator, seeded 0
+/// until this is called, so models built on different threads never interleave their draws.
 pub fn manual_seed(seed: u64) {
-    *RNG.lock().unwrap_or_else(|e| e.into_inner()) = StdRng::seed_from_u64(seed);
+    RNG.with(|r| *r.borrow_mut() = StdRng::seed_from_u64(seed));
 }
 
-/// Normal samples with mean 0 and standard deviation `std` from the shared generator.
+/// Normal samples with mean 0 and standard deviation `std` from this thread's generator.
 pub fn normal(shape: &[usize], std: f32) -> Result<Tensor> {
-    let mut rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(Tensor::normal(shape, 0.0, std, &mut *rng)?)
+    RNG.with(|r| Ok(Tensor::normal(shape, 0.0, std, &mut *r.borrow_mut())?))
 }
 
-/// Uniform samples in `[-bound, bound)` from the shared generator.
+/// Uniform samples in `[-bound, bound)` from this thread's generator.
 pub fn uniform(shape: &[usize], bound: f32) -> Result<Tensor> {
-    let mut rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(Tensor::uniform(shape, -bound, bound, &mut *rng)?)
+    RNG.with(|r| Ok(Tensor::uniform(shape, -bound, bound, &mut *r.borrow_mut())?))
 }
 
 /// The fan-in and fan-out of a weight of shape `[out, in, k...]`: `in * k...` and `out * k...`.

@@ -77,7 +77,7 @@ pub(crate) fn to_vec(x: &Tensor) -> Vec<f32> {
 
 pub(crate) fn to_device(x: &Tensor, device: Device) -> Result<Tensor> {
     match device {
-        Device::Cpu => Ok(new(to_vec(x), Layout::contiguous(x.shape()))),
+        Device::Cpu => Ok(contiguous(x)),
         Device::Cuda(_) => Err(TensorError::DeviceUnavailable {
             device,
             reason: "this build of tiny-tensor has no CUDA support (enable the `cuda` feature)".into(),
@@ -119,6 +119,26 @@ pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
     let mut d = dst.storage_mut();
     cpu::copy_into(cpu_mut(&mut d), dst.layout(), cpu(&s), &sl);
     Ok(())
+}
+
+/// In place, `dst += alpha * src` (broadcast to `dst`'s shape).
+pub(crate) fn add_scaled_inplace(dst: &Tensor, src: &Tensor, alpha: f32) -> Result<()> {
+    same_device("add_scaled_", dst, src)?;
+    let sl = src.layout().broadcast_to(dst.shape()).map_err(|_| TensorError::ShapeMismatch {
+        op: "add_scaled_",
+        lhs: dst.shape().to_vec(),
+        rhs: src.shape().to_vec(),
+    })?;
+    let s = src.storage();
+    let mut d = dst.storage_mut();
+    cpu::add_scaled_inplace(cpu_mut(&mut d), dst.layout(), cpu(&s), &sl, alpha);
+    Ok(())
+}
+
+/// In place, `dst *= alpha`.
+pub(crate) fn scale_inplace(dst: &Tensor, alpha: f32) {
+    let mut d = dst.storage_mut();
+    cpu::scale_inplace(cpu_mut(&mut d), dst.layout(), alpha);
 }
 
 /// A row-major copy (a new storage).
@@ -179,24 +199,26 @@ fn from_nhwc(data: Vec<f32>, n: usize, c: usize, h: usize, w: usize) -> Tensor {
 }
 
 /// Conv weights `[f, c, kh, kw]` reordered as `[f, kh, kw, c]`, the row order of channels-last im2col.
-fn weight_fkkc(w: &Tensor) -> Result<Tensor> {
+pub(crate) fn weight_fkkc(w: &Tensor) -> Result<Tensor> {
     w.permute(&[0, 2, 3, 1])?.contiguous_copy()
 }
 
-/// Forward convolution; the result is NCHW with channels-last strides.
-pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Conv2dGeom) -> Result<Tensor> {
-    same_device("conv2d", x, w)?;
-    let (xc, wc) = (nhwc(x)?, weight_fkkc(w)?);
+/// Forward convolution with weights already in `weight_fkkc` order; the result is NCHW with
+/// channels-last strides.
+pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Tensor> {
+    same_device("conv2d", x, wc)?;
+    let xc = nhwc(x)?;
     let bias = bias.map(|b| b.contiguous_copy()).transpose()?;
     let (sx, sw) = (xc.storage(), wc.storage());
     let sb = bias.as_ref().map(|b| b.storage());
-    let out = cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], cpu(&sw), sb.as_deref().map(cpu), g);
+    let out = cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], cpu(&sw), sb.as_deref().map(cpu), relu, g);
     Ok(from_nhwc(out, g.n, g.f, g.oh(), g.ow()))
 }
 
-/// The gradient of a convolution's input from the output gradient `dout`.
-pub(crate) fn conv2d_backward_input(dout: &Tensor, w: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
-    let (dc, wc) = (nhwc(dout)?, weight_fkkc(w)?);
+/// The gradient of a convolution's input from the output gradient `dout` and weights in
+/// `weight_fkkc` order.
+pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+    let dc = nhwc(dout)?;
     let (sd, sw) = (dc.storage(), wc.storage());
     let dx = cpu::conv2d_backward_input(&cpu(&sd)[dc.layout().offset..], cpu(&sw), g);
     Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
@@ -264,4 +286,65 @@ pub(crate) fn argmax_rows(x: &Tensor) -> Vec<u32> {
     let data = to_vec(x);
     let cols = x.shape().last().copied().unwrap_or(1).max(1);
     cpu::argmax_rows(&data, cols)
+}
+
+/// `x` (rank 4, channels on dimension 1) with data that reads as `[outer, c, inner]`: channels-last
+/// gives `(n*h*w, c, 1)`, row-major NCHW gives `(n, c, h*w)`; any other layout is copied to the first.
+fn channel_view(x: &Tensor) -> Result<(Tensor, (usize, usize, usize), bool)> {
+    let s = x.shape();
+    let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
+    if x.layout().is_contiguous() {
+        return Ok((x.clone(), (n, c, hw), false));
+    }
+    Ok((x.detach().to_channels_last()?, (n * hw, c, 1), true))
+}
+
+/// Per-channel mean and biased variance of a rank-4 tensor over `n, h, w`, as two `[c]` tensors.
+pub(crate) fn batch_norm_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (xv, dims, _) = channel_view(x)?;
+    let cl = nhwc_or_self(&xv, dims)?;
+    let s = cl.storage();
+    let (mean, var) = cpu::batchnorm::stats(&cpu(&s)[cl.layout().offset..], dims);
+    Ok((Tensor::from_vec(mean, &[dims.1])?, Tensor::from_vec(var, &[dims.1])?))
+}
+
+/// The data of a channel view as a row-major tensor (NHWC for channels-last, NCHW otherwise).
+fn nhwc_or_self(xv: &Tensor, dims: (usize, usize, usize)) -> Result<Tensor> {
+    if dims.2 == 1 { nhwc(xv) } else { Ok(xv.clone()) }
+}
+
+/// `y = x * scale[c] + shift[c]` for a rank-4 tensor, keeping its memory format.
+pub(crate) fn batch_norm_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    let (xv, dims, channels_last) = channel_view(x)?;
+    let data = nhwc_or_self(&xv, dims)?;
+    let (sx, sc, sh) = (data.storage(), scale.storage(), shift.storage());
+    let y = cpu::batchnorm::affine(&cpu(&sx)[data.layout().offset..], dims, cpu(&sc), cpu(&sh));
+    let s = x.shape();
+    Ok(if channels_last { from_nhwc(y, s[0], s[1], s[2], s[3]) } else { new(y, Layout::contiguous(s)) })
+}
+
+/// The gradients `(dx, dw, db)` of training-mode batchnorm.
+pub(crate) fn batch_norm_backward(
+    dy: &Tensor,
+    x: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+    w: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (xv, dims, channels_last) = channel_view(x)?;
+    let xd = nhwc_or_self(&xv, dims)?;
+    let dyd = if channels_last { nhwc(dy)? } else { dy.contiguous_copy()? };
+    let (sx, sd) = (xd.storage(), dyd.storage());
+    let (sm, si, sw) = (mean.storage(), invstd.storage(), w.storage());
+    let (dx, dw, db) = cpu::batchnorm::backward(
+        &cpu(&sd)[dyd.layout().offset..],
+        &cpu(&sx)[xd.layout().offset..],
+        dims,
+        cpu(&sm),
+        cpu(&si),
+        cpu(&sw),
+    );
+    let s = x.shape();
+    let dx = if channels_last { from_nhwc(dx, s[0], s[1], s[2], s[3]) } else { new(dx, Layout::contiguous(s)) };
+    Ok((dx, Tensor::from_vec(dw, &[dims.1])?, Tensor::from_vec(db, &[dims.1])?))
 }

@@ -28,7 +28,7 @@ mod tensor;
 
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
 pub use backend::Conv2dGeom;
-pub use cpu::{num_threads, set_num_threads};
+pub use cpu::{empty_cache, num_threads, set_num_threads};
 pub use device::Device;
 pub use error::{Result, TensorError};
 pub use layout::{Layout, broadcast_shapes, contiguous_strides};

@@ -19,6 +19,15 @@ pub enum CudaStorage {}
 #[cfg(feature = "cuda")]
 pub use crate::cuda::CudaStorage;
 
+impl Drop for Storage {
+    /// Hands a host buffer back to the pool for the next tensor of the same size.
+    fn drop(&mut self) {
+        if let Storage::Cpu(v) = self {
+            crate::cpu::alloc::give(std::mem::take(v));
+        }
+    }
+}
+
 impl Storage {
     /// The device this storage lives on.
     pub fn device(&self) -> Device {

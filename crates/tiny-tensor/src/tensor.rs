@@ -100,7 +100,8 @@ impl Tensor {
 
     /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor::from_storage(Storage::Cpu(vec![value; shape.iter().product()]), Layout::contiguous(shape))
+        let data = crate::cpu::alloc::take_filled(shape.iter().product(), value);
+        Tensor::from_storage(Storage::Cpu(data), Layout::contiguous(shape))
     }
 
     /// A tensor of zeros.
@@ -311,15 +312,14 @@ impl Tensor {
 
     /// In place, `self += alpha * other` (broadcasting `other`), recording no graph.
     pub fn add_scaled_(&self, other: &Tensor, alpha: f32) -> Result<()> {
-        let _guard = crate::no_grad();
-        let scaled = if alpha == 1.0 { other.clone() } else { other.mul_scalar(alpha)? };
-        self.assign(&self.add(&scaled)?)
+        let other = if self.shares_storage(other) { other.contiguous_copy()? } else { other.clone() };
+        backend::add_scaled_inplace(self, &other, alpha)
     }
 
     /// In place, `self *= alpha`, recording no graph.
     pub fn scale_(&self, alpha: f32) -> Result<()> {
-        let _guard = crate::no_grad();
-        self.assign(&self.mul_scalar(alpha)?)
+        backend::scale_inplace(self, alpha);
+        Ok(())
     }
 }
 

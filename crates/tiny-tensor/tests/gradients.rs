@@ -104,6 +104,19 @@ fn conv2d_every_input() {
 }
 
 #[test]
+fn fused_conv2d_relu_equals_conv_then_relu() {
+    let x = away_from_zero(&[2, 3, 6, 6], 0.05, 29);
+    let w = param(&[4, 3, 3, 3], -1.0, 1.0, 30);
+    let b = param(&[4], -0.2, 0.2, 31);
+    let fused = x.conv2d_relu(&w, Some(&b), 2, 1).unwrap();
+    let plain = x.conv2d(&w, Some(&b), 2, 1).unwrap().relu().unwrap();
+    common::assert_all_close(&fused.to_vec(), &plain.to_vec(), 1e-6);
+    // Pre-activations close to zero would put the finite difference across relu's kink; these
+    // inputs and weights keep them away from it, as the element check below confirms.
+    gradcheck_with(&[x, w, b], |t| t[0].conv2d_relu(&t[1], Some(&t[2]), 2, 1), 1e-3, 3e-2, 3e-3);
+}
+
+#[test]
 fn conv2d_on_channels_last_input_one_direction() {
     // The chapter's NHWC batch permuted to NCHW: a strided view, not a copy.
     let nhwc = param(&[4, 16, 16, 3], -1.0, 1.0, 22);
@@ -130,4 +143,36 @@ fn composite_log_softmax_and_nll() {
         let lsm = t[0].sub(&t[0].logsumexp(&[-1], true)?)?;
         lsm.pick(&[0, 3, 4, 1])?.mean_all()?.neg()
     });
+}
+
+#[test]
+fn fused_batch_norm_matches_its_definition_and_gradients() {
+    let x = param(&[3, 2, 3, 3], -1.0, 2.0, 25);
+    let w = param(&[2], 0.5, 1.5, 26);
+    let b = param(&[2], -0.5, 0.5, 27);
+    gradcheck_with(
+        &[x.clone(), w.clone(), b.clone()],
+        |t| Ok(t[0].batch_norm(&t[1], &t[2], 1e-5)?.0),
+        1e-2,
+        2e-2,
+        2e-3,
+    );
+    // Channels-last input takes the other kernel path.
+    let nhwc = param(&[3, 3, 3, 2], -1.0, 2.0, 28);
+    gradcheck_with(
+        &[nhwc, w.clone(), b.clone()],
+        |t| Ok(t[0].permute(&[0, 3, 1, 2])?.batch_norm(&t[1], &t[2], 1e-5)?.0),
+        1e-2,
+        2e-2,
+        2e-3,
+    );
+    // The same numbers as the composite definition.
+    let (y, mean, var) = x.batch_norm(&w, &b, 1e-5).unwrap();
+    let m = x.mean(&[0, 2, 3], true).unwrap();
+    let v = x.sub(&m).unwrap().powf(2.0).unwrap().mean(&[0, 2, 3], true).unwrap();
+    let want = x.sub(&m).unwrap().div(&v.add_scalar(1e-5).unwrap().sqrt().unwrap()).unwrap();
+    let want = want.mul(&w.reshape(&[1, 2, 1, 1]).unwrap()).unwrap().add(&b.reshape(&[1, 2, 1, 1]).unwrap()).unwrap();
+    common::assert_all_close(&y.to_vec(), &want.to_vec(), 1e-5);
+    common::assert_all_close(&mean.to_vec(), &m.to_vec(), 1e-6);
+    common::assert_all_close(&var.to_vec(), &v.to_vec(), 1e-6);
 }

@@ -71,16 +71,14 @@ impl Module for BatchNorm2d {
             });
         }
         let per_channel = [1, c, 1, 1];
-        let normed = if self.is_training() {
-            let mean = x.mean(&[0, 2, 3], true)?;
-            let centred = x.sub(&mean)?;
-            let var = centred.powf(2.0)?.mean(&[0, 2, 3], true)?;
-            self.update_running(&mean.detach(), &var.detach(), x.numel() / c)?;
-            centred.div(&var.add_scalar(self.eps)?.sqrt()?)?
-        } else {
-            let std = self.running_var.add_scalar(self.eps)?.sqrt()?.reshape(&per_channel)?;
-            x.sub(&self.running_mean.reshape(&per_channel)?)?.div(&std)?
-        };
+        if self.is_training() {
+            // The fused op: one statistics pass, one normalise pass, and a two-pass backward.
+            let (y, mean, var) = x.batch_norm(&self.weight, &self.bias, self.eps)?;
+            self.update_running(&mean, &var, x.numel() / c)?;
+            return Ok(y);
+        }
+        let std = self.running_var.add_scalar(self.eps)?.sqrt()?.reshape(&per_channel)?;
+        let normed = x.sub(&self.running_mean.reshape(&per_channel)?)?.div(&std)?;
         Ok(normed.mul(&self.weight.reshape(&per_channel)?)?.add(&self.bias.reshape(&per_channel)?)?)
     }
 

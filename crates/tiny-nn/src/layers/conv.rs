@@ -71,8 +71,12 @@ impl ConvLayer {
 
 impl Module for ConvLayer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.conv2d(&self.w, self.b.as_deref(), self.stride, 1)?;
-        Ok(if self.act { x.relu()? } else { x })
+        // With the activation, bias and ReLU run fused inside the convolution.
+        if self.act {
+            Ok(x.conv2d_relu(&self.w, self.b.as_deref(), self.stride, 1)?)
+        } else {
+            Ok(x.conv2d(&self.w, self.b.as_deref(), self.stride, 1)?)
+        }
     }
 
     fn own_parameters(&self) -> Vec<(String, Parameter)> {

@@ -7,7 +7,7 @@
 //! separate threads.
 
 use super::matmul::{Mat, MatMut, gemm};
-use super::num_threads;
+use super::{alloc, num_threads};
 use crate::backend::Conv2dGeom;
 
 /// The target size, in floats, of one chunk's im2col buffer.
@@ -128,19 +128,28 @@ fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
     });
 }
 
-/// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with
-/// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`; returns `[n, oh, ow, f]`.
-pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
-    let p = plan(g);
-    let mut out = vec![0.0; g.n * p.rows_per_img * g.f];
-    if let Some(b) = bias {
-        out.chunks_exact_mut(g.f).for_each(|row| row.copy_from_slice(b));
+/// Adds the bias and applies ReLU to a chunk of output rows while they are still in cache.
+fn epilogue(out: &mut [f32], f: usize, bias: Option<&[f32]>, relu: bool) {
+    match (bias, relu) {
+        (Some(b), true) => {
+            out.chunks_exact_mut(f).for_each(|r| r.iter_mut().zip(b).for_each(|(o, &v)| *o = (*o + v).max(0.0)))
+        }
+        (Some(b), false) => out.chunks_exact_mut(f).for_each(|r| r.iter_mut().zip(b).for_each(|(o, &v)| *o += v)),
+        (None, true) => out.iter_mut().for_each(|o| *o = o.max(0.0)),
+        (None, false) => {}
     }
+}
+
+/// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with
+/// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`, then ReLU when `relu`; returns `[n, oh, ow, f]`.
+pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Conv2dGeom) -> Vec<f32> {
+    let p = plan(g);
+    let mut out = alloc::take(g.n * p.rows_per_img * g.f);
     let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
     let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
     let wt = Mat::rows(w, g.f, p.kkc).t();
     run_chunks(p.chunks, |range, threads| {
-        let mut col = vec![0.0; if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc }];
+        let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             let rows = (n1 - n0) * p.rows_per_img;
@@ -151,8 +160,10 @@ pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Con
                 Mat::rows(&col, rows, p.kkc)
             };
             let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
-            gemm(MatMut::rows(&mut guard, rows, g.f), bias.is_some(), lhs, wt, threads);
+            gemm(MatMut::rows(&mut guard, rows, g.f), false, lhs, wt, threads);
+            epilogue(&mut guard, g.f, bias, relu);
         }
+        alloc::give(col);
     });
     drop(out_chunks);
     out
@@ -162,12 +173,12 @@ pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Con
 pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let p = plan(g);
     let img = g.h * g.w * g.c;
-    let mut dx = vec![0.0; g.n * img];
+    let mut dx = alloc::take_filled(g.n * img, 0.0);
     let dx_chunks: Vec<std::sync::Mutex<&mut [f32]>> =
         dx.chunks_mut(p.imgs_per_chunk * img).map(std::sync::Mutex::new).collect();
     let wm = Mat::rows(w, g.f, p.kkc);
     run_chunks(p.chunks, |range, threads| {
-        let mut dcol = vec![0.0; if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc }];
+        let mut dcol = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             let rows = (n1 - n0) * p.rows_per_img;
@@ -180,6 +191,7 @@ pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> 
                 col2im(&dcol[..rows * p.kkc], g, n0, n1, &mut guard);
             }
         }
+        alloc::give(dcol);
     });
     drop(dx_chunks);
     dx
@@ -190,7 +202,7 @@ pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) ->
     let p = plan(g);
     let partials = run_chunks(p.chunks, |range, threads| {
         let mut dw = vec![0.0; g.f * p.kkc];
-        let mut col = vec![0.0; if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc }];
+        let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             let rows = (n1 - n0) * p.rows_per_img;
@@ -203,6 +215,7 @@ pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) ->
             };
             gemm(MatMut::rows(&mut dw, g.f, p.kkc), true, d.t(), cols, threads);
         }
+        alloc::give(col);
         dw
     });
     let mut partials = partials.into_iter();

@@ -1,5 +1,6 @@
 //! Elementwise CPU kernels: unary maps, broadcast binary maps and strided copies.
 
+use super::alloc;
 use super::strided::for_each_run;
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::layout::{Layout, contiguous_strides};
@@ -13,7 +14,10 @@ pub(crate) fn unary(x: &[f32], l: &Layout, op: UnaryOp) -> (Vec<f32>, Layout) {
         UnaryOp::Log => map(x, l, f32::ln),
         UnaryOp::Relu => map(x, l, |v| v.max(0.0)),
         UnaryOp::Sqrt => map(x, l, f32::sqrt),
+        UnaryOp::Powf(1.0) => map(x, l, |v| v),
         UnaryOp::Powf(2.0) => map(x, l, |v| v * v),
+        UnaryOp::Powf(-1.0) => map(x, l, |v| 1.0 / v),
+        UnaryOp::Powf(0.5) => map(x, l, f32::sqrt),
         UnaryOp::Powf(p) => map(x, l, |v| v.powf(p)),
         UnaryOp::Affine { mul, add } => map(x, l, |v| v * mul + add),
     }
@@ -22,11 +26,11 @@ pub(crate) fn unary(x: &[f32], l: &Layout, op: UnaryOp) -> (Vec<f32>, Layout) {
 fn map(x: &[f32], l: &Layout, f: impl Fn(f32) -> f32) -> (Vec<f32>, Layout) {
     let n = l.numel();
     if l.is_dense() {
-        let out = x[l.offset..l.offset + n].iter().map(|&v| f(v)).collect();
+        let out = alloc::collect(n, x[l.offset..l.offset + n].iter().map(|&v| f(v)));
         return (out, Layout { shape: l.shape.clone(), strides: l.strides.clone(), offset: 0 });
     }
     let strides = contiguous_strides(&l.shape);
-    let mut out = vec![0.0; n];
+    let mut out = alloc::take(n);
     for_each_run(&l.shape, [&strides, &l.strides], [0, l.offset], |len, [o, i], [_, si]| {
         for (j, y) in out[o..o + len].iter_mut().enumerate() {
             *y = f(x[i + j * si]);
@@ -53,11 +57,11 @@ fn zip(a: &[f32], al: &Layout, b: &[f32], bl: &Layout, f: impl Fn(f32, f32) -> f
     let n = al.numel();
     if al.is_dense() && bl.is_dense() && al.strides == bl.strides {
         let (a, b) = (&a[al.offset..al.offset + n], &b[bl.offset..bl.offset + n]);
-        let out = a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        let out = alloc::collect(n, a.iter().zip(b).map(|(&x, &y)| f(x, y)));
         return (out, Layout { shape: al.shape.clone(), strides: al.strides.clone(), offset: 0 });
     }
     let strides = if al.is_dense() { al.dense_strides_like() } else { bl.dense_strides_like() };
-    let mut out = vec![0.0; n];
+    let mut out = alloc::take(n);
     for_each_run(
         &al.shape,
         [&strides, &al.strides, &bl.strides],
@@ -91,10 +95,29 @@ pub(crate) fn copy_into(dst: &mut [f32], dl: &Layout, src: &[f32], sl: &Layout) 
 /// The elements in row-major order.
 pub(crate) fn copy_contiguous(src: &[f32], l: &Layout) -> Vec<f32> {
     let n = l.numel();
+    let mut out = alloc::take(n);
     if l.is_contiguous() {
-        return src[l.offset..l.offset + n].to_vec();
+        out.copy_from_slice(&src[l.offset..l.offset + n]);
+        return out;
     }
-    let mut out = vec![0.0; n];
     copy_into(&mut out, &Layout::contiguous(&l.shape), src, l);
     out
+}
+
+/// In place, `dst += alpha * src` with `src` (laid out by `sl`) broadcast to `dl`'s shape.
+pub(crate) fn add_scaled_inplace(dst: &mut [f32], dl: &Layout, src: &[f32], sl: &Layout, alpha: f32) {
+    for_each_run(&dl.shape, [&dl.strides, &sl.strides], [dl.offset, sl.offset], |len, [o, i], [so, si]| {
+        if so == 1 && si == 1 {
+            dst[o..o + len].iter_mut().zip(&src[i..i + len]).for_each(|(d, &s)| *d += alpha * s);
+        } else {
+            (0..len).for_each(|k| dst[o + k * so] += alpha * src[i + k * si]);
+        }
+    });
+}
+
+/// In place, `dst *= alpha`.
+pub(crate) fn scale_inplace(dst: &mut [f32], dl: &Layout, alpha: f32) {
+    for_each_run(&dl.shape, [&dl.strides], [dl.offset], |len, [o], [so]| {
+        (0..len).for_each(|k| dst[o + k * so] *= alpha);
+    });
 }

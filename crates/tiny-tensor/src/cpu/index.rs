@@ -1,5 +1,7 @@
 //! Gather and scatter along one dimension, and the row-wise argmax.
 
+use super::alloc;
+
 /// `out[o, i, :] = x[o, idx[i], :]` for a contiguous `[outer, size, inner]` input.
 pub(crate) fn index_select(x: &[f32], outer: usize, size: usize, inner: usize, idx: &[u32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(outer * idx.len() * inner);
@@ -14,7 +16,7 @@ pub(crate) fn index_select(x: &[f32], outer: usize, size: usize, inner: usize, i
 
 /// `out[o, idx[i], :] += g[o, i, :]`, starting from zeros of `[outer, size, inner]`.
 pub(crate) fn index_add(g: &[f32], outer: usize, size: usize, inner: usize, idx: &[u32]) -> Vec<f32> {
-    let mut out = vec![0.0; outer * size * inner];
+    let mut out = alloc::take_filled(outer * size * inner, 0.0);
     for o in 0..outer {
         for (k, &i) in idx.iter().enumerate() {
             let dst = (o * size + i as usize) * inner;

@@ -2,7 +2,7 @@
 
 use gemm::Parallelism;
 
-use super::num_threads;
+use super::{alloc, num_threads};
 use crate::layout::Layout;
 
 /// A read-only strided matrix inside a slice: element `(i, j)` is `data[offset + i * rs + j * cs]`.
@@ -100,7 +100,7 @@ pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, th
 /// Batched `[batch, m, k] @ [batch, k, n]` on any strides; returns row-major data and its shape.
 pub(crate) fn matmul3(a: &[f32], al: &Layout, b: &[f32], bl: &Layout) -> (Vec<f32>, Vec<usize>) {
     let (batch, m, k, n) = (al.shape[0], al.shape[1], al.shape[2], bl.shape[2]);
-    let mut out = vec![0.0; batch * m * n];
+    let mut out = alloc::take(batch * m * n);
     for i in 0..batch {
         let lhs = Mat {
             data: a,

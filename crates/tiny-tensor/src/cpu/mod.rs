@@ -1,18 +1,21 @@
 //! CPU kernels on plain slices: strided elementwise maps, reductions, GEMM-based matmul and conv, pooling.
 
+pub(crate) mod alloc;
+pub(crate) mod batchnorm;
 mod conv;
 mod elementwise;
 mod index;
 mod matmul;
-mod pool;
+mod pooling;
 mod reduce;
 mod strided;
 
+pub use alloc::empty_cache;
 pub(crate) use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
-pub(crate) use elementwise::{binary, copy_contiguous, copy_into, unary};
+pub(crate) use elementwise::{add_scaled_inplace, binary, copy_contiguous, copy_into, scale_inplace, unary};
 pub(crate) use index::{argmax_rows, index_add, index_select};
 pub(crate) use matmul::matmul3;
-pub(crate) use pool::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
+pub(crate) use pooling::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
 pub(crate) use reduce::reduce;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

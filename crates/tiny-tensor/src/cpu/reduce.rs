@@ -1,5 +1,6 @@
 //! Reductions (sum, max) over any set of dimensions of a strided tensor.
 
+use super::alloc;
 use super::strided::for_each_run;
 use crate::backend::ReduceOp;
 use crate::layout::{Layout, contiguous_strides};
@@ -17,24 +18,44 @@ pub(crate) fn reduce(x: &[f32], l: &Layout, reduce: &[bool], op: ReduceOp) -> (V
         }
     }
     let n: usize = shape.iter().product();
-    let (init, f): (f32, fn(f32, f32) -> f32) = match op {
-        ReduceOp::Sum => (0.0, |a, b| a + b),
-        ReduceOp::Max => (f32::NEG_INFINITY, f32::max),
+    let out = match op {
+        ReduceOp::Sum => fold(x, l, &ostrides, alloc::take_filled(n, 0.0), |a, b| a + b, true),
+        ReduceOp::Max => fold(x, l, &ostrides, alloc::take_filled(n, f32::NEG_INFINITY), f32::max, false),
     };
-    let mut out = vec![init; n];
-    for_each_run(&l.shape, [&l.strides, &ostrides], [l.offset, 0], |len, [i, o], [si, so]| {
+    (out, shape)
+}
+
+/// Folds every element of `x` into `out` at its output position (`ostrides` is 0 along reduced
+/// dimensions). Generic over `f` so that each reduction's inner loop is compiled, and vectorised, on
+/// its own. With `widen`, a run that folds into a single output is summed in f64 to keep long
+/// reductions exact.
+fn fold(
+    x: &[f32],
+    l: &Layout,
+    ostrides: &[usize],
+    mut out: Vec<f32>,
+    f: impl Fn(f32, f32) -> f32,
+    widen: bool,
+) -> Vec<f32> {
+    for_each_run(&l.shape, [&l.strides, ostrides], [l.offset, 0], |len, [i, o], [si, so]| {
         if so == 0 {
-            // A run that folds into one output: accumulate sums in f64 to keep long reductions exact.
-            out[o] = match op {
-                ReduceOp::Sum if si == 1 => out[o] + x[i..i + len].iter().map(|&v| v as f64).sum::<f64>() as f32,
-                ReduceOp::Sum => out[o] + (0..len).map(|k| x[i + k * si] as f64).sum::<f64>() as f32,
-                ReduceOp::Max => (0..len).fold(out[o], |acc, k| acc.max(x[i + k * si])),
+            out[o] = if widen {
+                let s: f64 = if si == 1 {
+                    x[i..i + len].iter().map(|&v| v as f64).sum()
+                } else {
+                    (0..len).map(|k| x[i + k * si] as f64).sum()
+                };
+                out[o] + s as f32
+            } else {
+                (0..len).fold(out[o], |acc, k| f(acc, x[i + k * si]))
             };
+        } else if so == 1 && si == 1 {
+            out[o..o + len].iter_mut().zip(&x[i..i + len]).for_each(|(a, &b)| *a = f(*a, b));
         } else {
             for k in 0..len {
                 out[o + k * so] = f(out[o + k * so], x[i + k * si]);
             }
         }
     });
-    (out, shape)
+    out
 }

@@ -11,6 +11,24 @@ impl Tensor {
     /// layer's im2col and every elementwise op run without transposes.
     /// Backward: dx = col2im(g @ W), dW = g^T @ im2col(x), db = sum of g over n, h, w.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        self.conv2d_with(weight, bias, stride, padding, false)
+    }
+
+    /// `relu(conv2d(x, weight, bias))` in one op: bias and ReLU are applied to each chunk of the output
+    /// while it is still in cache, saving two passes over the activation. The backward masks the
+    /// gradient with the output's sign (`relu(z) > 0` exactly where `z > 0`), then runs conv's.
+    pub fn conv2d_relu(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        self.conv2d_with(weight, bias, stride, padding, true)
+    }
+
+    fn conv2d_with(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+        relu: bool,
+    ) -> Result<Tensor> {
         let mismatch =
             || TensorError::ShapeMismatch { op: "conv2d", lhs: self.shape().to_vec(), rhs: weight.shape().to_vec() };
         let (xs, ws) = (self.shape(), weight.shape());
@@ -31,14 +49,32 @@ impl Tensor {
         {
             return Err(TensorError::ShapeMismatch { op: "conv2d bias", lhs: b.shape().to_vec(), rhs: vec![ws[0]] });
         }
-        let g =
-            Conv2dGeom { n: xs[0], c: xs[1], h: xs[2], w: xs[3], f: ws[0], kh: ws[2], kw: ws[3], stride, pad: padding };
-        let out = backend::conv2d(self, weight, bias, &g)?;
+        let g = geom(xs, ws, stride, padding);
+        // One channels-last copy of the input (none when it already is) serves forward and backward.
+        let x_cl = self.detach().to_channels_last()?;
+        // The weights reordered for channels-last im2col, shared by forward and backward-input.
+        let w_fkkc = backend::weight_fkkc(weight)?;
+        let out = backend::conv2d(&x_cl, &w_fkkc, bias, relu, &g)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
-        Ok(Tensor::record(out, "conv2d", &inputs, move |grad, _, x| {
-            let dx = if x[0].requires_grad() { Some(backend::conv2d_backward_input(grad, &x[1], &g)?) } else { None };
-            let dw = if x[1].requires_grad() { Some(backend::conv2d_backward_weight(&x[0], grad, &g)?) } else { None };
+        let saved = weight.requires_grad().then_some(x_cl);
+        let w_saved = self.requires_grad().then_some(w_fkkc);
+        Ok(Tensor::record(out, if relu { "conv2d_relu" } else { "conv2d" }, &inputs, move |grad, out, x| {
+            let masked;
+            let grad = if relu {
+                masked = Tensor::relu_grad(grad, out)?;
+                &masked
+            } else {
+                grad
+            };
+            let dx = match &w_saved {
+                Some(wc) if x[0].requires_grad() => Some(backend::conv2d_backward_input(grad, wc, &g)?),
+                _ => None,
+            };
+            let dw = match &saved {
+                Some(x_cl) if x[1].requires_grad() => Some(backend::conv2d_backward_weight(x_cl, grad, &g)?),
+                _ => None,
+            };
             let mut grads = vec![dx, dw];
             if let Some(b) = x.get(2) {
                 grads.push(if b.requires_grad() { Some(grad.sum(&[0, 2, 3], false)?) } else { None });
@@ -80,7 +116,7 @@ impl Tensor {
         }
         let g = geom(input_shape, weight.shape(), stride, padding);
         check_grad("conv2d_input_grad", self, &g)?;
-        backend::conv2d_backward_input(self, weight, &g)
+        backend::conv2d_backward_input(self, &backend::weight_fkkc(weight)?, &g)
     }
 
     /// The gradient of a convolution's weight, given the output gradient `self` and the input: the

@@ -4,6 +4,7 @@ mod binary;
 mod conv;
 mod index;
 mod matmul;
+mod norm;
 mod pool;
 mod reduce;
 mod unary;

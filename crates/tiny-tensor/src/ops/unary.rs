@@ -38,7 +38,8 @@ impl Tensor {
     pub fn powf(&self, p: f32) -> Result<Tensor> {
         let out = backend::unary(self, UnaryOp::Powf(p));
         Ok(Tensor::record(out, "powf", &[self], move |g, _, x| {
-            Ok(vec![Some(g.mul(&x[0].powf(p - 1.0)?.mul_scalar(p)?)?)])
+            let slope = if p == 2.0 { x[0].mul_scalar(2.0)? } else { x[0].powf(p - 1.0)?.mul_scalar(p)? };
+            Ok(vec![Some(g.mul(&slope)?)])
         }))
     }
 }

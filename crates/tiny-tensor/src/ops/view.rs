@@ -118,6 +118,22 @@ impl Tensor {
         Ok(Tensor::record(out, "contiguous", &[self], |g, _, _| Ok(vec![Some(g.clone())])))
     }
 
+    /// This NCHW tensor with channels-last memory (NHWC order behind the same indices), PyTorch's
+    /// `torch.channels_last` format; free when it already is laid out that way.
+    pub fn to_channels_last(&self) -> Result<Tensor> {
+        if self.rank() != 4 {
+            return Err(TensorError::InvalidArgument {
+                op: "to_channels_last",
+                msg: format!("needs NCHW, got {:?}", self.shape()),
+            });
+        }
+        let nhwc = self.permute(&[0, 2, 3, 1])?;
+        if nhwc.layout().is_contiguous() {
+            return Ok(self.clone());
+        }
+        nhwc.contiguous()?.permute(&[0, 3, 1, 2])
+    }
+
     /// A fresh row-major copy that records no graph.
     pub(crate) fn contiguous_copy(&self) -> Result<Tensor> {
         Ok(backend::contiguous(self))

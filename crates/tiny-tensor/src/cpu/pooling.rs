@@ -1,5 +1,6 @@
 //! Max and average pooling on channels-last `[n, h, w, c]` data, with their backward passes.
 
+use super::alloc;
 use crate::backend::Conv2dGeom;
 
 /// Calls `f(out_pixel, in_pixel)` for every window position inside the image, where pixels are flat
@@ -31,7 +32,7 @@ fn windows(g: &Conv2dGeom, mut f: impl FnMut(usize, usize)) {
 pub(crate) fn max_pool2d(x: &[f32], g: &Conv2dGeom) -> (Vec<f32>, Vec<u32>) {
     let c = g.c;
     let len = g.n * g.oh() * g.ow() * c;
-    let mut out = vec![f32::NEG_INFINITY; len];
+    let mut out = alloc::take_filled(len, f32::NEG_INFINITY);
     let mut idx = vec![0u32; len];
     windows(g, |o, i| {
         for k in 0..c {
@@ -47,7 +48,7 @@ pub(crate) fn max_pool2d(x: &[f32], g: &Conv2dGeom) -> (Vec<f32>, Vec<u32>) {
 
 /// Routes each output gradient to the input element that won its window.
 pub(crate) fn max_pool2d_backward(dout: &[f32], idx: &[u32], g: &Conv2dGeom) -> Vec<f32> {
-    let mut dx = vec![0.0; g.n * g.h * g.w * g.c];
+    let mut dx = alloc::take_filled(g.n * g.h * g.w * g.c, 0.0);
     for (&d, &i) in dout.iter().zip(idx) {
         dx[i as usize] += d;
     }
@@ -58,7 +59,7 @@ pub(crate) fn max_pool2d_backward(dout: &[f32], idx: &[u32], g: &Conv2dGeom) -> 
 pub(crate) fn avg_pool2d(x: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let c = g.c;
     let scale = 1.0 / (g.kh * g.kw) as f32;
-    let mut out = vec![0.0; g.n * g.oh() * g.ow() * c];
+    let mut out = alloc::take_filled(g.n * g.oh() * g.ow() * c, 0.0);
     windows(g, |o, i| {
         for k in 0..c {
             out[o * c + k] += x[i * c + k] * scale;
@@ -71,7 +72,7 @@ pub(crate) fn avg_pool2d(x: &[f32], g: &Conv2dGeom) -> Vec<f32> {
 pub(crate) fn avg_pool2d_backward(dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let c = g.c;
     let scale = 1.0 / (g.kh * g.kw) as f32;
-    let mut dx = vec![0.0; g.n * g.h * g.w * c];
+    let mut dx = alloc::take_filled(g.n * g.h * g.w * c, 0.0);
     windows(g, |o, i| {
         for k in 0..c {
             dx[i * c + k] += dout[o * c + k] * scale;

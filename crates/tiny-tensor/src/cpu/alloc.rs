@@ -1,0 +1,75 @@
+//! A pool of freed CPU buffers, reused by size: a training step allocates the same sizes every batch,
+//! so recycling them avoids the page faults and zeroing of fresh memory (the idea of PyTorch's caching
+//! allocator, on the host).
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+/// Buffers smaller than this are left to the system allocator, which handles them well.
+const MIN_FLOATS: usize = 16 * 1024;
+/// The most memory the pool keeps idle.
+const MAX_POOLED_BYTES: usize = 1 << 30;
+
+#[derive(Default)]
+struct Pool {
+    free: HashMap<usize, Vec<Vec<f32>>>,
+    bytes: usize,
+}
+
+static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(|| Mutex::new(Pool::default()));
+
+fn reuse(n: usize) -> Option<Vec<f32>> {
+    if n < MIN_FLOATS {
+        return None;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let v = pool.free.get_mut(&n)?.pop()?;
+    pool.bytes -= n * 4;
+    Some(v)
+}
+
+/// A buffer of `n` floats with unspecified (but initialised) contents, for kernels that overwrite
+/// every element.
+pub(crate) fn take(n: usize) -> Vec<f32> {
+    reuse(n).unwrap_or_else(|| vec![0.0; n])
+}
+
+/// A buffer of `n` copies of `value`.
+pub(crate) fn take_filled(n: usize, value: f32) -> Vec<f32> {
+    match reuse(n) {
+        Some(mut v) => {
+            v.fill(value);
+            v
+        }
+        None => vec![value; n],
+    }
+}
+
+/// Collects exactly `n` values into a pooled buffer.
+pub(crate) fn collect(n: usize, values: impl Iterator<Item = f32>) -> Vec<f32> {
+    let mut v = take(n);
+    for (slot, x) in v.iter_mut().zip(values) {
+        *slot = x;
+    }
+    v
+}
+
+/// Returns a buffer to the pool (or to the system when the pool is full or the buffer is small).
+pub(crate) fn give(v: Vec<f32>) {
+    let n = v.len();
+    if n < MIN_FLOATS || v.capacity() != n {
+        return;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.bytes + n * 4 <= MAX_POOLED_BYTES {
+        pool.bytes += n * 4;
+        pool.free.entry(n).or_default().push(v);
+    }
+}
+
+/// Releases every idle buffer to the system allocator.
+pub fn empty_cache() {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.free.clear();
+    pool.bytes = 0;
+}

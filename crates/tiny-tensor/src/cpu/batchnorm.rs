@@ -1,0 +1,124 @@
+//! Fused batch normalisation over `[outer, c, inner]` views: statistics, normalisation and backward
+//! each in one or two passes instead of a chain of elementwise ops.
+//!
+//! Channels-last data is the case `inner == 1`: loops then run across the channels of a row, which
+//! vectorises; NCHW data runs along each channel's `inner` values instead.
+
+use super::alloc;
+
+/// Rows summed in f32 before folding into the f64 totals, so long reductions stay exact.
+const BLOCK: usize = 256;
+
+/// Per-channel sums of `f(channel, value)` over `x` seen as `[outer, c, inner]`.
+fn channel_sums(x: &[f32], (outer, c, inner): (usize, usize, usize), f: impl Fn(usize, f32) -> f32) -> Vec<f64> {
+    let mut total = vec![0.0f64; c];
+    if inner == 1 {
+        let mut part = vec![0.0f32; c];
+        for (r, row) in x.chunks_exact(c).take(outer).enumerate() {
+            for (ch, (p, &v)) in part.iter_mut().zip(row).enumerate() {
+                *p += f(ch, v);
+            }
+            if (r + 1) % BLOCK == 0 || r + 1 == outer {
+                total.iter_mut().zip(&mut part).for_each(|(t, p)| *t += std::mem::take(p) as f64);
+            }
+        }
+    } else {
+        for row in x.chunks_exact(c * inner).take(outer) {
+            for (ch, run) in row.chunks_exact(inner).enumerate() {
+                total[ch] += run.iter().map(|&v| f(ch, v) as f64).sum::<f64>();
+            }
+        }
+    }
+    total
+}
+
+/// The per-channel mean and biased variance of `x` seen as `[outer, c, inner]` (two passes).
+pub(crate) fn stats(x: &[f32], dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+    let n = (dims.0 * dims.2).max(1) as f64;
+    let mean: Vec<f32> = channel_sums(x, dims, |_, v| v).iter().map(|s| (s / n) as f32).collect();
+    let var = channel_sums(x, dims, |ch, v| (v - mean[ch]) * (v - mean[ch])).iter().map(|s| (s / n) as f32).collect();
+    (mean, var)
+}
+
+/// `y = x * scale[c] + shift[c]`: normalise, scale and shift folded into one affine map per channel.
+pub(crate) fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
+    let mut y = alloc::take(x.len());
+    for (yr, xr) in y.chunks_exact_mut(c * inner).zip(x.chunks_exact(c * inner)).take(outer) {
+        if inner == 1 {
+            for (((yv, &xv), &s), &t) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
+                *yv = xv * s + t;
+            }
+        } else {
+            for (ch, (yc, xc)) in yr.chunks_exact_mut(inner).zip(xr.chunks_exact(inner)).enumerate() {
+                let (s, t) = (scale[ch], shift[ch]);
+                yc.iter_mut().zip(xc).for_each(|(yv, &xv)| *yv = xv * s + t);
+            }
+        }
+    }
+    y
+}
+
+/// Per-channel sums of `f(channel, dy, x)` over two tensors of one `[outer, c, inner]` layout.
+fn paired_sums(
+    dy: &[f32],
+    x: &[f32],
+    (outer, c, inner): (usize, usize, usize),
+    f: impl Fn(usize, f32, f32) -> f32,
+) -> Vec<f32> {
+    let mut total = vec![0.0f64; c];
+    let mut part = vec![0.0f32; c];
+    for (r, (dyr, xr)) in dy.chunks_exact(c * inner).zip(x.chunks_exact(c * inner)).take(outer).enumerate() {
+        if inner == 1 {
+            for (ch, ((p, &g), &xv)) in part.iter_mut().zip(dyr).zip(xr).enumerate() {
+                *p += f(ch, g, xv);
+            }
+        } else {
+            for ch in 0..c {
+                let (gs, xs) = (&dyr[ch * inner..(ch + 1) * inner], &xr[ch * inner..(ch + 1) * inner]);
+                part[ch] += gs.iter().zip(xs).map(|(&g, &xv)| f(ch, g, xv)).sum::<f32>();
+            }
+        }
+        if (r + 1) % BLOCK == 0 || r + 1 == outer {
+            total.iter_mut().zip(&mut part).for_each(|(t, p)| *t += std::mem::take(p) as f64);
+        }
+    }
+    total.iter().map(|&t| t as f32).collect()
+}
+
+/// The backward of training-mode batchnorm, with `xhat = (x - mean) * invstd`:
+/// `db = sum(dy)`, `dw = sum(dy * xhat)`, `dx = w * invstd * (dy - db / n - xhat * dw / n)`.
+/// `dy` and `x` share one `[outer, c, inner]` layout; returns `(dx, dw, db)`.
+pub(crate) fn backward(
+    dy: &[f32],
+    x: &[f32],
+    dims: (usize, usize, usize),
+    mean: &[f32],
+    invstd: &[f32],
+    w: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (outer, c, inner) = dims;
+    let n = (outer * inner).max(1) as f32;
+    let db = paired_sums(dy, x, dims, |_, g, _| g);
+    let dw = paired_sums(dy, x, dims, |ch, g, xv| g * (xv - mean[ch]) * invstd[ch]);
+    let k0: Vec<f32> = (0..c).map(|ch| w[ch] * invstd[ch]).collect();
+    let (mdb, mdw): (Vec<f32>, Vec<f32>) = (db.iter().map(|v| v / n).collect(), dw.iter().map(|v| v / n).collect());
+    let mut dx = alloc::take(x.len());
+    for ((dxr, dyr), xr) in
+        dx.chunks_exact_mut(c * inner).zip(dy.chunks_exact(c * inner)).zip(x.chunks_exact(c * inner))
+    {
+        if inner == 1 {
+            for ch in 0..c {
+                let xhat = (xr[ch] - mean[ch]) * invstd[ch];
+                dxr[ch] = k0[ch] * (dyr[ch] - mdb[ch] - xhat * mdw[ch]);
+            }
+        } else {
+            for ch in 0..c {
+                for i in ch * inner..(ch + 1) * inner {
+                    let xhat = (xr[i] - mean[ch]) * invstd[ch];
+                    dxr[i] = k0[ch] * (dyr[i] - mdb[ch] - xhat * mdw[ch]);
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
