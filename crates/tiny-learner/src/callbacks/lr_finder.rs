@@ -144,9 +144,12 @@ impl LrFinder {
     /// The curve so far and the suggested rate.
     pub fn result(&self) -> LrFindResult {
         let smoothed = smooth(&self.losses, 0.98);
+        // The first tenth is skipped: there the debiased average rests on a handful of noisy batches.
+        let skip = smoothed.len() / 10;
         let suggestion = smoothed
             .iter()
             .enumerate()
+            .skip(skip)
             .filter(|(_, l)| l.is_finite())
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, _)| self.lrs[i] / 10.0);
@@ -176,8 +179,9 @@ pub struct LrFindResult {
     pub losses: Vec<f32>,
     /// The losses smoothed as fastai does (EMA 0.98, debiased).
     pub smoothed: Vec<f32>,
-    /// The suggested learning rate: a tenth of the rate at the minimum of the smoothed loss (fastai's
-    /// `lr_min` rule: the minimum is already too high, one order of magnitude below is safe).
+    /// The suggested learning rate: a tenth of the rate at the minimum of the smoothed loss, leaving
+    /// out the first tenth of the curve (fastai's `minimum` rule: at the minimum the rate is already too
+    /// high, one order of magnitude below is safe).
     pub suggestion: Option<f32>,
     /// Why the search stopped; `None` when the fit ran out of epochs first.
     pub stop: Option<FinderStop>,

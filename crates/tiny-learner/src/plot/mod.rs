@@ -86,7 +86,7 @@ impl LinePlot {
         self
     }
 
-    /// Draws a dashed vertical line at `x` with a label.
+    /// Draws a dashed vertical line at `x` with a label, when `x` is inside the plotted range.
     pub fn mark_x(mut self, x: f64, label: &str) -> Self {
         self.mark_x = Some((x, label.to_string()));
         self
@@ -143,7 +143,8 @@ impl LinePlot {
         c.text((left + right - xw) / 2, bottom + 30, &self.x_label, 1, INK);
         c.text(8, top - 16, &self.y_label, 1, INK);
 
-        // Curves, thickened by a second pass one pixel lower.
+        // Curves, thickened by a second pass one pixel lower, and a legend aligned on its longest name.
+        let names_w = self.series.iter().map(|s| font::text_width(&s.name, 1)).max().unwrap_or(0) as i64;
         for (i, (s, p)) in self.series.iter().zip(&pts).enumerate() {
             let col = PALETTE[i % PALETTE.len()];
             for pair in p.windows(2) {
@@ -157,16 +158,20 @@ impl LinePlot {
                 }
             }
             let ly = top + 8 + 14 * i as i64;
-            let lx = right - 10 - font::text_width(&s.name, 1) as i64 - 24;
+            let lx = right - 10 - names_w - 24;
             c.fill_rect(lx, ly + 2, lx + 16, ly + 4, col);
             c.text(lx + 22, ly, &s.name, 1, INK);
         }
         if let Some((x, label)) = &self.mark_x
             && let Some(x) = self.tx(*x)
+            && (xr.0..=xr.1).contains(&x)
         {
             let v = px(x);
             c.line((v, top), (v, bottom), PALETTE[3], clip, 4);
-            c.text(v + 4, top + 4, label, 1, PALETTE[3]);
+            // The label sits low, clear of the legend, on whichever side of the line has room.
+            let lw = font::text_width(label, 1) as i64;
+            let lx = if v + 6 + lw > right { v - 6 - lw } else { v + 6 };
+            c.text(lx, bottom - 14, label, 1, PALETTE[3]);
         }
         c
     }
