@@ -1,5 +1,7 @@
 //! `cargo xtask`: project chores (fetching Imagenette, generating synthetic data), dispatched by subcommand name.
 
+mod synth;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,7 +10,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   fetch-data   download, verify and unpack Imagenette into data/ (see `cargo xtask fetch-data --help`)
-  synth-data   generate the synthetic Imagenette-shaped set in data/ (coming with tiny-data)";
+  synth-data   generate the synthetic Imagenette-shaped set in data/ (see `cargo xtask synth-data --help`)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "fetch-data" => xtask::fetch_data::main(rest, &data_dir()),
+        "synth-data" => return ExitCode::from(synth::run(rest)),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

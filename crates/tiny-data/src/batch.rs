@@ -1,0 +1,112 @@
+//! Collating items into a batch: stacking HWC bytes into one NHWC `f32` tensor in `[0, 1]`.
+
+use tiny_tensor::Tensor;
+
+use crate::{DataError, ImageItem, Result};
+
+/// `b as f32 / 255.0` for every byte `b`, exactly as the chapter's `float() / 255`.
+const BYTE_TO_UNIT: [f32; 256] = {
+    let mut t = [0.0; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as f32 / 255.0;
+        i += 1;
+    }
+    t
+};
+
+/// A batch as the chapter's `collate` returns it: images and their class indices.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Images, shape `[bs, height, width, 3]` (NHWC), values in `[0, 1]`.
+    pub x: Tensor,
+    /// One class index per image.
+    pub y: Vec<u32>,
+}
+
+impl Batch {
+    /// Wraps a raw batch's buffer in a tensor without copying it.
+    ///
+    /// # Errors
+    /// [`DataError::Tensor`] when the buffer does not fill the shape.
+    pub fn from_raw(raw: RawBatch) -> Result<Self> {
+        Ok(Batch { x: Tensor::from_vec(raw.x, &raw.shape)?, y: raw.y })
+    }
+
+    /// Returns the number of images.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Tells whether the batch holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+/// A collated batch as raw buffers: `x` is NHWC `f32` in `[0, 1]`, `y` the class indices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawBatch {
+    /// Pixel values, `shape.iter().product()` of them, row-major NHWC.
+    pub x: Vec<f32>,
+    /// `[batch, height, width, channels]`.
+    pub shape: [usize; 4],
+    /// One class index per image.
+    pub y: Vec<u32>,
+}
+
+impl RawBatch {
+    /// Returns the number of images.
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// Tells whether the batch holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.shape[0] == 0
+    }
+}
+
+/// Stacks items into one batch, scaling bytes to `[0, 1]`: the chapter's `collate`.
+///
+/// ```
+/// use tiny_data::{collate, ImageItem};
+/// let item = |v, label| ImageItem { pixels: vec![v; 2 * 2 * 3], height: 2, width: 2, label };
+/// let b = collate(&[item(255, 3), item(0, 1)]).unwrap();
+/// assert_eq!(b.x.shape(), &[2, 2, 2, 3]);
+/// assert_eq!((b.x.to_vec()[0], b.x.to_vec()[12]), (1.0, 0.0));
+/// assert_eq!(b.y, [3, 1]);
+/// ```
+///
+/// # Errors
+/// As [`collate_raw`].
+pub fn collate(items: &[ImageItem]) -> Result<Batch> {
+    Batch::from_raw(collate_raw(items)?)
+}
+
+/// Like [`collate`], returning plain buffers instead of a tensor.
+///
+/// # Errors
+/// [`DataError::ShapeMismatch`] when the items differ in size, or [`DataError::InvalidOption`]
+/// for an item whose byte count does not match its size.
+pub fn collate_raw(items: &[ImageItem]) -> Result<RawBatch> {
+    let (h, w) = items.first().map_or((0, 0), |i| (i.height, i.width));
+    let per = h * w * 3;
+    let mut x = Vec::with_capacity(items.len() * per);
+    let mut y = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        if (item.height, item.width) != (h, w) {
+            return Err(DataError::ShapeMismatch { index, expected: [h, w, 3], got: [item.height, item.width, 3] });
+        }
+        if item.pixels.len() != per {
+            return Err(DataError::InvalidOption {
+                option: "item pixels",
+                value: format!("{} bytes for {h}x{w}x3", item.pixels.len()),
+                expected: "height * width * 3 bytes",
+            });
+        }
+        x.extend(item.pixels.iter().map(|&p| BYTE_TO_UNIT[p as usize]));
+        y.push(item.label);
+    }
+    Ok(RawBatch { x, shape: [items.len(), h, w, 3], y })
+}

@@ -1,0 +1,250 @@
+//! Decoding image files to RGB and turning them into `size x size` crops: squash, centre crop,
+//! random resized crop and horizontal flip.
+
+use std::cell::RefCell;
+use std::io::Cursor;
+use std::path::Path;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use crate::{DataError, Result, Rng};
+
+/// A decoded 8-bit RGB image in row-major HWC order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `height * width * 3` bytes, RGB interleaved, rows top to bottom.
+    pub data: Vec<u8>,
+}
+
+/// Reads and decodes an image file to 3-channel RGB.
+///
+/// Greyscale, palette, alpha and CMYK inputs all come out as RGB (alpha is dropped, as PIL's
+/// `convert('RGB')` does). The format is recognised from the bytes, not the extension.
+///
+/// # Errors
+/// Every error names `path`: [`DataError::Io`], [`DataError::EmptyFile`],
+/// [`DataError::TruncatedJpeg`], [`DataError::Decode`] or [`DataError::EmptyImage`].
+pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_rgb_bytes(&bytes, path)
+}
+
+/// Decodes image bytes to RGB; `path` is only used to name the file in errors.
+pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        return Err(DataError::EmptyFile { path: path.to_path_buf() });
+    }
+    // zune-jpeg is lenient and pads a cut-off scan with grey, so a truncated download would
+    // otherwise decode "successfully". A complete JPEG ends with an EOI marker (FF D9); a byte
+    // pair that cannot occur inside entropy-coded data, so looking near the end is enough.
+    if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_eoi(bytes) {
+        return Err(DataError::TruncatedJpeg { path: path.to_path_buf() });
+    }
+    let decode_err = |source| DataError::Decode { path: path.to_path_buf(), source };
+    let img = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .decode()
+        .map_err(decode_err)?;
+    let rgb = img.into_rgb8();
+    let (width, height) = rgb.dimensions();
+    if width == 0 || height == 0 {
+        return Err(DataError::EmptyImage { path: path.to_path_buf(), width, height });
+    }
+    Ok(RgbImage { width, height, data: rgb.into_raw() })
+}
+
+/// Tells whether a JPEG's last bytes hold the end-of-image marker (trailing padding allowed).
+fn has_jpeg_eoi(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// How an image is fitted into the `size x size` square when not augmenting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResizeMethod {
+    /// Resize the whole image to `size x size`, ignoring its aspect ratio (the chapter's choice).
+    #[default]
+    Squash,
+    /// Take the largest centred square and resize it.
+    CenterCrop,
+}
+
+/// torchvision-style random resized crop: a random area fraction and aspect ratio, then resize.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomResizedCrop {
+    /// Smallest fraction of the image area kept.
+    pub min_scale: f32,
+    /// Largest fraction of the image area kept.
+    pub max_scale: f32,
+    /// Smallest aspect ratio (width / height) of the crop.
+    pub min_ratio: f32,
+    /// Largest aspect ratio (width / height) of the crop.
+    pub max_ratio: f32,
+}
+
+impl Default for RandomResizedCrop {
+    /// Returns fastai's usual setting: 35% to 100% of the area, ratios 3/4 to 4/3.
+    fn default() -> Self {
+        RandomResizedCrop { min_scale: 0.35, max_scale: 1.0, min_ratio: 3.0 / 4.0, max_ratio: 4.0 / 3.0 }
+    }
+}
+
+/// A crop rectangle in source pixels, fractional coordinates allowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crop {
+    /// Left edge.
+    pub left: f64,
+    /// Top edge.
+    pub top: f64,
+    /// Width.
+    pub width: f64,
+    /// Height.
+    pub height: f64,
+}
+
+impl Crop {
+    /// The whole `width x height` image.
+    pub fn full(width: u32, height: u32) -> Self {
+        Crop { left: 0.0, top: 0.0, width: width as f64, height: height as f64 }
+    }
+
+    /// The largest centred square of a `width x height` image.
+    pub fn center_square(width: u32, height: u32) -> Self {
+        let side = width.min(height) as f64;
+        Crop { left: (width as f64 - side) / 2.0, top: (height as f64 - side) / 2.0, width: side, height: side }
+    }
+
+    /// A random crop of a `width x height` image as `rrc` describes.
+    pub fn random(width: u32, height: u32, rrc: &RandomResizedCrop, rng: &mut Rng) -> Self {
+        let (w, h) = (width as f64, height as f64);
+        let (lo, hi) = ((rrc.min_ratio as f64).ln(), (rrc.max_ratio as f64).ln());
+        for _ in 0..10 {
+            let area = w * h * rng.uniform(rrc.min_scale, rrc.max_scale) as f64;
+            let ratio = (lo + (hi - lo) * rng.next_f64()).exp();
+            let (cw, ch) = ((area * ratio).sqrt(), (area / ratio).sqrt());
+            if cw >= 1.0 && ch >= 1.0 && cw <= w && ch <= h {
+                return Crop { left: (w - cw) * rng.next_f64(), top: (h - ch) * rng.next_f64(), width: cw, height: ch };
+            }
+        }
+        Crop::center_square(width, height)
+    }
+}
+
+/// What happens to each decoded image before it is batched.
+///
+/// ```
+/// let tfm = tiny_data::ItemTransform::squash(64);
+/// assert_eq!(tfm.size, 64);
+/// assert!(!tfm.is_random());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ItemTransform {
+    /// Output side length in pixels.
+    pub size: u32,
+    /// How to fit the image without augmentation.
+    pub method: ResizeMethod,
+    /// A random resized crop, for training only; replaces `method` when set.
+    pub random_resized_crop: Option<RandomResizedCrop>,
+    /// Flip horizontally with probability one half, for training only.
+    pub flip: bool,
+}
+
+impl ItemTransform {
+    /// Squashes to `size x size`, as the chapter does, with no augmentation.
+    pub fn squash(size: u32) -> Self {
+        ItemTransform { size, method: ResizeMethod::Squash, random_resized_crop: None, flip: false }
+    }
+
+    /// Centre-crops to `size x size`, with no augmentation.
+    pub fn center_crop(size: u32) -> Self {
+        ItemTransform { method: ResizeMethod::CenterCrop, ..Self::squash(size) }
+    }
+
+    /// Adds training augmentation: random resized crop and horizontal flip.
+    pub fn with_augmentation(self) -> Self {
+        ItemTransform { random_resized_crop: Some(RandomResizedCrop::default()), flip: true, ..self }
+    }
+
+    /// Tells whether the transform draws random numbers.
+    pub fn is_random(&self) -> bool {
+        self.random_resized_crop.is_some() || self.flip
+    }
+
+    /// The same transform without its random parts, as used for validation.
+    pub fn deterministic(&self) -> Self {
+        ItemTransform { random_resized_crop: None, flip: false, ..*self }
+    }
+
+    /// Turns `src` into `size * size * 3` bytes; `rng` drives augmentation when present.
+    ///
+    /// Without `rng` (or without augmentation) the output depends on `src` alone.
+    pub fn apply(&self, src: &RgbImage, rng: Option<&mut Rng>, path: &Path) -> Result<Vec<u8>> {
+        let (crop, flip) = match rng {
+            Some(rng) => {
+                let crop = match &self.random_resized_crop {
+                    Some(rrc) => Crop::random(src.width, src.height, rrc, rng),
+                    None => self.base_crop(src),
+                };
+                (crop, self.flip && rng.chance(0.5))
+            }
+            None => (self.base_crop(src), false),
+        };
+        let mut out = resize_crop(src, crop, self.size, path)?;
+        if flip {
+            flip_horizontal(&mut out, self.size as usize);
+        }
+        Ok(out)
+    }
+
+    /// The crop used without augmentation.
+    fn base_crop(&self, src: &RgbImage) -> Crop {
+        match self.method {
+            ResizeMethod::Squash => Crop::full(src.width, src.height),
+            ResizeMethod::CenterCrop => Crop::center_square(src.width, src.height),
+        }
+    }
+}
+
+thread_local! {
+    /// One resizer per thread, so its scratch buffers are reused across images.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// Resizes the `crop` of `src` to `size x size` with bicubic (Catmull-Rom) filtering, the
+/// filter PIL's `resize` uses by default.
+pub fn resize_crop(src: &RgbImage, crop: Crop, size: u32, path: &Path) -> Result<Vec<u8>> {
+    let is_identity = crop == Crop::full(src.width, src.height) && src.width == size && src.height == size;
+    if is_identity {
+        return Ok(src.data.clone());
+    }
+    let resize_err = |source| DataError::Resize { path: path.to_path_buf(), source };
+    let view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3)
+        .map_err(|source| DataError::ResizeBuffer { path: path.to_path_buf(), source })?;
+    let mut dst = Image::new(size, size, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)).crop(
+        crop.left,
+        crop.top,
+        crop.width,
+        crop.height,
+    );
+    RESIZER.with_borrow_mut(|r| r.resize(&view, &mut dst, &options)).map_err(resize_err)?;
+    Ok(dst.into_vec())
+}
+
+/// Mirrors an RGB image of `width` pixels per row left to right, in place.
+pub fn flip_horizontal(pixels: &mut [u8], width: usize) {
+    for row in pixels.chunks_exact_mut(width * 3) {
+        for x in 0..width / 2 {
+            let (a, b) = (x * 3, (width - 1 - x) * 3);
+            for c in 0..3 {
+                row.swap(a + c, b + c);
+            }
+        }
+    }
+}

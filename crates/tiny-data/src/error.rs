@@ -1,0 +1,221 @@
+//! The crate's one error type, with a structured variant per way loading data can fail.
+
+use std::path::{Path, PathBuf};
+
+/// A `Result` whose error is [`DataError`].
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while finding, decoding, batching or generating images.
+///
+/// Every variant caused by one bad file names that file, so a message such as
+/// "cannot decode image data/train/n01440764/x.JPEG" points straight at the culprit.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A folder that should hold a data set does not exist.
+    #[error("data folder {path} does not exist")]
+    MissingFolder {
+        /// The folder that was looked for.
+        path: PathBuf,
+    },
+    /// Walking a folder tree failed, for instance on a permission error.
+    #[error("cannot walk folder {path}")]
+    Walk {
+        /// The entry that could not be read, or the root when walkdir names none.
+        path: PathBuf,
+        /// The underlying walkdir error.
+        #[source]
+        source: walkdir::Error,
+    },
+    /// Reading, writing, creating or renaming a file failed.
+    #[error("I/O error on {path}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file with an image extension has no bytes at all.
+    #[error("image file {path} is empty (zero bytes)")]
+    EmptyFile {
+        /// The empty file.
+        path: PathBuf,
+    },
+    /// A JPEG file stops before its end-of-image marker.
+    #[error("JPEG file {path} is truncated (no end-of-image marker)")]
+    TruncatedJpeg {
+        /// The truncated file.
+        path: PathBuf,
+    },
+    /// The `image` crate could not decode a file: corrupt data or not an image at all.
+    #[error("cannot decode image {path}")]
+    Decode {
+        /// The file that failed to decode.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// An image decoded to zero width or height, so it cannot be resized.
+    #[error("image {path} has an empty size ({width}x{height})")]
+    EmptyImage {
+        /// The offending file.
+        path: PathBuf,
+        /// Decoded width in pixels.
+        width: u32,
+        /// Decoded height in pixels.
+        height: u32,
+    },
+    /// Resizing an image failed; this points at a bug in the crop geometry.
+    #[error("cannot resize image {path}")]
+    Resize {
+        /// The image being resized.
+        path: PathBuf,
+        /// The resizer's error.
+        #[source]
+        source: fast_image_resize::ResizeError,
+    },
+    /// An image's pixel buffer is shorter than its width and height say.
+    #[error("pixel buffer of image {path} does not match its size")]
+    ResizeBuffer {
+        /// The image being resized.
+        path: PathBuf,
+        /// The resizer's error.
+        #[source]
+        source: fast_image_resize::ImageBufferError,
+    },
+    /// Encoding a synthetic image as JPEG failed.
+    #[error("cannot encode image {path}")]
+    Encode {
+        /// The file that was being written.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: jpeg_encoder::EncodingError,
+    },
+    /// A folder holds no image files at all.
+    #[error("no image files under {path}")]
+    NoImages {
+        /// The folder that was searched.
+        path: PathBuf,
+    },
+    /// A train or validation split has no files.
+    #[error("split {split:?} is empty under {root} (expected files in {root}/{split}/<class>/)")]
+    EmptySplit {
+        /// The split's folder name, such as `train` or `val`.
+        split: String,
+        /// The data set root.
+        root: PathBuf,
+    },
+    /// A class has images in one split and none in the other.
+    #[error("class {class:?} has images in split {present_in:?} but none in {absent_from:?}")]
+    ClassMissingFromSplit {
+        /// The class (parent folder) name.
+        class: String,
+        /// The split where it appears.
+        present_in: String,
+        /// The split where it is absent.
+        absent_from: String,
+    },
+    /// A file's parent folder is not in the vocabulary.
+    #[error("label {label:?} of {path} is not in the vocabulary")]
+    UnknownLabel {
+        /// The parent folder name.
+        label: String,
+        /// The file whose label is unknown.
+        path: PathBuf,
+    },
+    /// A path has no parent folder name to use as a label.
+    #[error("cannot take a label from {path}: it has no parent folder name")]
+    NoLabel {
+        /// The path without a usable parent.
+        path: PathBuf,
+    },
+    /// A dataset index past its end.
+    #[error("index {index} out of range for a dataset of {len} items")]
+    IndexOutOfRange {
+        /// The requested index.
+        index: usize,
+        /// The dataset's length.
+        len: usize,
+    },
+    /// Items handed to `collate` do not share one shape.
+    #[error("cannot collate item {index}: shape {got:?} differs from the first item's {expected:?}")]
+    ShapeMismatch {
+        /// Position of the odd item in the batch.
+        index: usize,
+        /// Shape `[height, width, channels]` of the first item.
+        expected: [usize; 3],
+        /// Shape `[height, width, channels]` of the odd item.
+        got: [usize; 3],
+    },
+    /// A configuration value is out of its allowed range.
+    #[error("invalid {option}: {value} ({expected})")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// The value given, formatted.
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+    /// Statistics were asked of a batch or split with no pixels.
+    #[error("cannot compute statistics of an empty {what}")]
+    EmptyStats {
+        /// What was empty: a batch or a split.
+        what: &'static str,
+    },
+    /// A loader worker thread panicked while building a batch; the batch is lost.
+    #[error("a loader worker panicked while building batch {batch}")]
+    WorkerPanicked {
+        /// The batch number that was being built.
+        batch: usize,
+    },
+    /// A tensor operation failed (building a batch tensor or normalising one).
+    #[error(transparent)]
+    Tensor(#[from] tiny_tensor::TensorError),
+    /// A loader worker thread could not be started.
+    #[error("cannot spawn loader worker thread")]
+    Spawn {
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DataError {
+    /// Builds an [`DataError::Io`] for `path`.
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// Returns the file a per-file error is about, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            DataError::Io { path, .. }
+            | DataError::EmptyFile { path }
+            | DataError::TruncatedJpeg { path }
+            | DataError::Decode { path, .. }
+            | DataError::EmptyImage { path, .. }
+            | DataError::Resize { path, .. }
+            | DataError::ResizeBuffer { path, .. }
+            | DataError::Encode { path, .. }
+            | DataError::UnknownLabel { path, .. }
+            | DataError::NoLabel { path } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Tells whether this error comes from one unreadable or undecodable image file,
+    /// the kind that [`BadFilePolicy::Skip`](crate::BadFilePolicy::Skip) skips.
+    pub fn is_bad_file(&self) -> bool {
+        matches!(
+            self,
+            DataError::Io { .. }
+                | DataError::EmptyFile { .. }
+                | DataError::TruncatedJpeg { .. }
+                | DataError::Decode { .. }
+                | DataError::EmptyImage { .. }
+        )
+    }
+}

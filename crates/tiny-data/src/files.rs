@@ -1,0 +1,201 @@
+//! Finding image files, labelling them by parent folder and splitting them by grandparent folder.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::{DataError, Result};
+
+/// File extensions treated as images, compared case-insensitively (Imagenette's are `.JPEG`).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+
+/// Tells whether `path` has one of [`IMAGE_EXTENSIONS`], ignoring case.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// Returns every image file under `path`, recursively, in sorted path order.
+///
+/// This is the chapter's `get_image_files`: files are kept by extension, case-insensitively,
+/// so a CSV or README beside the images is skipped. The order is deterministic.
+///
+/// # Errors
+/// [`DataError::MissingFolder`] when `path` is not a folder, [`DataError::Walk`] when part of
+/// the tree cannot be read.
+pub fn get_image_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let root = path.as_ref();
+    if !root.is_dir() {
+        return Err(DataError::MissingFolder { path: root.to_path_buf() });
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
+        let entry = entry.map_err(|source| DataError::Walk {
+            path: source.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
+            source,
+        })?;
+        if entry.file_type().is_file() && has_image_extension(entry.path()) {
+            files.push(entry.into_path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Returns the name of the folder holding `path`, the chapter's label.
+pub fn parent_label(path: &Path) -> Result<&str> {
+    path.parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| DataError::NoLabel { path: path.to_path_buf() })
+}
+
+/// Returns the name of the folder two levels above `path`, which names its split.
+fn grandparent_name(path: &Path) -> Option<&str> {
+    path.parent()?.parent()?.file_name()?.to_str()
+}
+
+/// The sorted class names and their reverse map, the chapter's `vocab` and `val2idx`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vocab {
+    names: Vec<String>,
+    val2idx: HashMap<String, u32>,
+}
+
+impl Vocab {
+    /// Builds a vocabulary from class names, sorted and de-duplicated.
+    pub fn new<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        let set: BTreeSet<String> = names.into_iter().map(Into::into).collect();
+        let names: Vec<String> = set.into_iter().collect();
+        let val2idx = names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        Vocab { names, val2idx }
+    }
+
+    /// Builds the vocabulary of the parent folder names of `files`.
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// let files = [PathBuf::from("d/train/dog/1.jpg"), PathBuf::from("d/val/cat/2.jpg")];
+    /// let vocab = tiny_data::Vocab::from_parent_names(&files).unwrap();
+    /// assert_eq!(vocab.names(), ["cat", "dog"]);
+    /// assert_eq!(vocab.index("dog"), Some(1));
+    /// ```
+    pub fn from_parent_names(files: &[PathBuf]) -> Result<Self> {
+        let names = files.iter().map(|f| parent_label(f)).collect::<Result<Vec<_>>>()?;
+        Ok(Vocab::new(names))
+    }
+
+    /// Returns the class names in index order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Returns the number of classes.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Tells whether there are no classes.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Returns the index of class `name`, the chapter's `val2idx[name]`.
+    pub fn index(&self, name: &str) -> Option<u32> {
+        self.val2idx.get(name).copied()
+    }
+
+    /// Returns the reverse map from class name to index.
+    pub fn val2idx(&self) -> &HashMap<String, u32> {
+        &self.val2idx
+    }
+
+    /// Returns the index of the parent folder of `path`.
+    ///
+    /// # Errors
+    /// [`DataError::UnknownLabel`] when the folder name is not a class of this vocabulary.
+    pub fn label_of(&self, path: &Path) -> Result<u32> {
+        let name = parent_label(path)?;
+        self.index(name).ok_or_else(|| DataError::UnknownLabel { label: name.to_string(), path: path.to_path_buf() })
+    }
+}
+
+/// Files split into training and validation sets by their grandparent folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Splits {
+    /// Files under `<root>/<train name>/<class>/`.
+    pub train: Vec<PathBuf>,
+    /// Files under `<root>/<valid name>/<class>/`.
+    pub valid: Vec<PathBuf>,
+}
+
+/// Splits `files` by grandparent folder name, keeping their order; other files are dropped.
+pub fn grandparent_split(files: &[PathBuf], train_name: &str, valid_name: &str) -> Splits {
+    let pick = |name: &str| files.iter().filter(|f| grandparent_name(f) == Some(name)).cloned().collect::<Vec<_>>();
+    Splits { train: pick(train_name), valid: pick(valid_name) }
+}
+
+/// An image-folder data set on disk: its vocabulary and its two splits, checked for sense.
+#[derive(Debug, Clone)]
+pub struct ImageFolder {
+    /// The data set root.
+    pub root: PathBuf,
+    /// The classes, sorted by name.
+    pub vocab: Vocab,
+    /// The training and validation files.
+    pub splits: Splits,
+}
+
+impl ImageFolder {
+    /// Reads the layout `<root>/train/<class>/*` and `<root>/val/<class>/*` (Imagenette's).
+    ///
+    /// A validation folder named `valid` is accepted when there is no `val`.
+    ///
+    /// # Errors
+    /// [`DataError::MissingFolder`], [`DataError::NoImages`], [`DataError::EmptySplit`] or
+    /// [`DataError::ClassMissingFromSplit`] when the layout is not usable for training.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let valid_name = if root.join("val").is_dir() || !root.join("valid").is_dir() { "val" } else { "valid" };
+        Self::open_with(root, "train", valid_name)
+    }
+
+    /// Like [`ImageFolder::open`] with explicit split folder names.
+    pub fn open_with(root: impl AsRef<Path>, train_name: &str, valid_name: &str) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let files = get_image_files(&root)?;
+        if files.is_empty() {
+            return Err(DataError::NoImages { path: root });
+        }
+        let splits = grandparent_split(&files, train_name, valid_name);
+        for (split, list) in [(train_name, &splits.train), (valid_name, &splits.valid)] {
+            if list.is_empty() {
+                return Err(DataError::EmptySplit { split: split.to_string(), root });
+            }
+        }
+        let train_vocab = Vocab::from_parent_names(&splits.train)?;
+        let valid_vocab = Vocab::from_parent_names(&splits.valid)?;
+        check_same_classes(&train_vocab, train_name, &valid_vocab, valid_name)?;
+        Ok(ImageFolder { root, vocab: train_vocab, splits })
+    }
+}
+
+/// Fails with [`DataError::ClassMissingFromSplit`] on the first class in only one split.
+fn check_same_classes(a: &Vocab, a_name: &str, b: &Vocab, b_name: &str) -> Result<()> {
+    let missing = |from: &Vocab, to: &Vocab| from.names().iter().find(|n| to.index(n).is_none()).cloned();
+    if let Some(class) = missing(a, b) {
+        return Err(DataError::ClassMissingFromSplit {
+            class,
+            present_in: a_name.to_string(),
+            absent_from: b_name.to_string(),
+        });
+    }
+    if let Some(class) = missing(b, a) {
+        return Err(DataError::ClassMissingFromSplit {
+            class,
+            present_in: b_name.to_string(),
+            absent_from: a_name.to_string(),
+        });
+    }
+    Ok(())
+}
