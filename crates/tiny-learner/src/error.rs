@@ -16,9 +16,12 @@ pub enum LearnerError {
     /// An optimizer step or state load failed.
     #[error(transparent)]
     Optim(#[from] tiny_optim::OptimError),
-    /// A batch source failed to produce a batch (an unreadable image, say).
-    #[error("data: {0}")]
-    Data(Box<dyn std::error::Error + Send + Sync>),
+    /// tiny-data failed to produce a batch (an unreadable image, say) or to open a folder.
+    #[error(transparent)]
+    Data(#[from] tiny_data::DataError),
+    /// Another `BatchSource` failed to produce a batch.
+    #[error("batch source: {0}")]
+    Source(Box<dyn std::error::Error + Send + Sync>),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

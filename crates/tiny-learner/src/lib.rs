@@ -25,6 +25,7 @@ pub mod callbacks;
 mod data;
 mod error;
 mod event;
+mod folder;
 mod learner;
 pub mod plot;
 pub mod schedule;

@@ -17,6 +17,35 @@ impl Lcg {
     }
 }
 
+/// `n` 16x16 RGB images (NHWC values in `[0, 1]`) of three textures (horizontal stripes, vertical
+/// stripes, checks) with random phase, colour and noise, so that neither colour nor position alone
+/// tells the classes apart; item `i` has class `i % 3`.
+pub fn textures(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    const SIZE: usize = 16;
+    let mut rng = Lcg(seed);
+    let (mut xs, mut ys) = (Vec::with_capacity(n * SIZE * SIZE * 3), Vec::new());
+    for i in 0..n {
+        let class = (i % 3) as u32;
+        let phase = ((rng.next() + 1.0) * 2.0) as usize;
+        let colour = [rng.next() * 0.3 + 0.5, rng.next() * 0.3 + 0.5, rng.next() * 0.3 + 0.5];
+        for r in 0..SIZE {
+            for c in 0..SIZE {
+                let on = match class {
+                    0 => ((r + phase) / 2).is_multiple_of(2),
+                    1 => ((c + phase) / 2).is_multiple_of(2),
+                    _ => ((r + phase) / 2 + (c + phase) / 2).is_multiple_of(2),
+                };
+                for ch in colour {
+                    let v = if on { ch } else { 1.0 - ch };
+                    xs.push((v + rng.next() * 0.15).clamp(0.0, 1.0));
+                }
+            }
+        }
+        ys.push(class);
+    }
+    (xs, ys)
+}
+
 /// `n` points in the plane in three classes by angle, so a small MLP separates them well.
 pub fn points(n: usize, seed: u64) -> (Tensor, Vec<u32>) {
     let mut rng = Lcg(seed);
