@@ -40,7 +40,7 @@ pub struct LearnerState {
     pub n_epochs: usize,
     /// The number of the current batch within its phase, from 0.
     pub iter: usize,
-    /// The number of batches of the current phase.
+    /// The number of batches of the current phase, set before its `before_train` / `before_validate`.
     pub n_iter: usize,
     /// The current batch; callbacks may replace it in `before_batch`.
     pub batch: Batch,
@@ -271,13 +271,14 @@ impl Learner {
             self.create_opt()?;
         }
         let _no_grad = (!train).then(tiny_tensor::no_grad);
+        // Known before `before_train` / `before_validate`, for progress bars and schedules.
+        self.state.n_iter = if train { self.state.dls.train.len() } else { self.state.dls.valid.len() };
         let phase = if train { Phase::Train } else { Phase::Validate };
         self.with_events(phase, |l| l.all_batches(train))
     }
 
     fn all_batches(&mut self, train: bool) -> CbResult {
         let src = if train { &self.state.dls.train } else { &self.state.dls.valid };
-        self.state.n_iter = src.len();
         for (i, batch) in src.batches(self.state.epoch).enumerate() {
             self.state.iter = i;
             self.state.batch = batch?;

@@ -221,3 +221,26 @@ fn callbacks_can_change_the_batch() {
     let acc = learn.callback::<tiny_learner::TrackResults>().unwrap().last_valid().unwrap().acc;
     assert_eq!(acc, 1.0, "everything is class 0 after the callback");
 }
+
+/// Records `n_iter` as each phase begins.
+#[derive(Default)]
+struct PhaseSize(Vec<(bool, usize)>);
+
+impl Callback for PhaseSize {
+    fn before_train(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.0.push((true, learn.n_iter));
+        Ok(())
+    }
+    fn before_validate(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.0.push((false, learn.n_iter));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_batch_count_is_known_before_each_phase() {
+    // 12 training items in batches of 4, 4 validation items: 3 and 1 batches.
+    let mut learn = point_learner(point_loaders(12, 4, 4, None), 0.1, vec![Box::new(PhaseSize::default())]);
+    learn.fit(2).unwrap();
+    assert_eq!(learn.callback::<PhaseSize>().unwrap().0, [(true, 3), (false, 1), (true, 3), (false, 1)]);
+}

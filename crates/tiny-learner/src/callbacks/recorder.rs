@@ -253,6 +253,12 @@ impl Callback for Recorder {
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
+        if learn.iter + 1 >= learn.n_iter
+            && let Some(bar) = self.bar.take()
+        {
+            // Gone before the phase's after events, so lines printed there (TrackResults) stay clean.
+            bar.finish_and_clear();
+        }
         Ok(())
     }
 
