@@ -28,3 +28,8 @@ pub use models::{BasicBlock, ResNet, resnet18, simple_cnn};
 pub use module::{ForwardHook, HookHandle, Hooks, Module};
 pub use parameter::Parameter;
 pub use safetensors::{TensorFile, load_module, load_state, load_tensors, save_module, save_tensors};
+
+/// The crate README's example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -38,3 +38,8 @@ pub use group::ParamGroup;
 pub use optimizer::Optimizer;
 pub use sgd::Sgd;
 pub use state::{GroupState, OptimizerState};
+
+/// The crate README's example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -34,3 +34,8 @@ pub use error::{Result, TensorError};
 pub use layout::{Layout, broadcast_shapes, contiguous_strides};
 pub use storage::{CudaStorage, Storage};
 pub use tensor::Tensor;
+
+/// The crate README's example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
