@@ -38,3 +38,8 @@ pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
 pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};
+
+/// The crate README's example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
