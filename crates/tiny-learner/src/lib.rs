@@ -1,1 +1,45 @@
-//! tiny-learner: the Learner, its callbacks and schedules (filled in by the tiny-learner issue).
+//! tiny-learner: the chapter's `Learner` with typed callbacks, schedules, the LR finder and checkpoints.
+//!
+//! This is the top library crate of `tiny`, the Rust version of fastbook chapter 19 ("A fastai
+//! Learner from Scratch"). A [`Learner`] holds a model, [`Loaders`], a loss, an optimizer factory and
+//! [`Callback`]s; `fit` nests fit > epoch > train/validate > batch exactly as fastai's
+//! `_with_events`, and callbacks receive the [`LearnerState`] as `&mut`. Cancellation is a value,
+//! `Err(Cancel::Fit.into())`, never a panic.
+//!
+//! ```
+//! use tiny_learner::{InMemory, Learner, Loaders, TrackResults};
+//! use tiny_nn::{Linear, cross_entropy};
+//! use tiny_tensor::Tensor;
+//! // Two classes told apart by the sign of the first feature.
+//! let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0, 2.0, 1.0, -2.0, 1.0], &[4, 2]).unwrap();
+//! let y = vec![1, 0, 1, 0];
+//! let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 2).unwrap(), InMemory::new(x, y, 4).unwrap());
+//! let model = Box::new(Linear::new(2, 2).unwrap());
+//! let mut learn = Learner::new(model, dls, cross_entropy, 0.5, vec![Box::new(TrackResults::quiet())]);
+//! learn.fit(20).unwrap();
+//! let track = learn.callback::<TrackResults>().unwrap();
+//! assert_eq!(track.last_valid().unwrap().acc, 1.0);
+//! ```
+
+pub mod callbacks;
+mod data;
+mod error;
+mod event;
+mod folder;
+mod learner;
+pub mod plot;
+pub mod schedule;
+
+pub use callbacks::{
+    Callback, CheckpointInfo, CsvLogger, EarlyStopping, EpochStats, FinderStop, GradientClip, LrFindResult, LrFinder,
+    LrSchedule, Mixup, Monitor, OneCycle, PhaseRecord, Recorder, SaveModel, SetupLearner, TrackResults,
+};
+pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
+pub use error::{CbResult, LearnerError, Result, Stop};
+pub use event::{Cancel, Event};
+pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};
+
+/// The crate README's example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,335 @@
+//! The main job: the chapter's pipeline (loaders, Normalize, simple_cnn or resnet18, Learner) on a folder.
+//!
+//! ```text
+//! cargo run --release -p tiny-learner --example train -- --epochs 5 --onecycle
+//! ```
+//!
+//! Prints the chapter's line per training and validation phase and ends with one JSON line.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use tiny_data::{DataLoaders, Dataset, FolderConfig, Normalize};
+use tiny_learner::{
+    Callback, Cancel, CbResult, CheckpointInfo, Learner, LearnerState, Loaders, LrFinder, Mixup, OneCycle, Recorder,
+    SaveModel, SetupLearner, TrackResults,
+};
+use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
+use tiny_optim::{Adam, Sgd};
+use tiny_tensor::Device;
+
+const DEFAULT_DATA: &str = "data/imagenette2-160";
+const SYNTH_DATA: &str = "data/synth-imagenette";
+
+const USAGE: &str = "usage: train [options]
+  --data DIR          image folders train/<class>/*, val/<class>/* (default data/imagenette2-160,
+                      or a synthetic Imagenette-shaped set generated into data/synth-imagenette)
+  --model NAME        simple_cnn (default) or resnet18
+  --size N            image side in pixels (default 64)
+  --bs N              training batch size; validation uses twice it (default 128)
+  --epochs N          epochs (default 5)
+  --lr F              learning rate, the peak one with --onecycle (default 0.1)
+  --onecycle          the chapter's one-cycle schedule (warm-up 25% from lr/10, then down to 0)
+  --cosine            cosine instead of linear one-cycle stretches (implies --onecycle)
+  --opt NAME          sgd (default) or adam
+  --momentum F        SGD momentum (default 0); with --onecycle, momentum (or Adam's beta1) cycles
+                      0.95 -> 0.85 -> 0.95 when it is set or the optimizer is adam
+  --wd F              weight decay (default 0)
+  --mixup A           Mixup with Beta(A, A) (default off)
+  --lr-find           run the LR finder, write lr_find.png, print the suggestion, and stop
+  --workers N         loader worker threads (default: the number of cores)
+  --threads N         tiny-tensor compute threads (default 0: all cores)
+  --device D          cpu (default) or cuda
+  --seed N            seed of initialisation, shuffling and Mixup (default 42)
+  --save PATH         checkpoint after every epoch ({epoch} in PATH becomes the epoch number)
+  --resume PATH       continue from a checkpoint up to --epochs
+  --stop-after N      end the fit after N epochs of the --epochs schedule, as an interruption would
+                      (with --save, then --resume, to split one fit over two processes)
+  --plot PATH         write the loss curves as a PNG at the end";
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    data: Option<PathBuf>,
+    model: String,
+    size: u32,
+    bs: usize,
+    epochs: usize,
+    lr: f32,
+    onecycle: bool,
+    cosine: bool,
+    opt: String,
+    momentum: f32,
+    wd: f32,
+    mixup: Option<f32>,
+    lr_find: bool,
+    workers: Option<usize>,
+    threads: usize,
+    device: Device,
+    seed: u64,
+    save: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    stop_after: Option<usize>,
+    plot: Option<PathBuf>,
+}
+
+/// Parses `std::env::args`; `None` means `--help` was asked for.
+fn parse_args() -> anyhow::Result<Option<Args>> {
+    let mut a = Args {
+        data: None,
+        model: "simple_cnn".into(),
+        size: 64,
+        bs: 128,
+        epochs: 5,
+        lr: 0.1,
+        onecycle: false,
+        cosine: false,
+        opt: "sgd".into(),
+        momentum: 0.0,
+        wd: 0.0,
+        mixup: None,
+        lr_find: false,
+        workers: None,
+        threads: 0,
+        device: Device::Cpu,
+        seed: 42,
+        save: None,
+        resume: None,
+        stop_after: None,
+        plot: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
+        fn num<T: std::str::FromStr>(flag: &str, v: String) -> anyhow::Result<T> {
+            v.parse().map_err(|_| anyhow::anyhow!("{flag} {v}: not a valid number"))
+        }
+        match flag.as_str() {
+            "--data" => a.data = Some(value()?.into()),
+            "--model" => a.model = value()?,
+            "--size" => a.size = num(&flag, value()?)?,
+            "--bs" => a.bs = num(&flag, value()?)?,
+            "--epochs" => a.epochs = num(&flag, value()?)?,
+            "--lr" => a.lr = num(&flag, value()?)?,
+            "--onecycle" => a.onecycle = true,
+            "--cosine" => (a.onecycle, a.cosine) = (true, true),
+            "--opt" => a.opt = value()?,
+            "--momentum" => a.momentum = num(&flag, value()?)?,
+            "--wd" => a.wd = num(&flag, value()?)?,
+            "--mixup" => a.mixup = Some(num(&flag, value()?)?),
+            "--lr-find" => a.lr_find = true,
+            "--workers" => a.workers = Some(num(&flag, value()?)?),
+            "--threads" => a.threads = num(&flag, value()?)?,
+            "--device" => a.device = value()?.parse()?,
+            "--seed" => a.seed = num(&flag, value()?)?,
+            "--save" => a.save = Some(value()?.into()),
+            "--resume" => a.resume = Some(value()?.into()),
+            "--stop-after" => a.stop_after = Some(num(&flag, value()?)?),
+            "--plot" => a.plot = Some(value()?.into()),
+            "-h" | "--help" => return Ok(None),
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    if !["simple_cnn", "resnet18"].contains(&a.model.as_str()) {
+        bail!("--model {}: expected simple_cnn or resnet18", a.model);
+    }
+    if !["sgd", "adam"].contains(&a.opt.as_str()) {
+        bail!("--opt {}: expected sgd or adam", a.opt);
+    }
+    if a.bs == 0 || a.size == 0 {
+        bail!("--bs and --size must be at least 1");
+    }
+    Ok(Some(a))
+}
+
+/// The data folder: `--data`, else Imagenette, else the synthetic set (generated on first use).
+fn data_dir(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &args.data {
+        if !d.is_dir() {
+            bail!("--data {}: no such folder", d.display());
+        }
+        return Ok(d.clone());
+    }
+    if Path::new(DEFAULT_DATA).is_dir() {
+        return Ok(DEFAULT_DATA.into());
+    }
+    eprintln!("{DEFAULT_DATA} is not here; get Imagenette with `cargo xtask fetch-data`.");
+    eprintln!("Training on the synthetic Imagenette-shaped set in {SYNTH_DATA} instead.");
+    if !Path::new(SYNTH_DATA).is_dir() {
+        eprintln!("Generating it once (9,469 + 3,925 JPEGs, as `cargo xtask synth-data`)...");
+        let s = tiny_data::synth::generate(Path::new(SYNTH_DATA), 1.0, 0)?;
+        eprintln!("wrote {} train + {} val images", s.train, s.valid);
+    }
+    Ok(SYNTH_DATA.into())
+}
+
+/// Cancels the fit once `0` epochs are done, after the checkpoint of the last one is written.
+struct StopAfter(usize);
+
+impl Callback for StopAfter {
+    fn order(&self) -> i32 {
+        100
+    }
+
+    fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
+        if learn.epoch + 1 >= self.0 { Err(Cancel::Fit.into()) } else { Ok(()) }
+    }
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number in its shortest form (non-finite values become null).
+fn json_num(v: impl Into<f64> + std::fmt::Display + Copy) -> String {
+    if v.into().is_finite() { format!("{v}") } else { "null".into() }
+}
+
+fn main() -> anyhow::Result<()> {
+    let Some(args) = parse_args()? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    tiny_tensor::set_num_threads(args.threads);
+    tiny_nn::manual_seed(args.seed);
+    let resume = args.resume.as_deref().map(CheckpointInfo::read).transpose()?;
+    let seed = match &resume {
+        Some(info) if info.seed != args.seed => {
+            eprintln!("using the checkpoint's seed {} (not --seed {}) so shuffling resumes", info.seed, args.seed);
+            info.seed
+        }
+        _ => args.seed,
+    };
+
+    let data = data_dir(&args)?;
+    let mut cfg = FolderConfig { size: args.size, bs: args.bs, seed, ..FolderConfig::default() };
+    if let Some(w) = args.workers {
+        cfg.num_workers = w;
+    }
+    let dls = DataLoaders::from_folder(&data, &cfg).with_context(|| format!("reading {}", data.display()))?;
+    let (n_classes, n_train, n_valid) = (dls.vocab.len(), dls.train.dataset().len(), dls.valid.dataset().len());
+    // The chapter's statistics: the mean and std of the first training batch.
+    let first = dls.train.iter_epoch(0).next().context("the training split holds no image")??;
+    let norm = Normalize::from_batch(&first)?;
+    println!("classes {n_classes} train {n_train} valid {n_valid} stats mean {:?} std {:?}", norm.mean, norm.std);
+
+    let model: Box<dyn Module> = match args.model.as_str() {
+        "resnet18" => Box::new(resnet18(n_classes)?),
+        _ => Box::new(simple_cnn(n_classes)?),
+    };
+    let setup = SetupLearner::normalize(args.device, norm.mean, norm.std);
+    let (momentum, wd) = (args.momentum, args.wd);
+    let mut learn =
+        Learner::new(model, Loaders::from(dls), cross_entropy, args.lr, vec![Box::new(setup)]).with_seed(seed);
+    learn = if args.opt == "adam" {
+        learn.with_opt_func(move |ps, lr| Box::new(Adam::new(ps, lr).weight_decay(wd)))
+    } else {
+        learn.with_opt_func(move |ps, lr| Box::new(Sgd::new(ps, lr).momentum(momentum).weight_decay(wd)))
+    };
+
+    if args.lr_find {
+        let res = learn.lr_find(LrFinder::new())?;
+        res.plot(Path::new("lr_find.png"))?;
+        let suggestion = res.suggestion.unwrap_or(f32::NAN);
+        println!(
+            "lr_find: {} steps, stopped: {}; suggested lr {suggestion:.2e}; plot in lr_find.png",
+            res.lrs.len(),
+            res.stop.map_or("out of epochs".to_string(), |s| format!("{s:?}"))
+        );
+        println!(
+            "{{\"mode\":\"lr_find\",\"suggested_lr\":{},\"steps\":{},\"min_lr\":{},\"max_lr\":{}}}",
+            json_num(suggestion),
+            res.lrs.len(),
+            json_num(res.lrs.first().copied().unwrap_or(f32::NAN)),
+            json_num(res.lrs.last().copied().unwrap_or(f32::NAN))
+        );
+        return Ok(());
+    }
+
+    learn.add_cb(Box::new(TrackResults::new()));
+    learn.add_cb(Box::new(Recorder::new().show_table(false)));
+    if args.onecycle {
+        let mut oc = OneCycle::new(args.lr);
+        if args.cosine {
+            oc = oc.cosine();
+        }
+        if args.momentum > 0.0 || args.opt == "adam" {
+            oc = oc.cycle_momentum();
+        }
+        learn.add_cb(Box::new(oc));
+    }
+    if let Some(alpha) = args.mixup {
+        learn.add_cb(Box::new(Mixup::new(alpha)?));
+    }
+    if let Some(path) = &args.save {
+        learn.add_cb(Box::new(SaveModel::every_epoch(path)));
+    }
+    if let Some(n) = args.stop_after {
+        learn.add_cb(Box::new(StopAfter(n)));
+    }
+    let start = match &args.resume {
+        Some(path) => {
+            let info = learn.load_checkpoint(path)?;
+            if info.n_epochs != args.epochs {
+                eprintln!(
+                    "the checkpoint was written by a {}-epoch fit; schedules now span {}",
+                    info.n_epochs, args.epochs
+                );
+            }
+            eprintln!("resuming at epoch {} of {}", info.next_epoch, args.epochs);
+            info.next_epoch
+        }
+        None => 0,
+    };
+
+    let t0 = Instant::now();
+    learn.fit_from(args.epochs, start)?;
+    let seconds = t0.elapsed().as_secs_f64();
+
+    if let Some(path) = &args.plot {
+        learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(path)?;
+    }
+    let track = learn.callback::<TrackResults>().context("the TrackResults callback is gone")?;
+    let valid = track.last_valid();
+    let train = track.last_train();
+    let (train_n, train_secs) =
+        track.history.iter().filter(|r| r.train).fold((0usize, 0f64), |(n, s), r| (n + r.n, s + r.secs));
+    let f = |v: Option<f32>| json_num(v.unwrap_or(f32::NAN));
+    let fields = [
+        ("mode", json_str("train")),
+        ("data", json_str(&data.display().to_string())),
+        ("model", json_str(&args.model)),
+        ("opt", json_str(&args.opt)),
+        ("device", json_str(&args.device.to_string())),
+        ("epochs", args.epochs.to_string()),
+        ("start_epoch", start.to_string()),
+        ("lr", json_num(args.lr)),
+        ("onecycle", args.onecycle.to_string()),
+        ("bs", args.bs.to_string()),
+        ("size", args.size.to_string()),
+        ("seed", seed.to_string()),
+        ("threads", tiny_tensor::num_threads().to_string()),
+        ("n_train", n_train.to_string()),
+        ("n_valid", n_valid.to_string()),
+        ("train_loss", f(train.map(|r| r.loss))),
+        ("valid_loss", f(valid.map(|r| r.loss))),
+        ("valid_acc", f(valid.map(|r| r.acc))),
+        ("seconds", json_num(seconds)),
+        ("train_img_per_s", json_num(train_n as f64 / train_secs.max(1e-9))),
+    ];
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
+    println!("{{{}}}", body.join(","));
+    Ok(())
+}

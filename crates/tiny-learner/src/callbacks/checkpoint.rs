@@ -1,0 +1,180 @@
+//! Checkpoints: one safetensors file with the model, the optimizer state, the epoch and the seed,
+//! written atomically; `SaveModel` writes them during a fit and `load_checkpoint` resumes from one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tiny_optim::OptimizerState;
+
+use crate::{Callback, CbResult, LearnerError, LearnerState, Monitor, Result};
+
+const FORMAT: &str = "tiny-learner-checkpoint-1";
+
+/// What a checkpoint says about where training stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    /// The epoch to resume at (the number of finished epochs).
+    pub next_epoch: usize,
+    /// The length of the fit that wrote it, so that schedules resume where they were.
+    pub n_epochs: usize,
+    /// The learner's seed (Mixup) and, by convention, the data loaders'.
+    pub seed: u64,
+    /// The learner's `lr`.
+    pub lr: f32,
+    /// Whether it holds an optimizer state.
+    pub has_opt: bool,
+}
+
+impl CheckpointInfo {
+    /// Reads only the metadata of a checkpoint, e.g. to rebuild the data loaders with its seed.
+    pub fn read(path: &Path) -> Result<Self> {
+        let (_, meta) = tiny_nn::load_tensors(path)?;
+        CheckpointInfo::from_metadata(path, &meta)
+    }
+
+    fn from_metadata(path: &Path, meta: &HashMap<String, String>) -> Result<Self> {
+        let bad = |msg: String| LearnerError::Checkpoint { path: path.to_path_buf(), msg };
+        if meta.get("tiny.format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad(format!("metadata tiny.format is not {FORMAT}")));
+        }
+        fn get<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str) -> std::result::Result<T, String> {
+            let v = meta.get(key).ok_or_else(|| format!("metadata {key} is missing"))?;
+            v.parse().map_err(|_| format!("metadata {key} has the unreadable value {v:?}"))
+        }
+        Ok(CheckpointInfo {
+            next_epoch: get(meta, "tiny.next_epoch").map_err(bad)?,
+            n_epochs: get(meta, "tiny.n_epochs").map_err(bad)?,
+            seed: get(meta, "tiny.seed").map_err(bad)?,
+            lr: get(meta, "tiny.lr").map_err(bad)?,
+            has_opt: get(meta, "tiny.has_opt").map_err(bad)?,
+        })
+    }
+}
+
+impl LearnerState {
+    /// Writes the model's parameters and buffers (prefixed `model.`), the optimizer's state tensors
+    /// (prefixed `opt.`) and, as metadata, the optimizer's numbers, `next_epoch`, `n_epochs`, the seed
+    /// and `lr`, atomically (a temporary file renamed into place).
+    pub fn save_checkpoint(&self, path: &Path, next_epoch: usize) -> Result<()> {
+        let mut tensors: Vec<_> = self.model.state_dict().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+        let mut meta = HashMap::from([
+            ("tiny.format".to_string(), FORMAT.to_string()),
+            ("tiny.next_epoch".to_string(), next_epoch.to_string()),
+            ("tiny.n_epochs".to_string(), self.n_epochs.to_string()),
+            ("tiny.seed".to_string(), self.seed.to_string()),
+            ("tiny.lr".to_string(), self.lr.to_string()),
+            ("tiny.has_opt".to_string(), self.opt.is_some().to_string()),
+        ]);
+        if let Some(opt) = &self.opt {
+            let state = opt.state_dict()?;
+            meta.extend(state.to_metadata());
+            tensors.extend(state.tensors.into_iter().map(|(n, t)| (format!("opt.{n}"), t)));
+        }
+        tiny_nn::save_tensors(path, &tensors, &meta)?;
+        Ok(())
+    }
+
+    /// Loads a checkpoint: the model's tensors at once (all names and shapes are checked first), the
+    /// seed and `lr`, and the optimizer state, which is loaded into the current optimizer if there is
+    /// one and kept for the optimizer the next `fit` creates. Resume with
+    /// `learn.fit_from(info.n_epochs, info.next_epoch)`.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<CheckpointInfo> {
+        let (tensors, meta) = tiny_nn::load_tensors(path)?;
+        let info = CheckpointInfo::from_metadata(path, &meta)?;
+        let (mut model, mut opt) = (Vec::new(), Vec::new());
+        for (name, t) in tensors {
+            if let Some(n) = name.strip_prefix("model.") {
+                model.push((n.to_string(), t));
+            } else if let Some(n) = name.strip_prefix("opt.") {
+                opt.push((n.to_string(), t));
+            } else {
+                let msg = format!("tensor {name} is neither model.* nor opt.*");
+                return Err(LearnerError::Checkpoint { path: path.to_path_buf(), msg });
+            }
+        }
+        let opt_state = if info.has_opt {
+            let pairs: Vec<(String, String)> = meta.into_iter().collect();
+            Some(OptimizerState::from_metadata(&pairs, opt)?)
+        } else {
+            None
+        };
+        tiny_nn::load_state(self.model.as_ref(), model)?;
+        if let (Some(opt), Some(state)) = (self.opt.as_mut(), &opt_state) {
+            opt.load_state_dict(state)?;
+        }
+        self.pending_opt_state = opt_state;
+        self.seed = info.seed;
+        self.lr = info.lr;
+        Ok(info)
+    }
+}
+
+/// fastai's `SaveModelCallback`: after every epoch, or only when the monitored value improves, writes
+/// a checkpoint that resumes at the next epoch. A `{epoch}` in the path is replaced by the epoch
+/// number. Order 62: after the `Recorder` and the logger, before `EarlyStopping`.
+#[derive(Debug, Clone)]
+pub struct SaveModel {
+    path: PathBuf,
+    every_epoch: bool,
+    monitor: Monitor,
+    min_delta: f32,
+    best: Option<f32>,
+    /// The files written so far, in order.
+    pub saved: Vec<PathBuf>,
+}
+
+impl SaveModel {
+    /// Saves after every epoch.
+    pub fn every_epoch(path: impl Into<PathBuf>) -> Self {
+        SaveModel {
+            path: path.into(),
+            every_epoch: true,
+            monitor: Monitor::ValidLoss,
+            min_delta: 0.0,
+            best: None,
+            saved: Vec::new(),
+        }
+    }
+
+    /// Saves whenever `monitor` improves on its best value of the fit.
+    pub fn best(path: impl Into<PathBuf>, monitor: Monitor) -> Self {
+        SaveModel { every_epoch: false, monitor, ..SaveModel::every_epoch(path) }
+    }
+
+    /// The file for `epoch`.
+    pub fn path_for(&self, epoch: usize) -> PathBuf {
+        PathBuf::from(self.path.to_string_lossy().replace("{epoch}", &epoch.to_string()))
+    }
+}
+
+impl Callback for SaveModel {
+    fn order(&self) -> i32 {
+        62
+    }
+
+    fn before_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+        self.best = None;
+        Ok(())
+    }
+
+    fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
+        let save = if self.every_epoch {
+            true
+        } else {
+            let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "SaveModel" })?;
+            match self.monitor.value(stats) {
+                Some(v) if self.monitor.improved(v, self.best, self.min_delta) => {
+                    self.best = Some(v);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if save {
+            let path = self.path_for(learn.epoch);
+            learn.save_checkpoint(&path, learn.epoch + 1)?;
+            self.saved.push(path);
+        }
+        Ok(())
+    }
+}

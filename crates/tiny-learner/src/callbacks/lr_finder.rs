@@ -1,0 +1,298 @@
+//! `LrFinder` and `Learner::lr_find`: the chapter's learning-rate finder, which restores the model and
+//! optimizer afterwards and suggests a rate.
+
+use std::path::Path;
+
+use tiny_optim::{Optimizer, OptimizerState};
+use tiny_tensor::Tensor;
+
+use crate::plot::{LinePlot, Series};
+use crate::{Callback, Cancel, CbResult, Learner, LearnerError, LearnerState, Result};
+
+/// How the finder raises the learning rate from batch to batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LrSchedule {
+    /// Multiplies it by this factor before every batch, as the chapter (1.2), until it passes `max_lr`.
+    Mult(f32),
+    /// Goes exponentially from the start to `end_lr` in `steps` batches, as fastai's `lr_find`.
+    Exp {
+        /// The learning rate of the last batch.
+        end_lr: f32,
+        /// The number of batches.
+        steps: usize,
+    },
+}
+
+/// Why the finder stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinderStop {
+    /// The learning rate passed `max_lr`.
+    LrAboveMax,
+    /// The loss exceeded `stop_div` times its minimum.
+    Diverged,
+    /// The loss was not a number.
+    NotANumber,
+    /// The `Exp` schedule's steps were all done.
+    StepsDone,
+}
+
+/// The chapter's `LRFinder` callback: starting from `start_lr` (1e-6) it raises the learning rate
+/// every training batch and records the loss, and cancels the fit when the rate passes `max_lr` (10),
+/// the loss is NaN or exceeds `stop_div` (4) times its minimum. Validation is skipped. It saves the
+/// model's tensors (parameters and buffers), the optimizer (and any optimizer state a checkpoint left
+/// pending) and `lr` in `before_fit` and puts them back in `after_fit`, so the search leaves the
+/// learner as it found it. Run it with [`Learner::lr_find`].
+#[derive(Debug)]
+pub struct LrFinder {
+    /// The first learning rate.
+    pub start_lr: f32,
+    /// How the rate grows.
+    pub schedule: LrSchedule,
+    /// The largest rate tried.
+    pub max_lr: f32,
+    /// Divergence threshold, as a multiple of the best loss.
+    pub stop_div: f32,
+    lrs: Vec<f32>,
+    losses: Vec<f32>,
+    best: f32,
+    stop: Option<FinderStop>,
+    saved: Option<Saved>,
+}
+
+struct Saved {
+    tensors: Vec<(Tensor, Tensor)>,
+    opt: Option<Box<dyn Optimizer>>,
+    pending: Option<OptimizerState>,
+    lr: f32,
+}
+
+impl std::fmt::Debug for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Saved({} tensors, lr {})", self.tensors.len(), self.lr)
+    }
+}
+
+impl Default for LrFinder {
+    fn default() -> Self {
+        LrFinder::new()
+    }
+}
+
+impl LrFinder {
+    /// The chapter's finder: from 1e-6, times 1.2 per batch, up to 10.
+    pub fn new() -> Self {
+        LrFinder {
+            start_lr: 1e-6,
+            schedule: LrSchedule::Mult(1.2),
+            max_lr: 10.0,
+            stop_div: 4.0,
+            lrs: Vec::new(),
+            losses: Vec::new(),
+            best: f32::INFINITY,
+            stop: None,
+            saved: None,
+        }
+    }
+
+    /// Starts from `lr`.
+    pub fn start_lr(mut self, lr: f32) -> Self {
+        self.start_lr = lr;
+        self
+    }
+
+    /// Goes exponentially from the start to `end_lr` in `steps` batches instead.
+    pub fn exponential(mut self, end_lr: f32, steps: usize) -> Self {
+        self.schedule = LrSchedule::Exp { end_lr, steps };
+        self
+    }
+
+    /// The most training batches the search can take.
+    pub fn max_steps(&self) -> usize {
+        match self.schedule {
+            LrSchedule::Mult(m) if m > 1.0 => {
+                ((self.max_lr / self.start_lr).ln() / m.ln()).ceil().max(1.0) as usize + 1
+            }
+            LrSchedule::Mult(_) => 1000,
+            LrSchedule::Exp { steps, .. } => steps.max(1),
+        }
+    }
+
+    fn lr_at(&self, step: usize) -> f32 {
+        match self.schedule {
+            LrSchedule::Mult(m) => self.start_lr * m.powi(step as i32 + 1),
+            LrSchedule::Exp { end_lr, steps } => {
+                let t = step as f32 / (steps.max(2) - 1) as f32;
+                self.start_lr * (end_lr / self.start_lr).powf(t)
+            }
+        }
+    }
+
+    /// Puts back the model's tensors, the optimizer and the learning rate saved by `before_fit`.
+    fn restore(&mut self, learn: &mut LearnerState) -> Result<()> {
+        if let Some(saved) = self.saved.take() {
+            let _no_grad = tiny_tensor::no_grad();
+            for (target, copy) in &saved.tensors {
+                target.assign(copy)?;
+            }
+            learn.opt = saved.opt;
+            learn.pending_opt_state = saved.pending;
+            learn.lr = saved.lr;
+        }
+        Ok(())
+    }
+
+    /// The curve so far and the suggested rate.
+    pub fn result(&self) -> LrFindResult {
+        let smoothed = smooth(&self.losses, 0.98);
+        // The first tenth is skipped: there the debiased average rests on a handful of noisy batches.
+        let skip = smoothed.len() / 10;
+        let suggestion = smoothed
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter(|(_, l)| l.is_finite())
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| self.lrs[i] / 10.0);
+        LrFindResult { lrs: self.lrs.clone(), losses: self.losses.clone(), smoothed, suggestion, stop: self.stop }
+    }
+}
+
+/// fastai's smoothed loss: an exponential moving average with weight `beta`, debiased.
+pub fn smooth(losses: &[f32], beta: f32) -> Vec<f32> {
+    let mut avg = 0.0f32;
+    losses
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            avg = beta * avg + (1.0 - beta) * l;
+            avg / (1.0 - beta.powi(i as i32 + 1))
+        })
+        .collect()
+}
+
+/// The outcome of a learning-rate search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrFindResult {
+    /// The learning rate of every recorded batch.
+    pub lrs: Vec<f32>,
+    /// Its loss.
+    pub losses: Vec<f32>,
+    /// The losses smoothed as fastai does (EMA 0.98, debiased).
+    pub smoothed: Vec<f32>,
+    /// The suggested learning rate: a tenth of the rate at the minimum of the smoothed loss, leaving
+    /// out the first tenth of the curve (fastai's `minimum` rule: at the minimum the rate is already too
+    /// high, one order of magnitude below is safe).
+    pub suggestion: Option<f32>,
+    /// Why the search stopped; `None` when the fit ran out of epochs first.
+    pub stop: Option<FinderStop>,
+}
+
+impl LrFindResult {
+    /// Writes a PNG of loss against learning rate (log scale) with the suggestion marked.
+    pub fn plot(&self, path: &Path) -> Result<()> {
+        let pts = |v: &[f32]| self.lrs.iter().zip(v).map(|(&x, &y)| (x as f64, y as f64)).collect();
+        let mut plot = LinePlot::new("learning rate finder", "learning rate (log scale)", "loss")
+            .log_x()
+            .series(Series::line("loss", pts(&self.losses)))
+            .series(Series::line("smoothed", pts(&self.smoothed)));
+        if let Some(s) = self.suggestion {
+            plot = plot.mark_x(s as f64, &format!("suggested {s:.1e}"));
+        }
+        plot.save_png(path)
+    }
+}
+
+impl Callback for LrFinder {
+    fn order(&self) -> i32 {
+        70
+    }
+
+    fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        let _no_grad = tiny_tensor::no_grad();
+        let mut tensors = Vec::new();
+        for (_, t) in learn.model.state_dict() {
+            let copy = t.zeros_like()?;
+            copy.assign(&t)?;
+            tensors.push((t, copy));
+        }
+        // A checkpoint's optimizer state waits for the real fit, not for the search's optimizer.
+        let pending = learn.pending_opt_state.take();
+        self.saved = Some(Saved { tensors, opt: learn.opt.take(), pending, lr: learn.lr });
+        self.lrs.clear();
+        self.losses.clear();
+        self.best = f32::INFINITY;
+        self.stop = None;
+        learn.lr = self.start_lr;
+        Ok(())
+    }
+
+    fn before_validate(&mut self, _learn: &mut LearnerState) -> CbResult {
+        Err(Cancel::Valid.into())
+    }
+
+    fn before_batch(&mut self, learn: &mut LearnerState) -> CbResult {
+        if learn.training {
+            let lr = self.lr_at(self.lrs.len());
+            learn.opt_mut("LrFinder")?.set_lr(lr);
+        }
+        Ok(())
+    }
+
+    fn after_batch(&mut self, learn: &mut LearnerState) -> CbResult {
+        if !learn.training {
+            return Ok(());
+        }
+        let lr = learn.opt.as_ref().map_or(learn.lr, |o| o.lr());
+        let loss = learn.loss.item()?;
+        self.stop = if loss.is_nan() {
+            Some(FinderStop::NotANumber)
+        } else if loss > self.best * self.stop_div {
+            Some(FinderStop::Diverged)
+        } else if lr > self.max_lr {
+            Some(FinderStop::LrAboveMax)
+        } else {
+            None
+        };
+        if self.stop.is_some() {
+            return Err(Cancel::Fit.into());
+        }
+        self.losses.push(loss);
+        self.lrs.push(lr);
+        self.best = self.best.min(loss);
+        if matches!(self.schedule, LrSchedule::Exp { steps, .. } if self.lrs.len() >= steps) {
+            self.stop = Some(FinderStop::StepsDone);
+            return Err(Cancel::Fit.into());
+        }
+        Ok(())
+    }
+
+    fn after_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        Ok(self.restore(learn)?)
+    }
+}
+
+impl Learner {
+    /// Runs `finder` (e.g. `LrFinder::new()`) as a fit long enough for its schedule, then removes it.
+    /// The model's tensors, the optimizer and `lr` are as before, even when the search fails.
+    pub fn lr_find(&mut self, finder: LrFinder) -> Result<LrFindResult> {
+        let n = self.dls.train.len();
+        if n == 0 {
+            return Err(LearnerError::InvalidArgument {
+                what: "lr_find",
+                msg: "the training data has no batch".into(),
+            });
+        }
+        let epochs = finder.max_steps().div_ceil(n);
+        let n_epochs_before = self.n_epochs;
+        self.add_cb(Box::new(finder));
+        let outcome = self.fit(epochs);
+        self.state_mut().n_epochs = n_epochs_before;
+        let mut finder = self.remove_cb::<LrFinder>().ok_or_else(|| LearnerError::InvalidArgument {
+            what: "lr_find",
+            msg: "the LrFinder callback disappeared during the search".into(),
+        })?;
+        finder.restore(self.state_mut())?;
+        outcome?;
+        Ok(finder.result())
+    }
+}

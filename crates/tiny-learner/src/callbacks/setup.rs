@@ -1,0 +1,70 @@
+//! `SetupLearner`: moves the model and each batch to the device and transforms the inputs (normalize,
+//! permute NHWC to NCHW), the chapter's `SetupLearnerCB`.
+
+use tiny_tensor::{Device, Tensor};
+
+use crate::{Callback, CbResult, LearnerState};
+
+/// A transform applied to every batch's inputs.
+pub type InputTransform = Box<dyn Fn(&Tensor) -> tiny_tensor::Result<Tensor>>;
+
+/// Puts the model on `device` before the fit and, before each batch, moves the inputs there and
+/// applies a transform, the chapter's `SetupLearnerCB(tfm_x)`. It runs first (order -20).
+pub struct SetupLearner {
+    device: Device,
+    tfm: Option<InputTransform>,
+}
+
+impl SetupLearner {
+    /// Moves model and batches to `device` and leaves the inputs as they are.
+    pub fn new(device: Device) -> Self {
+        SetupLearner { device, tfm: None }
+    }
+
+    /// Also applies `tfm` to the inputs, on the device.
+    pub fn with_transform(mut self, tfm: impl Fn(&Tensor) -> tiny_tensor::Result<Tensor> + 'static) -> Self {
+        self.tfm = Some(Box::new(tfm));
+        self
+    }
+
+    /// The chapter's `tfm_x`: `(x - mean) / std` per channel of NHWC images, then a permute to NCHW.
+    ///
+    /// ```
+    /// use tiny_learner::{Callback, SetupLearner};
+    /// let cb = SetupLearner::normalize(tiny_tensor::Device::Cpu, [0.5; 3], [0.25; 3]);
+    /// assert_eq!(cb.order(), -20);
+    /// ```
+    pub fn normalize(device: Device, mean: [f32; 3], std: [f32; 3]) -> Self {
+        let inv_std: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+        SetupLearner::new(device).with_transform(move |x| {
+            let m = Tensor::from_vec(mean.to_vec(), &[3])?.to_device(x.device())?;
+            let s = Tensor::from_vec(inv_std.clone(), &[3])?.to_device(x.device())?;
+            x.sub(&m)?.mul(&s)?.permute(&[0, 3, 1, 2])
+        })
+    }
+
+    /// The device this callback moves everything to.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+}
+
+impl Callback for SetupLearner {
+    fn order(&self) -> i32 {
+        -20
+    }
+
+    fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        learn.model.to_device(self.device)?;
+        Ok(())
+    }
+
+    fn before_batch(&mut self, learn: &mut LearnerState) -> CbResult {
+        let x = learn.batch.x.to_device(self.device)?;
+        learn.batch.x = match &self.tfm {
+            Some(tfm) => tfm(&x)?,
+            None => x,
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,337 @@
+//! The `Learner`: its state, `fit`, `one_epoch` and `one_batch`, all built on one `with_events` helper.
+
+use std::any::Any;
+use std::ops::{Deref, DerefMut};
+
+use tiny_nn::{Module, Parameter};
+use tiny_optim::{Optimizer, OptimizerState, Sgd};
+use tiny_tensor::Tensor;
+
+use crate::{Batch, Callback, Cancel, CbResult, EpochStats, Event, Loaders, Result, Stop};
+
+/// A loss function of predictions and targets, such as `tiny_nn::cross_entropy`.
+pub type LossFn = Box<dyn Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor>>;
+
+/// Builds an optimizer over parameters with a learning rate, the chapter's `opt_func`.
+pub type OptFunc = Box<dyn Fn(Vec<Parameter>, f32) -> Box<dyn Optimizer>>;
+
+/// The chapter's default `opt_func`: plain SGD, `p -= lr * p.grad`.
+pub fn sgd() -> OptFunc {
+    Box::new(|params, lr| Box::new(Sgd::new(params, lr)))
+}
+
+/// Everything a callback may read or change: what fastai's callbacks reach through `self.learn`.
+pub struct LearnerState {
+    /// The model being trained.
+    pub model: Box<dyn Module>,
+    /// The training and validation batches.
+    pub dls: Loaders,
+    /// The loss of predictions against targets.
+    pub loss_func: LossFn,
+    /// How `fit` builds the optimizer, after `before_fit`.
+    pub opt_func: OptFunc,
+    /// The optimizer; `None` until the first `fit` (or `create_opt`).
+    pub opt: Option<Box<dyn Optimizer>>,
+    /// The learning rate the optimizer is created with.
+    pub lr: f32,
+    /// The current epoch, counted from 0.
+    pub epoch: usize,
+    /// The number of epochs of the current fit.
+    pub n_epochs: usize,
+    /// The number of the current batch within its phase, from 0.
+    pub iter: usize,
+    /// The number of batches of the current phase, set before its `before_train` / `before_validate`.
+    pub n_iter: usize,
+    /// The current batch; callbacks may replace it in `before_batch`.
+    pub batch: Batch,
+    /// The model's output for the current batch.
+    pub preds: Tensor,
+    /// The loss of the current batch, a scalar tensor (still in the graph during training).
+    pub loss: Tensor,
+    /// Whether the current phase trains (gradients, backward, step) or validates.
+    pub training: bool,
+    /// The seed that callbacks drawing random numbers (Mixup) derive their streams from, with the
+    /// epoch; a checkpoint stores it so that a resumed fit draws the same numbers.
+    pub seed: u64,
+    /// One entry per finished epoch, written by the `Recorder` and read by `EarlyStopping`,
+    /// `SaveModel` and `CsvLogger`.
+    pub history: Vec<EpochStats>,
+    /// An optimizer state loaded from a checkpoint, applied when the optimizer is next created.
+    pub(crate) pending_opt_state: Option<OptimizerState>,
+}
+
+impl LearnerState {
+    /// The optimizer, or an error naming `what` when it does not exist yet.
+    pub fn opt_mut(&mut self, what: &'static str) -> Result<&mut Box<dyn Optimizer>> {
+        self.opt.as_mut().ok_or_else(|| crate::LearnerError::InvalidArgument {
+            what,
+            msg: "the learner has no optimizer yet (it is created after before_fit)".into(),
+        })
+    }
+}
+
+/// The chapter's `Learner`: a model, data, a loss, an optimizer factory and callbacks.
+///
+/// `fit(n)` runs `before_fit`, creates the optimizer with `opt_func(model.parameters(), lr)`, then for
+/// each epoch a training phase and a validation phase (under `no_grad`), each batch computing the
+/// predictions and the loss and, when training, backward and an optimizer step. Every phase is wrapped
+/// by `with_events`: before, body, after-cancel when the body raised the phase's `Cancel`, after.
+/// The learner dereferences to its [`LearnerState`], so `learn.model` and `learn.epoch` work.
+pub struct Learner {
+    state: LearnerState,
+    cbs: Vec<Box<dyn Callback>>,
+}
+
+/// The five nested phases of a fit, each with its events and the cancellation it catches.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Fit,
+    Epoch,
+    Train,
+    Validate,
+    Batch,
+}
+
+impl Phase {
+    /// The before, after-cancel and after events, and the `Cancel` kind that stops this phase.
+    fn events(self) -> (Event, Event, Event, Cancel) {
+        match self {
+            Phase::Fit => (Event::BeforeFit, Event::AfterCancelFit, Event::AfterFit, Cancel::Fit),
+            Phase::Epoch => (Event::BeforeEpoch, Event::AfterCancelEpoch, Event::AfterEpoch, Cancel::Epoch),
+            Phase::Train => (Event::BeforeTrain, Event::AfterCancelTrain, Event::AfterTrain, Cancel::Train),
+            Phase::Validate => (Event::BeforeValidate, Event::AfterCancelValidate, Event::AfterValidate, Cancel::Valid),
+            Phase::Batch => (Event::BeforeBatch, Event::AfterCancelBatch, Event::AfterBatch, Cancel::Batch),
+        }
+    }
+}
+
+impl Learner {
+    /// The chapter's `Learner(model, dls, loss_func, lr, cbs)`, with plain SGD as `opt_func` and seed 0.
+    pub fn new(
+        model: Box<dyn Module>,
+        dls: Loaders,
+        loss_func: impl Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor> + 'static,
+        lr: f32,
+        cbs: Vec<Box<dyn Callback>>,
+    ) -> Self {
+        let state = LearnerState {
+            model,
+            dls,
+            loss_func: Box::new(loss_func),
+            opt_func: sgd(),
+            opt: None,
+            lr,
+            epoch: 0,
+            n_epochs: 0,
+            iter: 0,
+            n_iter: 0,
+            batch: Batch::empty(),
+            preds: Tensor::scalar(0.0),
+            loss: Tensor::scalar(0.0),
+            training: false,
+            seed: 0,
+            history: Vec::new(),
+            pending_opt_state: None,
+        };
+        let mut learn = Learner { state, cbs: Vec::new() };
+        for cb in cbs {
+            learn.add_cb(cb);
+        }
+        learn
+    }
+
+    /// Replaces the optimizer factory, e.g. `|ps, lr| Box::new(Adam::new(ps, lr))`.
+    pub fn with_opt_func(mut self, f: impl Fn(Vec<Parameter>, f32) -> Box<dyn Optimizer> + 'static) -> Self {
+        self.state.opt_func = Box::new(f);
+        self
+    }
+
+    /// Sets the seed of the callbacks' random streams.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.state.seed = seed;
+        self
+    }
+
+    /// The state callbacks see.
+    pub fn state(&self) -> &LearnerState {
+        &self.state
+    }
+
+    /// The state, mutably.
+    pub fn state_mut(&mut self) -> &mut LearnerState {
+        &mut self.state
+    }
+
+    /// Adds a callback, keeping the list sorted by `order` (ties keep insertion order).
+    pub fn add_cb(&mut self, cb: Box<dyn Callback>) {
+        let at = self.cbs.partition_point(|c| c.order() <= cb.order());
+        self.cbs.insert(at, cb);
+    }
+
+    /// Removes and returns the first callback of type `T`.
+    pub fn remove_cb<T: Callback>(&mut self) -> Option<Box<T>> {
+        let i = self.cbs.iter().position(|c| (c.as_ref() as &dyn Any).is::<T>())?;
+        let any: Box<dyn Any> = self.cbs.remove(i);
+        any.downcast().ok()
+    }
+
+    /// The first callback of type `T`, to read its results after a fit.
+    pub fn callback<T: Callback>(&self) -> Option<&T> {
+        self.cbs.iter().find_map(|c| (c.as_ref() as &dyn Any).downcast_ref())
+    }
+
+    /// The first callback of type `T`, mutably.
+    pub fn callback_mut<T: Callback>(&mut self) -> Option<&mut T> {
+        self.cbs.iter_mut().find_map(|c| (c.as_mut() as &mut dyn Any).downcast_mut())
+    }
+
+    /// The names of the callbacks in the order they run.
+    pub fn callback_names(&self) -> Vec<String> {
+        self.cbs.iter().map(|c| c.name().to_string()).collect()
+    }
+
+    /// Builds the optimizer from `opt_func`, loading a state that `load_checkpoint` left pending.
+    pub fn create_opt(&mut self) -> Result<()> {
+        let s = &mut self.state;
+        let mut opt = (s.opt_func)(s.model.parameters(), s.lr);
+        if let Some(saved) = s.pending_opt_state.take() {
+            opt.load_state_dict(&saved)?;
+        }
+        s.opt = Some(opt);
+        Ok(())
+    }
+
+    /// Trains for `n_epochs` epochs from epoch 0: the chapter's `fit`.
+    pub fn fit(&mut self, n_epochs: usize) -> Result<()> {
+        self.fit_from(n_epochs, 0)
+    }
+
+    /// Runs epochs `start_epoch..n_epochs` of an `n_epochs` fit, to resume from a checkpoint: schedules
+    /// see the same positions as in the uninterrupted fit.
+    pub fn fit_from(&mut self, n_epochs: usize, start_epoch: usize) -> Result<()> {
+        self.state.n_epochs = n_epochs;
+        self.state.epoch = start_epoch;
+        self.with_events(Phase::Fit, |l| {
+            l.create_opt()?;
+            for epoch in start_epoch..n_epochs {
+                l.state.epoch = epoch;
+                l.with_events(Phase::Epoch, |l| {
+                    l.do_epoch(true)?;
+                    l.do_epoch(false)
+                })?;
+            }
+            Ok(())
+        })
+        .map_err(Into::into)
+    }
+
+    /// One pass over the training (`true`) or validation (`false`) batches of the current epoch, with
+    /// its before/after events: the chapter's `one_epoch`. Training creates the optimizer if needed.
+    pub fn one_epoch(&mut self, train: bool) -> Result<()> {
+        self.do_epoch(train).map_err(Into::into)
+    }
+
+    /// Runs the current `batch` through the model (and, when training, backward and step) with its
+    /// events: the chapter's `one_batch`.
+    pub fn one_batch(&mut self) -> Result<()> {
+        if self.state.training && self.state.opt.is_none() {
+            self.create_opt()?;
+        }
+        self.do_batch().map_err(Into::into)
+    }
+
+    /// Calls every callback for `event`, in order; the first error or cancellation stops the rest.
+    pub fn event(&mut self, event: Event) -> CbResult {
+        for cb in &mut self.cbs {
+            cb.on(event, &mut self.state)?;
+        }
+        Ok(())
+    }
+
+    /// fastai's `_with_events`: `before`, then `body`; a cancellation of this phase's kind fires
+    /// `after_cancel`; then `after`. Errors and other cancellations pass through untouched.
+    fn with_events(&mut self, phase: Phase, body: impl FnOnce(&mut Self) -> CbResult) -> CbResult {
+        let (before, after_cancel, after, kind) = phase.events();
+        let outcome = match self.event(before) {
+            Ok(()) => body(self),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(Stop::Cancel(c)) if c == kind => self.event(after_cancel)?,
+            Err(e) => return Err(e),
+        }
+        self.event(after)
+    }
+
+    fn do_epoch(&mut self, train: bool) -> CbResult {
+        self.state.training = train;
+        self.state.model.train(train);
+        if train && self.state.opt.is_none() {
+            self.create_opt()?;
+        }
+        let _no_grad = (!train).then(tiny_tensor::no_grad);
+        // Known before `before_train` / `before_validate`, for progress bars and schedules.
+        self.state.n_iter = if train { self.state.dls.train.len() } else { self.state.dls.valid.len() };
+        let phase = if train { Phase::Train } else { Phase::Validate };
+        self.with_events(phase, |l| l.all_batches(train))
+    }
+
+    fn all_batches(&mut self, train: bool) -> CbResult {
+        let src = if train { &self.state.dls.train } else { &self.state.dls.valid };
+        for (i, batch) in src.batches(self.state.epoch).enumerate() {
+            self.state.iter = i;
+            self.state.batch = batch?;
+            self.do_batch()?;
+        }
+        Ok(())
+    }
+
+    fn do_batch(&mut self) -> CbResult {
+        self.with_events(Phase::Batch, |l| {
+            let s = &mut l.state;
+            s.preds = s.model.call(&s.batch.x)?;
+            l.event(Event::AfterPred)?;
+            let s = &mut l.state;
+            s.loss = (s.loss_func)(&s.preds, &s.batch.y)?;
+            l.event(Event::AfterLoss)?;
+            if !l.state.training {
+                return Ok(());
+            }
+            l.event(Event::BeforeBackward)?;
+            l.state.model.zero_grad();
+            l.state.loss.backward()?;
+            l.event(Event::AfterBackward)?;
+            l.event(Event::BeforeStep)?;
+            l.state.opt_mut("one_batch")?.step()?;
+            l.event(Event::AfterStep)?;
+            l.state.opt_mut("one_batch")?.zero_grad();
+            Ok(())
+        })
+    }
+}
+
+impl Deref for Learner {
+    type Target = LearnerState;
+
+    fn deref(&self) -> &LearnerState {
+        &self.state
+    }
+}
+
+impl DerefMut for Learner {
+    fn deref_mut(&mut self) -> &mut LearnerState {
+        &mut self.state
+    }
+}
+
+impl std::fmt::Debug for Learner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Learner")
+            .field("dls", &self.state.dls)
+            .field("lr", &self.state.lr)
+            .field("epoch", &self.state.epoch)
+            .field("callbacks", &self.callback_names())
+            .finish()
+    }
+}

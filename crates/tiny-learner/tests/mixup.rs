@@ -1,0 +1,110 @@
+//! Mixup: mixed inputs are convex pairs, the loss is the matching mix, validation is untouched.
+
+use tiny_learner::{Callback, CbResult, InMemory, Learner, LearnerError, LearnerState, Loaders, Mixup};
+use tiny_nn::{Linear, cross_entropy};
+use tiny_tensor::Tensor;
+
+/// Checks, after Mixup (order 0) has run, what it did to each batch.
+#[derive(Default)]
+struct Probe {
+    /// For each training batch: lam, and per row the partner row.
+    mixes: Vec<(f32, Vec<usize>)>,
+    valid_rows_untouched: bool,
+    loss_checked: usize,
+}
+
+impl Callback for Probe {
+    fn order(&self) -> i32 {
+        10
+    }
+
+    fn before_batch(&mut self, learn: &mut LearnerState) -> CbResult {
+        let n = learn.batch.len();
+        let x = learn.batch.x.to_vec();
+        let rows: Vec<&[f32]> = x.chunks(8).collect();
+        if !learn.training {
+            // Each validation row is the one-hot of its label.
+            self.valid_rows_untouched =
+                rows.iter().zip(&learn.batch.y).all(|(r, &y)| r[y as usize] == 1.0 && r.iter().sum::<f32>() == 1.0);
+            return Ok(());
+        }
+        self.mixes.push(read_mix(&rows, &learn.batch.y[..n]));
+        Ok(())
+    }
+
+    fn after_loss(&mut self, learn: &mut LearnerState) -> CbResult {
+        if !learn.training {
+            return Ok(());
+        }
+        let (lam, partners) = self.mixes.last().unwrap().clone();
+        let y = &learn.batch.y;
+        let y_perm: Vec<u32> = partners.iter().map(|&p| y[p]).collect();
+        let a = cross_entropy(&learn.preds, y)?.item()?;
+        let b = cross_entropy(&learn.preds, &y_perm)?.item()?;
+        let want = lam * a + (1.0 - lam) * b;
+        assert!((learn.loss.item()? - want).abs() < 1e-5, "loss {} != {want}", learn.loss.item()?);
+        self.loss_checked += 1;
+        Ok(())
+    }
+}
+
+/// Reads lam and each row's partner (its position in the batch) back from a mixed batch of one-hot
+/// rows whose labels are their classes.
+fn read_mix(rows: &[&[f32]], y: &[u32]) -> (f32, Vec<usize>) {
+    let mut lam = None;
+    let mut partners = Vec::new();
+    for (r, &own) in rows.iter().zip(y) {
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5, "a convex combination");
+        let own_w = r[own as usize];
+        assert!(own_w >= 0.5 - 1e-6, "the original dominates");
+        if own_w < 1.0 - 1e-6 {
+            let l = *lam.get_or_insert(own_w);
+            assert!((own_w - l).abs() < 1e-5, "one lam per batch");
+        }
+        let other = (0..8).find(|&c| c != own as usize && r[c] > 1e-6).unwrap_or(own as usize);
+        partners.push(y.iter().position(|&l| l as usize == other).unwrap());
+    }
+    (lam.unwrap_or(1.0), partners)
+}
+
+/// Eight items, each the one-hot of its own class.
+fn learner(seed: u64, alpha: f32) -> Learner {
+    let x = Tensor::from_vec((0..64).map(|i| if i % 9 == 0 { 1.0 } else { 0.0 }).collect(), &[8, 8]).unwrap();
+    let y: Vec<u32> = (0..8).collect();
+    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap().shuffle(3), InMemory::new(x, y, 8).unwrap());
+    let cbs: Vec<Box<dyn Callback>> = vec![Box::new(Mixup::new(alpha).unwrap()), Box::new(Probe::default())];
+    Learner::new(Box::new(Linear::new(8, 8).unwrap()), dls, cross_entropy, 0.1, cbs).with_seed(seed)
+}
+
+#[test]
+fn inputs_and_losses_are_mixed_in_training_only() {
+    let mut learn = learner(1, 0.4);
+    learn.fit(6).unwrap();
+    let probe = learn.callback::<Probe>().unwrap();
+    assert_eq!(probe.mixes.len(), 6);
+    assert_eq!(probe.loss_checked, 6);
+    assert!(probe.valid_rows_untouched);
+    let lams = &learn.callback::<Mixup>().unwrap().lams;
+    assert!(lams.iter().all(|&l| (0.5..=1.0).contains(&l)));
+    for ((lam, _), seen) in probe.mixes.iter().zip(lams) {
+        assert!((lam - seen).abs() < 1e-5 || *lam == 1.0);
+    }
+}
+
+#[test]
+fn the_same_seed_mixes_the_same_way() {
+    let lams = |seed| {
+        let mut learn = learner(seed, 0.4);
+        learn.fit(3).unwrap();
+        learn.callback::<Mixup>().unwrap().lams.clone()
+    };
+    assert_eq!(lams(5), lams(5));
+    assert_ne!(lams(5), lams(6));
+}
+
+#[test]
+fn bad_alpha_is_an_error() {
+    for alpha in [0.0, -1.0, f32::NAN] {
+        assert!(matches!(Mixup::new(alpha), Err(LearnerError::InvalidArgument { .. })), "{alpha}");
+    }
+}
