@@ -121,6 +121,13 @@ impl Normalize {
     /// # Errors
     /// [`DataError::Tensor`] when `x` is not of shape `[n, h, w, 3]`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() == 4 && x.shape()[3] == 3 && !x.requires_grad() {
+            // Input data needs no graph: one flat pass per pixel beats two broadcast ops whose
+            // innermost runs are only three values long.
+            let mut data = x.to_vec();
+            self.apply_in_place(&mut data);
+            return Ok(Tensor::from_vec(data, x.shape())?.permute(&[0, 3, 1, 2])?);
+        }
         let mean = Tensor::from_vec(self.mean.to_vec(), &[3])?;
         let std = Tensor::from_vec(self.std.to_vec(), &[3])?;
         Ok(x.sub(&mean)?.div(&std)?.permute(&[0, 3, 1, 2])?)
@@ -128,9 +135,10 @@ impl Normalize {
 
     /// Normalises raw NHWC data in place: `(x - mean) / std` per channel, no permute.
     pub fn apply_in_place(&self, x: &mut [f32]) {
+        let inv = self.std.map(|s| 1.0 / s);
         for px in x.chunks_exact_mut(3) {
             for c in 0..3 {
-                px[c] = (px[c] - self.mean[c]) / self.std[c];
+                px[c] = (px[c] - self.mean[c]) * inv[c];
             }
         }
     }

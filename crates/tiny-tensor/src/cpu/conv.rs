@@ -12,6 +12,9 @@ use crate::backend::Conv2dGeom;
 
 /// The target size, in floats, of one chunk's im2col buffer.
 const CHUNK_FLOATS: usize = 1 << 18;
+/// The fewest GEMM rows per chunk: GEMM packs the whole weight matrix on every call, so deep layers
+/// (large `kh * kw * c`) need enough rows to pay for it, even past the cache-sized target.
+const MIN_ROWS: usize = 1024;
 
 struct Plan {
     rows_per_img: usize,
@@ -25,7 +28,9 @@ struct Plan {
 fn plan(g: &Conv2dGeom) -> Plan {
     let rows_per_img = g.oh() * g.ow();
     let kkc = g.kh * g.kw * g.c;
-    let imgs_per_chunk = (CHUNK_FLOATS / (rows_per_img * kkc).max(1)).clamp(1, g.n.max(1));
+    let by_size = CHUNK_FLOATS / (rows_per_img * kkc).max(1);
+    let by_rows = MIN_ROWS.div_ceil(rows_per_img.max(1));
+    let imgs_per_chunk = by_size.max(by_rows).clamp(1, g.n.max(1));
     let pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0;
     Plan { rows_per_img, kkc, imgs_per_chunk, chunks: g.n.div_ceil(imgs_per_chunk), pointwise }
 }

@@ -36,11 +36,21 @@ pub(crate) fn for_each_run<const N: usize>(
         return;
     };
     let inner = steps[steps.len() - 1];
-    let outer = sizes.len() - 1;
+    // The second-innermost dimension is a plain loop too, so the odometer below runs once per row of
+    // runs: short runs (a broadcast RGB vector, say) would otherwise pay its bookkeeping every 3 elements.
+    let (rows, row_step) =
+        if sizes.len() >= 2 { (sizes[sizes.len() - 2], steps[steps.len() - 2]) } else { (1, [0; N]) };
+    let outer = sizes.len().saturating_sub(2);
     let mut idx = vec![0usize; outer];
     let mut offs = offsets;
     loop {
-        f(inner_len, offs, inner);
+        let mut row = offs;
+        for _ in 0..rows {
+            f(inner_len, row, inner);
+            for k in 0..N {
+                row[k] += row_step[k];
+            }
+        }
         let mut d = outer;
         loop {
             if d == 0 {
