@@ -167,3 +167,34 @@ pub trait Module: Send + Sync {
         }
     }
 }
+
+/// A boxed module is a module, so `Box<dyn Module>` goes wherever a `Module` is expected.
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        (**self).forward(x)
+    }
+
+    fn own_parameters(&self) -> Vec<(String, Parameter)> {
+        (**self).own_parameters()
+    }
+
+    fn own_buffers(&self) -> Vec<(String, Tensor)> {
+        (**self).own_buffers()
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        (**self).children()
+    }
+
+    fn hooks(&self) -> Option<&Hooks> {
+        (**self).hooks()
+    }
+
+    fn set_own_training(&self, training: bool) {
+        (**self).set_own_training(training)
+    }
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}

@@ -1,12 +1,13 @@
 //! `SetupLearner`: moves the model and each batch to the device and transforms the inputs (normalize,
 //! permute NHWC to NCHW), the chapter's `SetupLearnerCB`.
 
+use tiny_data::Normalize;
 use tiny_tensor::{Device, Tensor};
 
 use crate::{Callback, CbResult, LearnerState};
 
 /// A transform applied to every batch's inputs.
-pub type InputTransform = Box<dyn Fn(&Tensor) -> tiny_tensor::Result<Tensor>>;
+pub type InputTransform = Box<dyn Fn(&Tensor) -> crate::Result<Tensor>>;
 
 /// Puts the model on `device` before the fit and, before each batch, moves the inputs there and
 /// applies a transform, the chapter's `SetupLearnerCB(tfm_x)`. It runs first (order -20).
@@ -22,7 +23,7 @@ impl SetupLearner {
     }
 
     /// Also applies `tfm` to the inputs, on the device.
-    pub fn with_transform(mut self, tfm: impl Fn(&Tensor) -> tiny_tensor::Result<Tensor> + 'static) -> Self {
+    pub fn with_transform(mut self, tfm: impl Fn(&Tensor) -> crate::Result<Tensor> + 'static) -> Self {
         self.tfm = Some(Box::new(tfm));
         self
     }
@@ -35,12 +36,8 @@ impl SetupLearner {
     /// assert_eq!(cb.order(), -20);
     /// ```
     pub fn normalize(device: Device, mean: [f32; 3], std: [f32; 3]) -> Self {
-        let inv_std: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
-        SetupLearner::new(device).with_transform(move |x| {
-            let m = Tensor::from_vec(mean.to_vec(), &[3])?.to_device(x.device())?;
-            let s = Tensor::from_vec(inv_std.clone(), &[3])?.to_device(x.device())?;
-            x.sub(&m)?.mul(&s)?.permute(&[0, 3, 1, 2])
-        })
+        let norm = Normalize { mean, std };
+        SetupLearner::new(device).with_transform(move |x| Ok(norm.apply(x)?))
     }
 
     /// The device this callback moves everything to.
