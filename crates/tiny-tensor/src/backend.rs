@@ -80,7 +80,7 @@ pub(crate) fn to_device(x: &Tensor, device: Device) -> Result<Tensor> {
         Device::Cpu => Ok(contiguous(x)),
         Device::Cuda(_) => Err(TensorError::DeviceUnavailable {
             device,
-            reason: "this build of tiny-tensor has no CUDA support (enable the `cuda` feature)".into(),
+            reason: "tiny-tensor has no CUDA backend yet; only the CPU is available".into(),
         }),
     }
 }

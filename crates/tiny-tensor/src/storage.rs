@@ -11,13 +11,11 @@ pub enum Storage {
     Cuda(CudaStorage),
 }
 
-/// GPU memory. This build has no CUDA support, so the type is uninhabited.
-#[cfg(not(feature = "cuda"))]
+/// GPU memory. CUDA support is not built yet, so the type is uninhabited: the `Cuda` arms of the
+/// dispatch compile and never run, and the CUDA backend will replace this type (behind a `cuda` feature)
+/// without touching the ops.
 #[derive(Debug)]
 pub enum CudaStorage {}
-
-#[cfg(feature = "cuda")]
-pub use crate::cuda::CudaStorage;
 
 impl Drop for Storage {
     /// Hands a host buffer back to the pool for the next tensor of the same size.
@@ -51,7 +49,6 @@ impl Storage {
     }
 }
 
-#[cfg(not(feature = "cuda"))]
 impl CudaStorage {
     fn device(&self) -> Device {
         match *self {}
