@@ -117,6 +117,23 @@ fn fused_conv2d_relu_equals_conv_then_relu() {
 }
 
 #[test]
+fn rgb_stem_conv_gradients() {
+    // 3x3 over 3 channels with 16 filters: the direct kernel's forward and weight gradient.
+    for (stride, pad) in [(2, 1), (1, 1), (2, 0)] {
+        let x = param(&[2, 3, 7, 7], -1.0, 1.0, 32);
+        let w = param(&[16, 3, 3, 3], -0.5, 0.5, 33);
+        let b = param(&[16], -0.5, 0.5, 34);
+        gradcheck_direction(
+            &[x.clone(), w.clone(), b.clone()],
+            |t| t[0].conv2d(&t[1], Some(&t[2]), stride, pad)?.powf(2.0),
+            1e-2,
+            2e-2,
+        );
+        gradcheck_with(&[x, w, b], |t| t[0].conv2d(&t[1], Some(&t[2]), stride, pad), 1e-2, 2e-2, 2e-3);
+    }
+}
+
+#[test]
 fn conv2d_on_channels_last_input_one_direction() {
     // The chapter's NHWC batch permuted to NCHW: a strided view, not a copy.
     let nhwc = param(&[4, 16, 16, 3], -1.0, 1.0, 22);

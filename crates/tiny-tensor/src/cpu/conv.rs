@@ -6,6 +6,7 @@
 //! buffer stays around 1 MiB, so it is written and read back from cache, and chunks run on
 //! separate threads.
 
+use super::conv_rgb;
 use super::matmul::{Mat, MatMut, gemm};
 use super::{alloc, num_threads};
 use crate::backend::Conv2dGeom;
@@ -152,6 +153,18 @@ pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: b
     let mut out = alloc::take(g.n * p.rows_per_img * g.f);
     let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
     let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
+    if conv_rgb::eligible(g) {
+        let wt = transpose(w, g.f, p.kkc);
+        run_chunks(p.chunks, |range, _| {
+            for ch in range {
+                let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+                let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
+                conv_rgb::forward(x, &wt, bias, relu, g, n0, n1, &mut guard);
+            }
+        });
+        drop(out_chunks);
+        return out;
+    }
     let wt = Mat::rows(w, g.f, p.kkc).t();
     run_chunks(p.chunks, |range, threads| {
         let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
@@ -205,6 +218,21 @@ pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> 
 /// The weight gradient `[f, kh, kw, c]` from the input `x` (`[n, h, w, c]`) and `dout`.
 pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let p = plan(g);
+    if conv_rgb::eligible(g) {
+        let partials = run_chunks(p.chunks, |range, _| {
+            let mut dw = vec![0.0; p.kkc * g.f];
+            for ch in range {
+                let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+                conv_rgb::weight_grad(x, dout, g, n0, n1, &mut dw);
+            }
+            dw
+        });
+        let mut dw = vec![0.0; p.kkc * g.f];
+        for part in partials {
+            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
+        return transpose(&dw, p.kkc, g.f);
+    }
     let partials = run_chunks(p.chunks, |range, threads| {
         let mut dw = vec![0.0; g.f * p.kkc];
         let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
@@ -229,4 +257,15 @@ pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) ->
         dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
     dw
+}
+
+/// The transpose of a row-major `rows x cols` matrix.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; rows * cols];
+    for i in 0..rows {
+        for j in 0..cols {
+            t[j * rows + i] = m[i * cols + j];
+        }
+    }
+    t
 }

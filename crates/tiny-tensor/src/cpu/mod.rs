@@ -3,6 +3,7 @@
 pub(crate) mod alloc;
 pub(crate) mod batchnorm;
 mod conv;
+mod conv_rgb;
 mod elementwise;
 mod index;
 mod matmul;

@@ -1,0 +1,177 @@
+//! A direct 3x3 convolution over 3 channels (the RGB stem of simple_cnn) with AVX-512 intrinsics.
+//!
+//! With `kh * kw * c = 27`, im2col costs as much as the GEMM it feeds. Here each output pixel's 27-value
+//! patch is gathered on the stack and multiplied straight into 16-channel vector accumulators: 4 pixels
+//! at a time in the forward pass, and 27 accumulator registers (one per patch value) for the weight
+//! gradient. Used only when the CPU has AVX-512 (checked at run time) and `f` is a multiple of 16.
+
+use crate::backend::Conv2dGeom;
+
+/// The patch size this kernel is written for: a 3x3 window over 3 channels.
+const K: usize = 27;
+
+/// Whether `g` is a 3x3, 3-channel convolution with a multiple of 16 filters on an AVX-512 CPU.
+pub(crate) fn eligible(g: &Conv2dGeom) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        g.kh == 3 && g.kw == 3 && g.c == 3 && g.f.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
+}
+
+/// Gathers the `(ky, kx, c)` patch of output pixel `(n, oy, ox)`; zeros in the padding.
+#[inline(always)]
+fn gather(x: &[f32], g: &Conv2dGeom, n: usize, oy: usize, ox: usize, patch: &mut [f32; K]) {
+    let x0 = (ox * g.stride) as isize - g.pad as isize;
+    let inside_x = x0 >= 0 && x0 as usize + 3 <= g.w;
+    for ky in 0..3 {
+        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+        let dst = &mut patch[ky * 9..ky * 9 + 9];
+        if iy < 0 || iy as usize >= g.h {
+            dst.fill(0.0);
+            continue;
+        }
+        let row = (n * g.h + iy as usize) * g.w;
+        if inside_x {
+            let src = (row + x0 as usize) * 3;
+            if let (Some(d), Some(s)) = (dst.first_chunk_mut::<9>(), x[src..].first_chunk::<9>()) {
+                *d = *s;
+            }
+            continue;
+        }
+        for kx in 0..3 {
+            let ix = x0 + kx as isize;
+            let d = &mut dst[kx * 3..kx * 3 + 3];
+            if ix < 0 || ix as usize >= g.w {
+                d.fill(0.0);
+            } else {
+                let src = (row + ix as usize) * 3;
+                d.copy_from_slice(&x[src..src + 3]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Conv2dGeom, K, gather};
+
+    /// Forward for images `n0..n1` of `x` (`[n, h, w, 3]`) into their output rows `out` (`[rows, f]`);
+    /// `wt` is `[27, f]`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn forward(
+        x: &[f32],
+        wt: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        g: &Conv2dGeom,
+        n0: usize,
+        n1: usize,
+        out: &mut [f32],
+    ) {
+        let (oh, ow, f) = (g.oh(), g.ow(), g.f);
+        assert!(wt.len() >= K * f && out.len() >= (n1 - n0) * oh * ow * f);
+        let mut patches = [[0.0f32; K]; 4];
+        for n in n0..n1 {
+            for oy in 0..oh {
+                let mut ox = 0;
+                while ox < ow {
+                    let block = 4.min(ow - ox);
+                    for p in 0..block {
+                        gather(x, g, n, oy, ox + p, &mut patches[p]);
+                    }
+                    let row0 = ((n - n0) * oh + oy) * ow + ox;
+                    for fb in (0..f).step_by(16) {
+                        // SAFETY: `wt` holds 27 rows of `f` floats and `out` the chunk's rows (asserted
+                        // above); `fb + 16 <= f`, so every unaligned 16-float load and store is in bounds.
+                        unsafe {
+                            let b = match bias {
+                                Some(b) => _mm512_loadu_ps(b[fb..fb + 16].as_ptr()),
+                                None => _mm512_setzero_ps(),
+                            };
+                            let mut acc = [b; 4];
+                            for k in 0..K {
+                                let w = _mm512_loadu_ps(wt.as_ptr().add(k * f + fb));
+                                for p in 0..4 {
+                                    acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(patches[p][k]), w, acc[p]);
+                                }
+                            }
+                            for (p, a) in acc.iter().enumerate().take(block) {
+                                let v = if relu { _mm512_max_ps(*a, _mm512_setzero_ps()) } else { *a };
+                                _mm512_storeu_ps(out.as_mut_ptr().add((row0 + p) * f + fb), v);
+                            }
+                        }
+                    }
+                    ox += block;
+                }
+            }
+        }
+    }
+
+    /// Adds the weight gradient (`[27, f]`) of images `n0..n1` into `dw`, from `dout` (`[n, oh, ow, f]`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn weight_grad(x: &[f32], dout: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dw: &mut [f32]) {
+        let (oh, ow, f) = (g.oh(), g.ow(), g.f);
+        assert!(dw.len() >= K * f && dout.len() >= n1 * oh * ow * f);
+        let mut patch = [0.0f32; K];
+        for fb in (0..f).step_by(16) {
+            // SAFETY: `dout` holds every pixel's `f` floats and `dw` 27 rows of `f` (asserted above);
+            // `fb + 16 <= f`, so every unaligned 16-float load and store is in bounds.
+            unsafe {
+                let mut acc = [_mm512_setzero_ps(); K];
+                for n in n0..n1 {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            gather(x, g, n, oy, ox, &mut patch);
+                            let d = _mm512_loadu_ps(dout.as_ptr().add(((n * oh + oy) * ow + ox) * f + fb));
+                            for k in 0..K {
+                                acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(patch[k]), d, acc[k]);
+                            }
+                        }
+                    }
+                }
+                for (k, a) in acc.iter().enumerate() {
+                    let dst = dw.as_mut_ptr().add(k * f + fb);
+                    _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), *a));
+                }
+            }
+        }
+    }
+}
+
+/// The forward of images `n0..n1`; only call when `eligible(g)`.
+pub(crate) fn forward(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Conv2dGeom,
+    n0: usize,
+    n1: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `eligible` checked at run time that the CPU supports AVX-512F.
+    unsafe {
+        avx512::forward(x, wt, bias, relu, g, n0, n1, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, wt, bias, relu, g, n0, n1, out);
+}
+
+/// The weight gradient of images `n0..n1` added into `dw` (`[27, f]`); only call when `eligible(g)`.
+pub(crate) fn weight_grad(x: &[f32], dout: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dw: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `eligible` checked at run time that the CPU supports AVX-512F.
+    unsafe {
+        avx512::weight_grad(x, dout, g, n0, n1, dw)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, dout, g, n0, n1, dw);
+}
