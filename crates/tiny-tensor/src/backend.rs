@@ -288,52 +288,65 @@ pub(crate) fn argmax_rows(x: &Tensor) -> Vec<u32> {
     cpu::argmax_rows(&data, cols)
 }
 
-/// `x` (rank 4, channels on dimension 1) with data that reads as `[outer, c, inner]`: channels-last
-/// gives `(n*h*w, c, 1)`, row-major NCHW gives `(n, c, h*w)`; any other layout is copied to the first.
-fn channel_view(x: &Tensor) -> Result<(Tensor, (usize, usize, usize), bool)> {
+/// A rank-4 tensor's data arranged as `[outer, c, inner]` row-major, for the batchnorm kernels:
+/// channels-last data is `(n*h*w, c, 1)`, row-major NCHW is `(n, c, h*w)`, and anything else is copied
+/// to channels-last once.
+pub(crate) struct ChannelData {
+    data: Tensor,
+    dims: (usize, usize, usize),
+    channels_last: bool,
+    shape: [usize; 4],
+}
+
+/// Arranges `x` for the batchnorm kernels (a view unless `x` is in neither memory format).
+pub(crate) fn channel_data(x: &Tensor) -> Result<ChannelData> {
     let s = x.shape();
+    let shape = [s[0], s[1], s[2], s[3]];
     let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
     if x.layout().is_contiguous() {
-        return Ok((x.clone(), (n, c, hw), false));
+        return Ok(ChannelData { data: x.detach(), dims: (n, c, hw), channels_last: false, shape });
     }
-    Ok((x.detach().to_channels_last()?, (n * hw, c, 1), true))
+    let data = nhwc(&x.detach().to_channels_last()?)?;
+    Ok(ChannelData { data, dims: (n * hw, c, 1), channels_last: true, shape })
 }
 
-/// Per-channel mean and biased variance of a rank-4 tensor over `n, h, w`, as two `[c]` tensors.
-pub(crate) fn batch_norm_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (xv, dims, _) = channel_view(x)?;
-    let cl = nhwc_or_self(&xv, dims)?;
-    let s = cl.storage();
-    let (mean, var) = cpu::batchnorm::stats(&cpu(&s)[cl.layout().offset..], dims);
-    Ok((Tensor::from_vec(mean, &[dims.1])?, Tensor::from_vec(var, &[dims.1])?))
+impl ChannelData {
+    /// Wraps kernel output in the same memory format as the input.
+    fn wrap(&self, data: Vec<f32>) -> Tensor {
+        let [n, c, h, w] = self.shape;
+        if self.channels_last { from_nhwc(data, n, c, h, w) } else { new(data, Layout::contiguous(&self.shape)) }
+    }
+
+    /// `other` (same shape) in this data's memory format.
+    fn same_format(&self, other: &Tensor) -> Result<Tensor> {
+        if self.channels_last { nhwc(other) } else { other.contiguous_copy() }
+    }
 }
 
-/// The data of a channel view as a row-major tensor (NHWC for channels-last, NCHW otherwise).
-fn nhwc_or_self(xv: &Tensor, dims: (usize, usize, usize)) -> Result<Tensor> {
-    if dims.2 == 1 { nhwc(xv) } else { Ok(xv.clone()) }
+/// Per-channel mean and biased variance over `n, h, w`, as two `[c]` tensors.
+pub(crate) fn batch_norm_stats(x: &ChannelData) -> Result<(Tensor, Tensor)> {
+    let s = x.data.storage();
+    let (mean, var) = cpu::batchnorm::stats(&cpu(&s)[x.data.layout().offset..], x.dims);
+    Ok((Tensor::from_vec(mean, &[x.dims.1])?, Tensor::from_vec(var, &[x.dims.1])?))
 }
 
-/// `y = x * scale[c] + shift[c]` for a rank-4 tensor, keeping its memory format.
-pub(crate) fn batch_norm_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
-    let (xv, dims, channels_last) = channel_view(x)?;
-    let data = nhwc_or_self(&xv, dims)?;
-    let (sx, sc, sh) = (data.storage(), scale.storage(), shift.storage());
-    let y = cpu::batchnorm::affine(&cpu(&sx)[data.layout().offset..], dims, cpu(&sc), cpu(&sh));
-    let s = x.shape();
-    Ok(if channels_last { from_nhwc(y, s[0], s[1], s[2], s[3]) } else { new(y, Layout::contiguous(s)) })
+/// `y = x * scale[c] + shift[c]`, keeping the input's memory format.
+pub(crate) fn batch_norm_affine(x: &ChannelData, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    let (sx, sc, sh) = (x.data.storage(), scale.storage(), shift.storage());
+    let y = cpu::batchnorm::affine(&cpu(&sx)[x.data.layout().offset..], x.dims, cpu(&sc), cpu(&sh));
+    Ok(x.wrap(y))
 }
 
 /// The gradients `(dx, dw, db)` of training-mode batchnorm.
 pub(crate) fn batch_norm_backward(
     dy: &Tensor,
-    x: &Tensor,
+    x: &ChannelData,
     mean: &Tensor,
     invstd: &Tensor,
     w: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let (xv, dims, channels_last) = channel_view(x)?;
-    let xd = nhwc_or_self(&xv, dims)?;
-    let dyd = if channels_last { nhwc(dy)? } else { dy.contiguous_copy()? };
+    let (xd, dims) = (&x.data, x.dims);
+    let dyd = x.same_format(dy)?;
     let (sx, sd) = (xd.storage(), dyd.storage());
     let (sm, si, sw) = (mean.storage(), invstd.storage(), w.storage());
     let (dx, dw, db) = cpu::batchnorm::backward(
@@ -344,7 +357,5 @@ pub(crate) fn batch_norm_backward(
         cpu(&si),
         cpu(&sw),
     );
-    let s = x.shape();
-    let dx = if channels_last { from_nhwc(dx, s[0], s[1], s[2], s[3]) } else { new(dx, Layout::contiguous(s)) };
-    Ok((dx, Tensor::from_vec(dw, &[dims.1])?, Tensor::from_vec(db, &[dims.1])?))
+    Ok((x.wrap(dx), Tensor::from_vec(dw, &[dims.1])?, Tensor::from_vec(db, &[dims.1])?))
 }

@@ -61,6 +61,20 @@ fn objective(inputs: &[Tensor], f: &impl Fn(&[Tensor]) -> Result<Tensor>, r: &[f
     Ok(f(inputs)?.to_vec().iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum())
 }
 
+/// `(L(plus) - L(minus)) / 2 eps` with input `i` replaced by `plus` and by `minus`.
+fn central_difference(
+    inputs: &[Tensor],
+    i: usize,
+    (plus, minus): (Vec<f32>, Vec<f32>),
+    f: &impl Fn(&[Tensor]) -> Result<Tensor>,
+    r: &[f32],
+    eps: f32,
+) -> std::result::Result<f64, String> {
+    let lp = with_input(inputs, i, plus).and_then(|xs| objective(&xs, f, r)).map_err(|e| e.to_string())?;
+    let lm = with_input(inputs, i, minus).and_then(|xs| objective(&xs, f, r)).map_err(|e| e.to_string())?;
+    Ok((lp - lm) / (2.0 * eps as f64))
+}
+
 /// Checks every element of every input that requires grad. Returns a message naming the first
 /// element whose gradient disagrees.
 pub fn check_elements(
@@ -76,9 +90,8 @@ pub fn check_elements(
             let (mut plus, mut minus) = (base.clone(), base.clone());
             plus[j] += tol.eps;
             minus[j] -= tol.eps;
-            let lp = with_input(inputs, i, plus).and_then(|xs| objective(&xs, &f, &s.r)).map_err(|e| e.to_string())?;
-            let lm = with_input(inputs, i, minus).and_then(|xs| objective(&xs, &f, &s.r)).map_err(|e| e.to_string())?;
-            compare(format!("input {i} element {j}"), grad[j] as f64, (lp - lm) / (2.0 * tol.eps as f64), tol)?;
+            let numeric = central_difference(inputs, i, (plus, minus), &f, &s.r, tol.eps)?;
+            compare(format!("input {i} element {j}"), grad[j] as f64, numeric, tol)?;
         }
     }
     Ok(())
@@ -99,10 +112,9 @@ pub fn check_direction(
         let base = x.to_vec();
         let plus = base.iter().zip(&d).map(|(a, b)| a + tol.eps * b).collect();
         let minus = base.iter().zip(&d).map(|(a, b)| a - tol.eps * b).collect();
-        let lp = with_input(inputs, i, plus).and_then(|xs| objective(&xs, &f, &s.r)).map_err(|e| e.to_string())?;
-        let lm = with_input(inputs, i, minus).and_then(|xs| objective(&xs, &f, &s.r)).map_err(|e| e.to_string())?;
+        let numeric = central_difference(inputs, i, (plus, minus), &f, &s.r, tol.eps)?;
         let analytic = grad.iter().zip(&d).map(|(&g, &v)| g as f64 * v as f64).sum();
-        compare(format!("input {i} along a random direction"), analytic, (lp - lm) / (2.0 * tol.eps as f64), tol)?;
+        compare(format!("input {i} along a random direction"), analytic, numeric, tol)?;
     }
     Ok(())
 }

@@ -99,25 +99,19 @@ pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, th
 
 /// Batched `[batch, m, k] @ [batch, k, n]` on any strides; returns row-major data and its shape.
 pub(crate) fn matmul3(a: &[f32], al: &Layout, b: &[f32], bl: &Layout) -> (Vec<f32>, Vec<usize>) {
-    let (batch, m, k, n) = (al.shape[0], al.shape[1], al.shape[2], bl.shape[2]);
+    let (batch, m, n) = (al.shape[0], al.shape[1], bl.shape[2]);
     let mut out = alloc::take(batch * m * n);
+    // Matrix `i` of a `[batch, rows, cols]` layout, as a strided view.
+    let batch_mat = |data, l: &Layout, i: usize| Mat {
+        data,
+        offset: l.offset + i * l.strides[0],
+        rows: l.shape[1],
+        cols: l.shape[2],
+        rs: l.strides[1],
+        cs: l.strides[2],
+    };
     for i in 0..batch {
-        let lhs = Mat {
-            data: a,
-            offset: al.offset + i * al.strides[0],
-            rows: m,
-            cols: k,
-            rs: al.strides[1],
-            cs: al.strides[2],
-        };
-        let rhs = Mat {
-            data: b,
-            offset: bl.offset + i * bl.strides[0],
-            rows: k,
-            cols: n,
-            rs: bl.strides[1],
-            cs: bl.strides[2],
-        };
+        let (lhs, rhs) = (batch_mat(a, al, i), batch_mat(b, bl, i));
         let dst = MatMut { offset: i * m * n, ..MatMut::rows(&mut out, m, n) };
         gemm(dst, false, lhs, rhs, num_threads());
     }

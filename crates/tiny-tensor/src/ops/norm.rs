@@ -16,15 +16,17 @@ impl Tensor {
         if s.len() != 4 || weight.shape() != [s[1]] || bias.shape() != [s[1]] {
             return Err(TensorError::ShapeMismatch { op: "batch_norm", lhs: s.to_vec(), rhs: weight.shape().to_vec() });
         }
-        let (mean, var) = backend::batch_norm_stats(self)?;
+        // One arrangement of the input serves the statistics, the normalisation and the backward.
+        let xc = backend::channel_data(self)?;
+        let (mean, var) = backend::batch_norm_stats(&xc)?;
         let (w, b) = (weight.detach(), bias.detach());
         let invstd = var.add_scalar(eps)?.sqrt()?.powf(-1.0)?;
         let scale = w.mul(&invstd)?;
         let shift = b.sub(&mean.mul(&scale)?)?;
-        let out = backend::batch_norm_affine(self, &scale, &shift)?;
+        let out = backend::batch_norm_affine(&xc, &scale, &shift)?;
         let saved_mean = mean.clone();
         let out = Tensor::record(out, "batch_norm", &[self, weight, bias], move |g, _, x| {
-            let (dx, dw, db) = backend::batch_norm_backward(g, &x[0], &saved_mean, &invstd, &x[1])?;
+            let (dx, dw, db) = backend::batch_norm_backward(g, &xc, &saved_mean, &invstd, &x[1])?;
             Ok(vec![
                 x[0].requires_grad().then_some(dx),
                 x[1].requires_grad().then_some(dw),
