@@ -44,18 +44,51 @@ pub(crate) enum ReduceOp {
     Max,
 }
 
-/// The host slice behind a storage. With the `cuda` feature this is where GPU storages branch off.
+/// Runs the CUDA backend's version of an op; without the `cuda` feature no tensor can be on a GPU, so the
+/// branch that calls this never runs and reports the missing feature if it somehow did.
+macro_rules! on_gpu {
+    ($e:expr) => {{
+        #[cfg(feature = "cuda")]
+        {
+            $e
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            Err(no_cuda())
+        }
+    }};
+}
+
+#[cfg(not(feature = "cuda"))]
+fn no_cuda() -> TensorError {
+    TensorError::DeviceUnavailable {
+        device: Device::Cuda(0),
+        reason: "tiny-tensor was built without the `cuda` feature".into(),
+    }
+}
+
+fn on_cuda(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cuda(_))
+}
+
+/// The host slice behind a storage (the caller checked that the tensor is on the CPU).
 fn cpu(s: &Storage) -> &[f32] {
     match s {
         Storage::Cpu(v) => v,
+        #[cfg(not(feature = "cuda"))]
         Storage::Cuda(c) => match *c {},
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(_) => unreachable!("a CPU kernel was given a GPU storage"),
     }
 }
 
 fn cpu_mut(s: &mut Storage) -> &mut [f32] {
     match s {
         Storage::Cpu(v) => v,
+        #[cfg(not(feature = "cuda"))]
         Storage::Cuda(c) => match *c {},
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(_) => unreachable!("a CPU kernel was given a GPU storage"),
     }
 }
 
@@ -70,51 +103,75 @@ fn new(data: Vec<f32>, layout: Layout) -> Tensor {
     Tensor::from_storage(Storage::Cpu(data), layout)
 }
 
-pub(crate) fn to_vec(x: &Tensor) -> Vec<f32> {
+/// The data in row-major order, copied to the host.
+pub(crate) fn to_vec(x: &Tensor) -> Result<Vec<f32>> {
+    if on_cuda(x) {
+        return on_gpu!(crate::cuda::to_vec(x));
+    }
     let s = x.storage();
-    cpu::copy_contiguous(cpu(&s), x.layout())
+    Ok(cpu::copy_contiguous(cpu(&s), x.layout()))
 }
 
 pub(crate) fn to_device(x: &Tensor, device: Device) -> Result<Tensor> {
-    match device {
-        Device::Cpu => Ok(contiguous(x)),
-        Device::Cuda(_) => Err(TensorError::DeviceUnavailable {
+    match (x.device(), device) {
+        (Device::Cpu, Device::Cpu) => contiguous(x),
+        #[cfg(feature = "cuda")]
+        _ => crate::cuda::to_device(x, device),
+        #[cfg(not(feature = "cuda"))]
+        _ => Err(TensorError::DeviceUnavailable {
             device,
-            reason: "tiny-tensor has no CUDA backend yet; only the CPU is available".into(),
+            reason: "tiny-tensor was built without the `cuda` feature; build with `--features cuda`".into(),
         }),
     }
 }
 
-pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Tensor {
+pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+    if on_cuda(x) {
+        return on_gpu!(crate::cuda::unary(x, op));
+    }
     let s = x.storage();
     let (data, layout) = cpu::unary(cpu(&s), x.layout(), op);
-    new(data, layout)
+    Ok(new(data, layout))
 }
 
 pub(crate) fn binary(name: &'static str, a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     same_device(name, a, b)?;
     let shape = broadcast_shapes(name, a.shape(), b.shape())?;
     let (al, bl) = (a.layout().broadcast_to(&shape)?, b.layout().broadcast_to(&shape)?);
+    if on_cuda(a) {
+        return on_gpu!(crate::cuda::binary(a, &al, b, &bl, op));
+    }
     let (sa, sb) = (a.storage(), b.storage());
     let (data, layout) = cpu::binary(cpu(&sa), &al, cpu(&sb), &bl, op);
     Ok(new(data, layout))
 }
 
 /// Reduces over the dimensions flagged in `reduce`, keeping them with size 1.
-pub(crate) fn reduce(x: &Tensor, reduce: &[bool], op: ReduceOp) -> Tensor {
+pub(crate) fn reduce(x: &Tensor, reduce: &[bool], op: ReduceOp) -> Result<Tensor> {
+    if on_cuda(x) {
+        return on_gpu!(crate::cuda::reduce(x, reduce, op));
+    }
     let s = x.storage();
     let (data, shape) = cpu::reduce(cpu(&s), x.layout(), reduce, op);
-    new(data, Layout::contiguous(&shape))
+    Ok(new(data, Layout::contiguous(&shape)))
+}
+
+/// `src`'s layout broadcast to `dst`'s shape, or the error for `op`.
+fn broadcast_src(op: &'static str, dst: &Tensor, src: &Tensor) -> Result<Layout> {
+    same_device(op, dst, src)?;
+    src.layout().broadcast_to(dst.shape()).map_err(|_| TensorError::ShapeMismatch {
+        op,
+        lhs: dst.shape().to_vec(),
+        rhs: src.shape().to_vec(),
+    })
 }
 
 /// Writes `src`, broadcast to `dst`'s shape, into `dst`'s memory.
 pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
-    same_device("assign", dst, src)?;
-    let sl = src.layout().broadcast_to(dst.shape()).map_err(|_| TensorError::ShapeMismatch {
-        op: "assign",
-        lhs: dst.shape().to_vec(),
-        rhs: src.shape().to_vec(),
-    })?;
+    let sl = broadcast_src("assign", dst, src)?;
+    if on_cuda(dst) {
+        return on_gpu!(crate::cuda::update(dst, Some((src, &sl)), crate::cuda::Update::Copy));
+    }
     let s = src.storage();
     let mut d = dst.storage_mut();
     cpu::copy_into(cpu_mut(&mut d), dst.layout(), cpu(&s), &sl);
@@ -123,12 +180,10 @@ pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
 
 /// In place, `dst += alpha * src` (broadcast to `dst`'s shape).
 pub(crate) fn add_scaled_inplace(dst: &Tensor, src: &Tensor, alpha: f32) -> Result<()> {
-    same_device("add_scaled_", dst, src)?;
-    let sl = src.layout().broadcast_to(dst.shape()).map_err(|_| TensorError::ShapeMismatch {
-        op: "add_scaled_",
-        lhs: dst.shape().to_vec(),
-        rhs: src.shape().to_vec(),
-    })?;
+    let sl = broadcast_src("add_scaled_", dst, src)?;
+    if on_cuda(dst) {
+        return on_gpu!(crate::cuda::update(dst, Some((src, &sl)), crate::cuda::Update::AddScaled(alpha)));
+    }
     let s = src.storage();
     let mut d = dst.storage_mut();
     cpu::add_scaled_inplace(cpu_mut(&mut d), dst.layout(), cpu(&s), &sl, alpha);
@@ -136,20 +191,30 @@ pub(crate) fn add_scaled_inplace(dst: &Tensor, src: &Tensor, alpha: f32) -> Resu
 }
 
 /// In place, `dst *= alpha`.
-pub(crate) fn scale_inplace(dst: &Tensor, alpha: f32) {
+pub(crate) fn scale_inplace(dst: &Tensor, alpha: f32) -> Result<()> {
+    if on_cuda(dst) {
+        return on_gpu!(crate::cuda::update(dst, None, crate::cuda::Update::Scale(alpha)));
+    }
     let mut d = dst.storage_mut();
     cpu::scale_inplace(cpu_mut(&mut d), dst.layout(), alpha);
+    Ok(())
 }
 
 /// A row-major copy (a new storage).
-pub(crate) fn contiguous(x: &Tensor) -> Tensor {
-    new(to_vec(x), Layout::contiguous(x.shape()))
+pub(crate) fn contiguous(x: &Tensor) -> Result<Tensor> {
+    if on_cuda(x) {
+        return on_gpu!(crate::cuda::contiguous(x));
+    }
+    Ok(new(to_vec(x)?, Layout::contiguous(x.shape())))
 }
 
 /// `c[b] = a[b] @ b[b]` for 3-D operands of shapes `[batch, m, k]` and `[batch, k, n]` (any strides;
 /// a batch stride of 0 broadcasts).
 pub(crate) fn matmul3(a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout) -> Result<Tensor> {
     same_device("matmul", a, b)?;
+    if on_cuda(a) {
+        return on_gpu!(crate::cuda::matmul3(a, al, b, bl));
+    }
     let (sa, sb) = (a.storage(), b.storage());
     let (data, shape) = cpu::matmul3(cpu(&sa), al, cpu(&sb), bl);
     Ok(new(data, Layout::contiguous(&shape)))
@@ -193,9 +258,9 @@ fn nhwc(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Wraps an `[n, h, w, c]` buffer as a logical NCHW tensor with channels-last strides.
-fn from_nhwc(data: Vec<f32>, n: usize, c: usize, h: usize, w: usize) -> Tensor {
+fn from_nhwc(data: Storage, n: usize, c: usize, h: usize, w: usize) -> Tensor {
     let layout = Layout { shape: vec![n, c, h, w], strides: vec![h * w * c, 1, w * c, c], offset: 0 };
-    new(data, layout)
+    Tensor::from_storage(data, layout)
 }
 
 /// Conv weights `[f, c, kh, kw]` reordered as `[f, kh, kw, c]`, the row order of channels-last im2col.
@@ -207,85 +272,151 @@ pub(crate) fn weight_fkkc(w: &Tensor) -> Result<Tensor> {
 /// channels-last strides.
 pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Tensor> {
     same_device("conv2d", x, wc)?;
+    if let Some(b) = bias {
+        same_device("conv2d", x, b)?;
+    }
     let xc = nhwc(x)?;
     let bias = bias.map(|b| b.contiguous_copy()).transpose()?;
-    let (sx, sw) = (xc.storage(), wc.storage());
-    let sb = bias.as_ref().map(|b| b.storage());
-    let out = cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], cpu(&sw), sb.as_deref().map(cpu), relu, g);
+    let out = if on_cuda(x) {
+        on_gpu!(crate::cuda::conv2d(&xc, wc, bias.as_ref(), relu, g))?
+    } else {
+        let (sx, sw) = (xc.storage(), wc.storage());
+        let sb = bias.as_ref().map(|b| b.storage());
+        let bias = sb.as_deref().map(cpu);
+        Storage::Cpu(cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], cpu(&sw), bias, relu, g))
+    };
     Ok(from_nhwc(out, g.n, g.f, g.oh(), g.ow()))
 }
 
 /// The gradient of a convolution's input from the output gradient `dout` and weights in
 /// `weight_fkkc` order.
 pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+    same_device("conv2d_backward_input", dout, wc)?;
     let dc = nhwc(dout)?;
-    let (sd, sw) = (dc.storage(), wc.storage());
-    let dx = cpu::conv2d_backward_input(&cpu(&sd)[dc.layout().offset..], cpu(&sw), g);
+    let dx = if on_cuda(dout) {
+        on_gpu!(crate::cuda::conv2d_backward_input(&dc, wc, g))?
+    } else {
+        let (sd, sw) = (dc.storage(), wc.storage());
+        Storage::Cpu(cpu::conv2d_backward_input(&cpu(&sd)[dc.layout().offset..], cpu(&sw), g))
+    };
     Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
 }
 
 /// The gradient of a convolution's weight `[f, c, kh, kw]` from its input and output gradient.
 pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+    same_device("conv2d_backward_weight", x, dout)?;
     let (xc, dc) = (nhwc(x)?, nhwc(dout)?);
-    let (sx, sd) = (xc.storage(), dc.storage());
-    let dw = cpu::conv2d_backward_weight(&cpu(&sx)[xc.layout().offset..], &cpu(&sd)[dc.layout().offset..], g);
+    let dw = if on_cuda(x) {
+        on_gpu!(crate::cuda::conv2d_backward_weight(&xc, &dc, g))?
+    } else {
+        let (sx, sd) = (xc.storage(), dc.storage());
+        let (xs, ds) = (&cpu(&sx)[xc.layout().offset..], &cpu(&sd)[dc.layout().offset..]);
+        Storage::Cpu(cpu::conv2d_backward_weight(xs, ds, g))
+    };
     // [f, kh, kw, c] -> [f, c, kh, kw]
-    new(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?.contiguous_copy()
+    Tensor::from_storage(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?.contiguous_copy()
 }
 
-/// Max pooling; returns the output (channels-last NCHW) and, per output element, the flat NHWC index
-/// of the input element it came from.
-pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Tensor, Vec<u32>)> {
+/// Per output element of a max pool, the flat NHWC index of the input element that won its window; kept on
+/// the device that computed it.
+pub(crate) enum PoolIndices {
+    Cpu(Vec<u32>),
+    #[cfg(feature = "cuda")]
+    Cuda(cudarc::driver::CudaSlice<u32>),
+}
+
+/// Max pooling; returns the output (channels-last NCHW) and the winning input of each output element.
+pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Tensor, PoolIndices)> {
     let xc = nhwc(x)?;
-    let sx = xc.storage();
-    let (out, idx) = cpu::max_pool2d(&cpu(&sx)[xc.layout().offset..], g);
+    let (out, idx) = if on_cuda(x) {
+        #[cfg(feature = "cuda")]
+        let r = crate::cuda::max_pool2d(&xc, g).map(|(o, i)| (o, PoolIndices::Cuda(i)));
+        #[cfg(not(feature = "cuda"))]
+        let r = Err(no_cuda());
+        r?
+    } else {
+        let sx = xc.storage();
+        let (out, idx) = cpu::max_pool2d(&cpu(&sx)[xc.layout().offset..], g);
+        (Storage::Cpu(out), PoolIndices::Cpu(idx))
+    };
     Ok((from_nhwc(out, g.n, g.c, g.oh(), g.ow()), idx))
 }
 
-pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &[u32], g: &Conv2dGeom) -> Result<Tensor> {
+pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &PoolIndices, g: &Conv2dGeom) -> Result<Tensor> {
     let dc = nhwc(dout)?;
-    let sd = dc.storage();
-    let dx = cpu::max_pool2d_backward(&cpu(&sd)[dc.layout().offset..], idx, g);
+    let dx = match idx {
+        PoolIndices::Cpu(idx) if !on_cuda(dout) => {
+            let sd = dc.storage();
+            Storage::Cpu(cpu::max_pool2d_backward(&cpu(&sd)[dc.layout().offset..], idx, g))
+        }
+        #[cfg(feature = "cuda")]
+        PoolIndices::Cuda(idx) if on_cuda(dout) => crate::cuda::max_pool2d_backward(&dc, idx, g)?,
+        _ => {
+            return Err(TensorError::InvalidArgument {
+                op: "max_pool2d_backward",
+                msg: format!("the gradient is on {} but the pooling indices are not", dout.device()),
+            });
+        }
+    };
     Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
 }
 
 /// Average pooling (padding counts as zeros in the average, like PyTorch's default).
 pub(crate) fn avg_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
     let xc = nhwc(x)?;
-    let sx = xc.storage();
-    let out = cpu::avg_pool2d(&cpu(&sx)[xc.layout().offset..], g);
+    let out = if on_cuda(x) {
+        on_gpu!(crate::cuda::avg_pool2d(&xc, g))?
+    } else {
+        let sx = xc.storage();
+        Storage::Cpu(cpu::avg_pool2d(&cpu(&sx)[xc.layout().offset..], g))
+    };
     Ok(from_nhwc(out, g.n, g.c, g.oh(), g.ow()))
 }
 
 pub(crate) fn avg_pool2d_backward(dout: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
     let dc = nhwc(dout)?;
-    let sd = dc.storage();
-    let dx = cpu::avg_pool2d_backward(&cpu(&sd)[dc.layout().offset..], g);
+    let dx = if on_cuda(dout) {
+        on_gpu!(crate::cuda::avg_pool2d_backward(&dc, g))?
+    } else {
+        let sd = dc.storage();
+        Storage::Cpu(cpu::avg_pool2d_backward(&cpu(&sd)[dc.layout().offset..], g))
+    };
     Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
+}
+
+/// `x` itself when row-major, else a row-major copy.
+fn row_major(x: &Tensor) -> Result<Tensor> {
+    if x.layout().is_contiguous() { Ok(x.clone()) } else { contiguous(x) }
 }
 
 /// Gathers slices along dimension 1 of a contiguous `[outer, size, inner]` view: `out[o, i, :] =
 /// x[o, idx[i], :]`.
-pub(crate) fn index_select(x: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32]) -> Tensor {
-    let xc = if x.layout().is_contiguous() { x.clone() } else { contiguous(x) };
+pub(crate) fn index_select(x: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32]) -> Result<Tensor> {
+    let xc = row_major(x)?;
+    if on_cuda(x) {
+        return on_gpu!(crate::cuda::index_select(&xc, outer, size, inner, idx));
+    }
     let s = xc.storage();
     let data = cpu::index_select(&cpu(&s)[xc.layout().offset..], outer, size, inner, idx);
-    new(data, Layout::contiguous(&[outer, idx.len(), inner]))
+    Ok(new(data, Layout::contiguous(&[outer, idx.len(), inner])))
 }
 
 /// The adjoint of `index_select`: `out[o, idx[i], :] += g[o, i, :]` into zeros of `[outer, size, inner]`.
-pub(crate) fn index_add(g: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32]) -> Tensor {
-    let gc = if g.layout().is_contiguous() { g.clone() } else { contiguous(g) };
+pub(crate) fn index_add(g: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32]) -> Result<Tensor> {
+    let gc = row_major(g)?;
+    if on_cuda(g) {
+        return on_gpu!(crate::cuda::index_add(&gc, outer, size, inner, idx));
+    }
     let s = gc.storage();
     let data = cpu::index_add(&cpu(&s)[gc.layout().offset..], outer, size, inner, idx);
-    new(data, Layout::contiguous(&[outer, size, inner]))
+    Ok(new(data, Layout::contiguous(&[outer, size, inner])))
 }
 
-/// The position of the largest value along the last dimension of each row.
-pub(crate) fn argmax_rows(x: &Tensor) -> Vec<u32> {
-    let data = to_vec(x);
+/// The position of the largest value along the last dimension of each row (computed on the host).
+pub(crate) fn argmax_rows(x: &Tensor) -> Result<Vec<u32>> {
+    let data = to_vec(x)?;
     let cols = x.shape().last().copied().unwrap_or(1).max(1);
-    cpu::argmax_rows(&data, cols)
+    Ok(cpu::argmax_rows(&data, cols))
 }
 
 /// A rank-4 tensor's data arranged as `[outer, c, inner]` row-major, for the batchnorm kernels:
@@ -312,9 +443,13 @@ pub(crate) fn channel_data(x: &Tensor) -> Result<ChannelData> {
 
 impl ChannelData {
     /// Wraps kernel output in the same memory format as the input.
-    fn wrap(&self, data: Vec<f32>) -> Tensor {
+    fn wrap(&self, data: Storage) -> Tensor {
         let [n, c, h, w] = self.shape;
-        if self.channels_last { from_nhwc(data, n, c, h, w) } else { new(data, Layout::contiguous(&self.shape)) }
+        if self.channels_last {
+            from_nhwc(data, n, c, h, w)
+        } else {
+            Tensor::from_storage(data, Layout::contiguous(&self.shape))
+        }
     }
 
     /// `other` (same shape) in this data's memory format.
@@ -323,17 +458,36 @@ impl ChannelData {
     }
 }
 
+/// Wraps a `[c]` vector from either backend.
+fn channel_vec(data: Storage, c: usize) -> Tensor {
+    Tensor::from_storage(data, Layout::contiguous(&[c]))
+}
+
 /// Per-channel mean and biased variance over `n, h, w`, as two `[c]` tensors.
 pub(crate) fn batch_norm_stats(x: &ChannelData) -> Result<(Tensor, Tensor)> {
-    let s = x.data.storage();
-    let (mean, var) = cpu::batchnorm::stats(&cpu(&s)[x.data.layout().offset..], x.dims);
-    Ok((Tensor::from_vec(mean, &[x.dims.1])?, Tensor::from_vec(var, &[x.dims.1])?))
+    let c = x.dims.1;
+    let (mean, var) = if on_cuda(&x.data) {
+        on_gpu!(crate::cuda::batch_norm_stats(&x.data, x.dims))?
+    } else {
+        let s = x.data.storage();
+        let (mean, var) = cpu::batchnorm::stats(&cpu(&s)[x.data.layout().offset..], x.dims);
+        (Storage::Cpu(mean), Storage::Cpu(var))
+    };
+    Ok((channel_vec(mean, c), channel_vec(var, c)))
 }
 
 /// `y = x * scale[c] + shift[c]`, keeping the input's memory format.
 pub(crate) fn batch_norm_affine(x: &ChannelData, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
-    let (sx, sc, sh) = (x.data.storage(), scale.storage(), shift.storage());
-    let y = cpu::batchnorm::affine(&cpu(&sx)[x.data.layout().offset..], x.dims, cpu(&sc), cpu(&sh));
+    same_device("batch_norm", &x.data, scale)?;
+    same_device("batch_norm", &x.data, shift)?;
+    let (scale, shift) = (row_major(scale)?, row_major(shift)?);
+    let y = if on_cuda(&x.data) {
+        on_gpu!(crate::cuda::batch_norm_affine(&x.data, x.dims, &scale, &shift))?
+    } else {
+        let (sx, sc, sh) = (x.data.storage(), scale.storage(), shift.storage());
+        let (sc, sh) = (&cpu(&sc)[scale.layout().offset..], &cpu(&sh)[shift.layout().offset..]);
+        Storage::Cpu(cpu::batchnorm::affine(&cpu(&sx)[x.data.layout().offset..], x.dims, sc, sh))
+    };
     Ok(x.wrap(y))
 }
 
@@ -347,15 +501,21 @@ pub(crate) fn batch_norm_backward(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (xd, dims) = (&x.data, x.dims);
     let dyd = x.same_format(dy)?;
-    let (sx, sd) = (xd.storage(), dyd.storage());
-    let (sm, si, sw) = (mean.storage(), invstd.storage(), w.storage());
-    let (dx, dw, db) = cpu::batchnorm::backward(
-        &cpu(&sd)[dyd.layout().offset..],
-        &cpu(&sx)[xd.layout().offset..],
-        dims,
-        cpu(&sm),
-        cpu(&si),
-        cpu(&sw),
-    );
-    Ok((x.wrap(dx), Tensor::from_vec(dw, &[dims.1])?, Tensor::from_vec(db, &[dims.1])?))
+    let (mean, invstd, w) = (row_major(mean)?, row_major(invstd)?, row_major(w)?);
+    let (dx, dw, db) = if on_cuda(xd) {
+        on_gpu!(crate::cuda::batch_norm_backward(&dyd, xd, dims, &mean, &invstd, &w))?
+    } else {
+        let (sx, sd) = (xd.storage(), dyd.storage());
+        let (sm, si, sw) = (mean.storage(), invstd.storage(), w.storage());
+        let (dx, dw, db) = cpu::batchnorm::backward(
+            &cpu(&sd)[dyd.layout().offset..],
+            &cpu(&sx)[xd.layout().offset..],
+            dims,
+            &cpu(&sm)[mean.layout().offset..],
+            &cpu(&si)[invstd.layout().offset..],
+            &cpu(&sw)[w.layout().offset..],
+        );
+        (Storage::Cpu(dx), Storage::Cpu(dw), Storage::Cpu(db))
+    };
+    Ok((x.wrap(dx), channel_vec(dw, dims.1), channel_vec(db, dims.1)))
 }

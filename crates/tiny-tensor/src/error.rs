@@ -32,6 +32,9 @@ pub enum TensorError {
     /// A device that this build or this machine cannot provide.
     #[error("device {device} is not available: {reason}")]
     DeviceUnavailable { device: Device, reason: String },
+    /// A CUDA call that failed on the GPU (out of memory, a failed launch, a kernel that did not compile).
+    #[error("{op}: CUDA error: {msg}")]
+    Cuda { op: &'static str, msg: String },
 }
 
 /// The result type of tiny-tensor.

@@ -18,6 +18,8 @@
 mod autograd;
 mod backend;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod device;
 mod error;
 pub mod gradcheck;

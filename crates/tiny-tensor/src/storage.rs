@@ -11,11 +11,14 @@ pub enum Storage {
     Cuda(CudaStorage),
 }
 
-/// GPU memory. CUDA support is not built yet, so the type is uninhabited: the `Cuda` arms of the
-/// dispatch compile and never run, and the CUDA backend will replace this type (behind a `cuda` feature)
-/// without touching the ops.
+/// GPU memory. Without the `cuda` feature the type is uninhabited: the `Cuda` arms of the dispatch compile
+/// and never run. With it, this is `cuda::CudaStorage`, a device buffer.
+#[cfg(not(feature = "cuda"))]
 #[derive(Debug)]
 pub enum CudaStorage {}
+
+#[cfg(feature = "cuda")]
+pub use crate::cuda::CudaStorage;
 
 impl Drop for Storage {
     /// Hands a host buffer back to the pool for the next tensor of the same size.
@@ -49,6 +52,7 @@ impl Storage {
     }
 }
 
+#[cfg(not(feature = "cuda"))]
 impl CudaStorage {
     fn device(&self) -> Device {
         match *self {}

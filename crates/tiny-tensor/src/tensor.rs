@@ -259,7 +259,16 @@ impl Tensor {
     }
 
     /// The elements in row-major order, copied to the host.
+    ///
+    /// # Panics
+    /// Only when reading a GPU tensor back fails (the device was lost); [`Tensor::try_to_vec`] returns
+    /// that error instead.
     pub fn to_vec(&self) -> Vec<f32> {
+        self.try_to_vec().unwrap_or_else(|e| panic!("to_vec: {e}"))
+    }
+
+    /// The elements in row-major order, copied to the host, or the device's error.
+    pub fn try_to_vec(&self) -> Result<Vec<f32>> {
         backend::to_vec(self)
     }
 
@@ -271,7 +280,7 @@ impl Tensor {
                 msg: format!("needs a one-element tensor, got shape {:?}", self.shape()),
             });
         }
-        Ok(self.to_vec()[0])
+        Ok(self.try_to_vec()?[0])
     }
 
     /// This tensor on `device`: the same handle when it is already there, else a copy that keeps its
@@ -318,8 +327,7 @@ impl Tensor {
 
     /// In place, `self *= alpha`, recording no graph.
     pub fn scale_(&self, alpha: f32) -> Result<()> {
-        backend::scale_inplace(self, alpha);
-        Ok(())
+        backend::scale_inplace(self, alpha)
     }
 }
 

@@ -54,7 +54,7 @@ impl Tensor {
 
     /// `self * mul + add` in one pass. d/dx = mul.
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
-        let out = backend::unary(self, UnaryOp::Affine { mul, add });
+        let out = backend::unary(self, UnaryOp::Affine { mul, add })?;
         Ok(Tensor::record(out, "affine", &[self], move |g, _, _| Ok(vec![Some(g.mul_scalar(mul)?)])))
     }
 

@@ -17,10 +17,10 @@ impl Tensor {
         let inner: usize = self.shape()[d + 1..].iter().product();
         let mut shape = self.shape().to_vec();
         shape[d] = idx.len();
-        let out = backend::index_select(self, outer, size, inner, idx).reshape(&shape)?;
+        let out = backend::index_select(self, outer, size, inner, idx)?.reshape(&shape)?;
         let idx = idx.to_vec();
         Ok(Tensor::record(out, "index_select", &[self], move |g, _, x| {
-            Ok(vec![Some(backend::index_add(g, outer, size, inner, &idx).reshape(x[0].shape())?)])
+            Ok(vec![Some(backend::index_add(g, outer, size, inner, &idx)?.reshape(x[0].shape())?)])
         }))
     }
 

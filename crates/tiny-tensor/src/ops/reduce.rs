@@ -29,7 +29,7 @@ impl Tensor {
     /// ```
     pub fn sum(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let mask = self.reduce_mask("sum", dims)?;
-        let kept = backend::reduce(self, &mask, ReduceOp::Sum);
+        let kept = backend::reduce(self, &mask, ReduceOp::Sum)?;
         let kept_shape = kept.shape().to_vec();
         let out = if keepdim { kept } else { kept.reshape(&self.squeezed(&mask))? };
         Ok(Tensor::record(out, "sum", &[self], move |g, _, x| {
@@ -64,7 +64,7 @@ impl Tensor {
                 msg: "cannot take the max of an empty tensor".into(),
             });
         }
-        let kept = backend::reduce(self, &mask, ReduceOp::Max);
+        let kept = backend::reduce(self, &mask, ReduceOp::Max)?;
         let out = if keepdim { kept.clone() } else { kept.reshape(&self.squeezed(&mask))? };
         Ok(Tensor::record(out, "max", &[self], move |g, _, x| {
             let hit = x[0].eq(&kept)?;
@@ -74,7 +74,7 @@ impl Tensor {
     }
 
     fn sum_by_mask(&self, mask: &[bool]) -> Result<Tensor> {
-        Ok(backend::reduce(self, mask, ReduceOp::Sum))
+        backend::reduce(self, mask, ReduceOp::Sum)
     }
 
     /// `log(sum(exp(x)))` over `dims`, computed as `m + log(sum(exp(x - m)))` with `m` the max, so that
@@ -102,7 +102,7 @@ impl Tensor {
         let d = normalize_dim("argmax", dim, self.rank())?;
         let mut perm: Vec<usize> = (0..self.rank()).filter(|&i| i != d).collect();
         perm.push(d);
-        Ok(backend::argmax_rows(&self.permute(&perm)?))
+        backend::argmax_rows(&self.permute(&perm)?)
     }
 
     /// Sums this tensor down to `shape`, the adjoint of broadcasting `shape` up to `self.shape()`: the

@@ -114,7 +114,7 @@ impl Tensor {
         if self.layout().is_contiguous() {
             return Ok(self.clone());
         }
-        let out = backend::contiguous(self);
+        let out = backend::contiguous(self)?;
         Ok(Tensor::record(out, "contiguous", &[self], |g, _, _| Ok(vec![Some(g.clone())])))
     }
 
@@ -136,7 +136,7 @@ impl Tensor {
 
     /// A fresh row-major copy that records no graph.
     pub(crate) fn contiguous_copy(&self) -> Result<Tensor> {
-        Ok(backend::contiguous(self))
+        backend::contiguous(self)
     }
 
     /// Joins tensors along `dim`; all other dimensions must agree.

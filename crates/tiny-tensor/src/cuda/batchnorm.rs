@@ -1,0 +1,75 @@
+//! Training-mode batchnorm kernels on the GPU (`kernels/batchnorm.cu`), over data arranged `[outer, c, inner]`.
+
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+use super::{err, gpu_of, grid, slice};
+use crate::{Result, Storage, Tensor};
+
+/// One block of 256 threads per channel.
+fn per_channel(c: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn to_storage(ordinal: usize, slice: CudaSlice<f32>) -> Storage {
+    Storage::Cuda(super::CudaStorage { slice, ordinal })
+}
+
+/// Per-channel mean and biased variance of contiguous `x`.
+pub(crate) fn batch_norm_stats(x: &Tensor, (outer, c, inner): (usize, usize, usize)) -> Result<(Storage, Storage)> {
+    let g = gpu_of(x)?;
+    let (mut mean, mut var) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
+    let s = x.storage();
+    let src = slice(&s).slice(x.layout().offset..);
+    let (o, ci, i) = (outer as i64, c as i32, inner as i64);
+    let mut b = g.stream.launch_builder(g.func("bn_stats_f32"));
+    b.arg(&src).arg(&mut mean).arg(&mut var).arg(&o).arg(&ci).arg(&i);
+    unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
+    Ok((to_storage(g.ordinal, mean), to_storage(g.ordinal, var)))
+}
+
+/// `y = x * scale[c] + shift[c]` over contiguous `x`.
+pub(crate) fn batch_norm_affine(
+    x: &Tensor,
+    (outer, c, inner): (usize, usize, usize),
+    scale: &Tensor,
+    shift: &Tensor,
+) -> Result<Storage> {
+    let g = gpu_of(x)?;
+    let total = outer * c * inner;
+    let mut y = g.alloc::<f32>(total)?;
+    let (sx, sc, sh) = (x.storage(), scale.storage(), shift.storage());
+    let src = slice(&sx).slice(x.layout().offset..);
+    let (t, ci, i) = (total as i64, c as i32, inner as i64);
+    let mut b = g.stream.launch_builder(g.func("bn_affine_f32"));
+    b.arg(&t).arg(&src).arg(&mut y).arg(slice(&sc)).arg(slice(&sh)).arg(&ci).arg(&i);
+    unsafe { b.launch(grid(total)) }.map_err(err("batch_norm affine"))?;
+    Ok(to_storage(g.ordinal, y))
+}
+
+/// The gradients `(dx, dw, db)` of training-mode batchnorm, with `dy` and `x` in the same contiguous arrangement.
+pub(crate) fn batch_norm_backward(
+    dy: &Tensor,
+    x: &Tensor,
+    (outer, c, inner): (usize, usize, usize),
+    mean: &Tensor,
+    invstd: &Tensor,
+    w: &Tensor,
+) -> Result<(Storage, Storage, Storage)> {
+    let g = gpu_of(x)?;
+    let total = outer * c * inner;
+    let (mut dw, mut db) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
+    let mut dx = g.alloc::<f32>(total)?;
+    let (sd, sx, sm, si, sw) = (dy.storage(), x.storage(), mean.storage(), invstd.storage(), w.storage());
+    let dys = slice(&sd).slice(dy.layout().offset..);
+    let xs = slice(&sx).slice(x.layout().offset..);
+    let (o, ci, i) = (outer as i64, c as i32, inner as i64);
+    let mut b = g.stream.launch_builder(g.func("bn_backward_sums_f32"));
+    b.arg(&dys).arg(&xs).arg(slice(&sm)).arg(slice(&si)).arg(&mut dw).arg(&mut db).arg(&o).arg(&ci).arg(&i);
+    unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm backward"))?;
+    let (t, n) = (total as i64, (outer * inner).max(1) as f32);
+    let mut b = g.stream.launch_builder(g.func("bn_backward_dx_f32"));
+    b.arg(&t).arg(&dys).arg(&xs).arg(slice(&sm)).arg(slice(&si)).arg(slice(&sw)).arg(&dw).arg(&db);
+    b.arg(&mut dx).arg(&ci).arg(&i).arg(&n);
+    unsafe { b.launch(grid(total)) }.map_err(err("batch_norm backward"))?;
+    Ok((to_storage(g.ordinal, dx), to_storage(g.ordinal, dw), to_storage(g.ordinal, db)))
+}

@@ -1,0 +1,206 @@
+//! Convolutions as im2col + cuBLAS and pooling, on channels-last data (`kernels/conv.cu`, `kernels/pool.cu`).
+//!
+//! Inputs arrive as contiguous `[n, h, w, c]` tensors and weights in `[f, kh, kw, c]` order, the same
+//! arrangement as the CPU kernels, so `backend.rs` wraps the results the same way for both devices.
+
+use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
+
+use super::blas::{Mat, gemm};
+use super::{Gpu, err, gpu_of, grid, slice};
+use crate::backend::Conv2dGeom;
+use crate::{Result, Storage, Tensor};
+
+/// `struct ConvGeom` of `kernels/conv.cu`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KGeom {
+    n: i32,
+    c: i32,
+    h: i32,
+    w: i32,
+    f: i32,
+    kh: i32,
+    kw: i32,
+    stride: i32,
+    pad: i32,
+    oh: i32,
+    ow: i32,
+}
+
+// SAFETY: a `#[repr(C)]` struct of eleven `int`s, as in conv.cu.
+unsafe impl DeviceRepr for KGeom {}
+
+pub(crate) fn kgeom(g: &Conv2dGeom) -> KGeom {
+    let i = |v: usize| v as i32;
+    KGeom {
+        n: i(g.n),
+        c: i(g.c),
+        h: i(g.h),
+        w: i(g.w),
+        f: i(g.f),
+        kh: i(g.kh),
+        kw: i(g.kw),
+        stride: i(g.stride),
+        pad: i(g.pad),
+        oh: i(g.oh()),
+        ow: i(g.ow()),
+    }
+}
+
+fn storage(g: &Gpu, slice: CudaSlice<f32>) -> Storage {
+    Storage::Cuda(super::CudaStorage { slice, ordinal: g.ordinal })
+}
+
+/// Whether im2col would copy the input unchanged (a 1x1 kernel, stride 1, no padding).
+fn is_pointwise(g: &Conv2dGeom) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
+}
+
+/// The im2col matrix `[n*oh*ow, kh*kw*c]` of a contiguous NHWC input.
+fn im2col(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom) -> Result<CudaSlice<f32>> {
+    let total = g.n * g.oh() * g.ow() * g.kh * g.kw * g.c;
+    let mut col = gpu.alloc::<f32>(total)?;
+    let s = x.storage();
+    let src = slice(&s).slice(x.layout().offset..);
+    let (t, kg) = (total as i64, kgeom(g));
+    let mut b = gpu.stream.launch_builder(gpu.func("im2col_f32"));
+    b.arg(&t).arg(&kg).arg(&src).arg(&mut col);
+    unsafe { b.launch(grid(total)) }.map_err(err("im2col"))?;
+    Ok(col)
+}
+
+/// Forward convolution of a contiguous NHWC input; returns `[n, oh, ow, f]` data.
+pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(x)?;
+    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+    let mut out = gpu.alloc::<f32>(m * f)?;
+    let sw = wc.storage();
+    let w = Mat { data: slice(&sw).slice(wc.layout().offset..), rs: 1, cs: k, batch_stride: 0 };
+    if is_pointwise(g) {
+        let sx = x.storage();
+        let a = Mat { data: slice(&sx).slice(x.layout().offset..), rs: k, cs: 1, batch_stride: 0 };
+        gemm(&gpu, (1, m, k, f), &a, &w, &mut out)?;
+    } else {
+        let col = im2col(&gpu, x, g)?;
+        let a = Mat { data: col.slice(..), rs: k, cs: 1, batch_stride: 0 };
+        gemm(&gpu, (1, m, k, f), &a, &w, &mut out)?;
+    }
+    if bias.is_some() || relu {
+        let sb = bias.map(|b| b.storage());
+        let total = (m * f) as i64;
+        let (fi, has_bias, r) = (f as i32, i32::from(bias.is_some()), i32::from(relu));
+        let null: u64 = 0;
+        let mut b = gpu.stream.launch_builder(gpu.func("bias_relu_f32"));
+        b.arg(&total).arg(&mut out);
+        match &sb {
+            Some(s) => b.arg(slice(s)),
+            None => b.arg(&null),
+        };
+        b.arg(&fi).arg(&has_bias).arg(&r);
+        unsafe { b.launch(grid(m * f)) }.map_err(err("conv2d bias"))?;
+    }
+    Ok(storage(&gpu, out))
+}
+
+/// The input gradient `[n, h, w, c]` from a contiguous NHWC output gradient: `dcol = dout @ W`, then col2im.
+pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(dout)?;
+    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+    let mut dcol = gpu.alloc::<f32>(m * k)?;
+    {
+        let (sd, sw) = (dout.storage(), wc.storage());
+        let a = Mat { data: slice(&sd).slice(dout.layout().offset..), rs: f, cs: 1, batch_stride: 0 };
+        let w = Mat { data: slice(&sw).slice(wc.layout().offset..), rs: k, cs: 1, batch_stride: 0 };
+        gemm(&gpu, (1, m, f, k), &a, &w, &mut dcol)?;
+    }
+    if is_pointwise(g) {
+        return Ok(storage(&gpu, dcol));
+    }
+    let total = g.n * g.h * g.w * g.c;
+    let mut dx = gpu.alloc::<f32>(total)?;
+    let (t, kg) = (total as i64, kgeom(g));
+    let mut b = gpu.stream.launch_builder(gpu.func("col2im_f32"));
+    b.arg(&t).arg(&kg).arg(&dcol).arg(&mut dx);
+    unsafe { b.launch(grid(total)) }.map_err(err("col2im"))?;
+    Ok(storage(&gpu, dx))
+}
+
+/// The weight gradient `[f, kh, kw, c]`: `dW = dout^T @ col`.
+pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(x)?;
+    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+    let mut dw = gpu.alloc::<f32>(f * k)?;
+    let sd = dout.storage();
+    let dt = Mat { data: slice(&sd).slice(dout.layout().offset..), rs: 1, cs: f, batch_stride: 0 };
+    if is_pointwise(g) {
+        let sx = x.storage();
+        let col = Mat { data: slice(&sx).slice(x.layout().offset..), rs: k, cs: 1, batch_stride: 0 };
+        gemm(&gpu, (1, f, m, k), &dt, &col, &mut dw)?;
+    } else {
+        let cols = im2col(&gpu, x, g)?;
+        let col = Mat { data: cols.slice(..), rs: k, cs: 1, batch_stride: 0 };
+        gemm(&gpu, (1, f, m, k), &dt, &col, &mut dw)?;
+    }
+    Ok(storage(&gpu, dw))
+}
+
+/// Launches one of the pooling kernels over `total` elements.
+fn pool_launch(
+    gpu: &Gpu,
+    name: &'static str,
+    total: usize,
+    g: &Conv2dGeom,
+    input: &Tensor,
+    idx: Option<&CudaSlice<u32>>,
+    out: &mut CudaSlice<f32>,
+    out_idx: Option<&mut CudaSlice<u32>>,
+) -> Result<()> {
+    let s = input.storage();
+    let src = slice(&s).slice(input.layout().offset..);
+    let (t, kg) = (total as i64, kgeom(g));
+    let mut b = gpu.stream.launch_builder(gpu.func(name));
+    b.arg(&t).arg(&kg).arg(&src);
+    if let Some(i) = idx {
+        b.arg(i);
+    }
+    b.arg(out);
+    if let Some(i) = out_idx {
+        b.arg(i);
+    }
+    unsafe { b.launch(grid(total)) }.map_err(err(name))?;
+    Ok(())
+}
+
+/// Max pooling of a contiguous NHWC input: the `[n, oh, ow, c]` output and the winning input index of each.
+pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Storage, CudaSlice<u32>)> {
+    let gpu = gpu_of(x)?;
+    let total = g.n * g.oh() * g.ow() * g.c;
+    let mut out = gpu.alloc::<f32>(total)?;
+    let mut idx = gpu.alloc::<u32>(total)?;
+    pool_launch(&gpu, "max_pool_f32", total, g, x, None, &mut out, Some(&mut idx))?;
+    Ok((storage(&gpu, out), idx))
+}
+
+pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &CudaSlice<u32>, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(dout)?;
+    let total = g.n * g.h * g.w * g.c;
+    let mut dx = gpu.alloc::<f32>(total)?;
+    pool_launch(&gpu, "max_pool_backward_f32", total, g, dout, Some(idx), &mut dx, None)?;
+    Ok(storage(&gpu, dx))
+}
+
+pub(crate) fn avg_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(x)?;
+    let total = g.n * g.oh() * g.ow() * g.c;
+    let mut out = gpu.alloc::<f32>(total)?;
+    pool_launch(&gpu, "avg_pool_f32", total, g, x, None, &mut out, None)?;
+    Ok(storage(&gpu, out))
+}
+
+pub(crate) fn avg_pool2d_backward(dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(dout)?;
+    let total = g.n * g.h * g.w * g.c;
+    let mut dx = gpu.alloc::<f32>(total)?;
+    pool_launch(&gpu, "avg_pool_backward_f32", total, g, dout, None, &mut dx, None)?;
+    Ok(storage(&gpu, dx))
+}

@@ -1,0 +1,80 @@
+// Training-mode batchnorm over data arranged [outer, c, inner]: statistics, the affine map and the backward pass.
+// Per-channel sums run one block per channel, accumulating in double like the CPU kernels.
+
+__device__ double block_sum(double v, double* buf) {
+    buf[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = buf[0];
+    __syncthreads();
+    return r;
+}
+
+// The offset of the j-th element of channel ch.
+__device__ __forceinline__ long long channel_at(long long j, int c, long long inner, int ch) {
+    return ((j / inner) * c + ch) * inner + j % inner;
+}
+
+// mean[ch] and biased var[ch]; launched with 256 threads and one block per channel.
+extern "C" __global__ void bn_stats_f32(const float* x, float* mean, float* var, long long outer, int c, long long inner) {
+    __shared__ double buf[256];
+    int ch = blockIdx.x;
+    long long cnt = outer * inner;
+    double s = 0.0;
+    for (long long j = threadIdx.x; j < cnt; j += blockDim.x) s += x[channel_at(j, c, inner, ch)];
+    double m = block_sum(s, buf) / (double)(cnt > 0 ? cnt : 1);
+    double q = 0.0;
+    for (long long j = threadIdx.x; j < cnt; j += blockDim.x) {
+        double d = x[channel_at(j, c, inner, ch)] - m;
+        q += d * d;
+    }
+    double v = block_sum(q, buf) / (double)(cnt > 0 ? cnt : 1);
+    if (threadIdx.x == 0) {
+        mean[ch] = (float)m;
+        var[ch] = (float)v;
+    }
+}
+
+extern "C" __global__ void bn_affine_f32(long long total, const float* x, float* y, const float* scale,
+                                         const float* shift, int c, long long inner) {
+    GRID_STRIDE_LOOP(i, total) {
+        int ch = (int)((i / inner) % c);
+        y[i] = x[i] * scale[ch] + shift[ch];
+    }
+}
+
+// db[ch] = sum dy, dw[ch] = sum dy * xhat; one block per channel.
+extern "C" __global__ void bn_backward_sums_f32(const float* dy, const float* x, const float* mean, const float* invstd,
+                                                float* dw, float* db, long long outer, int c, long long inner) {
+    __shared__ double buf[256];
+    int ch = blockIdx.x;
+    long long cnt = outer * inner;
+    float m = mean[ch], is = invstd[ch];
+    double sg = 0.0, sgx = 0.0;
+    for (long long j = threadIdx.x; j < cnt; j += blockDim.x) {
+        long long at = channel_at(j, c, inner, ch);
+        float g = dy[at];
+        sg += g;
+        sgx += g * (x[at] - m) * is;
+    }
+    double tg = block_sum(sg, buf);
+    double tgx = block_sum(sgx, buf);
+    if (threadIdx.x == 0) {
+        db[ch] = (float)tg;
+        dw[ch] = (float)tgx;
+    }
+}
+
+extern "C" __global__ void bn_backward_dx_f32(long long total, const float* dy, const float* x, const float* mean,
+                                              const float* invstd, const float* w, const float* dw, const float* db,
+                                              float* dx, int c, long long inner, float n) {
+    GRID_STRIDE_LOOP(i, total) {
+        int ch = (int)((i / inner) % c);
+        float is = invstd[ch];
+        float xhat = (x[i] - mean[ch]) * is;
+        dx[i] = w[ch] * is * (dy[i] - db[ch] / n - xhat * dw[ch] / n);
+    }
+}

@@ -1,0 +1,409 @@
+//! The CUDA backend: per GPU one context, one stream and one cuBLAS handle, with kernels compiled once by NVRTC.
+//!
+//! Everything runs in order on one stream per device, so kernels never need events between them; the host
+//! only waits when it reads data back. Allocations go through CUDA's stream-ordered pool, kept warm between
+//! steps, and uploads go through pinned staging buffers so that they do not stall the stream.
+
+mod batchnorm;
+mod blas;
+mod conv;
+mod elementwise;
+mod index;
+mod strided;
+
+#[cfg(test)]
+mod emulate;
+
+pub(crate) use batchnorm::{batch_norm_affine, batch_norm_backward, batch_norm_stats};
+pub(crate) use blas::matmul3;
+pub(crate) use conv::{
+    avg_pool2d, avg_pool2d_backward, conv2d, conv2d_backward_input, conv2d_backward_weight, max_pool2d,
+    max_pool2d_backward,
+};
+pub(crate) use elementwise::{Update, binary, contiguous, reduce, unary, update};
+pub(crate) use index::{index_add, index_select};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PinnedHostSlice};
+
+use crate::layout::Layout;
+use crate::{Device, Result, Storage, Tensor, TensorError};
+
+/// The kernel sources, embedded at build time; `common.cuh` is prepended to them.
+const COMMON: &str = include_str!("kernels/common.cuh");
+const SOURCES: [&str; 6] = [
+    include_str!("kernels/elementwise.cu"),
+    include_str!("kernels/reduce.cu"),
+    include_str!("kernels/conv.cu"),
+    include_str!("kernels/pool.cu"),
+    include_str!("kernels/batchnorm.cu"),
+    include_str!("kernels/index.cu"),
+];
+
+/// Every kernel the backend launches.
+const KERNELS: [&str; 16] = [
+    "unary_f32",
+    "binary_f32",
+    "update_f32",
+    "reduce_f32",
+    "im2col_f32",
+    "col2im_f32",
+    "bias_relu_f32",
+    "max_pool_f32",
+    "max_pool_backward_f32",
+    "avg_pool_f32",
+    "avg_pool_backward_f32",
+    "bn_stats_f32",
+    "bn_affine_f32",
+    "bn_backward_sums_f32",
+    "bn_backward_dx_f32",
+    "index_f32",
+];
+
+/// GPU memory behind a tensor: a device buffer and the ordinal of its GPU.
+#[derive(Debug)]
+pub struct CudaStorage {
+    pub(crate) slice: CudaSlice<f32>,
+    pub(crate) ordinal: usize,
+}
+
+impl CudaStorage {
+    pub(crate) fn device(&self) -> Device {
+        Device::Cuda(self.ordinal)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slice.len()
+    }
+}
+
+/// Whether cuBLAS may use TF32 tensor cores for f32 matmuls and convolutions (PyTorch's `allow_tf32`).
+static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
+
+/// Lets matmuls and convolutions on the GPU round their inputs to TF32 (faster, about 3 decimal digits), like
+/// PyTorch's `torch.backends.cuda.matmul.allow_tf32`. Off by default.
+pub fn set_allow_tf32(allow: bool) {
+    ALLOW_TF32.store(allow, Ordering::Relaxed);
+}
+
+/// Whether TF32 is allowed (see [`set_allow_tf32`]).
+pub fn allow_tf32() -> bool {
+    ALLOW_TF32.load(Ordering::Relaxed)
+}
+
+/// One GPU, ready to run kernels.
+pub(crate) struct Gpu {
+    pub(crate) ordinal: usize,
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    /// The cuBLAS handle and whether it is set to TF32 math now.
+    pub(crate) blas: Mutex<(CudaBlas, bool)>,
+    functions: HashMap<&'static str, CudaFunction>,
+    staging_f32: Mutex<Staging<f32>>,
+    staging_u32: Mutex<Staging<u32>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu(cuda:{})", self.ordinal)
+    }
+}
+
+/// The error for a failed CUDA call in `op`.
+pub(crate) fn err(op: &'static str) -> impl Fn(cudarc::driver::DriverError) -> TensorError {
+    move |e| TensorError::Cuda { op, msg: e.to_string() }
+}
+
+fn unavailable(ordinal: usize, reason: impl Into<String>) -> TensorError {
+    TensorError::DeviceUnavailable { device: Device::Cuda(ordinal), reason: reason.into() }
+}
+
+/// The kernel sources as NVRTC compiles them: the common header, then each file.
+pub fn kernel_source() -> String {
+    let mut src = String::from(COMMON);
+    for s in SOURCES {
+        src.push('\n');
+        src.push_str(s);
+    }
+    src
+}
+
+/// Compiles the kernels with NVRTC for `arch` (for example `compute_90`), or NVRTC's default architecture.
+/// Needs only the NVRTC library, no GPU: the tests use it to check the kernels wherever NVRTC is installed.
+pub fn compile_kernels(arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx> {
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(unavailable(0, "the NVRTC library (libnvrtc) was not found"));
+    }
+    let opts = cudarc::nvrtc::CompileOptions { arch, name: Some("tiny_kernels.cu".into()), ..Default::default() };
+    cudarc::nvrtc::compile_ptx_with_opts(kernel_source(), opts)
+        .map_err(|e| TensorError::Cuda { op: "compile_kernels", msg: format!("{e:?}") })
+}
+
+/// The NVRTC architecture name for a compute capability, where NVRTC knows it.
+fn arch_for(major: i32, minor: i32) -> Option<&'static str> {
+    Some(match (major, minor) {
+        (7, 0) => "compute_70",
+        (7, 5) => "compute_75",
+        (8, 0) => "compute_80",
+        (8, 6) => "compute_86",
+        (8, 9) => "compute_89",
+        (9, 0) => "compute_90",
+        (10, 0) => "compute_100",
+        (12, 0) => "compute_120",
+        _ => return None,
+    })
+}
+
+impl Gpu {
+    fn open(ordinal: usize) -> Result<Gpu> {
+        // cudarc panics when a library is missing, so look for each one first.
+        let missing = [
+            ("the CUDA driver (libcuda)", unsafe { cudarc::driver::sys::is_culib_present() }),
+            ("NVRTC (libnvrtc)", unsafe { cudarc::nvrtc::sys::is_culib_present() }),
+            ("cuBLAS (libcublas)", unsafe { cudarc::cublas::sys::is_culib_present() }),
+        ];
+        if let Some((lib, _)) = missing.iter().find(|(_, present)| !present) {
+            return Err(unavailable(ordinal, format!("{lib} was not found on this machine")));
+        }
+        let count = CudaContext::device_count().map_err(|e| unavailable(ordinal, e.to_string()))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(unavailable(ordinal, format!("this machine has {count} CUDA device(s)")));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| unavailable(ordinal, e.to_string()))?;
+        // One stream does all the work, so cudarc's per-buffer events would only cost time.
+        unsafe { ctx.disable_event_tracking() };
+        keep_pool_warm(&ctx)?;
+        let stream = ctx.default_stream();
+        let (major, minor) = ctx.compute_capability().map_err(err("compute_capability"))?;
+        let ptx = compile_kernels(arch_for(major, minor))?;
+        let module = ctx.load_module(ptx).map_err(err("load_module"))?;
+        let mut functions = HashMap::new();
+        for name in KERNELS {
+            functions.insert(name, module.load_function(name).map_err(err("load_function"))?);
+        }
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| TensorError::Cuda { op: "cublas", msg: e.to_string() })?;
+        Ok(Gpu {
+            ordinal,
+            ctx,
+            stream,
+            blas: Mutex::new((blas, false)),
+            functions,
+            staging_f32: Mutex::new(Staging::default()),
+            staging_u32: Mutex::new(Staging::default()),
+        })
+    }
+
+    /// A compiled kernel by name.
+    pub(crate) fn func(&self, name: &'static str) -> &CudaFunction {
+        &self.functions[name]
+    }
+
+    /// An uninitialised device buffer of `len` floats (every kernel that gets one writes all of it).
+    pub(crate) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
+        unsafe { self.stream.alloc::<T>(len.max(1)) }.map_err(err("alloc"))
+    }
+
+    /// A zero-filled device buffer of `len` floats.
+    pub(crate) fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
+        self.stream.alloc_zeros::<f32>(len.max(1)).map_err(err("alloc_zeros"))
+    }
+
+    /// Copies host floats to a new device buffer through a pinned staging buffer, without waiting for the stream.
+    pub(crate) fn upload(&self, data: &[f32]) -> Result<CudaSlice<f32>> {
+        let mut dst = self.alloc::<f32>(data.len())?;
+        if !data.is_empty() {
+            let mut staging = self.staging_f32.lock().unwrap_or_else(|e| e.into_inner());
+            let buf = staging.take(&self.ctx, data)?;
+            self.stream.memcpy_htod(buf, &mut dst).map_err(err("upload"))?;
+        }
+        Ok(dst)
+    }
+
+    /// Copies host indices to a new device buffer, like [`Gpu::upload`].
+    pub(crate) fn upload_u32(&self, data: &[u32]) -> Result<CudaSlice<u32>> {
+        let mut dst = self.alloc::<u32>(data.len())?;
+        if !data.is_empty() {
+            let mut staging = self.staging_u32.lock().unwrap_or_else(|e| e.into_inner());
+            let buf = staging.take(&self.ctx, data)?;
+            self.stream.memcpy_htod(buf, &mut dst).map_err(err("upload"))?;
+        }
+        Ok(dst)
+    }
+
+    /// Reads `len` floats from `offset` of a device buffer (waits for the stream).
+    pub(crate) fn download(&self, slice: &CudaSlice<f32>, offset: usize, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.stream.clone_dtoh(&slice.slice(offset..offset + len)).map_err(err("download"))
+    }
+}
+
+/// Tells CUDA's stream-ordered pool to keep freed memory for reuse instead of returning it to the driver at
+/// each synchronisation, so that memory stays flat and allocations stay cheap from step to step.
+fn keep_pool_warm(ctx: &Arc<CudaContext>) -> Result<()> {
+    use cudarc::driver::sys;
+    if !ctx.has_async_alloc() {
+        return Ok(());
+    }
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold: u64 = u64::MAX;
+    unsafe {
+        let r = sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device());
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return Err(TensorError::Cuda { op: "cuDeviceGetDefaultMemPool", msg: format!("{r:?}") });
+        }
+        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+        let r = sys::cuMemPoolSetAttribute(pool, attr, &mut threshold as *mut u64 as *mut std::ffi::c_void);
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return Err(TensorError::Cuda { op: "cuMemPoolSetAttribute", msg: format!("{r:?}") });
+        }
+    }
+    Ok(())
+}
+
+/// Pinned host buffers for uploads, a few per size. cudarc records an event when a copy reads one and waits
+/// for it before the host writes the buffer again, so a buffer is reused only once its copy has finished.
+struct Staging<T> {
+    by_len: HashMap<usize, (Vec<PinnedHostSlice<T>>, usize)>,
+    bytes: usize,
+}
+
+impl<T> Default for Staging<T> {
+    fn default() -> Self {
+        Staging { by_len: HashMap::new(), bytes: 0 }
+    }
+}
+
+/// Buffers kept per size, and the most pinned memory kept in all.
+const STAGING_RING: usize = 3;
+const STAGING_MAX_BYTES: usize = 512 << 20;
+
+impl<T: DeviceRepr + Copy + cudarc::driver::ValidAsZeroBits> Staging<T> {
+    /// A pinned buffer of exactly `data.len()` elements holding `data`.
+    fn take(&mut self, ctx: &Arc<CudaContext>, data: &[T]) -> Result<&PinnedHostSlice<T>> {
+        let bytes = std::mem::size_of_val(data);
+        if !self.by_len.contains_key(&data.len()) && self.bytes + bytes * STAGING_RING > STAGING_MAX_BYTES {
+            self.by_len.clear();
+            self.bytes = 0;
+        }
+        let (ring, next) = self.by_len.entry(data.len()).or_insert_with(|| (Vec::new(), 0));
+        if ring.len() < STAGING_RING {
+            ring.push(unsafe { ctx.alloc_pinned::<T>(data.len()) }.map_err(err("alloc_pinned"))?);
+            self.bytes += bytes;
+        }
+        let i = *next % ring.len();
+        *next = next.wrapping_add(1);
+        ring[i].as_mut_slice().map_err(err("staging"))?.copy_from_slice(data);
+        Ok(&ring[i])
+    }
+}
+
+/// The opened GPUs by ordinal; each is opened on first use and kept for the process.
+fn gpus() -> &'static Mutex<HashMap<usize, Arc<Gpu>>> {
+    static GPUS: OnceLock<Mutex<HashMap<usize, Arc<Gpu>>>> = OnceLock::new();
+    GPUS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The GPU with this ordinal, opened (and its kernels compiled) on first use.
+pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
+    let mut map = gpus().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(g) = map.get(&ordinal) {
+        return Ok(g.clone());
+    }
+    let g = Arc::new(Gpu::open(ordinal)?);
+    map.insert(ordinal, g.clone());
+    Ok(g)
+}
+
+/// Whether a CUDA GPU with this ordinal can be used here (its libraries load and the device exists).
+pub fn is_available(ordinal: usize) -> bool {
+    gpu(ordinal).is_ok()
+}
+
+/// Waits until every kernel queued on the GPU has finished (for timing).
+pub fn synchronize(ordinal: usize) -> Result<()> {
+    gpu(ordinal)?.stream.synchronize().map_err(err("synchronize"))
+}
+
+/// The GPU a tensor lives on.
+pub(crate) fn gpu_of(x: &Tensor) -> Result<Arc<Gpu>> {
+    match x.device() {
+        Device::Cuda(i) => gpu(i),
+        d => Err(TensorError::InvalidArgument { op: "cuda", msg: format!("expected a CUDA tensor, got one on {d}") }),
+    }
+}
+
+/// The device buffer behind a CUDA storage (an internal invariant: the caller checked the device).
+pub(crate) fn slice(s: &Storage) -> &CudaSlice<f32> {
+    match s {
+        Storage::Cuda(c) => &c.slice,
+        Storage::Cpu(_) => unreachable!("a CUDA kernel was given a host storage"),
+    }
+}
+
+pub(crate) fn slice_mut(s: &mut Storage) -> &mut CudaSlice<f32> {
+    match s {
+        Storage::Cuda(c) => &mut c.slice,
+        Storage::Cpu(_) => unreachable!("a CUDA kernel was given a host storage"),
+    }
+}
+
+/// Wraps a device buffer as a tensor with `layout`.
+pub(crate) fn wrap(gpu: &Gpu, slice: CudaSlice<f32>, layout: Layout) -> Tensor {
+    Tensor::from_storage(Storage::Cuda(CudaStorage { slice, ordinal: gpu.ordinal }), layout)
+}
+
+/// A launch over `n` elements with a grid-stride loop: 256 threads a block, enough blocks to fill the GPU.
+pub(crate) fn grid(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(256).clamp(1, 65_535 * 4) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Copies a host tensor to the GPU (contiguous) or a GPU tensor to the host.
+pub(crate) fn to_device(x: &Tensor, device: Device) -> Result<Tensor> {
+    match (x.device(), device) {
+        (Device::Cpu, Device::Cuda(i)) => {
+            let g = gpu(i)?;
+            let l = x.layout();
+            let slice = if l.is_contiguous() {
+                // Straight from the tensor's memory into the pinned staging buffer: one host copy.
+                match &*x.storage() {
+                    Storage::Cpu(v) => g.upload(&v[l.offset..l.offset + l.numel()])?,
+                    Storage::Cuda(_) => unreachable!("the device was checked above"),
+                }
+            } else {
+                g.upload(&crate::backend::to_vec(x)?)?
+            };
+            Ok(wrap(&g, slice, Layout::contiguous(x.shape())))
+        }
+        (Device::Cuda(_), Device::Cpu) => {
+            let data = crate::backend::to_vec(x)?;
+            Tensor::from_vec(data, x.shape())
+        }
+        (Device::Cuda(_), Device::Cuda(j)) => {
+            let data = crate::backend::to_vec(x)?;
+            let g = gpu(j)?;
+            let slice = g.upload(&data)?;
+            Ok(wrap(&g, slice, Layout::contiguous(x.shape())))
+        }
+        (Device::Cpu, Device::Cpu) => Ok(x.clone()),
+    }
+}
+
+/// The data of a CUDA tensor in row-major order.
+pub(crate) fn to_vec(x: &Tensor) -> Result<Vec<f32>> {
+    let g = gpu_of(x)?;
+    let l = x.layout();
+    if l.is_contiguous() {
+        let s = x.storage();
+        return g.download(slice(&s), l.offset, l.numel());
+    }
+    let c = elementwise::contiguous(x)?;
+    let s = c.storage();
+    g.download(slice(&s), 0, l.numel())
+}

@@ -1,0 +1,222 @@
+//! Device parity: every op, forward and backward, on the CPU and on a CUDA GPU, on strided inputs.
+//!
+//! Built only with `--features cuda`. Without a GPU each test prints that it was skipped and passes, so CI
+//! (which has none) stays green; the kernel-compilation test runs wherever the NVRTC library is found.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::rng;
+use tiny_tensor::{Device, Result, Tensor, cuda};
+
+/// The first GPU, or `None` after printing why the test is skipped.
+fn gpu(test: &str) -> Option<Device> {
+    if cuda::is_available(0) {
+        Some(Device::Cuda(0))
+    } else {
+        eprintln!("{test}: skipped, no usable CUDA GPU on this machine");
+        None
+    }
+}
+
+/// Leaves on `device` holding the same values as `inputs`.
+fn leaves(inputs: &[Tensor], device: Device) -> Vec<Tensor> {
+    inputs.iter().map(|t| t.detach().to_device(device).unwrap().detach().set_requires_grad(true)).collect()
+}
+
+/// `f`'s output and the gradients of `sum(f(x) * r)` for a fixed random `r`, read back to the host.
+fn run(inputs: &[Tensor], device: Device, f: &dyn Fn(&[Tensor]) -> Result<Tensor>) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let xs = leaves(inputs, device);
+    let out = f(&xs).unwrap();
+    assert_eq!(out.device(), device, "the op's output left the device");
+    let r = Tensor::uniform(out.shape(), -1.0, 1.0, &mut rng(99)).unwrap().to_device(device).unwrap();
+    out.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+    let grads = xs.iter().map(|x| x.grad().map(|g| g.to_vec()).unwrap_or_default()).collect();
+    (out.to_vec(), grads)
+}
+
+fn close(what: &str, cpu: &[f32], gpu: &[f32], rtol: f32) {
+    assert_eq!(cpu.len(), gpu.len(), "{what}: lengths differ");
+    for (i, (a, b)) in cpu.iter().zip(gpu).enumerate() {
+        let tol = rtol * (1.0 + a.abs());
+        assert!((a - b).abs() <= tol || (a.is_nan() && b.is_nan()), "{what}[{i}]: cpu {a} vs cuda {b}");
+    }
+}
+
+/// Runs `f` on both devices and compares the outputs and every input's gradient.
+fn parity(name: &str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    let Some(device) = gpu(name) else { return };
+    let (out_c, grads_c) = run(&inputs, Device::Cpu, &f);
+    let (out_g, grads_g) = run(&inputs, device, &f);
+    close(&format!("{name} forward"), &out_c, &out_g, 1e-4);
+    for (i, (a, b)) in grads_c.iter().zip(&grads_g).enumerate() {
+        close(&format!("{name} grad {i}"), a, b, 1e-4);
+    }
+}
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, &mut rng(seed))
+}
+
+/// A non-contiguous view: `shape` produced by permuting a tensor of the permuted shape.
+fn strided(shape: &[usize], seed: u64) -> Tensor {
+    let rev: Vec<usize> = shape.iter().rev().copied().collect();
+    let perm: Vec<usize> = (0..shape.len()).rev().collect();
+    randn(&rev, seed).permute(&perm).unwrap()
+}
+
+#[test]
+fn kernels_compile_with_nvrtc() {
+    match cuda::compile_kernels(Some("compute_90")) {
+        Ok(_) => {}
+        Err(tiny_tensor::TensorError::DeviceUnavailable { reason, .. }) => {
+            eprintln!("kernels_compile_with_nvrtc: skipped, {reason}");
+        }
+        Err(e) => panic!("the CUDA kernels do not compile: {e}"),
+    }
+}
+
+#[test]
+fn no_gpu_is_an_error_not_a_panic() {
+    if cuda::is_available(0) {
+        // With a GPU, an ordinal past the last one is the error instead.
+        let err = Tensor::zeros(&[2]).to_device(Device::Cuda(4096)).unwrap_err();
+        assert!(err.to_string().contains("cuda:4096"), "{err}");
+    } else {
+        let err = Tensor::zeros(&[2]).to_device(Device::Cuda(0)).unwrap_err();
+        assert!(err.to_string().contains("cuda:0"), "{err}");
+    }
+}
+
+#[test]
+fn round_trip_keeps_values() {
+    let Some(device) = gpu("round_trip_keeps_values") else { return };
+    let x = strided(&[3, 4, 5], 1);
+    let back = x.to_device(device).unwrap().to_device(Device::Cpu).unwrap();
+    assert_eq!(back.to_vec(), x.to_vec());
+}
+
+#[test]
+fn elementwise_with_broadcasting() {
+    let (a, b) = (strided(&[4, 3, 5], 1), randn(&[3, 1], 2));
+    parity("add", vec![a.clone(), b.clone()], |x| x[0].add(&x[1]));
+    parity("sub", vec![a.clone(), b.clone()], |x| x[0].sub(&x[1]));
+    parity("mul", vec![a.clone(), b.clone()], |x| x[0].mul(&x[1]));
+    let pos = randn(&[3, 1], 3).mul(&randn(&[3, 1], 3)).unwrap().add_scalar(0.5).unwrap();
+    parity("div", vec![a.clone(), pos.clone()], |x| x[0].div(&x[1]));
+    parity("affine", vec![a.clone()], |x| x[0].affine(2.5, -1.0));
+}
+
+#[test]
+fn unary_ops() {
+    let a = strided(&[4, 3, 5], 4);
+    let pos = a.mul(&a).unwrap().add_scalar(0.1).unwrap();
+    parity("neg", vec![a.clone()], |x| x[0].neg());
+    parity("exp", vec![a.clone()], |x| x[0].exp());
+    parity("relu", vec![a.clone()], |x| x[0].relu());
+    parity("log", vec![pos.clone()], |x| x[0].log());
+    parity("sqrt", vec![pos.clone()], |x| x[0].sqrt());
+    parity("powf", vec![pos.clone()], |x| x[0].powf(1.7));
+    parity("square", vec![a.clone()], |x| x[0].powf(2.0));
+}
+
+#[test]
+fn reductions() {
+    let a = strided(&[6, 5, 7], 5);
+    parity("sum keepdim", vec![a.clone()], |x| x[0].sum(&[1], true));
+    parity("sum two dims", vec![a.clone()], |x| x[0].sum(&[0, 2], false));
+    parity("sum all", vec![a.clone()], |x| x[0].sum_all());
+    parity("mean", vec![a.clone()], |x| x[0].mean(&[-1], false));
+    parity("max", vec![a.clone()], |x| x[0].max(&[1], true));
+    parity("logsumexp", vec![a.clone()], |x| x[0].logsumexp(&[-1], true));
+    let big = randn(&[3, 70_000], 6);
+    parity("long sum", vec![big], |x| x[0].sum(&[1], false));
+}
+
+#[test]
+fn matmul_2d_batched_and_transposed() {
+    parity("matmul", vec![randn(&[7, 5], 7), randn(&[5, 9], 8)], |x| x[0].matmul(&x[1]));
+    parity("matmul transposed", vec![randn(&[5, 7], 9), randn(&[9, 5], 10)], |x| x[0].t()?.matmul(&x[1].t()?));
+    parity("batched", vec![randn(&[3, 4, 6], 11), randn(&[3, 6, 2], 12)], |x| x[0].matmul(&x[1]));
+    parity("broadcast batch", vec![randn(&[3, 4, 6], 13), randn(&[6, 2], 14)], |x| x[0].matmul(&x[1]));
+    parity("strided batch", vec![strided(&[2, 4, 6], 15), randn(&[2, 6, 3], 16)], |x| x[0].matmul(&x[1]));
+}
+
+#[test]
+fn convolutions() {
+    let x = randn(&[2, 3, 9, 9], 20);
+    let w = randn(&[8, 3, 3, 3], 21).mul_scalar(0.3).unwrap();
+    let b = randn(&[8], 22);
+    parity("conv 3x3 s2 p1", vec![x.clone(), w.clone(), b.clone()], |t| t[0].conv2d(&t[1], Some(&t[2]), 2, 1));
+    parity("conv relu", vec![x.clone(), w.clone(), b.clone()], |t| t[0].conv2d_relu(&t[1], Some(&t[2]), 1, 1));
+    let w1 = randn(&[5, 3, 1, 1], 23);
+    parity("conv 1x1", vec![x.clone(), w1.clone()], |t| t[0].conv2d(&t[1], None, 1, 0));
+    parity("conv 1x1 s2", vec![x.clone(), w1], |t| t[0].conv2d(&t[1], None, 2, 0));
+    let w7 = randn(&[4, 3, 7, 7], 24).mul_scalar(0.1).unwrap();
+    parity("conv 7x7 s2 p3", vec![randn(&[2, 3, 16, 16], 25), w7], |t| t[0].conv2d(&t[1], None, 2, 3));
+    // A channels-last input, as the layers after the first one see.
+    let xc = randn(&[2, 8, 5, 5], 26).to_channels_last().unwrap();
+    let w2 = randn(&[6, 8, 3, 3], 27).mul_scalar(0.2).unwrap();
+    parity("conv channels-last", vec![xc, w2], |t| t[0].conv2d(&t[1], None, 1, 1));
+}
+
+#[test]
+fn pooling() {
+    let x = randn(&[2, 3, 9, 9], 30);
+    parity("max_pool 3 s2 p1", vec![x.clone()], |t| t[0].max_pool2d(3, 2, 1));
+    parity("max_pool 2 s2", vec![x.clone()], |t| t[0].max_pool2d(2, 2, 0));
+    parity("avg_pool 3 s2 p1", vec![x.clone()], |t| t[0].avg_pool2d(3, 2, 1));
+    parity("avg_pool global", vec![x], |t| t[0].avg_pool2d(9, 9, 0));
+}
+
+#[test]
+fn batchnorm_both_memory_formats() {
+    let w = randn(&[4], 40);
+    let b = randn(&[4], 41);
+    let f = |t: &[Tensor]| t[0].batch_norm(&t[1], &t[2], 1e-5).map(|(y, _, _)| y);
+    parity("batch_norm nchw", vec![randn(&[3, 4, 5, 5], 42), w.clone(), b.clone()], f);
+    let cl = randn(&[3, 4, 5, 5], 43).to_channels_last().unwrap();
+    parity("batch_norm channels-last", vec![cl, w, b], f);
+}
+
+#[test]
+fn indexing_and_joins() {
+    let x = strided(&[6, 10], 50);
+    parity("pick", vec![x.clone()], |t| t[0].pick(&[3, 0, 9, 9, 1, 5]));
+    parity("index_select", vec![x.clone()], |t| t[0].index_select(1, &[2, 2, 7]));
+    parity("narrow", vec![x.clone()], |t| t[0].narrow(1, 2, 5));
+    parity("cat", vec![x.clone(), randn(&[6, 3], 51)], |t| Tensor::cat(&[&t[0], &t[1]], 1));
+    parity("stack", vec![x.clone(), randn(&[6, 10], 52)], |t| Tensor::stack(&[&t[0], &t[1]], 0));
+    parity("contiguous", vec![x], |t| t[0].contiguous());
+    let Some(device) = gpu("argmax") else { return };
+    let y = strided(&[6, 10], 53);
+    assert_eq!(y.argmax(1).unwrap(), y.to_device(device).unwrap().argmax(1).unwrap());
+}
+
+#[test]
+fn in_place_updates() {
+    let Some(device) = gpu("in_place_updates") else { return };
+    let (a, b) = (randn(&[4, 5], 60), strided(&[4, 5], 61));
+    let (ga, gb) = (a.to_device(device).unwrap(), b.to_device(device).unwrap());
+    a.add_scaled_(&b, -0.5).unwrap();
+    ga.add_scaled_(&gb, -0.5).unwrap();
+    a.scale_(3.0).unwrap();
+    ga.scale_(3.0).unwrap();
+    close("add_scaled_ then scale_", &a.to_vec(), &ga.to_vec(), 1e-6);
+    let row = randn(&[5], 62);
+    a.assign(&row).unwrap();
+    ga.assign(&row.to_device(device).unwrap()).unwrap();
+    close("assign broadcast", &a.to_vec(), &ga.to_vec(), 0.0);
+}
+
+#[test]
+fn tf32_stays_close() {
+    let Some(device) = gpu("tf32_stays_close") else { return };
+    let (a, b) = (randn(&[64, 256], 70), randn(&[256, 32], 71));
+    let exact = a.matmul(&b).unwrap().to_vec();
+    cuda::set_allow_tf32(true);
+    let fast = a.to_device(device).unwrap().matmul(&b.to_device(device).unwrap()).unwrap().to_vec();
+    cuda::set_allow_tf32(false);
+    // TF32 keeps 10 mantissa bits: about 1e-3 relative per product, over a sum of 256 terms.
+    close("tf32 matmul", &exact, &fast, 3e-2);
+}
