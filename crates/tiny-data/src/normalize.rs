@@ -121,15 +121,16 @@ impl Normalize {
     /// # Errors
     /// [`DataError::Tensor`] when `x` is not of shape `[n, h, w, 3]`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        if x.rank() == 4 && x.shape()[3] == 3 && !x.requires_grad() {
+        if x.rank() == 4 && x.shape()[3] == 3 && !x.requires_grad() && x.device() == tiny_tensor::Device::Cpu {
             // Input data needs no graph: one flat pass per pixel beats two broadcast ops whose
             // innermost runs are only three values long.
             let mut data = x.to_vec();
             self.apply_in_place(&mut data);
             return Ok(Tensor::from_vec(data, x.shape())?.permute(&[0, 3, 1, 2])?);
         }
-        let mean = Tensor::from_vec(self.mean.to_vec(), &[3])?;
-        let std = Tensor::from_vec(self.std.to_vec(), &[3])?;
+        // Elsewhere (a GPU batch, a graph), two broadcast ops on the tensor's own device.
+        let mean = Tensor::from_vec(self.mean.to_vec(), &[3])?.to_device(x.device())?;
+        let std = Tensor::from_vec(self.std.to_vec(), &[3])?.to_device(x.device())?;
         Ok(x.sub(&mean)?.div(&std)?.permute(&[0, 3, 1, 2])?)
     }
 

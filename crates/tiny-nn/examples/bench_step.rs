@@ -3,8 +3,10 @@
 //!
 //! `cargo run --release -p tiny-nn --example bench_step -- --model simple_cnn --bs 128 --size 64 --threads 1`
 //! runs a few warm-up steps, then times `--steps` steps (stopping early after `--max-secs`), and ends
-//! with one JSON line: model, bs, size, threads, median and best step time, img_per_s (median) and the
-//! process's peak resident memory.
+//! with one JSON line: model, bs, size, threads, device, tf32, median and best step time, img_per_s (median)
+//! and the process's peak resident memory. On a GPU (`--features cuda`, `--device cuda`, optionally `--tf32`)
+//! the steps are queued back to back and the host waits once at the end, as PyTorch's `bench_gpu.py` does;
+//! `ms_per_step` is then the mean.
 
 use std::time::Instant;
 
@@ -35,6 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (arg(&args, "--steps", 30usize), arg(&args, "--warmup", 3usize), arg(&args, "--max-secs", 120.0f64));
     let lr = arg(&args, "--lr", 0.01f32);
     let device: Device = arg(&args, "--device", "cpu".to_string()).parse()?;
+    let tf32 = args.iter().any(|a| a == "--tf32");
+    #[cfg(feature = "cuda")]
+    tiny_tensor::cuda::set_allow_tf32(tf32);
+    #[cfg(not(feature = "cuda"))]
+    if tf32 || device != Device::Cpu {
+        return Err("--tf32 and --device cuda need a build with `--features cuda`".into());
+    }
     tiny_tensor::set_num_threads(threads);
     tiny_nn::manual_seed(0);
     let model: Box<dyn Module> = match model_name.as_str() {
@@ -48,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = Tensor::randn(&[bs, 3, size, size], &mut rng).to_device(device)?;
     let y: Vec<u32> = (0..bs as u32).map(|i| i % 10).collect();
     let params = model.parameters();
-    let step = || -> Result<f32, Box<dyn std::error::Error>> {
+    let step = || -> Result<Tensor, Box<dyn std::error::Error>> {
         let loss = cross_entropy(&model.forward(&x)?, &y)?;
         loss.backward()?;
         let _guard = no_grad();
@@ -58,19 +67,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             p.zero_grad();
         }
-        Ok(loss.item()?)
+        Ok(loss)
     };
     for _ in 0..warmup {
-        step()?;
+        step()?.item()?;
     }
     let mut times = Vec::new();
     let start = Instant::now();
-    for _ in 0..steps {
-        let t = Instant::now();
-        step()?;
-        times.push(t.elapsed().as_secs_f64());
-        if start.elapsed().as_secs_f64() > max_secs {
-            break;
+    if let Device::Cuda(_) = device {
+        // Like the PyTorch reference: queue the steps, wait once at the end, report the mean.
+        let mut last = None;
+        for _ in 0..steps {
+            last = Some(step()?);
+        }
+        if let Some(loss) = last {
+            loss.item()?;
+        }
+        times = vec![start.elapsed().as_secs_f64() / steps.max(1) as f64];
+    } else {
+        for _ in 0..steps {
+            let t = Instant::now();
+            step()?.item()?;
+            times.push(t.elapsed().as_secs_f64());
+            if start.elapsed().as_secs_f64() > max_secs {
+                break;
+            }
         }
     }
     times.sort_by(f64::total_cmp);
@@ -84,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         times.len()
     );
     println!(
-        "{{\"model\":\"{model_name}\",\"bs\":{bs},\"size\":{size},\"threads\":{},\"device\":\"{device}\",\"steps\":{},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\"img_per_s\":{:.1},\"peak_rss_mib\":{:.0}}}",
+        "{{\"model\":\"{model_name}\",\"bs\":{bs},\"size\":{size},\"threads\":{},\"device\":\"{device}\",\"tf32\":{tf32},\"steps\":{},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\"img_per_s\":{:.1},\"peak_rss_mib\":{:.0}}}",
         tiny_tensor::num_threads(),
         times.len(),
         median * 1e3,
