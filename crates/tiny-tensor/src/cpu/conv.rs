@@ -127,11 +127,27 @@ fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
     let base = n0 * g.h * g.w * g.c;
     for_each_run(g, n0, n1, |d, s, len| {
         if let Some(s) = s {
-            for (a, &b) in dx[s - base..s - base + len].iter_mut().zip(&col[d..d + len]) {
-                *a += b;
-            }
+            add_run(dx, s - base, col, d, len);
         }
     });
+}
+
+/// Adds `len` floats of `src` onto `dst`; like `copy_run`, the short runs of low channel counts get
+/// fixed-size loops the compiler unrolls.
+#[inline(always)]
+fn add_run(dst: &mut [f32], d: usize, src: &[f32], s: usize, len: usize) {
+    #[inline(always)]
+    fn fixed<const N: usize>(dst: &mut [f32], d: usize, src: &[f32], s: usize) {
+        if let (Some(to), Some(from)) = (dst[d..].first_chunk_mut::<N>(), src[s..].first_chunk::<N>()) {
+            for i in 0..N {
+                to[i] += from[i];
+            }
+        }
+    }
+    match len {
+        3 => fixed::<3>(dst, d, src, s),
+        _ => dst[d..d + len].iter_mut().zip(&src[s..s + len]).for_each(|(a, &b)| *a += b),
+    }
 }
 
 /// Adds the bias and applies ReLU to a chunk of output rows while they are still in cache.
@@ -191,7 +207,9 @@ pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: b
 pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let p = plan(g);
     let img = g.h * g.w * g.c;
-    let mut dx = alloc::take_filled(g.n * img, 0.0);
+    // Each chunk is zeroed just before col2im adds into it, while it is in cache; the pointwise GEMM
+    // overwrites its chunk.
+    let mut dx = alloc::take(g.n * img);
     let dx_chunks: Vec<std::sync::Mutex<&mut [f32]>> =
         dx.chunks_mut(p.imgs_per_chunk * img).map(std::sync::Mutex::new).collect();
     let wm = Mat::rows(w, g.f, p.kkc);
@@ -206,6 +224,7 @@ pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> 
                 gemm(MatMut::rows(&mut guard, rows, p.kkc), false, d, wm, threads);
             } else {
                 gemm(MatMut::rows(&mut dcol[..rows * p.kkc], rows, p.kkc), false, d, wm, threads);
+                guard.fill(0.0);
                 col2im(&dcol[..rows * p.kkc], g, n0, n1, &mut guard);
             }
         }
