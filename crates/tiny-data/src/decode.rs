@@ -80,11 +80,8 @@ fn decode_ycbcr_jpeg(bytes: &[u8]) -> Option<RgbImage> {
     }
     let data = decoder.decode().ok()?;
     let (width, height) = decoder.dimensions()?;
-    (width > 0 && height > 0 && data.len() == width * height * 3).then(|| RgbImage {
-        width: width as u32,
-        height: height as u32,
-        data,
-    })
+    let ok = width > 0 && height > 0 && data.len() == width * height * 3;
+    ok.then_some(RgbImage { width: width as u32, height: height as u32, data })
 }
 
 /// Tells whether a JPEG's last bytes hold the end-of-image marker (trailing padding allowed).
