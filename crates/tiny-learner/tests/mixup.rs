@@ -1,14 +1,16 @@
 //! Mixup: mixed inputs are convex pairs, the loss is the matching mix, validation is untouched.
 
 use tiny_learner::{Callback, CbResult, InMemory, Learner, LearnerError, LearnerState, Loaders, Mixup};
-use tiny_nn::{Linear, cross_entropy};
+use tiny_nn::{Linear, cross_entropy, cross_entropy_items};
 use tiny_tensor::Tensor;
 
 /// Checks, after Mixup (order 0) has run, what it did to each batch.
 #[derive(Default)]
 struct Probe {
-    /// For each training batch: lam, and per row the partner row.
-    mixes: Vec<(f32, Vec<usize>)>,
+    /// For each training batch, per row: its weight lam (1 when unmixed) and its partner row.
+    mixes: Vec<(Vec<f32>, Vec<usize>)>,
+    /// Whether to expect one weight per batch (`Mixup::per_batch`).
+    per_batch: bool,
     valid_rows_untouched: bool,
     loss_checked: usize,
 }
@@ -28,7 +30,7 @@ impl Callback for Probe {
                 rows.iter().zip(&learn.batch.y).all(|(r, &y)| r[y as usize] == 1.0 && r.iter().sum::<f32>() == 1.0);
             return Ok(());
         }
-        self.mixes.push(read_mix(&rows, &learn.batch.y[..n]));
+        self.mixes.push(read_mix(&rows, &learn.batch.y[..n], self.per_batch));
         Ok(())
     }
 
@@ -39,40 +41,49 @@ impl Callback for Probe {
         let (lam, partners) = self.mixes.last().unwrap().clone();
         let y = &learn.batch.y;
         let y_perm: Vec<u32> = partners.iter().map(|&p| y[p]).collect();
-        let a = cross_entropy(&learn.preds, y)?.item()?;
-        let b = cross_entropy(&learn.preds, &y_perm)?.item()?;
-        let want = lam * a + (1.0 - lam) * b;
+        let want = if self.per_batch {
+            let l = lam.iter().copied().find(|&l| l < 1.0).unwrap_or(1.0);
+            l * cross_entropy(&learn.preds, y)?.item()? + (1.0 - l) * cross_entropy(&learn.preds, &y_perm)?.item()?
+        } else {
+            let (a, b) =
+                (cross_entropy_items(&learn.preds, y)?.to_vec(), cross_entropy_items(&learn.preds, &y_perm)?.to_vec());
+            lam.iter().zip(a.iter().zip(&b)).map(|(l, (a, b))| l * a + (1.0 - l) * b).sum::<f32>() / lam.len() as f32
+        };
         assert!((learn.loss.item()? - want).abs() < 1e-5, "loss {} != {want}", learn.loss.item()?);
         self.loss_checked += 1;
         Ok(())
     }
 }
 
-/// Reads lam and each row's partner (its position in the batch) back from a mixed batch of one-hot
+/// Reads each row's weight and partner (its position in the batch) back from a mixed batch of one-hot
 /// rows whose labels are their classes.
-fn read_mix(rows: &[&[f32]], y: &[u32]) -> (f32, Vec<usize>) {
-    let mut lam = None;
-    let mut partners = Vec::new();
+fn read_mix(rows: &[&[f32]], y: &[u32], per_batch: bool) -> (Vec<f32>, Vec<usize>) {
+    let (mut lams, mut partners) = (Vec::new(), Vec::new());
     for (r, &own) in rows.iter().zip(y) {
         assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5, "a convex combination");
         let own_w = r[own as usize];
         assert!(own_w >= 0.5 - 1e-6, "the original dominates");
-        if own_w < 1.0 - 1e-6 {
-            let l = *lam.get_or_insert(own_w);
-            assert!((own_w - l).abs() < 1e-5, "one lam per batch");
-        }
+        lams.push(own_w);
         let other = (0..8).find(|&c| c != own as usize && r[c] > 1e-6).unwrap_or(own as usize);
         partners.push(y.iter().position(|&l| l as usize == other).unwrap());
     }
-    (lam.unwrap_or(1.0), partners)
+    if per_batch {
+        let mixed: Vec<f32> = lams.iter().copied().filter(|&l| l < 1.0 - 1e-6).collect();
+        assert!(mixed.iter().all(|l| (l - mixed[0]).abs() < 1e-5), "one lam per batch: {mixed:?}");
+    }
+    (lams, partners)
 }
 
-/// Eight items, each the one-hot of its own class.
+/// Eight items, each the one-hot of its own class; fastai's per-item Mixup.
 fn learner(seed: u64, alpha: f32) -> Learner {
+    learner_with(seed, Mixup::new(alpha).unwrap(), false)
+}
+
+fn learner_with(seed: u64, mixup: Mixup, per_batch: bool) -> Learner {
     let x = Tensor::from_vec((0..64).map(|i| if i % 9 == 0 { 1.0 } else { 0.0 }).collect(), &[8, 8]).unwrap();
     let y: Vec<u32> = (0..8).collect();
     let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap().shuffle(3), InMemory::new(x, y, 8).unwrap());
-    let cbs: Vec<Box<dyn Callback>> = vec![Box::new(Mixup::new(alpha).unwrap()), Box::new(Probe::default())];
+    let cbs: Vec<Box<dyn Callback>> = vec![Box::new(mixup), Box::new(Probe { per_batch, ..Probe::default() })];
     Learner::new(Box::new(Linear::new(8, 8).unwrap()), dls, cross_entropy, 0.1, cbs).with_seed(seed)
 }
 
@@ -85,10 +96,22 @@ fn inputs_and_losses_are_mixed_in_training_only() {
     assert_eq!(probe.loss_checked, 6);
     assert!(probe.valid_rows_untouched);
     let lams = &learn.callback::<Mixup>().unwrap().lams;
+    assert_eq!(lams.len(), 6 * 8, "one weight per item");
     assert!(lams.iter().all(|&l| (0.5..=1.0).contains(&l)));
-    for ((lam, _), seen) in probe.mixes.iter().zip(lams) {
-        assert!((lam - seen).abs() < 1e-5 || *lam == 1.0);
-    }
+    // Each mixed row's weight is the one drawn for it (an unmixed row, paired with itself, reads as 1).
+    let seen = probe.mixes.iter().flat_map(|(l, _)| l);
+    assert!(seen.zip(lams).all(|(s, l)| (s - l).abs() < 1e-5 || (s - 1.0).abs() < 1e-6));
+    let distinct = lams.iter().filter(|&&l| (l - lams[0]).abs() > 1e-4).count();
+    assert!(distinct > 0, "weights differ between items");
+}
+
+#[test]
+fn per_batch_mixup_mixes_the_learners_loss() {
+    let mut learn = learner_with(2, Mixup::per_batch(0.4).unwrap(), true);
+    learn.fit(4).unwrap();
+    let probe = learn.callback::<Probe>().unwrap();
+    assert_eq!((probe.mixes.len(), probe.loss_checked), (4, 4));
+    assert_eq!(learn.callback::<Mixup>().unwrap().lams.len(), 4, "one weight per batch");
 }
 
 #[test]

@@ -5,36 +5,71 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand_distr::{Beta, Distribution};
 
+use tiny_tensor::Tensor;
+
 use crate::data::mix;
 use crate::{Callback, CbResult, LearnerError, LearnerState, Result};
+
+/// A loss with one value per item (no reduction), like `tiny_nn::cross_entropy_items`.
+pub type ItemLoss = Box<dyn Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor>>;
 
 /// A tag that keeps Mixup's random stream apart from others derived from the same seed.
 const STREAM: u64 = 0x004d_4958_5550;
 
-/// fastai's `MixUp(alpha)`, with one mixing weight per batch: before each training batch it draws
-/// `lam ~ Beta(alpha, alpha)`, keeps `lam = max(lam, 1 - lam)` so the original image dominates,
-/// shuffles the batch and trains on `x = lam * x + (1 - lam) * x[perm]`; after the loss it replaces
-/// the loss by `lam * loss(preds, y) + (1 - lam) * loss(preds, y[perm])`. Validation is unchanged.
-/// The random stream is seeded by the learner's `seed` and the epoch, so a resumed fit mixes the same
-/// pairs.
-#[derive(Debug)]
+/// fastai's `MixUp(alpha)`: before each training batch it draws, for every item `i`, a weight
+/// `lam_i ~ Beta(alpha, alpha)`, keeps `lam_i = max(lam_i, 1 - lam_i)` so the original image dominates,
+/// shuffles the batch and trains on `x_i = lam_i * x_i + (1 - lam_i) * x[perm_i]`; after the loss it
+/// replaces the loss by the mean over items of `lam_i * loss_i(y) + (1 - lam_i) * loss_i(y[perm])`, with
+/// per-item losses from `tiny_nn::cross_entropy_items` (change it with [`Mixup::with_item_loss`]), as
+/// fastai does by switching its loss to `reduction='none'`. [`Mixup::per_batch`] draws one weight per batch
+/// instead and mixes the learner's own (reduced) loss, for any loss function. Validation is unchanged. The
+/// random stream is seeded by the learner's `seed` and the epoch, so a resumed fit mixes the same pairs.
 pub struct Mixup {
     /// The Beta distribution's parameter: small values mix little, 1 mixes uniformly.
     pub alpha: f32,
     beta: Beta<f32>,
     rng: StdRng,
-    lam: f32,
+    /// The current batch's weights (one, or one per item) and its shuffled labels.
+    lam: Vec<f32>,
     y_perm: Option<Vec<u32>>,
-    /// The weight `lam` of every training batch so far.
+    /// `None` in per-batch mode; else the per-item loss.
+    item_loss: Option<ItemLoss>,
+    /// Every weight drawn so far: one per training item (one per batch with `per_batch`).
     pub lams: Vec<f32>,
 }
 
+impl std::fmt::Debug for Mixup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mixup").field("alpha", &self.alpha).field("per_item", &self.item_loss.is_some()).finish()
+    }
+}
+
 impl Mixup {
-    /// Mixup with parameter `alpha` (fastai's default is 0.4); `alpha` must be positive and finite.
+    /// fastai's Mixup with parameter `alpha` (fastai's default is 0.4), one weight per item and
+    /// cross-entropy per item; `alpha` must be positive and finite.
     pub fn new(alpha: f32) -> Result<Self> {
         let beta = Beta::new(alpha, alpha)
             .map_err(|e| LearnerError::InvalidArgument { what: "Mixup::new", msg: format!("alpha {alpha}: {e}") })?;
-        Ok(Mixup { alpha, beta, rng: StdRng::seed_from_u64(0), lam: 1.0, y_perm: None, lams: Vec::new() })
+        Ok(Mixup {
+            alpha,
+            beta,
+            rng: StdRng::seed_from_u64(0),
+            lam: Vec::new(),
+            y_perm: None,
+            item_loss: Some(Box::new(tiny_nn::cross_entropy_items)),
+            lams: Vec::new(),
+        })
+    }
+
+    /// Mixup with one weight per batch, mixing the learner's own loss (any loss function).
+    pub fn per_batch(alpha: f32) -> Result<Self> {
+        Ok(Mixup { item_loss: None, ..Mixup::new(alpha)? })
+    }
+
+    /// Uses `loss` (one value per item) for the per-item mix instead of cross-entropy.
+    pub fn with_item_loss(mut self, loss: impl Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor> + 'static) -> Self {
+        self.item_loss = Some(Box::new(loss));
+        self
     }
 }
 
@@ -49,23 +84,44 @@ impl Callback for Mixup {
         if !learn.training || learn.batch.is_empty() {
             return Ok(());
         }
-        let lam = self.beta.sample(&mut self.rng);
-        let lam = lam.max(1.0 - lam);
-        let mut perm: Vec<u32> = (0..learn.batch.len() as u32).collect();
+        let n = learn.batch.len();
+        let draws = if self.item_loss.is_some() { n } else { 1 };
+        self.lam = (0..draws)
+            .map(|_| {
+                let lam = self.beta.sample(&mut self.rng);
+                lam.max(1.0 - lam)
+            })
+            .collect();
+        let mut perm: Vec<u32> = (0..n as u32).collect();
         perm.shuffle(&mut self.rng);
         let x = &learn.batch.x;
-        let mixed = x.mul_scalar(lam)?.add(&x.index_select(0, &perm)?.mul_scalar(1.0 - lam)?)?;
-        learn.batch.x = mixed;
+        // lam as [n, 1, 1, ...] (or one value), broadcast over each item, on the batch's device.
+        let mut shape = vec![1; x.rank()];
+        shape[0] = draws;
+        let lam = Tensor::from_vec(self.lam.clone(), &shape)?.to_device(x.device())?;
+        let other = x.index_select(0, &perm)?;
+        learn.batch.x = other.add(&x.sub(&other)?.mul(&lam)?)?;
         self.y_perm = Some(perm.iter().map(|&i| learn.batch.y[i as usize]).collect());
-        self.lam = lam;
-        self.lams.push(lam);
+        self.lams.extend_from_slice(&self.lam);
         Ok(())
     }
 
     fn after_loss(&mut self, learn: &mut LearnerState) -> CbResult {
         let Some(y_perm) = &self.y_perm else { return Ok(()) };
-        let other = (learn.loss_func)(&learn.preds, y_perm)?;
-        learn.loss = learn.loss.mul_scalar(self.lam)?.add(&other.mul_scalar(1.0 - self.lam)?)?;
+        learn.loss = match &self.item_loss {
+            Some(item_loss) => {
+                let lam = Tensor::from_vec(self.lam.clone(), &[self.lam.len()])?.to_device(learn.preds.device())?;
+                let own = item_loss(&learn.preds, &learn.batch.y)?;
+                let mixed = item_loss(&learn.preds, y_perm)?;
+                // lerp(mixed, own, lam), averaged over the batch.
+                mixed.add(&own.sub(&mixed)?.mul(&lam)?)?.mean_all()?
+            }
+            None => {
+                let lam = self.lam[0];
+                let other = (learn.loss_func)(&learn.preds, y_perm)?;
+                learn.loss.mul_scalar(lam)?.add(&other.mul_scalar(1.0 - lam)?)?
+            }
+        };
         Ok(())
     }
 }
