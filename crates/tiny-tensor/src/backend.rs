@@ -322,7 +322,7 @@ pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) 
 pub(crate) enum PoolIndices {
     Cpu(Vec<u32>),
     #[cfg(feature = "cuda")]
-    Cuda(cudarc::driver::CudaSlice<u32>),
+    Cuda(crate::cuda::DeviceIndices),
 }
 
 /// Max pooling; returns the output (channels-last NCHW) and the winning input of each output element.

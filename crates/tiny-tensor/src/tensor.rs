@@ -301,7 +301,9 @@ impl Tensor {
         if device == self.device() {
             return Ok(());
         }
-        let moved = backend::to_device(&self.view_with(Layout::contiguous(&[self.storage().len()])), device)?;
+        // Read the length first: the guard must be gone before `to_device` locks the storage again.
+        let len = self.storage().len();
+        let moved = backend::to_device(&self.view_with(Layout::contiguous(&[len])), device)?;
         let storage = Arc::try_unwrap(moved.0).ok().map(|inner| inner.storage).and_then(|s| Arc::try_unwrap(s).ok());
         match storage {
             Some(lock) => {

@@ -17,7 +17,10 @@ fn to_storage(ordinal: usize, slice: CudaSlice<f32>) -> Storage {
 /// Per-channel mean and biased variance of contiguous `x`.
 pub(crate) fn batch_norm_stats(x: &Tensor, (outer, c, inner): (usize, usize, usize)) -> Result<(Storage, Storage)> {
     let g = gpu_of(x)?;
-    let (mut mean, mut var) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
+    let (mut mean, mut var) = (g.zeros(c)?, g.zeros(c)?);
+    if c == 0 {
+        return Ok((to_storage(g.ordinal, mean), to_storage(g.ordinal, var)));
+    }
     let s = x.storage();
     let src = slice(&s).slice(x.layout().offset..);
     let (o, ci, i) = (outer as i64, c as i32, inner as i64);
@@ -41,7 +44,8 @@ pub(crate) fn batch_norm_affine(
     let src = slice(&sx).slice(x.layout().offset..);
     let (t, ci, i) = (total as i64, c as i32, inner as i64);
     let mut b = g.stream.launch_builder(g.func("bn_affine_f32"));
-    b.arg(&t).arg(&src).arg(&mut y).arg(slice(&sc)).arg(slice(&sh)).arg(&ci).arg(&i);
+    let (scale, shift) = (slice(&sc).slice(scale.layout().offset..), slice(&sh).slice(shift.layout().offset..));
+    b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i);
     unsafe { b.launch(grid(total)) }.map_err(err("batch_norm affine"))?;
     Ok(to_storage(g.ordinal, y))
 }
@@ -57,18 +61,24 @@ pub(crate) fn batch_norm_backward(
 ) -> Result<(Storage, Storage, Storage)> {
     let g = gpu_of(x)?;
     let total = outer * c * inner;
-    let (mut dw, mut db) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
-    let mut dx = g.alloc::<f32>(total)?;
+    let (mut dw, mut db) = (g.zeros(c)?, g.zeros(c)?);
+    let mut dx = g.zeros(total)?;
+    if c == 0 {
+        return Ok((to_storage(g.ordinal, dx), to_storage(g.ordinal, dw), to_storage(g.ordinal, db)));
+    }
     let (sd, sx, sm, si, sw) = (dy.storage(), x.storage(), mean.storage(), invstd.storage(), w.storage());
     let dys = slice(&sd).slice(dy.layout().offset..);
     let xs = slice(&sx).slice(x.layout().offset..);
+    let means = slice(&sm).slice(mean.layout().offset..);
+    let invs = slice(&si).slice(invstd.layout().offset..);
+    let ws = slice(&sw).slice(w.layout().offset..);
     let (o, ci, i) = (outer as i64, c as i32, inner as i64);
     let mut b = g.stream.launch_builder(g.func("bn_backward_sums_f32"));
-    b.arg(&dys).arg(&xs).arg(slice(&sm)).arg(slice(&si)).arg(&mut dw).arg(&mut db).arg(&o).arg(&ci).arg(&i);
+    b.arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&mut dw).arg(&mut db).arg(&o).arg(&ci).arg(&i);
     unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm backward"))?;
     let (t, n) = (total as i64, (outer * inner).max(1) as f32);
     let mut b = g.stream.launch_builder(g.func("bn_backward_dx_f32"));
-    b.arg(&t).arg(&dys).arg(&xs).arg(slice(&sm)).arg(slice(&si)).arg(slice(&sw)).arg(&dw).arg(&db);
+    b.arg(&t).arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&ws).arg(&dw).arg(&db);
     b.arg(&mut dx).arg(&ci).arg(&i).arg(&n);
     unsafe { b.launch(grid(total)) }.map_err(err("batch_norm backward"))?;
     Ok((to_storage(g.ordinal, dx), to_storage(g.ordinal, dw), to_storage(g.ordinal, db)))

@@ -45,6 +45,8 @@ pub(crate) fn gemm(
     b: &Mat<'_>,
     out: &mut CudaSlice<f32>,
 ) -> Result<()> {
+    // cuBLAS runs in the current context; make it this GPU's on whichever thread calls.
+    g.ctx.bind_to_thread().map_err(super::err("matmul"))?;
     let bad = || TensorError::InvalidArgument { op: "matmul", msg: "operand without a unit stride".into() };
     let (op_a, lda) = operand(m, k, a.rs, a.cs).ok_or_else(bad)?;
     let (op_b, ldb) = operand(k, n, b.rs, b.cs).ok_or_else(bad)?;

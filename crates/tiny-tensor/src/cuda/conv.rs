@@ -6,7 +6,7 @@
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 
 use super::blas::{Mat, gemm};
-use super::{Gpu, err, gpu_of, grid, slice};
+use super::{DeviceIndices, Gpu, err, gpu_of, grid, slice};
 use crate::backend::Conv2dGeom;
 use crate::{Result, Storage, Tensor};
 
@@ -172,20 +172,20 @@ fn pool_launch(
 }
 
 /// Max pooling of a contiguous NHWC input: the `[n, oh, ow, c]` output and the winning input index of each.
-pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Storage, CudaSlice<u32>)> {
+pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Storage, DeviceIndices)> {
     let gpu = gpu_of(x)?;
     let total = g.n * g.oh() * g.ow() * g.c;
     let mut out = gpu.alloc::<f32>(total)?;
     let mut idx = gpu.alloc::<u32>(total)?;
     pool_launch(&gpu, "max_pool_f32", total, g, x, None, &mut out, Some(&mut idx))?;
-    Ok((storage(&gpu, out), idx))
+    Ok((storage(&gpu, out), DeviceIndices(idx)))
 }
 
-pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &CudaSlice<u32>, g: &Conv2dGeom) -> Result<Storage> {
+pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &DeviceIndices, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(dout)?;
     let total = g.n * g.h * g.w * g.c;
     let mut dx = gpu.alloc::<f32>(total)?;
-    pool_launch(&gpu, "max_pool_backward_f32", total, g, dout, Some(idx), &mut dx, None)?;
+    pool_launch(&gpu, "max_pool_backward_f32", total, g, dout, Some(&idx.0), &mut dx, None)?;
     Ok(storage(&gpu, dx))
 }
 

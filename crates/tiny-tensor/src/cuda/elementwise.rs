@@ -9,7 +9,7 @@ use crate::layout::Layout;
 use crate::{Result, Tensor};
 
 /// The kernel's op number and parameters for a unary op (`unary_f32` in elementwise.cu).
-fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
+pub(crate) fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
     match op {
         UnaryOp::Neg => (0, 0.0, 0.0),
         UnaryOp::Exp => (1, 0.0, 0.0),
@@ -17,6 +17,8 @@ fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
         UnaryOp::Relu => (3, 0.0, 0.0),
         UnaryOp::Sqrt | UnaryOp::Powf(0.5) => (4, 0.0, 0.0),
         UnaryOp::Powf(1.0) => (7, 0.0, 0.0),
+        UnaryOp::Powf(2.0) => (8, 0.0, 0.0),
+        UnaryOp::Powf(-1.0) => (9, 0.0, 0.0),
         UnaryOp::Powf(p) => (5, p, 0.0),
         UnaryOp::Affine { mul, add } => (6, mul, add),
     }

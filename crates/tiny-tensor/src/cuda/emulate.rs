@@ -101,12 +101,23 @@ fn elementwise_and_reduce_kernels_match_the_cpu() {
     // A permuted (dense, not contiguous) [4, 3, 5] view of a [5, 3, 4] buffer with an offset of 2.
     let base = randv(2 + 60, 1);
     let xl = Layout { shape: vec![4, 3, 5], strides: vec![1, 4, 12], offset: 2 };
-    let want: Vec<f32> = logical(&base, &xl).iter().map(|v| v.exp()).collect();
-    let mut out = vec![0.0; 60];
-    let (shape, [os, xs]) = plan(&xl.shape, [&xl.strides, &xl.strides], [0, xl.offset], true).unwrap();
-    unsafe { sym::<Unary>(&lib, "unary_f32")(60, shape, os, xs, base.as_ptr(), out.as_mut_ptr(), 1, 0.0, 0.0) };
     let ol = Layout { offset: 0, ..xl.clone() };
-    close("unary exp", &want, &logical(&out, &ol));
+    let (shape, [os, xs]) = plan(&xl.shape, [&xl.strides, &xl.strides], [0, xl.offset], true).unwrap();
+    use crate::backend::UnaryOp;
+    type Reference = fn(f32) -> f32;
+    let ops: [(UnaryOp, Reference); 4] = [
+        (UnaryOp::Exp, f32::exp),
+        (UnaryOp::Powf(2.0), |v| v * v),
+        (UnaryOp::Powf(-1.0), |v| 1.0 / v),
+        (UnaryOp::Affine { mul: 2.0, add: -1.0 }, |v| v * 2.0 - 1.0),
+    ];
+    for (op, f) in ops {
+        let want: Vec<f32> = logical(&base, &xl).iter().map(|&v| f(v)).collect();
+        let (code, p0, p1) = super::elementwise::unary_code(op);
+        let mut out = vec![0.0; 60];
+        unsafe { sym::<Unary>(&lib, "unary_f32")(60, shape, os, xs, base.as_ptr(), out.as_mut_ptr(), code, p0, p1) };
+        close(&format!("unary {op:?}"), &want, &logical(&out, &ol));
+    }
 
     // Broadcast add: [4, 3, 5] (the view above) + a [3, 1] column.
     let col = randv(3, 2);

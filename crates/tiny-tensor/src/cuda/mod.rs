@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PinnedHostSlice};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PinnedHostSlice,
+};
 
 use crate::layout::Layout;
 use crate::{Device, Result, Storage, Tensor, TensorError};
@@ -69,6 +71,25 @@ const KERNELS: [&str; 16] = [
 pub struct CudaStorage {
     pub(crate) slice: CudaSlice<f32>,
     pub(crate) ordinal: usize,
+}
+
+impl Drop for CudaStorage {
+    /// Makes the buffer's context current before cudarc frees it (`cuMemFreeAsync` on the null stream acts
+    /// on the current context), so that a tensor dropped on another thread, or while another GPU is
+    /// current, is freed on its own GPU.
+    fn drop(&mut self) {
+        let _ = self.slice.context().bind_to_thread();
+    }
+}
+
+/// Device memory other than a tensor's (the winning indices of a max pool), freed like [`CudaStorage`].
+#[derive(Debug)]
+pub(crate) struct DeviceIndices(pub(crate) CudaSlice<u32>);
+
+impl Drop for DeviceIndices {
+    fn drop(&mut self) {
+        let _ = self.0.context().bind_to_thread();
+    }
 }
 
 impl CudaStorage {
@@ -217,8 +238,7 @@ impl Gpu {
         let mut dst = self.alloc::<f32>(data.len())?;
         if !data.is_empty() {
             let mut staging = self.staging_f32.lock().unwrap_or_else(|e| e.into_inner());
-            let buf = staging.take(&self.ctx, data)?;
-            self.stream.memcpy_htod(buf, &mut dst).map_err(err("upload"))?;
+            staging.upload(&self.stream, data, &mut dst)?;
         }
         Ok(dst)
     }
@@ -228,8 +248,7 @@ impl Gpu {
         let mut dst = self.alloc::<u32>(data.len())?;
         if !data.is_empty() {
             let mut staging = self.staging_u32.lock().unwrap_or_else(|e| e.into_inner());
-            let buf = staging.take(&self.ctx, data)?;
-            self.stream.memcpy_htod(buf, &mut dst).map_err(err("upload"))?;
+            staging.upload(&self.stream, data, &mut dst)?;
         }
         Ok(dst)
     }
@@ -266,11 +285,17 @@ fn keep_pool_warm(ctx: &Arc<CudaContext>) -> Result<()> {
     Ok(())
 }
 
-/// Pinned host buffers for uploads, a few per size. cudarc records an event when a copy reads one and waits
-/// for it before the host writes the buffer again, so a buffer is reused only once its copy has finished.
+/// Pinned host buffers for uploads, a few per size, each with an event recorded after the copy that reads
+/// it, so that the host rewrites a buffer only once its previous copy has finished. (cudarc's own
+/// bookkeeping for pinned buffers records nothing on a single stream with event tracking off.)
 struct Staging<T> {
-    by_len: HashMap<usize, (Vec<PinnedHostSlice<T>>, usize)>,
+    by_len: HashMap<usize, (Vec<Slot<T>>, usize)>,
     bytes: usize,
+}
+
+struct Slot<T> {
+    buf: PinnedHostSlice<T>,
+    copied: CudaEvent,
 }
 
 impl<T> Default for Staging<T> {
@@ -284,22 +309,36 @@ const STAGING_RING: usize = 3;
 const STAGING_MAX_BYTES: usize = 512 << 20;
 
 impl<T: DeviceRepr + Copy + cudarc::driver::ValidAsZeroBits> Staging<T> {
-    /// A pinned buffer of exactly `data.len()` elements holding `data`.
-    fn take(&mut self, ctx: &Arc<CudaContext>, data: &[T]) -> Result<&PinnedHostSlice<T>> {
+    /// Copies `data` into a pinned buffer of exactly its length and queues the copy from there into `dst`.
+    fn upload(&mut self, stream: &Arc<CudaStream>, data: &[T], dst: &mut CudaSlice<T>) -> Result<()> {
         let bytes = std::mem::size_of_val(data);
         if !self.by_len.contains_key(&data.len()) && self.bytes + bytes * STAGING_RING > STAGING_MAX_BYTES {
+            // Let every pending copy finish before the buffers are freed.
+            for (ring, _) in self.by_len.values() {
+                for slot in ring {
+                    slot.copied.synchronize().map_err(err("staging"))?;
+                }
+            }
             self.by_len.clear();
             self.bytes = 0;
         }
+        let ctx = stream.context();
         let (ring, next) = self.by_len.entry(data.len()).or_insert_with(|| (Vec::new(), 0));
         if ring.len() < STAGING_RING {
-            ring.push(unsafe { ctx.alloc_pinned::<T>(data.len()) }.map_err(err("alloc_pinned"))?);
+            let buf = unsafe { ctx.alloc_pinned::<T>(data.len()) }.map_err(err("alloc_pinned"))?;
+            let copied = ctx.new_event(None).map_err(err("staging"))?;
+            // A fresh event counts as complete, so the first wait below returns at once.
+            ring.push(Slot { buf, copied });
             self.bytes += bytes;
         }
-        let i = *next % ring.len();
+        let at = *next % ring.len();
+        let slot = &mut ring[at];
         *next = next.wrapping_add(1);
-        ring[i].as_mut_slice().map_err(err("staging"))?.copy_from_slice(data);
-        Ok(&ring[i])
+        slot.copied.synchronize().map_err(err("staging"))?;
+        slot.buf.as_mut_slice().map_err(err("staging"))?.copy_from_slice(data);
+        stream.memcpy_htod(&slot.buf, dst).map_err(err("upload"))?;
+        slot.copied.record(stream).map_err(err("staging"))?;
+        Ok(())
     }
 }
 

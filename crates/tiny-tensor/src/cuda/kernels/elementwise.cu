@@ -1,6 +1,6 @@
 // Elementwise kernels: unary maps, broadcast binary maps, and in-place strided updates.
 
-// out = op(x); the ops are numbered as in cuda/elementwise.rs (UnaryOp).
+// out = op(x); the ops are numbered as in cuda/elementwise.rs (UnaryOp): 7 copies, 8 squares, 9 inverts.
 extern "C" __global__ void unary_f32(long long n, Shape shape, Strides os, Strides xs, const float* x, float* out,
                                      int op, float p0, float p1) {
     GRID_STRIDE_LOOP(i, n) {
@@ -14,6 +14,8 @@ extern "C" __global__ void unary_f32(long long n, Shape shape, Strides os, Strid
             case 4: r = sqrtf(v); break;
             case 5: r = powf(v, p0); break;
             case 6: r = v * p0 + p1; break;
+            case 8: r = v * v; break;
+            case 9: r = 1.0f / v; break;
             default: r = v; break;
         }
         out[offset_of(shape, os, i)] = r;
