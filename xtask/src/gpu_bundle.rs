@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 const USAGE: &str = "\
 usage: cargo xtask gpu-bundle [--reference DIR]
 
-Builds, in release mode with the `cuda` feature, the device tests of tiny-tensor and tiny-nn and the
+Builds, in release mode with the `cuda` feature, the device tests of tiny-tensor, tiny-nn and tiny-learner and the
 bench_step and train examples, strips them, and copies them into .device-bin/ with run.sh. On the GPU
 machine, from the repository root: `bash .device-bin/run.sh`. With --reference (default
 ../shared/reference when it exists) the PyTorch reference scripts are copied too, so that run.sh can time
@@ -57,11 +57,10 @@ pub fn run(args: &[String], root: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&tests)?;
 
-    let test_build =
-        cargo(root, &["test", "--release", "-p", "tiny-tensor", "-p", "tiny-nn", "--features", "tiny-nn/cuda"])
-            .args(["--lib", "--test", "cuda", "--no-run", "--message-format=json"])
-            .output()
-            .context("running cargo test --no-run")?;
+    let test_build = cargo(root, &["test", "--release", "-p", "tiny-tensor", "-p", "tiny-nn", "-p", "tiny-learner"])
+        .args(["--features", "tiny-learner/cuda", "--lib", "--test", "cuda", "--no-run", "--message-format=json"])
+        .output()
+        .context("running cargo test --no-run")?;
     if !test_build.status.success() {
         bail!("building the CUDA tests failed:\n{}", String::from_utf8_lossy(&test_build.stderr));
     }

@@ -1,0 +1,80 @@
+//! The Learner on a CUDA GPU: a fit with OneCycle, Mixup and momentum learns the textures as on the CPU,
+//! the LR finder restores the model, and a checkpoint saved from the GPU loads back onto it.
+//!
+//! Built only with `--features cuda`; without a GPU each test prints that it was skipped and passes.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::{temp_dir, textures, weights};
+use tiny_learner::{Callback, InMemory, Learner, Loaders, LrFinder, Mixup, OneCycle, SetupLearner, TrackResults};
+use tiny_nn::{cross_entropy, simple_cnn};
+use tiny_optim::Sgd;
+use tiny_tensor::{Device, Tensor, cuda};
+
+fn gpu(test: &str) -> Option<Device> {
+    if cuda::is_available(0) {
+        Some(Device::Cuda(0))
+    } else {
+        eprintln!("{test}: skipped, no usable CUDA GPU on this machine");
+        None
+    }
+}
+
+/// simple_cnn on 16x16 textures (NHWC batches on the host, as the loader gives them) on `device`.
+fn learner(device: Device, cbs: Vec<Box<dyn Callback>>) -> Learner {
+    let (x, y) = textures(240, 1);
+    let (vx, vy) = textures(90, 2);
+    let x = Tensor::from_vec(x, &[240, 16, 16, 3]).unwrap();
+    let vx = Tensor::from_vec(vx, &[90, 16, 16, 3]).unwrap();
+    let dls = Loaders::new(InMemory::new(x, y, 32).unwrap().shuffle(3), InMemory::new(vx, vy, 45).unwrap());
+    let mut all: Vec<Box<dyn Callback>> = vec![Box::new(SetupLearner::normalize(device, [0.5; 3], [0.3; 3]))];
+    all.extend(cbs);
+    tiny_nn::manual_seed(0);
+    Learner::new(Box::new(simple_cnn(3).unwrap()), dls, cross_entropy, 0.2, all)
+        .with_seed(4)
+        .with_opt_func(|ps, lr| Box::new(Sgd::new(ps, lr).momentum(0.9)))
+}
+
+#[test]
+fn a_fit_on_the_gpu_matches_the_cpu() {
+    let Some(device) = gpu("a_fit_on_the_gpu_matches_the_cpu") else { return };
+    let run = |device| {
+        let cbs: Vec<Box<dyn Callback>> =
+            vec![Box::new(TrackResults::quiet()), Box::new(OneCycle::new(0.2)), Box::new(Mixup::new(0.4).unwrap())];
+        let mut learn = learner(device, cbs);
+        learn.fit(3).unwrap();
+        let valid = learn.callback::<TrackResults>().unwrap().last_valid().unwrap().clone();
+        (valid.loss, valid.acc)
+    };
+    let (cpu_loss, cpu_acc) = run(Device::Cpu);
+    let (gpu_loss, gpu_acc) = run(device);
+    assert!((cpu_loss - gpu_loss).abs() < 1e-2 * (1.0 + cpu_loss.abs()), "loss cpu {cpu_loss} vs gpu {gpu_loss}");
+    assert!((cpu_acc - gpu_acc).abs() <= 0.05, "accuracy cpu {cpu_acc} vs gpu {gpu_acc}");
+}
+
+#[test]
+fn lr_find_restores_the_model_on_the_gpu() {
+    let Some(device) = gpu("lr_find_restores_the_model_on_the_gpu") else { return };
+    let mut learn = learner(device, vec![]);
+    let before = weights(learn.model.as_ref());
+    let res = learn.lr_find(LrFinder::new()).unwrap();
+    assert!(!res.lrs.is_empty());
+    assert_eq!(before, weights(learn.model.as_ref()), "the model is restored after the LR finder");
+}
+
+#[test]
+fn checkpoints_round_trip_through_the_gpu() {
+    let Some(device) = gpu("checkpoints_round_trip_through_the_gpu") else { return };
+    let path = temp_dir("cuda-ckpt").join("ckpt.safetensors");
+    let mut learn = learner(device, vec![]);
+    learn.fit(1).unwrap();
+    learn.save_checkpoint(&path, 1).unwrap();
+    let saved = weights(learn.model.as_ref());
+    // A fresh learner whose model is already on the GPU loads the checkpoint onto it.
+    let mut fresh = learner(device, vec![]);
+    fresh.model.to_device(device).unwrap();
+    fresh.load_checkpoint(&path).unwrap();
+    assert_eq!(fresh.model.parameters()[0].device(), device);
+    assert_eq!(saved, weights(fresh.model.as_ref()));
+}
