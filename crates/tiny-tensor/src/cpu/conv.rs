@@ -265,7 +265,9 @@ pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) ->
                 im2col(x, g, n0, n1, &mut col[..rows * p.kkc]);
                 Mat::rows(&col, rows, p.kkc)
             };
-            gemm(MatMut::rows(&mut dw, g.f, p.kkc), true, d.t(), cols, threads);
+            // dW held column-major (as [kkc, f] row-major): the GEMM then tiles along kkc, the long side.
+            let dst = MatMut { data: &mut dw, offset: 0, rows: g.f, cols: p.kkc, rs: 1, cs: g.f };
+            gemm(dst, true, d.t(), cols, threads);
         }
         alloc::give(col);
         dw
@@ -275,7 +277,7 @@ pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) ->
     for part in partials {
         dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
-    dw
+    transpose(&dw, p.kkc, g.f)
 }
 
 /// The transpose of a row-major `rows x cols` matrix.
