@@ -118,7 +118,7 @@ fn fused_conv2d_relu_equals_conv_then_relu() {
 
 #[test]
 fn rgb_stem_conv_gradients() {
-    // 3x3 over 3 channels with 16 filters: the direct kernel's forward and weight gradient.
+    // 3x3 over 3 channels with 16 filters: the direct kernel's forward, input and weight gradients.
     for (stride, pad) in [(2, 1), (1, 1), (2, 0)] {
         let x = param(&[2, 3, 7, 7], -1.0, 1.0, 32);
         let w = param(&[16, 3, 3, 3], -0.5, 0.5, 33);

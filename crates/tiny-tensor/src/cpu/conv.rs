@@ -229,7 +229,10 @@ pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> 
             let rows = (n1 - n0) * p.rows_per_img;
             let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
             let mut guard = dx_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
-            if p.pointwise {
+            if conv_rgb::eligible(g) {
+                guard.fill(0.0);
+                conv_rgb::input_grad(dout, w, g, n0, n1, &mut guard);
+            } else if p.pointwise {
                 gemm(MatMut::rows(&mut guard, rows, p.kkc), false, d, wm, threads);
             } else {
                 gemm(MatMut::rows(&mut dcol[..rows * p.kkc], rows, p.kkc), false, d, wm, threads);

@@ -3,7 +3,9 @@
 //! With `kh * kw * c = 27`, im2col costs as much as the GEMM it feeds. Here each output pixel's 27-value
 //! patch is gathered on the stack and multiplied straight into 16-channel vector accumulators: 4 pixels
 //! at a time in the forward pass, and 27 accumulator registers (one per patch value) for the weight
-//! gradient. Used only when the CPU has AVX-512 (checked at run time) and `f` is a multiple of 16.
+//! gradient. The input gradient puts 16 output pixels in the vector lanes instead: 27 accumulators, one
+//! per patch value, then each is added back onto the image a fixed stride apart. Used only when the CPU
+//! has AVX-512 (checked at run time) and `f` is a multiple of 16.
 
 use crate::backend::Conv2dGeom;
 
@@ -114,6 +116,100 @@ mod avx512 {
         }
     }
 
+    /// Adds the input gradient of images `n0..n1` into `dx` (`[n1 - n0, h, w, 3]`), from `dout`
+    /// (`[n, oh, ow, f]`) and `w` (`[f, 3, 3, 3]` in `(ky, kx, c)` order).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn input_grad(dout: &[f32], w: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
+        let (oh, ow, f) = (g.oh(), g.ow(), g.f);
+        assert!(w.len() >= f * K && dout.len() >= n1 * oh * ow * f && dx.len() >= (n1 - n0) * g.h * g.w * 3);
+        // Lane p reads pixel p's value of one filter: offsets p * f.
+        let offsets = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(f as i32),
+        );
+        let mut tile = [[0.0f32; 16]; K];
+        for n in n0..n1 {
+            for oy in 0..oh {
+                for ox0 in (0..ow).step_by(16) {
+                    let lanes = 16.min(ow - ox0);
+                    let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+                    let base = ((n * oh + oy) * ow + ox0) * f;
+                    // SAFETY: lane p < lanes reads dout[base + p * f + fi], inside the pixels of this row
+                    // (asserted above); masked-off lanes read nothing. `w` holds f rows of 27 floats.
+                    unsafe {
+                        let mut acc = [_mm512_setzero_ps(); K];
+                        // The next filter's gather is issued before this one's FMAs, to hide its latency.
+                        let gather = |fi: usize| {
+                            let src = dout.as_ptr().add(base + fi);
+                            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, src)
+                        };
+                        let mut col = gather(0);
+                        for fi in 0..f {
+                            let next = if fi + 1 < f { gather(fi + 1) } else { col };
+                            for k in 0..K {
+                                acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(*w.get_unchecked(fi * K + k)), col, acc[k]);
+                            }
+                            col = next;
+                        }
+                        for k in 0..K {
+                            _mm512_storeu_ps(tile[k].as_mut_ptr(), acc[k]);
+                        }
+                    }
+                    // tile[(ky, kx, c)][p] belongs at dx[n, oy*s + ky - pad, (ox0 + p)*s + kx - pad, c].
+                    for ky in 0..3 {
+                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        let row = &mut dx[((n - n0) * g.h + iy as usize) * g.w * 3..][..g.w * 3];
+                        add_window_row(row, &tile, ky, ox0, lanes, g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds kernel row `ky` of the 16 pixels' patch gradients (`tile[(ky, kx, c)][p]`, pixels from output
+    /// column `ox0`) onto one image row. The windows overlap when the stride is below 3, so they are first
+    /// summed into a small line on the stack, free of bounds checks, and the line is added to the row in one
+    /// contiguous pass clipped to the image.
+    #[inline(always)]
+    fn add_window_row(row: &mut [f32], tile: &[[f32; 16]; K], ky: usize, ox0: usize, lanes: usize, g: &Conv2dGeom) {
+        const MAX_STRIDE: usize = 4;
+        const LINE: usize = (15 * MAX_STRIDE + 3) * 3;
+        let s = g.stride;
+        if s > MAX_STRIDE {
+            for kx in 0..3 {
+                for p in 0..lanes {
+                    let ix = ((ox0 + p) * s + kx) as isize - g.pad as isize;
+                    if ix >= 0 && (ix as usize) < g.w {
+                        for c in 0..3 {
+                            row[ix as usize * 3 + c] += tile[(ky * 3 + kx) * 3 + c][p];
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        let mut line = [0.0f32; LINE];
+        for kx in 0..3 {
+            for c in 0..3 {
+                let t = &tile[(ky * 3 + kx) * 3 + c];
+                for p in 0..lanes {
+                    line[(p * s + kx) * 3 + c] += t[p];
+                }
+            }
+        }
+        // Line column j is image column x0 + j.
+        let cols = (lanes - 1) * s + 3;
+        let x0 = (ox0 * s) as isize - g.pad as isize;
+        let j_lo = (-x0).clamp(0, cols as isize) as usize;
+        let j_hi = (g.w as isize - x0).clamp(j_lo as isize, cols as isize) as usize;
+        let start = (x0 + j_lo as isize) as usize * 3;
+        let dst = &mut row[start..start + (j_hi - j_lo) * 3];
+        dst.iter_mut().zip(&line[j_lo * 3..j_hi * 3]).for_each(|(d, v)| *d += v);
+    }
+
     /// Adds the weight gradient (`[27, f]`) of images `n0..n1` into `dw`, from `dout` (`[n, oh, ow, f]`).
     #[target_feature(enable = "avx512f")]
     pub(super) fn weight_grad(x: &[f32], dout: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dw: &mut [f32]) {
@@ -163,6 +259,18 @@ pub(crate) fn forward(
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (x, wt, bias, relu, g, n0, n1, out);
+}
+
+/// The input gradient of images `n0..n1` added into `dx` (those images, `[h, w, 3]` each); only call when
+/// `eligible(g)`.
+pub(crate) fn input_grad(dout: &[f32], w: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `eligible` checked at run time that the CPU supports AVX-512F.
+    unsafe {
+        avx512::input_grad(dout, w, g, n0, n1, dx)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dout, w, g, n0, n1, dx);
 }
 
 /// The weight gradient of images `n0..n1` added into `dw` (`[27, f]`); only call when `eligible(g)`.
