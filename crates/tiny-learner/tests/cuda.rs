@@ -12,15 +12,6 @@ use tiny_nn::{cross_entropy, simple_cnn};
 use tiny_optim::Sgd;
 use tiny_tensor::{Device, Tensor, cuda};
 
-fn gpu(test: &str) -> Option<Device> {
-    if cuda::is_available(0) {
-        Some(Device::Cuda(0))
-    } else {
-        eprintln!("{test}: skipped, no usable CUDA GPU on this machine");
-        None
-    }
-}
-
 /// simple_cnn on 16x16 textures (NHWC batches on the host, as the loader gives them) on `device`.
 fn learner(device: Device, cbs: Vec<Box<dyn Callback>>) -> Learner {
     let (x, y) = textures(240, 1);
@@ -38,7 +29,7 @@ fn learner(device: Device, cbs: Vec<Box<dyn Callback>>) -> Learner {
 
 #[test]
 fn a_fit_on_the_gpu_matches_the_cpu() {
-    let Some(device) = gpu("a_fit_on_the_gpu_matches_the_cpu") else { return };
+    let Some(device) = cuda::device_for_test("a_fit_on_the_gpu_matches_the_cpu") else { return };
     let run = |device| {
         let cbs: Vec<Box<dyn Callback>> =
             vec![Box::new(TrackResults::quiet()), Box::new(OneCycle::new(0.2)), Box::new(Mixup::new(0.4).unwrap())];
@@ -55,7 +46,7 @@ fn a_fit_on_the_gpu_matches_the_cpu() {
 
 #[test]
 fn lr_find_restores_the_model_on_the_gpu() {
-    let Some(device) = gpu("lr_find_restores_the_model_on_the_gpu") else { return };
+    let Some(device) = cuda::device_for_test("lr_find_restores_the_model_on_the_gpu") else { return };
     let mut learn = learner(device, vec![]);
     let before = weights(learn.model.as_ref());
     let res = learn.lr_find(LrFinder::new()).unwrap();
@@ -65,7 +56,7 @@ fn lr_find_restores_the_model_on_the_gpu() {
 
 #[test]
 fn checkpoints_round_trip_through_the_gpu() {
-    let Some(device) = gpu("checkpoints_round_trip_through_the_gpu") else { return };
+    let Some(device) = cuda::device_for_test("checkpoints_round_trip_through_the_gpu") else { return };
     let path = temp_dir("cuda-ckpt").join("ckpt.safetensors");
     let mut learn = learner(device, vec![]);
     learn.fit(1).unwrap();

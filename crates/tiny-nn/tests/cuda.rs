@@ -31,14 +31,11 @@ fn losses(model: &dyn Module, x: &Tensor, y: &[u32], device: Device, steps: usiz
 }
 
 fn same_losses(name: &str, make: impl Fn() -> Box<dyn Module>, x: Tensor, y: Vec<u32>) {
-    if !cuda::is_available(0) {
-        eprintln!("{name}: skipped, no usable CUDA GPU on this machine");
-        return;
-    }
+    let Some(device) = cuda::device_for_test(name) else { return };
     manual_seed(7);
     let on_cpu = losses(make().as_ref(), &x, &y, Device::Cpu, 3);
     manual_seed(7);
-    let on_gpu = losses(make().as_ref(), &x, &y, Device::Cuda(0), 3);
+    let on_gpu = losses(make().as_ref(), &x, &y, device, 3);
     for (step, (a, b)) in on_cpu.iter().zip(&on_gpu).enumerate() {
         assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{name} step {step}: cpu loss {a} vs cuda {b}");
     }

@@ -329,11 +329,7 @@ pub(crate) enum PoolIndices {
 pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Tensor, PoolIndices)> {
     let xc = nhwc(x)?;
     let (out, idx) = if on_cuda(x) {
-        #[cfg(feature = "cuda")]
-        let r = crate::cuda::max_pool2d(&xc, g).map(|(o, i)| (o, PoolIndices::Cuda(i)));
-        #[cfg(not(feature = "cuda"))]
-        let r = Err(no_cuda());
-        r?
+        on_gpu!(crate::cuda::max_pool2d(&xc, g).map(|(o, i)| (o, PoolIndices::Cuda(i))))?
     } else {
         let sx = xc.storage();
         let (out, idx) = cpu::max_pool2d(&cpu(&sx)[xc.layout().offset..], g);

@@ -9,16 +9,6 @@ mod common;
 use common::rng;
 use tiny_tensor::{Device, Result, Tensor, cuda};
 
-/// The first GPU, or `None` after printing why the test is skipped.
-fn gpu(test: &str) -> Option<Device> {
-    if cuda::is_available(0) {
-        Some(Device::Cuda(0))
-    } else {
-        eprintln!("{test}: skipped, no usable CUDA GPU on this machine");
-        None
-    }
-}
-
 /// Leaves on `device` holding the same values as `inputs`.
 fn leaves(inputs: &[Tensor], device: Device) -> Vec<Tensor> {
     inputs.iter().map(|t| t.detach().to_device(device).unwrap().detach().set_requires_grad(true)).collect()
@@ -45,7 +35,7 @@ fn close(what: &str, cpu: &[f32], gpu: &[f32], rtol: f32) {
 
 /// Runs `f` on both devices and compares the outputs and every input's gradient.
 fn parity(name: &str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
-    let Some(device) = gpu(name) else { return };
+    let Some(device) = cuda::device_for_test(name) else { return };
     let (out_c, grads_c) = run(&inputs, Device::Cpu, &f);
     let (out_g, grads_g) = run(&inputs, device, &f);
     close(&format!("{name} forward"), &out_c, &out_g, 1e-4);
@@ -90,7 +80,7 @@ fn no_gpu_is_an_error_not_a_panic() {
 
 #[test]
 fn round_trip_keeps_values() {
-    let Some(device) = gpu("round_trip_keeps_values") else { return };
+    let Some(device) = cuda::device_for_test("round_trip_keeps_values") else { return };
     let x = strided(&[3, 4, 5], 1);
     let back = x.to_device(device).unwrap().to_device(Device::Cpu).unwrap();
     assert_eq!(back.to_vec(), x.to_vec());
@@ -188,14 +178,14 @@ fn indexing_and_joins() {
     parity("cat", vec![x.clone(), randn(&[6, 3], 51)], |t| Tensor::cat(&[&t[0], &t[1]], 1));
     parity("stack", vec![x.clone(), randn(&[6, 10], 52)], |t| Tensor::stack(&[&t[0], &t[1]], 0));
     parity("contiguous", vec![x], |t| t[0].contiguous());
-    let Some(device) = gpu("argmax") else { return };
+    let Some(device) = cuda::device_for_test("argmax") else { return };
     let y = strided(&[6, 10], 53);
     assert_eq!(y.argmax(1).unwrap(), y.to_device(device).unwrap().argmax(1).unwrap());
 }
 
 #[test]
 fn in_place_updates() {
-    let Some(device) = gpu("in_place_updates") else { return };
+    let Some(device) = cuda::device_for_test("in_place_updates") else { return };
     let (a, b) = (randn(&[4, 5], 60), strided(&[4, 5], 61));
     let (ga, gb) = (a.to_device(device).unwrap(), b.to_device(device).unwrap());
     a.add_scaled_(&b, -0.5).unwrap();
@@ -211,7 +201,7 @@ fn in_place_updates() {
 
 #[test]
 fn tf32_stays_close() {
-    let Some(device) = gpu("tf32_stays_close") else { return };
+    let Some(device) = cuda::device_for_test("tf32_stays_close") else { return };
     let (a, b) = (randn(&[64, 256], 70), randn(&[256, 32], 71));
     let exact = a.matmul(&b).unwrap().to_vec();
     cuda::set_allow_tf32(true);

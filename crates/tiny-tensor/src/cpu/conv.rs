@@ -136,27 +136,11 @@ fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
     let base = n0 * g.h * g.w * g.c;
     for_each_run(g, n0, n1, |d, s, len| {
         if let Some(s) = s {
-            add_run(dx, s - base, col, d, len);
-        }
-    });
-}
-
-/// Adds `len` floats of `src` onto `dst`; like `copy_run`, the short runs of low channel counts get
-/// fixed-size loops the compiler unrolls.
-#[inline(always)]
-fn add_run(dst: &mut [f32], d: usize, src: &[f32], s: usize, len: usize) {
-    #[inline(always)]
-    fn fixed<const N: usize>(dst: &mut [f32], d: usize, src: &[f32], s: usize) {
-        if let (Some(to), Some(from)) = (dst[d..].first_chunk_mut::<N>(), src[s..].first_chunk::<N>()) {
-            for i in 0..N {
-                to[i] += from[i];
+            for (a, &b) in dx[s - base..s - base + len].iter_mut().zip(&col[d..d + len]) {
+                *a += b;
             }
         }
-    }
-    match len {
-        3 => fixed::<3>(dst, d, src, s),
-        _ => dst[d..d + len].iter_mut().zip(&src[s..s + len]).for_each(|(a, &b)| *a += b),
-    }
+    });
 }
 
 /// Adds the bias and applies ReLU to a chunk of output rows while they are still in cache.
@@ -222,14 +206,16 @@ pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> 
     let dx_chunks: Vec<std::sync::Mutex<&mut [f32]>> =
         dx.chunks_mut(p.imgs_per_chunk * img).map(std::sync::Mutex::new).collect();
     let wm = Mat::rows(w, g.f, p.kkc);
+    let direct = conv_rgb::eligible(g);
     run_chunks(p.chunks, |range, threads| {
-        let mut dcol = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
+        let needs_dcol = !direct && !p.pointwise;
+        let mut dcol = alloc::take(if needs_dcol { p.imgs_per_chunk * p.rows_per_img * p.kkc } else { 0 });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             let rows = (n1 - n0) * p.rows_per_img;
             let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
             let mut guard = dx_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
-            if conv_rgb::eligible(g) {
+            if direct {
                 guard.fill(0.0);
                 conv_rgb::input_grad(dout, w, g, n0, n1, &mut guard);
             } else if p.pointwise {
@@ -248,27 +234,19 @@ pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> 
 
 /// The weight gradient `[f, kh, kw, c]` from the input `x` (`[n, h, w, c]`) and `dout`.
 pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
-    let p = if conv_rgb::eligible(g) { plan(g) } else { plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS) };
-    if conv_rgb::eligible(g) {
-        let partials = run_chunks(p.chunks, |range, _| {
-            let mut dw = vec![0.0; p.kkc * g.f];
-            for ch in range {
-                let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
-                conv_rgb::weight_grad(x, dout, g, n0, n1, &mut dw);
-            }
-            dw
-        });
-        let mut dw = vec![0.0; p.kkc * g.f];
-        for part in partials {
-            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-        }
-        return transpose(&dw, p.kkc, g.f);
-    }
+    let direct = conv_rgb::eligible(g);
+    let p = if direct { plan(g) } else { plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS) };
+    // Each thread adds its chunks into its own dW, held column-major (as `[kkc, f]` row-major): that is the
+    // direct kernel's layout, and it makes the GEMM tile along kkc, the long side.
     let partials = run_chunks(p.chunks, |range, threads| {
-        let mut dw = vec![0.0; g.f * p.kkc];
-        let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
+        let mut dw = vec![0.0; p.kkc * g.f];
+        let mut col = alloc::take(if direct || p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            if direct {
+                conv_rgb::weight_grad(x, dout, g, n0, n1, &mut dw);
+                continue;
+            }
             let rows = (n1 - n0) * p.rows_per_img;
             let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
             let cols = if p.pointwise {
@@ -277,7 +255,6 @@ pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) ->
                 im2col(x, g, n0, n1, &mut col[..rows * p.kkc]);
                 Mat::rows(&col, rows, p.kkc)
             };
-            // dW held column-major (as [kkc, f] row-major): the GEMM then tiles along kkc, the long side.
             let dst = MatMut { data: &mut dw, offset: 0, rows: g.f, cols: p.kkc, rs: 1, cs: g.f };
             gemm(dst, true, d.t(), cols, threads);
         }
@@ -285,7 +262,7 @@ pub(crate) fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) ->
         dw
     });
     let mut partials = partials.into_iter();
-    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; g.f * p.kkc]);
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; p.kkc * g.f]);
     for part in partials {
         dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }

@@ -1,6 +1,6 @@
 //! Training-mode batchnorm kernels on the GPU (`kernels/batchnorm.cu`), over data arranged `[outer, c, inner]`.
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::{err, gpu_of, grid, slice};
 use crate::{Result, Storage, Tensor};
@@ -10,16 +10,12 @@ fn per_channel(c: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
-fn to_storage(ordinal: usize, slice: CudaSlice<f32>) -> Storage {
-    Storage::Cuda(super::CudaStorage { slice, ordinal })
-}
-
 /// Per-channel mean and biased variance of contiguous `x`.
 pub(crate) fn batch_norm_stats(x: &Tensor, (outer, c, inner): (usize, usize, usize)) -> Result<(Storage, Storage)> {
     let g = gpu_of(x)?;
     let (mut mean, mut var) = (g.zeros(c)?, g.zeros(c)?);
     if c == 0 {
-        return Ok((to_storage(g.ordinal, mean), to_storage(g.ordinal, var)));
+        return Ok((g.storage(mean), g.storage(var)));
     }
     let s = x.storage();
     let src = slice(&s).slice(x.layout().offset..);
@@ -27,7 +23,7 @@ pub(crate) fn batch_norm_stats(x: &Tensor, (outer, c, inner): (usize, usize, usi
     let mut b = g.stream.launch_builder(g.func("bn_stats_f32"));
     b.arg(&src).arg(&mut mean).arg(&mut var).arg(&o).arg(&ci).arg(&i);
     unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
-    Ok((to_storage(g.ordinal, mean), to_storage(g.ordinal, var)))
+    Ok((g.storage(mean), g.storage(var)))
 }
 
 /// `y = x * scale[c] + shift[c]` over contiguous `x`.
@@ -47,7 +43,7 @@ pub(crate) fn batch_norm_affine(
     let (scale, shift) = (slice(&sc).slice(scale.layout().offset..), slice(&sh).slice(shift.layout().offset..));
     b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i);
     unsafe { b.launch(grid(total)) }.map_err(err("batch_norm affine"))?;
-    Ok(to_storage(g.ordinal, y))
+    Ok(g.storage(y))
 }
 
 /// The gradients `(dx, dw, db)` of training-mode batchnorm, with `dy` and `x` in the same contiguous arrangement.
@@ -64,7 +60,7 @@ pub(crate) fn batch_norm_backward(
     let (mut dw, mut db) = (g.zeros(c)?, g.zeros(c)?);
     let mut dx = g.zeros(total)?;
     if c == 0 {
-        return Ok((to_storage(g.ordinal, dx), to_storage(g.ordinal, dw), to_storage(g.ordinal, db)));
+        return Ok((g.storage(dx), g.storage(dw), g.storage(db)));
     }
     let (sd, sx, sm, si, sw) = (dy.storage(), x.storage(), mean.storage(), invstd.storage(), w.storage());
     let dys = slice(&sd).slice(dy.layout().offset..);
@@ -81,5 +77,5 @@ pub(crate) fn batch_norm_backward(
     b.arg(&t).arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&ws).arg(&dw).arg(&db);
     b.arg(&mut dx).arg(&ci).arg(&i).arg(&n);
     unsafe { b.launch(grid(total)) }.map_err(err("batch_norm backward"))?;
-    Ok((to_storage(g.ordinal, dx), to_storage(g.ordinal, dw), to_storage(g.ordinal, db)))
+    Ok((g.storage(dx), g.storage(dw), g.storage(db)))
 }

@@ -112,9 +112,9 @@ pub(crate) fn matmul3(a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout) -> Resul
             Mat { data: slice(&sa).slice(al.offset..), rs: al.strides[1], cs: al.strides[2], batch_stride: bs(&al) };
         let mb =
             Mat { data: slice(&sb).slice(bl.offset..), rs: bl.strides[1], cs: bl.strides[2], batch_stride: bs(&bl) };
-        gemm(&g, (batch, m, k, n), &ma, &mb, &mut out)?;
+        gemm(g, (batch, m, k, n), &ma, &mb, &mut out)?;
     }
-    Ok(wrap(&g, out, Layout::contiguous(&[batch, m, n])))
+    Ok(wrap(g, out, Layout::contiguous(&[batch, m, n])))
 }
 
 #[cfg(test)]

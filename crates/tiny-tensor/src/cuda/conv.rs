@@ -47,10 +47,6 @@ pub(crate) fn kgeom(g: &Conv2dGeom) -> KGeom {
     }
 }
 
-fn storage(g: &Gpu, slice: CudaSlice<f32>) -> Storage {
-    Storage::Cuda(super::CudaStorage { slice, ordinal: g.ordinal })
-}
-
 /// Whether im2col would copy the input unchanged (a 1x1 kernel, stride 1, no padding).
 fn is_pointwise(g: &Conv2dGeom) -> bool {
     g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
@@ -69,6 +65,18 @@ fn im2col(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom) -> Result<CudaSlice<f32>> {
     Ok(col)
 }
 
+/// Runs `f` on the im2col matrix `[n*oh*ow, kh*kw*c]` of a contiguous NHWC input: the input itself for a
+/// 1x1 stride-1 unpadded conv, else a fresh im2col buffer.
+fn with_columns<R>(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom, f: impl FnOnce(&Mat<'_>) -> Result<R>) -> Result<R> {
+    let k = g.kh * g.kw * g.c;
+    if is_pointwise(g) {
+        let sx = x.storage();
+        return f(&Mat { data: slice(&sx).slice(x.layout().offset..), rs: k, cs: 1, batch_stride: 0 });
+    }
+    let col = im2col(gpu, x, g)?;
+    f(&Mat { data: col.slice(..), rs: k, cs: 1, batch_stride: 0 })
+}
+
 /// Forward convolution of a contiguous NHWC input; returns `[n, oh, ow, f]` data.
 pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(x)?;
@@ -76,15 +84,7 @@ pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool,
     let mut out = gpu.alloc::<f32>(m * f)?;
     let sw = wc.storage();
     let w = Mat { data: slice(&sw).slice(wc.layout().offset..), rs: 1, cs: k, batch_stride: 0 };
-    if is_pointwise(g) {
-        let sx = x.storage();
-        let a = Mat { data: slice(&sx).slice(x.layout().offset..), rs: k, cs: 1, batch_stride: 0 };
-        gemm(&gpu, (1, m, k, f), &a, &w, &mut out)?;
-    } else {
-        let col = im2col(&gpu, x, g)?;
-        let a = Mat { data: col.slice(..), rs: k, cs: 1, batch_stride: 0 };
-        gemm(&gpu, (1, m, k, f), &a, &w, &mut out)?;
-    }
+    with_columns(gpu, x, g, |cols| gemm(gpu, (1, m, k, f), cols, &w, &mut out))?;
     if bias.is_some() || relu {
         let sb = bias.map(|b| b.storage());
         let total = (m * f) as i64;
@@ -99,7 +99,7 @@ pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool,
         b.arg(&fi).arg(&has_bias).arg(&r);
         unsafe { b.launch(grid(m * f)) }.map_err(err("conv2d bias"))?;
     }
-    Ok(storage(&gpu, out))
+    Ok(gpu.storage(out))
 }
 
 /// The input gradient `[n, h, w, c]` from a contiguous NHWC output gradient: `dcol = dout @ W`, then col2im.
@@ -111,10 +111,10 @@ pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) 
         let (sd, sw) = (dout.storage(), wc.storage());
         let a = Mat { data: slice(&sd).slice(dout.layout().offset..), rs: f, cs: 1, batch_stride: 0 };
         let w = Mat { data: slice(&sw).slice(wc.layout().offset..), rs: k, cs: 1, batch_stride: 0 };
-        gemm(&gpu, (1, m, f, k), &a, &w, &mut dcol)?;
+        gemm(gpu, (1, m, f, k), &a, &w, &mut dcol)?;
     }
     if is_pointwise(g) {
-        return Ok(storage(&gpu, dcol));
+        return Ok(gpu.storage(dcol));
     }
     let total = g.n * g.h * g.w * g.c;
     let mut dx = gpu.alloc::<f32>(total)?;
@@ -122,7 +122,7 @@ pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) 
     let mut b = gpu.stream.launch_builder(gpu.func("col2im_f32"));
     b.arg(&t).arg(&kg).arg(&dcol).arg(&mut dx);
     unsafe { b.launch(grid(total)) }.map_err(err("col2im"))?;
-    Ok(storage(&gpu, dx))
+    Ok(gpu.storage(dx))
 }
 
 /// The weight gradient `[f, kh, kw, c]`: `dW = dout^T @ col`.
@@ -132,16 +132,8 @@ pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) 
     let mut dw = gpu.alloc::<f32>(f * k)?;
     let sd = dout.storage();
     let dt = Mat { data: slice(&sd).slice(dout.layout().offset..), rs: 1, cs: f, batch_stride: 0 };
-    if is_pointwise(g) {
-        let sx = x.storage();
-        let col = Mat { data: slice(&sx).slice(x.layout().offset..), rs: k, cs: 1, batch_stride: 0 };
-        gemm(&gpu, (1, f, m, k), &dt, &col, &mut dw)?;
-    } else {
-        let cols = im2col(&gpu, x, g)?;
-        let col = Mat { data: cols.slice(..), rs: k, cs: 1, batch_stride: 0 };
-        gemm(&gpu, (1, f, m, k), &dt, &col, &mut dw)?;
-    }
-    Ok(storage(&gpu, dw))
+    with_columns(gpu, x, g, |cols| gemm(gpu, (1, f, m, k), &dt, cols, &mut dw))?;
+    Ok(gpu.storage(dw))
 }
 
 /// Launches one of the pooling kernels over `total` elements.
@@ -177,30 +169,30 @@ pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Storage, DeviceI
     let total = g.n * g.oh() * g.ow() * g.c;
     let mut out = gpu.alloc::<f32>(total)?;
     let mut idx = gpu.alloc::<u32>(total)?;
-    pool_launch(&gpu, "max_pool_f32", total, g, x, None, &mut out, Some(&mut idx))?;
-    Ok((storage(&gpu, out), DeviceIndices(idx)))
+    pool_launch(gpu, "max_pool_f32", total, g, x, None, &mut out, Some(&mut idx))?;
+    Ok((gpu.storage(out), DeviceIndices(idx)))
 }
 
 pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &DeviceIndices, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(dout)?;
     let total = g.n * g.h * g.w * g.c;
     let mut dx = gpu.alloc::<f32>(total)?;
-    pool_launch(&gpu, "max_pool_backward_f32", total, g, dout, Some(&idx.0), &mut dx, None)?;
-    Ok(storage(&gpu, dx))
+    pool_launch(gpu, "max_pool_backward_f32", total, g, dout, Some(&idx.0), &mut dx, None)?;
+    Ok(gpu.storage(dx))
 }
 
 pub(crate) fn avg_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(x)?;
     let total = g.n * g.oh() * g.ow() * g.c;
     let mut out = gpu.alloc::<f32>(total)?;
-    pool_launch(&gpu, "avg_pool_f32", total, g, x, None, &mut out, None)?;
-    Ok(storage(&gpu, out))
+    pool_launch(gpu, "avg_pool_f32", total, g, x, None, &mut out, None)?;
+    Ok(gpu.storage(out))
 }
 
 pub(crate) fn avg_pool2d_backward(dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(dout)?;
     let total = g.n * g.h * g.w * g.c;
     let mut dx = gpu.alloc::<f32>(total)?;
-    pool_launch(&gpu, "avg_pool_backward_f32", total, g, dout, None, &mut dx, None)?;
-    Ok(storage(&gpu, dx))
+    pool_launch(gpu, "avg_pool_backward_f32", total, g, dout, None, &mut dx, None)?;
+    Ok(gpu.storage(dx))
 }

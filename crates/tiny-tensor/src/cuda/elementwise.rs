@@ -61,7 +61,7 @@ fn map(x: &Tensor, out_strides: Vec<usize>, (code, p0, p1): (i32, f32, f32)) -> 
         b.arg(&n).arg(&shape).arg(&os).arg(&xs).arg(slice(&s)).arg(&mut out).arg(&code).arg(&p0).arg(&p1);
         unsafe { b.launch(grid(l.numel())) }.map_err(err("unary"))?;
     }
-    Ok(wrap(&g, out, Layout { shape: l.shape.clone(), strides: out_strides, offset: 0 }))
+    Ok(wrap(g, out, Layout { shape: l.shape.clone(), strides: out_strides, offset: 0 }))
 }
 
 /// `a op b` over layouts already broadcast to one shape; the output's memory order follows the CPU rule.
@@ -86,7 +86,7 @@ pub(crate) fn binary(a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout, op: Binar
         launch.arg(&n).arg(&shape).arg(&os).arg(&sa).arg(&sb).arg(slice(&ga)).arg(slice(&gb)).arg(&mut out).arg(&code);
         unsafe { launch.launch(grid(al.numel())) }.map_err(err("binary"))?;
     }
-    Ok(wrap(&g, out, Layout { shape: al.shape.clone(), strides, offset: 0 }))
+    Ok(wrap(g, out, Layout { shape: al.shape.clone(), strides, offset: 0 }))
 }
 
 /// What [`update`] does to each element of `dst`.
@@ -173,5 +173,5 @@ pub(crate) fn reduce(x: &Tensor, reduce: &[bool], op: ReduceOp) -> Result<Tensor
         b.arg(&o).arg(&r).arg(&kshape).arg(&xs).arg(slice(&s)).arg(&mut out).arg(&code);
         unsafe { b.launch(cfg) }.map_err(err("reduce"))?;
     }
-    Ok(wrap(&g, out, Layout::contiguous(&out_shape)))
+    Ok(wrap(g, out, Layout::contiguous(&out_shape)))
 }

@@ -22,7 +22,7 @@ fn launch(src: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32], sc
         b.arg(&t).arg(&data).arg(&dev_idx).arg(&mut out).arg(&sz).arg(&inn).arg(&ni).arg(&sc);
         unsafe { b.launch(grid(total)) }.map_err(err("index"))?;
     }
-    Ok(wrap(&g, out, Layout::contiguous(&shape)))
+    Ok(wrap(g, out, Layout::contiguous(&shape)))
 }
 
 /// `out[o, i, :] = x[o, idx[i], :]` over a contiguous `[outer, size, inner]` tensor.
