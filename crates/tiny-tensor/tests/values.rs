@@ -146,6 +146,58 @@ fn conv2d_matches_the_definition() {
     assert_all_close(&got.to_vec(), &conv_reference(&x, &w, &[0.0; 8], 2, 1), 1e-4);
 }
 
+/// The input gradient straight from its definition: every output gradient spread back over its window.
+fn conv_input_grad_reference(dout: &Tensor, w: &Tensor, x_shape: &[usize], stride: usize, pad: usize) -> Vec<f32> {
+    let (ds, ws) = (dout.shape().to_vec(), w.shape().to_vec());
+    let (dv, wv) = (dout.to_vec(), w.to_vec());
+    let (n, f, oh, ow, c, kh, kw) = (ds[0], ds[1], ds[2], ds[3], ws[1], ws[2], ws[3]);
+    let (h, wd) = (x_shape[2], x_shape[3]);
+    let mut dx = vec![0.0; n * c * h * wd];
+    for ni in 0..n {
+        for fi in 0..f {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let d = dv[((ni * f + fi) * oh + oy) * ow + ox];
+                    for ci in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * stride + ky) as isize - pad as isize;
+                                let ix = (ox * stride + kx) as isize - pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    dx[((ni * c + ci) * h + iy as usize) * wd + ix as usize] +=
+                                        d * wv[((fi * c + ci) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+#[test]
+fn conv2d_input_grad_matches_the_definition() {
+    // The RGB cases are wide enough for one full group of 16 output columns in the direct kernel's
+    // vector lanes plus a partial one, at strides 1 and 2 and an odd width.
+    for (n, c, h, f, k, stride, pad) in [
+        (2, 3, 40, 16, 3, 2, 1),
+        (1, 3, 37, 32, 3, 2, 1),
+        (2, 3, 36, 16, 3, 2, 0),
+        (1, 3, 20, 16, 3, 1, 1),
+        (2, 16, 12, 8, 3, 2, 1),
+        (2, 5, 9, 4, 1, 2, 0),
+    ] {
+        let oh = (h + 2 * pad - k) / stride + 1;
+        let dout = param(&[n, f, oh, oh], -1.0, 1.0, 35);
+        let w = param(&[f, c, k, k], -1.0, 1.0, 36);
+        let x_shape = [n, c, h, h];
+        let got = dout.conv2d_input_grad(&w, &x_shape, stride, pad).unwrap();
+        assert_all_close(&got.to_vec(), &conv_input_grad_reference(&dout, &w, &x_shape, stride, pad), 1e-4);
+    }
+}
+
 #[test]
 fn conv2d_rejects_mismatched_channels() {
     let err = Tensor::zeros(&[1, 3, 8, 8]).conv2d(&Tensor::zeros(&[4, 2, 3, 3]), None, 1, 1).unwrap_err();

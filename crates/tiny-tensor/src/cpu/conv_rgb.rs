@@ -4,8 +4,9 @@
 //! patch is gathered on the stack and multiplied straight into 16-channel vector accumulators: 4 pixels
 //! at a time in the forward pass, and 27 accumulator registers (one per patch value) for the weight
 //! gradient. The input gradient puts 16 output pixels in the vector lanes instead: 27 accumulators, one
-//! per patch value, then each is added back onto the image a fixed stride apart. Used only when the CPU
-//! has AVX-512 (checked at run time) and `f` is a multiple of 16.
+//! per patch value, then each kernel row is summed on a short line and added onto the image; at stride 2
+//! the line is assembled with vector adds and scatters. Used only when the CPU has AVX-512 (checked at
+//! run time) and `f` is a multiple of 16.
 
 use crate::backend::Conv2dGeom;
 
@@ -192,11 +193,15 @@ mod avx512 {
             return;
         }
         let mut line = [0.0f32; LINE];
-        for kx in 0..3 {
-            for c in 0..3 {
-                let t = &tile[(ky * 3 + kx) * 3 + c];
-                for p in 0..lanes {
-                    line[(p * s + kx) * 3 + c] += t[p];
+        if s == 2 {
+            line_stride2(&mut line, tile, ky);
+        } else {
+            for kx in 0..3 {
+                for c in 0..3 {
+                    let t = &tile[(ky * 3 + kx) * 3 + c];
+                    for p in 0..lanes {
+                        line[(p * s + kx) * 3 + c] += t[p];
+                    }
                 }
             }
         }
@@ -208,6 +213,33 @@ mod avx512 {
         let start = (x0 + j_lo as isize) as usize * 3;
         let dst = &mut row[start..start + (j_hi - j_lo) * 3];
         dst.iter_mut().zip(&line[j_lo * 3..j_hi * 3]).for_each(|(d, v)| *d += v);
+    }
+
+    /// Fills the first `(16 * 2 + 1) * 3` floats of `line` for stride 2, where pixel `p`'s window covers line
+    /// columns `2p..2p + 3`: column `2p` sums `kx = 0` of pixel `p` and `kx = 2` of pixel `p - 1`, column
+    /// `2p + 1` is `kx = 1` of pixel `p` alone. So each column is one vector sum, and 16 pixels' values go
+    /// into place with one scatter per (column parity, channel) instead of a scalar add per value. Lanes past
+    /// the valid pixels hold zeros (their gathers were masked), so they write zeros.
+    #[inline(always)]
+    fn line_stride2(line: &mut [f32], tile: &[[f32; 16]; K], ky: usize) {
+        assert!(line.len() >= 16 * 6 + 3);
+        // SAFETY: lane p writes line[6p + 5] at most, below 99 (asserted above); tile rows are 16 floats.
+        unsafe {
+            let six = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(6),
+            );
+            for c in 0..3 {
+                let row = |kx: usize| _mm512_loadu_ps(tile[(ky * 3 + kx) * 3 + c].as_ptr());
+                let last = row(2);
+                // Lane p of `prev` holds kx = 2 of pixel p - 1; lane 0 holds zero.
+                let prev =
+                    _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(_mm512_castps_si512(last), _mm512_setzero_si512()));
+                _mm512_i32scatter_ps::<4>(line.as_mut_ptr().add(c), six, _mm512_add_ps(row(0), prev));
+                _mm512_i32scatter_ps::<4>(line.as_mut_ptr().add(3 + c), six, row(1));
+                line[96 + c] = tile[(ky * 3 + 2) * 3 + c][15];
+            }
+        }
     }
 
     /// Adds the weight gradient (`[27, f]`) of images `n0..n1` into `dw`, from `dout` (`[n, oh, ow, f]`).
