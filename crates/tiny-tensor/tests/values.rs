@@ -180,13 +180,17 @@ fn conv_input_grad_reference(dout: &Tensor, w: &Tensor, x_shape: &[usize], strid
 #[test]
 fn conv2d_input_grad_matches_the_definition() {
     // The RGB cases are wide enough for one full group of 16 output columns in the direct kernel's
-    // vector lanes plus a partial one, at strides 1 and 2 and an odd width.
+    // vector lanes plus a partial one, at strides 1 and 2 and an odd width. Channel counts that are a
+    // multiple of 16 take the vector col2im, including a strided 1x1 that leaves rows untouched.
     for (n, c, h, f, k, stride, pad) in [
         (2, 3, 40, 16, 3, 2, 1),
         (1, 3, 37, 32, 3, 2, 1),
         (2, 3, 36, 16, 3, 2, 0),
         (1, 3, 20, 16, 3, 1, 1),
         (2, 16, 12, 8, 3, 2, 1),
+        (1, 16, 9, 4, 3, 1, 1),
+        (2, 32, 10, 8, 3, 2, 0),
+        (2, 16, 8, 4, 1, 2, 0),
         (2, 5, 9, 4, 1, 2, 0),
     ] {
         let oh = (h + 2 * pad - k) / stride + 1;
@@ -195,6 +199,21 @@ fn conv2d_input_grad_matches_the_definition() {
         let x_shape = [n, c, h, h];
         let got = dout.conv2d_input_grad(&w, &x_shape, stride, pad).unwrap();
         assert_all_close(&got.to_vec(), &conv_input_grad_reference(&dout, &w, &x_shape, stride, pad), 1e-4);
+    }
+}
+
+#[test]
+fn conv2d_input_grad_overwrites_a_recycled_buffer() {
+    // The output buffer comes from the pool of freed buffers, so it holds the previous call's values: every
+    // element must be written, including the rows a strided 1x1 kernel never reaches.
+    // A 3x3 call first fills every row, then a 1x1 call of the same input size gets that buffer back.
+    let x_shape = [2, 16, 32, 32];
+    for (k, pad) in [(3, 1), (1, 0), (3, 1), (1, 0)] {
+        let w = param(&[8, 16, k, k], -1.0, 1.0, 37);
+        let o = (32 + 2 * pad - k) / 2 + 1;
+        let dout = param(&[2, 8, o, o], -1.0, 1.0, 38);
+        let got = dout.conv2d_input_grad(&w, &x_shape, 2, pad).unwrap().to_vec();
+        assert_all_close(&got, &conv_input_grad_reference(&dout, &w, &x_shape, 2, pad), 1e-4);
     }
 }
 
