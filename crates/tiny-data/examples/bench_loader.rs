@@ -3,12 +3,13 @@
 //! `cargo run --release -p tiny-data --example bench_loader -- --data DIR --size 64 --bs 128
 //! --workers 2 [--single N] [--cache]`. Before the pass it times decode + resize of `N` images
 //! (default 500) on this thread alone, so the loader's efficiency against `workers` times the
-//! one-core rate can be read from the same run.
+//! one-core rate can be read from the same run, and then the same images stage by stage (read,
+//! decode, resize).
 
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use tiny_data::{DataLoader, ImageFolder, ImageFolderDataset, ItemTransform, decode_rgb};
+use tiny_data::{DataLoader, ImageFolder, ImageFolderDataset, ItemTransform, decode_rgb, decode_rgb_bytes};
 
 /// Command-line options.
 struct Args {
@@ -70,6 +71,21 @@ fn main() -> anyhow::Result<()> {
     }
     let single_s = t0.elapsed().as_secs_f64();
     let single_rate = sample.len() as f64 / single_s;
+    // The same work split into its stages, to show where the time of one image goes.
+    let (mut read_s, mut decode_s, mut resize_s) = (0.0, 0.0, 0.0);
+    for f in &sample {
+        let t = Instant::now();
+        let bytes = std::fs::read(f)?;
+        let t_read = Instant::now();
+        let img = decode_rgb_bytes(&bytes, f)?;
+        let t_decode = Instant::now();
+        std::hint::black_box(tfm.apply(&img, None, f)?);
+        read_s += (t_read - t).as_secs_f64();
+        decode_s += (t_decode - t_read).as_secs_f64();
+        resize_s += t_decode.elapsed().as_secs_f64();
+    }
+    let per_img_us = |s: f64| s * 1e6 / sample.len() as f64;
+    let (read_us, decode_us, resize_us) = (per_img_us(read_s), per_img_us(decode_s), per_img_us(resize_s));
 
     let ds = ImageFolderDataset::new(files, &folder.vocab, tfm)?.with_cache(a.cache);
     let dl = DataLoader::new(ds, a.bs)?.shuffle(true).seed(42).num_workers(a.workers);
@@ -84,7 +100,8 @@ fn main() -> anyhow::Result<()> {
     let efficiency = rate / (a.workers.max(1) as f64 * single_rate);
     println!(
         "loader: {images} images in {batches} batches, {secs:.2}s, {rate:.0} img/s with {} workers; \
-         one core: {:.0} us/img ({single_rate:.0} img/s); efficiency {:.0}%",
+         one core: {:.0} us/img ({single_rate:.0} img/s; read {read_us:.0}, decode {decode_us:.0}, \
+         resize {resize_us:.0}); efficiency {:.0}%",
         a.workers,
         1e6 / single_rate,
         efficiency * 100.0
@@ -93,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         "{{\"mode\":\"bench-loader\",\"data\":{:?},\"size\":{},\"bs\":{},\"workers\":{},\"cache\":{},\
          \"images\":{images},\"batches\":{batches},\"seconds\":{secs:.4},\"img_per_s\":{rate:.1},\
          \"single_core_images\":{},\"single_core_us_per_img\":{:.1},\"single_core_img_per_s\":{single_rate:.1},\
+         \"read_us\":{read_us:.1},\"decode_us\":{decode_us:.1},\"resize_us\":{resize_us:.1},\
          \"efficiency_vs_workers_x_single\":{efficiency:.3},\"peak_rss_mib\":{:.0},\"nproc\":{}}}",
         a.data.display().to_string(),
         a.size,
