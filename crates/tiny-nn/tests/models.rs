@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_nn::layers::Sequential;
 use tiny_nn::{
-    BasicBlock, BatchNorm2d, ConvLayer, Linear, Module, accuracy, cross_entropy, init, log_softmax, nll, resnet18,
-    simple_cnn,
+    BasicBlock, BatchNorm2d, ConvLayer, Linear, Module, accuracy, cross_entropy, cross_entropy_items, init,
+    log_softmax, nll, nll_items, resnet18, simple_cnn,
 };
 use tiny_tensor::gradcheck::{Tolerance, check_direction};
 use tiny_tensor::{Device, Tensor};
@@ -216,6 +216,14 @@ fn log_softmax_identities_from_the_chapter() {
     let flat = Tensor::zeros(&[3, 10]);
     assert!((cross_entropy(&flat, &[0, 4, 9]).unwrap().item().unwrap() - 10f32.ln()).abs() < 1e-6);
     assert_eq!(accuracy(&flat, &[0, 4, 9]).unwrap(), 1.0 / 3.0);
+    // The fused cross entropy gives the chapter's nll(log_softmax(x)), per item and averaged.
+    let target = [3, 0, 9, 9];
+    let per_item = nll_items(&log_softmax(&x).unwrap(), &target).unwrap().to_vec();
+    for (a, b) in cross_entropy_items(&x, &target).unwrap().to_vec().iter().zip(&per_item) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    let chapter = nll(&log_softmax(&x).unwrap(), &target).unwrap().item().unwrap();
+    assert!((cross_entropy(&x, &target).unwrap().item().unwrap() - chapter).abs() < 1e-5);
     // nll picks -input[i, target[i]] and averages.
     let lp = Tensor::from_vec(vec![-0.1, -2.0, -3.0, -0.5], &[2, 2]).unwrap();
     assert!((nll(&lp, &[0, 1]).unwrap().item().unwrap() - 0.3).abs() < 1e-6);

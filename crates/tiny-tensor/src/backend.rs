@@ -408,6 +408,33 @@ pub(crate) fn index_add(g: &Tensor, outer: usize, size: usize, inner: usize, idx
     Ok(new(data, Layout::contiguous(&[outer, size, inner])))
 }
 
+/// Fused cross-entropy of `[n, c]` logits: the per-row losses `lse - x[i, targets[i]]` and logsumexps
+/// `lse`, both `[n]`.
+pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Tensor)> {
+    let xc = row_major(x)?;
+    if on_cuda(x) {
+        return on_gpu!(crate::cuda::log_softmax_nll(&xc, targets));
+    }
+    let s = xc.storage();
+    let (loss, lse) = cpu::log_softmax_nll(&cpu(&s)[xc.layout().offset..], x.shape()[1], targets);
+    let n = targets.len();
+    Ok((new(loss, Layout::contiguous(&[n])), new(lse, Layout::contiguous(&[n]))))
+}
+
+/// The logits' gradient of `log_softmax_nll` from the per-row gradient `dloss`: `dloss * (softmax - one_hot)`.
+pub(crate) fn log_softmax_nll_backward(dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    same_device("log_softmax_nll", dloss, x)?;
+    let (dc, xc) = (row_major(dloss)?, row_major(x)?);
+    if on_cuda(x) {
+        return on_gpu!(crate::cuda::log_softmax_nll_backward(&dc, &xc, lse, targets));
+    }
+    let (sd, sx, sl) = (dc.storage(), xc.storage(), lse.storage());
+    let c = x.shape()[1];
+    let (ds, xs, ls) =
+        (&cpu(&sd)[dc.layout().offset..], &cpu(&sx)[xc.layout().offset..], &cpu(&sl)[lse.layout().offset..]);
+    Ok(new(cpu::log_softmax_nll_backward(ds, xs, ls, c, targets), Layout::contiguous(x.shape())))
+}
+
 /// The position of the largest value along the last dimension of each row (computed on the host).
 pub(crate) fn argmax_rows(x: &Tensor) -> Result<Vec<u32>> {
     let data = to_vec(x)?;

@@ -174,6 +174,9 @@ fn indexing_and_joins() {
     let x = strided(&[6, 10], 50);
     parity("pick", vec![x.clone()], |t| t[0].pick(&[3, 0, 9, 9, 1, 5]));
     parity("index_select", vec![x.clone()], |t| t[0].index_select(1, &[2, 2, 7]));
+    parity("log_softmax_nll", vec![x.clone()], |t| t[0].log_softmax_nll(&[3, 0, 9, 9, 1, 5]));
+    let wide = randn(&[3, 1000], 54).mul_scalar(30.0).unwrap();
+    parity("log_softmax_nll 1000 classes", vec![wide], |t| t[0].log_softmax_nll(&[999, 0, 500]));
     parity("narrow", vec![x.clone()], |t| t[0].narrow(1, 2, 5));
     parity("cat", vec![x.clone(), randn(&[6, 3], 51)], |t| Tensor::cat(&[&t[0], &t[1]], 1));
     parity("stack", vec![x.clone(), randn(&[6, 10], 52)], |t| Tensor::stack(&[&t[0], &t[1]], 0));

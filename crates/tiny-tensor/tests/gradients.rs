@@ -163,6 +163,15 @@ fn composite_log_softmax_and_nll() {
 }
 
 #[test]
+fn fused_log_softmax_nll() {
+    let x = param(&[4, 5], -2.0, 2.0, 24);
+    gradcheck(std::slice::from_ref(&x), |t| t[0].log_softmax_nll(&[0, 3, 4, 1]));
+    // On a transposed view, and reduced to the chapter's mean, as the learner uses it.
+    let xt = param(&[5, 4], -2.0, 2.0, 28);
+    gradcheck(&[xt], |t| t[0].t()?.log_softmax_nll(&[2, 2, 0, 4])?.mean_all());
+}
+
+#[test]
 fn fused_batch_norm_matches_its_definition_and_gradients() {
     let x = param(&[3, 2, 3, 3], -1.0, 2.0, 25);
     let w = param(&[2], 0.5, 1.5, 26);

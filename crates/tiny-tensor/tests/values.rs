@@ -86,6 +86,20 @@ fn logsumexp_is_stable_and_matches_the_naive_form() {
     assert!(big.exp().unwrap().sum(&[-1], false).unwrap().log().unwrap().to_vec()[0].is_infinite());
 }
 
+#[test]
+fn fused_log_softmax_nll_matches_the_composed_form_and_stays_finite() {
+    let x = param(&[6, 10], -3.0, 3.0, 29);
+    let targets = [0, 9, 3, 3, 7, 1];
+    let composed = x.sub(&x.logsumexp(&[-1], true).unwrap()).unwrap().pick(&targets).unwrap().neg().unwrap();
+    assert_all_close(&x.log_softmax_nll(&targets).unwrap().to_vec(), &composed.to_vec(), 1e-5);
+    // Logits of +-1e4: the target at the maximum costs nothing, one far below it costs the gap.
+    let big = t(&[1e4, -1e4, 0.0, 1e4], &[2, 2]);
+    assert_eq!(big.log_softmax_nll(&[0, 0]).unwrap().to_vec(), vec![0.0, 1e4]);
+    let err = big.log_softmax_nll(&[0, 2]).unwrap_err();
+    assert_eq!(err.to_string(), "log_softmax_nll: index 2 is out of range for a dimension of size 2");
+    assert!(big.log_softmax_nll(&[0]).is_err());
+}
+
 /// A direct six-deep loop convolution, the definition that the GEMM path must reproduce.
 fn conv_reference(x: &Tensor, w: &Tensor, b: &[f32], stride: usize, pad: usize) -> Vec<f32> {
     let (xs, ws) = (x.shape().to_vec(), w.shape().to_vec());

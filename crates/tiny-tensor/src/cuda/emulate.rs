@@ -73,6 +73,8 @@ type Geom1 = unsafe extern "C" fn(i64, KGeom, *const f32, *mut f32);
 type MaxPool = unsafe extern "C" fn(i64, KGeom, *const f32, *mut f32, *mut u32);
 type MaxPoolBack = unsafe extern "C" fn(i64, KGeom, *const f32, *const u32, *mut f32);
 type Index = unsafe extern "C" fn(i64, *const f32, *const u32, *mut f32, i64, i64, i64, i32);
+type LossForward = unsafe extern "C" fn(i64, i64, *const f32, *const u32, *mut f32, *mut f32);
+type LossBackward = unsafe extern "C" fn(i64, i64, *const f32, *const f32, *const f32, *const u32, *mut f32);
 type BnStats = unsafe extern "C" fn(*const f32, *mut f32, *mut f32, i64, i32, i64);
 type BnAffine = unsafe extern "C" fn(i64, *const f32, *mut f32, *const f32, *const f32, i32, i64);
 type BnSums = unsafe extern "C" fn(*const f32, *const f32, *const f32, *const f32, *mut f32, *mut f32, i64, i32, i64);
@@ -301,4 +303,25 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
     let mut acc = vec![0.0; outer * size * inner];
     unsafe { index(total as i64, out.as_ptr(), idx.as_ptr(), acc.as_mut_ptr(), sz, inn, ni, 1) };
     close("index_add", &cpu::index_add(&out, outer, size, inner, &idx), &acc);
+}
+
+#[test]
+fn fused_cross_entropy_kernels_match_the_cpu() {
+    let Some(lib) = kernels() else { return };
+    let (n, c) = (5usize, 7usize);
+    let x: Vec<f32> = randv(n * c, 31).iter().map(|v| v * 20.0).collect();
+    let targets = [6u32, 0, 3, 3, 1];
+    let (want_loss, want_lse) = cpu::log_softmax_nll(&x, c, &targets);
+    let (mut loss, mut lse) = (vec![0.0; n], vec![0.0; n]);
+    let forward = sym::<LossForward>(&lib, "log_softmax_nll_f32");
+    unsafe { forward(n as i64, c as i64, x.as_ptr(), targets.as_ptr(), loss.as_mut_ptr(), lse.as_mut_ptr()) };
+    close("log_softmax_nll loss", &want_loss, &loss);
+    close("log_softmax_nll lse", &want_lse, &lse);
+    let g = randv(n, 32);
+    let want_dx = cpu::log_softmax_nll_backward(&g, &x, &lse, c, &targets);
+    let mut dx = vec![0.0; n * c];
+    let backward = sym::<LossBackward>(&lib, "log_softmax_nll_backward_f32");
+    let total = (n * c) as i64;
+    unsafe { backward(total, c as i64, g.as_ptr(), x.as_ptr(), lse.as_ptr(), targets.as_ptr(), dx.as_mut_ptr()) };
+    close("log_softmax_nll dx", &want_dx, &dx);
 }

@@ -9,6 +9,7 @@ mod blas;
 mod conv;
 mod elementwise;
 mod index;
+mod loss;
 mod strided;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub(crate) use conv::{
 };
 pub(crate) use elementwise::{Update, binary, contiguous, reduce, unary, update};
 pub(crate) use index::{index_add, index_select};
+pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,17 +39,18 @@ use crate::{Device, Result, Storage, Tensor, TensorError};
 
 /// The kernel sources, embedded at build time; `common.cuh` is prepended to them.
 const COMMON: &str = include_str!("kernels/common.cuh");
-const SOURCES: [&str; 6] = [
+const SOURCES: [&str; 7] = [
     include_str!("kernels/elementwise.cu"),
     include_str!("kernels/reduce.cu"),
     include_str!("kernels/conv.cu"),
     include_str!("kernels/pool.cu"),
     include_str!("kernels/batchnorm.cu"),
     include_str!("kernels/index.cu"),
+    include_str!("kernels/loss.cu"),
 ];
 
 /// Every kernel the backend launches.
-const KERNELS: [&str; 16] = [
+const KERNELS: [&str; 18] = [
     "unary_f32",
     "binary_f32",
     "update_f32",
@@ -64,6 +67,8 @@ const KERNELS: [&str; 16] = [
     "bn_backward_sums_f32",
     "bn_backward_dx_f32",
     "index_f32",
+    "log_softmax_nll_f32",
+    "log_softmax_nll_backward_f32",
 ];
 
 /// GPU memory behind a tensor: a device buffer and the ordinal of its GPU.

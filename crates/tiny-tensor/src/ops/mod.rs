@@ -3,6 +3,7 @@
 mod binary;
 mod conv;
 mod index;
+mod loss;
 mod matmul;
 mod norm;
 mod pool;
