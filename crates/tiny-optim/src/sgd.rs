@@ -1,9 +1,9 @@
 //! `Sgd`: the chapter's stochastic gradient descent, with PyTorch's momentum and Nesterov.
 
 use tiny_nn::Parameter;
-use tiny_tensor::{Tensor, no_grad};
+use tiny_tensor::{SgdStep, Tensor, no_grad};
 
-use crate::core::{Core, ParamState, copy_like};
+use crate::core::{Core, ParamState};
 use crate::group::check_groups;
 use crate::{Optimizer, OptimizerState, ParamGroup, Result};
 
@@ -12,7 +12,7 @@ use crate::{Optimizer, OptimizerState, ParamGroup, Result};
 /// With gradient `g`, weight decay `wd` and momentum `m`, each step computes `d = g + wd * p` (the
 /// chapter's coupled weight decay), then, when `m > 0`, the buffer `b = m * b + (1 - dampening) * d`
 /// (`b = d` on the first step) and replaces `d` by `b`, or by `d + m * b` with Nesterov. Finally
-/// `p -= lr * d`. Plain SGD is a single in-place `p.add_scaled_(g, -lr)` per parameter.
+/// `p -= lr * d`, all in one pass over the parameter (`Tensor::sgd_update_`).
 ///
 /// ```
 /// use tiny_nn::Parameter;
@@ -113,46 +113,23 @@ impl Optimizer for Sgd {
     }
 }
 
-/// One SGD update of `p` from its gradient `g`, written as in-place ops so that no full-size
-/// temporary is needed: with `d = g + wd * p`, `p - lr * d = (1 - lr * wd) * p - lr * g`.
+/// One SGD update of `p` from its gradient `g`: tiny-tensor's fused `sgd_update_`, which reads and writes
+/// each element once (one kernel per parameter on a GPU) instead of three or four in-place ops. The
+/// momentum buffer is created at the first step with momentum, and then carries over.
 fn update(p: &Tensor, g: &Tensor, st: &mut ParamState, group: &ParamGroup) -> Result<()> {
-    let (lr, m, wd) = (group.lr, group.momentum, group.weight_decay);
-    if m == 0.0 {
-        if wd != 0.0 {
-            p.scale_(1.0 - lr * wd)?;
-        }
-        p.add_scaled_(g, -lr)?;
-        return Ok(());
+    let with_momentum = group.momentum != 0.0;
+    let first = st.buffers.is_empty();
+    if with_momentum && first {
+        st.buffers = vec![p.zeros_like()?];
     }
-    // The buffer takes `d = g + wd * p` before `p` changes.
-    let buf = match st.buffers.first() {
-        Some(buf) => {
-            let keep = 1.0 - group.dampening;
-            buf.scale_(m)?;
-            buf.add_scaled_(g, keep)?;
-            if wd != 0.0 {
-                buf.add_scaled_(p, keep * wd)?;
-            }
-            buf.clone()
-        }
-        None => {
-            let buf = copy_like(g, p)?;
-            if wd != 0.0 {
-                buf.add_scaled_(p, wd)?;
-            }
-            st.buffers = vec![buf.clone()];
-            buf
-        }
+    let step = SgdStep {
+        lr: group.lr,
+        momentum: group.momentum,
+        dampening: group.dampening,
+        weight_decay: group.weight_decay,
+        nesterov: group.nesterov,
+        first,
     };
-    if group.nesterov {
-        // p -= lr * (d + m * buf)
-        if wd != 0.0 {
-            p.scale_(1.0 - lr * wd)?;
-        }
-        p.add_scaled_(g, -lr)?;
-        p.add_scaled_(&buf, -lr * m)?;
-    } else {
-        p.add_scaled_(&buf, -lr)?;
-    }
+    p.sgd_update_(g, st.buffers.first().filter(|_| with_momentum), &step)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::cpu;
 use crate::layout::{Layout, broadcast_shapes};
-use crate::{Device, Result, Storage, Tensor, TensorError};
+use crate::{Device, Result, SgdStep, Storage, Tensor, TensorError};
 
 /// Elementwise functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,6 +197,29 @@ pub(crate) fn scale_inplace(dst: &Tensor, alpha: f32) -> Result<()> {
     }
     let mut d = dst.storage_mut();
     cpu::scale_inplace(cpu_mut(&mut d), dst.layout(), alpha);
+    Ok(())
+}
+
+/// In place, one SGD step of `p` from `g`, with an optional momentum buffer (all the same shape; the
+/// caller checked that no two of them share memory).
+pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: &SgdStep) -> Result<()> {
+    same_device("sgd_update_", p, g)?;
+    if let Some(b) = buffer {
+        same_device("sgd_update_", p, b)?;
+    }
+    if on_cuda(p) {
+        return on_gpu!(crate::cuda::sgd_update(p, g, buffer, step));
+    }
+    let s = g.storage();
+    let mut d = p.storage_mut();
+    match buffer {
+        Some(b) => {
+            let mut bs = b.storage_mut();
+            let buf = Some((cpu_mut(&mut bs), b.layout()));
+            cpu::sgd_update(cpu_mut(&mut d), p.layout(), cpu(&s), g.layout(), buf, step);
+        }
+        None => cpu::sgd_update(cpu_mut(&mut d), p.layout(), cpu(&s), g.layout(), None, step),
+    }
     Ok(())
 }
 

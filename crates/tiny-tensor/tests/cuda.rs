@@ -213,3 +213,31 @@ fn tf32_stays_close() {
     // TF32 keeps 10 mantissa bits: about 1e-3 relative per product, over a sum of 256 terms.
     close("tf32 matmul", &exact, &fast, 3e-2);
 }
+
+#[test]
+fn fused_sgd_update() {
+    let Some(device) = cuda::device_for_test("sgd_update_") else { return };
+    for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
+        // Two steps on a transposed parameter and gradient, read back from the device.
+        let run = |dev: Device| {
+            let p = randn(&[7, 5], 60).to_device(dev).unwrap().t().unwrap();
+            let buf = Tensor::zeros(&[5, 7]).to_device(dev).unwrap();
+            for (i, seed) in [61, 62].into_iter().enumerate() {
+                let g = randn(&[7, 5], seed).to_device(dev).unwrap().t().unwrap();
+                let step = tiny_tensor::SgdStep {
+                    lr: 0.1,
+                    momentum,
+                    dampening: 0.1,
+                    weight_decay: 0.01,
+                    nesterov,
+                    first: i == 0,
+                };
+                p.sgd_update_(&g, (momentum != 0.0).then_some(&buf), &step).unwrap();
+            }
+            (p.to_vec(), buf.to_vec())
+        };
+        let ((p_cpu, b_cpu), (p_gpu, b_gpu)) = (run(Device::Cpu), run(device));
+        close("sgd_update_ parameter", &p_cpu, &p_gpu, 1e-5);
+        close("sgd_update_ buffer", &b_cpu, &b_gpu, 1e-5);
+    }
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_all_close, param, rng};
-use tiny_tensor::{Device, Tensor, TensorError};
+use tiny_tensor::{Device, SgdStep, Tensor, TensorError};
 
 fn t(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_vec(data.to_vec(), shape).unwrap()
@@ -98,6 +98,46 @@ fn fused_log_softmax_nll_matches_the_composed_form_and_stays_finite() {
     let err = big.log_softmax_nll(&[0, 2]).unwrap_err();
     assert_eq!(err.to_string(), "log_softmax_nll: index 2 is out of range for a dimension of size 2");
     assert!(big.log_softmax_nll(&[0]).is_err());
+}
+
+#[test]
+fn fused_sgd_update_matches_the_step_by_step_formula() {
+    // A transposed parameter and gradient with a contiguous buffer, two steps of each variant, against
+    // PyTorch's formula written out per element.
+    for (momentum, dampening, weight_decay, nesterov) in [
+        (0.0, 0.0, 0.0, false),
+        (0.0, 0.0, 0.1, false),
+        (0.9, 0.0, 0.0, false),
+        (0.9, 0.5, 0.1, false),
+        (0.9, 0.0, 0.1, true),
+    ] {
+        let p = param(&[3, 4], -1.0, 1.0, 60).detach().t().unwrap();
+        let buf = Tensor::zeros(&[4, 3]);
+        let (mut want_p, mut want_b) = (p.to_vec(), vec![0.0; 12]);
+        for (i, seed) in [61, 62].into_iter().enumerate() {
+            let g = param(&[3, 4], -1.0, 1.0, seed).detach().t().unwrap();
+            let first = i == 0;
+            let step = SgdStep { lr: 0.1, momentum, dampening, weight_decay, nesterov, first };
+            p.sgd_update_(&g, (momentum != 0.0).then_some(&buf), &step).unwrap();
+            for ((p, b), g) in want_p.iter_mut().zip(&mut want_b).zip(g.to_vec()) {
+                let mut d = g + weight_decay * *p;
+                if momentum != 0.0 {
+                    *b = if first { d } else { momentum * *b + (1.0 - dampening) * d };
+                    d = if nesterov { d + momentum * *b } else { *b };
+                }
+                *p -= 0.1 * d;
+            }
+            assert_all_close(&p.to_vec(), &want_p, 1e-6);
+            if momentum != 0.0 {
+                assert_all_close(&buf.to_vec(), &want_b, 1e-6);
+            }
+        }
+    }
+    let p = Tensor::zeros(&[2, 3]);
+    let step = SgdStep { lr: 0.1, ..SgdStep::default() };
+    let err = p.sgd_update_(&Tensor::zeros(&[3, 2]), None, &step).unwrap_err();
+    assert_eq!(err.to_string(), "sgd_update_: shape mismatch between [2, 3] and [3, 2]");
+    assert!(p.sgd_update_(&Tensor::zeros(&[2, 3]), Some(&p.reshape(&[2, 3]).unwrap()), &step).is_err());
 }
 
 /// A direct six-deep loop convolution, the definition that the GEMM path must reproduce.

@@ -1,7 +1,8 @@
-//! Elementwise CPU kernels: unary maps, broadcast binary maps and strided copies.
+//! Elementwise CPU kernels: unary maps, broadcast binary maps, strided copies and in-place updates.
 
 use super::alloc;
 use super::strided::for_each_run;
+use crate::SgdStep;
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::layout::{Layout, contiguous_strides};
 
@@ -120,4 +121,45 @@ pub(crate) fn scale_inplace(dst: &mut [f32], dl: &Layout, alpha: f32) {
     for_each_run(&dl.shape, [&dl.strides], [dl.offset], |len, [o], [so]| {
         (0..len).for_each(|k| dst[o + k * so] *= alpha);
     });
+}
+
+/// One SGD step of one element: returns the new parameter and updates the momentum buffer `b` (ignored
+/// without `has_buffer`). The formula of [`crate::Tensor::sgd_update_`].
+#[inline(always)]
+pub(crate) fn sgd_element(p: f32, g: f32, b: &mut f32, has_buffer: bool, s: &SgdStep) -> f32 {
+    let mut d = g + s.weight_decay * p;
+    if has_buffer {
+        *b = if s.first { d } else { s.momentum * *b + (1.0 - s.dampening) * d };
+        d = if s.nesterov { d + s.momentum * *b } else { *b };
+    }
+    p - s.lr * d
+}
+
+/// One fused SGD step over strided `p` and `g` (same shape), with an optional momentum buffer.
+pub(crate) fn sgd_update(
+    p: &mut [f32],
+    pl: &Layout,
+    g: &[f32],
+    gl: &Layout,
+    buffer: Option<(&mut [f32], &Layout)>,
+    s: &SgdStep,
+) {
+    match buffer {
+        Some((b, bl)) => {
+            let (strides, offsets) = ([&pl.strides[..], &gl.strides, &bl.strides], [pl.offset, gl.offset, bl.offset]);
+            for_each_run(&pl.shape, strides, offsets, |len, [o, i, k], [so, si, sk]| {
+                for j in 0..len {
+                    p[o + j * so] = sgd_element(p[o + j * so], g[i + j * si], &mut b[k + j * sk], true, s);
+                }
+            });
+        }
+        None => {
+            for_each_run(&pl.shape, [&pl.strides, &gl.strides], [pl.offset, gl.offset], |len, [o, i], [so, si]| {
+                let mut unused = 0.0;
+                for j in 0..len {
+                    p[o + j * so] = sgd_element(p[o + j * so], g[i + j * si], &mut unused, false, s);
+                }
+            });
+        }
+    }
 }

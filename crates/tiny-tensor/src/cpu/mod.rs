@@ -14,7 +14,9 @@ mod strided;
 
 pub use alloc::empty_cache;
 pub(crate) use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
-pub(crate) use elementwise::{add_scaled_inplace, binary, copy_contiguous, copy_into, scale_inplace, unary};
+pub(crate) use elementwise::{
+    add_scaled_inplace, binary, copy_contiguous, copy_into, scale_inplace, sgd_update, unary,
+};
 pub(crate) use index::{argmax_rows, index_add, index_select};
 pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
 pub(crate) use matmul::matmul3;

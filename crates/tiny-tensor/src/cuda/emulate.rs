@@ -73,6 +73,21 @@ type Geom1 = unsafe extern "C" fn(i64, KGeom, *const f32, *mut f32);
 type MaxPool = unsafe extern "C" fn(i64, KGeom, *const f32, *mut f32, *mut u32);
 type MaxPoolBack = unsafe extern "C" fn(i64, KGeom, *const f32, *const u32, *mut f32);
 type Index = unsafe extern "C" fn(i64, *const f32, *const u32, *mut f32, i64, i64, i64, i32);
+type SgdUpdate = unsafe extern "C" fn(
+    i64,
+    KShape,
+    KStrides,
+    KStrides,
+    KStrides,
+    *mut f32,
+    *const f32,
+    *mut f32,
+    f32,
+    f32,
+    f32,
+    f32,
+    i32,
+);
 type LossForward = unsafe extern "C" fn(i64, i64, *const f32, *const u32, *mut f32, *mut f32);
 type LossBackward = unsafe extern "C" fn(i64, i64, *const f32, *const f32, *const f32, *const u32, *mut f32);
 type BnStats = unsafe extern "C" fn(*const f32, *mut f32, *mut f32, i64, i32, i64);
@@ -324,4 +339,34 @@ fn fused_cross_entropy_kernels_match_the_cpu() {
     let total = (n * c) as i64;
     unsafe { backward(total, c as i64, g.as_ptr(), x.as_ptr(), lse.as_ptr(), targets.as_ptr(), dx.as_mut_ptr()) };
     close("log_softmax_nll dx", &want_dx, &dx);
+}
+
+#[test]
+fn sgd_update_kernel_matches_the_cpu() {
+    let Some(lib) = kernels() else { return };
+    // A transposed [4, 3] parameter, a contiguous gradient and a buffer at an offset, two steps.
+    let pl = Layout { shape: vec![4, 3], strides: vec![1, 4], offset: 0 };
+    let gl = Layout::contiguous(&[4, 3]);
+    let bl = Layout { offset: 2, ..Layout::contiguous(&[4, 3]) };
+    let (g, b0) = (randv(12, 33), randv(14, 34));
+    let sgd = sym::<SgdUpdate>(&lib, "sgd_update_f32");
+    for (nesterov, first) in [(false, true), (true, false)] {
+        let step = crate::SgdStep { lr: 0.1, momentum: 0.9, dampening: 0.25, weight_decay: 0.01, nesterov, first };
+        let (mut want_p, mut want_b) = (randv(12, 35), b0.clone());
+        let (mut p, mut b) = (want_p.clone(), b0.clone());
+        cpu::sgd_update(&mut want_p, &pl, &g, &gl, Some((&mut want_b, &bl)), &step);
+        let (shape, [ps, gs, bs]) = plan(&pl.shape, [&pl.strides, &gl.strides, &bl.strides], [0, 0, 2], true).unwrap();
+        let flags = 1 | i32::from(first) << 1 | i32::from(nesterov) << 2;
+        let (lr, m, damp, wd) = (step.lr, step.momentum, step.dampening, step.weight_decay);
+        unsafe { sgd(12, shape, ps, gs, bs, p.as_mut_ptr(), g.as_ptr(), b.as_mut_ptr(), lr, m, damp, wd, flags) };
+        close("sgd p", &want_p, &p);
+        close("sgd buffer", &want_b, &b);
+    }
+    // Without a buffer the kernel is given a null one and must not touch it.
+    let step = crate::SgdStep { lr: 0.5, weight_decay: 0.1, ..Default::default() };
+    let (mut want_p, mut p) = (randv(12, 36), randv(12, 36));
+    cpu::sgd_update(&mut want_p, &pl, &g, &gl, None, &step);
+    let (shape, [ps, gs]) = plan(&pl.shape, [&pl.strides, &gl.strides], [0, 0], true).unwrap();
+    unsafe { sgd(12, shape, ps, gs, ps, p.as_mut_ptr(), g.as_ptr(), std::ptr::null_mut(), 0.5, 0.0, 0.0, 0.1, 0) };
+    close("sgd without momentum", &want_p, &p);
 }

@@ -21,7 +21,7 @@ pub(crate) use conv::{
     avg_pool2d, avg_pool2d_backward, conv2d, conv2d_backward_input, conv2d_backward_weight, max_pool2d,
     max_pool2d_backward,
 };
-pub(crate) use elementwise::{Update, binary, contiguous, reduce, unary, update};
+pub(crate) use elementwise::{Update, binary, contiguous, reduce, sgd_update, unary, update};
 pub(crate) use index::{index_add, index_select};
 pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
 
@@ -50,10 +50,11 @@ const SOURCES: [&str; 7] = [
 ];
 
 /// Every kernel the backend launches.
-const KERNELS: [&str; 18] = [
+const KERNELS: [&str; 19] = [
     "unary_f32",
     "binary_f32",
     "update_f32",
+    "sgd_update_f32",
     "reduce_f32",
     "im2col_f32",
     "col2im_f32",

@@ -8,5 +8,8 @@ mod matmul;
 mod norm;
 mod pool;
 mod reduce;
+mod sgd;
 mod unary;
 mod view;
+
+pub use sgd::SgdStep;

@@ -1,0 +1,59 @@
+//! `sgd_update_`: one SGD step of a parameter in place, fused into a single pass (one kernel on a GPU).
+
+use crate::backend;
+use crate::{Result, Tensor, TensorError};
+
+/// The hyper-parameters of one fused SGD step, [`Tensor::sgd_update_`], with PyTorch's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SgdStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum factor; 0 means no momentum buffer.
+    pub momentum: f32,
+    /// Dampening of the gradient added to the momentum buffer (after the first step).
+    pub dampening: f32,
+    /// Coupled (L2) weight decay, added to the gradient.
+    pub weight_decay: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Whether the momentum buffer is new this step: it then takes the gradient as it is.
+    pub first: bool,
+}
+
+impl Tensor {
+    /// In place, one SGD step of this parameter from `grad`, reading and writing each element once (the
+    /// chapter's `p -= lr * p.grad`, with PyTorch's momentum, dampening, Nesterov and weight decay):
+    ///
+    /// `d = grad + weight_decay * p`; with a `momentum_buffer` `b`, `b = momentum * b + (1 - dampening) * d`
+    /// (`b = d` when `first`) and `d = b`, or `d = d + momentum * b` with Nesterov; then `p -= lr * d`.
+    ///
+    /// The three tensors must have the same shape and device, with any strides. Records no graph.
+    ///
+    /// ```
+    /// use tiny_tensor::{SgdStep, Tensor};
+    /// let p = Tensor::from_vec(vec![1.0, -2.0], &[2]).unwrap();
+    /// let g = Tensor::from_vec(vec![0.5, 1.0], &[2]).unwrap();
+    /// p.sgd_update_(&g, None, &SgdStep { lr: 0.1, ..SgdStep::default() }).unwrap();
+    /// assert_eq!(p.to_vec(), vec![0.95, -2.1]);
+    /// ```
+    pub fn sgd_update_(&self, grad: &Tensor, momentum_buffer: Option<&Tensor>, step: &SgdStep) -> Result<()> {
+        for other in std::iter::once(grad).chain(momentum_buffer) {
+            if other.shape() != self.shape() {
+                return Err(TensorError::ShapeMismatch {
+                    op: "sgd_update_",
+                    lhs: self.shape().to_vec(),
+                    rhs: other.shape().to_vec(),
+                });
+            }
+        }
+        if momentum_buffer.is_some_and(|b| b.shares_storage(self)) {
+            return Err(TensorError::InvalidArgument {
+                op: "sgd_update_",
+                msg: "the momentum buffer shares memory with the parameter".into(),
+            });
+        }
+        let shares = grad.shares_storage(self) || momentum_buffer.is_some_and(|b| grad.shares_storage(b));
+        let grad = if shares { grad.contiguous_copy()? } else { grad.clone() };
+        backend::sgd_update(self, &grad, momentum_buffer, step)
+    }
+}
