@@ -1,7 +1,9 @@
 //! `Sgd`: the chapter's stochastic gradient descent, with PyTorch's momentum and Nesterov.
 
+use std::collections::HashMap;
+
 use tiny_nn::Parameter;
-use tiny_tensor::{SgdStep, Tensor, no_grad};
+use tiny_tensor::{SgdParam, SgdStep, no_grad, sgd_update_all_};
 
 use crate::core::{Core, ParamState};
 use crate::group::check_groups;
@@ -85,12 +87,7 @@ impl Optimizer for Sgd {
         let _guard = no_grad();
         let Core { groups, state, .. } = &mut self.core;
         for group in groups.iter() {
-            for p in &group.params {
-                let Some(g) = p.grad() else { continue };
-                let st = state.entry(p.id()).or_default();
-                update(p, &g, st, group)?;
-                st.step += 1;
-            }
+            step_group(group, state)?;
         }
         self.core.steps += 1;
         Ok(())
@@ -113,23 +110,42 @@ impl Optimizer for Sgd {
     }
 }
 
-/// One SGD update of `p` from its gradient `g`: tiny-tensor's fused `sgd_update_`, which reads and writes
-/// each element once (one kernel per parameter on a GPU) instead of three or four in-place ops. The
-/// momentum buffer is created at the first step with momentum, and then carries over.
-fn update(p: &Tensor, g: &Tensor, st: &mut ParamState, group: &ParamGroup) -> Result<()> {
+/// One SGD step of every parameter of `group` that has a gradient, through tiny-tensor's fused
+/// `sgd_update_all_`: each element is read and written once, and on a GPU the whole group is one kernel
+/// launch instead of three or four per parameter. Momentum buffers are created at the first step with
+/// momentum, and then carry over.
+fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Result<()> {
     let with_momentum = group.momentum != 0.0;
-    let first = st.buffers.is_empty();
-    if with_momentum && first {
-        st.buffers = vec![p.zeros_like()?];
+    let mut todo = Vec::new();
+    for p in &group.params {
+        let Some(g) = p.grad() else { continue };
+        let st = state.entry(p.id()).or_default();
+        let first = st.buffers.is_empty();
+        if with_momentum && first {
+            st.buffers = vec![p.zeros_like()?];
+        }
+        todo.push((p, g, first));
     }
+    let items: Vec<SgdParam<'_>> = todo
+        .iter()
+        .map(|(p, g, first)| SgdParam {
+            param: p.tensor(),
+            grad: g,
+            momentum_buffer: state[&p.id()].buffers.first().filter(|_| with_momentum),
+            first: *first,
+        })
+        .collect();
     let step = SgdStep {
         lr: group.lr,
         momentum: group.momentum,
         dampening: group.dampening,
         weight_decay: group.weight_decay,
         nesterov: group.nesterov,
-        first,
+        first: false,
     };
-    p.sgd_update_(g, st.buffers.first().filter(|_| with_momentum), &step)?;
+    sgd_update_all_(&items, &step)?;
+    for (p, ..) in &todo {
+        state.entry(p.id()).or_default().step += 1;
+    }
     Ok(())
 }

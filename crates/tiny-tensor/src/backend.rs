@@ -223,6 +223,23 @@ pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: 
     Ok(())
 }
 
+/// One SGD step of each `(p, g, momentum buffer, first)`. When all of them are contiguous tensors on one GPU
+/// with no memory in common, a single kernel updates them all; otherwise each is updated on its own.
+pub(crate) fn sgd_update_all(items: &[(&Tensor, &Tensor, Option<&Tensor>, bool)], step: &SgdStep) -> Result<()> {
+    let tensors: Vec<&Tensor> = items.iter().flat_map(|&(p, g, b, _)| [p, g].into_iter().chain(b)).collect();
+    let device = tensors.first().map(|t| t.device());
+    let one_launch = matches!(device, Some(Device::Cuda(_)))
+        && tensors.iter().all(|t| Some(t.device()) == device && t.layout().is_contiguous())
+        && tensors.iter().enumerate().all(|(i, a)| tensors[i + 1..].iter().all(|b| !a.shares_storage(b)));
+    if one_launch {
+        return on_gpu!(crate::cuda::sgd_update_many(items, step));
+    }
+    for &(p, g, b, first) in items {
+        sgd_update(p, g, b, &SgdStep { first, ..*step })?;
+    }
+    Ok(())
+}
+
 /// A row-major copy (a new storage).
 pub(crate) fn contiguous(x: &Tensor) -> Result<Tensor> {
     if on_cuda(x) {

@@ -241,3 +241,38 @@ fn fused_sgd_update() {
         close("sgd_update_ buffer", &b_cpu, &b_gpu, 1e-5);
     }
 }
+
+#[test]
+fn multi_tensor_sgd_update() {
+    let Some(device) = cuda::device_for_test("sgd_update_all_") else { return };
+    // Contiguous parameters on one GPU take the single launch; one is longer than a chunk of 4096.
+    let shapes: [&[usize]; 3] = [&[64, 100], &[7], &[3, 3, 3]];
+    let run = |dev: Device| {
+        let ps: Vec<Tensor> = shapes.iter().zip(70..).map(|(s, k)| randn(s, k).to_device(dev).unwrap()).collect();
+        let bufs: Vec<Tensor> = shapes.iter().map(|s| Tensor::zeros(s).to_device(dev).unwrap()).collect();
+        for (i, seed) in [80, 90].into_iter().enumerate() {
+            let gs: Vec<Tensor> = shapes.iter().zip(seed..).map(|(s, k)| randn(s, k).to_device(dev).unwrap()).collect();
+            let items: Vec<tiny_tensor::SgdParam<'_>> = (0..3)
+                .map(|k| tiny_tensor::SgdParam {
+                    param: &ps[k],
+                    grad: &gs[k],
+                    momentum_buffer: (k != 1).then_some(&bufs[k]),
+                    first: i == 0,
+                })
+                .collect();
+            let step = tiny_tensor::SgdStep {
+                lr: 0.1,
+                momentum: 0.9,
+                dampening: 0.0,
+                weight_decay: 0.01,
+                nesterov: i == 1,
+                first: false,
+            };
+            tiny_tensor::sgd_update_all_(&items, &step).unwrap();
+        }
+        ps.iter().chain(&bufs).map(|t| t.to_vec()).collect::<Vec<_>>()
+    };
+    for (k, (a, b)) in run(Device::Cpu).iter().zip(&run(device)).enumerate() {
+        close(&format!("sgd_update_all_ tensor {k}"), a, b, 1e-5);
+    }
+}

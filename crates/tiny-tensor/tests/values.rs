@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_all_close, param, rng};
-use tiny_tensor::{Device, SgdStep, Tensor, TensorError};
+use tiny_tensor::{Device, SgdParam, SgdStep, Tensor, TensorError, sgd_update_all_};
 
 fn t(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_vec(data.to_vec(), shape).unwrap()
@@ -138,6 +138,36 @@ fn fused_sgd_update_matches_the_step_by_step_formula() {
     let err = p.sgd_update_(&Tensor::zeros(&[3, 2]), None, &step).unwrap_err();
     assert_eq!(err.to_string(), "sgd_update_: shape mismatch between [2, 3] and [3, 2]");
     assert!(p.sgd_update_(&Tensor::zeros(&[2, 3]), Some(&p.reshape(&[2, 3]).unwrap()), &step).is_err());
+}
+
+#[test]
+fn sgd_update_all_equals_one_update_per_parameter() {
+    // A transposed parameter with a new buffer, a contiguous one with an old buffer, one without momentum.
+    let make = || {
+        let a = param(&[3, 4], -1.0, 1.0, 63).detach().t().unwrap();
+        let b = param(&[5], -1.0, 1.0, 64).detach();
+        let c = param(&[2, 2], -1.0, 1.0, 65).detach();
+        let (ba, bb) = (Tensor::zeros(&[4, 3]), param(&[5], -1.0, 1.0, 66).detach());
+        (vec![a, b, c], vec![ba, bb])
+    };
+    let grads = [param(&[4, 3], -1.0, 1.0, 67), param(&[5], -1.0, 1.0, 68), param(&[2, 2], -1.0, 1.0, 69)];
+    let step = SgdStep { lr: 0.1, momentum: 0.9, dampening: 0.1, weight_decay: 0.01, nesterov: true, first: false };
+    let (ps, bufs) = make();
+    let items = [
+        SgdParam { param: &ps[0], grad: &grads[0], momentum_buffer: Some(&bufs[0]), first: true },
+        SgdParam { param: &ps[1], grad: &grads[1], momentum_buffer: Some(&bufs[1]), first: false },
+        SgdParam { param: &ps[2], grad: &grads[2], momentum_buffer: None, first: false },
+    ];
+    sgd_update_all_(&items, &step).unwrap();
+    let (qs, qbufs) = make();
+    qs[0].sgd_update_(&grads[0], Some(&qbufs[0]), &SgdStep { first: true, ..step }).unwrap();
+    qs[1].sgd_update_(&grads[1], Some(&qbufs[1]), &step).unwrap();
+    qs[2].sgd_update_(&grads[2], None, &step).unwrap();
+    for (a, b) in ps.iter().chain(&bufs).zip(qs.iter().chain(&qbufs)) {
+        assert_eq!(a.to_vec(), b.to_vec());
+    }
+    let bad = [SgdParam { param: &ps[0], grad: &grads[1], momentum_buffer: None, first: false }];
+    assert!(sgd_update_all_(&bad, &step).is_err());
 }
 
 /// A direct six-deep loop convolution, the definition that the GEMM path must reproduce.

@@ -6,7 +6,7 @@ use super::strided::plan;
 use super::{err, gpu_of, grid, slice, slice_mut, wrap};
 use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
 use crate::layout::Layout;
-use crate::{Result, SgdStep, Tensor};
+use crate::{Result, Tensor};
 
 /// The kernel's op number and parameters for a unary op (`unary_f32` in elementwise.cu).
 pub(crate) fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
@@ -133,34 +133,6 @@ pub(crate) fn update(dst: &Tensor, src: Option<(&Tensor, &Layout)>, how: Update)
             unsafe { b.launch(grid(dl.numel())) }.map_err(err("scale"))?;
         }
     }
-    Ok(())
-}
-
-/// In place, one fused SGD step of `p` from `g` with an optional momentum buffer (`sgd_update_f32`).
-pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: &SgdStep) -> Result<()> {
-    let gpu = gpu_of(p)?;
-    let pl = p.layout().clone();
-    if pl.numel() == 0 {
-        return Ok(());
-    }
-    let (gl, bl) = (g.layout(), buffer.map_or(&pl, |b| b.layout()));
-    let (shape, [ps, gs, bs]) =
-        plan(&pl.shape, [&pl.strides, &gl.strides, &bl.strides], [pl.offset, gl.offset, bl.offset], true)?;
-    let flags = i32::from(buffer.is_some()) | i32::from(step.first) << 1 | i32::from(step.nesterov) << 2;
-    let n = pl.numel() as i64;
-    let sg = g.storage();
-    let mut sp = p.storage_mut();
-    let mut sb = buffer.map(|b| b.storage_mut());
-    let mut b = gpu.stream.launch_builder(gpu.func("sgd_update_f32"));
-    b.arg(&n).arg(&shape).arg(&ps).arg(&gs).arg(&bs).arg(slice_mut(&mut sp)).arg(slice(&sg));
-    // Without a buffer the kernel never touches `b`, so a null pointer stands in for it.
-    let null: u64 = 0;
-    match sb.as_mut() {
-        Some(sb) => b.arg(slice_mut(sb)),
-        None => b.arg(&null),
-    };
-    b.arg(&step.lr).arg(&step.momentum).arg(&step.dampening).arg(&step.weight_decay).arg(&flags);
-    unsafe { b.launch(grid(pl.numel())) }.map_err(err("sgd_update"))?;
     Ok(())
 }
 

@@ -88,6 +88,7 @@ type SgdUpdate = unsafe extern "C" fn(
     f32,
     i32,
 );
+type SgdMany = unsafe extern "C" fn(*const u64, i64, i64, i64, f32, f32, f32, f32);
 type LossForward = unsafe extern "C" fn(i64, i64, *const f32, *const u32, *mut f32, *mut f32);
 type LossBackward = unsafe extern "C" fn(i64, i64, *const f32, *const f32, *const f32, *const u32, *mut f32);
 type BnStats = unsafe extern "C" fn(*const f32, *mut f32, *mut f32, i64, i32, i64);
@@ -369,4 +370,38 @@ fn sgd_update_kernel_matches_the_cpu() {
     let (shape, [ps, gs]) = plan(&pl.shape, [&pl.strides, &gl.strides], [0, 0], true).unwrap();
     unsafe { sgd(12, shape, ps, gs, ps, p.as_mut_ptr(), g.as_ptr(), std::ptr::null_mut(), 0.5, 0.0, 0.0, 0.1, 0) };
     close("sgd without momentum", &want_p, &p);
+}
+
+#[test]
+fn multi_tensor_sgd_kernel_matches_the_cpu() {
+    let Some(lib) = kernels() else { return };
+    // Three tensors, one longer than a chunk, one without a buffer, one at its first step, in chunks of 5.
+    let step =
+        crate::SgdStep { lr: 0.1, momentum: 0.9, dampening: 0.2, weight_decay: 0.01, nesterov: true, first: false };
+    let lens = [12usize, 3, 7];
+    let mut ps: Vec<Vec<f32>> = lens.iter().enumerate().map(|(k, &n)| randv(n, 40 + k as u64)).collect();
+    let gs: Vec<Vec<f32>> = lens.iter().enumerate().map(|(k, &n)| randv(n, 50 + k as u64)).collect();
+    let mut bs: Vec<Vec<f32>> = lens.iter().enumerate().map(|(k, &n)| randv(n, 60 + k as u64)).collect();
+    let kinds = [(true, false), (false, false), (true, true)]; // (has buffer, first)
+    let (mut want_p, mut want_b) = (ps.clone(), bs.clone());
+    let mut table: Vec<u64> = Vec::new();
+    let mut chunks: Vec<u64> = Vec::new();
+    for k in 0..3 {
+        let (has_buffer, first) = kinds[k];
+        let l = Layout::contiguous(&[lens[k]]);
+        let buf = has_buffer.then_some((&mut want_b[k][..], &l));
+        cpu::sgd_update(&mut want_p[k], &l, &gs[k], &l, buf, &crate::SgdStep { first, ..step });
+        let b = if has_buffer { bs[k].as_mut_ptr() as u64 } else { 0 };
+        let flags = u64::from(has_buffer) | u64::from(first) << 1 | 1 << 2;
+        table.extend([ps[k].as_mut_ptr() as u64, gs[k].as_ptr() as u64, b, lens[k] as u64, flags]);
+        chunks.extend((0..lens[k]).step_by(5).flat_map(|start| [k as u64, start as u64]));
+    }
+    let n_chunks = chunks.len() as i64 / 2;
+    table.extend(chunks);
+    let many = sym::<SgdMany>(&lib, "sgd_update_many_f32");
+    unsafe { many(table.as_ptr(), 3, n_chunks, 5, step.lr, step.momentum, step.dampening, step.weight_decay) };
+    for k in 0..3 {
+        close("multi-tensor sgd p", &want_p[k], &ps[k]);
+        close("multi-tensor sgd buffer", &want_b[k], &bs[k]);
+    }
 }

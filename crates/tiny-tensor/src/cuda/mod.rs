@@ -10,6 +10,7 @@ mod conv;
 mod elementwise;
 mod index;
 mod loss;
+mod sgd;
 mod strided;
 
 #[cfg(test)]
@@ -21,9 +22,10 @@ pub(crate) use conv::{
     avg_pool2d, avg_pool2d_backward, conv2d, conv2d_backward_input, conv2d_backward_weight, max_pool2d,
     max_pool2d_backward,
 };
-pub(crate) use elementwise::{Update, binary, contiguous, reduce, sgd_update, unary, update};
+pub(crate) use elementwise::{Update, binary, contiguous, reduce, unary, update};
 pub(crate) use index::{index_add, index_select};
 pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
+pub(crate) use sgd::{sgd_update, sgd_update_many};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +41,7 @@ use crate::{Device, Result, Storage, Tensor, TensorError};
 
 /// The kernel sources, embedded at build time; `common.cuh` is prepended to them.
 const COMMON: &str = include_str!("kernels/common.cuh");
-const SOURCES: [&str; 7] = [
+const SOURCES: [&str; 8] = [
     include_str!("kernels/elementwise.cu"),
     include_str!("kernels/reduce.cu"),
     include_str!("kernels/conv.cu"),
@@ -47,14 +49,16 @@ const SOURCES: [&str; 7] = [
     include_str!("kernels/batchnorm.cu"),
     include_str!("kernels/index.cu"),
     include_str!("kernels/loss.cu"),
+    include_str!("kernels/sgd.cu"),
 ];
 
 /// Every kernel the backend launches.
-const KERNELS: [&str; 19] = [
+const KERNELS: [&str; 20] = [
     "unary_f32",
     "binary_f32",
     "update_f32",
     "sgd_update_f32",
+    "sgd_update_many_f32",
     "reduce_f32",
     "im2col_f32",
     "col2im_f32",

@@ -12,4 +12,4 @@ mod sgd;
 mod unary;
 mod view;
 
-pub use sgd::SgdStep;
+pub use sgd::{SgdParam, SgdStep, sgd_update_all_};

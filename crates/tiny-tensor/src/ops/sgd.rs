@@ -1,4 +1,5 @@
-//! `sgd_update_`: one SGD step of a parameter in place, fused into a single pass (one kernel on a GPU).
+//! `sgd_update_`: one SGD step of a parameter in place, fused into a single pass (one kernel on a GPU), and
+//! `sgd_update_all_` for many parameters at once (one kernel for all of them on a GPU).
 
 use crate::backend;
 use crate::{Result, Tensor, TensorError};
@@ -37,23 +38,51 @@ impl Tensor {
     /// assert_eq!(p.to_vec(), vec![0.95, -2.1]);
     /// ```
     pub fn sgd_update_(&self, grad: &Tensor, momentum_buffer: Option<&Tensor>, step: &SgdStep) -> Result<()> {
-        for other in std::iter::once(grad).chain(momentum_buffer) {
-            if other.shape() != self.shape() {
-                return Err(TensorError::ShapeMismatch {
-                    op: "sgd_update_",
-                    lhs: self.shape().to_vec(),
-                    rhs: other.shape().to_vec(),
-                });
-            }
-        }
-        if momentum_buffer.is_some_and(|b| b.shares_storage(self)) {
-            return Err(TensorError::InvalidArgument {
-                op: "sgd_update_",
-                msg: "the momentum buffer shares memory with the parameter".into(),
-            });
-        }
-        let shares = grad.shares_storage(self) || momentum_buffer.is_some_and(|b| grad.shares_storage(b));
-        let grad = if shares { grad.contiguous_copy()? } else { grad.clone() };
+        let grad = check(self, grad, momentum_buffer)?;
         backend::sgd_update(self, &grad, momentum_buffer, step)
     }
+}
+
+/// One parameter's part in [`sgd_update_all_`].
+#[derive(Debug, Clone, Copy)]
+pub struct SgdParam<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// Its momentum buffer, updated in place; `None` without momentum.
+    pub momentum_buffer: Option<&'a Tensor>,
+    /// Whether the buffer is new this step (it then takes the gradient as it is).
+    pub first: bool,
+}
+
+/// In place, one SGD step of every parameter in `params` with the hyper-parameters of `step` (whose `first` is
+/// ignored: each parameter carries its own). The same as [`Tensor::sgd_update_`] on each, but when they are
+/// all contiguous and on one GPU a single kernel launch updates them all, as PyTorch's multi-tensor SGD does.
+pub fn sgd_update_all_(params: &[SgdParam<'_>], step: &SgdStep) -> Result<()> {
+    let grads = params.iter().map(|p| check(p.param, p.grad, p.momentum_buffer)).collect::<Result<Vec<_>>>()?;
+    let items: Vec<_> = params.iter().zip(&grads).map(|(p, g)| (p.param, g, p.momentum_buffer, p.first)).collect();
+    backend::sgd_update_all(&items, step)
+}
+
+/// Checks that `grad` and `buffer` fit `param`, and returns the gradient to use: a copy when it shares memory
+/// with the tensors it is read alongside.
+fn check(param: &Tensor, grad: &Tensor, buffer: Option<&Tensor>) -> Result<Tensor> {
+    for other in std::iter::once(grad).chain(buffer) {
+        if other.shape() != param.shape() {
+            return Err(TensorError::ShapeMismatch {
+                op: "sgd_update_",
+                lhs: param.shape().to_vec(),
+                rhs: other.shape().to_vec(),
+            });
+        }
+    }
+    if buffer.is_some_and(|b| b.shares_storage(param)) {
+        return Err(TensorError::InvalidArgument {
+            op: "sgd_update_",
+            msg: "the momentum buffer shares memory with the parameter".into(),
+        });
+    }
+    let shares = grad.shares_storage(param) || buffer.is_some_and(|b| grad.shares_storage(b));
+    if shares { grad.contiguous_copy() } else { Ok(grad.clone()) }
 }

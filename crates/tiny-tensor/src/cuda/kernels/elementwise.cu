@@ -56,20 +56,3 @@ extern "C" __global__ void update_f32(long long n, Shape shape, Strides ds, Stri
         }
     }
 }
-
-// One SGD step in place, PyTorch's formula: d = g + wd * p; with a momentum buffer (flags bit 0),
-// b = first (bit 1) ? d : m * b + (1 - damp) * d, then d = nesterov (bit 2) ? d + m * b : b; finally p -= lr * d.
-extern "C" __global__ void sgd_update_f32(long long n, Shape shape, Strides ps, Strides gs, Strides bs, float* p,
-                                          const float* g, float* b, float lr, float m, float damp, float wd, int flags) {
-    GRID_STRIDE_LOOP(i, n) {
-        long long pi = offset_of(shape, ps, i);
-        float d = g[offset_of(shape, gs, i)] + wd * p[pi];
-        if (flags & 1) {
-            long long bi = offset_of(shape, bs, i);
-            float buf = (flags & 2) ? d : m * b[bi] + (1.0f - damp) * d;
-            b[bi] = buf;
-            d = (flags & 4) ? d + m * buf : buf;
-        }
-        p[pi] -= lr * d;
-    }
-}

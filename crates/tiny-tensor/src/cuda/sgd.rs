@@ -1,0 +1,75 @@
+//! SGD steps on the GPU (`kernels/sgd.cu`): one strided tensor, or many contiguous ones in a single launch.
+
+use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+
+use super::strided::plan;
+use super::{err, gpu_of, grid, slice, slice_mut};
+use crate::{Result, SgdStep, Tensor};
+
+/// In place, one fused SGD step of `p` from `g` with an optional momentum buffer (`sgd_update_f32`).
+pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: &SgdStep) -> Result<()> {
+    let gpu = gpu_of(p)?;
+    let pl = p.layout().clone();
+    if pl.numel() == 0 {
+        return Ok(());
+    }
+    let (gl, bl) = (g.layout(), buffer.map_or(&pl, |b| b.layout()));
+    let (shape, [ps, gs, bs]) =
+        plan(&pl.shape, [&pl.strides, &gl.strides, &bl.strides], [pl.offset, gl.offset, bl.offset], true)?;
+    let flags = i32::from(buffer.is_some()) | i32::from(step.first) << 1 | i32::from(step.nesterov) << 2;
+    let n = pl.numel() as i64;
+    let sg = g.storage();
+    let mut sp = p.storage_mut();
+    let mut sb = buffer.map(|b| b.storage_mut());
+    let mut b = gpu.stream.launch_builder(gpu.func("sgd_update_f32"));
+    b.arg(&n).arg(&shape).arg(&ps).arg(&gs).arg(&bs).arg(slice_mut(&mut sp)).arg(slice(&sg));
+    // Without a buffer the kernel never touches `b`, so a null pointer stands in for it.
+    let null: u64 = 0;
+    match sb.as_mut() {
+        Some(sb) => b.arg(slice_mut(sb)),
+        None => b.arg(&null),
+    };
+    b.arg(&step.lr).arg(&step.momentum).arg(&step.dampening).arg(&step.weight_decay).arg(&flags);
+    unsafe { b.launch(grid(pl.numel())) }.map_err(err("sgd_update"))?;
+    Ok(())
+}
+
+/// Elements per block in the multi-tensor launch.
+const CHUNK: usize = 4096;
+
+/// One SGD step of many contiguous tensors `(p, g, momentum buffer, first)` on one GPU, in one launch: the
+/// tensors' addresses and lengths go up as one small table, then each block updates one chunk of one tensor.
+pub(crate) fn sgd_update_many(items: &[(&Tensor, &Tensor, Option<&Tensor>, bool)], step: &SgdStep) -> Result<()> {
+    let Some(&(p0, ..)) = items.first() else { return Ok(()) };
+    let gpu = gpu_of(p0)?;
+    let address = |t: &Tensor| -> u64 {
+        let s = t.storage();
+        slice(&s).device_ptr(&gpu.stream).0 + (t.layout().offset * size_of::<f32>()) as u64
+    };
+    let mut words: Vec<u64> = Vec::with_capacity(items.len() * 5);
+    let mut chunks: Vec<u64> = Vec::new();
+    for (k, &(p, g, b, first)) in items.iter().enumerate() {
+        let n = p.layout().numel();
+        let flags = u64::from(b.is_some()) | u64::from(first) << 1 | u64::from(step.nesterov) << 2;
+        words.extend([address(p), address(g), b.map_or(0, address), n as u64, flags]);
+        for start in (0..n).step_by(CHUNK) {
+            chunks.extend([k as u64, start as u64]);
+        }
+    }
+    let n_chunks = chunks.len() / 2;
+    if n_chunks == 0 {
+        return Ok(());
+    }
+    words.extend(chunks);
+    // Uploaded as 32-bit halves, low half first: the kernel reads them back as 64-bit words (little-endian).
+    let halves: Vec<u32> = words.iter().flat_map(|&w| [w as u32, (w >> 32) as u32]).collect();
+    let table = gpu.upload_u32(&halves)?;
+    let cfg =
+        LaunchConfig { grid_dim: (n_chunks.min(65_535) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let (tensors, n_chunks, chunk) = (items.len() as i64, n_chunks as i64, CHUNK as i64);
+    let mut b = gpu.stream.launch_builder(gpu.func("sgd_update_many_f32"));
+    b.arg(&table).arg(&tensors).arg(&n_chunks).arg(&chunk);
+    b.arg(&step.lr).arg(&step.momentum).arg(&step.dampening).arg(&step.weight_decay);
+    unsafe { b.launch(cfg) }.map_err(err("sgd_update_many"))?;
+    Ok(())
+}
