@@ -13,7 +13,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
-use tiny_tensor::{Device, Tensor, no_grad};
+use tiny_tensor::{Device, SgdParam, SgdStep, Tensor, no_grad, sgd_update_all_};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -61,12 +61,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let loss = cross_entropy(&model.forward(&x)?, &y)?;
         loss.backward()?;
         let _guard = no_grad();
-        for p in &params {
-            if let Some(g) = p.grad() {
-                p.add_scaled_(&g, -lr)?;
-            }
-            p.zero_grad();
-        }
+        // Plain SGD, p -= lr * g, for all parameters in one fused update (one kernel launch on a GPU).
+        let grads: Vec<_> = params.iter().filter_map(|p| Some((p, p.grad()?))).collect();
+        let items: Vec<SgdParam<'_>> = grads
+            .iter()
+            .map(|(p, g)| SgdParam { param: p.tensor(), grad: g, momentum_buffer: None, first: false })
+            .collect();
+        sgd_update_all_(&items, &SgdStep { lr, ..SgdStep::default() })?;
+        params.iter().for_each(|p| p.zero_grad());
         Ok(loss)
     };
     for _ in 0..warmup {
