@@ -126,6 +126,14 @@ fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Res
         }
         todo.push((p, g, first));
     }
+    // A step that fails leaves no new buffer behind, so that the next one still starts them from the gradient.
+    let forget_new_buffers = |state: &mut HashMap<usize, ParamState>| {
+        for (p, _, first) in &todo {
+            if *first && let Some(st) = state.get_mut(&p.id()) {
+                st.buffers.clear();
+            }
+        }
+    };
     let items: Vec<SgdParam<'_>> = todo
         .iter()
         .map(|(p, g, first)| SgdParam {
@@ -143,7 +151,11 @@ fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Res
         nesterov: group.nesterov,
         first: false,
     };
-    sgd_update_all_(&items, &step)?;
+    if let Err(e) = sgd_update_all_(&items, &step) {
+        drop(items);
+        forget_new_buffers(state);
+        return Err(e.into());
+    }
     for (p, ..) in &todo {
         state.entry(p.id()).or_default().step += 1;
     }

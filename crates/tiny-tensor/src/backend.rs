@@ -456,7 +456,8 @@ pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Te
         return on_gpu!(crate::cuda::log_softmax_nll(&xc, targets));
     }
     let s = xc.storage();
-    let (loss, lse) = cpu::log_softmax_nll(&cpu(&s)[xc.layout().offset..], x.shape()[1], targets);
+    let (off, len) = (xc.layout().offset, xc.layout().numel());
+    let (loss, lse) = cpu::log_softmax_nll(&cpu(&s)[off..off + len], x.shape()[1], targets);
     let n = targets.len();
     Ok((new(loss, Layout::contiguous(&[n])), new(lse, Layout::contiguous(&[n]))))
 }
@@ -469,9 +470,10 @@ pub(crate) fn log_softmax_nll_backward(dloss: &Tensor, x: &Tensor, lse: &Tensor,
         return on_gpu!(crate::cuda::log_softmax_nll_backward(&dc, &xc, lse, targets));
     }
     let (sd, sx, sl) = (dc.storage(), xc.storage(), lse.storage());
-    let c = x.shape()[1];
-    let (ds, xs, ls) =
-        (&cpu(&sd)[dc.layout().offset..], &cpu(&sx)[xc.layout().offset..], &cpu(&sl)[lse.layout().offset..]);
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    // Exactly the tensors' elements: a view may have more of its storage after its last row.
+    let (od, ox, ol) = (dc.layout().offset, xc.layout().offset, lse.layout().offset);
+    let (ds, xs, ls) = (&cpu(&sd)[od..od + n], &cpu(&sx)[ox..ox + n * c], &cpu(&sl)[ol..ol + n]);
     Ok(new(cpu::log_softmax_nll_backward(ds, xs, ls, c, targets), Layout::contiguous(x.shape())))
 }
 

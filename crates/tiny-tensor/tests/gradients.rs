@@ -169,6 +169,10 @@ fn fused_log_softmax_nll() {
     // On a transposed view, and reduced to the chapter's mean, as the learner uses it.
     let xt = param(&[5, 4], -2.0, 2.0, 28);
     gradcheck(&[xt], |t| t[0].t()?.log_softmax_nll(&[2, 2, 0, 4])?.mean_all());
+    // The first rows of a larger tensor: a contiguous view with more storage after it.
+    let big = param(&[4, 3], -2.0, 2.0, 29);
+    gradcheck(std::slice::from_ref(&big), |t| t[0].narrow(0, 0, 2)?.log_softmax_nll(&[0, 2]));
+    gradcheck(&[big], |t| t[0].narrow(0, 0, 0)?.log_softmax_nll(&[])?.sum_all());
 }
 
 #[test]

@@ -166,8 +166,14 @@ fn sgd_update_all_equals_one_update_per_parameter() {
     for (a, b) in ps.iter().chain(&bufs).zip(qs.iter().chain(&qbufs)) {
         assert_eq!(a.to_vec(), b.to_vec());
     }
-    let bad = [SgdParam { param: &ps[0], grad: &grads[1], momentum_buffer: None, first: false }];
+    // A bad parameter anywhere in the list is found before any is updated.
+    let before = ps[1].to_vec();
+    let bad = [
+        SgdParam { param: &ps[1], grad: &grads[1], momentum_buffer: None, first: false },
+        SgdParam { param: &ps[0], grad: &grads[1], momentum_buffer: None, first: false },
+    ];
     assert!(sgd_update_all_(&bad, &step).is_err());
+    assert_eq!(ps[1].to_vec(), before);
 }
 
 /// A direct six-deep loop convolution, the definition that the GEMM path must reproduce.
@@ -298,6 +304,22 @@ fn conv2d_input_grad_overwrites_a_recycled_buffer() {
         let dout = param(&[2, 8, o, o], -1.0, 1.0, 38);
         let got = dout.conv2d_input_grad(&w, &x_shape, 2, pad).unwrap().to_vec();
         assert_all_close(&got, &conv_input_grad_reference(&dout, &w, &x_shape, 2, pad), 1e-4);
+    }
+}
+
+#[test]
+fn conv2d_on_empty_inputs_is_not_a_panic() {
+    // A zero-sized image with enough padding still has outputs (all from the padding), and no channels or
+    // no images give empty results; the backward passes return gradients of the right (empty) shapes.
+    for (x_shape, w_shape, pad) in
+        [([1, 16, 0, 0], [4, 16, 1, 1], 1), ([2, 0, 5, 5], [4, 0, 3, 3], 1), ([0, 3, 8, 8], [16, 3, 3, 3], 1)]
+    {
+        let x = Tensor::zeros(&x_shape).set_requires_grad(true);
+        let w = Tensor::zeros(&w_shape).set_requires_grad(true);
+        let y = x.conv2d(&w, None, 1, pad).unwrap();
+        y.sum_all().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), x_shape);
+        assert_eq!(w.grad().unwrap().shape(), w_shape);
     }
 }
 

@@ -232,6 +232,9 @@ fn epilogue(out: &mut [f32], f: usize, bias: Option<&[f32]>, relu: bool) {
 pub(crate) fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Conv2dGeom) -> Vec<f32> {
     let p = plan(g);
     let mut out = alloc::take(g.n * p.rows_per_img * g.f);
+    if out.is_empty() {
+        return out;
+    }
     let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
     let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
     if conv_rgb::eligible(g) {
@@ -275,6 +278,9 @@ pub(crate) fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> 
     // The direct kernel's chunk is zeroed just before it adds into it, while it is in cache; col2im and
     // the pointwise GEMM overwrite theirs.
     let mut dx = alloc::take(g.n * img);
+    if dx.is_empty() {
+        return dx;
+    }
     let dx_chunks: Vec<std::sync::Mutex<&mut [f32]>> =
         dx.chunks_mut(p.imgs_per_chunk * img).map(std::sync::Mutex::new).collect();
     let wm = Mat::rows(w, g.f, p.kkc);

@@ -174,7 +174,8 @@ mod avx512 {
     /// column `ox0`) onto one image row. The windows overlap when the stride is below 3, so they are first
     /// summed into a small line on the stack, free of bounds checks, and the line is added to the row in one
     /// contiguous pass clipped to the image.
-    #[inline(always)]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
     fn add_window_row(row: &mut [f32], tile: &[[f32; 16]; K], ky: usize, ox0: usize, lanes: usize, g: &Conv2dGeom) {
         const MAX_STRIDE: usize = 4;
         const LINE: usize = (15 * MAX_STRIDE + 3) * 3;
@@ -194,7 +195,7 @@ mod avx512 {
         }
         let mut line = [0.0f32; LINE];
         if s == 2 {
-            line_stride2(&mut line, tile, ky);
+            line_stride2(&mut line, tile, ky, lanes);
         } else {
             for kx in 0..3 {
                 for c in 0..3 {
@@ -218,11 +219,14 @@ mod avx512 {
     /// Fills the first `(16 * 2 + 1) * 3` floats of `line` for stride 2, where pixel `p`'s window covers line
     /// columns `2p..2p + 3`: column `2p` sums `kx = 0` of pixel `p` and `kx = 2` of pixel `p - 1`, column
     /// `2p + 1` is `kx = 1` of pixel `p` alone. So each column is one vector sum, and 16 pixels' values go
-    /// into place with one scatter per (column parity, channel) instead of a scalar add per value. Lanes past
-    /// the valid pixels hold zeros (their gathers were masked), so they write zeros.
-    #[inline(always)]
-    fn line_stride2(line: &mut [f32], tile: &[[f32; 16]; K], ky: usize) {
+    /// into place with one scatter per (column parity, channel) instead of a scalar add per value. Columns
+    /// past the `lanes` valid pixels' windows are written too, and the caller clips them off; `kx = 0` of the
+    /// first invalid pixel lands inside, so it is masked to zero (it is `0 * w`, a NaN for an infinite weight).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn line_stride2(line: &mut [f32], tile: &[[f32; 16]; K], ky: usize, lanes: usize) {
         assert!(line.len() >= 16 * 6 + 3);
+        let valid: __mmask16 = if lanes >= 16 { 0xffff } else { (1u16 << lanes) - 1 };
         // SAFETY: lane p writes line[6p + 5] at most, below 99 (asserted above); tile rows are 16 floats.
         unsafe {
             let six = _mm512_mullo_epi32(
@@ -235,7 +239,8 @@ mod avx512 {
                 // Lane p of `prev` holds kx = 2 of pixel p - 1; lane 0 holds zero.
                 let prev =
                     _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(_mm512_castps_si512(last), _mm512_setzero_si512()));
-                _mm512_i32scatter_ps::<4>(line.as_mut_ptr().add(c), six, _mm512_add_ps(row(0), prev));
+                let first = _mm512_maskz_mov_ps(valid, row(0));
+                _mm512_i32scatter_ps::<4>(line.as_mut_ptr().add(c), six, _mm512_add_ps(first, prev));
                 _mm512_i32scatter_ps::<4>(line.as_mut_ptr().add(3 + c), six, row(1));
                 line[96 + c] = tile[(ky * 3 + 2) * 3 + c][15];
             }

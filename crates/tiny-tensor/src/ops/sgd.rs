@@ -9,7 +9,7 @@ use crate::{Result, Tensor, TensorError};
 pub struct SgdStep {
     /// Learning rate.
     pub lr: f32,
-    /// Momentum factor; 0 means no momentum buffer.
+    /// Momentum factor (the buffer, when one is given, is updated whatever its value).
     pub momentum: f32,
     /// Dampening of the gradient added to the momentum buffer (after the first step).
     pub dampening: f32,
@@ -65,10 +65,14 @@ pub fn sgd_update_all_(params: &[SgdParam<'_>], step: &SgdStep) -> Result<()> {
     backend::sgd_update_all(&items, step)
 }
 
-/// Checks that `grad` and `buffer` fit `param`, and returns the gradient to use: a copy when it shares memory
-/// with the tensors it is read alongside.
+/// Checks that `grad` and `buffer` fit `param` (shape and device), and returns the gradient to use: a copy
+/// when it shares memory with the tensors it is read alongside. `sgd_update_all_` checks every parameter
+/// before it updates any, so a bad one leaves them all as they were.
 fn check(param: &Tensor, grad: &Tensor, buffer: Option<&Tensor>) -> Result<Tensor> {
     for other in std::iter::once(grad).chain(buffer) {
+        if other.device() != param.device() {
+            return Err(TensorError::DeviceMismatch { op: "sgd_update_", lhs: param.device(), rhs: other.device() });
+        }
         if other.shape() != param.shape() {
             return Err(TensorError::ShapeMismatch {
                 op: "sgd_update_",
