@@ -126,23 +126,6 @@ fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Res
         }
         todo.push((p, g, first));
     }
-    // A step that fails leaves no new buffer behind, so that the next one still starts them from the gradient.
-    let forget_new_buffers = |state: &mut HashMap<usize, ParamState>| {
-        for (p, _, first) in &todo {
-            if *first && let Some(st) = state.get_mut(&p.id()) {
-                st.buffers.clear();
-            }
-        }
-    };
-    let items: Vec<SgdParam<'_>> = todo
-        .iter()
-        .map(|(p, g, first)| SgdParam {
-            param: p.tensor(),
-            grad: g,
-            momentum_buffer: state[&p.id()].buffers.first().filter(|_| with_momentum),
-            first: *first,
-        })
-        .collect();
     let step = SgdStep {
         lr: group.lr,
         momentum: group.momentum,
@@ -151,13 +134,26 @@ fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Res
         nesterov: group.nesterov,
         first: false,
     };
-    if let Err(e) = sgd_update_all_(&items, &step) {
-        drop(items);
-        forget_new_buffers(state);
-        return Err(e.into());
+    let result = {
+        let items: Vec<SgdParam<'_>> = todo
+            .iter()
+            .map(|(p, g, first)| SgdParam {
+                param: p.tensor(),
+                grad: g,
+                momentum_buffer: state[&p.id()].buffers.first().filter(|_| with_momentum),
+                first: *first,
+            })
+            .collect();
+        sgd_update_all_(&items, &step)
+    };
+    for (p, _, first) in &todo {
+        let st = state.entry(p.id()).or_default();
+        match &result {
+            Ok(()) => st.step += 1,
+            // A failed step leaves no new buffer behind, so that the next one still starts it from the gradient.
+            Err(_) if *first => st.buffers.clear(),
+            Err(_) => {}
+        }
     }
-    for (p, ..) in &todo {
-        state.entry(p.id()).or_default().step += 1;
-    }
-    Ok(())
+    Ok(result?)
 }

@@ -200,13 +200,9 @@ pub(crate) fn scale_inplace(dst: &Tensor, alpha: f32) -> Result<()> {
     Ok(())
 }
 
-/// In place, one SGD step of `p` from `g`, with an optional momentum buffer (all the same shape; the
-/// caller checked that no two of them share memory).
+/// In place, one SGD step of `p` from `g`, with an optional momentum buffer (the caller, `ops/sgd.rs`,
+/// checked that all three have one shape and one device and that no two of them share memory).
 pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: &SgdStep) -> Result<()> {
-    same_device("sgd_update_", p, g)?;
-    if let Some(b) = buffer {
-        same_device("sgd_update_", p, b)?;
-    }
     if on_cuda(p) {
         return on_gpu!(crate::cuda::sgd_update(p, g, buffer, step));
     }
@@ -357,36 +353,36 @@ pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) 
     Tensor::from_storage(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?.contiguous_copy()
 }
 
-/// Per output element of a max pool, the flat NHWC index of the input element that won its window; kept on
-/// the device that computed it.
-pub(crate) enum PoolIndices {
+/// Integer indices that an op's forward pass leaves for its backward, kept on the device of its tensors: the
+/// winning input of each max-pool output (flat NHWC), or the target class of each row of a cross entropy.
+pub(crate) enum Indices {
     Cpu(Vec<u32>),
     #[cfg(feature = "cuda")]
     Cuda(crate::cuda::DeviceIndices),
 }
 
 /// Max pooling; returns the output (channels-last NCHW) and the winning input of each output element.
-pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Tensor, PoolIndices)> {
+pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Tensor, Indices)> {
     let xc = nhwc(x)?;
     let (out, idx) = if on_cuda(x) {
-        on_gpu!(crate::cuda::max_pool2d(&xc, g).map(|(o, i)| (o, PoolIndices::Cuda(i))))?
+        on_gpu!(crate::cuda::max_pool2d(&xc, g).map(|(o, i)| (o, Indices::Cuda(i))))?
     } else {
         let sx = xc.storage();
         let (out, idx) = cpu::max_pool2d(&cpu(&sx)[xc.layout().offset..], g);
-        (Storage::Cpu(out), PoolIndices::Cpu(idx))
+        (Storage::Cpu(out), Indices::Cpu(idx))
     };
     Ok((from_nhwc(out, g.n, g.c, g.oh(), g.ow()), idx))
 }
 
-pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &PoolIndices, g: &Conv2dGeom) -> Result<Tensor> {
+pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &Indices, g: &Conv2dGeom) -> Result<Tensor> {
     let dc = nhwc(dout)?;
     let dx = match idx {
-        PoolIndices::Cpu(idx) if !on_cuda(dout) => {
+        Indices::Cpu(idx) if !on_cuda(dout) => {
             let sd = dc.storage();
             Storage::Cpu(cpu::max_pool2d_backward(&cpu(&sd)[dc.layout().offset..], idx, g))
         }
         #[cfg(feature = "cuda")]
-        PoolIndices::Cuda(idx) if on_cuda(dout) => crate::cuda::max_pool2d_backward(&dc, idx, g)?,
+        Indices::Cuda(idx) if on_cuda(dout) => crate::cuda::max_pool2d_backward(&dc, idx, g)?,
         _ => {
             return Err(TensorError::InvalidArgument {
                 op: "max_pool2d_backward",
@@ -449,26 +445,34 @@ pub(crate) fn index_add(g: &Tensor, outer: usize, size: usize, inner: usize, idx
 }
 
 /// Fused cross-entropy of `[n, c]` logits: the per-row losses `lse - x[i, targets[i]]` and logsumexps
-/// `lse`, both `[n]`.
-pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Tensor)> {
+/// `lse`, both `[n]`, and the targets on the logits' device for the backward (uploaded once).
+pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Tensor, Indices)> {
     let xc = row_major(x)?;
     if on_cuda(x) {
-        return on_gpu!(crate::cuda::log_softmax_nll(&xc, targets));
+        return on_gpu!(crate::cuda::log_softmax_nll(&xc, targets).map(|(l, s, t)| (l, s, Indices::Cuda(t))));
     }
     let s = xc.storage();
     let (off, len) = (xc.layout().offset, xc.layout().numel());
     let (loss, lse) = cpu::log_softmax_nll(&cpu(&s)[off..off + len], x.shape()[1], targets);
     let n = targets.len();
-    Ok((new(loss, Layout::contiguous(&[n])), new(lse, Layout::contiguous(&[n]))))
+    Ok((new(loss, Layout::contiguous(&[n])), new(lse, Layout::contiguous(&[n])), Indices::Cpu(targets.to_vec())))
 }
 
 /// The logits' gradient of `log_softmax_nll` from the per-row gradient `dloss`: `dloss * (softmax - one_hot)`.
-pub(crate) fn log_softmax_nll_backward(dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &[u32]) -> Result<Tensor> {
+pub(crate) fn log_softmax_nll_backward(dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &Indices) -> Result<Tensor> {
     same_device("log_softmax_nll", dloss, x)?;
     let (dc, xc) = (row_major(dloss)?, row_major(x)?);
-    if on_cuda(x) {
-        return on_gpu!(crate::cuda::log_softmax_nll_backward(&dc, &xc, lse, targets));
-    }
+    let targets = match targets {
+        Indices::Cpu(t) if !on_cuda(x) => t,
+        #[cfg(feature = "cuda")]
+        Indices::Cuda(t) if on_cuda(x) => return crate::cuda::log_softmax_nll_backward(&dc, &xc, lse, t),
+        _ => {
+            return Err(TensorError::InvalidArgument {
+                op: "log_softmax_nll",
+                msg: format!("the gradient is on {} but the targets are not", x.device()),
+            });
+        }
+    };
     let (sd, sx, sl) = (dc.storage(), xc.storage(), lse.storage());
     let (n, c) = (x.shape()[0], x.shape()[1]);
     // Exactly the tensors' elements: a view may have more of its storage after its last row.

@@ -176,37 +176,43 @@ fn sgd_update_all_equals_one_update_per_parameter() {
     assert_eq!(ps[1].to_vec(), before);
 }
 
-/// A direct six-deep loop convolution, the definition that the GEMM path must reproduce.
-fn conv_reference(x: &Tensor, w: &Tensor, b: &[f32], stride: usize, pad: usize) -> Vec<f32> {
-    let (xs, ws) = (x.shape().to_vec(), w.shape().to_vec());
-    let (xv, wv) = (x.to_vec(), w.to_vec());
+/// A convolution's definition as loops: calls `visit(out, x, w)` with the flat NCHW indices of every output
+/// element, input element and weight that multiply together, in the order output by output, then `(c, ky,
+/// kx)`; windows in the padding are skipped.
+fn conv_taps(xs: &[usize], ws: &[usize], stride: usize, pad: usize, mut visit: impl FnMut(usize, usize, usize)) {
     let (n, c, h, wd, f, kh, kw) = (xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3]);
     let (oh, ow) = ((h + 2 * pad - kh) / stride + 1, (wd + 2 * pad - kw) / stride + 1);
-    let mut out = vec![0.0; n * f * oh * ow];
     for ni in 0..n {
         for fi in 0..f {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut acc = b[fi];
+                    let out = ((ni * f + fi) * oh + oy) * ow + ox;
                     for ci in 0..c {
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let (iy, ix) = (
-                                    (oy * stride + ky) as isize - pad as isize,
-                                    (ox * stride + kx) as isize - pad as isize,
-                                );
+                                let iy = (oy * stride + ky) as isize - pad as isize;
+                                let ix = (ox * stride + kx) as isize - pad as isize;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                    acc += xv[((ni * c + ci) * h + iy as usize) * wd + ix as usize]
-                                        * wv[((fi * c + ci) * kh + ky) * kw + kx];
+                                    let x = ((ni * c + ci) * h + iy as usize) * wd + ix as usize;
+                                    visit(out, x, ((fi * c + ci) * kh + ky) * kw + kx);
                                 }
                             }
                         }
                     }
-                    out[((ni * f + fi) * oh + oy) * ow + ox] = acc;
                 }
             }
         }
     }
+}
+
+/// The convolution straight from its definition, the reference the GEMM path must reproduce.
+fn conv_reference(x: &Tensor, w: &Tensor, b: &[f32], stride: usize, pad: usize) -> Vec<f32> {
+    let (xs, ws) = (x.shape(), w.shape());
+    let (xv, wv) = (x.to_vec(), w.to_vec());
+    let (oh, ow) = ((xs[2] + 2 * pad - ws[2]) / stride + 1, (xs[3] + 2 * pad - ws[3]) / stride + 1);
+    let plane = oh * ow;
+    let mut out: Vec<f32> = (0..xs[0] * ws[0] * plane).map(|i| b[i / plane % ws[0]]).collect();
+    conv_taps(xs, ws, stride, pad, |o, xi, wi| out[o] += xv[xi] * wv[wi]);
     out
 }
 
@@ -238,32 +244,9 @@ fn conv2d_matches_the_definition() {
 
 /// The input gradient straight from its definition: every output gradient spread back over its window.
 fn conv_input_grad_reference(dout: &Tensor, w: &Tensor, x_shape: &[usize], stride: usize, pad: usize) -> Vec<f32> {
-    let (ds, ws) = (dout.shape().to_vec(), w.shape().to_vec());
     let (dv, wv) = (dout.to_vec(), w.to_vec());
-    let (n, f, oh, ow, c, kh, kw) = (ds[0], ds[1], ds[2], ds[3], ws[1], ws[2], ws[3]);
-    let (h, wd) = (x_shape[2], x_shape[3]);
-    let mut dx = vec![0.0; n * c * h * wd];
-    for ni in 0..n {
-        for fi in 0..f {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let d = dv[((ni * f + fi) * oh + oy) * ow + ox];
-                    for ci in 0..c {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = (oy * stride + ky) as isize - pad as isize;
-                                let ix = (ox * stride + kx) as isize - pad as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                    dx[((ni * c + ci) * h + iy as usize) * wd + ix as usize] +=
-                                        d * wv[((fi * c + ci) * kh + ky) * kw + kx];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut dx = vec![0.0; x_shape.iter().product()];
+    conv_taps(x_shape, w.shape(), stride, pad, |o, xi, wi| dx[xi] += dv[o] * wv[wi]);
     dx
 }
 

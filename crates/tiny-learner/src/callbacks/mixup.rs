@@ -29,8 +29,9 @@ pub struct Mixup {
     pub alpha: f32,
     beta: Beta<f32>,
     rng: StdRng,
-    /// The current batch's weights (one, or one per item) and its shuffled labels.
-    lam: Vec<f32>,
+    /// The current batch's weights (one, or one per item, shaped to broadcast over the images) on the batch's
+    /// device, and its shuffled labels.
+    lam: Option<Tensor>,
     y_perm: Option<Vec<u32>>,
     /// `None` in per-batch mode; else the per-item loss.
     item_loss: Option<ItemLoss>,
@@ -54,7 +55,7 @@ impl Mixup {
             alpha,
             beta,
             rng: StdRng::seed_from_u64(0),
-            lam: Vec::new(),
+            lam: None,
             y_perm: None,
             item_loss: Some(Box::new(tiny_nn::cross_entropy_items)),
             lams: Vec::new(),
@@ -86,38 +87,41 @@ impl Callback for Mixup {
         }
         let n = learn.batch.len();
         let draws = if self.item_loss.is_some() { n } else { 1 };
-        self.lam = (0..draws)
+        let lams: Vec<f32> = (0..draws)
             .map(|_| {
                 let lam = self.beta.sample(&mut self.rng);
                 lam.max(1.0 - lam)
             })
             .collect();
+        self.lams.extend_from_slice(&lams);
         let mut perm: Vec<u32> = (0..n as u32).collect();
         perm.shuffle(&mut self.rng);
         let x = &learn.batch.x;
         // lam as [n, 1, 1, ...] (or one value), broadcast over each item, on the batch's device.
         let mut shape = vec![1; x.rank()];
         shape[0] = draws;
-        let lam = Tensor::from_vec(self.lam.clone(), &shape)?.to_device(x.device())?;
+        let lam = Tensor::from_vec(lams, &shape)?.to_device(x.device())?;
         let other = x.index_select(0, &perm)?;
         learn.batch.x = other.add(&x.sub(&other)?.mul(&lam)?)?;
         self.y_perm = Some(perm.iter().map(|&i| learn.batch.y[i as usize]).collect());
-        self.lams.extend_from_slice(&self.lam);
+        self.lam = Some(lam);
         Ok(())
     }
 
     fn after_loss(&mut self, learn: &mut LearnerState) -> CbResult {
-        let Some(y_perm) = &self.y_perm else { return Ok(()) };
+        let (Some(y_perm), Some(lam)) = (&self.y_perm, &self.lam) else { return Ok(()) };
         learn.loss = match &self.item_loss {
             Some(item_loss) => {
-                let lam = Tensor::from_vec(self.lam.clone(), &[self.lam.len()])?.to_device(learn.preds.device())?;
+                // The weights drawn in `before_batch`, already on the device, as one per item.
+                let lam = lam.reshape(&[lam.shape()[0]])?;
                 let own = item_loss(&learn.preds, &learn.batch.y)?;
                 let mixed = item_loss(&learn.preds, y_perm)?;
                 // lerp(mixed, own, lam), averaged over the batch.
                 mixed.add(&own.sub(&mixed)?.mul(&lam)?)?.mean_all()?
             }
             None => {
-                let lam = self.lam[0];
+                // This batch's one weight is the last one recorded (read on the host, not from the device).
+                let lam = self.lams.last().copied().unwrap_or(1.0);
                 let other = (learn.loss_func)(&learn.preds, y_perm)?;
                 learn.loss.mul_scalar(lam)?.add(&other.mul_scalar(1.0 - lam)?)?
             }

@@ -126,7 +126,7 @@ pub(crate) fn scale_inplace(dst: &mut [f32], dl: &Layout, alpha: f32) {
 /// One SGD step of one element: returns the new parameter and updates the momentum buffer `b` (ignored
 /// without `has_buffer`). The formula of [`crate::Tensor::sgd_update_`].
 #[inline(always)]
-pub(crate) fn sgd_element(p: f32, g: f32, b: &mut f32, has_buffer: bool, s: &SgdStep) -> f32 {
+fn sgd_element(p: f32, g: f32, b: &mut f32, has_buffer: bool, s: &SgdStep) -> f32 {
     let mut d = g + s.weight_decay * p;
     if has_buffer {
         *b = if s.first { d } else { s.momentum * *b + (1.0 - s.dampening) * d };

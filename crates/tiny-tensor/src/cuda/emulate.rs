@@ -357,7 +357,7 @@ fn sgd_update_kernel_matches_the_cpu() {
         let (mut p, mut b) = (want_p.clone(), b0.clone());
         cpu::sgd_update(&mut want_p, &pl, &g, &gl, Some((&mut want_b, &bl)), &step);
         let (shape, [ps, gs, bs]) = plan(&pl.shape, [&pl.strides, &gl.strides, &bl.strides], [0, 0, 2], true).unwrap();
-        let flags = 1 | i32::from(first) << 1 | i32::from(nesterov) << 2;
+        let flags = super::sgd::sgd_flags(true, first, nesterov);
         let (lr, m, damp, wd) = (step.lr, step.momentum, step.dampening, step.weight_decay);
         unsafe { sgd(12, shape, ps, gs, bs, p.as_mut_ptr(), g.as_ptr(), b.as_mut_ptr(), lr, m, damp, wd, flags) };
         close("sgd p", &want_p, &p);
@@ -392,7 +392,7 @@ fn multi_tensor_sgd_kernel_matches_the_cpu() {
         let buf = has_buffer.then_some((&mut want_b[k][..], &l));
         cpu::sgd_update(&mut want_p[k], &l, &gs[k], &l, buf, &crate::SgdStep { first, ..step });
         let b = if has_buffer { bs[k].as_mut_ptr() as u64 } else { 0 };
-        let flags = u64::from(has_buffer) | u64::from(first) << 1 | 1 << 2;
+        let flags = super::sgd::sgd_flags(has_buffer, first, true) as u64;
         table.extend([ps[k].as_mut_ptr() as u64, gs[k].as_ptr() as u64, b, lens[k] as u64, flags]);
         chunks.extend((0..lens[k]).step_by(5).flat_map(|start| [k as u64, start as u64]));
     }

@@ -2,17 +2,18 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{err, gpu_of, grid, slice, wrap};
+use super::{DeviceIndices, err, gpu_of, grid, slice, wrap};
 use crate::layout::Layout;
 use crate::{Result, Tensor};
 
-/// Per-row losses and logsumexps `([n], [n])` of contiguous `[n, c]` logits.
-pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Tensor)> {
+/// Per-row losses and logsumexps `([n], [n])` of contiguous `[n, c]` logits, and the targets uploaded once
+/// for the backward.
+pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Tensor, DeviceIndices)> {
     let g = gpu_of(x)?;
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let (mut loss, mut lse) = (g.alloc::<f32>(n)?, g.alloc::<f32>(n)?);
+    let dev_targets = g.upload_u32(targets)?;
     if n > 0 {
-        let dev_targets = g.upload_u32(targets)?;
         let s = x.storage();
         let xs = slice(&s).slice(x.layout().offset..);
         let (ni, ci) = (n as i64, c as i64);
@@ -22,24 +23,29 @@ pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Te
         b.arg(&ni).arg(&ci).arg(&xs).arg(&dev_targets).arg(&mut loss).arg(&mut lse);
         unsafe { b.launch(cfg) }.map_err(err("log_softmax_nll"))?;
     }
-    Ok((wrap(g, loss, Layout::contiguous(&[n])), wrap(g, lse, Layout::contiguous(&[n]))))
+    let (loss, lse) = (wrap(g, loss, Layout::contiguous(&[n])), wrap(g, lse, Layout::contiguous(&[n])));
+    Ok((loss, lse, DeviceIndices(dev_targets)))
 }
 
 /// The logits' gradient `[n, c]` from the per-row gradient `dloss` (`[n]`), all contiguous.
-pub(crate) fn log_softmax_nll_backward(dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &[u32]) -> Result<Tensor> {
+pub(crate) fn log_softmax_nll_backward(
+    dloss: &Tensor,
+    x: &Tensor,
+    lse: &Tensor,
+    targets: &DeviceIndices,
+) -> Result<Tensor> {
     let g = gpu_of(x)?;
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let total = n * c;
     let mut dx = g.alloc::<f32>(total)?;
     if total > 0 {
-        let dev_targets = g.upload_u32(targets)?;
         let (sd, sx, sl) = (dloss.storage(), x.storage(), lse.storage());
         let ds = slice(&sd).slice(dloss.layout().offset..);
         let xs = slice(&sx).slice(x.layout().offset..);
         let ls = slice(&sl).slice(lse.layout().offset..);
         let (t, ci) = (total as i64, c as i64);
         let mut b = g.stream.launch_builder(g.func("log_softmax_nll_backward_f32"));
-        b.arg(&t).arg(&ci).arg(&ds).arg(&xs).arg(&ls).arg(&dev_targets).arg(&mut dx);
+        b.arg(&t).arg(&ci).arg(&ds).arg(&xs).arg(&ls).arg(&targets.0).arg(&mut dx);
         unsafe { b.launch(grid(total)) }.map_err(err("log_softmax_nll backward"))?;
     }
     Ok(wrap(g, dx, Layout::contiguous(&[n, c])))

@@ -92,7 +92,7 @@ impl Drop for CudaStorage {
     }
 }
 
-/// Device memory other than a tensor's (the winning indices of a max pool), freed like [`CudaStorage`].
+/// Integer indices on a GPU (a max pool's winners, a cross entropy's targets), freed like [`CudaStorage`].
 #[derive(Debug)]
 pub(crate) struct DeviceIndices(pub(crate) CudaSlice<u32>);
 

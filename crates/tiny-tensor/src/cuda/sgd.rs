@@ -6,6 +6,11 @@ use super::strided::plan;
 use super::{err, gpu_of, grid, slice, slice_mut};
 use crate::{Result, SgdStep, Tensor};
 
+/// The `flags` word of `kernels/sgd.cu`: bit 0 a momentum buffer, bit 1 its first step, bit 2 Nesterov.
+pub(crate) fn sgd_flags(has_buffer: bool, first: bool, nesterov: bool) -> i32 {
+    i32::from(has_buffer) | i32::from(first) << 1 | i32::from(nesterov) << 2
+}
+
 /// In place, one fused SGD step of `p` from `g` with an optional momentum buffer (`sgd_update_f32`).
 pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: &SgdStep) -> Result<()> {
     let gpu = gpu_of(p)?;
@@ -16,7 +21,7 @@ pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: 
     let (gl, bl) = (g.layout(), buffer.map_or(&pl, |b| b.layout()));
     let (shape, [ps, gs, bs]) =
         plan(&pl.shape, [&pl.strides, &gl.strides, &bl.strides], [pl.offset, gl.offset, bl.offset], true)?;
-    let flags = i32::from(buffer.is_some()) | i32::from(step.first) << 1 | i32::from(step.nesterov) << 2;
+    let flags = sgd_flags(buffer.is_some(), step.first, step.nesterov);
     let n = pl.numel() as i64;
     let sg = g.storage();
     let mut sp = p.storage_mut();
@@ -50,7 +55,7 @@ pub(crate) fn sgd_update_many(items: &[(&Tensor, &Tensor, Option<&Tensor>, bool)
     let mut chunks: Vec<u64> = Vec::new();
     for (k, &(p, g, b, first)) in items.iter().enumerate() {
         let n = p.layout().numel();
-        let flags = u64::from(b.is_some()) | u64::from(first) << 1 | u64::from(step.nesterov) << 2;
+        let flags = sgd_flags(b.is_some(), first, step.nesterov) as u64;
         words.extend([address(p), address(g), b.map_or(0, address), n as u64, flags]);
         for start in (0..n).step_by(CHUNK) {
             chunks.extend([k as u64, start as u64]);

@@ -28,8 +28,7 @@ impl Tensor {
         if let Some(&bad) = targets.iter().find(|&&t| t as usize >= s[1]) {
             return Err(TensorError::IndexOutOfRange { op: "log_softmax_nll", index: bad as usize, size: s[1] });
         }
-        let (loss, lse) = backend::log_softmax_nll(self, targets)?;
-        let targets = targets.to_vec();
+        let (loss, lse, targets) = backend::log_softmax_nll(self, targets)?;
         Ok(Tensor::record(loss, "log_softmax_nll", &[self], move |g, _, x| {
             Ok(vec![Some(backend::log_softmax_nll_backward(g, &x[0], &lse, &targets)?)])
         }))
