@@ -1,5 +1,6 @@
 //! `cargo xtask`: project chores (fetching Imagenette, generating synthetic data), dispatched by subcommand name.
 
+mod fake_cuda;
 mod gpu_bundle;
 mod synth;
 
@@ -12,7 +13,8 @@ usage: cargo xtask <command> [options]
 commands:
   fetch-data   download, verify and unpack Imagenette into data/ (see `cargo xtask fetch-data --help`)
   synth-data   generate the synthetic Imagenette-shaped set in data/ (see `cargo xtask synth-data --help`)
-  gpu-bundle   build the CUDA tests and examples into .device-bin/ for a GPU machine without cargo";
+  gpu-bundle   build the CUDA tests and examples into .device-bin/ for a GPU machine without cargo
+  fake-cuda    build a CPU stand-in for the CUDA libraries into target/fake-cuda, for the device tests";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         "fetch-data" => xtask::fetch_data::main(rest, &data_dir()),
         "synth-data" => return ExitCode::from(synth::run(rest)),
         "gpu-bundle" => gpu_bundle::run(rest, &data_dir().parent().map(Path::to_path_buf).unwrap_or_default()),
+        "fake-cuda" => fake_cuda::run(rest, &data_dir().parent().map(Path::to_path_buf).unwrap_or_default()),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

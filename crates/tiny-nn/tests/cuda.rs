@@ -47,8 +47,11 @@ fn simple_cnn_steps_match() {
     same_losses("simple_cnn", || Box::new(simple_cnn(10).unwrap()), x, (0..8).map(|i| i % 10).collect());
 }
 
+/// At 64 px the last stage's batchnorm sees 2x2 pixels of each image. At 32 px it would see one, and with four
+/// images a nudge of 1e-6 to the input changes the third loss by several percent on the CPU alone, so no
+/// second device could match it.
 #[test]
 fn resnet18_steps_match() {
-    let x = Tensor::randn(&[4, 3, 32, 32], &mut StdRng::seed_from_u64(2));
+    let x = Tensor::randn(&[4, 3, 64, 64], &mut StdRng::seed_from_u64(2));
     same_losses("resnet18", || Box::new(resnet18(10).unwrap()), x, vec![1, 3, 5, 7]);
 }

@@ -1,0 +1,327 @@
+// A CPU stand-in for libcuda, libnvrtc and libcublas, so that tiny's CUDA backend runs end to end where there is no GPU.
+//
+// It implements only what cudarc calls for tiny, with the documented semantics: device memory is host memory
+// (fresh allocations are filled with NaN bytes, as a real pool hands out stale data), every stream runs its work
+// at once and in order, events are always complete, and cuBLAS's column-major SGEMMs are plain loops. "PTX" from
+// the fake NVRTC is the CUDA source itself: loading it as a module compiles it with g++ against a small shim in
+// which each block's threads are fibers that meet at __syncthreads, so launch shapes, block reductions and kernel
+// arguments are exercised as they are on a GPU. Speed, real concurrency and the real libraries stay untested.
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <functional>
+#include <mutex>
+#include <algorithm>
+#include <string>
+#include <vector>
+
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, NOT_FOUND = 500 };
+
+// One lock for everything: the kernels' shim keeps its thread indices in globals.
+static std::recursive_mutex big_lock;
+#define LOCKED std::lock_guard<std::recursive_mutex> guard_(big_lock)
+
+static int ctx_token, pool_token;
+static thread_local void* current_ctx = nullptr;
+
+// The memory a device allocation of `n` bytes gets: aligned, and NaN bytes until written.
+static void* device_bytes(size_t n) {
+    void* p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256);
+    if (p) memset(p, 0xff, n);
+    return p;
+}
+
+extern "C" {
+
+// ---- driver: setup and devices ----
+CUresult cuInit(unsigned) { return OK; }
+CUresult cuDriverGetVersion(int* v) { *v = 13000; return OK; }
+CUresult cuDeviceGetCount(int* n) { *n = 1; return OK; }
+CUresult cuDeviceGet(int* dev, int ordinal) { if (ordinal != 0) return INVALID_VALUE; *dev = 0; return OK; }
+CUresult cuDeviceGetName(char* name, int len, int) { snprintf(name, len, "tiny fake CUDA device (CPU)"); return OK; }
+CUresult cuDeviceTotalMem_v2(size_t* bytes, int) { *bytes = (size_t)8 << 30; return OK; }
+CUresult cuDeviceGetAttribute(int* v, int attr, int) {
+    switch (attr) {
+        case 1: *v = 1024; break;                 // max threads per block
+        case 16: *v = 4; break;                   // multiprocessors
+        case 75: *v = 9; break;                   // compute capability major
+        case 76: *v = 0; break;                   // compute capability minor
+        case 115: *v = 1; break;                  // memory pools supported
+        default: *v = 0;
+    }
+    return OK;
+}
+CUresult cuDevicePrimaryCtxRetain(void** ctx, int) { *ctx = &ctx_token; return OK; }
+CUresult cuDevicePrimaryCtxRelease_v2(int) { return OK; }
+CUresult cuDevicePrimaryCtxRelease(int) { return OK; }
+CUresult cuCtxSetCurrent(void* ctx) { current_ctx = ctx; return OK; }
+CUresult cuCtxGetCurrent(void** ctx) { *ctx = current_ctx; return OK; }
+CUresult cuCtxPushCurrent_v2(void* ctx) { current_ctx = ctx; return OK; }
+CUresult cuCtxPopCurrent_v2(void** ctx) { if (ctx) *ctx = current_ctx; return OK; }
+CUresult cuCtxSynchronize() { return OK; }
+CUresult cuCtxGetDevice(int* dev) { *dev = 0; return OK; }
+CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total) { *free_b = (size_t)6 << 30; *total = (size_t)8 << 30; return OK; }
+CUresult cuGetErrorString(CUresult, const char** s) { *s = "fake CUDA error"; return OK; }
+CUresult cuGetErrorName(CUresult, const char** s) { *s = "CUDA_ERROR_FAKE"; return OK; }
+
+// ---- streams and events: all work is done when it is queued ----
+CUresult cuStreamCreate(void** s, unsigned) { *s = malloc(1); return OK; }
+CUresult cuStreamCreateWithPriority(void** s, unsigned, int) { *s = malloc(1); return OK; }
+CUresult cuStreamDestroy_v2(void* s) { free(s); return OK; }
+CUresult cuStreamSynchronize(void*) { return OK; }
+CUresult cuStreamQuery(void*) { return OK; }
+CUresult cuStreamWaitEvent(void*, void*, unsigned) { return OK; }
+CUresult cuEventCreate(void** e, unsigned) { *e = malloc(1); return OK; }
+CUresult cuEventDestroy_v2(void* e) { free(e); return OK; }
+CUresult cuEventRecord(void*, void*) { return OK; }
+CUresult cuEventRecordWithFlags(void*, void*, unsigned) { return OK; }
+CUresult cuEventSynchronize(void*) { return OK; }
+CUresult cuEventQuery(void*) { return OK; }
+CUresult cuEventElapsedTime(float* ms, void*, void*) { *ms = 0; return OK; }
+CUresult cuEventElapsedTime_v2(float* ms, void*, void*) { *ms = 0; return OK; }
+
+// ---- memory ----
+CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) { void* m = device_bytes(n); if (!m) return OUT_OF_MEMORY; *p = (CUdeviceptr)m; return OK; }
+CUresult cuMemAllocAsync(CUdeviceptr* p, size_t n, void*) { return cuMemAlloc_v2(p, n); }
+CUresult cuMemFree_v2(CUdeviceptr p) { free((void*)p); return OK; }
+CUresult cuMemFreeAsync(CUdeviceptr p, void*) { free((void*)p); return OK; }
+CUresult cuMemHostAlloc(void** p, size_t n, unsigned) { *p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256); return *p ? OK : OUT_OF_MEMORY; }
+CUresult cuMemAllocHost_v2(void** p, size_t n) { return cuMemHostAlloc(p, n, 0); }
+CUresult cuMemFreeHost(void* p) { free(p); return OK; }
+CUresult cuMemHostGetFlags(unsigned* f, void*) { *f = 0; return OK; }
+CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) { memset((void*)p, v, n); return OK; }
+CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void*) { return cuMemsetD8_v2(p, v, n); }
+CUresult cuMemsetD32Async(CUdeviceptr p, unsigned v, size_t n, void*) { for (size_t i = 0; i < n; i++) ((unsigned*)p)[i] = v; return OK; }
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* s, size_t n) { memcpy((void*)d, s, n); return OK; }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void*) { return cuMemcpyHtoD_v2(d, s, n); }
+CUresult cuMemcpyDtoH_v2(void* d, CUdeviceptr s, size_t n) { memcpy(d, (const void*)s, n); return OK; }
+CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void*) { return cuMemcpyDtoH_v2(d, s, n); }
+CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) { memmove((void*)d, (const void*)s, n); return OK; }
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void*) { return cuMemcpyDtoD_v2(d, s, n); }
+CUresult cuDeviceGetDefaultMemPool(void** pool, int) { *pool = &pool_token; return OK; }
+CUresult cuMemPoolSetAttribute(void*, int, void*) { return OK; }
+CUresult cuMemPoolTrimTo(void*, size_t) { return OK; }
+
+// ---- NVRTC: the "PTX" is the source, compiled when it is loaded as a module ----
+static const char PTX_TAG[] = "// tiny fake PTX\n";
+struct Program { std::string ptx; };
+int nvrtcVersion(int* major, int* minor) { *major = 13; *minor = 0; return 0; }
+int nvrtcCreateProgram(void** prog, const char* src, const char*, int, const char* const*, const char* const*) {
+    *prog = new Program{std::string(PTX_TAG) + src};
+    return 0;
+}
+int nvrtcCompileProgram(void*, int, const char* const*) { return 0; }
+int nvrtcGetPTXSize(void* prog, size_t* n) { *n = ((Program*)prog)->ptx.size() + 1; return 0; }
+int nvrtcGetPTX(void* prog, char* out) { Program* p = (Program*)prog; memcpy(out, p->ptx.c_str(), p->ptx.size() + 1); return 0; }
+int nvrtcGetProgramLogSize(void*, size_t* n) { *n = 1; return 0; }
+int nvrtcGetProgramLog(void*, char* out) { out[0] = 0; return 0; }
+int nvrtcDestroyProgram(void** prog) { delete (Program*)*prog; *prog = nullptr; return 0; }
+const char* nvrtcGetErrorString(int) { return "fake NVRTC error"; }
+
+}  // extern "C"
+
+// ---- modules: g++ builds the kernels, with a shim for the CUDA built-ins and a trampoline per kernel ----
+static const char SHIM[] = R"(
+#include <math.h>
+#include <string.h>
+#include <stdlib.h>
+#include <type_traits>
+#include <utility>
+struct EmuDim { unsigned x, y, z; };
+static EmuDim threadIdx, blockIdx, blockDim, gridDim;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+static inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
+// A block's threads are fibers: each runs until __syncthreads or its end, then the next one runs. A kernel whose
+// first thread ends without reaching a barrier runs its threads as plain calls from then on, which is faster.
+// Fibers switch with _setjmp/_longjmp; a new one starts on its own stack through a few lines of assembly.
+#include <setjmp.h>
+#include <stdio.h>
+#include <map>
+static jmp_buf emu_main_jb, *emu_jb; static char* emu_stacks; static int *emu_done, *emu_started; static unsigned emu_cur, emu_cap;
+static bool emu_fibers, emu_synced;
+static void (*emu_fn)(void**); static void** emu_args;
+static const size_t EMU_STACK = 256 << 10;
+static std::map<void (*)(void**), bool> emu_uses_barriers;
+static void emu_entry() { emu_fn(emu_args); emu_done[emu_cur] = 1; _longjmp(emu_main_jb, 1); }
+static void __syncthreads() {
+    if (!emu_fibers) { fprintf(stderr, "fake CUDA: a kernel reached __syncthreads only in some threads or launches\n"); abort(); }
+    emu_synced = true;
+    if (!_setjmp(emu_jb[emu_cur])) _longjmp(emu_main_jb, 1);
+}
+#if !defined(__x86_64__)
+#error "the fake CUDA driver starts its fibers with x86-64 assembly"
+#endif
+// Runs thread t until its next barrier or its end.
+__attribute__((noinline)) static void emu_resume(unsigned t) {
+    emu_cur = t; threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y; threadIdx.z = t / (blockDim.x * blockDim.y);
+    if (_setjmp(emu_main_jb)) return;
+    if (emu_started[t]) _longjmp(emu_jb[t], 1);
+    emu_started[t] = 1;
+    char* top = emu_stacks + (size_t)(t + 1) * EMU_STACK;  // 16-byte aligned, so the call below keeps the ABI's alignment
+    asm volatile("mov %0, %%rsp\n\tcall *%1\n\tud2" : : "r"(top), "r"(emu_entry) : "memory");
+}
+extern "C" void emu_launch(void (*fn)(void**), void** args, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+    unsigned n = bx * by * bz;
+    if (n > emu_cap) {
+        free(emu_jb); free(emu_stacks); free(emu_done); free(emu_started);
+        emu_jb = (jmp_buf*)calloc(n, sizeof(jmp_buf)); emu_stacks = (char*)aligned_alloc(64, n * EMU_STACK);
+        emu_done = (int*)calloc(n, sizeof(int)); emu_started = (int*)calloc(n, sizeof(int));
+        emu_cap = n;
+    }
+    emu_fn = fn; emu_args = args; gridDim = {gx, gy, gz}; blockDim = {bx, by, bz};
+    auto known = emu_uses_barriers.find(fn);
+    for (unsigned z = 0; z < gz; z++) for (unsigned y = 0; y < gy; y++) for (unsigned x = 0; x < gx; x++) {
+        blockIdx = {x, y, z};
+        if (known != emu_uses_barriers.end() && !known->second) {
+            emu_fibers = false;
+            for (unsigned t = 0; t < n; t++) {
+                emu_cur = t; threadIdx.x = t % bx; threadIdx.y = t / bx % by; threadIdx.z = t / (bx * by);
+                fn(args);
+            }
+            continue;
+        }
+        emu_fibers = true; emu_synced = false;
+        for (unsigned t = 0; t < n; t++) emu_done[t] = emu_started[t] = 0;
+        // Each round runs every live thread up to its next barrier.
+        for (bool live = true; live;) {
+            live = false;
+            for (unsigned t = 0; t < n; t++) {
+                if (emu_done[t]) continue;
+                emu_resume(t);
+                live |= !emu_done[t];
+            }
+        }
+        if (known == emu_uses_barriers.end()) known = emu_uses_barriers.emplace(fn, emu_synced).first;
+    }
+}
+template <typename... A, size_t... I>
+static void emu_apply(void (*f)(A...), void** a, std::index_sequence<I...>) {
+    f(*(typename std::remove_cv<typename std::remove_reference<A>::type>::type*)a[I]...);
+}
+template <typename... A> static void emu_call(void (*f)(A...), void** a) { emu_apply(f, a, std::index_sequence_for<A...>{}); }
+)";
+
+struct Module { void* lib; };
+struct Function { void (*tramp)(void**); void (*launch)(void (*)(void**), void**, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned); };
+
+// The names of the `__global__` functions in a CUDA source.
+static std::string trampolines(const std::string& src) {
+    std::string out;
+    const std::string key = "__global__ void ";
+    for (size_t at = src.find(key); at != std::string::npos; at = src.find(key, at + 1)) {
+        size_t start = at + key.size(), end = src.find('(', start);
+        std::string name = src.substr(start, end - start);
+        out += "extern \"C\" void emu_k_" + name + "(void** a) { emu_call(" + name + ", a); }\n";
+    }
+    return out;
+}
+
+extern "C" {
+
+CUresult cuModuleLoadData(void** module, const void* image) {
+    LOCKED;
+    std::string ptx((const char*)image);
+    if (ptx.rfind(PTX_TAG, 0) != 0) return INVALID_IMAGE;
+    std::string src = std::string(SHIM) + ptx.substr(sizeof PTX_TAG - 1) + "\n" + trampolines(ptx);
+    // Built once per source and kept in the temp folder; written under a temporary name, then renamed.
+    const char* tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    std::string base = std::string(tmp) + "/tiny-fake-cuda-" + std::to_string(std::hash<std::string>()(src));
+    std::string lib = base + ".so";
+    if (access(lib.c_str(), R_OK) != 0) {
+        std::string part = base + "." + std::to_string(getpid());
+        FILE* f = fopen((part + ".cpp").c_str(), "w");
+        if (!f) return INVALID_IMAGE;
+        fwrite(src.data(), 1, src.size(), f);
+        fclose(f);
+        std::string cmd = "g++ -std=c++17 -O2 -U_FORTIFY_SOURCE -shared -fPIC -w -o " + part + ".so " + part + ".cpp";
+        int rc = system(cmd.c_str());
+        remove((part + ".cpp").c_str());
+        if (rc != 0 || rename((part + ".so").c_str(), lib.c_str()) != 0) {
+            fprintf(stderr, "fake CUDA: g++ failed on the kernels (%s)\n", cmd.c_str());
+            return INVALID_IMAGE;
+        }
+    }
+    void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) { fprintf(stderr, "fake CUDA: %s\n", dlerror()); return INVALID_IMAGE; }
+    *module = new Module{h};
+    return OK;
+}
+CUresult cuModuleUnload(void* module) { delete (Module*)module; return OK; }
+CUresult cuModuleGetFunction(void** fn, void* module, const char* name) {
+    Module* m = (Module*)module;
+    void* tramp = dlsym(m->lib, ("emu_k_" + std::string(name)).c_str());
+    void* launch = dlsym(m->lib, "emu_launch");
+    if (!tramp || !launch) return NOT_FOUND;
+    *fn = new Function{(void (*)(void**))tramp, (decltype(Function::launch))launch};
+    return OK;
+}
+CUresult cuFuncGetAttribute(int* v, int, void*) { *v = 0; return OK; }
+CUresult cuFuncSetAttribute(void*, int, int) { return OK; }
+CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned,
+                        void*, void** params, void** extra) {
+    if (extra || gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || bx * by * bz > 1024 || gy > 65535 ||
+        gz > 65535)
+        return INVALID_VALUE;
+    LOCKED;
+    Function* f = (Function*)fn;
+    f->launch(f->tramp, params, gx, gy, gz, bx, by, bz);
+    return OK;
+}
+
+// ---- cuBLAS: column-major SGEMM by its definition ----
+int cublasCreate_v2(void** h) { *h = malloc(1); return 0; }
+int cublasDestroy_v2(void* h) { free(h); return 0; }
+int cublasSetStream_v2(void*, void*) { return 0; }
+int cublasSetMathMode(void*, int) { return 0; }
+int cublasGetMathMode(void*, int* m) { *m = 0; return 0; }
+int cublasSetWorkspace_v2(void*, void*, size_t) { return 0; }
+int cublasGetVersion_v2(void*, int* v) { *v = 130000; return 0; }
+
+int cublasSgemmStridedBatched(void*, int ta, int tb, int m, int n, int k, const float* alpha, const float* a, int lda,
+                              long long sa, const float* b, int ldb, long long sb, const float* beta, float* c, int ldc,
+                              long long sc, int batch) {
+    // The documented argument checks: the leading dimensions must cover the stored rows.
+    if (m < 0 || n < 0 || k < 0 || batch < 0 || ldc < (m > 1 ? m : 1) || lda < ((ta ? k : m) > 1 ? (ta ? k : m) : 1) ||
+        ldb < ((tb ? n : k) > 1 ? (tb ? n : k) : 1))
+        return 7;  // CUBLAS_STATUS_INVALID_VALUE
+    // op(A) and op(B) are copied into plain column-major buffers, then each column of C is a sum of A's columns.
+    std::vector<float> opa((size_t)m * k), opb((size_t)k * n), col(m);
+    for (int p = 0; p < batch; p++) {
+        const float *A = a + p * sa, *B = b + p * sb;
+        float* C = c + p * sc;
+        for (int l = 0; l < k; l++)
+            for (int i = 0; i < m; i++) opa[i + (size_t)l * m] = ta ? A[l + (size_t)i * lda] : A[i + (size_t)l * lda];
+        for (int j = 0; j < n; j++)
+            for (int l = 0; l < k; l++) opb[l + (size_t)j * k] = tb ? B[j + (size_t)l * ldb] : B[l + (size_t)j * ldb];
+        for (int j = 0; j < n; j++) {
+            std::fill(col.begin(), col.end(), 0.0f);
+            for (int l = 0; l < k; l++) {
+                float y = opb[l + (size_t)j * k];
+                const float* x = &opa[(size_t)l * m];
+                for (int i = 0; i < m; i++) col[i] += x[i] * y;
+            }
+            for (int i = 0; i < m; i++) {
+                float* out = &C[i + (size_t)j * ldc];
+                *out = *alpha * col[i] + (*beta == 0 ? 0 : *beta * *out);  // beta 0 ignores C, even NaN
+            }
+        }
+    }
+    return 0;
+}
+int cublasSgemm_v2(void* h, int ta, int tb, int m, int n, int k, const float* alpha, const float* a, int lda,
+                   const float* b, int ldb, const float* beta, float* c, int ldc) {
+    return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
+}
+
+}  // extern "C"
