@@ -109,7 +109,7 @@ CUresult cuDeviceGetDefaultMemPool(void** pool, int) { *pool = &pool_token; retu
 CUresult cuMemPoolSetAttribute(void*, int, void*) { return OK; }
 CUresult cuMemPoolTrimTo(void*, size_t) { return OK; }
 
-// ---- NVRTC: the "PTX" is the source, compiled when it is loaded as a module ----
+// ---- NVRTC: the "PTX" (or "CUBIN") is the source, compiled when it is loaded as a module ----
 static const char PTX_TAG[] = "// tiny fake PTX\n";
 struct Program { std::string ptx; };
 int nvrtcVersion(int* major, int* minor) { *major = 13; *minor = 0; return 0; }
@@ -120,6 +120,8 @@ int nvrtcCreateProgram(void** prog, const char* src, const char*, int, const cha
 int nvrtcCompileProgram(void*, int, const char* const*) { return 0; }
 int nvrtcGetPTXSize(void* prog, size_t* n) { *n = ((Program*)prog)->ptx.size() + 1; return 0; }
 int nvrtcGetPTX(void* prog, char* out) { Program* p = (Program*)prog; memcpy(out, p->ptx.c_str(), p->ptx.size() + 1); return 0; }
+int nvrtcGetCUBINSize(void* prog, size_t* n) { return nvrtcGetPTXSize(prog, n); }
+int nvrtcGetCUBIN(void* prog, char* out) { return nvrtcGetPTX(prog, out); }
 int nvrtcGetProgramLogSize(void*, size_t* n) { *n = 1; return 0; }
 int nvrtcGetProgramLog(void*, char* out) { out[0] = 0; return 0; }
 int nvrtcDestroyProgram(void** prog) { delete (Program*)*prog; *prog = nullptr; return 0; }

@@ -317,19 +317,39 @@ impl Tensor {
     /// Copies `src` (broadcast to this shape) into this tensor's memory without recording a graph: the
     /// in-place update that optimizers use on parameters. Views write through to their storage.
     pub fn assign(&self, src: &Tensor) -> Result<()> {
+        self.check_writable("assign")?;
         let src = if self.shares_storage(src) { src.contiguous_copy()? } else { src.clone() };
         backend::copy_into(self, &src)
     }
 
     /// In place, `self += alpha * other` (broadcasting `other`), recording no graph.
     pub fn add_scaled_(&self, other: &Tensor, alpha: f32) -> Result<()> {
+        self.check_writable("add_scaled_")?;
         let other = if self.shares_storage(other) { other.contiguous_copy()? } else { other.clone() };
         backend::add_scaled_inplace(self, &other, alpha)
     }
 
     /// In place, `self *= alpha`, recording no graph.
     pub fn scale_(&self, alpha: f32) -> Result<()> {
+        self.check_writable("scale_")?;
         backend::scale_inplace(self, alpha)
+    }
+
+    /// An error when several elements of this tensor share one memory location (an `expand`ed view), as
+    /// PyTorch refuses in-place writes to them: their result would depend on the order of the writes, which
+    /// differs between the CPU and the threads of a GPU.
+    pub(crate) fn check_writable(&self, op: &'static str) -> Result<()> {
+        let l = self.layout();
+        if l.shape.iter().zip(&l.strides).any(|(&n, &s)| n > 1 && s == 0) {
+            return Err(TensorError::InvalidArgument {
+                op,
+                msg: format!(
+                    "more than one element of the written tensor (shape {:?}) is one memory location",
+                    l.shape
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -6,8 +6,39 @@
 
 mod common;
 
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use common::rng;
 use tiny_tensor::{Device, Result, Tensor, cuda};
+
+/// TF32 is a process-wide setting: the TF32 test holds this lock for writing, every other device test for
+/// reading, so that no exact comparison runs while TF32 is on.
+static TF32: RwLock<()> = RwLock::new(());
+
+/// The GPU for a device test and a guard that keeps TF32 off during it, or `None` where there is no GPU.
+fn gpu(test: &str) -> Option<(Device, RwLockReadGuard<'static, ()>)> {
+    let device = cuda::device_for_test(test)?;
+    Some((device, TF32.read().unwrap_or_else(|e| e.into_inner())))
+}
+
+/// Turns TF32 on until dropped, even when the test panics.
+struct Tf32On {
+    _lock: RwLockWriteGuard<'static, ()>,
+}
+
+impl Tf32On {
+    fn new() -> Tf32On {
+        let guard = TF32.write().unwrap_or_else(|e| e.into_inner());
+        cuda::set_allow_tf32(true);
+        Tf32On { _lock: guard }
+    }
+}
+
+impl Drop for Tf32On {
+    fn drop(&mut self) {
+        cuda::set_allow_tf32(false);
+    }
+}
 
 /// Leaves on `device` holding the same values as `inputs`.
 fn leaves(inputs: &[Tensor], device: Device) -> Vec<Tensor> {
@@ -35,7 +66,7 @@ fn close(what: &str, cpu: &[f32], gpu: &[f32], rtol: f32) {
 
 /// Runs `f` on both devices and compares the outputs and every input's gradient.
 fn parity(name: &str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
-    let Some(device) = cuda::device_for_test(name) else { return };
+    let Some((device, _tf32_off)) = gpu(name) else { return };
     let (out_c, grads_c) = run(&inputs, Device::Cpu, &f);
     let (out_g, grads_g) = run(&inputs, device, &f);
     close(&format!("{name} forward"), &out_c, &out_g, 1e-4);
@@ -57,7 +88,7 @@ fn strided(shape: &[usize], seed: u64) -> Tensor {
 
 #[test]
 fn kernels_compile_with_nvrtc() {
-    match cuda::compile_kernels(Some("compute_90")) {
+    match cuda::compile_kernels(Some("compute_90")).and_then(|_| cuda::compile_cubin(9, 0)) {
         Ok(_) => {}
         Err(tiny_tensor::TensorError::DeviceUnavailable { reason, .. }) => {
             eprintln!("kernels_compile_with_nvrtc: skipped, {reason}");
@@ -80,7 +111,7 @@ fn no_gpu_is_an_error_not_a_panic() {
 
 #[test]
 fn round_trip_keeps_values() {
-    let Some(device) = cuda::device_for_test("round_trip_keeps_values") else { return };
+    let Some((device, _tf32_off)) = gpu("round_trip_keeps_values") else { return };
     let x = strided(&[3, 4, 5], 1);
     let back = x.to_device(device).unwrap().to_device(Device::Cpu).unwrap();
     assert_eq!(back.to_vec(), x.to_vec());
@@ -181,14 +212,14 @@ fn indexing_and_joins() {
     parity("cat", vec![x.clone(), randn(&[6, 3], 51)], |t| Tensor::cat(&[&t[0], &t[1]], 1));
     parity("stack", vec![x.clone(), randn(&[6, 10], 52)], |t| Tensor::stack(&[&t[0], &t[1]], 0));
     parity("contiguous", vec![x], |t| t[0].contiguous());
-    let Some(device) = cuda::device_for_test("argmax") else { return };
+    let Some((device, _tf32_off)) = gpu("argmax") else { return };
     let y = strided(&[6, 10], 53);
     assert_eq!(y.argmax(1).unwrap(), y.to_device(device).unwrap().argmax(1).unwrap());
 }
 
 #[test]
 fn in_place_updates() {
-    let Some(device) = cuda::device_for_test("in_place_updates") else { return };
+    let Some((device, _tf32_off)) = gpu("in_place_updates") else { return };
     let (a, b) = (randn(&[4, 5], 60), strided(&[4, 5], 61));
     let (ga, gb) = (a.to_device(device).unwrap(), b.to_device(device).unwrap());
     a.add_scaled_(&b, -0.5).unwrap();
@@ -207,16 +238,16 @@ fn tf32_stays_close() {
     let Some(device) = cuda::device_for_test("tf32_stays_close") else { return };
     let (a, b) = (randn(&[64, 256], 70), randn(&[256, 32], 71));
     let exact = a.matmul(&b).unwrap().to_vec();
-    cuda::set_allow_tf32(true);
+    let tf32 = Tf32On::new();
     let fast = a.to_device(device).unwrap().matmul(&b.to_device(device).unwrap()).unwrap().to_vec();
-    cuda::set_allow_tf32(false);
+    drop(tf32);
     // TF32 keeps 10 mantissa bits: about 1e-3 relative per product, over a sum of 256 terms.
     close("tf32 matmul", &exact, &fast, 3e-2);
 }
 
 #[test]
 fn fused_sgd_update() {
-    let Some(device) = cuda::device_for_test("sgd_update_") else { return };
+    let Some((device, _tf32_off)) = gpu("sgd_update_") else { return };
     for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
         // Two steps on a transposed parameter and gradient, read back from the device.
         let run = |dev: Device| {
@@ -244,7 +275,7 @@ fn fused_sgd_update() {
 
 #[test]
 fn multi_tensor_sgd_update() {
-    let Some(device) = cuda::device_for_test("sgd_update_all_") else { return };
+    let Some((device, _tf32_off)) = gpu("sgd_update_all_") else { return };
     // Contiguous parameters on one GPU take the single launch; one is longer than a chunk of 4096.
     let shapes: [&[usize]; 3] = [&[64, 100], &[7], &[3, 3, 3]];
     let run = |dev: Device| {
@@ -275,4 +306,15 @@ fn multi_tensor_sgd_update() {
     for (k, (a, b)) in run(Device::Cpu).iter().zip(&run(device)).enumerate() {
         close(&format!("sgd_update_all_ tensor {k}"), a, b, 1e-5);
     }
+}
+
+#[test]
+fn out_of_memory_is_an_error_not_a_crash() {
+    let Some((device, _tf32_off)) = gpu("out_of_memory_is_an_error_not_a_crash") else { return };
+    // 4 TiB of floats: more than any GPU has, so the pool is emptied, the allocation retried, then refused.
+    let one = Tensor::ones(&[1]).to_device(device).unwrap();
+    let err = one.expand(&[1 << 40]).unwrap().contiguous().unwrap_err();
+    assert!(err.to_string().contains("MiB on cuda:0"), "{err}");
+    // The GPU still works afterwards.
+    assert_eq!(one.add_scalar(1.0).unwrap().to_vec(), vec![2.0]);
 }

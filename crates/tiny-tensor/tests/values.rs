@@ -357,6 +357,16 @@ fn in_place_updates_record_nothing() {
     let m = Tensor::zeros(&[2, 2]);
     m.narrow(1, 1, 1).unwrap().assign(&Tensor::ones(&[2, 1])).unwrap();
     assert_eq!(m.to_vec(), vec![0.0, 1.0, 0.0, 1.0]);
+    // An expanded view has several elements in one memory location: writing to it is refused, untouched.
+    let one = t(&[5.0], &[1]);
+    let wide = one.expand(&[3]).unwrap();
+    let err = wide.add_scaled_(&t(&[1.0, 2.0, 3.0], &[3]), 1.0).unwrap_err();
+    assert!(err.to_string().contains("add_scaled_") && err.to_string().contains("one memory location"), "{err}");
+    assert!(wide.scale_(2.0).is_err() && wide.assign(&t(&[1.0, 2.0, 3.0], &[3])).is_err());
+    assert!(
+        wide.sgd_update_(&Tensor::ones(&[3]), None, &tiny_tensor::SgdStep { lr: 0.1, ..Default::default() }).is_err()
+    );
+    assert_eq!(one.to_vec(), vec![5.0]);
 }
 
 #[test]

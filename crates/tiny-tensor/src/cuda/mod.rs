@@ -88,8 +88,15 @@ impl Drop for CudaStorage {
     /// on the current context), so that a tensor dropped on another thread, or while another GPU is
     /// current, is freed on its own GPU.
     fn drop(&mut self) {
-        let _ = self.slice.context().bind_to_thread();
+        make_current(self.slice.context());
     }
+}
+
+/// Makes `ctx` current on this thread. Not through `bind_to_thread`: that first returns (and clears) an error
+/// cudarc recorded in an earlier drop, and would then leave the context unbound, so that the free that
+/// follows acted on whatever context this thread has.
+fn make_current(ctx: &CudaContext) {
+    let _ = unsafe { cudarc::driver::result::ctx::set_current(ctx.cu_ctx()) };
 }
 
 /// Integer indices on a GPU (a max pool's winners, a cross entropy's targets), freed like [`CudaStorage`].
@@ -98,7 +105,7 @@ pub(crate) struct DeviceIndices(pub(crate) CudaSlice<u32>);
 
 impl Drop for DeviceIndices {
     fn drop(&mut self) {
-        let _ = self.0.context().bind_to_thread();
+        make_current(self.0.context());
     }
 }
 
@@ -174,6 +181,48 @@ pub fn compile_kernels(arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx>
         .map_err(|e| TensorError::Cuda { op: "compile_kernels", msg: format!("{e:?}") })
 }
 
+/// Compiles the kernels with NVRTC into a CUBIN, machine code for GPUs of compute capability
+/// `major.minor`. Unlike PTX, which the driver compiles when it loads it and refuses when NVRTC is newer than
+/// the driver, a CUBIN loads on any driver of NVRTC's major version. Needs only the NVRTC library.
+pub fn compile_cubin(major: i32, minor: i32) -> Result<Vec<u8>> {
+    use cudarc::nvrtc::{result, sys};
+    if !unsafe { sys::is_culib_present() } {
+        return Err(unavailable(0, "the NVRTC library (libnvrtc) was not found"));
+    }
+    let fail = |msg: String| TensorError::Cuda { op: "compile_cubin", msg };
+    let src = std::ffi::CString::new(kernel_source()).map_err(|e| fail(e.to_string()))?;
+    let prog = result::create_program(&src, None).map_err(|e| fail(format!("{e:?}")))?;
+    let built = (|| {
+        let opts = [format!("--gpu-architecture=sm_{major}{minor}")];
+        if let Err(e) = unsafe { result::compile_program(prog, &opts) } {
+            let log = unsafe { result::get_program_log(prog) }.unwrap_or_default();
+            let log: String = log.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
+            return Err(fail(format!("{e:?}: {log}")));
+        }
+        let mut len = 0usize;
+        unsafe { sys::nvrtcGetCUBINSize(prog, &mut len) }.result().map_err(|e| fail(format!("{e:?}")))?;
+        let mut cubin = vec![0u8; len];
+        unsafe { sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()) }.result().map_err(|e| fail(format!("{e:?}")))?;
+        Ok(cubin)
+    })();
+    let _ = unsafe { result::destroy_program(prog) };
+    built
+}
+
+/// The kernels loaded on `ctx`'s GPU: as a CUBIN for it when NVRTC can build one, else as PTX.
+fn load_kernels(ctx: &Arc<CudaContext>, major: i32, minor: i32) -> Result<Arc<cudarc::driver::CudaModule>> {
+    let cubin_failed = match compile_cubin(major, minor) {
+        Ok(cubin) => match ctx.load_module(cudarc::nvrtc::Ptx::from_binary(cubin)) {
+            Ok(module) => return Ok(module),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    let ptx = compile_kernels(arch_for(major, minor))?;
+    ctx.load_module(ptx)
+        .map_err(|e| TensorError::Cuda { op: "load_module", msg: format!("{e} (as a CUBIN: {cubin_failed})") })
+}
+
 /// The NVRTC architecture name for a compute capability, where NVRTC knows it.
 fn arch_for(major: i32, minor: i32) -> Option<&'static str> {
     Some(match (major, minor) {
@@ -207,11 +256,11 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal).map_err(|e| unavailable(ordinal, e.to_string()))?;
         // One stream does all the work, so cudarc's per-buffer events would only cost time.
         unsafe { ctx.disable_event_tracking() };
-        keep_pool_warm(&ctx)?;
+        // Only a matter of speed: without it the pool returns memory to the driver at each synchronisation.
+        let _ = keep_pool_warm(&ctx);
         let stream = ctx.default_stream();
         let (major, minor) = ctx.compute_capability().map_err(err("compute_capability"))?;
-        let ptx = compile_kernels(arch_for(major, minor))?;
-        let module = ctx.load_module(ptx).map_err(err("load_module"))?;
+        let module = load_kernels(&ctx, major, minor)?;
         let mut functions = HashMap::new();
         for name in KERNELS {
             functions.insert(name, module.load_function(name).map_err(err("load_function"))?);
@@ -235,12 +284,38 @@ impl Gpu {
 
     /// An uninitialised device buffer of `len` floats (every kernel that gets one writes all of it).
     pub(crate) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
-        unsafe { self.stream.alloc::<T>(len.max(1)) }.map_err(err("alloc"))
+        self.retry_out_of_memory::<T, _>("alloc", len, || unsafe { self.stream.alloc::<T>(len.max(1)) })
     }
 
     /// A zero-filled device buffer of `len` floats.
     pub(crate) fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
-        self.stream.alloc_zeros::<f32>(len.max(1)).map_err(err("alloc_zeros"))
+        self.retry_out_of_memory::<f32, _>("alloc_zeros", len, || self.stream.alloc_zeros::<f32>(len.max(1)))
+    }
+
+    /// Runs an allocation of `len` elements. When the GPU is out of memory, the pool hands the free memory it
+    /// keeps back to the driver (as PyTorch's caching allocator empties its cache) and the allocation is
+    /// tried once more; a second failure is an error that says how much was asked for.
+    fn retry_out_of_memory<T, R>(
+        &self,
+        op: &'static str,
+        len: usize,
+        f: impl Fn() -> std::result::Result<R, cudarc::driver::DriverError>,
+    ) -> Result<R> {
+        use cudarc::driver::sys::CUresult;
+        let result = match f() {
+            Err(e) if e.0 == CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                let _ = self.stream.synchronize();
+                if let Ok(pool) = default_pool(&self.ctx) {
+                    unsafe { cudarc::driver::sys::cuMemPoolTrimTo(pool, 0) };
+                }
+                f()
+            }
+            r => r,
+        };
+        result.map_err(|e| {
+            let mib = (len * std::mem::size_of::<T>()) as f64 / (1 << 20) as f64;
+            TensorError::Cuda { op, msg: format!("{e} (asking for {mib:.1} MiB on cuda:{})", self.ordinal) }
+        })
     }
 
     /// Copies host floats to a new device buffer through a pinned staging buffer, without waiting for the stream.
@@ -286,13 +361,9 @@ fn keep_pool_warm(ctx: &Arc<CudaContext>) -> Result<()> {
     if !ctx.has_async_alloc() {
         return Ok(());
     }
-    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let pool = default_pool(ctx)?;
     let mut threshold: u64 = u64::MAX;
     unsafe {
-        let r = sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device());
-        if r != sys::CUresult::CUDA_SUCCESS {
-            return Err(TensorError::Cuda { op: "cuDeviceGetDefaultMemPool", msg: format!("{r:?}") });
-        }
         let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
         let r = sys::cuMemPoolSetAttribute(pool, attr, &mut threshold as *mut u64 as *mut std::ffi::c_void);
         if r != sys::CUresult::CUDA_SUCCESS {
@@ -300,6 +371,17 @@ fn keep_pool_warm(ctx: &Arc<CudaContext>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The stream-ordered memory pool that `cuMemAllocAsync` draws from on this context's GPU.
+fn default_pool(ctx: &CudaContext) -> Result<cudarc::driver::sys::CUmemoryPool> {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let r = unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(TensorError::Cuda { op: "cuDeviceGetDefaultMemPool", msg: format!("{r:?}") });
+    }
+    Ok(pool)
 }
 
 /// Pinned host buffers for uploads, a few per size, each with an event recorded after the copy that reads

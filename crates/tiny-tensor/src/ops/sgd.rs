@@ -69,6 +69,10 @@ pub fn sgd_update_all_(params: &[SgdParam<'_>], step: &SgdStep) -> Result<()> {
 /// when it shares memory with the tensors it is read alongside. `sgd_update_all_` checks every parameter
 /// before it updates any, so a bad one leaves them all as they were.
 fn check(param: &Tensor, grad: &Tensor, buffer: Option<&Tensor>) -> Result<Tensor> {
+    param.check_writable("sgd_update_")?;
+    if let Some(b) = buffer {
+        b.check_writable("sgd_update_")?;
+    }
     for other in std::iter::once(grad).chain(buffer) {
         if other.device() != param.device() {
             return Err(TensorError::DeviceMismatch { op: "sgd_update_", lhs: param.device(), rhs: other.device() });
