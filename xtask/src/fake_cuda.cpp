@@ -1,11 +1,16 @@
 // A CPU stand-in for libcuda, libnvrtc and libcublas, so that tiny's CUDA backend runs end to end where there is no GPU.
 //
-// It implements only what cudarc calls for tiny, with the documented semantics: device memory is host memory
-// (fresh allocations are filled with NaN bytes, as a real pool hands out stale data), every stream runs its work
-// at once and in order, events are always complete, and cuBLAS's column-major SGEMMs are plain loops. "PTX" from
-// the fake NVRTC is the CUDA source itself: loading it as a module compiles it with g++ against a small shim in
-// which each block's threads are fibers that meet at __syncthreads, so launch shapes, block reductions and kernel
-// arguments are exercised as they are on a GPU. Speed, real concurrency and the real libraries stay untested.
+// It implements only what cudarc calls for tiny, with the documented semantics. Device memory is host memory;
+// fresh allocations are filled with NaN bytes, as a real pool hands out stale data, and freed memory is
+// poisoned the same way. Streams really queue their work, and nothing runs until the host waits for it:
+// waiting on a stream or an event runs that stream's queue, and another stream's only as far as an event
+// the first one waits on needs. So a missing event, a pinned buffer rewritten before its copy ran, or memory
+// freed on one stream while another still reads it gives wrong numbers here, as it can on a GPU. Copies from
+// pinned host memory read it when they run, copies from pageable memory when they are queued. cuBLAS's
+// column-major SGEMMs are plain loops. "PTX" from the fake NVRTC is the CUDA source itself: loading it as a
+// module compiles it with g++ against a small shim in which each block's threads are fibers that meet at
+// __syncthreads, so launch shapes, block reductions and kernel arguments are exercised as on a GPU. Speed,
+// true concurrency and the real libraries stay untested.
 
 #include <dlfcn.h>
 #include <stdint.h>
@@ -17,25 +22,175 @@
 #include <functional>
 #include <mutex>
 #include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
-enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, NOT_FOUND = 500 };
+enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, NOT_FOUND = 500, NOT_READY = 600 };
 
-// One lock for everything: the kernels' shim keeps its thread indices in globals.
+// One lock for everything: queued work runs on whichever thread waits for it, and the kernels' shim keeps its
+// thread indices in globals.
 static std::recursive_mutex big_lock;
 #define LOCKED std::lock_guard<std::recursive_mutex> guard_(big_lock)
 
 static int ctx_token, pool_token;
 static thread_local void* current_ctx = nullptr;
 
+// Live device allocations and pinned host buffers, by address, with their sizes.
+static std::map<uintptr_t, size_t> device_allocs, pinned;
+
 // The memory a device allocation of `n` bytes gets: aligned, and NaN bytes until written.
 static void* device_bytes(size_t n) {
     void* p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256);
-    if (p) memset(p, 0xff, n);
+    if (p) {
+        memset(p, 0xff, n);
+        device_allocs[(uintptr_t)p] = n;
+    }
     return p;
+}
+
+static void device_free(void* p) {
+    auto at = device_allocs.find((uintptr_t)p);
+    if (at != device_allocs.end()) {
+        memset(p, 0xff, at->second);  // poisoned: a kernel that still reads it gets NaN
+        device_allocs.erase(at);
+    }
+    free(p);
+}
+
+// Whether [p, p + n) lies in a pinned host buffer.
+static bool is_pinned(const void* p, size_t n) {
+    auto at = pinned.upper_bound((uintptr_t)p);
+    if (at == pinned.begin()) return false;
+    --at;
+    return (uintptr_t)p + n <= at->first + at->second;
+}
+
+// ---- streams and events: queues that run when the host waits ----
+struct Event;
+struct Item {
+    Event* wait_for;  // run only once this event has reached `wait_id`
+    uint64_t wait_id;
+    std::function<void()> run;
+};
+struct Stream {
+    std::deque<Item> queue;
+    bool blocking;  // a stream created without CU_STREAM_NON_BLOCKING syncs with the legacy default stream
+};
+struct Event {
+    uint64_t recorded = 0, reached = 0;
+    std::map<uint64_t, Stream*> where;  // the stream each pending record was queued on
+};
+static Stream legacy{{}, false};
+static std::vector<Stream*> streams{&legacy};
+
+static Stream* stream_of(void* h) {
+    // 0 is the legacy default stream; 1 (CU_STREAM_LEGACY) and 2 (CU_STREAM_PER_THREAD) are treated as it.
+    return (uintptr_t)h <= 2 ? &legacy : (Stream*)h;
+}
+
+static void run_until(Stream* s, const std::function<bool()>& done);
+
+// With TINY_FAKE_CUDA_ORDER=copy-first, streams other than the legacy default one run their work as soon as
+// nothing holds it back, while the default stream still waits for the host: a copy stream then races ahead
+// of the kernels, which shows a buffer overwritten before the kernels read it. The default order (every
+// stream as late as possible) shows a buffer read before it was written.
+static bool copy_first() {
+    static int on = -1;
+    if (on < 0) on = getenv("TINY_FAKE_CUDA_ORDER") && !strcmp(getenv("TINY_FAKE_CUDA_ORDER"), "copy-first");
+    return on;
+}
+
+static void advance_others();
+
+// Runs whatever `e`'s record number `id` waits behind.
+static void reach(Event* e, uint64_t id) {
+    while (e->reached < id) {
+        auto at = e->where.lower_bound(id);
+        if (at == e->where.end()) { fprintf(stderr, "fake CUDA: waiting for an event that was never recorded\n"); abort(); }
+        run_until(at->second, [&] { return e->reached >= id; });
+    }
+}
+
+// Runs `s`'s queue in order until `done`, running other streams only as far as the events it waits on.
+static void run_until(Stream* s, const std::function<bool()>& done) {
+    while (!done() && !s->queue.empty()) {
+        Item& head = s->queue.front();
+        if (head.wait_for && head.wait_for->reached < head.wait_id) {
+            reach(head.wait_for, head.wait_id);
+            continue;
+        }
+        std::function<void()> run = std::move(head.run);
+        s->queue.pop_front();
+        if (run) run();
+        if (copy_first()) advance_others();
+    }
+}
+
+// Runs every stream but the legacy one as far as it can go without waiting.
+static void advance_others() {
+    static bool busy = false;
+    if (busy) return;
+    busy = true;
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (Stream* s : streams) {
+            if (s == &legacy) continue;
+            while (!s->queue.empty()) {
+                Item& head = s->queue.front();
+                if (head.wait_for && head.wait_for->reached < head.wait_id) break;
+                std::function<void()> run = std::move(head.run);
+                s->queue.pop_front();
+                if (run) run();
+                progress = true;
+            }
+        }
+    }
+    busy = false;
+}
+
+static void drain(Stream* s) { run_until(s, [] { return false; }); }
+
+static void drain_all() {
+    for (bool more = true; more;) {
+        more = false;
+        for (Stream* s : streams) {
+            if (!s->queue.empty()) { drain(s); more = true; }
+        }
+    }
+}
+
+static Event* record_on(Event* e, Stream* s);
+
+// Queues `run` on `s` (after the legacy stream's work for a blocking stream, and after every blocking
+// stream's work for the legacy one, as CUDA's implicit synchronisation does).
+static void enqueue(Stream* s, std::function<void()> run) {
+    if (s == &legacy) {
+        for (Stream* b : streams)
+            if (b != &legacy && b->blocking && !b->queue.empty()) {
+                Event* e = record_on(new Event, b);
+                legacy.queue.push_back({e, e->recorded, nullptr});
+            }
+    } else if (s->blocking && !legacy.queue.empty()) {
+        Event* e = record_on(new Event, &legacy);
+        s->queue.push_back({e, e->recorded, nullptr});
+    }
+    s->queue.push_back({nullptr, 0, std::move(run)});
+    if (copy_first()) advance_others();
+}
+
+static Event* record_on(Event* e, Stream* s) {
+    uint64_t id = ++e->recorded;
+    e->where[id] = s;
+    s->queue.push_back({nullptr, 0, [e, id] {
+        e->reached = std::max(e->reached, id);
+        e->where.erase(id);
+    }});
+    return e;
 }
 
 extern "C" {
@@ -65,46 +220,106 @@ CUresult cuCtxSetCurrent(void* ctx) { current_ctx = ctx; return OK; }
 CUresult cuCtxGetCurrent(void** ctx) { *ctx = current_ctx; return OK; }
 CUresult cuCtxPushCurrent_v2(void* ctx) { current_ctx = ctx; return OK; }
 CUresult cuCtxPopCurrent_v2(void** ctx) { if (ctx) *ctx = current_ctx; return OK; }
-CUresult cuCtxSynchronize() { return OK; }
+CUresult cuCtxSynchronize() { LOCKED; drain_all(); return OK; }
 CUresult cuCtxGetDevice(int* dev) { *dev = 0; return OK; }
 CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total) { *free_b = (size_t)6 << 30; *total = (size_t)8 << 30; return OK; }
 CUresult cuGetErrorString(CUresult, const char** s) { *s = "fake CUDA error"; return OK; }
 CUresult cuGetErrorName(CUresult, const char** s) { *s = "CUDA_ERROR_FAKE"; return OK; }
 
-// ---- streams and events: all work is done when it is queued ----
-CUresult cuStreamCreate(void** s, unsigned) { *s = malloc(1); return OK; }
-CUresult cuStreamCreateWithPriority(void** s, unsigned, int) { *s = malloc(1); return OK; }
-CUresult cuStreamDestroy_v2(void* s) { free(s); return OK; }
-CUresult cuStreamSynchronize(void*) { return OK; }
-CUresult cuStreamQuery(void*) { return OK; }
-CUresult cuStreamWaitEvent(void*, void*, unsigned) { return OK; }
-CUresult cuEventCreate(void** e, unsigned) { *e = malloc(1); return OK; }
-CUresult cuEventDestroy_v2(void* e) { free(e); return OK; }
-CUresult cuEventRecord(void*, void*) { return OK; }
-CUresult cuEventRecordWithFlags(void*, void*, unsigned) { return OK; }
-CUresult cuEventSynchronize(void*) { return OK; }
-CUresult cuEventQuery(void*) { return OK; }
+// ---- streams and events ----
+CUresult cuStreamCreate(void** s, unsigned flags) {
+    LOCKED;
+    Stream* st = new Stream{{}, (flags & 1) == 0};
+    streams.push_back(st);
+    *s = st;
+    return OK;
+}
+CUresult cuStreamCreateWithPriority(void** s, unsigned flags, int) { return cuStreamCreate(s, flags); }
+// Streams and events are kept after they are destroyed: queued work may still refer to them.
+CUresult cuStreamDestroy_v2(void* s) { LOCKED; drain(stream_of(s)); return OK; }
+CUresult cuStreamSynchronize(void* s) { LOCKED; drain(stream_of(s)); return OK; }
+CUresult cuStreamQuery(void* s) { LOCKED; return stream_of(s)->queue.empty() ? OK : NOT_READY; }
+CUresult cuStreamWaitEvent(void* s, void* e, unsigned) {
+    LOCKED;
+    Event* ev = (Event*)e;
+    if (ev->reached < ev->recorded) stream_of(s)->queue.push_back({ev, ev->recorded, nullptr});
+    if (copy_first()) advance_others();
+    return OK;
+}
+CUresult cuEventCreate(void** e, unsigned) { *e = new Event; return OK; }
+CUresult cuEventDestroy_v2(void*) { return OK; }
+CUresult cuEventRecord(void* e, void* s) {
+    LOCKED;
+    record_on((Event*)e, stream_of(s));
+    if (copy_first()) advance_others();
+    return OK;
+}
+CUresult cuEventRecordWithFlags(void* e, void* s, unsigned) { return cuEventRecord(e, s); }
+CUresult cuEventSynchronize(void* e) { LOCKED; Event* ev = (Event*)e; reach(ev, ev->recorded); return OK; }
+CUresult cuEventQuery(void* e) { LOCKED; Event* ev = (Event*)e; return ev->reached >= ev->recorded ? OK : NOT_READY; }
 CUresult cuEventElapsedTime(float* ms, void*, void*) { *ms = 0; return OK; }
 CUresult cuEventElapsedTime_v2(float* ms, void*, void*) { *ms = 0; return OK; }
 
 // ---- memory ----
-CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) { void* m = device_bytes(n); if (!m) return OUT_OF_MEMORY; *p = (CUdeviceptr)m; return OK; }
+CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
+    LOCKED;
+    void* m = device_bytes(n);
+    if (!m) return OUT_OF_MEMORY;
+    *p = (CUdeviceptr)m;
+    return OK;
+}
+// Available at once: the memory is only handed out, and nothing else holds it.
 CUresult cuMemAllocAsync(CUdeviceptr* p, size_t n, void*) { return cuMemAlloc_v2(p, n); }
-CUresult cuMemFree_v2(CUdeviceptr p) { free((void*)p); return OK; }
-CUresult cuMemFreeAsync(CUdeviceptr p, void*) { free((void*)p); return OK; }
-CUresult cuMemHostAlloc(void** p, size_t n, unsigned) { *p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256); return *p ? OK : OUT_OF_MEMORY; }
+CUresult cuMemFree_v2(CUdeviceptr p) { LOCKED; drain_all(); device_free((void*)p); return OK; }
+CUresult cuMemFreeAsync(CUdeviceptr p, void* s) { LOCKED; enqueue(stream_of(s), [p] { device_free((void*)p); }); return OK; }
+CUresult cuMemHostAlloc(void** p, size_t n, unsigned) {
+    LOCKED;
+    *p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256);
+    if (!*p) return OUT_OF_MEMORY;
+    pinned[(uintptr_t)*p] = n;
+    return OK;
+}
 CUresult cuMemAllocHost_v2(void** p, size_t n) { return cuMemHostAlloc(p, n, 0); }
-CUresult cuMemFreeHost(void* p) { free(p); return OK; }
+CUresult cuMemFreeHost(void* p) { LOCKED; drain_all(); pinned.erase((uintptr_t)p); free(p); return OK; }
 CUresult cuMemHostGetFlags(unsigned* f, void*) { *f = 0; return OK; }
-CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) { memset((void*)p, v, n); return OK; }
-CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void*) { return cuMemsetD8_v2(p, v, n); }
-CUresult cuMemsetD32Async(CUdeviceptr p, unsigned v, size_t n, void*) { for (size_t i = 0; i < n; i++) ((unsigned*)p)[i] = v; return OK; }
-CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* s, size_t n) { memcpy((void*)d, s, n); return OK; }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void*) { return cuMemcpyHtoD_v2(d, s, n); }
-CUresult cuMemcpyDtoH_v2(void* d, CUdeviceptr s, size_t n) { memcpy(d, (const void*)s, n); return OK; }
-CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void*) { return cuMemcpyDtoH_v2(d, s, n); }
-CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) { memmove((void*)d, (const void*)s, n); return OK; }
-CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void*) { return cuMemcpyDtoD_v2(d, s, n); }
+CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void* s) {
+    LOCKED;
+    enqueue(stream_of(s), [=] { memset((void*)p, v, n); });
+    return OK;
+}
+CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) { cuMemsetD8Async(p, v, n, nullptr); return cuCtxSynchronize(); }
+CUresult cuMemsetD32Async(CUdeviceptr p, unsigned v, size_t n, void* s) {
+    LOCKED;
+    enqueue(stream_of(s), [=] { for (size_t i = 0; i < n; i++) ((unsigned*)p)[i] = v; });
+    return OK;
+}
+// From pinned memory the copy reads the host buffer when it runs; from pageable memory, when it is queued.
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* src, size_t n, void* s) {
+    LOCKED;
+    if (is_pinned(src, n)) {
+        enqueue(stream_of(s), [=] { memcpy((void*)d, src, n); });
+    } else {
+        auto copy = std::make_shared<std::vector<char>>((const char*)src, (const char*)src + n);
+        enqueue(stream_of(s), [=] { memcpy((void*)d, copy->data(), n); });
+    }
+    return OK;
+}
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* src, size_t n) { cuMemcpyHtoDAsync_v2(d, src, n, nullptr); return cuCtxSynchronize(); }
+// Into pageable memory the call returns only once the copy has run, as CUDA documents.
+CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* s) {
+    LOCKED;
+    auto copied = std::make_shared<bool>(false);
+    enqueue(stream_of(s), [=] { memcpy(dst, (const void*)src, n); *copied = true; });
+    if (!is_pinned(dst, n)) run_until(stream_of(s), [&] { return *copied; });
+    return OK;
+}
+CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) { cuMemcpyDtoHAsync_v2(dst, src, n, nullptr); return cuCtxSynchronize(); }
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s) {
+    LOCKED;
+    enqueue(stream_of(s), [=] { memmove((void*)d, (const void*)src, n); });
+    return OK;
+}
+CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr src, size_t n) { cuMemcpyDtoDAsync_v2(d, src, n, nullptr); return cuCtxSynchronize(); }
 CUresult cuDeviceGetDefaultMemPool(void** pool, int) { *pool = &pool_token; return OK; }
 CUresult cuMemPoolSetAttribute(void*, int, void*) { return OK; }
 CUresult cuMemPoolTrimTo(void*, size_t) { return OK; }
@@ -212,10 +427,20 @@ static void emu_apply(void (*f)(A...), void** a, std::index_sequence<I...>) {
     f(*(typename std::remove_cv<typename std::remove_reference<A>::type>::type*)a[I]...);
 }
 template <typename... A> static void emu_call(void (*f)(A...), void** a) { emu_apply(f, a, std::index_sequence_for<A...>{}); }
+// The size of each of a kernel's parameters, so that a launch can copy its arguments when it is queued.
+template <typename... A> static int emu_sizes(void (*)(A...), size_t* out) {
+    size_t sizes[] = {sizeof(typename std::remove_cv<typename std::remove_reference<A>::type>::type)..., 0};
+    for (size_t i = 0; i < sizeof...(A); i++) out[i] = sizes[i];
+    return (int)sizeof...(A);
+}
 )";
 
 struct Module { void* lib; };
-struct Function { void (*tramp)(void**); void (*launch)(void (*)(void**), void**, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned); };
+struct Function {
+    void (*tramp)(void**);
+    int (*sizes)(size_t*);
+    void (*launch)(void (*)(void**), void**, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned);
+};
 
 // The names of the `__global__` functions in a CUDA source.
 static std::string trampolines(const std::string& src) {
@@ -225,6 +450,7 @@ static std::string trampolines(const std::string& src) {
         size_t start = at + key.size(), end = src.find('(', start);
         std::string name = src.substr(start, end - start);
         out += "extern \"C\" void emu_k_" + name + "(void** a) { emu_call(" + name + ", a); }\n";
+        out += "extern \"C\" int emu_p_" + name + "(size_t* s) { return emu_sizes(" + name + ", s); }\n";
     }
     return out;
 }
@@ -263,40 +489,41 @@ CUresult cuModuleUnload(void* module) { delete (Module*)module; return OK; }
 CUresult cuModuleGetFunction(void** fn, void* module, const char* name) {
     Module* m = (Module*)module;
     void* tramp = dlsym(m->lib, ("emu_k_" + std::string(name)).c_str());
+    void* sizes = dlsym(m->lib, ("emu_p_" + std::string(name)).c_str());
     void* launch = dlsym(m->lib, "emu_launch");
-    if (!tramp || !launch) return NOT_FOUND;
-    *fn = new Function{(void (*)(void**))tramp, (decltype(Function::launch))launch};
+    if (!tramp || !sizes || !launch) return NOT_FOUND;
+    *fn = new Function{(void (*)(void**))tramp, (int (*)(size_t*))sizes, (decltype(Function::launch))launch};
     return OK;
 }
 CUresult cuFuncGetAttribute(int* v, int, void*) { *v = 0; return OK; }
 CUresult cuFuncSetAttribute(void*, int, int) { return OK; }
 CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned,
-                        void*, void** params, void** extra) {
+                        void* stream, void** params, void** extra) {
     if (extra || gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || bx * by * bz > 1024 || gy > 65535 ||
         gz > 65535)
         return INVALID_VALUE;
     LOCKED;
     Function* f = (Function*)fn;
-    f->launch(f->tramp, params, gx, gy, gz, bx, by, bz);
+    // The arguments are read now, as the driver does; the kernel runs when its stream does.
+    size_t sizes[64];
+    int n = f->sizes(sizes);
+    auto args = std::make_shared<std::vector<std::vector<char>>>();
+    for (int i = 0; i < n; i++) args->emplace_back((const char*)params[i], (const char*)params[i] + sizes[i]);
+    enqueue(stream_of(stream), [=] {
+        std::vector<void*> ptrs;
+        for (auto& a : *args) ptrs.push_back(a.data());
+        f->launch(f->tramp, ptrs.data(), gx, gy, gz, bx, by, bz);
+    });
     return OK;
 }
 
-// ---- cuBLAS: column-major SGEMM by its definition ----
-int cublasCreate_v2(void** h) { *h = malloc(1); return 0; }
-int cublasDestroy_v2(void* h) { free(h); return 0; }
-int cublasSetStream_v2(void*, void*) { return 0; }
-int cublasSetMathMode(void*, int) { return 0; }
-int cublasGetMathMode(void*, int* m) { *m = 0; return 0; }
-int cublasSetWorkspace_v2(void*, void*, size_t) { return 0; }
-int cublasGetVersion_v2(void*, int* v) { *v = 130000; return 0; }
+}  // extern "C"
 
-int cublasSgemmStridedBatched(void*, int ta, int tb, int m, int n, int k, const float* alpha, const float* a, int lda,
-                              long long sa, const float* b, int ldb, long long sb, const float* beta, float* c, int ldc,
-                              long long sc, int batch) {
-    // The documented argument checks: the leading dimensions must cover the stored rows.
-    if (m < 0 || n < 0 || k < 0 || batch < 0 || ldc < (m > 1 ? m : 1) || lda < ((ta ? k : m) > 1 ? (ta ? k : m) : 1) ||
-        ldb < ((tb ? n : k) > 1 ? (tb ? n : k) : 1))
-        return 7;  // CUBLAS_STATUS_INVALID_VALUE
+// ---- cuBLAS: column-major SGEMM by its definition, queued on the handle's stream ----
+struct Blas { void* stream = nullptr; };
+
+static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float* a, int lda, long long sa,
+                  const float* b, int ldb, long long sb, float beta, float* c, int ldc, long long sc, int batch) {
     // op(A) and op(B) are copied into plain column-major buffers, then each column of C is a sum of A's columns.
     std::vector<float> opa((size_t)m * k), opb((size_t)k * n), col(m);
     for (int p = 0; p < batch; p++) {
@@ -315,10 +542,32 @@ int cublasSgemmStridedBatched(void*, int ta, int tb, int m, int n, int k, const 
             }
             for (int i = 0; i < m; i++) {
                 float* out = &C[i + (size_t)j * ldc];
-                *out = *alpha * col[i] + (*beta == 0 ? 0 : *beta * *out);  // beta 0 ignores C, even NaN
+                *out = alpha * col[i] + (beta == 0 ? 0 : beta * *out);  // beta 0 ignores C, even NaN
             }
         }
     }
+}
+
+extern "C" {
+
+int cublasCreate_v2(void** h) { *h = new Blas; return 0; }
+int cublasDestroy_v2(void* h) { delete (Blas*)h; return 0; }
+int cublasSetStream_v2(void* h, void* s) { ((Blas*)h)->stream = s; return 0; }
+int cublasSetMathMode(void*, int) { return 0; }
+int cublasGetMathMode(void*, int* m) { *m = 0; return 0; }
+int cublasSetWorkspace_v2(void*, void*, size_t) { return 0; }
+int cublasGetVersion_v2(void*, int* v) { *v = 130000; return 0; }
+
+int cublasSgemmStridedBatched(void* h, int ta, int tb, int m, int n, int k, const float* alpha, const float* a, int lda,
+                              long long sa, const float* b, int ldb, long long sb, const float* beta, float* c, int ldc,
+                              long long sc, int batch) {
+    // The documented argument checks: the leading dimensions must cover the stored rows.
+    if (m < 0 || n < 0 || k < 0 || batch < 0 || ldc < std::max(1, m) || lda < std::max(1, ta ? k : m) ||
+        ldb < std::max(1, tb ? n : k))
+        return 7;  // CUBLAS_STATUS_INVALID_VALUE
+    LOCKED;
+    float al = *alpha, be = *beta;  // host pointer mode: read at the call
+    enqueue(stream_of(((Blas*)h)->stream), [=] { sgemm(ta, tb, m, n, k, al, a, lda, sa, b, ldb, sb, be, c, ldc, sc, batch); });
     return 0;
 }
 int cublasSgemm_v2(void* h, int ta, int tb, int m, int n, int k, const float* alpha, const float* a, int lda,
