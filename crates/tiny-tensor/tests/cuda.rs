@@ -318,3 +318,17 @@ fn out_of_memory_is_an_error_not_a_crash() {
     // The GPU still works afterwards.
     assert_eq!(one.add_scalar(1.0).unwrap().to_vec(), vec![2.0]);
 }
+
+#[test]
+fn batch_uploads_in_a_row_keep_their_values() {
+    let Some((device, _tf32_off)) = gpu("batch_uploads_in_a_row_keep_their_values") else { return };
+    // Batch-sized uploads, more than the staging ring holds, queued with nothing read in between: each goes
+    // up on the copy stream through a reused pinned buffer and device landing buffer.
+    let n = 40_000;
+    let on_gpu: Vec<Tensor> =
+        (0..8).map(|i| Tensor::from_vec(vec![i as f32; n], &[n]).unwrap().to_device(device).unwrap()).collect();
+    let doubled: Vec<Tensor> = on_gpu.iter().map(|t| t.mul_scalar(2.0).unwrap()).collect();
+    for (i, t) in doubled.iter().enumerate() {
+        assert!(t.to_vec().iter().all(|&v| v == 2.0 * i as f32), "upload {i} holds another upload's values");
+    }
+}

@@ -1,8 +1,9 @@
-//! The CUDA backend: per GPU one context, one stream and one cuBLAS handle, with kernels compiled once by NVRTC.
+//! The CUDA backend: per GPU one context, a compute stream, a copy stream and one cuBLAS handle, with kernels compiled once by NVRTC.
 //!
-//! Everything runs in order on one stream per device, so kernels never need events between them; the host
+//! Every kernel runs in order on the compute stream, so kernels never need events between them; the host
 //! only waits when it reads data back. Allocations go through CUDA's stream-ordered pool, kept warm between
-//! steps, and uploads go through pinned staging buffers so that they do not stall the stream.
+//! steps. Uploads go through pinned staging buffers, and a whole batch goes up on the copy stream while the
+//! compute stream is still busy with the previous step (`upload.rs`).
 
 mod batchnorm;
 mod blas;
@@ -12,6 +13,7 @@ mod index;
 mod loss;
 mod sgd;
 mod strided;
+mod upload;
 
 #[cfg(test)]
 mod emulate;
@@ -26,15 +28,14 @@ pub(crate) use elementwise::{Update, binary, contiguous, reduce, unary, update};
 pub(crate) use index::{index_add, index_select};
 pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
 pub(crate) use sgd::{sgd_update, sgd_update_many};
+use upload::{Staging, Streams};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PinnedHostSlice,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
 
 use crate::layout::Layout;
 use crate::{Device, Result, Storage, Tensor, TensorError};
@@ -141,6 +142,8 @@ pub(crate) struct Gpu {
     /// The cuBLAS handle and whether it is set to TF32 math now.
     pub(crate) blas: Mutex<(CudaBlas, bool)>,
     functions: HashMap<&'static str, CudaFunction>,
+    /// A second stream, for uploads of whole batches while the compute stream runs (see `upload.rs`).
+    copy_stream: Arc<CudaStream>,
     staging_f32: Mutex<Staging<f32>>,
     staging_u32: Mutex<Staging<u32>>,
 }
@@ -259,6 +262,8 @@ impl Gpu {
         // Only a matter of speed: without it the pool returns memory to the driver at each synchronisation.
         let _ = keep_pool_warm(&ctx);
         let stream = ctx.default_stream();
+        // Non-blocking, so that the legacy default stream does not wait for it, nor it for that stream.
+        let copy_stream = ctx.new_stream().map_err(err("new_stream"))?;
         let (major, minor) = ctx.compute_capability().map_err(err("compute_capability"))?;
         let module = load_kernels(&ctx, major, minor)?;
         let mut functions = HashMap::new();
@@ -270,6 +275,7 @@ impl Gpu {
             ordinal,
             ctx,
             stream,
+            copy_stream,
             blas: Mutex::new((blas, false)),
             functions,
             staging_f32: Mutex::new(Staging::default()),
@@ -335,7 +341,7 @@ impl Gpu {
         let mut dst = self.alloc::<T>(data.len())?;
         if !data.is_empty() {
             let mut staging = staging.lock().unwrap_or_else(|e| e.into_inner());
-            staging.upload(&self.stream, data, &mut dst)?;
+            staging.upload(Streams { compute: &self.stream, copy: &self.copy_stream }, data, &mut dst)?;
         }
         Ok(dst)
     }
@@ -382,63 +388,6 @@ fn default_pool(ctx: &CudaContext) -> Result<cudarc::driver::sys::CUmemoryPool> 
         return Err(TensorError::Cuda { op: "cuDeviceGetDefaultMemPool", msg: format!("{r:?}") });
     }
     Ok(pool)
-}
-
-/// Pinned host buffers for uploads, a few per size, each with an event recorded after the copy that reads
-/// it, so that the host rewrites a buffer only once its previous copy has finished. (cudarc's own
-/// bookkeeping for pinned buffers records nothing on a single stream with event tracking off.)
-struct Staging<T> {
-    by_len: HashMap<usize, (Vec<Slot<T>>, usize)>,
-    bytes: usize,
-}
-
-struct Slot<T> {
-    buf: PinnedHostSlice<T>,
-    copied: CudaEvent,
-}
-
-impl<T> Default for Staging<T> {
-    fn default() -> Self {
-        Staging { by_len: HashMap::new(), bytes: 0 }
-    }
-}
-
-/// Buffers kept per size, and the most pinned memory kept in all.
-const STAGING_RING: usize = 3;
-const STAGING_MAX_BYTES: usize = 512 << 20;
-
-impl<T: DeviceRepr + Copy + cudarc::driver::ValidAsZeroBits> Staging<T> {
-    /// Copies `data` into a pinned buffer of exactly its length and queues the copy from there into `dst`.
-    fn upload(&mut self, stream: &Arc<CudaStream>, data: &[T], dst: &mut CudaSlice<T>) -> Result<()> {
-        let bytes = std::mem::size_of_val(data);
-        if !self.by_len.contains_key(&data.len()) && self.bytes + bytes * STAGING_RING > STAGING_MAX_BYTES {
-            // Let every pending copy finish before the buffers are freed.
-            for (ring, _) in self.by_len.values() {
-                for slot in ring {
-                    slot.copied.synchronize().map_err(err("staging"))?;
-                }
-            }
-            self.by_len.clear();
-            self.bytes = 0;
-        }
-        let ctx = stream.context();
-        let (ring, next) = self.by_len.entry(data.len()).or_insert_with(|| (Vec::new(), 0));
-        if ring.len() < STAGING_RING {
-            let buf = unsafe { ctx.alloc_pinned::<T>(data.len()) }.map_err(err("alloc_pinned"))?;
-            let copied = ctx.new_event(None).map_err(err("staging"))?;
-            // A fresh event counts as complete, so the first wait below returns at once.
-            ring.push(Slot { buf, copied });
-            self.bytes += bytes;
-        }
-        let at = *next % ring.len();
-        let slot = &mut ring[at];
-        *next = next.wrapping_add(1);
-        slot.copied.synchronize().map_err(err("staging"))?;
-        slot.buf.as_mut_slice().map_err(err("staging"))?.copy_from_slice(data);
-        stream.memcpy_htod(&slot.buf, dst).map_err(err("upload"))?;
-        slot.copied.record(stream).map_err(err("staging"))?;
-        Ok(())
-    }
 }
 
 /// The most GPUs a process addresses.
