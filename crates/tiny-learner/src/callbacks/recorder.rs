@@ -7,6 +7,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tiny_tensor::Tensor;
 
+use super::track::Hits;
 use crate::plot::{LinePlot, Series};
 use crate::{Callback, CbResult, LearnerState, Result};
 
@@ -89,7 +90,7 @@ pub struct Recorder {
     header_done: bool,
     pending: Vec<Tensor>,
     sum: Option<Tensor>,
-    hits: usize,
+    hits: Hits,
     n: usize,
     train_loss: f32,
     valid: Option<(f32, f32)>,
@@ -116,7 +117,7 @@ impl Recorder {
             header_done: false,
             pending: Vec::new(),
             sum: None,
-            hits: 0,
+            hits: Hits::default(),
             n: 0,
             train_loss: f32::NAN,
             valid: None,
@@ -184,7 +185,7 @@ impl Recorder {
 
     fn begin_phase(&mut self, learn: &LearnerState) {
         self.sum = None;
-        self.hits = 0;
+        self.hits = Hits::default();
         self.n = 0;
         if self.show_progress {
             let bar = ProgressBar::with_draw_target(Some(learn.n_iter as u64), ProgressDrawTarget::stderr());
@@ -207,7 +208,7 @@ impl Recorder {
             None => f32::NAN,
         };
         let n = self.n.max(1) as f32;
-        Ok((total / n, self.hits as f32 / n))
+        Ok((total / n, self.hits.count()? as f32 / n))
     }
 }
 
@@ -247,8 +248,7 @@ impl Callback for Recorder {
             self.pending.push(loss);
             self.lrs.push(learn.opt.as_ref().map_or(learn.lr, |o| o.lr()));
         } else {
-            let predicted = learn.preds.argmax(-1)?;
-            self.hits += predicted.iter().zip(&learn.batch.y).filter(|(p, y)| p == y).count();
+            self.hits.push(&learn.preds, &learn.batch.y)?;
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);

@@ -25,8 +25,40 @@ pub struct PhaseRecord {
     pub img_per_s: f64,
 }
 
-/// Accumulates the loss (as a tensor, so no per-batch host synchronisation) and the accuracy of each
-/// phase and prints the chapter's line at its end:
+/// Counts correct top predictions without reading them back every batch. Like the chapter's `TrackResults`,
+/// which keeps each batch's count as a tensor, it keeps each batch's predictions and counts them at the end
+/// of the phase (or every [`HITS_PENDING`] batches): reading a GPU tensor waits for all the work queued
+/// before it, so a read per batch would stop the host from queueing the next step while the GPU runs this one.
+#[derive(Debug, Default)]
+pub(crate) struct Hits {
+    pending: Vec<(Tensor, Vec<u32>)>,
+    counted: usize,
+}
+
+/// The most batches whose predictions [`Hits`] keeps before it counts them.
+const HITS_PENDING: usize = 32;
+
+impl Hits {
+    /// Keeps `preds` (rows of scores, detached) and their targets for counting.
+    pub(crate) fn push(&mut self, preds: &Tensor, targets: &[u32]) -> tiny_tensor::Result<()> {
+        self.pending.push((preds.detach(), targets.to_vec()));
+        if self.pending.len() >= HITS_PENDING {
+            self.count()?;
+        }
+        Ok(())
+    }
+
+    /// The number of correct predictions so far.
+    pub(crate) fn count(&mut self) -> tiny_tensor::Result<usize> {
+        for (preds, targets) in self.pending.drain(..) {
+            self.counted += preds.argmax(-1)?.iter().zip(&targets).filter(|(p, y)| p == y).count();
+        }
+        Ok(self.counted)
+    }
+}
+
+/// Accumulates the loss and the accuracy of each phase (as tensors and kept predictions, so without a
+/// per-batch host synchronisation) and prints the chapter's line at its end:
 /// `0 True  loss 2.1234 acc 0.2345 n 9469 time 12.34s 767 img/s`.
 #[derive(Debug, Default)]
 pub struct TrackResults {
@@ -34,7 +66,7 @@ pub struct TrackResults {
     pub history: Vec<PhaseRecord>,
     quiet: bool,
     loss_sum: Option<Tensor>,
-    hits: usize,
+    hits: Hits,
     n: usize,
     start: Option<Instant>,
 }
@@ -62,7 +94,7 @@ impl TrackResults {
 
     fn begin(&mut self) -> CbResult {
         self.loss_sum = None;
-        self.hits = 0;
+        self.hits = Hits::default();
         self.n = 0;
         self.start = Some(Instant::now());
         Ok(())
@@ -79,7 +111,7 @@ impl TrackResults {
             epoch: learn.epoch,
             train: learn.training,
             loss: total / n,
-            acc: self.hits as f32 / n,
+            acc: self.hits.count()? as f32 / n,
             n: self.n,
             secs,
             img_per_s: self.n as f64 / secs.max(1e-9),
@@ -129,9 +161,28 @@ impl Callback for TrackResults {
             Some(sum) => sum.add(&weighted)?,
             None => weighted,
         });
-        let predicted = learn.preds.argmax(-1)?;
-        self.hits += predicted.iter().zip(&learn.batch.y).filter(|(p, y)| p == y).count();
+        self.hits.push(&learn.preds, &learn.batch.y)?;
         self.n += n;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_count_kept_predictions_across_flushes() {
+        let mut hits = Hits::default();
+        let mut want = 0;
+        // More batches than are kept before counting, so both the flush and the final count run.
+        for b in 0..HITS_PENDING + 5 {
+            let preds = Tensor::from_vec(vec![0.1, 0.9, 0.8, 0.2], &[2, 2]).unwrap();
+            let targets = [1, (b % 2) as u32];
+            want += 1 + usize::from(b % 2 == 0);
+            hits.push(&preds, &targets).unwrap();
+        }
+        assert_eq!(hits.count().unwrap(), want);
+        assert_eq!(hits.count().unwrap(), want, "counting twice counts nothing twice");
     }
 }
