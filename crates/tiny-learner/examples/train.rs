@@ -304,8 +304,11 @@ fn main() -> anyhow::Result<()> {
     let track = learn.callback::<TrackResults>().context("the TrackResults callback is gone")?;
     let valid = track.last_valid();
     let train = track.last_train();
-    let (train_n, train_secs) =
-        track.history.iter().filter(|r| r.train).fold((0usize, 0f64), |(n, s), r| (n + r.n, s + r.secs));
+    let (train_n, train_secs, train_wait) = track
+        .history
+        .iter()
+        .filter(|r| r.train)
+        .fold((0usize, 0f64, 0f64), |(n, s, w), r| (n + r.n, s + r.secs, w + r.data_wait_secs));
     let f = |v: Option<f32>| json_num(v.unwrap_or(f32::NAN));
     let fields = [
         ("mode", json_str("train")),
@@ -328,6 +331,9 @@ fn main() -> anyhow::Result<()> {
         ("valid_acc", f(valid.map(|r| r.acc))),
         ("seconds", json_num(seconds)),
         ("train_img_per_s", json_num(train_n as f64 / train_secs.max(1e-9))),
+        // Time the training loop waited for the loader, in seconds and as a share of training time.
+        ("train_data_wait_s", json_num(train_wait)),
+        ("train_data_wait_pct", json_num(100.0 * train_wait / train_secs.max(1e-9))),
     ];
     let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
     println!("{{{}}}", body.join(","));

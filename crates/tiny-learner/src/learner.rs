@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 
 use tiny_nn::{Module, Parameter};
 use tiny_optim::{Optimizer, OptimizerState, Sgd};
@@ -53,6 +54,10 @@ pub struct LearnerState {
     /// The seed that callbacks drawing random numbers (Mixup) derive their streams from, with the
     /// epoch; a checkpoint stores it so that a resumed fit draws the same numbers.
     pub seed: u64,
+    /// How long the current phase has waited for its loader's next batch. Near zero when the loader keeps
+    /// up; on a GPU it bounds from above how long the GPU went without data, as queued work keeps it busy
+    /// while the host waits.
+    pub data_wait: Duration,
     /// One entry per finished epoch, written by the `Recorder` and read by `EarlyStopping`,
     /// `SaveModel` and `CsvLogger`.
     pub history: Vec<EpochStats>,
@@ -129,6 +134,7 @@ impl Learner {
             preds: Tensor::scalar(0.0),
             loss: Tensor::scalar(0.0),
             training: false,
+            data_wait: Duration::ZERO,
             seed: 0,
             history: Vec::new(),
             pending_opt_state: None,
@@ -279,7 +285,12 @@ impl Learner {
 
     fn all_batches(&mut self, train: bool) -> CbResult {
         let src = if train { &self.state.dls.train } else { &self.state.dls.valid };
-        for (i, batch) in src.batches(self.state.epoch).enumerate() {
+        let mut batches = src.batches(self.state.epoch).enumerate();
+        self.state.data_wait = Duration::ZERO;
+        loop {
+            let asked = Instant::now();
+            let Some((i, batch)) = batches.next() else { break };
+            self.state.data_wait += asked.elapsed();
             self.state.iter = i;
             self.state.batch = batch?;
             self.do_batch()?;

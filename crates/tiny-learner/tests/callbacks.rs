@@ -39,8 +39,16 @@ fn recorder_keeps_batch_losses_lrs_and_epoch_results() {
 
 #[test]
 fn track_results_prints_the_chapter_line() {
-    let rec =
-        PhaseRecord { epoch: 0, train: true, loss: 2.3456789, acc: 0.25, n: 9469, secs: 12.345, img_per_s: 767.0 };
+    let rec = PhaseRecord {
+        epoch: 0,
+        train: true,
+        loss: 2.3456789,
+        acc: 0.25,
+        n: 9469,
+        secs: 12.345,
+        img_per_s: 767.0,
+        data_wait_secs: 0.0,
+    };
     assert_eq!(rec.line(), "0 True  loss 2.3457 acc 0.2500 n 9469 time 12.35s 767 img/s");
     let rec = PhaseRecord { train: false, ..rec };
     assert!(rec.line().starts_with("0 False loss"));

@@ -23,6 +23,8 @@ pub struct PhaseRecord {
     pub secs: f64,
     /// Items per second.
     pub img_per_s: f64,
+    /// Seconds spent waiting for the loader's next batch (see `LearnerState::data_wait`).
+    pub data_wait_secs: f64,
 }
 
 /// Counts correct top predictions without reading them back every batch. Like the chapter's `TrackResults`,
@@ -115,6 +117,7 @@ impl TrackResults {
             n: self.n,
             secs,
             img_per_s: self.n as f64 / secs.max(1e-9),
+            data_wait_secs: learn.data_wait.as_secs_f64(),
         };
         if !self.quiet {
             println!("{}", rec.line());
