@@ -222,7 +222,7 @@ CUresult cuCtxPushCurrent_v2(void* ctx) { current_ctx = ctx; return OK; }
 CUresult cuCtxPopCurrent_v2(void** ctx) { if (ctx) *ctx = current_ctx; return OK; }
 CUresult cuCtxSynchronize() { LOCKED; drain_all(); return OK; }
 CUresult cuCtxGetDevice(int* dev) { *dev = 0; return OK; }
-CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total) { *free_b = (size_t)6 << 30; *total = (size_t)8 << 30; return OK; }
+CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total);
 CUresult cuGetErrorString(CUresult, const char** s) { *s = "fake CUDA error"; return OK; }
 CUresult cuGetErrorName(CUresult, const char** s) { *s = "CUDA_ERROR_FAKE"; return OK; }
 
@@ -320,6 +320,15 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s)
     return OK;
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr src, size_t n) { cuMemcpyDtoDAsync_v2(d, src, n, nullptr); return cuCtxSynchronize(); }
+// The fake device's memory is 8 GiB, less what its live allocations hold.
+CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total) {
+    LOCKED;
+    size_t used = 0;
+    for (auto& a : device_allocs) used += a.second;
+    *total = (size_t)8 << 30;
+    *free_b = *total - std::min(used, *total);
+    return OK;
+}
 CUresult cuDeviceGetDefaultMemPool(void** pool, int) { *pool = &pool_token; return OK; }
 CUresult cuMemPoolSetAttribute(void*, int, void*) { return OK; }
 CUresult cuMemPoolTrimTo(void*, size_t) { return OK; }

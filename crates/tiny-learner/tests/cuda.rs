@@ -6,11 +6,22 @@
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
+
 use common::{temp_dir, textures, weights};
 use tiny_learner::{Callback, InMemory, Learner, Loaders, LrFinder, Mixup, OneCycle, SetupLearner, TrackResults};
 use tiny_nn::{cross_entropy, simple_cnn};
 use tiny_optim::Sgd;
 use tiny_tensor::{Device, Tensor, cuda};
+
+/// The tests of this file take turns on the GPU, so that one can measure its memory while no other runs.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// The GPU for a test, held alone until the guard drops, or `None` where there is no GPU.
+fn gpu(test: &str) -> Option<(Device, MutexGuard<'static, ()>)> {
+    let device = cuda::device_for_test(test)?;
+    Some((device, TURN.lock().unwrap_or_else(|e| e.into_inner())))
+}
 
 /// simple_cnn on 16x16 textures (NHWC batches on the host, as the loader gives them) on `device`.
 fn learner(device: Device, cbs: Vec<Box<dyn Callback>>) -> Learner {
@@ -29,7 +40,7 @@ fn learner(device: Device, cbs: Vec<Box<dyn Callback>>) -> Learner {
 
 #[test]
 fn a_fit_on_the_gpu_matches_the_cpu() {
-    let Some(device) = cuda::device_for_test("a_fit_on_the_gpu_matches_the_cpu") else { return };
+    let Some((device, _alone)) = gpu("a_fit_on_the_gpu_matches_the_cpu") else { return };
     let run = |device| {
         let cbs: Vec<Box<dyn Callback>> =
             vec![Box::new(TrackResults::quiet()), Box::new(OneCycle::new(0.2)), Box::new(Mixup::new(0.4).unwrap())];
@@ -46,7 +57,7 @@ fn a_fit_on_the_gpu_matches_the_cpu() {
 
 #[test]
 fn lr_find_restores_the_model_on_the_gpu() {
-    let Some(device) = cuda::device_for_test("lr_find_restores_the_model_on_the_gpu") else { return };
+    let Some((device, _alone)) = gpu("lr_find_restores_the_model_on_the_gpu") else { return };
     let mut learn = learner(device, vec![]);
     let before = weights(learn.model.as_ref());
     let res = learn.lr_find(LrFinder::new()).unwrap();
@@ -56,7 +67,7 @@ fn lr_find_restores_the_model_on_the_gpu() {
 
 #[test]
 fn checkpoints_round_trip_through_the_gpu() {
-    let Some(device) = cuda::device_for_test("checkpoints_round_trip_through_the_gpu") else { return };
+    let Some((device, _alone)) = gpu("checkpoints_round_trip_through_the_gpu") else { return };
     let path = temp_dir("cuda-ckpt").join("ckpt.safetensors");
     let mut learn = learner(device, vec![]);
     learn.fit(1).unwrap();
@@ -68,4 +79,21 @@ fn checkpoints_round_trip_through_the_gpu() {
     fresh.load_checkpoint(&path).unwrap();
     assert_eq!(fresh.model.parameters()[0].device(), device);
     assert_eq!(saved, weights(fresh.model.as_ref()));
+}
+
+#[test]
+fn gpu_memory_stays_flat_from_epoch_to_epoch() {
+    let Some((device, _alone)) = gpu("gpu_memory_stays_flat_from_epoch_to_epoch") else { return };
+    let Device::Cuda(ordinal) = device else { unreachable!() };
+    let cbs: Vec<Box<dyn Callback>> = vec![Box::new(TrackResults::quiet()), Box::new(OneCycle::new(0.2))];
+    let mut learn = learner(device, cbs);
+    learn.fit(1).unwrap();
+    let after_one = cuda::memory_in_use(ordinal).unwrap();
+    learn.fit(3).unwrap();
+    let after_four = cuda::memory_in_use(ordinal).unwrap();
+    // The allowance is for the pool's granularity on a GPU; a leak of a batch a step would be megabytes.
+    assert!(
+        after_four <= after_one + (1 << 20),
+        "GPU memory grew from {after_one} to {after_four} bytes in three epochs"
+    );
 }
