@@ -43,23 +43,35 @@ static thread_local void* current_ctx = nullptr;
 // Live device allocations and pinned host buffers, by address, with their sizes.
 static std::map<uintptr_t, size_t> device_allocs, pinned;
 
-// The memory a device allocation of `n` bytes gets: aligned, and NaN bytes until written.
+// The fake device's memory, and what its live allocations hold.
+static const size_t DEVICE_BYTES = (size_t)8 << 30;
+static size_t device_used = 0;
+
+// The memory a device allocation of `n` bytes gets: aligned, and NaN bytes until written. Null when it does
+// not fit in what the device has left.
 static void* device_bytes(size_t n) {
+    if (n > DEVICE_BYTES - device_used) return nullptr;
     void* p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256);
     if (p) {
         memset(p, 0xff, n);
         device_allocs[(uintptr_t)p] = n;
+        device_used += n;
     }
     return p;
 }
 
+// Freed memory is poisoned and kept until no queue holds work, so that a kernel still queued on another
+// stream reads NaN from it instead of another allocation's data.
+static std::vector<void*> quarantine;
+
 static void device_free(void* p) {
     auto at = device_allocs.find((uintptr_t)p);
     if (at != device_allocs.end()) {
-        memset(p, 0xff, at->second);  // poisoned: a kernel that still reads it gets NaN
+        memset(p, 0xff, at->second);
+        device_used -= at->second;
         device_allocs.erase(at);
     }
-    free(p);
+    quarantine.push_back(p);
 }
 
 // Whether [p, p + n) lies in a pinned host buffer.
@@ -73,7 +85,7 @@ static bool is_pinned(const void* p, size_t n) {
 // ---- streams and events: queues that run when the host waits ----
 struct Event;
 struct Item {
-    Event* wait_for;  // run only once this event has reached `wait_id`
+    Event* wait_for;  // run only once this event's record `wait_id` has run (record 0: at once)
     uint64_t wait_id;
     std::function<void()> run;
 };
@@ -81,10 +93,13 @@ struct Stream {
     std::deque<Item> queue;
     bool blocking;  // a stream created without CU_STREAM_NON_BLOCKING syncs with the legacy default stream
 };
+// An event's records are numbered; a wait is for one record, which is done once it has left `pending`.
 struct Event {
-    uint64_t recorded = 0, reached = 0;
-    std::map<uint64_t, Stream*> where;  // the stream each pending record was queued on
+    uint64_t recorded = 0;
+    std::map<uint64_t, Stream*> pending;  // the records not yet run, with the stream each is queued on
+    bool done(uint64_t id) const { return id == 0 || !pending.count(id); }
 };
+static Event no_event;
 static Stream legacy{{}, false};
 static std::vector<Stream*> streams{&legacy};
 
@@ -109,18 +124,14 @@ static void advance_others();
 
 // Runs whatever `e`'s record number `id` waits behind.
 static void reach(Event* e, uint64_t id) {
-    while (e->reached < id) {
-        auto at = e->where.lower_bound(id);
-        if (at == e->where.end()) { fprintf(stderr, "fake CUDA: waiting for an event that was never recorded\n"); abort(); }
-        run_until(at->second, [&] { return e->reached >= id; });
-    }
+    if (!e->done(id)) run_until(e->pending[id], [&] { return e->done(id); });
 }
 
 // Runs `s`'s queue in order until `done`, running other streams only as far as the events it waits on.
 static void run_until(Stream* s, const std::function<bool()>& done) {
     while (!done() && !s->queue.empty()) {
         Item& head = s->queue.front();
-        if (head.wait_for && head.wait_for->reached < head.wait_id) {
+        if (!head.wait_for->done(head.wait_id)) {
             reach(head.wait_for, head.wait_id);
             continue;
         }
@@ -142,7 +153,7 @@ static void advance_others() {
             if (s == &legacy) continue;
             while (!s->queue.empty()) {
                 Item& head = s->queue.front();
-                if (head.wait_for && head.wait_for->reached < head.wait_id) break;
+                if (!head.wait_for->done(head.wait_id)) break;
                 std::function<void()> run = std::move(head.run);
                 s->queue.pop_front();
                 if (run) run();
@@ -153,7 +164,18 @@ static void advance_others() {
     busy = false;
 }
 
-static void drain(Stream* s) { run_until(s, [] { return false; }); }
+// Frees the quarantined memory once no queue holds work that could still touch it.
+static void release_quarantine() {
+    for (Stream* s : streams)
+        if (!s->queue.empty()) return;
+    for (void* p : quarantine) free(p);
+    quarantine.clear();
+}
+
+static void drain(Stream* s) {
+    run_until(s, [] { return false; });
+    release_quarantine();
+}
 
 static void drain_all() {
     for (bool more = true; more;) {
@@ -179,17 +201,14 @@ static void enqueue(Stream* s, std::function<void()> run) {
         Event* e = record_on(new Event, &legacy);
         s->queue.push_back({e, e->recorded, nullptr});
     }
-    s->queue.push_back({nullptr, 0, std::move(run)});
+    s->queue.push_back({&no_event, 0, std::move(run)});
     if (copy_first()) advance_others();
 }
 
 static Event* record_on(Event* e, Stream* s) {
     uint64_t id = ++e->recorded;
-    e->where[id] = s;
-    s->queue.push_back({nullptr, 0, [e, id] {
-        e->reached = std::max(e->reached, id);
-        e->where.erase(id);
-    }});
+    e->pending[id] = s;
+    s->queue.push_back({&no_event, 0, [e, id] { e->pending.erase(id); }});
     return e;
 }
 
@@ -242,7 +261,7 @@ CUresult cuStreamQuery(void* s) { LOCKED; return stream_of(s)->queue.empty() ? O
 CUresult cuStreamWaitEvent(void* s, void* e, unsigned) {
     LOCKED;
     Event* ev = (Event*)e;
-    if (ev->reached < ev->recorded) stream_of(s)->queue.push_back({ev, ev->recorded, nullptr});
+    stream_of(s)->queue.push_back({ev, ev->recorded, nullptr});
     if (copy_first()) advance_others();
     return OK;
 }
@@ -256,7 +275,7 @@ CUresult cuEventRecord(void* e, void* s) {
 }
 CUresult cuEventRecordWithFlags(void* e, void* s, unsigned) { return cuEventRecord(e, s); }
 CUresult cuEventSynchronize(void* e) { LOCKED; Event* ev = (Event*)e; reach(ev, ev->recorded); return OK; }
-CUresult cuEventQuery(void* e) { LOCKED; Event* ev = (Event*)e; return ev->reached >= ev->recorded ? OK : NOT_READY; }
+CUresult cuEventQuery(void* e) { LOCKED; Event* ev = (Event*)e; return ev->done(ev->recorded) ? OK : NOT_READY; }
 CUresult cuEventElapsedTime(float* ms, void*, void*) { *ms = 0; return OK; }
 CUresult cuEventElapsedTime_v2(float* ms, void*, void*) { *ms = 0; return OK; }
 
@@ -331,6 +350,13 @@ CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total) {
 }
 CUresult cuDeviceGetDefaultMemPool(void** pool, int) { *pool = &pool_token; return OK; }
 CUresult cuMemPoolSetAttribute(void*, int, void*) { return OK; }
+// The pool's reserved and used memory (attributes 5 to 8) are the live allocations: the fake keeps no reserve.
+CUresult cuMemPoolGetAttribute(void*, int attr, void* value) {
+    LOCKED;
+    if (attr < 5 || attr > 8) return INVALID_VALUE;
+    *(unsigned long long*)value = device_used;
+    return OK;
+}
 CUresult cuMemPoolTrimTo(void*, size_t) { return OK; }
 
 // ---- NVRTC: the "PTX" (or "CUBIN") is the source, compiled when it is loaded as a module ----
@@ -344,7 +370,12 @@ int nvrtcCreateProgram(void** prog, const char* src, const char*, int, const cha
 int nvrtcCompileProgram(void*, int, const char* const*) { return 0; }
 int nvrtcGetPTXSize(void* prog, size_t* n) { *n = ((Program*)prog)->ptx.size() + 1; return 0; }
 int nvrtcGetPTX(void* prog, char* out) { Program* p = (Program*)prog; memcpy(out, p->ptx.c_str(), p->ptx.size() + 1); return 0; }
-int nvrtcGetCUBINSize(void* prog, size_t* n) { return nvrtcGetPTXSize(prog, n); }
+// TINY_FAKE_CUDA_NO_CUBIN=1 makes CUBINs unavailable (as for an architecture NVRTC does not know), so that
+// the backend's PTX fallback runs.
+int nvrtcGetCUBINSize(void* prog, size_t* n) {
+    if (getenv("TINY_FAKE_CUDA_NO_CUBIN")) return 3;  // NVRTC_ERROR_INVALID_INPUT
+    return nvrtcGetPTXSize(prog, n);
+}
 int nvrtcGetCUBIN(void* prog, char* out) { return nvrtcGetPTX(prog, out); }
 int nvrtcGetProgramLogSize(void*, size_t* n) { *n = 1; return 0; }
 int nvrtcGetProgramLog(void*, char* out) { out[0] = 0; return 0; }
@@ -368,67 +399,75 @@ static EmuDim threadIdx, blockIdx, blockDim, gridDim;
 #define __shared__ static
 static inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
-// A block's threads are fibers: each runs until __syncthreads or its end, then the next one runs. A kernel whose
-// first thread ends without reaching a barrier runs its threads as plain calls from then on, which is faster.
-// Fibers switch with _setjmp/_longjmp; a new one starts on its own stack through a few lines of assembly.
+// A block's threads are fibers: each runs until __syncthreads or its end, then the next one runs. When a
+// block's first thread ends without reaching a barrier, its other threads run as plain calls, which is faster.
+// Fibers switch with _setjmp/_longjmp; a new one starts on its own stack (with a guard page below it) through
+// a few lines of assembly.
 #include <setjmp.h>
 #include <stdio.h>
-#include <map>
+#include <sys/mman.h>
 static jmp_buf emu_main_jb, *emu_jb; static char* emu_stacks; static int *emu_done, *emu_started; static unsigned emu_cur, emu_cap;
 static bool emu_fibers, emu_synced;
 static void (*emu_fn)(void**); static void** emu_args;
-static const size_t EMU_STACK = 256 << 10;
-static std::map<void (*)(void**), bool> emu_uses_barriers;
+static const size_t EMU_STACK = 256 << 10, EMU_GUARD = 4096;
 static void emu_entry() { emu_fn(emu_args); emu_done[emu_cur] = 1; _longjmp(emu_main_jb, 1); }
 static void __syncthreads() {
-    if (!emu_fibers) { fprintf(stderr, "fake CUDA: a kernel reached __syncthreads only in some threads or launches\n"); abort(); }
+    if (!emu_fibers) { fprintf(stderr, "fake CUDA: a block's first thread passed no __syncthreads that another reached\n"); abort(); }
     emu_synced = true;
+    // A compiler barrier: other fibers write the block's __shared__ arrays while this one is away.
+    asm volatile("" ::: "memory");
     if (!_setjmp(emu_jb[emu_cur])) _longjmp(emu_main_jb, 1);
+    asm volatile("" ::: "memory");
 }
 #if !defined(__x86_64__)
 #error "the fake CUDA driver starts its fibers with x86-64 assembly"
 #endif
+static void emu_index(unsigned t) {
+    emu_cur = t; threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y; threadIdx.z = t / (blockDim.x * blockDim.y);
+}
 // Runs thread t until its next barrier or its end.
 __attribute__((noinline)) static void emu_resume(unsigned t) {
-    emu_cur = t; threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y; threadIdx.z = t / (blockDim.x * blockDim.y);
+    emu_index(t);
     if (_setjmp(emu_main_jb)) return;
     if (emu_started[t]) _longjmp(emu_jb[t], 1);
     emu_started[t] = 1;
-    char* top = emu_stacks + (size_t)(t + 1) * EMU_STACK;  // 16-byte aligned, so the call below keeps the ABI's alignment
+    char* top = emu_stacks + (size_t)(t + 1) * (EMU_STACK + EMU_GUARD);  // page-aligned, as the ABI's call needs
     asm volatile("mov %0, %%rsp\n\tcall *%1\n\tud2" : : "r"(top), "r"(emu_entry) : "memory");
 }
 extern "C" void emu_launch(void (*fn)(void**), void** args, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
     unsigned n = bx * by * bz;
     if (n > emu_cap) {
-        free(emu_jb); free(emu_stacks); free(emu_done); free(emu_started);
-        emu_jb = (jmp_buf*)calloc(n, sizeof(jmp_buf)); emu_stacks = (char*)aligned_alloc(64, n * EMU_STACK);
+        if (emu_stacks) munmap(emu_stacks, (size_t)emu_cap * (EMU_STACK + EMU_GUARD));
+        free(emu_jb); free(emu_done); free(emu_started);
+        size_t each = EMU_STACK + EMU_GUARD;
+        emu_stacks = (char*)mmap(nullptr, (size_t)n * each, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (emu_stacks == MAP_FAILED) { perror("fake CUDA: fiber stacks"); abort(); }
+        for (unsigned t = 0; t < n; t++) mprotect(emu_stacks + (size_t)t * each, EMU_GUARD, PROT_NONE);
+        emu_jb = (jmp_buf*)calloc(n, sizeof(jmp_buf));
         emu_done = (int*)calloc(n, sizeof(int)); emu_started = (int*)calloc(n, sizeof(int));
         emu_cap = n;
     }
     emu_fn = fn; emu_args = args; gridDim = {gx, gy, gz}; blockDim = {bx, by, bz};
-    auto known = emu_uses_barriers.find(fn);
     for (unsigned z = 0; z < gz; z++) for (unsigned y = 0; y < gy; y++) for (unsigned x = 0; x < gx; x++) {
         blockIdx = {x, y, z};
-        if (known != emu_uses_barriers.end() && !known->second) {
+        for (unsigned t = 0; t < n; t++) emu_done[t] = emu_started[t] = 0;
+        emu_fibers = true; emu_synced = false;
+        emu_resume(0);
+        if (!emu_synced) {
             emu_fibers = false;
-            for (unsigned t = 0; t < n; t++) {
-                emu_cur = t; threadIdx.x = t % bx; threadIdx.y = t / bx % by; threadIdx.z = t / (bx * by);
-                fn(args);
-            }
+            for (unsigned t = 1; t < n; t++) { emu_index(t); fn(args); }
             continue;
         }
-        emu_fibers = true; emu_synced = false;
-        for (unsigned t = 0; t < n; t++) emu_done[t] = emu_started[t] = 0;
-        // Each round runs every live thread up to its next barrier.
-        for (bool live = true; live;) {
-            live = false;
-            for (unsigned t = 0; t < n; t++) {
+        // Each round runs every live thread up to its next barrier; thread 0 waits at the first already.
+        for (unsigned first = 1, live = 1; live; first = 0) {
+            live = 0;
+            for (unsigned t = first; t < n; t++) {
                 if (emu_done[t]) continue;
                 emu_resume(t);
                 live |= !emu_done[t];
             }
+            if (first && !emu_done[0]) live = 1;
         }
-        if (known == emu_uses_barriers.end()) known = emu_uses_barriers.emplace(fn, emu_synced).first;
     }
 }
 template <typename... A, size_t... I>

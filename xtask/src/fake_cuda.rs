@@ -38,7 +38,7 @@ pub fn run(args: &[String], root: &Path) -> anyhow::Result<()> {
     std::fs::write(&src, SOURCE).with_context(|| format!("writing {}", src.display()))?;
     let lib = out.join("libfakecuda.so");
     let built = Command::new("g++")
-        .args(["-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-Wall", "-o"])
+        .args(["-std=c++17", "-O3", "-shared", "-fPIC", "-Wall", "-o"])
         .arg(&lib)
         .arg(&src)
         .arg("-ldl")

@@ -103,17 +103,19 @@ impl TrackResults {
     }
 
     fn end(&mut self, learn: &LearnerState) -> CbResult {
-        let secs = self.start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        // Read the results first: on a GPU that waits for the phase's queued work, which its time includes.
         let total = match &self.loss_sum {
             Some(t) => t.item()?,
             None => 0.0,
         };
+        let hits = self.hits.count()?;
+        let secs = self.start.map_or(0.0, |s| s.elapsed().as_secs_f64());
         let n = self.n.max(1) as f32;
         let rec = PhaseRecord {
             epoch: learn.epoch,
             train: learn.training,
             loss: total / n,
-            acc: self.hits.count()? as f32 / n,
+            acc: hits as f32 / n,
             n: self.n,
             secs,
             img_per_s: self.n as f64 / secs.max(1e-9),

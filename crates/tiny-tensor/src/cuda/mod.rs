@@ -1,7 +1,7 @@
 //! The CUDA backend: per GPU one context, a compute stream, a copy stream and one cuBLAS handle, with kernels compiled once by NVRTC.
 //!
 //! Every kernel runs in order on the compute stream, so kernels never need events between them; the host
-//! only waits when it reads data back. Allocations go through CUDA's stream-ordered pool, kept warm between
+//! only waits when it reads data back or reuses a pinned buffer whose copy is still queued. Allocations go through CUDA's stream-ordered pool, kept warm between
 //! steps. Uploads go through pinned staging buffers, and a whole batch goes up on the copy stream while the
 //! compute stream is still busy with the previous step (`upload.rs`).
 
@@ -257,7 +257,8 @@ impl Gpu {
             return Err(unavailable(ordinal, format!("this machine has {count} CUDA device(s)")));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| unavailable(ordinal, e.to_string()))?;
-        // One stream does all the work, so cudarc's per-buffer events would only cost time.
+        // The compute stream does all the work but uploads, which `upload.rs` orders with events of its own,
+        // so cudarc's per-buffer events would only cost time.
         unsafe { ctx.disable_event_tracking() };
         // Only a matter of speed: without it the pool returns memory to the driver at each synchronisation.
         let _ = keep_pool_warm(&ctx);
@@ -434,15 +435,30 @@ pub fn synchronize(ordinal: usize) -> Result<()> {
     gpu(ordinal)?.stream.synchronize().map_err(err("synchronize"))
 }
 
-/// The bytes of GPU memory in use on this device once its queued work has finished, by this process and any
-/// other (the driver's total minus free). CUDA's pool keeps memory that tensors gave back, so after the first
-/// steps of a fit this stays flat from epoch to epoch unless something leaks.
-pub fn memory_in_use(ordinal: usize) -> Result<usize> {
+/// The bytes of this GPU's memory that tensors hold once its queued work has finished: what CUDA's pool has
+/// handed out and not been given back, PyTorch's `torch.cuda.memory_allocated`. It stays flat from epoch to
+/// epoch of a fit unless something leaks.
+pub fn memory_allocated(ordinal: usize) -> Result<usize> {
+    pool_attribute(ordinal, cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)
+}
+
+/// The bytes of this GPU's memory that CUDA's pool keeps, in use or ready for reuse, once the queued work has
+/// finished: PyTorch's `torch.cuda.memory_reserved`.
+pub fn memory_reserved(ordinal: usize) -> Result<usize> {
+    pool_attribute(ordinal, cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)
+}
+
+fn pool_attribute(ordinal: usize, attr: cudarc::driver::sys::CUmemPool_attribute) -> Result<usize> {
     let g = gpu(ordinal)?;
-    g.stream.synchronize().map_err(err("memory_in_use"))?;
-    g.copy_stream.synchronize().map_err(err("memory_in_use"))?;
-    let (free, total) = cudarc::driver::result::mem_get_info().map_err(err("memory_in_use"))?;
-    Ok(total.saturating_sub(free))
+    g.stream.synchronize().map_err(err("memory"))?;
+    g.copy_stream.synchronize().map_err(err("memory"))?;
+    let pool = default_pool(&g.ctx)?;
+    let mut value: u64 = 0;
+    let r = unsafe { cudarc::driver::sys::cuMemPoolGetAttribute(pool, attr, (&mut value as *mut u64).cast()) };
+    if r != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+        return Err(TensorError::Cuda { op: "cuMemPoolGetAttribute", msg: format!("{r:?}") });
+    }
+    Ok(value as usize)
 }
 
 /// The GPU a tensor lives on.

@@ -11,7 +11,7 @@ use crate::Result;
 /// Uploads of at least this many bytes (a batch of images, not an index list) go through the copy stream.
 const OVERLAP_BYTES: usize = 64 << 10;
 
-/// Buffers kept per size, and the most pinned memory kept in all.
+/// Buffers kept per size, and the most staging memory (pinned and landing buffers) kept in all.
 const RING: usize = 3;
 const MAX_BYTES: usize = 512 << 20;
 
@@ -55,7 +55,10 @@ impl<T: DeviceRepr + Copy + ValidAsZeroBits> Staging<T> {
     /// which the compute stream may read as soon as this returns.
     pub(crate) fn upload(&mut self, streams: Streams<'_>, data: &[T], dst: &mut CudaSlice<T>) -> Result<()> {
         let bytes = std::mem::size_of_val(data);
-        if !self.by_len.contains_key(&data.len()) && self.bytes + bytes * RING > MAX_BYTES {
+        let large = bytes >= OVERLAP_BYTES;
+        // A slot holds the pinned buffer and, for a large upload, a landing buffer as big.
+        let slot_bytes = if large { 2 * bytes } else { bytes };
+        if !self.by_len.contains_key(&data.len()) && self.bytes + slot_bytes * RING > MAX_BYTES {
             self.clear()?;
         }
         let ctx = streams.compute.context();
@@ -64,14 +67,14 @@ impl<T: DeviceRepr + Copy + ValidAsZeroBits> Staging<T> {
             let buf = unsafe { ctx.alloc_pinned::<T>(data.len()) }.map_err(err("alloc_pinned"))?;
             // Fresh events count as complete, so the first waits below return at once.
             let copied = ctx.new_event(None).map_err(err("staging"))?;
-            let landing = if bytes >= OVERLAP_BYTES {
+            let landing = if large {
                 let dev = unsafe { streams.copy.alloc::<T>(data.len()) }.map_err(err("staging"))?;
                 Some((dev, ctx.new_event(None).map_err(err("staging"))?))
             } else {
                 None
             };
             ring.push(Slot { buf, copied, landing });
-            self.bytes += bytes * if bytes >= OVERLAP_BYTES { 2 } else { 1 };
+            self.bytes += slot_bytes;
         }
         let at = *next % ring.len();
         let slot = &mut ring[at];
