@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use libloading::{Library, Symbol};
 use rand::SeedableRng;
@@ -34,19 +35,29 @@ static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); r
 extern "C" void emu_set_block(unsigned b) { blockIdx.x = b; }
 "#;
 
-/// The kernels as a host library, or `None` (with a message) where g++ is missing.
-fn kernels() -> Option<Library> {
-    if Command::new("g++").arg("--version").output().is_err() {
-        eprintln!("cuda::emulate: skipped, g++ not found");
-        return None;
-    }
-    let dir: PathBuf = std::env::temp_dir().join(format!("tiny-cuda-emu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (src, lib) = (dir.join("kernels.cpp"), dir.join("libkernels.so"));
-    std::fs::write(&src, format!("{SHIM}\n{}", super::kernel_source())).unwrap();
-    let out = Command::new("g++").args(["-O1", "-shared", "-fPIC", "-w", "-o"]).arg(&lib).arg(&src).output().unwrap();
-    assert!(out.status.success(), "g++ failed on the kernels:\n{}", String::from_utf8_lossy(&out.stderr));
-    Some(unsafe { Library::new(&lib) }.unwrap())
+/// The kernels as a host library, built once per process (the tests run in parallel and would otherwise
+/// rewrite one file under each other), with a guard that lets one test at a time use the shim's global
+/// block index; or `None` (with a message) where g++ is missing.
+fn kernels() -> Option<(MutexGuard<'static, ()>, &'static Library)> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    static LIB: OnceLock<Option<Library>> = OnceLock::new();
+    LIB.get_or_init(|| {
+        if Command::new("g++").arg("--version").output().is_err() {
+            eprintln!("cuda::emulate: skipped, g++ not found");
+            return None;
+        }
+        let dir: PathBuf = std::env::temp_dir().join(format!("tiny-cuda-emu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, lib) = (dir.join("kernels.cpp"), dir.join("libkernels.so"));
+        std::fs::write(&src, format!("{SHIM}\n{}", super::kernel_source())).unwrap();
+        let out =
+            Command::new("g++").args(["-O1", "-shared", "-fPIC", "-w", "-o"]).arg(&lib).arg(&src).output().unwrap();
+        assert!(out.status.success(), "g++ failed on the kernels:\n{}", String::from_utf8_lossy(&out.stderr));
+        Some(unsafe { Library::new(&lib) }.unwrap())
+    })
+    .as_ref()
+    .map(|lib| (guard, lib))
 }
 
 fn randv(n: usize, seed: u64) -> Vec<f32> {
@@ -115,7 +126,7 @@ fn sym<'a, T>(lib: &'a Library, name: &str) -> Symbol<'a, T> {
 
 #[test]
 fn elementwise_and_reduce_kernels_match_the_cpu() {
-    let Some(lib) = kernels() else { return };
+    let Some((_one_at_a_time, lib)) = kernels() else { return };
     // A permuted (dense, not contiguous) [4, 3, 5] view of a [5, 3, 4] buffer with an offset of 2.
     let base = randv(2 + 60, 1);
     let xl = Layout { shape: vec![4, 3, 5], strides: vec![1, 4, 12], offset: 2 };
@@ -183,7 +194,7 @@ fn elementwise_and_reduce_kernels_match_the_cpu() {
 
 #[test]
 fn conv_and_pool_kernels_match_the_cpu() {
-    let Some(lib) = kernels() else { return };
+    let Some((_one_at_a_time, lib)) = kernels() else { return };
     for g in [
         Conv2dGeom { n: 2, c: 3, h: 7, w: 6, f: 4, kh: 3, kw: 3, stride: 2, pad: 1 },
         Conv2dGeom { n: 1, c: 2, h: 9, w: 9, f: 3, kh: 7, kw: 7, stride: 2, pad: 3 },
@@ -238,7 +249,7 @@ fn conv_and_pool_kernels_match_the_cpu() {
 
 #[test]
 fn batchnorm_and_index_kernels_match_the_cpu() {
-    let Some(lib) = kernels() else { return };
+    let Some((_one_at_a_time, lib)) = kernels() else { return };
     let set_block = sym::<unsafe extern "C" fn(u32)>(&lib, "emu_set_block");
     // Both arrangements the backend uses: NCHW (outer n, inner h*w) and channels-last (outer n*h*w, inner 1).
     for dims in [(3usize, 4usize, 5usize), (15, 4, 1)] {
@@ -323,7 +334,7 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
 
 #[test]
 fn fused_cross_entropy_kernels_match_the_cpu() {
-    let Some(lib) = kernels() else { return };
+    let Some((_one_at_a_time, lib)) = kernels() else { return };
     let (n, c) = (5usize, 7usize);
     let x: Vec<f32> = randv(n * c, 31).iter().map(|v| v * 20.0).collect();
     let targets = [6u32, 0, 3, 3, 1];
@@ -344,7 +355,7 @@ fn fused_cross_entropy_kernels_match_the_cpu() {
 
 #[test]
 fn sgd_update_kernel_matches_the_cpu() {
-    let Some(lib) = kernels() else { return };
+    let Some((_one_at_a_time, lib)) = kernels() else { return };
     // A transposed [4, 3] parameter, a contiguous gradient and a buffer at an offset, two steps.
     let pl = Layout { shape: vec![4, 3], strides: vec![1, 4], offset: 0 };
     let gl = Layout::contiguous(&[4, 3]);
@@ -374,7 +385,7 @@ fn sgd_update_kernel_matches_the_cpu() {
 
 #[test]
 fn multi_tensor_sgd_kernel_matches_the_cpu() {
-    let Some(lib) = kernels() else { return };
+    let Some((_one_at_a_time, lib)) = kernels() else { return };
     // Three tensors, one longer than a chunk, one without a buffer, one at its first step, in chunks of 5.
     let step =
         crate::SgdStep { lr: 0.1, momentum: 0.9, dampening: 0.2, weight_decay: 0.01, nesterov: true, first: false };
