@@ -37,6 +37,23 @@ enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, NOT_FO
 static std::recursive_mutex big_lock;
 #define LOCKED std::lock_guard<std::recursive_mutex> guard_(big_lock)
 
+// With TINY_FAKE_CUDA_STATS=1, the process prints at exit how many of each kind of GPU work it queued:
+// launches per kernel, SGEMMs, copies and fills. Counting them finds needless launches without a GPU.
+struct Stats {
+    std::map<std::string, std::pair<unsigned long long, unsigned long long>> counts;  // name -> (calls, bytes)
+    ~Stats() {
+        if (!getenv("TINY_FAKE_CUDA_STATS")) return;
+        fprintf(stderr, "fake CUDA: queued work (calls, bytes moved)\n");
+        for (auto& c : counts) fprintf(stderr, "  %-32s %10llu %14llu\n", c.first.c_str(), c.second.first, c.second.second);
+    }
+};
+static Stats stats;
+static void count(const std::string& what, size_t bytes = 0) {
+    auto& c = stats.counts[what];
+    c.first++;
+    c.second += bytes;
+}
+
 static int ctx_token, pool_token;
 static thread_local void* current_ctx = nullptr;
 
@@ -282,6 +299,7 @@ CUresult cuEventElapsedTime_v2(float* ms, void*, void*) { *ms = 0; return OK; }
 // ---- memory ----
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
     LOCKED;
+    count("alloc", n);
     void* m = device_bytes(n);
     if (!m) return OUT_OF_MEMORY;
     *p = (CUdeviceptr)m;
@@ -303,6 +321,7 @@ CUresult cuMemFreeHost(void* p) { LOCKED; drain_all(); pinned.erase((uintptr_t)p
 CUresult cuMemHostGetFlags(unsigned* f, void*) { *f = 0; return OK; }
 CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void* s) {
     LOCKED;
+    count("memset", n);
     enqueue(stream_of(s), [=] { memset((void*)p, v, n); });
     return OK;
 }
@@ -315,6 +334,7 @@ CUresult cuMemsetD32Async(CUdeviceptr p, unsigned v, size_t n, void* s) {
 // From pinned memory the copy reads the host buffer when it runs; from pageable memory, when it is queued.
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* src, size_t n, void* s) {
     LOCKED;
+    count(is_pinned(src, n) ? "copy host(pinned)->device" : "copy host(pageable)->device", n);
     if (is_pinned(src, n)) {
         enqueue(stream_of(s), [=] { memcpy((void*)d, src, n); });
     } else {
@@ -327,6 +347,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* src, size_t n) { cuMemcpyHto
 // Into pageable memory the call returns only once the copy has run, as CUDA documents.
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* s) {
     LOCKED;
+    count("copy device->host", n);
     auto copied = std::make_shared<bool>(false);
     enqueue(stream_of(s), [=] { memcpy(dst, (const void*)src, n); *copied = true; });
     if (!is_pinned(dst, n)) run_until(stream_of(s), [&] { return *copied; });
@@ -335,6 +356,7 @@ CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* s) {
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) { cuMemcpyDtoHAsync_v2(dst, src, n, nullptr); return cuCtxSynchronize(); }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s) {
     LOCKED;
+    count("copy device->device", n);
     enqueue(stream_of(s), [=] { memmove((void*)d, (const void*)src, n); });
     return OK;
 }
@@ -485,6 +507,7 @@ template <typename... A> static int emu_sizes(void (*)(A...), size_t* out) {
 
 struct Module { void* lib; };
 struct Function {
+    std::string name;
     void (*tramp)(void**);
     int (*sizes)(size_t*);
     void (*launch)(void (*)(void**), void**, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned);
@@ -540,7 +563,7 @@ CUresult cuModuleGetFunction(void** fn, void* module, const char* name) {
     void* sizes = dlsym(m->lib, ("emu_p_" + std::string(name)).c_str());
     void* launch = dlsym(m->lib, "emu_launch");
     if (!tramp || !sizes || !launch) return NOT_FOUND;
-    *fn = new Function{(void (*)(void**))tramp, (int (*)(size_t*))sizes, (decltype(Function::launch))launch};
+    *fn = new Function{name, (void (*)(void**))tramp, (int (*)(size_t*))sizes, (decltype(Function::launch))launch};
     return OK;
 }
 CUresult cuFuncGetAttribute(int* v, int, void*) { *v = 0; return OK; }
@@ -552,6 +575,7 @@ CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigne
         return INVALID_VALUE;
     LOCKED;
     Function* f = (Function*)fn;
+    count("kernel " + f->name);
     // The arguments are read now, as the driver does; the kernel runs when its stream does.
     size_t sizes[64];
     int n = f->sizes(sizes);
@@ -614,6 +638,7 @@ int cublasSgemmStridedBatched(void* h, int ta, int tb, int m, int n, int k, cons
         ldb < std::max(1, tb ? n : k))
         return 7;  // CUBLAS_STATUS_INVALID_VALUE
     LOCKED;
+    count(batch > 1 ? "sgemm (strided batched)" : "sgemm");
     float al = *alpha, be = *beta;  // host pointer mode: read at the call
     enqueue(stream_of(((Blas*)h)->stream), [=] { sgemm(ta, tb, m, n, k, al, a, lda, sa, b, ldb, sb, be, c, ldc, sc, batch); });
     return 0;

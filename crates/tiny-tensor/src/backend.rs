@@ -4,7 +4,7 @@
 
 use crate::cpu;
 use crate::layout::{Layout, broadcast_shapes};
-use crate::{Device, Result, SgdStep, Storage, Tensor, TensorError};
+use crate::{Device, Result, RunningStats, SgdStep, Storage, Tensor, TensorError};
 
 /// Elementwise functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -543,6 +543,50 @@ pub(crate) fn batch_norm_stats(x: &ChannelData) -> Result<(Tensor, Tensor)> {
         (Storage::Cpu(mean), Storage::Cpu(var))
     };
     Ok((channel_vec(mean, c), channel_vec(var, c)))
+}
+
+/// From the batch statistics, the per-channel `invstd = 1 / sqrt(var + eps)`, `scale = w * invstd` and
+/// `shift = b - mean * scale` of the affine map, and the running statistics updated in place (`count`
+/// values per channel make the variance unbiased). `ops/norm.rs` checked the running statistics.
+pub(crate) fn batch_norm_finalize(
+    mean: &Tensor,
+    var: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f32,
+    running: Option<RunningStats<'_>>,
+    count: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    same_device("batch_norm", mean, w)?;
+    same_device("batch_norm", mean, b)?;
+    let (w, b) = (row_major(w)?, row_major(b)?);
+    let c = mean.numel();
+    let unbias = count as f32 / (count.max(2) - 1) as f32;
+    let (invstd, scale, shift) = if on_cuda(mean) {
+        on_gpu!(crate::cuda::batch_norm_finalize(
+            mean,
+            var,
+            &w,
+            &b,
+            eps,
+            running.map(|r| (r.mean, r.var, r.momentum)),
+            unbias
+        ))?
+    } else {
+        let (sm, sv, sw, sb) = (mean.storage(), var.storage(), w.storage(), b.storage());
+        let at = |s: &Storage, t: &Tensor| cpu(s)[t.layout().offset..][..c].to_vec();
+        let (m, v) = (at(&sm, mean), at(&sv, var));
+        let (invstd, scale, shift) = cpu::batchnorm::finalize(&m, &v, &at(&sw, &w), &at(&sb, &b), eps);
+        if let Some(r) = running {
+            for (stat, batch, factor) in [(r.mean, &m, 1.0), (r.var, &v, unbias)] {
+                let mut st = stat.storage_mut();
+                let dst = &mut cpu_mut(&mut st)[stat.layout().offset..][..c];
+                cpu::batchnorm::update_running(dst, batch, factor, r.momentum);
+            }
+        }
+        (Storage::Cpu(invstd), Storage::Cpu(scale), Storage::Cpu(shift))
+    };
+    Ok((channel_vec(invstd, c), channel_vec(scale, c), channel_vec(shift, c)))
 }
 
 /// `y = x * scale[c] + shift[c]`, keeping the input's memory format.

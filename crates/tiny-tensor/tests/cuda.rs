@@ -9,7 +9,7 @@ mod common;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use common::rng;
-use tiny_tensor::{Device, Result, Tensor, cuda};
+use tiny_tensor::{Device, Result, RunningStats, Tensor, cuda};
 
 /// TF32 is a process-wide setting: the TF32 test holds this lock for writing, every other device test for
 /// reading, so that no exact comparison runs while TF32 is on.
@@ -201,7 +201,21 @@ fn batchnorm_both_memory_formats() {
     let f = |t: &[Tensor]| t[0].batch_norm(&t[1], &t[2], 1e-5).map(|(y, _, _)| y);
     parity("batch_norm nchw", vec![randn(&[3, 4, 5, 5], 42), w.clone(), b.clone()], f);
     let cl = randn(&[3, 4, 5, 5], 43).to_channels_last().unwrap();
-    parity("batch_norm channels-last", vec![cl, w, b], f);
+    parity("batch_norm channels-last", vec![cl, w.clone(), b.clone()], f);
+    // The running statistics, updated in place by the fused per-channel kernel, twice.
+    let Some((device, _tf32_off)) = gpu("batch_norm running statistics") else { return };
+    let run = |dev: Device| {
+        let (rm, rv) = (randn(&[4], 44).to_device(dev).unwrap(), Tensor::ones(&[4]).to_device(dev).unwrap());
+        let (w, b) = (w.to_device(dev).unwrap(), b.to_device(dev).unwrap());
+        for seed in [45, 46] {
+            let x = randn(&[3, 4, 5, 5], seed).to_device(dev).unwrap();
+            x.batch_norm_running(&w, &b, 1e-5, RunningStats { mean: &rm, var: &rv, momentum: 0.1 }).unwrap();
+        }
+        (rm.to_vec(), rv.to_vec())
+    };
+    let ((cm, cv), (gm, gv)) = (run(Device::Cpu), run(device));
+    close("running mean", &cm, &gm, 1e-5);
+    close("running var", &cv, &gv, 1e-5);
 }
 
 #[test]

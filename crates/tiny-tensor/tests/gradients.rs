@@ -3,7 +3,7 @@
 mod common;
 
 use common::{away_from_zero, gradcheck, gradcheck_direction, gradcheck_with, param};
-use tiny_tensor::Tensor;
+use tiny_tensor::{RunningStats, Tensor};
 
 #[test]
 fn broadcasting_arithmetic() {
@@ -205,4 +205,13 @@ fn fused_batch_norm_matches_its_definition_and_gradients() {
     common::assert_all_close(&y.to_vec(), &want.to_vec(), 1e-5);
     common::assert_all_close(&mean.to_vec(), &m.to_vec(), 1e-6);
     common::assert_all_close(&var.to_vec(), &v.to_vec(), 1e-6);
+    // Running statistics must be separate, contiguous [c] tensors; a refused update writes nothing.
+    let (rm, rv, wrong) = (Tensor::zeros(&[2]), Tensor::ones(&[2]), Tensor::zeros(&[3]));
+    let running = |mean, var| RunningStats { mean, var, momentum: 0.1 };
+    assert!(x.batch_norm_running(&w, &b, 1e-5, running(&wrong, &rv)).is_err());
+    assert!(x.batch_norm_running(&w, &b, 1e-5, running(&rm, &rm)).is_err());
+    assert!(x.batch_norm_running(&w, &b, 1e-5, running(&w, &rv)).is_err());
+    let expanded = Tensor::ones(&[1]).expand(&[2]).unwrap();
+    assert!(x.batch_norm_running(&w, &b, 1e-5, running(&rm, &expanded)).is_err());
+    assert_eq!((rm.to_vec(), rv.to_vec()), (vec![0.0; 2], vec![1.0; 2]));
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tiny_tensor::{Tensor, no_grad};
+use tiny_tensor::{RunningStats, Tensor};
 
 use super::with_hooks;
 use crate::{Hooks, Module, NnError, Parameter, Result};
@@ -49,16 +49,6 @@ impl BatchNorm2d {
     pub fn is_training(&self) -> bool {
         self.training.load(Ordering::Relaxed)
     }
-
-    fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
-        let _guard = no_grad();
-        let c = self.running_mean.shape()[0];
-        let m = self.momentum;
-        let unbiased = var.reshape(&[c])?.mul_scalar(count as f32 / (count.max(2) - 1) as f32)?;
-        self.running_mean.assign(&self.running_mean.mul_scalar(1.0 - m)?.add(&mean.reshape(&[c])?.mul_scalar(m)?)?)?;
-        self.running_var.assign(&self.running_var.mul_scalar(1.0 - m)?.add(&unbiased.mul_scalar(m)?)?)?;
-        Ok(())
-    }
 }
 
 impl Module for BatchNorm2d {
@@ -72,10 +62,10 @@ impl Module for BatchNorm2d {
         }
         let per_channel = [1, c, 1, 1];
         if self.is_training() {
-            // The fused op: one statistics pass, one normalise pass, and a two-pass backward.
-            let (y, mean, var) = x.batch_norm(&self.weight, &self.bias, self.eps)?;
-            self.update_running(&mean, &var, x.numel() / c)?;
-            return Ok(y);
+            // The fused op: one statistics pass, one small per-channel pass that also updates the running
+            // statistics, one normalise pass, and a two-pass backward.
+            let running = RunningStats { mean: &self.running_mean, var: &self.running_var, momentum: self.momentum };
+            return Ok(x.batch_norm_running(&self.weight, &self.bias, self.eps, running)?.0);
         }
         let std = self.running_var.add_scalar(self.eps)?.sqrt()?.reshape(&per_channel)?;
         let normed = x.sub(&self.running_mean.reshape(&per_channel)?)?.div(&std)?;

@@ -40,6 +40,22 @@ pub(crate) fn stats(x: &[f32], dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f3
     (mean, var)
 }
 
+/// Per channel, `invstd = 1 / sqrt(var + eps)` and the affine map's `scale = w * invstd` and
+/// `shift = b - mean * scale`.
+pub(crate) fn finalize(mean: &[f32], var: &[f32], w: &[f32], b: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let invstd: Vec<f32> = var.iter().map(|&v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<f32> = w.iter().zip(&invstd).map(|(&w, &i)| w * i).collect();
+    let shift = b.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    (invstd, scale, shift)
+}
+
+/// In place, `running = (1 - momentum) * running + momentum * factor * batch`.
+pub(crate) fn update_running(running: &mut [f32], batch: &[f32], factor: f32, momentum: f32) {
+    for (r, &v) in running.iter_mut().zip(batch) {
+        *r = *r * (1.0 - momentum) + v * factor * momentum;
+    }
+}
+
 /// `y = x * scale[c] + shift[c]`: normalise, scale and shift folded into one affine map per channel.
 pub(crate) fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let mut y = alloc::take(x.len());

@@ -1,6 +1,6 @@
 //! Training-mode batchnorm kernels on the GPU (`kernels/batchnorm.cu`), over data arranged `[outer, c, inner]`.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
 use super::{err, gpu_of, grid, slice};
 use crate::{Result, Storage, Tensor};
@@ -13,7 +13,8 @@ fn per_channel(c: usize) -> LaunchConfig {
 /// Per-channel mean and biased variance of contiguous `x`.
 pub(crate) fn batch_norm_stats(x: &Tensor, (outer, c, inner): (usize, usize, usize)) -> Result<(Storage, Storage)> {
     let g = gpu_of(x)?;
-    let (mut mean, mut var) = (g.zeros(c)?, g.zeros(c)?);
+    // The kernel writes every channel's statistics, so the buffers need no zeroing.
+    let (mut mean, mut var) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
     if c == 0 {
         return Ok((g.storage(mean), g.storage(var)));
     }
@@ -24,6 +25,52 @@ pub(crate) fn batch_norm_stats(x: &Tensor, (outer, c, inner): (usize, usize, usi
     b.arg(&src).arg(&mut mean).arg(&mut var).arg(&o).arg(&ci).arg(&i);
     unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
     Ok((g.storage(mean), g.storage(var)))
+}
+
+/// Per channel `invstd`, `scale` and `shift` from the batch statistics, and the running statistics (contiguous
+/// `[c]` tensors) updated in place, in one launch.
+pub(crate) fn batch_norm_finalize(
+    mean: &Tensor,
+    var: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f32,
+    running: Option<(&Tensor, &Tensor, f32)>,
+    unbias: f32,
+) -> Result<(Storage, Storage, Storage)> {
+    let g = gpu_of(mean)?;
+    let c = mean.numel();
+    let (mut invstd, mut scale, mut shift) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
+    if c == 0 {
+        return Ok((g.storage(invstd), g.storage(scale), g.storage(shift)));
+    }
+    let (sm, sv, sw, sb) = (mean.storage(), var.storage(), w.storage(), b.storage());
+    let (m, v, ws, bs) = (view(&sm, mean), view(&sv, var), view(&sw, w), view(&sb, b));
+    let ci = c as i32;
+    let mut launch = g.stream.launch_builder(g.func("bn_finalize_f32"));
+    launch.arg(&ci).arg(&m).arg(&v).arg(&ws).arg(&bs).arg(&eps).arg(&mut invstd).arg(&mut scale).arg(&mut shift);
+    // The running statistics are written through their storages, locked for the launch; a null pointer (0)
+    // tells the kernel there are none.
+    let (null, momentum) = (0u64, running.map_or(0.0, |r| r.2));
+    let (mut lm, mut lv) = match running {
+        Some((rm, rv, _)) => (Some(rm.storage_mut()), Some(rv.storage_mut())),
+        None => (None, None),
+    };
+    let offsets = running.map_or((0, 0), |(rm, rv, _)| (rm.layout().offset, rv.layout().offset));
+    let mut rm = lm.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.0..));
+    let mut rv = lv.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.1..));
+    match (&mut rm, &mut rv) {
+        (Some(rm), Some(rv)) => launch.arg(rm).arg(rv),
+        _ => launch.arg(&null).arg(&null),
+    };
+    launch.arg(&momentum).arg(&unbias);
+    unsafe { launch.launch(grid(c)) }.map_err(err("batch_norm finalize"))?;
+    Ok((g.storage(invstd), g.storage(scale), g.storage(shift)))
+}
+
+/// The device memory of `t`, from its offset.
+fn view<'a>(s: &'a Storage, t: &Tensor) -> CudaView<'a, f32> {
+    slice(s).slice(t.layout().offset..)
 }
 
 /// `y = x * scale[c] + shift[c]` over contiguous `x`.
@@ -57,8 +104,9 @@ pub(crate) fn batch_norm_backward(
 ) -> Result<(Storage, Storage, Storage)> {
     let g = gpu_of(x)?;
     let total = outer * c * inner;
-    let (mut dw, mut db) = (g.zeros(c)?, g.zeros(c)?);
-    let mut dx = g.zeros(total)?;
+    // The kernels write every element of all three, so they need no zeroing.
+    let (mut dw, mut db) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
+    let mut dx = g.alloc::<f32>(total)?;
     if c == 0 {
         return Ok((g.storage(dx), g.storage(dw), g.storage(db)));
     }

@@ -12,4 +12,5 @@ mod sgd;
 mod unary;
 mod view;
 
+pub use norm::RunningStats;
 pub use sgd::{SgdParam, SgdStep, sgd_update_all_};

@@ -38,6 +38,24 @@ extern "C" __global__ void bn_stats_f32(const float* x, float* mean, float* var,
     }
 }
 
+// Per channel: invstd, the affine map's scale and shift, and (when rmean is not null) the running statistics
+// updated in place; the same expressions as cpu/batchnorm.rs (finalize, update_running).
+extern "C" __global__ void bn_finalize_f32(int c, const float* mean, const float* var, const float* w, const float* b,
+                                           float eps, float* invstd, float* scale, float* shift, float* rmean,
+                                           float* rvar, float momentum, float unbias) {
+    GRID_STRIDE_LOOP(ch, (long long)c) {
+        float is = 1.0f / sqrtf(var[ch] + eps);
+        float sc = w[ch] * is;
+        invstd[ch] = is;
+        scale[ch] = sc;
+        shift[ch] = b[ch] - mean[ch] * sc;
+        if (rmean) {
+            rmean[ch] = rmean[ch] * (1.0f - momentum) + mean[ch] * 1.0f * momentum;
+            rvar[ch] = rvar[ch] * (1.0f - momentum) + var[ch] * unbias * momentum;
+        }
+    }
+}
+
 extern "C" __global__ void bn_affine_f32(long long total, const float* x, float* y, const float* scale,
                                          const float* shift, int c, long long inner) {
     GRID_STRIDE_LOOP(i, total) {
