@@ -144,7 +144,7 @@ fn elementwise_and_reduce_kernels_match_the_cpu() {
         let want: Vec<f32> = logical(&base, &xl).iter().map(|&v| f(v)).collect();
         let (code, p0, p1) = super::elementwise::unary_code(op);
         let mut out = vec![0.0; 60];
-        unsafe { sym::<Unary>(&lib, "unary_f32")(60, shape, os, xs, base.as_ptr(), out.as_mut_ptr(), code, p0, p1) };
+        unsafe { sym::<Unary>(lib, "unary_f32")(60, shape, os, xs, base.as_ptr(), out.as_mut_ptr(), code, p0, p1) };
         close(&format!("unary {op:?}"), &want, &logical(&out, &ol));
     }
 
@@ -157,7 +157,7 @@ fn elementwise_and_reduce_kernels_match_the_cpu() {
     let (shape, [os, sa, sb]) = plan(&xl.shape, [&ostr, &xl.strides, &bl.strides], [0, 2, 0], true).unwrap();
     let mut out = vec![0.0; 60];
     unsafe {
-        sym::<Binary>(&lib, "binary_f32")(60, shape, os, sa, sb, base.as_ptr(), col.as_ptr(), out.as_mut_ptr(), 0)
+        sym::<Binary>(lib, "binary_f32")(60, shape, os, sa, sb, base.as_ptr(), col.as_ptr(), out.as_mut_ptr(), 0)
     };
     close("binary add", &want, &logical(&out, &Layout { shape: xl.shape.clone(), strides: ostr, offset: 0 }));
 
@@ -175,7 +175,7 @@ fn elementwise_and_reduce_kernels_match_the_cpu() {
     }
     expect.iter_mut().for_each(|v| *v *= -2.0);
     let (shape, [ds, ss]) = plan(&dl.shape, [&dl.strides, &sl.strides], [1, 0], true).unwrap();
-    let update = sym::<Update>(&lib, "update_f32");
+    let update = sym::<Update>(lib, "update_f32");
     unsafe { update(12, shape, ds, ss, dst.as_mut_ptr(), src.as_ptr(), 1, 0.5) };
     let (shape, [ds]) = plan(&[20], [&[1]], [0], true).unwrap();
     unsafe { update(20, shape, ds, ds, dst.as_mut_ptr(), std::ptr::null(), 2, -2.0) };
@@ -187,7 +187,7 @@ fn elementwise_and_reduce_kernels_match_the_cpu() {
         let (shape, strides) = (vec![3, 4, 5], vec![4, 1, 12]);
         let (ks, [xs]) = plan(&shape, [&strides], [2], false).unwrap();
         let mut out = vec![0.0; 3];
-        unsafe { sym::<Reduce>(&lib, "reduce_f32")(3, 20, ks, xs, base.as_ptr(), out.as_mut_ptr(), code) };
+        unsafe { sym::<Reduce>(lib, "reduce_f32")(3, 20, ks, xs, base.as_ptr(), out.as_mut_ptr(), code) };
         close("reduce", &want, &out);
     }
 }
@@ -204,7 +204,7 @@ fn conv_and_pool_kernels_match_the_cpu() {
         let w = randv(g.f * k, 11);
         // Forward: im2col then a host matmul with W^T, against the CPU's im2col + GEMM.
         let mut col = vec![0.0; m * k];
-        unsafe { sym::<Geom1>(&lib, "im2col_f32")((m * k) as i64, kgeom(&g), x.as_ptr(), col.as_mut_ptr()) };
+        unsafe { sym::<Geom1>(lib, "im2col_f32")((m * k) as i64, kgeom(&g), x.as_ptr(), col.as_mut_ptr()) };
         let mut y = vec![0.0; m * g.f];
         for r in 0..m {
             for f in 0..g.f {
@@ -221,7 +221,7 @@ fn conv_and_pool_kernels_match_the_cpu() {
             }
         }
         let mut dx = vec![0.0; x.len()];
-        unsafe { sym::<Geom1>(&lib, "col2im_f32")(x.len() as i64, kgeom(&g), dcol.as_ptr(), dx.as_mut_ptr()) };
+        unsafe { sym::<Geom1>(lib, "col2im_f32")(x.len() as i64, kgeom(&g), dcol.as_ptr(), dx.as_mut_ptr()) };
         close("col2im", &cpu::conv2d_backward_input(&dout, &w, &g), &dx);
 
         // Pooling over the same input, with the window as the kernel.
@@ -229,19 +229,19 @@ fn conv_and_pool_kernels_match_the_cpu() {
         let total = pg.n * pg.oh() * pg.ow() * pg.c;
         let (want, want_idx) = cpu::max_pool2d(&x, &pg);
         let (mut out, mut idx) = (vec![0.0; total], vec![0u32; total]);
-        let max_pool = sym::<MaxPool>(&lib, "max_pool_f32");
+        let max_pool = sym::<MaxPool>(lib, "max_pool_f32");
         unsafe { max_pool(total as i64, kgeom(&pg), x.as_ptr(), out.as_mut_ptr(), idx.as_mut_ptr()) };
         close("max_pool", &want, &out);
         assert_eq!(want_idx, idx, "max_pool indices");
         let dpool = randv(total, 13);
         let mut dx = vec![0.0; x.len()];
-        let back = sym::<MaxPoolBack>(&lib, "max_pool_backward_f32");
+        let back = sym::<MaxPoolBack>(lib, "max_pool_backward_f32");
         unsafe { back(x.len() as i64, kgeom(&pg), dpool.as_ptr(), idx.as_ptr(), dx.as_mut_ptr()) };
         close("max_pool backward", &cpu::max_pool2d_backward(&dpool, &want_idx, &pg), &dx);
         let mut out = vec![0.0; total];
-        unsafe { sym::<Geom1>(&lib, "avg_pool_f32")(total as i64, kgeom(&pg), x.as_ptr(), out.as_mut_ptr()) };
+        unsafe { sym::<Geom1>(lib, "avg_pool_f32")(total as i64, kgeom(&pg), x.as_ptr(), out.as_mut_ptr()) };
         close("avg_pool", &cpu::avg_pool2d(&x, &pg), &out);
-        let back = sym::<Geom1>(&lib, "avg_pool_backward_f32");
+        let back = sym::<Geom1>(lib, "avg_pool_backward_f32");
         unsafe { back(x.len() as i64, kgeom(&pg), dpool.as_ptr(), dx.as_mut_ptr()) };
         close("avg_pool backward", &cpu::avg_pool2d_backward(&dpool, &pg), &dx);
     }
@@ -250,7 +250,7 @@ fn conv_and_pool_kernels_match_the_cpu() {
 #[test]
 fn batchnorm_and_index_kernels_match_the_cpu() {
     let Some((_one_at_a_time, lib)) = kernels() else { return };
-    let set_block = sym::<unsafe extern "C" fn(u32)>(&lib, "emu_set_block");
+    let set_block = sym::<unsafe extern "C" fn(u32)>(lib, "emu_set_block");
     // Both arrangements the backend uses: NCHW (outer n, inner h*w) and channels-last (outer n*h*w, inner 1).
     for dims in [(3usize, 4usize, 5usize), (15, 4, 1)] {
         let (outer, c, inner) = dims;
@@ -265,9 +265,9 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
         for ch in 0..c {
             unsafe {
                 set_block(ch as u32);
-                let stats = sym::<BnStats>(&lib, "bn_stats_f32");
+                let stats = sym::<BnStats>(lib, "bn_stats_f32");
                 stats(x.as_ptr(), mean.as_mut_ptr(), var.as_mut_ptr(), outer as i64, c as i32, inner as i64);
-                let sums = sym::<BnSums>(&lib, "bn_backward_sums_f32");
+                let sums = sym::<BnSums>(lib, "bn_backward_sums_f32");
                 let (o, ci, i) = (outer as i64, c as i32, inner as i64);
                 sums(
                     dy.as_ptr(),
@@ -287,7 +287,7 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
         close("bn var", &want_var, &var);
         let shift = randv(c, 23);
         let mut y = vec![0.0; x.len()];
-        let affine = sym::<BnAffine>(&lib, "bn_affine_f32");
+        let affine = sym::<BnAffine>(lib, "bn_affine_f32");
         unsafe {
             affine(x.len() as i64, x.as_ptr(), y.as_mut_ptr(), wt.as_ptr(), shift.as_ptr(), c as i32, inner as i64)
         };
@@ -297,7 +297,7 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
         close("bn db", &want_db, &db);
         let mut dx = vec![0.0; x.len()];
         let n = (outer * inner) as f32;
-        let bn_dx = sym::<BnDx>(&lib, "bn_backward_dx_f32");
+        let bn_dx = sym::<BnDx>(lib, "bn_backward_dx_f32");
         unsafe {
             let (mp, ip) = (want_mean.as_ptr(), invstd.as_ptr());
             bn_dx(
@@ -322,7 +322,7 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
     let src = randv(outer * size * inner, 30);
     let idx = [4u32, 0, 4, 2];
     let total = outer * idx.len() * inner;
-    let index = sym::<Index>(&lib, "index_f32");
+    let index = sym::<Index>(lib, "index_f32");
     let mut out = vec![0.0; total];
     let (sz, inn, ni) = (size as i64, inner as i64, idx.len() as i64);
     unsafe { index(total as i64, src.as_ptr(), idx.as_ptr(), out.as_mut_ptr(), sz, inn, ni, 0) };
@@ -340,14 +340,14 @@ fn fused_cross_entropy_kernels_match_the_cpu() {
     let targets = [6u32, 0, 3, 3, 1];
     let (want_loss, want_lse) = cpu::log_softmax_nll(&x, c, &targets);
     let (mut loss, mut lse) = (vec![0.0; n], vec![0.0; n]);
-    let forward = sym::<LossForward>(&lib, "log_softmax_nll_f32");
+    let forward = sym::<LossForward>(lib, "log_softmax_nll_f32");
     unsafe { forward(n as i64, c as i64, x.as_ptr(), targets.as_ptr(), loss.as_mut_ptr(), lse.as_mut_ptr()) };
     close("log_softmax_nll loss", &want_loss, &loss);
     close("log_softmax_nll lse", &want_lse, &lse);
     let g = randv(n, 32);
     let want_dx = cpu::log_softmax_nll_backward(&g, &x, &lse, c, &targets);
     let mut dx = vec![0.0; n * c];
-    let backward = sym::<LossBackward>(&lib, "log_softmax_nll_backward_f32");
+    let backward = sym::<LossBackward>(lib, "log_softmax_nll_backward_f32");
     let total = (n * c) as i64;
     unsafe { backward(total, c as i64, g.as_ptr(), x.as_ptr(), lse.as_ptr(), targets.as_ptr(), dx.as_mut_ptr()) };
     close("log_softmax_nll dx", &want_dx, &dx);
@@ -361,7 +361,7 @@ fn sgd_update_kernel_matches_the_cpu() {
     let gl = Layout::contiguous(&[4, 3]);
     let bl = Layout { offset: 2, ..Layout::contiguous(&[4, 3]) };
     let (g, b0) = (randv(12, 33), randv(14, 34));
-    let sgd = sym::<SgdUpdate>(&lib, "sgd_update_f32");
+    let sgd = sym::<SgdUpdate>(lib, "sgd_update_f32");
     for (nesterov, first) in [(false, true), (true, false)] {
         let step = crate::SgdStep { lr: 0.1, momentum: 0.9, dampening: 0.25, weight_decay: 0.01, nesterov, first };
         let (mut want_p, mut want_b) = (randv(12, 35), b0.clone());
@@ -409,7 +409,7 @@ fn multi_tensor_sgd_kernel_matches_the_cpu() {
     }
     let n_chunks = chunks.len() as i64 / 2;
     table.extend(chunks);
-    let many = sym::<SgdMany>(&lib, "sgd_update_many_f32");
+    let many = sym::<SgdMany>(lib, "sgd_update_many_f32");
     unsafe { many(table.as_ptr(), 3, n_chunks, 5, step.lr, step.momentum, step.dampening, step.weight_decay) };
     for k in 0..3 {
         close("multi-tensor sgd p", &want_p[k], &ps[k]);
