@@ -89,6 +89,19 @@ fn check_module(m: &dyn Module, x: Tensor) {
 }
 
 #[test]
+fn conv_weights_and_their_gradients_are_stored_channels_last() {
+    // The convolution kernels read weights in [f, kh, kw, c] order, so the layers keep them that way.
+    let model = resnet18(10).unwrap();
+    let x = input(&[2, 3, 32, 32], 7);
+    cross_entropy(&model.forward(&x).unwrap(), &[1, 2]).unwrap().backward().unwrap();
+    for (name, p) in model.named_parameters().into_iter().filter(|(_, p)| p.shape().len() == 4) {
+        let cl = p.permute(&[0, 2, 3, 1]).unwrap();
+        assert!(cl.layout().is_contiguous(), "{name} is not channels-last");
+        assert!(p.grad().unwrap().layout().same_memory_order(p.layout()), "{name}'s gradient has another order");
+    }
+}
+
+#[test]
 fn gradients_through_a_conv_layer_batchnorm_and_basic_block() {
     let conv = ConvLayer::new(3, 8, 2, true, false).unwrap();
     check_module(&conv, input(&[2, 3, 8, 8], 4));

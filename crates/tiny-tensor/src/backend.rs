@@ -219,18 +219,29 @@ pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: 
     Ok(())
 }
 
-/// One SGD step of each `(p, g, momentum buffer, first)`. When all of them are contiguous tensors on one GPU
-/// with no memory in common, a single kernel updates them all; otherwise each is updated on its own.
+/// One SGD step of each `(p, g, momentum buffer, first)`. On a GPU, when no two tensors share memory, a
+/// single kernel updates every parameter that it can walk as flat memory (dense, with its gradient and buffer
+/// in the same memory order: row-major, or channels-last conv weights); any other is updated on its own.
 pub(crate) fn sgd_update_all(items: &[(&Tensor, &Tensor, Option<&Tensor>, bool)], step: &SgdStep) -> Result<()> {
     let tensors: Vec<&Tensor> = items.iter().flat_map(|&(p, g, b, _)| [p, g].into_iter().chain(b)).collect();
     let device = tensors.first().map(|t| t.device());
+    let flat = |&&(p, g, b, _): &&(&Tensor, &Tensor, Option<&Tensor>, bool)| {
+        let pl = p.layout();
+        Some(p.device()) == device
+            && pl.is_dense()
+            && [g]
+                .into_iter()
+                .chain(b)
+                .all(|t| t.device() == p.device() && t.layout().is_dense() && t.layout().same_memory_order(pl))
+    };
     let one_launch = matches!(device, Some(Device::Cuda(_)))
-        && tensors.iter().all(|t| Some(t.device()) == device && t.layout().is_contiguous())
         && tensors.iter().enumerate().all(|(i, a)| tensors[i + 1..].iter().all(|b| !a.shares_storage(b)));
-    if one_launch {
-        return on_gpu!(crate::cuda::sgd_update_many(items, step));
+    let (many, single): (Vec<_>, Vec<_>) =
+        if one_launch { items.iter().partition(flat) } else { (vec![], items.iter().collect()) };
+    if !many.is_empty() {
+        on_gpu!(crate::cuda::sgd_update_many(&many.iter().map(|&&item| item).collect::<Vec<_>>(), step))?;
     }
-    for &(p, g, b, first) in items {
+    for &&(p, g, b, first) in &single {
         sgd_update(p, g, b, &SgdStep { first, ..*step })?;
     }
     Ok(())
@@ -299,9 +310,17 @@ fn from_nhwc(data: Storage, n: usize, c: usize, h: usize, w: usize) -> Tensor {
     Tensor::from_storage(data, layout)
 }
 
-/// Conv weights `[f, c, kh, kw]` reordered as `[f, kh, kw, c]`, the row order of channels-last im2col.
+/// Conv weights `[f, c, kh, kw]` reordered as `[f, kh, kw, c]`, the row order of channels-last im2col: a
+/// view of weights stored channels-last (as tiny-nn's layers store them), else a copy.
 pub(crate) fn weight_fkkc(w: &Tensor) -> Result<Tensor> {
-    w.permute(&[0, 2, 3, 1])?.contiguous_copy()
+    let fkkc = w.detach().permute(&[0, 2, 3, 1])?;
+    if fkkc.layout().is_contiguous() { Ok(fkkc) } else { fkkc.contiguous_copy() }
+}
+
+/// Whether conv weights are stored channels-last, so that [`weight_fkkc`] is free and the weight gradient
+/// can be returned in the same memory format.
+pub(crate) fn weight_is_channels_last(w: &Tensor) -> bool {
+    w.rank() == 4 && w.layout().permute(&[0, 2, 3, 1]).is_ok_and(|l| l.is_contiguous())
 }
 
 /// Forward convolution with weights already in `weight_fkkc` order; the result is NCHW with
@@ -312,14 +331,15 @@ pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool,
         same_device("conv2d", x, b)?;
     }
     let xc = nhwc(x)?;
-    let bias = bias.map(|b| b.contiguous_copy()).transpose()?;
+    let bias = bias.map(row_major).transpose()?;
     let out = if on_cuda(x) {
         on_gpu!(crate::cuda::conv2d(&xc, wc, bias.as_ref(), relu, g))?
     } else {
         let (sx, sw) = (xc.storage(), wc.storage());
-        let sb = bias.as_ref().map(|b| b.storage());
-        let bias = sb.as_deref().map(cpu);
-        Storage::Cpu(cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], cpu(&sw), bias, relu, g))
+        let sb = bias.as_ref().map(|b| (b.storage(), b.layout().offset));
+        let bias = sb.as_ref().map(|(s, at)| &cpu(s)[*at..]);
+        let w = &cpu(&sw)[wc.layout().offset..];
+        Storage::Cpu(cpu::conv2d_forward(&cpu(&sx)[xc.layout().offset..], w, bias, relu, g))
     };
     Ok(from_nhwc(out, g.n, g.f, g.oh(), g.ow()))
 }
@@ -333,13 +353,14 @@ pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) 
         on_gpu!(crate::cuda::conv2d_backward_input(&dc, wc, g))?
     } else {
         let (sd, sw) = (dc.storage(), wc.storage());
-        Storage::Cpu(cpu::conv2d_backward_input(&cpu(&sd)[dc.layout().offset..], cpu(&sw), g))
+        Storage::Cpu(cpu::conv2d_backward_input(&cpu(&sd)[dc.layout().offset..], &cpu(&sw)[wc.layout().offset..], g))
     };
     Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
 }
 
-/// The gradient of a convolution's weight `[f, c, kh, kw]` from its input and output gradient.
-pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+/// The gradient of a convolution's weight `[f, c, kh, kw]` from its input and output gradient: in the
+/// kernels' `[f, kh, kw, c]` memory order when `channels_last` (no copy), else row-major.
+pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom, channels_last: bool) -> Result<Tensor> {
     same_device("conv2d_backward_weight", x, dout)?;
     let (xc, dc) = (nhwc(x)?, nhwc(dout)?);
     let dw = if on_cuda(x) {
@@ -350,7 +371,8 @@ pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) 
         Storage::Cpu(cpu::conv2d_backward_weight(xs, ds, g))
     };
     // [f, kh, kw, c] -> [f, c, kh, kw]
-    Tensor::from_storage(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?.contiguous_copy()
+    let dw = Tensor::from_storage(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?;
+    if channels_last { Ok(dw) } else { dw.contiguous_copy() }
 }
 
 /// Integer indices that an op's forward pass leaves for its backward, kept on the device of its tensors: the

@@ -40,6 +40,13 @@ impl Layout {
         self.shape.len()
     }
 
+    /// Whether `other` has this shape and puts each element at the same distance from its offset (strides
+    /// of dimensions of size 1 are ignored): the two can be walked as flat runs of memory side by side.
+    pub fn same_memory_order(&self, other: &Layout) -> bool {
+        self.shape == other.shape
+            && self.shape.iter().zip(self.strides.iter().zip(&other.strides)).all(|(&n, (a, b))| n == 1 || a == b)
+    }
+
     /// Whether the elements sit in row-major order with no gaps (dimensions of size 1 are ignored).
     pub fn is_contiguous(&self) -> bool {
         let mut expected = 1;

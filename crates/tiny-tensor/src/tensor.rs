@@ -116,7 +116,15 @@ impl Tensor {
 
     /// Zeros with this tensor's shape on this tensor's device.
     pub fn zeros_like(&self) -> Result<Tensor> {
-        Tensor::zeros(self.shape()).to_device(self.device())
+        let zeros = Tensor::zeros(self.shape()).to_device(self.device())?;
+        // In this tensor's memory format when it is dense (PyTorch's `preserve_format`), so that a momentum
+        // buffer has its parameter's strides.
+        let l = self.layout();
+        if l.is_dense() && !l.is_contiguous() {
+            // All zeros, so the same memory read in this tensor's order.
+            return Ok(zeros.view_with(Layout { shape: l.shape.clone(), strides: l.strides.clone(), offset: 0 }));
+        }
+        Ok(zeros)
     }
 
     /// Samples from a normal distribution with the given mean and standard deviation. The same seeded
@@ -238,9 +246,13 @@ impl Tensor {
 
     pub(crate) fn accumulate_grad(&self, g: Tensor) -> Result<()> {
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        // The first gradient is kept as it is when it owns its memory densely: row-major, or in this
+        // tensor's own memory format (a channels-last conv weight's gradient); anything else is copied.
+        let (gl, own) = (g.layout(), self.layout());
+        let keep = gl.offset == 0 && (gl.is_contiguous() || (gl.is_dense() && gl.same_memory_order(own)));
         *slot = Some(match slot.take() {
             Some(old) => old.add(&g)?,
-            None if g.layout().is_contiguous() && g.layout().offset == 0 => g.detach(),
+            None if keep => g.detach(),
             None => g.contiguous_copy()?,
         });
         Ok(())

@@ -294,14 +294,24 @@ fn fused_sgd_update() {
 #[test]
 fn multi_tensor_sgd_update() {
     let Some((device, _tf32_off)) = gpu("sgd_update_all_") else { return };
-    // Contiguous parameters on one GPU take the single launch; one is longer than a chunk of 4096.
-    let shapes: [&[usize]; 3] = [&[64, 100], &[7], &[3, 3, 3]];
+    // Parameters walked as flat memory take the single launch: contiguous ones (one longer than a chunk of
+    // 4096) and a channels-last one with a channels-last gradient and buffer. A transposed one whose gradient
+    // is row-major is updated on its own.
     let run = |dev: Device| {
-        let ps: Vec<Tensor> = shapes.iter().zip(70..).map(|(s, k)| randn(s, k).to_device(dev).unwrap()).collect();
-        let bufs: Vec<Tensor> = shapes.iter().map(|s| Tensor::zeros(s).to_device(dev).unwrap()).collect();
+        let up = |s: &[usize], k| randn(s, k).to_device(dev).unwrap();
+        let cl = |s: &[usize], k| up(s, k).to_channels_last().unwrap().detach();
+        let ps =
+            [up(&[64, 100], 70), up(&[7], 71), up(&[3, 3, 3], 72), cl(&[4, 3, 3, 3], 73), up(&[5, 6], 74).t().unwrap()];
+        let bufs: Vec<Tensor> = ps.iter().map(|p| p.zeros_like().unwrap()).collect();
         for (i, seed) in [80, 90].into_iter().enumerate() {
-            let gs: Vec<Tensor> = shapes.iter().zip(seed..).map(|(s, k)| randn(s, k).to_device(dev).unwrap()).collect();
-            let items: Vec<tiny_tensor::SgdParam<'_>> = (0..3)
+            let gs = [
+                up(&[64, 100], seed),
+                up(&[7], seed + 1),
+                up(&[3, 3, 3], seed + 2),
+                cl(&[4, 3, 3, 3], seed + 3),
+                up(&[6, 5], seed + 4),
+            ];
+            let items: Vec<tiny_tensor::SgdParam<'_>> = (0..ps.len())
                 .map(|k| tiny_tensor::SgdParam {
                     param: &ps[k],
                     grad: &gs[k],

@@ -104,6 +104,32 @@ fn conv2d_every_input() {
 }
 
 #[test]
+fn conv2d_with_channels_last_weights() {
+    // Weights stored channels-last (as tiny-nn's layers store them) are read without a copy, and their
+    // gradient comes back in the same memory order; the numbers are those of row-major weights. 3 -> 16
+    // takes the direct RGB kernel, 4 -> 6 the im2col path, 1x1 the degenerate layout.
+    for (c, f, k, stride, pad) in [(3, 16, 3, 2, 1), (4, 6, 3, 1, 1), (4, 6, 1, 2, 0)] {
+        let x = param(&[2, c, 7, 7], -1.0, 1.0, 35);
+        let w = param(&[f, c, k, k], -0.5, 0.5, 36);
+        let b = param(&[f], -0.5, 0.5, 37);
+        let wcl = w.to_channels_last().unwrap().detach().set_requires_grad(true);
+        let run = |w: &Tensor| {
+            let y = x.conv2d(w, Some(&b), stride, pad).unwrap();
+            y.powf(2.0).unwrap().sum_all().unwrap().backward().unwrap();
+            let gw = w.grad().unwrap();
+            x.zero_grad();
+            b.zero_grad();
+            (y.to_vec(), gw)
+        };
+        let ((y0, g0), (y1, g1)) = (run(&w), run(&wcl));
+        common::assert_all_close(&y1, &y0, 1e-6);
+        common::assert_all_close(&g1.to_vec(), &g0.to_vec(), 1e-5);
+        assert!(g1.layout().same_memory_order(wcl.layout()), "the weight gradient keeps the weight's memory order");
+        gradcheck_with(&[x, wcl, b], |t| t[0].conv2d(&t[1], Some(&t[2]), stride, pad), 1e-2, 2e-2, 2e-3);
+    }
+}
+
+#[test]
 fn fused_conv2d_relu_equals_conv_then_relu() {
     let x = away_from_zero(&[2, 3, 6, 6], 0.05, 29);
     let w = param(&[4, 3, 3, 3], -1.0, 1.0, 30);

@@ -346,6 +346,17 @@ fn autograd_bookkeeping() {
 }
 
 #[test]
+fn zeros_like_keeps_a_dense_memory_format() {
+    let cl = Tensor::ones(&[2, 3, 4, 5]).to_channels_last().unwrap();
+    let z = cl.zeros_like().unwrap();
+    assert_eq!(z.layout().strides, cl.layout().strides);
+    assert_eq!(z.to_vec(), vec![0.0; 120]);
+    // A view that is not dense gets row-major zeros.
+    let narrow = Tensor::ones(&[4, 6]).narrow(1, 1, 3).unwrap();
+    assert!(narrow.zeros_like().unwrap().layout().is_contiguous());
+}
+
+#[test]
 fn in_place_updates_record_nothing() {
     let p = t(&[1.0, 2.0], &[2]).set_requires_grad(true);
     p.add_scaled_(&t(&[1.0, 1.0], &[2]), -0.5).unwrap();

@@ -5,6 +5,13 @@ use tiny_tensor::Tensor;
 use super::with_hooks;
 use crate::{Hooks, Module, Parameter, Result, init};
 
+/// Conv weights stored channels-last (`[f, kh, kw, c]` in memory, still indexed `[f, c, kh, kw]`), the
+/// order the convolution kernels read: the forward needs no reordered copy of them, and the backward returns
+/// the weight gradient in the same order, so neither copies it each step.
+fn channels_last(w: Tensor) -> Result<Tensor> {
+    Ok(w.to_channels_last()?.detach())
+}
+
 /// A 2-D convolution with square kernels, like `nn.Conv2d` (parameters `weight` `[f, c, k, k]` and
 /// optional `bias` `[f]`), initialised kaiming-normal with `mode="fan_out"` as torchvision's resnet.
 #[derive(Debug)]
@@ -23,7 +30,7 @@ pub struct Conv2d {
 impl Conv2d {
     /// A `kernel x kernel` convolution from `ni` to `nf` channels.
     pub fn new(ni: usize, nf: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Result<Self> {
-        let weight = Parameter::new(init::kaiming_normal_fan_out(&[nf, ni, kernel, kernel])?);
+        let weight = Parameter::new(channels_last(init::kaiming_normal_fan_out(&[nf, ni, kernel, kernel])?)?);
         let bias = bias.then(|| Parameter::new(Tensor::zeros(&[nf])));
         Ok(Conv2d { weight, bias, stride, padding, hooks: Hooks::default() })
     }
@@ -63,7 +70,11 @@ impl ConvLayer {
     /// `ConvLayer(ni, nf, stride, bias, act)` as in the chapter.
     pub fn new(ni: usize, nf: usize, stride: usize, bias: bool, act: bool) -> Result<Self> {
         let shape = [nf, ni, 3, 3];
-        let w = Parameter::new(if act { init::kaiming_normal(&shape)? } else { init::xavier_normal(&shape)? });
+        let w = Parameter::new(channels_last(if act {
+            init::kaiming_normal(&shape)?
+        } else {
+            init::xavier_normal(&shape)?
+        })?);
         let b = bias.then(|| Parameter::new(Tensor::zeros(&[nf])));
         Ok(ConvLayer { w, b, stride, act, hooks: Hooks::default() })
     }

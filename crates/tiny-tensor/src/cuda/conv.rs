@@ -92,8 +92,9 @@ pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool,
         let null: u64 = 0;
         let mut b = gpu.stream.launch_builder(gpu.func("bias_relu_f32"));
         b.arg(&total).arg(&mut out);
-        match &sb {
-            Some(s) => b.arg(slice(s)),
+        let bias_view = sb.as_ref().zip(bias).map(|(s, t)| slice(s).slice(t.layout().offset..));
+        match &bias_view {
+            Some(v) => b.arg(v),
             None => b.arg(&null),
         };
         b.arg(&fi).arg(&has_bias).arg(&r);

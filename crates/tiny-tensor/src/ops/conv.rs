@@ -58,6 +58,7 @@ impl Tensor {
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let saved = weight.requires_grad().then_some(x_cl);
+        let w_channels_last = backend::weight_is_channels_last(weight);
         let w_saved = self.requires_grad().then_some(w_fkkc);
         Ok(Tensor::record(out, if relu { "conv2d_relu" } else { "conv2d" }, &inputs, move |grad, out, x| {
             let masked;
@@ -72,7 +73,9 @@ impl Tensor {
                 _ => None,
             };
             let dw = match &saved {
-                Some(x_cl) if x[1].requires_grad() => Some(backend::conv2d_backward_weight(x_cl, grad, &g)?),
+                Some(x_cl) if x[1].requires_grad() => {
+                    Some(backend::conv2d_backward_weight(x_cl, grad, &g, w_channels_last)?)
+                }
                 _ => None,
             };
             let mut grads = vec![dx, dw];
@@ -137,6 +140,6 @@ impl Tensor {
         }
         let g = geom(input.shape(), weight_shape, stride, padding);
         check_grad("conv2d_weight_grad", self, &g)?;
-        backend::conv2d_backward_weight(input, self, &g)
+        backend::conv2d_backward_weight(input, self, &g, false)
     }
 }
