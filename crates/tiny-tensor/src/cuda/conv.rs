@@ -6,7 +6,7 @@
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 
 use super::blas::{Mat, gemm};
-use super::{DeviceIndices, Gpu, err, gpu_of, grid, slice};
+use super::{DeviceIndices, Gpu, err, gpu_of, grid, rows, slice};
 use crate::backend::Conv2dGeom;
 use crate::{Result, Storage, Tensor};
 
@@ -54,14 +54,14 @@ fn is_pointwise(g: &Conv2dGeom) -> bool {
 
 /// The im2col matrix `[n*oh*ow, kh*kw*c]` of a contiguous NHWC input.
 fn im2col(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom) -> Result<CudaSlice<f32>> {
-    let total = g.n * g.oh() * g.ow() * g.kh * g.kw * g.c;
-    let mut col = gpu.alloc::<f32>(total)?;
+    let (m, k) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c);
+    let mut col = gpu.alloc::<f32>(m * k)?;
     let s = x.storage();
     let src = slice(&s).slice(x.layout().offset..);
-    let (t, kg) = (total as i64, kgeom(g));
+    let (r, kg) = (m as i64, kgeom(g));
     let mut b = gpu.stream.launch_builder(gpu.func("im2col_f32"));
-    b.arg(&t).arg(&kg).arg(&src).arg(&mut col);
-    unsafe { b.launch(grid(total)) }.map_err(err("im2col"))?;
+    b.arg(&r).arg(&kg).arg(&src).arg(&mut col);
+    unsafe { b.launch(rows(m, k)) }.map_err(err("im2col"))?;
     Ok(col)
 }
 
@@ -117,12 +117,12 @@ pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) 
     if is_pointwise(g) {
         return Ok(gpu.storage(dcol));
     }
-    let total = g.n * g.h * g.w * g.c;
-    let mut dx = gpu.alloc::<f32>(total)?;
-    let (t, kg) = (total as i64, kgeom(g));
+    let pixels = g.n * g.h * g.w;
+    let mut dx = gpu.alloc::<f32>(pixels * g.c)?;
+    let (p, kg) = (pixels as i64, kgeom(g));
     let mut b = gpu.stream.launch_builder(gpu.func("col2im_f32"));
-    b.arg(&t).arg(&kg).arg(&dcol).arg(&mut dx);
-    unsafe { b.launch(grid(total)) }.map_err(err("col2im"))?;
+    b.arg(&p).arg(&kg).arg(&dcol).arg(&mut dx);
+    unsafe { b.launch(rows(pixels, g.c)) }.map_err(err("col2im"))?;
     Ok(gpu.storage(dx))
 }
 
@@ -137,11 +137,11 @@ pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) 
     Ok(gpu.storage(dw))
 }
 
-/// Launches one of the pooling kernels over `total` elements.
+/// Launches one of the pooling kernels over `pixels` pixels of `g.c` channels.
 fn pool_launch(
     gpu: &Gpu,
     name: &'static str,
-    total: usize,
+    pixels: usize,
     g: &Conv2dGeom,
     input: &Tensor,
     idx: Option<&CudaSlice<u32>>,
@@ -150,9 +150,9 @@ fn pool_launch(
 ) -> Result<()> {
     let s = input.storage();
     let src = slice(&s).slice(input.layout().offset..);
-    let (t, kg) = (total as i64, kgeom(g));
+    let (p, kg) = (pixels as i64, kgeom(g));
     let mut b = gpu.stream.launch_builder(gpu.func(name));
-    b.arg(&t).arg(&kg).arg(&src);
+    b.arg(&p).arg(&kg).arg(&src);
     if let Some(i) = idx {
         b.arg(i);
     }
@@ -160,40 +160,40 @@ fn pool_launch(
     if let Some(i) = out_idx {
         b.arg(i);
     }
-    unsafe { b.launch(grid(total)) }.map_err(err(name))?;
+    unsafe { b.launch(rows(pixels, g.c)) }.map_err(err(name))?;
     Ok(())
 }
 
 /// Max pooling of a contiguous NHWC input: the `[n, oh, ow, c]` output and the winning input index of each.
 pub(crate) fn max_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<(Storage, DeviceIndices)> {
     let gpu = gpu_of(x)?;
-    let total = g.n * g.oh() * g.ow() * g.c;
-    let mut out = gpu.alloc::<f32>(total)?;
-    let mut idx = gpu.alloc::<u32>(total)?;
-    pool_launch(gpu, "max_pool_f32", total, g, x, None, &mut out, Some(&mut idx))?;
+    let pixels = g.n * g.oh() * g.ow();
+    let mut out = gpu.alloc::<f32>(pixels * g.c)?;
+    let mut idx = gpu.alloc::<u32>(pixels * g.c)?;
+    pool_launch(gpu, "max_pool_f32", pixels, g, x, None, &mut out, Some(&mut idx))?;
     Ok((gpu.storage(out), DeviceIndices(idx)))
 }
 
 pub(crate) fn max_pool2d_backward(dout: &Tensor, idx: &DeviceIndices, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(dout)?;
-    let total = g.n * g.h * g.w * g.c;
-    let mut dx = gpu.alloc::<f32>(total)?;
-    pool_launch(gpu, "max_pool_backward_f32", total, g, dout, Some(&idx.0), &mut dx, None)?;
+    let pixels = g.n * g.h * g.w;
+    let mut dx = gpu.alloc::<f32>(pixels * g.c)?;
+    pool_launch(gpu, "max_pool_backward_f32", pixels, g, dout, Some(&idx.0), &mut dx, None)?;
     Ok(gpu.storage(dx))
 }
 
 pub(crate) fn avg_pool2d(x: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(x)?;
-    let total = g.n * g.oh() * g.ow() * g.c;
-    let mut out = gpu.alloc::<f32>(total)?;
-    pool_launch(gpu, "avg_pool_f32", total, g, x, None, &mut out, None)?;
+    let pixels = g.n * g.oh() * g.ow();
+    let mut out = gpu.alloc::<f32>(pixels * g.c)?;
+    pool_launch(gpu, "avg_pool_f32", pixels, g, x, None, &mut out, None)?;
     Ok(gpu.storage(out))
 }
 
 pub(crate) fn avg_pool2d_backward(dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
     let gpu = gpu_of(dout)?;
-    let total = g.n * g.h * g.w * g.c;
-    let mut dx = gpu.alloc::<f32>(total)?;
-    pool_launch(gpu, "avg_pool_backward_f32", total, g, dout, None, &mut dx, None)?;
+    let pixels = g.n * g.h * g.w;
+    let mut dx = gpu.alloc::<f32>(pixels * g.c)?;
+    pool_launch(gpu, "avg_pool_backward_f32", pixels, g, dout, None, &mut dx, None)?;
     Ok(gpu.storage(dx))
 }

@@ -199,12 +199,12 @@ fn conv_and_pool_kernels_match_the_cpu() {
         Conv2dGeom { n: 2, c: 3, h: 7, w: 6, f: 4, kh: 3, kw: 3, stride: 2, pad: 1 },
         Conv2dGeom { n: 1, c: 2, h: 9, w: 9, f: 3, kh: 7, kw: 7, stride: 2, pad: 3 },
     ] {
-        let (m, k) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c);
-        let x = randv(g.n * g.h * g.w * g.c, 10);
+        let (m, k, pixels) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.n * g.h * g.w);
+        let x = randv(pixels * g.c, 10);
         let w = randv(g.f * k, 11);
         // Forward: im2col then a host matmul with W^T, against the CPU's im2col + GEMM.
         let mut col = vec![0.0; m * k];
-        unsafe { sym::<Geom1>(lib, "im2col_f32")((m * k) as i64, kgeom(&g), x.as_ptr(), col.as_mut_ptr()) };
+        unsafe { sym::<Geom1>(lib, "im2col_f32")(m as i64, kgeom(&g), x.as_ptr(), col.as_mut_ptr()) };
         let mut y = vec![0.0; m * g.f];
         for r in 0..m {
             for f in 0..g.f {
@@ -221,28 +221,30 @@ fn conv_and_pool_kernels_match_the_cpu() {
             }
         }
         let mut dx = vec![0.0; x.len()];
-        unsafe { sym::<Geom1>(lib, "col2im_f32")(x.len() as i64, kgeom(&g), dcol.as_ptr(), dx.as_mut_ptr()) };
+        unsafe { sym::<Geom1>(lib, "col2im_f32")(pixels as i64, kgeom(&g), dcol.as_ptr(), dx.as_mut_ptr()) };
         close("col2im", &cpu::conv2d_backward_input(&dout, &w, &g), &dx);
 
         // Pooling over the same input, with the window as the kernel.
         let pg = Conv2dGeom { f: g.c, ..g };
-        let total = pg.n * pg.oh() * pg.ow() * pg.c;
+        // The pooling kernels count pixels; each covers the c channels.
+        let out_pixels = pg.n * pg.oh() * pg.ow();
+        let total = out_pixels * pg.c;
         let (want, want_idx) = cpu::max_pool2d(&x, &pg);
         let (mut out, mut idx) = (vec![0.0; total], vec![0u32; total]);
         let max_pool = sym::<MaxPool>(lib, "max_pool_f32");
-        unsafe { max_pool(total as i64, kgeom(&pg), x.as_ptr(), out.as_mut_ptr(), idx.as_mut_ptr()) };
+        unsafe { max_pool(out_pixels as i64, kgeom(&pg), x.as_ptr(), out.as_mut_ptr(), idx.as_mut_ptr()) };
         close("max_pool", &want, &out);
         assert_eq!(want_idx, idx, "max_pool indices");
         let dpool = randv(total, 13);
         let mut dx = vec![0.0; x.len()];
         let back = sym::<MaxPoolBack>(lib, "max_pool_backward_f32");
-        unsafe { back(x.len() as i64, kgeom(&pg), dpool.as_ptr(), idx.as_ptr(), dx.as_mut_ptr()) };
+        unsafe { back(pixels as i64, kgeom(&pg), dpool.as_ptr(), idx.as_ptr(), dx.as_mut_ptr()) };
         close("max_pool backward", &cpu::max_pool2d_backward(&dpool, &want_idx, &pg), &dx);
         let mut out = vec![0.0; total];
-        unsafe { sym::<Geom1>(lib, "avg_pool_f32")(total as i64, kgeom(&pg), x.as_ptr(), out.as_mut_ptr()) };
+        unsafe { sym::<Geom1>(lib, "avg_pool_f32")(out_pixels as i64, kgeom(&pg), x.as_ptr(), out.as_mut_ptr()) };
         close("avg_pool", &cpu::avg_pool2d(&x, &pg), &out);
         let back = sym::<Geom1>(lib, "avg_pool_backward_f32");
-        unsafe { back(x.len() as i64, kgeom(&pg), dpool.as_ptr(), dx.as_mut_ptr()) };
+        unsafe { back(pixels as i64, kgeom(&pg), dpool.as_ptr(), dx.as_mut_ptr()) };
         close("avg_pool backward", &cpu::avg_pool2d_backward(&dpool, &pg), &dx);
     }
 }

@@ -496,6 +496,14 @@ pub(crate) fn grid(n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// A launch over `rows` rows of `width` elements: one block per row at a time (a block-stride loop over at most
+/// 2^20 blocks), its threads along the row, as many warps as the row fills up to 256 threads.
+pub(crate) fn rows(rows: usize, width: usize) -> LaunchConfig {
+    let blocks = rows.clamp(1, 1 << 20) as u32;
+    let threads = width.div_ceil(32).clamp(1, 8) as u32 * 32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
 /// Copies a host tensor to the GPU (contiguous) or a GPU tensor to the host.
 pub(crate) fn to_device(x: &Tensor, device: Device) -> Result<Tensor> {
     match (x.device(), device) {

@@ -56,12 +56,26 @@ extern "C" __global__ void bn_finalize_f32(int c, const float* mean, const float
     }
 }
 
+// The channel of element i is (i / inner) % c. For channels-last data (inner 1) each thread finds it once and
+// advances it by the grid stride, so the loop divides nothing; NCHW data divides per element.
+#define CHANNEL_LOOP(i, ch, total, c, inner, body)                                             \
+    {                                                                                        \
+        long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;                      \
+        long long step = (long long)blockDim.x * gridDim.x;                                  \
+        if (inner == 1) {                                                                    \
+            int ch = (int)(i % c), dch = (int)(step % c);                                    \
+            for (; i < (total); i += step, ch = ch + dch >= c ? ch + dch - c : ch + dch) body \
+        } else {                                                                             \
+            for (; i < (total); i += step) {                                                 \
+                int ch = (int)((i / inner) % c);                                             \
+                body                                                                         \
+            }                                                                                \
+        }                                                                                    \
+    }
+
 extern "C" __global__ void bn_affine_f32(long long total, const float* x, float* y, const float* scale,
                                          const float* shift, int c, long long inner) {
-    GRID_STRIDE_LOOP(i, total) {
-        int ch = (int)((i / inner) % c);
-        y[i] = x[i] * scale[ch] + shift[ch];
-    }
+    CHANNEL_LOOP(i, ch, total, c, inner, { y[i] = x[i] * scale[ch] + shift[ch]; })
 }
 
 // db[ch] = sum dy, dw[ch] = sum dy * xhat; one block per channel.
@@ -89,10 +103,9 @@ extern "C" __global__ void bn_backward_sums_f32(const float* dy, const float* x,
 extern "C" __global__ void bn_backward_dx_f32(long long total, const float* dy, const float* x, const float* mean,
                                               const float* invstd, const float* w, const float* dw, const float* db,
                                               float* dx, int c, long long inner, float n) {
-    GRID_STRIDE_LOOP(i, total) {
-        int ch = (int)((i / inner) % c);
+    CHANNEL_LOOP(i, ch, total, c, inner, {
         float is = invstd[ch];
         float xhat = (x[i] - mean[ch]) * is;
         dx[i] = w[ch] * is * (dy[i] - db[ch] / n - xhat * dw[ch] / n);
-    }
+    })
 }

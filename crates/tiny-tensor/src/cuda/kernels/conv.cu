@@ -48,39 +48,54 @@ __device__ __forceinline__ Pixel split_pixel(long long i, int rows, int cols, in
         }                                                                       \
     }
 
-extern "C" __global__ void im2col_f32(long long total, ConvGeom g, const float* x, float* col) {
-    long long K = (long long)g.kh * g.kw * g.c;
-    GRID_STRIDE_LOOP(i, total) {
-        long long m = i / K;
-        int k = (int)(i % K);
-        int ci = k % g.c, kk = k / g.c, kx = kk % g.kw, ky = kk / g.kw;
+// The kernels below run one block per row (an output pixel for im2col, an input pixel for col2im) at a time,
+// its threads along the row: the row's position in the image is worked out once, and the elements need only
+// small 32-bit divisions (GPUs have no integer divider; a 64-bit division costs dozens of instructions).
+
+// col[m, (ky, kx, ci)] = x[b, oy*stride - pad + ky, ox*stride - pad + kx, ci], or 0 outside the image.
+extern "C" __global__ void im2col_f32(long long rows, ConvGeom g, const float* x, float* col) {
+    int K = g.kh * g.kw * g.c;
+    for (long long m = blockIdx.x; m < rows; m += gridDim.x) {
         int ox = (int)(m % g.ow);
         long long t = m / g.ow;
         int oy = (int)(t % g.oh);
         long long b = t / g.oh;
-        int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
-        bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
-        col[i] = inside ? x[((b * g.h + iy) * g.w + ix) * g.c + ci] : 0.0f;
+        float* row = col + m * K;
+        for (int k = threadIdx.x; k < K; k += blockDim.x) {
+            int tap = k / g.c, ci = k - tap * g.c;
+            int ky = tap / g.kw, kx = tap - ky * g.kw;
+            int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+            bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+            row[k] = inside ? x[((b * g.h + iy) * g.w + ix) * g.c + ci] : 0.0f;
+        }
     }
 }
 
 // dx[b, iy, ix, ci] = sum of the col entries that im2col copied from it (a gather, so no atomics).
-extern "C" __global__ void col2im_f32(long long total, ConvGeom g, const float* col, float* dx) {
+extern "C" __global__ void col2im_f32(long long pixels, ConvGeom g, const float* col, float* dx) {
     long long K = (long long)g.kh * g.kw * g.c;
-    GRID_STRIDE_LOOP(i, total) {
-        Pixel p = split_pixel(i, g.h, g.w, g.c);
-        float acc = 0.0f;
-        FOR_COVERING(g, p, opix, acc += col[opix * K + (ky * g.kw + kx) * g.c + p.ci])
-        dx[i] = acc;
+    for (long long pix = blockIdx.x; pix < pixels; pix += gridDim.x) {
+        Pixel p = split_pixel(pix * g.c, g.h, g.w, g.c);
+        for (p.ci = threadIdx.x; p.ci < g.c; p.ci += blockDim.x) {
+            float acc = 0.0f;
+            FOR_COVERING(g, p, opix, acc += col[opix * K + (ky * g.kw + kx) * g.c + p.ci])
+            dx[pix * g.c + p.ci] = acc;
+        }
     }
 }
 
 // y[m, f] = relu?(y[m, f] + bias[f]) over a row-major [rows, f] matrix.
+// The column (channel) of each element is found once per thread and then advanced by the grid stride, so the
+// loop divides nothing.
 extern "C" __global__ void bias_relu_f32(long long total, float* y, const float* bias, int f, int has_bias, int relu) {
-    GRID_STRIDE_LOOP(i, total) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x, step = (long long)blockDim.x * gridDim.x;
+    int ch = (int)(i % f), dch = (int)(step % f);
+    for (; i < total; i += step) {
         float v = y[i];
-        if (has_bias) v += bias[i % f];
+        if (has_bias) v += bias[ch];
         if (relu) v = v > 0.0f ? v : 0.0f;
         y[i] = v;
+        ch += dch;
+        if (ch >= f) ch -= f;
     }
 }
