@@ -246,10 +246,13 @@ impl Tensor {
 
     pub(crate) fn accumulate_grad(&self, g: Tensor) -> Result<()> {
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
-        // The first gradient is kept as it is when it owns its memory densely: row-major, or in this
-        // tensor's own memory format (a channels-last conv weight's gradient); anything else is copied.
+        // The first gradient is kept as it is when it owns its memory densely (row-major, or in this tensor's
+        // own memory format: a channels-last conv weight's gradient) and nothing else can see that memory.
+        // Otherwise it is copied: `add`'s backward hands one tensor to both inputs, and two leaves sharing a
+        // gradient would both change under an in-place update of either (GradientClip's `scale_`).
         let (gl, own) = (g.layout(), self.layout());
-        let keep = gl.offset == 0 && (gl.is_contiguous() || (gl.is_dense() && gl.same_memory_order(own)));
+        let alone = Arc::strong_count(&g.0) == 1 && Arc::strong_count(&g.0.storage) == 1;
+        let keep = alone && gl.offset == 0 && (gl.is_contiguous() || (gl.is_dense() && gl.same_memory_order(own)));
         *slot = Some(match slot.take() {
             Some(old) => old.add(&g)?,
             None if keep => g.detach(),

@@ -360,3 +360,17 @@ fn batch_uploads_in_a_row_keep_their_values() {
         assert!(t.to_vec().iter().all(|&v| v == 2.0 * i as f32), "upload {i} holds another upload's values");
     }
 }
+
+#[test]
+fn zero_channel_ops_give_empty_results() {
+    let Some((device, _tf32_off)) = gpu("zero_channel_ops_give_empty_results") else { return };
+    for dev in [Device::Cpu, device] {
+        let on = |t: Tensor| t.to_device(dev).unwrap();
+        let x = on(randn(&[2, 3, 5, 5], 100));
+        let (w, b) = (on(Tensor::zeros(&[0, 3, 3, 3])), on(Tensor::zeros(&[0])));
+        assert_eq!(x.conv2d_relu(&w, Some(&b), 2, 1).unwrap().shape(), [2, 0, 3, 3]);
+        let empty = on(Tensor::zeros(&[2, 0, 4, 4]));
+        assert_eq!(empty.batch_norm(&b, &b, 1e-5).unwrap().0.numel(), 0);
+        assert_eq!(empty.max_pool2d(2, 2, 0).unwrap().shape(), [2, 0, 2, 2]);
+    }
+}

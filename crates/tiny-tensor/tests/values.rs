@@ -346,6 +346,29 @@ fn autograd_bookkeeping() {
 }
 
 #[test]
+fn zero_channel_batchnorm_is_empty_not_a_panic() {
+    let wb = Tensor::zeros(&[0]);
+    for x in [Tensor::zeros(&[2, 0, 4, 4]), Tensor::zeros(&[2, 0, 4, 4]).to_channels_last().unwrap()] {
+        let x = x.detach().set_requires_grad(true);
+        let (y, mean, var) = x.batch_norm(&wb, &wb, 1e-5).unwrap();
+        assert_eq!((y.shape(), mean.numel(), var.numel()), (&[2, 0, 4, 4][..], 0, 0));
+        y.sum_all().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().numel(), 0);
+    }
+}
+
+#[test]
+fn leaves_never_share_a_gradient() {
+    // add's backward passes one gradient to both inputs; each leaf must still own its own.
+    let (p, q) = (t(&[1.0, 2.0], &[2]).set_requires_grad(true), t(&[3.0, 4.0], &[2]).set_requires_grad(true));
+    // d/dp sum((p + q)^2) = 2 (p + q) = [8, 12], the same dense tensor for q.
+    p.add(&q).unwrap().powf(2.0).unwrap().sum_all().unwrap().backward().unwrap();
+    p.grad().unwrap().scale_(0.5).unwrap();
+    assert_eq!(p.grad().unwrap().to_vec(), vec![4.0, 6.0]);
+    assert_eq!(q.grad().unwrap().to_vec(), vec![8.0, 12.0]);
+}
+
+#[test]
 fn zeros_like_keeps_a_dense_memory_format() {
     let cl = Tensor::ones(&[2, 3, 4, 5]).to_channels_last().unwrap();
     let z = cl.zeros_like().unwrap();

@@ -12,6 +12,9 @@ const BLOCK: usize = 256;
 /// Per-channel sums of `f(channel, value)` over `x` seen as `[outer, c, inner]`.
 fn channel_sums(x: &[f32], (outer, c, inner): (usize, usize, usize), f: impl Fn(usize, f32) -> f32) -> Vec<f64> {
     let mut total = vec![0.0f64; c];
+    if c * inner == 0 {
+        return total; // no values: every sum is zero (and a zero-sized chunk would not split)
+    }
     if inner == 1 {
         let mut part = vec![0.0f32; c];
         for (r, row) in x.chunks_exact(c).take(outer).enumerate() {
@@ -59,6 +62,9 @@ pub(crate) fn update_running(running: &mut [f32], batch: &[f32], factor: f32, mo
 /// `y = x * scale[c] + shift[c]`: normalise, scale and shift folded into one affine map per channel.
 pub(crate) fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let mut y = alloc::take(x.len());
+    if c * inner == 0 {
+        return y; // an empty tensor
+    }
     for (yr, xr) in y.chunks_exact_mut(c * inner).zip(x.chunks_exact(c * inner)).take(outer) {
         if inner == 1 {
             for (((yv, &xv), &s), &t) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
@@ -81,6 +87,9 @@ fn paired_sums(
     (outer, c, inner): (usize, usize, usize),
     f: impl Fn(usize, f32, f32) -> f32,
 ) -> Vec<f32> {
+    if c * inner == 0 {
+        return vec![0.0; c]; // no values: every sum is zero
+    }
     let mut total = vec![0.0f64; c];
     let mut part = vec![0.0f32; c];
     for (r, (dyr, xr)) in dy.chunks_exact(c * inner).zip(x.chunks_exact(c * inner)).take(outer).enumerate() {
@@ -119,6 +128,9 @@ pub(crate) fn backward(
     let k0: Vec<f32> = (0..c).map(|ch| w[ch] * invstd[ch]).collect();
     let (mdb, mdw): (Vec<f32>, Vec<f32>) = (db.iter().map(|v| v / n).collect(), dw.iter().map(|v| v / n).collect());
     let mut dx = alloc::take(x.len());
+    if c * inner == 0 {
+        return (dx, dw, db);
+    }
     for ((dxr, dyr), xr) in
         dx.chunks_exact_mut(c * inner).zip(dy.chunks_exact(c * inner)).zip(x.chunks_exact(c * inner))
     {

@@ -39,7 +39,8 @@ extern "C" __global__ void bn_stats_f32(const float* x, float* mean, float* var,
 }
 
 // Per channel: invstd, the affine map's scale and shift, and (when rmean is not null) the running statistics
-// updated in place; the same expressions as cpu/batchnorm.rs (finalize, update_running).
+// updated in place; the expressions of cpu/batchnorm.rs (finalize, update_running), which NVRTC may fuse into
+// multiply-adds, so the GPU can differ from the CPU in the last bit.
 extern "C" __global__ void bn_finalize_f32(int c, const float* mean, const float* var, const float* w, const float* b,
                                            float eps, float* invstd, float* scale, float* shift, float* rmean,
                                            float* rvar, float momentum, float unbias) {
@@ -60,6 +61,7 @@ extern "C" __global__ void bn_finalize_f32(int c, const float* mean, const float
 // advances it by the grid stride, so the loop divides nothing; NCHW data divides per element.
 #define CHANNEL_LOOP(i, ch, total, c, inner, body)                                             \
     {                                                                                        \
+        if (c <= 0) return; /* nothing to write, and the channel step divides by c */        \
         long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;                      \
         long long step = (long long)blockDim.x * gridDim.x;                                  \
         if (inner == 1) {                                                                    \

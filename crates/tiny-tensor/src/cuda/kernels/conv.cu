@@ -55,6 +55,7 @@ __device__ __forceinline__ Pixel split_pixel(long long i, int rows, int cols, in
 // col[m, (ky, kx, ci)] = x[b, oy*stride - pad + ky, ox*stride - pad + kx, ci], or 0 outside the image.
 extern "C" __global__ void im2col_f32(long long rows, ConvGeom g, const float* x, float* col) {
     int K = g.kh * g.kw * g.c;
+    if (K <= 0) return;  // no columns (and no channel to divide by)
     for (long long m = blockIdx.x; m < rows; m += gridDim.x) {
         int ox = (int)(m % g.ow);
         long long t = m / g.ow;
@@ -74,6 +75,7 @@ extern "C" __global__ void im2col_f32(long long rows, ConvGeom g, const float* x
 // dx[b, iy, ix, ci] = sum of the col entries that im2col copied from it (a gather, so no atomics).
 extern "C" __global__ void col2im_f32(long long pixels, ConvGeom g, const float* col, float* dx) {
     long long K = (long long)g.kh * g.kw * g.c;
+    if (g.c <= 0) return;  // nothing to write, and split_pixel divides by c
     for (long long pix = blockIdx.x; pix < pixels; pix += gridDim.x) {
         Pixel p = split_pixel(pix * g.c, g.h, g.w, g.c);
         for (p.ci = threadIdx.x; p.ci < g.c; p.ci += blockDim.x) {
@@ -88,6 +90,7 @@ extern "C" __global__ void col2im_f32(long long pixels, ConvGeom g, const float*
 // The column (channel) of each element is found once per thread and then advanced by the grid stride, so the
 // loop divides nothing.
 extern "C" __global__ void bias_relu_f32(long long total, float* y, const float* bias, int f, int has_bias, int relu) {
+    if (f <= 0) return;  // no columns, and the channel step divides by f
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x, step = (long long)blockDim.x * gridDim.x;
     int ch = (int)(i % f), dch = (int)(step % f);
     for (; i < total; i += step) {

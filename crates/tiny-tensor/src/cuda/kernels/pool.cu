@@ -3,6 +3,7 @@
 // pixel (output pixels forward, input pixels backward) at a time, its threads along the channels.
 
 extern "C" __global__ void max_pool_f32(long long pixels, ConvGeom g, const float* x, float* out, unsigned int* idx) {
+    if (g.c <= 0) return;  // nothing to write, and split_pixel divides by c
     for (long long pix = blockIdx.x; pix < pixels; pix += gridDim.x) {
         Pixel p = split_pixel(pix * g.c, g.oh, g.ow, g.c);
         for (p.ci = threadIdx.x; p.ci < g.c; p.ci += blockDim.x) {
@@ -23,6 +24,7 @@ extern "C" __global__ void max_pool_f32(long long pixels, ConvGeom g, const floa
 
 extern "C" __global__ void max_pool_backward_f32(long long pixels, ConvGeom g, const float* dout,
                                                  const unsigned int* idx, float* dx) {
+    if (g.c <= 0) return;  // nothing to write, and split_pixel divides by c
     for (long long pix = blockIdx.x; pix < pixels; pix += gridDim.x) {
         Pixel p = split_pixel(pix * g.c, g.h, g.w, g.c);
         for (p.ci = threadIdx.x; p.ci < g.c; p.ci += blockDim.x) {
@@ -39,6 +41,7 @@ extern "C" __global__ void max_pool_backward_f32(long long pixels, ConvGeom g, c
 
 extern "C" __global__ void avg_pool_f32(long long pixels, ConvGeom g, const float* x, float* out) {
     float scale = 1.0f / (float)(g.kh * g.kw);
+    if (g.c <= 0) return;  // nothing to write, and split_pixel divides by c
     for (long long pix = blockIdx.x; pix < pixels; pix += gridDim.x) {
         Pixel p = split_pixel(pix * g.c, g.oh, g.ow, g.c);
         for (p.ci = threadIdx.x; p.ci < g.c; p.ci += blockDim.x) {
@@ -51,6 +54,7 @@ extern "C" __global__ void avg_pool_f32(long long pixels, ConvGeom g, const floa
 
 extern "C" __global__ void avg_pool_backward_f32(long long pixels, ConvGeom g, const float* dout, float* dx) {
     float scale = 1.0f / (float)(g.kh * g.kw);
+    if (g.c <= 0) return;  // nothing to write, and split_pixel divides by c
     for (long long pix = blockIdx.x; pix < pixels; pix += gridDim.x) {
         Pixel p = split_pixel(pix * g.c, g.h, g.w, g.c);
         for (p.ci = threadIdx.x; p.ci < g.c; p.ci += blockDim.x) {
