@@ -554,40 +554,36 @@ fn channel_vec(data: Storage, c: usize) -> Tensor {
     Tensor::from_storage(data, Layout::contiguous(&[c]))
 }
 
-/// Per-channel mean and biased variance over `n, h, w`, as two `[c]` tensors.
-pub(crate) fn batch_norm_stats(x: &ChannelData) -> Result<(Tensor, Tensor)> {
-    let c = x.dims.1;
-    let (mean, var) = if on_cuda(&x.data) {
-        on_gpu!(crate::cuda::batch_norm_stats(&x.data, x.dims))?
-    } else {
-        let s = x.data.storage();
-        let (mean, var) = cpu::batchnorm::stats(&cpu(&s)[x.data.layout().offset..], x.dims);
-        (Storage::Cpu(mean), Storage::Cpu(var))
-    };
-    Ok((channel_vec(mean, c), channel_vec(var, c)))
+/// A training batchnorm's per-channel values, all `[c]`: the batch's mean and biased variance, then
+/// `invstd = 1 / sqrt(var + eps)` and the affine map's `scale = w * invstd` and `shift = b - mean * scale`.
+pub(crate) struct BatchNormStats {
+    pub(crate) mean: Tensor,
+    pub(crate) var: Tensor,
+    pub(crate) invstd: Tensor,
+    pub(crate) scale: Tensor,
+    pub(crate) shift: Tensor,
 }
 
-/// From the batch statistics, the per-channel `invstd = 1 / sqrt(var + eps)`, `scale = w * invstd` and
-/// `shift = b - mean * scale` of the affine map, and the running statistics updated in place (`count`
-/// values per channel make the variance unbiased). `ops/norm.rs` checked the running statistics.
-pub(crate) fn batch_norm_finalize(
-    mean: &Tensor,
-    var: &Tensor,
+/// The statistics of `x` and what follows from them (see [`BatchNormStats`]), with the running statistics
+/// updated in place (`count` values per channel make the variance unbiased): one kernel on a GPU, two passes
+/// and a per-channel loop on the CPU. `ops/norm.rs` checked the running statistics.
+pub(crate) fn batch_norm_stats(
+    x: &ChannelData,
     w: &Tensor,
     b: &Tensor,
     eps: f32,
     running: Option<RunningStats<'_>>,
     count: usize,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    same_device("batch_norm", mean, w)?;
-    same_device("batch_norm", mean, b)?;
+) -> Result<BatchNormStats> {
+    same_device("batch_norm", &x.data, w)?;
+    same_device("batch_norm", &x.data, b)?;
     let (w, b) = (row_major(w)?, row_major(b)?);
-    let c = mean.numel();
+    let c = x.dims.1;
     let unbias = count as f32 / (count.max(2) - 1) as f32;
-    let (invstd, scale, shift) = if on_cuda(mean) {
-        on_gpu!(crate::cuda::batch_norm_finalize(
-            mean,
-            var,
+    let [mean, var, invstd, scale, shift] = if on_cuda(&x.data) {
+        on_gpu!(crate::cuda::batch_norm_stats(
+            &x.data,
+            x.dims,
             &w,
             &b,
             eps,
@@ -595,10 +591,11 @@ pub(crate) fn batch_norm_finalize(
             unbias
         ))?
     } else {
-        let (sm, sv, sw, sb) = (mean.storage(), var.storage(), w.storage(), b.storage());
-        let at = |s: &Storage, t: &Tensor| cpu(s)[t.layout().offset..][..c].to_vec();
-        let (m, v) = (at(&sm, mean), at(&sv, var));
-        let (invstd, scale, shift) = cpu::batchnorm::finalize(&m, &v, &at(&sw, &w), &at(&sb, &b), eps);
+        let sx = x.data.storage();
+        let (m, v) = cpu::batchnorm::stats(&cpu(&sx)[x.data.layout().offset..], x.dims);
+        let (sw, sb) = (w.storage(), b.storage());
+        let (ws, bs) = (&cpu(&sw)[w.layout().offset..][..c], &cpu(&sb)[b.layout().offset..][..c]);
+        let (invstd, scale, shift) = cpu::batchnorm::finalize(&m, &v, ws, bs, eps);
         if let Some(r) = running {
             for (stat, batch, factor) in [(r.mean, &m, 1.0), (r.var, &v, unbias)] {
                 let mut st = stat.storage_mut();
@@ -606,9 +603,10 @@ pub(crate) fn batch_norm_finalize(
                 cpu::batchnorm::update_running(dst, batch, factor, r.momentum);
             }
         }
-        (Storage::Cpu(invstd), Storage::Cpu(scale), Storage::Cpu(shift))
+        [m, v, invstd, scale, shift].map(Storage::Cpu)
     };
-    Ok((channel_vec(invstd, c), channel_vec(scale, c), channel_vec(shift, c)))
+    let [mean, var, invstd, scale, shift] = [mean, var, invstd, scale, shift].map(|s| channel_vec(s, c));
+    Ok(BatchNormStats { mean, var, invstd, scale, shift })
 }
 
 /// `y = x * scale[c] + shift[c]`, keeping the input's memory format.

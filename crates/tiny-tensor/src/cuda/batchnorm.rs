@@ -10,62 +10,46 @@ fn per_channel(c: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
-/// Per-channel mean and biased variance of contiguous `x`.
-pub(crate) fn batch_norm_stats(x: &Tensor, (outer, c, inner): (usize, usize, usize)) -> Result<(Storage, Storage)> {
-    let g = gpu_of(x)?;
-    // The kernel writes every channel's statistics, so the buffers need no zeroing.
-    let (mut mean, mut var) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
-    if c == 0 {
-        return Ok((g.storage(mean), g.storage(var)));
-    }
-    let s = x.storage();
-    let src = slice(&s).slice(x.layout().offset..);
-    let (o, ci, i) = (outer as i64, c as i32, inner as i64);
-    let mut b = g.stream.launch_builder(g.func("bn_stats_f32"));
-    b.arg(&src).arg(&mut mean).arg(&mut var).arg(&o).arg(&ci).arg(&i);
-    unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
-    Ok((g.storage(mean), g.storage(var)))
-}
-
-/// Per channel `invstd`, `scale` and `shift` from the batch statistics, and the running statistics (contiguous
-/// `[c]` tensors) updated in place, in one launch.
-pub(crate) fn batch_norm_finalize(
-    mean: &Tensor,
-    var: &Tensor,
+/// From contiguous `x`, in one launch: the per-channel mean and biased variance, `invstd`, the affine map's
+/// `scale` and `shift`, and the running statistics (contiguous `[c]` tensors) updated in place.
+pub(crate) fn batch_norm_stats(
+    x: &Tensor,
+    (outer, c, inner): (usize, usize, usize),
     w: &Tensor,
     b: &Tensor,
     eps: f32,
     running: Option<(&Tensor, &Tensor, f32)>,
     unbias: f32,
-) -> Result<(Storage, Storage, Storage)> {
-    let g = gpu_of(mean)?;
-    let c = mean.numel();
-    let (mut invstd, mut scale, mut shift) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
-    if c == 0 {
-        return Ok((g.storage(invstd), g.storage(scale), g.storage(shift)));
+) -> Result<[Storage; 5]> {
+    let g = gpu_of(x)?;
+    // The kernel writes every channel's values, so the buffers need no zeroing.
+    let mut out = [g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?];
+    if c > 0 {
+        let (sx, sw, sb) = (x.storage(), w.storage(), b.storage());
+        let (xs, ws, bs) = (view(&sx, x), view(&sw, w), view(&sb, b));
+        let (o, ci, i) = (outer as i64, c as i32, inner as i64);
+        let [mean, var, invstd, scale, shift] = &mut out;
+        let mut launch = g.stream.launch_builder(g.func("bn_stats_f32"));
+        launch.arg(&xs).arg(&o).arg(&ci).arg(&i).arg(mean).arg(var).arg(&ws).arg(&bs).arg(&eps);
+        launch.arg(invstd).arg(scale).arg(shift);
+        // The running statistics are written through their storages, locked for the launch; a null pointer (0)
+        // tells the kernel there are none.
+        let (null, momentum) = (0u64, running.map_or(0.0, |r| r.2));
+        let (mut lm, mut lv) = match running {
+            Some((rm, rv, _)) => (Some(rm.storage_mut()), Some(rv.storage_mut())),
+            None => (None, None),
+        };
+        let offsets = running.map_or((0, 0), |(rm, rv, _)| (rm.layout().offset, rv.layout().offset));
+        let mut rm = lm.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.0..));
+        let mut rv = lv.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.1..));
+        match (&mut rm, &mut rv) {
+            (Some(rm), Some(rv)) => launch.arg(rm).arg(rv),
+            _ => launch.arg(&null).arg(&null),
+        };
+        launch.arg(&momentum).arg(&unbias);
+        unsafe { launch.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
     }
-    let (sm, sv, sw, sb) = (mean.storage(), var.storage(), w.storage(), b.storage());
-    let (m, v, ws, bs) = (view(&sm, mean), view(&sv, var), view(&sw, w), view(&sb, b));
-    let ci = c as i32;
-    let mut launch = g.stream.launch_builder(g.func("bn_finalize_f32"));
-    launch.arg(&ci).arg(&m).arg(&v).arg(&ws).arg(&bs).arg(&eps).arg(&mut invstd).arg(&mut scale).arg(&mut shift);
-    // The running statistics are written through their storages, locked for the launch; a null pointer (0)
-    // tells the kernel there are none.
-    let (null, momentum) = (0u64, running.map_or(0.0, |r| r.2));
-    let (mut lm, mut lv) = match running {
-        Some((rm, rv, _)) => (Some(rm.storage_mut()), Some(rv.storage_mut())),
-        None => (None, None),
-    };
-    let offsets = running.map_or((0, 0), |(rm, rv, _)| (rm.layout().offset, rv.layout().offset));
-    let mut rm = lm.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.0..));
-    let mut rv = lv.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.1..));
-    match (&mut rm, &mut rv) {
-        (Some(rm), Some(rv)) => launch.arg(rm).arg(rv),
-        _ => launch.arg(&null).arg(&null),
-    };
-    launch.arg(&momentum).arg(&unbias);
-    unsafe { launch.launch(grid(c)) }.map_err(err("batch_norm finalize"))?;
-    Ok((g.storage(invstd), g.storage(scale), g.storage(shift)))
+    Ok(out.map(|s| g.storage(s)))
 }
 
 /// The device memory of `t`, from its offset.

@@ -102,7 +102,24 @@ type SgdUpdate = unsafe extern "C" fn(
 type SgdMany = unsafe extern "C" fn(*const u64, i64, i64, i64, f32, f32, f32, f32);
 type LossForward = unsafe extern "C" fn(i64, i64, *const f32, *const u32, *mut f32, *mut f32);
 type LossBackward = unsafe extern "C" fn(i64, i64, *const f32, *const f32, *const f32, *const u32, *mut f32);
-type BnStats = unsafe extern "C" fn(*const f32, *mut f32, *mut f32, i64, i32, i64);
+type BnStats = unsafe extern "C" fn(
+    *const f32,
+    i64,
+    i32,
+    i64,
+    *mut f32,
+    *mut f32,
+    *const f32,
+    *const f32,
+    f32,
+    *mut f32,
+    *mut f32,
+    *mut f32,
+    *mut f32,
+    *mut f32,
+    f32,
+    f32,
+);
 type BnAffine = unsafe extern "C" fn(i64, *const f32, *mut f32, *const f32, *const f32, i32, i64);
 type BnSums = unsafe extern "C" fn(*const f32, *const f32, *const f32, *const f32, *mut f32, *mut f32, i64, i32, i64);
 type BnDx = unsafe extern "C" fn(
@@ -263,12 +280,37 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
         let (dw_, db_) = (vec![0.0f32; c], vec![0.0f32; c]);
         let (mut dw, mut db) = (dw_, db_);
         let invstd: Vec<f32> = want_var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
-        let wt = randv(c, 22);
+        let (wt, bias) = (randv(c, 22), randv(c, 24));
+        let (want_invstd, want_scale, want_shift) = cpu::batchnorm::finalize(&want_mean, &want_var, &wt, &bias, 1e-5);
+        let (mut got_invstd, mut scale, mut shift_out) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+        let (mut rmean, mut rvar) = (randv(c, 25), vec![1.0; c]);
+        let (mut want_rmean, mut want_rvar) = (rmean.clone(), rvar.clone());
+        let unbias = (outer * inner) as f32 / (outer * inner - 1) as f32;
+        cpu::batchnorm::update_running(&mut want_rmean, &want_mean, 1.0, 0.1);
+        cpu::batchnorm::update_running(&mut want_rvar, &want_var, unbias, 0.1);
         for ch in 0..c {
             unsafe {
                 set_block(ch as u32);
                 let stats = sym::<BnStats>(lib, "bn_stats_f32");
-                stats(x.as_ptr(), mean.as_mut_ptr(), var.as_mut_ptr(), outer as i64, c as i32, inner as i64);
+                let (o, ci, i) = (outer as i64, c as i32, inner as i64);
+                stats(
+                    x.as_ptr(),
+                    o,
+                    ci,
+                    i,
+                    mean.as_mut_ptr(),
+                    var.as_mut_ptr(),
+                    wt.as_ptr(),
+                    bias.as_ptr(),
+                    1e-5,
+                    got_invstd.as_mut_ptr(),
+                    scale.as_mut_ptr(),
+                    shift_out.as_mut_ptr(),
+                    rmean.as_mut_ptr(),
+                    rvar.as_mut_ptr(),
+                    0.1,
+                    unbias,
+                );
                 let sums = sym::<BnSums>(lib, "bn_backward_sums_f32");
                 let (o, ci, i) = (outer as i64, c as i32, inner as i64);
                 sums(
@@ -287,6 +329,11 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
         unsafe { set_block(0) };
         close("bn mean", &want_mean, &mean);
         close("bn var", &want_var, &var);
+        close("bn invstd", &want_invstd, &got_invstd);
+        close("bn scale", &want_scale, &scale);
+        close("bn shift", &want_shift, &shift_out);
+        close("bn running mean", &want_rmean, &rmean);
+        close("bn running var", &want_rvar, &rvar);
         let shift = randv(c, 23);
         let mut y = vec![0.0; x.len()];
         let affine = sym::<BnAffine>(lib, "bn_affine_f32");

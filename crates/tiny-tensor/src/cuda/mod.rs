@@ -18,7 +18,7 @@ mod upload;
 #[cfg(test)]
 mod emulate;
 
-pub(crate) use batchnorm::{batch_norm_affine, batch_norm_backward, batch_norm_finalize, batch_norm_stats};
+pub(crate) use batchnorm::{batch_norm_affine, batch_norm_backward, batch_norm_stats};
 pub(crate) use blas::matmul3;
 pub(crate) use conv::{
     avg_pool2d, avg_pool2d_backward, conv2d, conv2d_backward_input, conv2d_backward_weight, max_pool2d,
@@ -54,7 +54,7 @@ const SOURCES: [&str; 8] = [
 ];
 
 /// Every kernel the backend launches.
-const KERNELS: [&str; 21] = [
+const KERNELS: [&str; 20] = [
     "unary_f32",
     "binary_f32",
     "update_f32",
@@ -69,7 +69,6 @@ const KERNELS: [&str; 21] = [
     "avg_pool_f32",
     "avg_pool_backward_f32",
     "bn_stats_f32",
-    "bn_finalize_f32",
     "bn_affine_f32",
     "bn_backward_sums_f32",
     "bn_backward_dx_f32",

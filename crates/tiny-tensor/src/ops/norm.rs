@@ -56,10 +56,9 @@ impl Tensor {
         }
         // One arrangement of the input serves the statistics, the normalisation and the backward.
         let xc = backend::channel_data(self)?;
-        let (mean, var) = backend::batch_norm_stats(&xc)?;
         let count = s[0] * s[2] * s[3];
-        let (invstd, scale, shift) =
-            backend::batch_norm_finalize(&mean, &var, &weight.detach(), &bias.detach(), eps, running, count)?;
+        let backend::BatchNormStats { mean, var, invstd, scale, shift } =
+            backend::batch_norm_stats(&xc, &weight.detach(), &bias.detach(), eps, running, count)?;
         let out = backend::batch_norm_affine(&xc, &scale, &shift)?;
         let saved_mean = mean.clone();
         let out = Tensor::record(out, "batch_norm", &[self, weight, bias], move |g, _, x| {

@@ -18,8 +18,14 @@ __device__ __forceinline__ long long channel_at(long long j, int c, long long in
     return ((j / inner) * c + ch) * inner + j % inner;
 }
 
-// mean[ch] and biased var[ch]; launched with 256 threads and one block per channel.
-extern "C" __global__ void bn_stats_f32(const float* x, float* mean, float* var, long long outer, int c, long long inner) {
+// The batch statistics of channel ch and what follows from them: mean and biased variance; invstd, the affine
+// map's scale and shift; and, when rmean is not null, the running statistics updated in place. Launched with
+// 256 threads and one block per channel. The per-channel expressions are those of cpu/batchnorm.rs (finalize,
+// update_running), which NVRTC may fuse into multiply-adds, so the GPU can differ from the CPU in the last bit.
+extern "C" __global__ void bn_stats_f32(const float* x, long long outer, int c, long long inner, float* mean,
+                                        float* var, const float* w, const float* b, float eps, float* invstd,
+                                        float* scale, float* shift, float* rmean, float* rvar, float momentum,
+                                        float unbias) {
     __shared__ double buf[256];
     int ch = blockIdx.x;
     long long cnt = outer * inner;
@@ -33,26 +39,17 @@ extern "C" __global__ void bn_stats_f32(const float* x, float* mean, float* var,
     }
     double v = block_sum(q, buf) / (double)(cnt > 0 ? cnt : 1);
     if (threadIdx.x == 0) {
-        mean[ch] = (float)m;
-        var[ch] = (float)v;
-    }
-}
-
-// Per channel: invstd, the affine map's scale and shift, and (when rmean is not null) the running statistics
-// updated in place; the expressions of cpu/batchnorm.rs (finalize, update_running), which NVRTC may fuse into
-// multiply-adds, so the GPU can differ from the CPU in the last bit.
-extern "C" __global__ void bn_finalize_f32(int c, const float* mean, const float* var, const float* w, const float* b,
-                                           float eps, float* invstd, float* scale, float* shift, float* rmean,
-                                           float* rvar, float momentum, float unbias) {
-    GRID_STRIDE_LOOP(ch, (long long)c) {
-        float is = 1.0f / sqrtf(var[ch] + eps);
+        float mf = (float)m, vf = (float)v;
+        mean[ch] = mf;
+        var[ch] = vf;
+        float is = 1.0f / sqrtf(vf + eps);
         float sc = w[ch] * is;
         invstd[ch] = is;
         scale[ch] = sc;
-        shift[ch] = b[ch] - mean[ch] * sc;
+        shift[ch] = b[ch] - mf * sc;
         if (rmean) {
-            rmean[ch] = rmean[ch] * (1.0f - momentum) + mean[ch] * 1.0f * momentum;
-            rvar[ch] = rvar[ch] * (1.0f - momentum) + var[ch] * unbias * momentum;
+            rmean[ch] = rmean[ch] * (1.0f - momentum) + mf * 1.0f * momentum;
+            rvar[ch] = rvar[ch] * (1.0f - momentum) + vf * unbias * momentum;
         }
     }
 }
