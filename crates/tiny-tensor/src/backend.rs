@@ -225,14 +225,12 @@ pub(crate) fn sgd_update(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, step: 
 pub(crate) fn sgd_update_all(items: &[(&Tensor, &Tensor, Option<&Tensor>, bool)], step: &SgdStep) -> Result<()> {
     let tensors: Vec<&Tensor> = items.iter().flat_map(|&(p, g, b, _)| [p, g].into_iter().chain(b)).collect();
     let device = tensors.first().map(|t| t.device());
+    // `ops/sgd.rs` checked that each gradient and buffer is on its parameter's device.
     let flat = |&&(p, g, b, _): &&(&Tensor, &Tensor, Option<&Tensor>, bool)| {
         let pl = p.layout();
         Some(p.device()) == device
             && pl.is_dense()
-            && [g]
-                .into_iter()
-                .chain(b)
-                .all(|t| t.device() == p.device() && t.layout().is_dense() && t.layout().same_memory_order(pl))
+            && [g].into_iter().chain(b).all(|t| t.layout().is_dense() && t.layout().same_memory_order(pl))
     };
     let one_launch = matches!(device, Some(Device::Cuda(_)))
         && tensors.iter().enumerate().all(|(i, a)| tensors[i + 1..].iter().all(|b| !a.shares_storage(b)));
@@ -314,7 +312,7 @@ fn from_nhwc(data: Storage, n: usize, c: usize, h: usize, w: usize) -> Tensor {
 /// view of weights stored channels-last (as tiny-nn's layers store them), else a copy.
 pub(crate) fn weight_fkkc(w: &Tensor) -> Result<Tensor> {
     let fkkc = w.detach().permute(&[0, 2, 3, 1])?;
-    if fkkc.layout().is_contiguous() { Ok(fkkc) } else { fkkc.contiguous_copy() }
+    if weight_is_channels_last(w) { Ok(fkkc) } else { fkkc.contiguous_copy() }
 }
 
 /// Whether conv weights are stored channels-last, so that [`weight_fkkc`] is free and the weight gradient

@@ -1,8 +1,8 @@
 //! Training-mode batchnorm kernels on the GPU (`kernels/batchnorm.cu`), over data arranged `[outer, c, inner]`.
 
-use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{err, gpu_of, grid, slice};
+use super::{err, gpu_of, grid, slice_mut, view};
 use crate::{Result, Storage, Tensor};
 
 /// One block of 256 threads per channel.
@@ -35,26 +35,16 @@ pub(crate) fn batch_norm_stats(
         // The running statistics are written through their storages, locked for the launch; a null pointer (0)
         // tells the kernel there are none.
         let (null, momentum) = (0u64, running.map_or(0.0, |r| r.2));
-        let (mut lm, mut lv) = match running {
-            Some((rm, rv, _)) => (Some(rm.storage_mut()), Some(rv.storage_mut())),
-            None => (None, None),
-        };
-        let offsets = running.map_or((0, 0), |(rm, rv, _)| (rm.layout().offset, rv.layout().offset));
-        let mut rm = lm.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.0..));
-        let mut rv = lv.as_deref_mut().map(|s| super::slice_mut(s).slice_mut(offsets.1..));
-        match (&mut rm, &mut rv) {
-            (Some(rm), Some(rv)) => launch.arg(rm).arg(rv),
-            _ => launch.arg(&null).arg(&null),
+        let mut locks = running.map(|(rm, rv, _)| [(rm.storage_mut(), rm), (rv.storage_mut(), rv)]);
+        let mut stats = locks.as_mut().map(|l| l.each_mut().map(|(s, t)| slice_mut(s).slice_mut(t.layout().offset..)));
+        match &mut stats {
+            Some([rm, rv]) => launch.arg(rm).arg(rv),
+            None => launch.arg(&null).arg(&null),
         };
         launch.arg(&momentum).arg(&unbias);
         unsafe { launch.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
     }
     Ok(out.map(|s| g.storage(s)))
-}
-
-/// The device memory of `t`, from its offset.
-fn view<'a>(s: &'a Storage, t: &Tensor) -> CudaView<'a, f32> {
-    slice(s).slice(t.layout().offset..)
 }
 
 /// `y = x * scale[c] + shift[c]` over contiguous `x`.
@@ -68,10 +58,10 @@ pub(crate) fn batch_norm_affine(
     let total = outer * c * inner;
     let mut y = g.alloc::<f32>(total)?;
     let (sx, sc, sh) = (x.storage(), scale.storage(), shift.storage());
-    let src = slice(&sx).slice(x.layout().offset..);
+    let src = view(&sx, x);
     let (t, ci, i) = (total as i64, c as i32, inner as i64);
     let mut b = g.stream.launch_builder(g.func("bn_affine_f32"));
-    let (scale, shift) = (slice(&sc).slice(scale.layout().offset..), slice(&sh).slice(shift.layout().offset..));
+    let (scale, shift) = (view(&sc, scale), view(&sh, shift));
     b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i);
     unsafe { b.launch(grid(total)) }.map_err(err("batch_norm affine"))?;
     Ok(g.storage(y))
@@ -95,11 +85,11 @@ pub(crate) fn batch_norm_backward(
         return Ok((g.storage(dx), g.storage(dw), g.storage(db)));
     }
     let (sd, sx, sm, si, sw) = (dy.storage(), x.storage(), mean.storage(), invstd.storage(), w.storage());
-    let dys = slice(&sd).slice(dy.layout().offset..);
-    let xs = slice(&sx).slice(x.layout().offset..);
-    let means = slice(&sm).slice(mean.layout().offset..);
-    let invs = slice(&si).slice(invstd.layout().offset..);
-    let ws = slice(&sw).slice(w.layout().offset..);
+    let dys = view(&sd, dy);
+    let xs = view(&sx, x);
+    let means = view(&sm, mean);
+    let invs = view(&si, invstd);
+    let ws = view(&sw, w);
     let (o, ci, i) = (outer as i64, c as i32, inner as i64);
     let mut b = g.stream.launch_builder(g.func("bn_backward_sums_f32"));
     b.arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&mut dw).arg(&mut db).arg(&o).arg(&ci).arg(&i);

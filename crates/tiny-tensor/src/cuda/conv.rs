@@ -6,7 +6,7 @@
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 
 use super::blas::{Mat, gemm};
-use super::{DeviceIndices, Gpu, err, gpu_of, grid, rows, slice};
+use super::{DeviceIndices, Gpu, err, gpu_of, grid, rows, view};
 use crate::backend::Conv2dGeom;
 use crate::{Result, Storage, Tensor};
 
@@ -57,7 +57,7 @@ fn im2col(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom) -> Result<CudaSlice<f32>> {
     let (m, k) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c);
     let mut col = gpu.alloc::<f32>(m * k)?;
     let s = x.storage();
-    let src = slice(&s).slice(x.layout().offset..);
+    let src = view(&s, x);
     let (r, kg) = (m as i64, kgeom(g));
     let mut b = gpu.stream.launch_builder(gpu.func("im2col_f32"));
     b.arg(&r).arg(&kg).arg(&src).arg(&mut col);
@@ -71,7 +71,7 @@ fn with_columns<R>(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom, f: impl FnOnce(&Mat<'_
     let k = g.kh * g.kw * g.c;
     if is_pointwise(g) {
         let sx = x.storage();
-        return f(&Mat { data: slice(&sx).slice(x.layout().offset..), rs: k, cs: 1, batch_stride: 0 });
+        return f(&Mat { data: view(&sx, x), rs: k, cs: 1, batch_stride: 0 });
     }
     let col = im2col(gpu, x, g)?;
     f(&Mat { data: col.slice(..), rs: k, cs: 1, batch_stride: 0 })
@@ -83,7 +83,7 @@ pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool,
     let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
     let mut out = gpu.alloc::<f32>(m * f)?;
     let sw = wc.storage();
-    let w = Mat { data: slice(&sw).slice(wc.layout().offset..), rs: 1, cs: k, batch_stride: 0 };
+    let w = Mat { data: view(&sw, wc), rs: 1, cs: k, batch_stride: 0 };
     with_columns(gpu, x, g, |cols| gemm(gpu, (1, m, k, f), cols, &w, &mut out))?;
     if bias.is_some() || relu {
         let sb = bias.map(|b| b.storage());
@@ -92,7 +92,7 @@ pub(crate) fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool,
         let null: u64 = 0;
         let mut b = gpu.stream.launch_builder(gpu.func("bias_relu_f32"));
         b.arg(&total).arg(&mut out);
-        let bias_view = sb.as_ref().zip(bias).map(|(s, t)| slice(s).slice(t.layout().offset..));
+        let bias_view = sb.as_ref().zip(bias).map(|(s, t)| view(s, t));
         match &bias_view {
             Some(v) => b.arg(v),
             None => b.arg(&null),
@@ -110,8 +110,8 @@ pub(crate) fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) 
     let mut dcol = gpu.alloc::<f32>(m * k)?;
     {
         let (sd, sw) = (dout.storage(), wc.storage());
-        let a = Mat { data: slice(&sd).slice(dout.layout().offset..), rs: f, cs: 1, batch_stride: 0 };
-        let w = Mat { data: slice(&sw).slice(wc.layout().offset..), rs: k, cs: 1, batch_stride: 0 };
+        let a = Mat { data: view(&sd, dout), rs: f, cs: 1, batch_stride: 0 };
+        let w = Mat { data: view(&sw, wc), rs: k, cs: 1, batch_stride: 0 };
         gemm(gpu, (1, m, f, k), &a, &w, &mut dcol)?;
     }
     if is_pointwise(g) {
@@ -132,7 +132,7 @@ pub(crate) fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) 
     let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
     let mut dw = gpu.alloc::<f32>(f * k)?;
     let sd = dout.storage();
-    let dt = Mat { data: slice(&sd).slice(dout.layout().offset..), rs: 1, cs: f, batch_stride: 0 };
+    let dt = Mat { data: view(&sd, dout), rs: 1, cs: f, batch_stride: 0 };
     with_columns(gpu, x, g, |cols| gemm(gpu, (1, f, m, k), &dt, cols, &mut dw))?;
     Ok(gpu.storage(dw))
 }
@@ -149,7 +149,7 @@ fn pool_launch(
     out_idx: Option<&mut CudaSlice<u32>>,
 ) -> Result<()> {
     let s = input.storage();
-    let src = slice(&s).slice(input.layout().offset..);
+    let src = view(&s, input);
     let (p, kg) = (pixels as i64, kgeom(g));
     let mut b = gpu.stream.launch_builder(gpu.func(name));
     b.arg(&p).arg(&kg).arg(&src);

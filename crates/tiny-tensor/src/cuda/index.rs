@@ -2,7 +2,7 @@
 
 use cudarc::driver::PushKernelArg;
 
-use super::{err, gpu_of, grid, slice, wrap};
+use super::{err, gpu_of, grid, view, wrap};
 use crate::layout::Layout;
 use crate::{Result, Tensor};
 
@@ -16,7 +16,7 @@ fn launch(src: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32], sc
     if total > 0 {
         let dev_idx = g.upload_u32(idx)?;
         let s = src.storage();
-        let data = slice(&s).slice(src.layout().offset..);
+        let data = view(&s, src);
         let (t, sz, inn, ni, sc) = (total as i64, size as i64, inner as i64, idx.len() as i64, i32::from(scatter));
         let mut b = g.stream.launch_builder(g.func("index_f32"));
         b.arg(&t).arg(&data).arg(&dev_idx).arg(&mut out).arg(&sz).arg(&inn).arg(&ni).arg(&sc);

@@ -2,7 +2,7 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{DeviceIndices, err, gpu_of, grid, slice, wrap};
+use super::{DeviceIndices, err, gpu_of, grid, view, wrap};
 use crate::layout::Layout;
 use crate::{Result, Tensor};
 
@@ -15,7 +15,7 @@ pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Te
     let dev_targets = g.upload_u32(targets)?;
     if n > 0 {
         let s = x.storage();
-        let xs = slice(&s).slice(x.layout().offset..);
+        let xs = view(&s, x);
         let (ni, ci) = (n as i64, c as i64);
         // One 32-thread block per row: Imagenette has 10 classes, and ImageNet's 1000 take 32 steps.
         let cfg = LaunchConfig { grid_dim: (n.min(65_535) as u32, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
@@ -40,9 +40,9 @@ pub(crate) fn log_softmax_nll_backward(
     let mut dx = g.alloc::<f32>(total)?;
     if total > 0 {
         let (sd, sx, sl) = (dloss.storage(), x.storage(), lse.storage());
-        let ds = slice(&sd).slice(dloss.layout().offset..);
-        let xs = slice(&sx).slice(x.layout().offset..);
-        let ls = slice(&sl).slice(lse.layout().offset..);
+        let ds = view(&sd, dloss);
+        let xs = view(&sx, x);
+        let ls = view(&sl, lse);
         let (t, ci) = (total as i64, c as i64);
         let mut b = g.stream.launch_builder(g.func("log_softmax_nll_backward_f32"));
         b.arg(&t).arg(&ci).arg(&ds).arg(&xs).arg(&ls).arg(&targets.0).arg(&mut dx);

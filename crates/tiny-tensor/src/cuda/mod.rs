@@ -1,9 +1,10 @@
-//! The CUDA backend: per GPU one context, a compute stream, a copy stream and one cuBLAS handle, with kernels compiled once by NVRTC.
+//! The CUDA backend: per GPU one context, a compute and a copy stream, one cuBLAS handle, kernels built once.
 //!
 //! Every kernel runs in order on the compute stream, so kernels never need events between them; the host
-//! only waits when it reads data back or reuses a pinned buffer whose copy is still queued. Allocations go through CUDA's stream-ordered pool, kept warm between
-//! steps. Uploads go through pinned staging buffers, and a whole batch goes up on the copy stream while the
-//! compute stream is still busy with the previous step (`upload.rs`).
+//! only waits when it reads data back or reuses a pinned buffer whose copy is still queued. Allocations go
+//! through CUDA's stream-ordered pool, kept warm between steps. Uploads go through pinned staging buffers,
+//! and a whole batch goes up on the copy stream while the compute stream is still busy with the previous
+//! step (`upload.rs`).
 
 mod batchnorm;
 mod blas;
@@ -35,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, DeviceRepr, LaunchConfig};
 
 use crate::layout::Layout;
 use crate::{Device, Result, Storage, Tensor, TensorError};
@@ -370,24 +371,19 @@ fn keep_pool_warm(ctx: &Arc<CudaContext>) -> Result<()> {
     }
     let pool = default_pool(ctx)?;
     let mut threshold: u64 = u64::MAX;
-    unsafe {
-        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
-        let r = sys::cuMemPoolSetAttribute(pool, attr, &mut threshold as *mut u64 as *mut std::ffi::c_void);
-        if r != sys::CUresult::CUDA_SUCCESS {
-            return Err(TensorError::Cuda { op: "cuMemPoolSetAttribute", msg: format!("{r:?}") });
-        }
-    }
-    Ok(())
+    let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+    unsafe { sys::cuMemPoolSetAttribute(pool, attr, (&mut threshold as *mut u64).cast()) }
+        .result()
+        .map_err(err("cuMemPoolSetAttribute"))
 }
 
 /// The stream-ordered memory pool that `cuMemAllocAsync` draws from on this context's GPU.
 fn default_pool(ctx: &CudaContext) -> Result<cudarc::driver::sys::CUmemoryPool> {
     use cudarc::driver::sys;
     let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
-    let r = unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) };
-    if r != sys::CUresult::CUDA_SUCCESS {
-        return Err(TensorError::Cuda { op: "cuDeviceGetDefaultMemPool", msg: format!("{r:?}") });
-    }
+    unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) }
+        .result()
+        .map_err(err("cuDeviceGetDefaultMemPool"))?;
     Ok(pool)
 }
 
@@ -454,10 +450,9 @@ fn pool_attribute(ordinal: usize, attr: cudarc::driver::sys::CUmemPool_attribute
     g.copy_stream.synchronize().map_err(err("memory"))?;
     let pool = default_pool(&g.ctx)?;
     let mut value: u64 = 0;
-    let r = unsafe { cudarc::driver::sys::cuMemPoolGetAttribute(pool, attr, (&mut value as *mut u64).cast()) };
-    if r != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
-        return Err(TensorError::Cuda { op: "cuMemPoolGetAttribute", msg: format!("{r:?}") });
-    }
+    unsafe { cudarc::driver::sys::cuMemPoolGetAttribute(pool, attr, (&mut value as *mut u64).cast()) }
+        .result()
+        .map_err(err("cuMemPoolGetAttribute"))?;
     Ok(value as usize)
 }
 
@@ -475,6 +470,11 @@ pub(crate) fn slice(s: &Storage) -> &CudaSlice<f32> {
         Storage::Cuda(c) => &c.slice,
         Storage::Cpu(_) => unreachable!("a CUDA kernel was given a host storage"),
     }
+}
+
+/// The device memory of tensor `t` (whose storage `s` is), from its offset.
+pub(crate) fn view<'a>(s: &'a Storage, t: &Tensor) -> CudaView<'a, f32> {
+    slice(s).slice(t.layout().offset..)
 }
 
 pub(crate) fn slice_mut(s: &mut Storage) -> &mut CudaSlice<f32> {

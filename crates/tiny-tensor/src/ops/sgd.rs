@@ -57,8 +57,9 @@ pub struct SgdParam<'a> {
 }
 
 /// In place, one SGD step of every parameter in `params` with the hyper-parameters of `step` (whose `first` is
-/// ignored: each parameter carries its own). The same as [`Tensor::sgd_update_`] on each, but when they are
-/// all contiguous and on one GPU a single kernel launch updates them all, as PyTorch's multi-tensor SGD does.
+/// ignored: each parameter carries its own). The same as [`Tensor::sgd_update_`] on each, but on a GPU a
+/// single kernel launch updates every parameter stored densely with its gradient and buffer in its memory
+/// order (row-major, or a channels-last conv weight), as PyTorch's multi-tensor SGD does.
 pub fn sgd_update_all_(params: &[SgdParam<'_>], step: &SgdStep) -> Result<()> {
     let grads = params.iter().map(|p| check(p.param, p.grad, p.momentum_buffer)).collect::<Result<Vec<_>>>()?;
     let items: Vec<_> = params.iter().zip(&grads).map(|(p, g)| (p.param, g, p.momentum_buffer, p.first)).collect();
