@@ -57,7 +57,7 @@ fn four_epochs_straight_equal_two_then_resume_for_two_more() {
 
     let ck = dir.join("ck-{epoch}.safetensors");
     let mut first = learner(1, vec![Box::new(SaveModel::every_epoch(&ck)), Box::new(InterruptAfter(1))]);
-    tiny_nn::load_state(first.model.as_ref(), init).unwrap();
+    tiny_nn::load_state_dict(first.model.as_ref(), init, true).unwrap();
     first.fit(4).unwrap();
     let saved = &first.callback::<SaveModel>().unwrap().saved;
     assert_eq!(saved.len(), 2);
@@ -126,7 +126,7 @@ fn bad_checkpoints_are_errors_that_change_nothing() {
     assert!(matches!(learn.load_checkpoint(&dir.join("missing.safetensors")), Err(LearnerError::Nn(_))));
     // A plain model file is not a checkpoint.
     let plain = dir.join("plain.safetensors");
-    tiny_nn::save_module(learn.model.as_ref(), &plain).unwrap();
+    tiny_nn::save_state_dict(learn.model.as_ref(), &plain).unwrap();
     assert!(matches!(learn.load_checkpoint(&plain), Err(LearnerError::Checkpoint { .. })));
     // A checkpoint of another architecture does not fit.
     let other = dir.join("other.safetensors");

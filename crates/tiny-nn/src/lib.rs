@@ -19,6 +19,7 @@ mod models;
 mod module;
 mod parameter;
 mod safetensors;
+mod state_dict;
 
 pub use error::{NnError, Result};
 pub use init::manual_seed;
@@ -27,7 +28,11 @@ pub use loss::{accuracy, cross_entropy, cross_entropy_items, log_softmax, nll, n
 pub use models::{BasicBlock, ResNet, resnet18, simple_cnn};
 pub use module::{ForwardHook, HookHandle, Hooks, Module};
 pub use parameter::Parameter;
-pub use safetensors::{TensorFile, load_module, load_state, load_tensors, save_module, save_tensors};
+pub use safetensors::{TensorFile, load_tensors, save_tensors};
+pub use state_dict::{
+    LoadReport, ShapeMismatch, StateDictMismatch, load_pretrained, load_state_dict, load_state_dict_file,
+    save_state_dict,
+};
 
 /// The crate README's example, compiled and run as a doctest so it stays true.
 #[doc = include_str!("../README.md")]

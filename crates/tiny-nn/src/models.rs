@@ -2,7 +2,7 @@
 
 use tiny_tensor::Tensor;
 
-use crate::layers::{AdaptivePool, BatchNorm2d, Conv2d, ConvLayer, Linear, MaxPool2d, ReLU, Sequential};
+use crate::layers::{AdaptivePool, BatchNorm2d, Conv2d, ConvLayer, Linear, MaxPool2d, Sequential};
 use crate::{Hooks, Module, Result};
 
 /// The chapter's model: four stride-2 `ConvLayer`s (3 -> 16 -> 32 -> 64 -> 128), `AdaptivePool`, and
@@ -19,7 +19,8 @@ pub fn simple_cnn(n_out: usize) -> Result<Sequential> {
 }
 
 /// resnet's basic block: two 3x3 conv + batchnorm pairs with a shortcut; the shortcut is a 1x1
-/// stride-`stride` conv + batchnorm (`down`) when the shape changes.
+/// stride-`stride` conv + batchnorm (`downsample`) when the shape changes. Its children have torchvision's
+/// names (`conv1`, `bn1`, `conv2`, `bn2`, `downsample.0`, `downsample.1`).
 #[derive(Debug)]
 pub struct BasicBlock {
     /// The first convolution (carries the stride).
@@ -29,14 +30,14 @@ pub struct BasicBlock {
     pub conv2: Conv2d,
     pub bn2: BatchNorm2d,
     /// The projection shortcut, when the block changes resolution or width.
-    pub down: Option<Sequential>,
+    pub downsample: Option<Sequential>,
     hooks: Hooks,
 }
 
 impl BasicBlock {
     /// A block from `ni` to `nf` channels.
     pub fn new(ni: usize, nf: usize, stride: usize) -> Result<Self> {
-        let down = if stride != 1 || ni != nf {
+        let downsample = if stride != 1 || ni != nf {
             Some(Sequential::new(vec![
                 Box::new(Conv2d::new(ni, nf, 1, stride, 0, false)?),
                 Box::new(BatchNorm2d::new(nf)),
@@ -49,7 +50,7 @@ impl BasicBlock {
             bn1: BatchNorm2d::new(nf),
             conv2: Conv2d::new(nf, nf, 3, 1, 1, false)?,
             bn2: BatchNorm2d::new(nf),
-            down,
+            downsample,
             hooks: Hooks::default(),
         })
     }
@@ -58,7 +59,7 @@ impl BasicBlock {
 impl Module for BasicBlock {
     /// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let identity = match &self.down {
+        let identity = match &self.downsample {
             Some(down) => down.call(x)?,
             None => x.clone(),
         };
@@ -74,8 +75,8 @@ impl Module for BasicBlock {
             ("conv2".into(), &self.conv2),
             ("bn2".into(), &self.bn2),
         ];
-        if let Some(d) = &self.down {
-            c.push(("down".into(), d));
+        if let Some(d) = &self.downsample {
+            c.push(("downsample".into(), d));
         }
         c
     }
@@ -85,17 +86,27 @@ impl Module for BasicBlock {
     }
 }
 
-/// resnet18 from scratch: a 7x7 stride-2 stem with batchnorm, ReLU and a 3x3 stride-2 max pool, four
-/// stages of two `BasicBlock`s (64, 128, 256, 512 channels), global average pool and a linear head.
-/// With 10 classes it has 11,181,642 parameters. Works at any input size from 32 px (64, 128, 160...).
+/// resnet18 from scratch: a 7x7 stride-2 stem (`conv1`, `bn1`, ReLU, a 3x3 stride-2 max pool), four
+/// stages of two `BasicBlock`s (`layer1` to `layer4`: 64, 128, 256, 512 channels), global average pool and
+/// a linear head `fc`. With 10 classes it has 11,181,642 parameters. Works at any input size from 32 px
+/// (64, 128, 160...).
+///
+/// Its state_dict is torchvision's `resnet18()`'s, name for name and shape for shape (`conv1.weight`,
+/// `layer2.0.downsample.0.weight`, `fc.bias`, ...), so torchvision weights load as they are. Convolutions
+/// start kaiming-normal (`fan_out`), batchnorms at weight 1 and bias 0, and `fc` as `nn.Linear` does, as in
+/// torchvision.
 #[derive(Debug)]
 pub struct ResNet {
-    /// conv 7x7/2, batchnorm, ReLU, max pool 3x3/2.
-    pub stem: Sequential,
-    /// The eight basic blocks.
-    pub layers: Sequential,
+    /// The stem's 7x7 stride-2 convolution.
+    pub conv1: Conv2d,
+    /// The stem's batchnorm.
+    pub bn1: BatchNorm2d,
+    /// The stem's 3x3 stride-2 max pool (after a ReLU).
+    pub maxpool: MaxPool2d,
+    /// The four stages of two basic blocks each.
+    pub layers: [Sequential; 4],
     /// Global average pool to `[n, 512]`.
-    pub pool: AdaptivePool,
+    pub avgpool: AdaptivePool,
     /// The classifier head.
     pub fc: Linear,
     hooks: Hooks,
@@ -103,36 +114,43 @@ pub struct ResNet {
 
 /// Builds resnet18 for `n_out` classes.
 pub fn resnet18(n_out: usize) -> Result<ResNet> {
-    let stem = Sequential::new(vec![
-        Box::new(Conv2d::new(3, 64, 7, 2, 3, false)?),
-        Box::new(BatchNorm2d::new(64)),
-        Box::new(ReLU::new()),
-        Box::new(MaxPool2d::new(3, 2, 1)),
-    ]);
-    let mut blocks: Vec<Box<dyn Module>> = Vec::new();
     let mut ni = 64;
-    for (nf, stride) in [(64, 1), (128, 2), (256, 2), (512, 2)] {
-        blocks.push(Box::new(BasicBlock::new(ni, nf, stride)?));
-        blocks.push(Box::new(BasicBlock::new(nf, nf, 1)?));
+    let mut stage = |nf: usize, stride: usize| -> Result<Sequential> {
+        let blocks: Vec<Box<dyn Module>> =
+            vec![Box::new(BasicBlock::new(ni, nf, stride)?), Box::new(BasicBlock::new(nf, nf, 1)?)];
         ni = nf;
-    }
+        Ok(Sequential::new(blocks))
+    };
+    let layers = [stage(64, 1)?, stage(128, 2)?, stage(256, 2)?, stage(512, 2)?];
     Ok(ResNet {
-        stem,
-        layers: Sequential::new(blocks),
-        pool: AdaptivePool::new(),
-        fc: Linear::new(512, n_out)?,
+        conv1: Conv2d::new(3, 64, 7, 2, 3, false)?,
+        bn1: BatchNorm2d::new(64),
+        maxpool: MaxPool2d::new(3, 2, 1),
+        layers,
+        avgpool: AdaptivePool::new(),
+        fc: Linear::nn(512, n_out)?,
         hooks: Hooks::default(),
     })
 }
 
+/// The names of resnet18's four stages, torchvision's.
+const STAGES: [&str; 4] = ["layer1", "layer2", "layer3", "layer4"];
+
 impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.layers.call(&self.stem.call(x)?)?;
-        self.fc.call(&self.pool.call(&x)?)
+        let mut x = self.maxpool.call(&self.bn1.call(&self.conv1.call(x)?)?.relu()?)?;
+        for stage in &self.layers {
+            x = stage.call(&x)?;
+        }
+        self.fc.call(&self.avgpool.call(&x)?)
     }
 
     fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![("stem".into(), &self.stem), ("layers".into(), &self.layers), ("fc".into(), &self.fc)]
+        let mut c: Vec<(String, &dyn Module)> =
+            vec![("conv1".into(), &self.conv1), ("bn1".into(), &self.bn1), ("maxpool".into(), &self.maxpool)];
+        c.extend(STAGES.iter().zip(&self.layers).map(|(name, s)| (name.to_string(), s as &dyn Module)));
+        c.extend([("avgpool".into(), &self.avgpool as &dyn Module), ("fc".into(), &self.fc)]);
+        c
     }
 
     fn hooks(&self) -> Option<&Hooks> {

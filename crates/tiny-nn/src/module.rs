@@ -104,7 +104,7 @@ pub trait Module: Send + Sync {
     }
 
     /// All parameters of this module and its descendants, with dotted names in the style of PyTorch's
-    /// `state_dict` (`0.w`, `layers.3.bn1.weight`).
+    /// `state_dict` (`0.w`, `layer2.0.bn1.weight`).
     fn named_parameters(&self) -> Vec<(String, Parameter)> {
         let mut out = self.own_parameters();
         for (prefix, child) in self.children() {

@@ -38,10 +38,18 @@ fn resnet18_has_torchvisions_parameter_count_and_names() {
     let m = resnet18(10).unwrap();
     assert_eq!(m.num_parameters(), 11_181_642);
     let names: Vec<String> = m.state_dict().into_iter().map(|(n, _)| n).collect();
-    for expected in ["stem.0.weight", "stem.1.running_mean", "layers.2.down.0.weight", "layers.7.bn2.bias", "fc.w"] {
+    for expected in [
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.num_batches_tracked",
+        "layer4.1.bn2.bias",
+        "fc.weight",
+        "fc.bias",
+    ] {
         assert!(names.iter().any(|n| n == expected), "missing {expected}");
     }
-    assert_eq!(m.named_buffers().len(), 40, "20 batchnorms, two running statistics each");
+    assert_eq!(m.named_buffers().len(), 60, "20 batchnorms: two running statistics and a batch counter each");
     for size in [64, 128, 160] {
         let y = m.forward(&input(&[1, 3, size, size], 2)).unwrap();
         assert_eq!(y.shape(), &[1, 10], "at {size} px");

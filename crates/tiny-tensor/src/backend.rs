@@ -585,7 +585,7 @@ pub(crate) fn batch_norm_stats(
             &w,
             &b,
             eps,
-            running.map(|r| (r.mean, r.var, r.momentum)),
+            running.map(|r| (r.mean, r.var, r.momentum, r.num_batches_tracked)),
             unbias
         ))?
     } else {
@@ -599,6 +599,10 @@ pub(crate) fn batch_norm_stats(
                 let mut st = stat.storage_mut();
                 let dst = &mut cpu_mut(&mut st)[stat.layout().offset..][..c];
                 cpu::batchnorm::update_running(dst, batch, factor, r.momentum);
+            }
+            if let Some(n) = r.num_batches_tracked {
+                let mut st = n.storage_mut();
+                cpu_mut(&mut st)[n.layout().offset] += 1.0;
             }
         }
         [m, v, invstd, scale, shift].map(Storage::Cpu)

@@ -206,16 +206,19 @@ fn batchnorm_both_memory_formats() {
     let Some((device, _tf32_off)) = gpu("batch_norm running statistics") else { return };
     let run = |dev: Device| {
         let (rm, rv) = (randn(&[4], 44).to_device(dev).unwrap(), Tensor::ones(&[4]).to_device(dev).unwrap());
+        let count = Tensor::scalar(0.0).to_device(dev).unwrap();
         let (w, b) = (w.to_device(dev).unwrap(), b.to_device(dev).unwrap());
         for seed in [45, 46] {
             let x = randn(&[3, 4, 5, 5], seed).to_device(dev).unwrap();
-            x.batch_norm_running(&w, &b, 1e-5, RunningStats { mean: &rm, var: &rv, momentum: 0.1 }).unwrap();
+            let running = RunningStats { mean: &rm, var: &rv, momentum: 0.1, num_batches_tracked: Some(&count) };
+            x.batch_norm_running(&w, &b, 1e-5, running).unwrap();
         }
-        (rm.to_vec(), rv.to_vec())
+        (rm.to_vec(), rv.to_vec(), count.to_vec())
     };
-    let ((cm, cv), (gm, gv)) = (run(Device::Cpu), run(device));
+    let ((cm, cv, cn), (gm, gv, gn)) = (run(Device::Cpu), run(device));
     close("running mean", &cm, &gm, 1e-5);
     close("running var", &cv, &gv, 1e-5);
+    assert_eq!((cn, gn), (vec![2.0], vec![2.0]), "num_batches_tracked");
 }
 
 #[test]

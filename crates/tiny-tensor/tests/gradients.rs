@@ -233,11 +233,19 @@ fn fused_batch_norm_matches_its_definition_and_gradients() {
     common::assert_all_close(&var.to_vec(), &v.to_vec(), 1e-6);
     // Running statistics must be separate, contiguous [c] tensors; a refused update writes nothing.
     let (rm, rv, wrong) = (Tensor::zeros(&[2]), Tensor::ones(&[2]), Tensor::zeros(&[3]));
-    let running = |mean, var| RunningStats { mean, var, momentum: 0.1 };
+    let running = |mean, var| RunningStats { mean, var, momentum: 0.1, num_batches_tracked: None };
     assert!(x.batch_norm_running(&w, &b, 1e-5, running(&wrong, &rv)).is_err());
     assert!(x.batch_norm_running(&w, &b, 1e-5, running(&rm, &rm)).is_err());
     assert!(x.batch_norm_running(&w, &b, 1e-5, running(&w, &rv)).is_err());
     let expanded = Tensor::ones(&[1]).expand(&[2]).unwrap();
     assert!(x.batch_norm_running(&w, &b, 1e-5, running(&rm, &expanded)).is_err());
+    // The batch counter must be one element of its own; an accepted update counts the batch.
+    let count = Tensor::scalar(3.0);
+    let counted = |n| RunningStats { num_batches_tracked: Some(n), ..running(&rm, &rv) };
+    assert!(x.batch_norm_running(&w, &b, 1e-5, counted(&rm)).is_err());
+    let two = Tensor::zeros(&[2]);
+    assert!(x.batch_norm_running(&w, &b, 1e-5, counted(&two)).is_err());
     assert_eq!((rm.to_vec(), rv.to_vec()), (vec![0.0; 2], vec![1.0; 2]));
+    x.batch_norm_running(&w, &b, 1e-5, counted(&count)).unwrap();
+    assert_eq!(count.item().unwrap(), 4.0);
 }

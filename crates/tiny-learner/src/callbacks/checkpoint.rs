@@ -98,7 +98,13 @@ impl LearnerState {
         } else {
             None
         };
-        tiny_nn::load_state(self.model.as_ref(), model)?;
+        tiny_nn::load_state_dict(self.model.as_ref(), model, true).map_err(|e| match e {
+            tiny_nn::NnError::StateDict(mut m) => {
+                m.path = Some(path.to_path_buf());
+                tiny_nn::NnError::StateDict(m)
+            }
+            e => e,
+        })?;
         if let (Some(opt), Some(state)) = (self.opt.as_mut(), &opt_state) {
             opt.load_state_dict(state)?;
         }

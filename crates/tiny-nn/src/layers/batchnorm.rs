@@ -11,7 +11,9 @@ use crate::{Hooks, Module, NnError, Parameter, Result};
 ///
 /// In training mode it uses the batch's mean and (biased) variance over `n, h, w` and updates the
 /// running statistics: `running = (1 - momentum) * running + momentum * batch` (with the unbiased
-/// variance). In evaluation mode it uses the running statistics instead.
+/// variance) and counts the batch in `num_batches_tracked`. In evaluation mode it uses the running statistics
+/// instead. Its state_dict entries are PyTorch's: `weight`, `bias`, `running_mean`, `running_var` and
+/// `num_batches_tracked`.
 #[derive(Debug)]
 pub struct BatchNorm2d {
     /// The learnable scale, `[c]`, starting at 1.
@@ -22,6 +24,8 @@ pub struct BatchNorm2d {
     pub running_mean: Tensor,
     /// The running variance, `[c]` (a buffer).
     pub running_var: Tensor,
+    /// The number of training batches seen, a one-element buffer (an int64 in PyTorch's and in saved files).
+    pub num_batches_tracked: Tensor,
     /// The weight of the newest batch in the running statistics.
     pub momentum: f32,
     /// Added to the variance before the square root.
@@ -38,6 +42,7 @@ impl BatchNorm2d {
             bias: Parameter::new(Tensor::zeros(&[c])),
             running_mean: Tensor::zeros(&[c]),
             running_var: Tensor::ones(&[c]),
+            num_batches_tracked: Tensor::scalar(0.0),
             momentum: 0.1,
             eps: 1e-5,
             training: AtomicBool::new(true),
@@ -64,7 +69,12 @@ impl Module for BatchNorm2d {
         if self.is_training() {
             // The fused op: one statistics pass, one small per-channel pass that also updates the running
             // statistics, one normalise pass, and a two-pass backward.
-            let running = RunningStats { mean: &self.running_mean, var: &self.running_var, momentum: self.momentum };
+            let running = RunningStats {
+                mean: &self.running_mean,
+                var: &self.running_var,
+                momentum: self.momentum,
+                num_batches_tracked: Some(&self.num_batches_tracked),
+            };
             return Ok(x.batch_norm_running(&self.weight, &self.bias, self.eps, running)?.0);
         }
         let std = self.running_var.add_scalar(self.eps)?.sqrt()?.reshape(&per_channel)?;
@@ -80,6 +90,7 @@ impl Module for BatchNorm2d {
         vec![
             ("running_mean".to_string(), self.running_mean.clone()),
             ("running_var".to_string(), self.running_var.clone()),
+            ("num_batches_tracked".to_string(), self.num_batches_tracked.clone()),
         ]
     }
 

@@ -11,14 +11,14 @@ fn per_channel(c: usize) -> LaunchConfig {
 }
 
 /// From contiguous `x`, in one launch: the per-channel mean and biased variance, `invstd`, the affine map's
-/// `scale` and `shift`, and the running statistics (contiguous `[c]` tensors) updated in place.
+/// `scale` and `shift`, and the running statistics (contiguous `[c]` tensors) and their batch count updated in place.
 pub(crate) fn batch_norm_stats(
     x: &Tensor,
     (outer, c, inner): (usize, usize, usize),
     w: &Tensor,
     b: &Tensor,
     eps: f32,
-    running: Option<(&Tensor, &Tensor, f32)>,
+    running: Option<(&Tensor, &Tensor, f32, Option<&Tensor>)>,
     unbias: f32,
 ) -> Result<[Storage; 5]> {
     let g = gpu_of(x)?;
@@ -35,13 +35,20 @@ pub(crate) fn batch_norm_stats(
         // The running statistics are written through their storages, locked for the launch; a null pointer (0)
         // tells the kernel there are none.
         let (null, momentum) = (0u64, running.map_or(0.0, |r| r.2));
-        let mut locks = running.map(|(rm, rv, _)| [(rm.storage_mut(), rm), (rv.storage_mut(), rv)]);
+        let mut locks = running.map(|(rm, rv, _, _)| [(rm.storage_mut(), rm), (rv.storage_mut(), rv)]);
         let mut stats = locks.as_mut().map(|l| l.each_mut().map(|(s, t)| slice_mut(s).slice_mut(t.layout().offset..)));
         match &mut stats {
             Some([rm, rv]) => launch.arg(rm).arg(rv),
             None => launch.arg(&null).arg(&null),
         };
         launch.arg(&momentum).arg(&unbias);
+        let counter = running.and_then(|r| r.3);
+        let mut count_lock = counter.map(|n| (n.storage_mut(), n));
+        let mut count = count_lock.as_mut().map(|(s, t)| slice_mut(s).slice_mut(t.layout().offset..));
+        match &mut count {
+            Some(n) => launch.arg(n),
+            None => launch.arg(&null),
+        };
         unsafe { launch.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
     }
     Ok(out.map(|s| g.storage(s)))

@@ -119,6 +119,7 @@ type BnStats = unsafe extern "C" fn(
     *mut f32,
     f32,
     f32,
+    *mut f32,
 );
 type BnAffine = unsafe extern "C" fn(i64, *const f32, *mut f32, *const f32, *const f32, i32, i64);
 type BnSums = unsafe extern "C" fn(*const f32, *const f32, *const f32, *const f32, *mut f32, *mut f32, i64, i32, i64);
@@ -283,7 +284,7 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
         let (wt, bias) = (randv(c, 22), randv(c, 24));
         let (want_invstd, want_scale, want_shift) = cpu::batchnorm::finalize(&want_mean, &want_var, &wt, &bias, 1e-5);
         let (mut got_invstd, mut scale, mut shift_out) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
-        let (mut rmean, mut rvar) = (randv(c, 25), vec![1.0; c]);
+        let (mut rmean, mut rvar, mut nbt) = (randv(c, 25), vec![1.0; c], vec![0.0f32]);
         let (mut want_rmean, mut want_rvar) = (rmean.clone(), rvar.clone());
         let unbias = (outer * inner) as f32 / (outer * inner - 1) as f32;
         cpu::batchnorm::update_running(&mut want_rmean, &want_mean, 1.0, 0.1);
@@ -310,6 +311,7 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
                     rvar.as_mut_ptr(),
                     0.1,
                     unbias,
+                    nbt.as_mut_ptr(),
                 );
                 let sums = sym::<BnSums>(lib, "bn_backward_sums_f32");
                 let (o, ci, i) = (outer as i64, c as i32, inner as i64);
@@ -334,6 +336,7 @@ fn batchnorm_and_index_kernels_match_the_cpu() {
         close("bn shift", &want_shift, &shift_out);
         close("bn running mean", &want_rmean, &rmean);
         close("bn running var", &want_rvar, &rvar);
+        close("bn batch count", &[1.0], &nbt);
         let shift = randv(c, 23);
         let mut y = vec![0.0; x.len()];
         let affine = sym::<BnAffine>(lib, "bn_affine_f32");

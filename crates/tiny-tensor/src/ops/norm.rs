@@ -18,17 +18,21 @@ impl Tensor {
     /// [`Tensor::batch_norm`] that also updates running statistics in place, as PyTorch's
     /// `F.batch_norm(x, running_mean, running_var, weight, bias, training=True, momentum, eps)`:
     /// `running_mean = (1 - momentum) * running_mean + momentum * mean`, and `running_var` likewise with the
-    /// unbiased batch variance `var * n / (n - 1)`. The per-channel work (`invstd`, the affine map's scale and
-    /// shift, both running statistics) is one small kernel, not a dozen elementwise ops.
+    /// unbiased batch variance `var * n / (n - 1)`, and `num_batches_tracked`, when given, goes up by one. The
+    /// per-channel work (`invstd`, the affine map's scale and shift, the running statistics and the count) is one
+    /// small kernel, not a dozen elementwise ops.
     ///
     /// ```
     /// use tiny_tensor::{RunningStats, Tensor};
     /// let x = Tensor::from_vec(vec![1.0, 3.0], &[2, 1, 1, 1]).unwrap();
     /// let (w, b) = (Tensor::ones(&[1]), Tensor::zeros(&[1]));
     /// let (rm, rv) = (Tensor::zeros(&[1]), Tensor::ones(&[1]));
-    /// x.batch_norm_running(&w, &b, 1e-5, RunningStats { mean: &rm, var: &rv, momentum: 0.1 }).unwrap();
+    /// let count = Tensor::scalar(0.0);
+    /// let running = RunningStats { mean: &rm, var: &rv, momentum: 0.1, num_batches_tracked: Some(&count) };
+    /// x.batch_norm_running(&w, &b, 1e-5, running).unwrap();
     /// assert!((rm.item().unwrap() - 0.2).abs() < 1e-6); // 0.9 * 0 + 0.1 * 2
     /// assert!((rv.item().unwrap() - 1.1).abs() < 1e-6); // 0.9 * 1 + 0.1 * 2 (the unbiased variance)
+    /// assert_eq!(count.item().unwrap(), 1.0);
     /// ```
     pub fn batch_norm_running(
         &self,
@@ -74,7 +78,7 @@ impl Tensor {
 }
 
 /// The running statistics that [`Tensor::batch_norm_running`] updates in place: two contiguous `[c]` tensors
-/// on the input's device, and the weight of each new batch.
+/// on the input's device, the weight of each new batch, and optionally the count of batches seen.
 #[derive(Debug, Clone, Copy)]
 pub struct RunningStats<'a> {
     /// The running mean, PyTorch's `running_mean`.
@@ -83,6 +87,9 @@ pub struct RunningStats<'a> {
     pub var: &'a Tensor,
     /// The weight of the new batch's statistics, PyTorch's `momentum` (0.1 by default there).
     pub momentum: f32,
+    /// A one-element counter on the input's device that goes up by one each call, PyTorch's
+    /// `num_batches_tracked` (an int64 there; an f32 counts exactly to 2^24 batches).
+    pub num_batches_tracked: Option<&'a Tensor>,
 }
 
 impl RunningStats<'_> {
@@ -104,8 +111,24 @@ impl RunningStats<'_> {
                 });
             }
         }
+        if let Some(n) = self.num_batches_tracked.filter(|n| n.numel() != 1 || n.device() != x.device()) {
+            return Err(TensorError::InvalidArgument {
+                op: "batch_norm",
+                msg: format!(
+                    "num_batches_tracked must be one element on {}, got {:?} on {}",
+                    x.device(),
+                    n.shape(),
+                    n.device()
+                ),
+            });
+        }
         let others = [self.var, x, weight, bias];
-        if others.iter().any(|o| self.mean.shares_storage(o)) || others[1..].iter().any(|o| self.var.shares_storage(o))
+        let counter_shares = self
+            .num_batches_tracked
+            .is_some_and(|n| [self.mean, self.var, x, weight, bias].iter().any(|o| n.shares_storage(o)));
+        if others.iter().any(|o| self.mean.shares_storage(o))
+            || others[1..].iter().any(|o| self.var.shares_storage(o))
+            || counter_shares
         {
             return Err(TensorError::InvalidArgument {
                 op: "batch_norm",

@@ -19,13 +19,14 @@ __device__ __forceinline__ long long channel_at(long long j, int c, long long in
 }
 
 // The batch statistics of channel ch and what follows from them: mean and biased variance; invstd, the affine
-// map's scale and shift; and, when rmean is not null, the running statistics updated in place. Launched with
+// map's scale and shift; and, when rmean is not null, the running statistics updated in place (and the batch count
+// nbt, when it is not null, by channel 0's block). Launched with
 // 256 threads and one block per channel. The per-channel expressions are those of cpu/batchnorm.rs (finalize,
 // update_running), which NVRTC may fuse into multiply-adds, so the GPU can differ from the CPU in the last bit.
 extern "C" __global__ void bn_stats_f32(const float* x, long long outer, int c, long long inner, float* mean,
                                         float* var, const float* w, const float* b, float eps, float* invstd,
                                         float* scale, float* shift, float* rmean, float* rvar, float momentum,
-                                        float unbias) {
+                                        float unbias, float* nbt) {
     __shared__ double buf[256];
     int ch = blockIdx.x;
     long long cnt = outer * inner;
@@ -51,6 +52,7 @@ extern "C" __global__ void bn_stats_f32(const float* x, long long outer, int c, 
             rmean[ch] = rmean[ch] * (1.0f - momentum) + mf * 1.0f * momentum;
             rvar[ch] = rvar[ch] * (1.0f - momentum) + vf * unbias * momentum;
         }
+        if (nbt && ch == 0) nbt[0] += 1.0f;
     }
 }
 
