@@ -28,7 +28,7 @@ const USAGE: &str = "usage: train [options]
   --model NAME        simple_cnn (default) or resnet18
   --size N            image side in pixels (default 64)
   --bs N              training batch size; validation uses twice it (default 128)
-  --epochs N          epochs (default 5)
+  --epochs N          epochs (default 5); 0 only validates the starting weights, as fastai's learn.validate()
   --lr F              learning rate, the peak one with --onecycle (default 0.1)
   --onecycle          the chapter's one-cycle schedule (warm-up 25% from lr/10, then down to 0)
   --cosine            cosine instead of linear one-cycle stretches (implies --onecycle)
@@ -42,6 +42,11 @@ const USAGE: &str = "usage: train [options]
   --threads N         tiny-tensor compute threads (default 0: all cores)
   --device D          cpu (default) or cuda
   --seed N            seed of initialisation, shuffling and Mixup (default 42)
+  --init FILE         start from a PyTorch state_dict saved as safetensors (PyTorch's names and shapes:
+                      0.w ... 5.b for simple_cnn, torchvision's for resnet18); a head of another size
+                      is left out and freshly initialised, as fastai does with a pretrained body
+  --stats S           normalisation statistics: batch (default: the first training batch's, as the
+                      chapter), imagenet (fixed, as a pretrained model needs), or m1,m2,m3,s1,s2,s3
   --save PATH         checkpoint after every epoch ({epoch} in PATH becomes the epoch number)
   --resume PATH       continue from a checkpoint up to --epochs
   --stop-after N      end the fit after N epochs of the --epochs schedule, as an interruption would
@@ -72,6 +77,39 @@ struct Args {
     resume: Option<PathBuf>,
     stop_after: Option<usize>,
     plot: Option<PathBuf>,
+    init: Option<PathBuf>,
+    stats: Stats,
+}
+
+/// Where the normalisation statistics come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stats {
+    /// The mean and std of the first training batch, as the chapter computes them.
+    Batch,
+    /// Fixed per-channel means and standard deviations.
+    Fixed(Normalize),
+}
+
+/// ImageNet's channel statistics, fastai's `imagenet_stats`.
+const IMAGENET: Normalize = Normalize { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/// Parses `--stats`: `batch`, `imagenet`, or six comma-separated numbers (three means, three stds).
+fn parse_stats(v: &str) -> anyhow::Result<Stats> {
+    match v {
+        "batch" => return Ok(Stats::Batch),
+        "imagenet" => return Ok(Stats::Fixed(IMAGENET)),
+        _ => {}
+    }
+    let nums: Vec<f32> = v
+        .split(',')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--stats {v}: expected batch, imagenet or m1,m2,m3,s1,s2,s3"))?;
+    if nums.len() != 6 || nums[3..].iter().any(|s| !(s.is_finite() && *s > 0.0)) || nums.iter().any(|x| !x.is_finite())
+    {
+        bail!("--stats {v}: expected three means and three positive standard deviations");
+    }
+    Ok(Stats::Fixed(Normalize { mean: [nums[0], nums[1], nums[2]], std: [nums[3], nums[4], nums[5]] }))
 }
 
 /// Parses `std::env::args`; `None` means `--help` was asked for.
@@ -98,6 +136,8 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         resume: None,
         stop_after: None,
         plot: None,
+        init: None,
+        stats: Stats::Batch,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -127,6 +167,8 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             "--resume" => a.resume = Some(value()?.into()),
             "--stop-after" => a.stop_after = Some(num(&flag, value()?)?),
             "--plot" => a.plot = Some(value()?.into()),
+            "--init" => a.init = Some(value()?.into()),
+            "--stats" => a.stats = parse_stats(&value()?)?,
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
@@ -220,15 +262,32 @@ fn main() -> anyhow::Result<()> {
     }
     let dls = DataLoaders::from_folder(&data, &cfg).with_context(|| format!("reading {}", data.display()))?;
     let (n_classes, n_train, n_valid) = (dls.vocab.len(), dls.train.dataset().len(), dls.valid.dataset().len());
-    // The chapter's statistics: the mean and std of the first training batch.
-    let first = dls.train.iter_epoch(0).next().context("the training split holds no image")??;
-    let norm = Normalize::from_batch(&first)?;
+    let norm = match args.stats {
+        Stats::Fixed(norm) => norm,
+        // The chapter's statistics: the mean and std of the first training batch.
+        Stats::Batch => {
+            let first = dls.train.iter_epoch(0).next().context("the training split holds no image")??;
+            Normalize::from_batch(&first)?
+        }
+    };
     println!("classes {n_classes} train {n_train} valid {n_valid} stats mean {:?} std {:?}", norm.mean, norm.std);
 
     let model: Box<dyn Module> = match args.model.as_str() {
         "resnet18" => Box::new(resnet18(n_classes)?),
         _ => Box::new(simple_cnn(n_classes)?),
     };
+    if let Some(path) = &args.init {
+        // The head's module path: simple_cnn's Linear is its sixth layer, resnet18's is torchvision's `fc`.
+        let head = if args.model == "resnet18" { "fc" } else { "5" };
+        let report = tiny_nn::load_pretrained(model.as_ref(), path, head)?;
+        if !report.missing_keys.is_empty() {
+            eprintln!(
+                "{}: its head does not fit {n_classes} classes; {} start freshly initialised",
+                path.display(),
+                report.missing_keys.join(", ")
+            );
+        }
+    }
     let setup = SetupLearner::normalize(args.device, norm.mean, norm.std);
     let (momentum, wd) = (args.momentum, args.wd);
     let mut learn =
@@ -301,8 +360,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.plot {
         learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(path)?;
     }
+    // A fit of no epochs validates the starting weights, as fastai's `learn.validate()`.
+    let validated = if args.epochs == 0 { Some(learn.validate()?) } else { None };
     let track = learn.callback::<TrackResults>().context("the TrackResults callback is gone")?;
-    let valid = track.last_valid();
+    let valid = validated.as_ref().or(track.last_valid());
     let train = track.last_train();
     let (train_n, train_secs, train_wait) = track
         .history
@@ -323,6 +384,9 @@ fn main() -> anyhow::Result<()> {
         ("bs", args.bs.to_string()),
         ("size", args.size.to_string()),
         ("seed", seed.to_string()),
+        ("init", args.init.as_ref().map_or("null".into(), |p| json_str(&p.display().to_string()))),
+        ("stats_mean", format!("[{}]", norm.mean.map(json_num).join(","))),
+        ("stats_std", format!("[{}]", norm.std.map(json_num).join(","))),
         ("threads", tiny_tensor::num_threads().to_string()),
         ("n_train", n_train.to_string()),
         ("n_valid", n_valid.to_string()),

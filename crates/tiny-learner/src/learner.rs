@@ -8,7 +8,7 @@ use tiny_nn::{Module, Parameter};
 use tiny_optim::{Optimizer, OptimizerState, Sgd};
 use tiny_tensor::Tensor;
 
-use crate::{Batch, Callback, Cancel, CbResult, EpochStats, Event, Loaders, Result, Stop};
+use crate::{Batch, Callback, Cancel, CbResult, EpochStats, Event, Loaders, PhaseRecord, Result, Stop, TrackResults};
 
 /// A loss function of predictions and targets, such as `tiny_nn::cross_entropy`.
 pub type LossFn = Box<dyn Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor>>;
@@ -237,6 +237,32 @@ impl Learner {
         self.do_epoch(train).map_err(Into::into)
     }
 
+    /// fastai's `learn.validate()`: one pass over the validation batches in evaluation mode and without
+    /// gradients, with the phase's events, returning its mean loss and accuracy. Works before any `fit`, so it
+    /// gives the loss of the starting weights.
+    ///
+    /// ```
+    /// use tiny_learner::{InMemory, Learner, Loaders};
+    /// use tiny_nn::{Linear, cross_entropy};
+    /// use tiny_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0], &[2, 2]).unwrap();
+    /// let dls = Loaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
+    /// let mut learn = Learner::new(Box::new(Linear::new(2, 2).unwrap()), dls, cross_entropy, 0.1, vec![]);
+    /// let valid = learn.validate().unwrap();
+    /// assert_eq!((valid.n, valid.train), (2, false));
+    /// assert!(valid.loss.is_finite());
+    /// ```
+    pub fn validate(&mut self) -> Result<PhaseRecord> {
+        self.add_cb(Box::new(ValidateTally(TrackResults::quiet())));
+        let outcome = self.do_epoch(false);
+        let tally = self.remove_cb::<ValidateTally>();
+        outcome?;
+        tally.and_then(|mut t| t.0.history.pop()).ok_or_else(|| crate::LearnerError::InvalidArgument {
+            what: "validate",
+            msg: "the validation phase was cancelled before it ended".into(),
+        })
+    }
+
     /// Runs the current `batch` through the model (and, when training, backward and step) with its
     /// events: the chapter's `one_batch`.
     pub fn one_batch(&mut self) -> Result<()> {
@@ -319,6 +345,20 @@ impl Learner {
             l.state.opt_mut("one_batch")?.zero_grad();
             Ok(())
         })
+    }
+}
+
+/// The quiet `TrackResults` that [`Learner::validate`] adds for one pass, a type of its own so that it is found
+/// and removed again whatever other trackers the learner holds.
+struct ValidateTally(TrackResults);
+
+impl Callback for ValidateTally {
+    fn order(&self) -> i32 {
+        self.0.order()
+    }
+
+    fn on(&mut self, event: Event, learn: &mut LearnerState) -> CbResult {
+        self.0.on(event, learn)
     }
 }
 
