@@ -1,6 +1,8 @@
 //! Shared test helpers: seeded random tensors and thin wrappers over `tiny_tensor::gradcheck`.
 #![allow(dead_code)]
 
+pub mod torch;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_tensor::gradcheck::{Tolerance, check_direction, check_elements};

@@ -1,0 +1,682 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch fixtures that tiny's tests compare against, in tinygrad's manner: the same expression
+run in torch, its values and gradients saved, and replayed in Rust with no Python.
+
+    python -m venv /tmp/fixtures && /tmp/fixtures/bin/pip install -r parity/requirements.txt
+    /tmp/fixtures/bin/python parity/make_fixtures.py
+
+Writes, each a safetensors file whose `cases` metadata (JSON) describes every case:
+  crates/tiny-tensor/tests/fixtures/ops.safetensors      every differentiable op: values and input gradients
+  crates/tiny-nn/tests/fixtures/nn.safetensors           losses, batchnorm modules, simple_cnn and resnet18
+  crates/tiny-optim/tests/fixtures/optim.safetensors     SGD (momentum, dampening, Nesterov, weight decay),
+                                                         Adam and AdamW, five steps each
+  crates/tiny-data/tests/fixtures/pil_64.safetensors     PIL's 64x64 input for the images in fixtures/pil/
+(`make_fixtures.py ops nn optim inputs` writes only the parts named.)
+
+A case's tensors are named `<case>.in<i>` (inputs, contiguous), `<case>.out<j>` (outputs), `<case>.cot`
+(the cotangent: the gradient of `sum(out0 * cot)` is taken) and `<case>.grad<i>` (that gradient for each
+input that has one). An input's `view` list (permute, transpose, narrow, expand, channels_last, t) is applied
+on both sides before the op, so strided inputs are tested and gradients are with respect to the stored
+base tensor. Everything is float32 on the CPU, seeded, and deterministic.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.use_deterministic_algorithms(True)
+torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- case recording
+class Writer:
+    def __init__(self):
+        self.tensors, self.cases = {}, []
+
+    def put(self, name, t):
+        assert name not in self.tensors, name
+        self.tensors[name] = t.detach().to(torch.float32).contiguous().clone()
+
+    def save(self, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"cases": json.dumps(self.cases), "torch": torch.__version__,
+                "generator": "parity/make_fixtures.py"}
+        save_file(self.tensors, str(path), metadata=meta)
+        size = path.stat().st_size
+        print(f"{path.relative_to(ROOT)}: {len(self.cases)} cases, {len(self.tensors)} tensors, {size / 1e3:.0f} kB")
+
+
+def apply_view(x, view):
+    for v in view:
+        kind = v[0]
+        if kind == "permute":
+            x = x.permute(*v[1])
+        elif kind == "transpose":
+            x = x.transpose(v[1], v[2])
+        elif kind == "t":
+            x = x.t()
+        elif kind == "narrow":
+            x = x.narrow(v[1], v[2], v[3])
+        elif kind == "expand":
+            x = x.expand(*v[1])
+        elif kind == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            raise ValueError(kind)
+    return x
+
+
+def case(w, name, op, fn, inputs, params=None, views=None, grads=None, rtol=1e-5, note=None):
+    """Runs `fn(*viewed inputs)` (a tensor or a tuple, the first output differentiated) and records it."""
+    views = views or [[] for _ in inputs]
+    grads = grads if grads is not None else [True] * len(inputs)
+    leaves = [x.detach().clone().requires_grad_(g) for x, g in zip(inputs, grads)]
+    outs = fn(*[apply_view(x, v) for x, v in zip(leaves, views)])
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    for i, x in enumerate(leaves):
+        w.put(f"{name}.in{i}", x)
+    for j, o in enumerate(outs):
+        w.put(f"{name}.out{j}", o)
+    if any(grads):
+        g = torch.Generator().manual_seed(len(w.cases) + 1000)
+        cot = torch.randn(outs[0].shape, generator=g)
+        w.put(f"{name}.cot", cot)
+        gs = torch.autograd.grad((outs[0] * cot).sum(), [x for x in leaves if x.requires_grad], allow_unused=True)
+        it = iter(gs)
+        for i, x in enumerate(leaves):
+            if x.requires_grad:
+                gi = next(it)
+                w.put(f"{name}.grad{i}", gi if gi is not None else torch.zeros_like(x))
+    w.cases.append(dict(name=name, op=op, params=params or {}, views=views, grads=grads, outputs=len(outs),
+                        rtol=rtol, note=note))
+
+
+def randn(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def positive(*shape, seed):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) + 0.5
+
+
+# ----------------------------------------------------------------------------- tiny-tensor: ops
+def ops():
+    w = Writer()
+    s = iter(range(1, 10_000))
+    # Elementwise, unary. Inputs stay away from the kinks and poles (relu at 0, log and sqrt at 0).
+    case(w, "neg", "neg", torch.neg, [randn(3, 4, seed=next(s))])
+    case(w, "exp", "exp", torch.exp, [randn(3, 4, seed=next(s))])
+    case(w, "log", "log", torch.log, [positive(3, 4, seed=next(s))])
+    case(w, "sqrt", "sqrt", torch.sqrt, [positive(3, 4, seed=next(s))])
+    case(w, "relu", "relu", F.relu, [randn(5, 6, seed=next(s))])
+    for p in (2.0, 0.5, -1.5, 3.0):
+        case(w, f"powf_{p}", "powf", lambda x, p=p: x.pow(p), [positive(4, 3, seed=next(s))], params=dict(p=p))
+    case(w, "relu_permuted", "relu", F.relu, [randn(2, 3, 4, seed=next(s))], views=[[["permute", [2, 0, 1]]]])
+    # Elementwise, binary, with broadcasting and strided views.
+    for op, fn in (("add", torch.add), ("sub", torch.sub), ("mul", torch.mul), ("div", torch.div)):
+        b = positive if op == "div" else randn
+        case(w, f"{op}_same", op, fn, [randn(3, 4, seed=next(s)), b(3, 4, seed=next(s))])
+        case(w, f"{op}_broadcast_row", op, fn, [randn(3, 4, seed=next(s)), b(4, seed=next(s))])
+        case(w, f"{op}_broadcast_both", op, fn, [randn(2, 1, 5, seed=next(s)), b(3, 1, seed=next(s))])
+        case(w, f"{op}_transposed", op, fn, [randn(4, 3, seed=next(s)), b(3, 4, seed=next(s))],
+             views=[[["t"]], []])
+        case(w, f"{op}_narrowed_expanded", op, fn, [randn(5, 6, seed=next(s)), b(1, 4, seed=next(s))],
+             views=[[["narrow", 1, 1, 4], ["narrow", 0, 2, 3]], [["expand", [3, 4]]]])
+    case(w, "add_channels_last", "add", torch.add, [randn(2, 3, 4, 5, seed=next(s)), randn(3, 1, 1, seed=next(s))],
+         views=[[["channels_last"]], []])
+    case(w, "add_scalar", "add_scalar", lambda x: x + 2.5, [randn(3, 4, seed=next(s))], params=dict(value=2.5))
+    case(w, "mul_scalar", "mul_scalar", lambda x: x * -0.75, [randn(3, 4, seed=next(s))], params=dict(value=-0.75))
+    case(w, "affine", "affine", lambda x: x * 1.5 + 0.25, [randn(3, 4, seed=next(s))], params=dict(mul=1.5, add=0.25))
+    # Reductions.
+    for dims, keep in (([1], False), ([0, 2], True), ([-1], True), ([0, 1, 2], False)):
+        p = dict(dims=dims, keepdim=keep)
+        case(w, f"sum_{dims}_{keep}", "sum", lambda x, d=dims, k=keep: x.sum(d, keepdim=k), [randn(3, 4, 5, seed=next(s))],
+             params=p)
+        case(w, f"mean_{dims}_{keep}", "mean", lambda x, d=dims, k=keep: x.mean(d, keepdim=k),
+             [randn(3, 4, 5, seed=next(s))], params=p)
+        case(w, f"max_{dims}_{keep}", "max", lambda x, d=dims, k=keep: x.amax(d, keepdim=k),
+             [randn(3, 4, 5, seed=next(s))], params=p)
+        case(w, f"logsumexp_{dims}_{keep}", "logsumexp", lambda x, d=dims, k=keep: x.logsumexp(d, keepdim=k),
+             [randn(3, 4, 5, seed=next(s)) * 3], params=p)
+    case(w, "sum_all", "sum_all", torch.sum, [randn(4, 5, seed=next(s))])
+    case(w, "mean_all", "mean_all", torch.mean, [randn(4, 5, seed=next(s))])
+    case(w, "sum_permuted", "sum", lambda x: x.sum([1, 2], keepdim=False), [randn(2, 3, 4, 5, seed=next(s))],
+         params=dict(dims=[1, 2], keepdim=False), views=[[["permute", [0, 2, 3, 1]]]])
+    case(w, "mean_hw_channels_last", "mean", lambda x: x.mean((2, 3)), [randn(2, 6, 4, 4, seed=next(s))],
+         params=dict(dims=[2, 3], keepdim=False), views=[[["channels_last"]]],
+         note="the chapter's AdaptivePool on a channels-last activation")
+    case(w, "logsumexp_extreme", "logsumexp", lambda x: x.logsumexp(-1, keepdim=True),
+         [torch.tensor([[1e4, 0.0, -1e4, 5.0], [-88.0, -88.0, -88.0, -88.0], [100.0, 100.5, 99.0, -50.0],
+                        [0.0, 0.0, 0.0, 1e-6]])], params=dict(dims=[-1], keepdim=True))
+    # Views and joins: their backward is a scatter back into the base.
+    case(w, "reshape", "reshape", lambda x: x.reshape(4, 6), [randn(2, 3, 4, seed=next(s))], params=dict(shape=[4, 6]))
+    case(w, "reshape_of_transposed", "reshape", lambda x: x.reshape(12), [randn(3, 4, seed=next(s))],
+         params=dict(shape=[12]), views=[[["t"]]])
+    case(w, "flatten", "flatten", lambda x: x.flatten(1), [randn(2, 3, 4, seed=next(s))], params=dict(start=1, end=-1))
+    case(w, "permute", "permute", lambda x: x.permute(2, 0, 1), [randn(2, 3, 4, seed=next(s))],
+         params=dict(perm=[2, 0, 1]))
+    case(w, "transpose", "transpose", lambda x: x.transpose(0, 2), [randn(2, 3, 4, seed=next(s))],
+         params=dict(d0=0, d1=2))
+    case(w, "narrow", "narrow", lambda x: x.narrow(1, 1, 2), [randn(3, 4, seed=next(s))],
+         params=dict(dim=1, start=1, len=2))
+    case(w, "expand", "expand", lambda x: x.expand(3, 4, 5), [randn(4, 1, seed=next(s))], params=dict(shape=[3, 4, 5]))
+    case(w, "unsqueeze", "unsqueeze", lambda x: x.unsqueeze(1), [randn(3, 4, seed=next(s))], params=dict(dim=1))
+    case(w, "squeeze", "squeeze", lambda x: x.squeeze(1), [randn(3, 1, 4, seed=next(s))], params=dict(dim=1))
+    case(w, "contiguous_of_permuted", "contiguous", lambda x: x.contiguous(), [randn(2, 3, 4, seed=next(s))],
+         views=[[["permute", [1, 2, 0]]]])
+    case(w, "cat", "cat", lambda a, b, c: torch.cat([a, b, c], 1),
+         [randn(2, 3, seed=next(s)), randn(2, 1, seed=next(s)), randn(3, 2, seed=next(s))], params=dict(dim=1),
+         views=[[], [], [["t"]]])
+    case(w, "stack", "stack", lambda a, b: torch.stack([a, b], 0), [randn(3, 4, seed=next(s)), randn(3, 4, seed=next(s))],
+         params=dict(dim=0))
+    case(w, "index_select", "index_select", lambda x: x.index_select(1, torch.tensor([2, 0, 2, 3])),
+         [randn(3, 5, seed=next(s))], params=dict(dim=1, idx=[2, 0, 2, 3]))
+    case(w, "pick", "pick", lambda x: x[torch.arange(4), torch.tensor([1, 0, 4, 4])], [randn(4, 5, seed=next(s))],
+         params=dict(targets=[1, 0, 4, 4]), note="input[range(n), target], as in the chapter's nll")
+    # Matrix products, with transposed (column-major) operands and batches.
+    case(w, "matmul", "matmul", torch.matmul, [randn(5, 7, seed=next(s)), randn(7, 3, seed=next(s))])
+    case(w, "matmul_transposed", "matmul", torch.matmul, [randn(7, 5, seed=next(s)), randn(3, 7, seed=next(s))],
+         views=[[["t"]], [["t"]]], note="the chapter's Linear: x @ w.t()")
+    case(w, "matmul_batched", "matmul", torch.matmul, [randn(2, 4, 6, seed=next(s)), randn(2, 6, 3, seed=next(s))])
+    case(w, "matmul_batch_by_matrix", "matmul", torch.matmul, [randn(3, 4, 6, seed=next(s)), randn(6, 2, seed=next(s))])
+    case(w, "matmul_large", "matmul", torch.matmul, [randn(64, 300, seed=next(s)), randn(300, 40, seed=next(s))],
+         rtol=3e-5, note="k = 300: GEMM and torch sum in different orders")
+    # Convolutions: kernel sizes 1, 3 and 7; strides 1, 2 and 3; paddings 0 to 3; with and without bias.
+    convs = [
+        ("conv1x1", 2, 8, 6, 6, 4, 1, 1, 0, True),
+        ("conv1x1_s2_downsample", 2, 8, 7, 7, 16, 1, 2, 0, False),
+        ("conv3x3", 2, 5, 7, 7, 6, 3, 1, 1, True),
+        ("conv3x3_s2_chapter", 2, 16, 9, 9, 32, 3, 2, 1, True),
+        ("conv3x3_s2_rgb_stem", 2, 3, 16, 16, 16, 3, 2, 1, True),
+        ("conv3x3_s1_rgb", 2, 3, 8, 8, 8, 3, 1, 1, True),
+        ("conv3x3_nopad_nonsquare", 1, 4, 6, 5, 3, 3, 1, 0, False),
+        ("conv3x3_s3_p2", 2, 4, 10, 10, 5, 3, 3, 2, True),
+        ("conv7x7_s2_resnet_stem", 2, 3, 20, 20, 8, 7, 2, 3, False),
+        ("conv3x3_wide", 2, 64, 6, 6, 64, 3, 1, 1, False),
+    ]
+    for name, n, c, h, wd, f, k, st, pad, bias in convs:
+        ins = [randn(n, c, h, wd, seed=next(s)), randn(f, c, k, k, seed=next(s)) * (2 / (c * k * k)) ** 0.5]
+        if bias:
+            ins.append(randn(f, seed=next(s)))
+        fn = (lambda x, wt, b=None, st=st, pad=pad: F.conv2d(x, wt, b, stride=st, padding=pad))
+        tol = 2e-5 if c * k * k > 100 else 1e-5
+        p = dict(stride=st, padding=pad, relu=False)
+        case(w, name, "conv2d", fn, ins, params=p, rtol=tol)
+        if name in ("conv3x3_s2_chapter", "conv3x3_s2_rgb_stem"):
+            # As in the chapter's pipeline: the NHWC batch permuted to NCHW, channels-last weights, fused ReLU.
+            case(w, name + "_relu_nhwc", "conv2d", lambda x, wt, b, st=st, pad=pad: F.relu(F.conv2d(x, wt, b, st, pad)),
+                 [ins[0].permute(0, 2, 3, 1).contiguous(), ins[1], ins[2]], params=dict(p, relu=True),
+                 views=[[["permute", [0, 3, 1, 2]]], [["channels_last"]], []], rtol=tol)
+    # Pooling, with padding (max: padding never wins; avg: padding counts as zeros, PyTorch's default).
+    for k, st, pad in ((3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0)):
+        x = randn(2, 3, 7, 7, seed=next(s))
+        p = dict(kernel=k, stride=st, padding=pad)
+        case(w, f"max_pool_k{k}s{st}p{pad}", "max_pool2d", lambda x, k=k, st=st, pad=pad: F.max_pool2d(x, k, st, pad), [x],
+             params=p)
+        case(w, f"avg_pool_k{k}s{st}p{pad}", "avg_pool2d", lambda x, k=k, st=st, pad=pad: F.avg_pool2d(x, k, st, pad),
+             [x.clone()], params=p)
+    case(w, "max_pool_channels_last", "max_pool2d", lambda x: F.max_pool2d(x, 3, 2, 1), [randn(2, 4, 8, 8, seed=next(s))],
+         params=dict(kernel=3, stride=2, padding=1), views=[[["channels_last"]]])
+    # Training-mode batchnorm: output, batch mean and biased variance; the running statistics after one update
+    # (momentum 0.1, unbiased variance) are outputs 3 and 4.
+    for name, shape, view in (("batch_norm", (4, 3, 5, 5), []), ("batch_norm_channels_last", (4, 3, 5, 5),
+                              [["channels_last"]]), ("batch_norm_tiny_spatial", (8, 16, 2, 2), [])):
+        c = shape[1]
+        rm0, rv0 = randn(c, seed=next(s)) * 0.1, positive(c, seed=next(s))
+
+        def bn(x, wt, b, rm0=rm0, rv0=rv0):
+            rm, rv = rm0.clone(), rv0.clone()
+            y = F.batch_norm(x, rm, rv, wt, b, training=True, momentum=0.1, eps=1e-5)
+            dims = (0, 2, 3)
+            return y, x.mean(dims), x.var(dims, unbiased=False), rm, rv
+
+        case(w, name, "batch_norm", bn, [randn(*shape, seed=next(s)) * 2 + 1, positive(c, seed=next(s)),
+                                         randn(c, seed=next(s))], params=dict(eps=1e-5, momentum=0.1),
+             views=[view, [], []], rtol=3e-5)
+        w.put(f"{name}.running_mean0", rm0)
+        w.put(f"{name}.running_var0", rv0)
+    # The fused cross entropy: per-item -log_softmax(x)[i, y_i], with ordinary and extreme logits.
+    case(w, "log_softmax_nll", "log_softmax_nll", lambda x: -F.log_softmax(x, -1)[torch.arange(6), torch.tensor(
+        [0, 3, 9, 9, 1, 5])], [randn(6, 10, seed=next(s)) * 3], params=dict(targets=[0, 3, 9, 9, 1, 5]))
+    extreme = torch.tensor([[1e4, 0.0, -1e4, 5.0, 5.0], [-88.0, -88.0, -88.0, -88.0, -88.0],
+                            [100.0, 100.5, 99.0, -50.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1e-6], [-1e4, 0.0, 3e3, 0.0, 2.0]])
+    case(w, "log_softmax_nll_extreme", "log_softmax_nll",
+         lambda x: -F.log_softmax(x, -1)[torch.arange(5), torch.tensor([2, 0, 3, 4, 2])], [extreme],
+         params=dict(targets=[2, 0, 3, 4, 2]), note="logits of +-1e4: losses of 2e4 and 0 stay exact")
+    w.save(ROOT / "crates/tiny-tensor/tests/fixtures/ops.safetensors")
+
+
+# ----------------------------------------------------------------------------- deterministic weights
+M64 = (1 << 64) - 1
+
+
+def fnv1a(name):
+    h = 0xCBF29CE484222325
+    for byte in name.encode():
+        h = ((h ^ byte) * 0x100000001B3) & M64
+    return h
+
+
+def splitmix64(x):
+    """SplitMix64 of an array of uint64 (wrapping arithmetic, as in Rust)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def hashed_uniform(name, shape):
+    """Values in [-1, 1), exact in f32: element i is 2 * (splitmix64(fnv1a(name) + i) >> 40) / 2^24 - 1.
+    tiny-nn's tests compute the same function, so that resnet18's 11M weights need not be stored."""
+    n = int(np.prod(shape)) if len(shape) else 1
+    with np.errstate(over="ignore"):
+        idx = np.arange(n, dtype=np.uint64) + np.uint64(fnv1a(name))
+    k = (splitmix64(idx) >> np.uint64(40)).astype(np.float64)
+    return torch.tensor((k / float(1 << 23) - 1.0).astype(np.float32).reshape(shape))
+
+
+def hashed_state(model):
+    """A resnet18 state_dict from hashed_uniform, scaled as an initialisation would be."""
+    sd = {}
+    for name, t in model.state_dict().items():
+        u = hashed_uniform(name, tuple(t.shape))
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "num_batches_tracked":
+            v = torch.zeros((), dtype=torch.int64)
+        elif leaf == "running_var":
+            v = u * np.float32(0.25) + np.float32(1.0)
+        elif leaf == "running_mean" or leaf == "bias":
+            v = u * np.float32(0.1)
+        elif leaf == "weight" and t.dim() == 1:
+            v = u * np.float32(0.2) + np.float32(1.0)
+        elif leaf == "weight" and t.dim() == 4:
+            fan_out = t.shape[0] * t.shape[2] * t.shape[3]
+            v = u * np.float32(math.sqrt(3.0 * 2.0 / fan_out))  # kaiming (fan_out) std, from a uniform
+        else:
+            v = u * np.float32(1.0 / math.sqrt(t.shape[1]))
+        sd[name] = v
+    return sd
+
+
+def probe(name, shape):
+    """A second hashed direction, to summarise a tensor by its dot product with it."""
+    return hashed_uniform("probe." + name, shape)
+
+
+# ----------------------------------------------------------------------------- tiny-nn: losses, layers, models
+class Kinks:
+    """The smallest distance of any ReLU input from 0, and of any max pool's winner from its runner-up (where the
+    winner is positive: ties between zeros send the gradient to a ReLU that passes none either way), over every
+    forward pass while watching. A whole-model comparison is only meaningful where this margin is well above
+    the float noise by which two implementations' activations differ (about 1e-7 here): nearer a kink, one
+    element's mask can flip and change the gradients of whole layers by percents."""
+
+    def __init__(self):
+        self.margin = float("inf")
+
+    def see(self, x):
+        self.margin = min(self.margin, x.detach().abs().min().item())
+
+    def see_pool(self, x, k, stride, pad):
+        t = F.pad(x.detach(), (pad,) * 4, value=float("-inf"))
+        u = F.unfold(t, k, stride=stride)
+        n, c = t.shape[:2]
+        top = u.view(n, c, k * k, -1).topk(2, dim=2).values
+        gap = (top[:, :, 0] - top[:, :, 1])[top[:, :, 0] > 0]
+        if gap.numel():
+            self.margin = min(self.margin, gap.min().item())
+
+    def watch(self, model):
+        """Hooks every nn.ReLU and nn.MaxPool2d of a torchvision model."""
+        for m in model.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.register_forward_pre_hook(lambda mod, inp: self.see(inp[0]))
+            if isinstance(m, torch.nn.MaxPool2d):
+                m.register_forward_pre_hook(lambda mod, inp: self.see_pool(inp[0], mod.kernel_size, mod.stride,
+                                                                           mod.padding))
+
+
+KINKS = Kinks()
+#: The margin a whole-model fixture must keep from every kink: simple_cnn's, and resnet18's (which has four
+#: times the ReLU inputs, of which few batches keep more).
+MIN_MARGIN = 5e-6
+RESNET_MARGIN = 1e-6
+#: The relative noise put on every gradient element to test a whole-model run's stability, and how far the
+#: perturbed parameter changes may then move, relative to each tensor's largest change.
+PERTURBATION = 1e-5
+STABLE = 2e-4
+
+class ConvLayer(torch.nn.Module):
+    def __init__(self, ni, nf, stride=1, act=True):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(nf, ni, 3, 3))
+        self.b = torch.nn.Parameter(torch.zeros(nf))
+        self.act, self.stride = act, stride
+        (torch.nn.init.kaiming_normal_ if act else torch.nn.init.xavier_normal_)(self.w)
+
+    def forward(self, x):
+        x = F.conv2d(x, self.w, self.b, stride=self.stride, padding=1)
+        if self.act:
+            KINKS.see(x)
+        return F.relu(x) if self.act else x
+
+
+class Linear(torch.nn.Module):
+    def __init__(self, ni, nf):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(nf, ni))
+        self.b = torch.nn.Parameter(torch.zeros(nf))
+        torch.nn.init.xavier_normal_(self.w)
+
+    def forward(self, x):
+        return x @ self.w.t() + self.b
+
+
+class AdaptivePool(torch.nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3))
+
+
+def simple_cnn(n_out=10):
+    """The chapter's model, as ch19_reference.py builds it: names 0.w, 0.b ... 5.w, 5.b."""
+    return torch.nn.Sequential(ConvLayer(3, 16, 2), ConvLayer(16, 32, 2), ConvLayer(32, 64, 2), ConvLayer(64, 128, 2),
+                               AdaptivePool(), Linear(128, n_out))
+
+
+def cross_entropy(preds, y):
+    """The chapter's: nll(x - x.logsumexp(-1)), the mean over the batch."""
+    lsm = preds - preds.logsumexp(-1, keepdim=True)
+    return -lsm[torch.arange(y.shape[0]), y].mean()
+
+
+def train_steps(w, name, model, x, y, steps, lr, momentum):
+    """Three steps of torch.optim.SGD with momentum on one batch, in training mode: the loss of each step."""
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    w.put(f"{name}.losses", torch.tensor(losses))
+    return losses
+
+
+def summarise(name, d):
+    """A change `d` (flat, float64) as its sum, sum of squares, dot product with a hashed probe and largest
+    magnitude; and the Cauchy-Schwarz scale of each, by which a difference in it is measured."""
+    pr = probe(name, (d.numel(),)).flatten().double()
+    ss = (d * d).sum()
+    stats = torch.stack([d.sum(), ss, (d * pr).sum(), d.abs().max()])
+    scales = torch.stack([(d.numel() * ss).sqrt(), ss, (ss * (pr * pr).sum()).sqrt(), d.abs().max()])
+    return stats, scales
+
+
+def float32_noise(rn32, rn64, start):
+    """How far PyTorch's own float32 run is from float64 after the steps: the largest difference of a summary over
+    its scale, and of an element over the tensor's largest change. tiny's test allows a multiple of these."""
+    worst_summary = worst_element = 0.0
+    for k, v in rn32.state_dict().items():
+        d32 = (v.double() - start[k].double()).flatten()
+        d64 = (rn64.state_dict()[k].double() - start[k].double()).flatten()
+        if not d64.abs().max() > 0:
+            continue
+        (s32, _), (s64, scale) = summarise(k, d32), summarise(k, d64)
+        worst_summary = max(worst_summary, ((s32 - s64).abs() / scale).max().item())
+        worst_element = max(worst_element, ((d32 - d64).abs().max() / d64.abs().max()).item())
+    return dict(summary=worst_summary, element=worst_element)
+
+
+def nn():
+    global KINKS
+    w = Writer()
+    s = iter(range(5000, 10_000))
+    # The chapter's losses, composite (log_softmax via logsumexp, then nll), ordinary and extreme.
+    y = [0, 3, 9, 9, 1, 5]
+    case(w, "log_softmax", "log_softmax", lambda x: x - x.logsumexp(-1, keepdim=True), [randn(6, 10, seed=next(s)) * 3])
+    case(w, "nll", "nll", lambda x: -x[torch.arange(6), torch.tensor(y)].mean(), [randn(6, 10, seed=next(s))],
+         params=dict(targets=y))
+    case(w, "cross_entropy", "cross_entropy", lambda x: F.cross_entropy(x, torch.tensor(y)),
+         [randn(6, 10, seed=next(s)) * 3], params=dict(targets=y))
+    extreme = torch.tensor([[1e4, 0.0, -1e4, 5.0], [-88.0, -88.0, -88.0, -88.0], [100.0, 100.5, 99.0, -50.0]])
+    case(w, "log_softmax_extreme", "log_softmax", lambda x: x - x.logsumexp(-1, keepdim=True), [extreme])
+    case(w, "cross_entropy_extreme", "cross_entropy", lambda x: F.cross_entropy(x, torch.tensor([2, 1, 3])),
+         [extreme.clone()], params=dict(targets=[2, 1, 3]))
+    # BatchNorm2d as a module: two training batches (running statistics, momentum 0.1, unbiased variance, the
+    # batch counter), then evaluation with the running statistics.
+    bn = torch.nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(positive(3, seed=next(s)))
+        bn.bias.copy_(randn(3, seed=next(s)))
+    for t in ("weight", "bias"):
+        w.put(f"batchnorm_module.{t}", getattr(bn, t))
+    xs = [randn(4, 3, 5, 5, seed=next(s)) * 2 + 1 for _ in range(3)]
+    bn.train()
+    for i in range(2):
+        w.put(f"batchnorm_module.x{i}", xs[i])
+        w.put(f"batchnorm_module.train_out{i}", bn(xs[i]))
+    for t in ("running_mean", "running_var", "num_batches_tracked"):
+        w.put(f"batchnorm_module.{t}", getattr(bn, t).float())
+    bn.eval()
+    w.put("batchnorm_module.x2", xs[2])
+    case(w, "batchnorm_eval", "batchnorm_eval", lambda x, wt, b, rm, rv: F.batch_norm(x, rm, rv, wt, b, False, 0.1, 1e-5),
+         [xs[2], bn.weight.detach(), bn.bias.detach(), bn.running_mean, bn.running_var], grads=[True, True, True, False,
+                                                                                                 False], rtol=2e-5)
+    # simple_cnn from saved weights on one fixed batch: eval logits, then 3 SGD-momentum steps. The batch is the
+    # first of a few seeded ones whose run keeps MIN_MARGIN from every kink.
+    torch.manual_seed(0)
+    init = simple_cnn(10).state_dict()
+    yb = torch.arange(8) % 10
+    for seed in range(7000, 7100):
+        KINKS = Kinks()
+        model = simple_cnn(10)
+        model.load_state_dict(init)
+        x = randn(8, 3, 32, 32, seed=seed)
+        probe_run = Writer()
+        model.eval()
+        model(x)
+        train_steps(probe_run, "probe", model, x, yb, steps=3, lr=0.1, momentum=0.9)
+        if KINKS.margin >= MIN_MARGIN:
+            break
+    print(f"simple_cnn: batch seed {seed}, kink margin {KINKS.margin:.1e}")
+    KINKS = Kinks()
+    model = simple_cnn(10)
+    model.load_state_dict(init)
+    for k, v in init.items():
+        w.put(f"simple_cnn.init.{k}", v)
+    w.put("simple_cnn.x", x)
+    w.put("simple_cnn.y", yb.float())
+    model.eval()
+    w.put("simple_cnn.eval_logits", model(x))
+    train_steps(w, "simple_cnn", model, x, yb, steps=3, lr=0.1, momentum=0.9)
+    for k, v in model.state_dict().items():
+        w.put(f"simple_cnn.after.{k}", v)
+    sc_margin = KINKS.margin
+    # resnet18 (torchvision) from hashed weights on a hashed batch of 4 images at 64 px: eval logits, the gradients
+    # of one training step, then 3 SGD-momentum steps, summarised. ReLU networks with batchnorm can be chaotic over
+    # a few steps: where some ReLU input or max pool gap is near 0, float32-sized differences flip a mask and change
+    # whole layers' updates by percents (measured: 1e-5 noise on the gradients moved some changes by 5%). So the
+    # batch is the first hashed one whose run (a) keeps RESNET_MARGIN from every kink and (b) is stable: PyTorch
+    # itself, in float64 with PERTURBATION relative noise on every gradient element (tiny's float32 gradients are
+    # within 1e-5 of the largest of PyTorch's, most elements far closer), stays within STABLE of the plain run.
+    import torchvision
+
+    def resnet_run(salt, w, dtype=torch.float32, noise=0.0, seed=0):
+        kinks = Kinks()
+        rn = torchvision.models.resnet18(num_classes=10)
+        sd = hashed_state(rn)
+        rn.load_state_dict(sd)
+        rn = rn.to(dtype)
+        kinks.watch(rn)
+        xr = hashed_uniform(salt, (4, 3, 64, 64)).to(dtype)
+        yr = torch.tensor([3, 1, 4, 1])
+        rn.eval()
+        w.put("resnet18.eval_logits", rn(xr))
+        rn.train()
+        opt = torch.optim.SGD(rn.parameters(), lr=0.01, momentum=0.9)
+        gen = torch.Generator().manual_seed(seed)
+        losses = []
+        for step in range(3):
+            opt.zero_grad()
+            loss = cross_entropy(rn(xr), yr)
+            loss.backward()
+            if step == 0:
+                for k, p in rn.named_parameters():
+                    d, _ = summarise(k, p.grad.double().flatten())
+                    w.put(f"resnet18.grad.{k}", d)
+                    w.put(f"resnet18.grad_head.{k}", p.grad.flatten()[:8])
+            if noise:
+                for p in rn.parameters():
+                    p.grad.mul_(1 + noise * torch.randn(p.shape, generator=gen).to(dtype))
+            opt.step()
+            losses.append(loss.item())
+        w.put("resnet18.losses", torch.tensor(losses))
+        rn.eval()
+        w.put("resnet18.eval_logits_after", rn(xr))
+        return rn, sd, xr, yr, kinks.margin, losses
+
+    def changes(rn, sd):
+        return {k: (v.double() - sd[k].double()).flatten() for k, v in rn.state_dict().items()}
+
+    for k in range(1000):
+        salt = f"input.{k}"
+        *_, margin, losses = resnet_run(salt, Writer())
+        if margin < RESNET_MARGIN:
+            continue
+        base = resnet_run(salt, Writer(), torch.float64)
+        c0 = changes(base[0], base[1])
+        worst = 0.0
+        for seed in range(3):
+            c = changes(*resnet_run(salt, Writer(), torch.float64, PERTURBATION, seed)[:2])
+            worst = max(worst, max(((c[n] - c0[n]).abs().max() / c0[n].abs().max()).item() for n in c0
+                                   if c0[n].abs().max() > 0))
+            if worst > STABLE:
+                break
+        print(f"resnet18: batch {salt}: kink margin {margin:.1e}, perturbed changes move {worst:.1e}", flush=True)
+        if worst <= STABLE:
+            break
+    rn64 = base[0]
+    rn, sd, xr, yr, rn_margin, _ = resnet_run(salt, w)
+    noise = float32_noise(rn, rn64, sd)
+    noise["perturbed"] = worst
+    keys = [(k, list(v.shape)) for k, v in rn.state_dict().items()]
+    w.put("resnet18.y", yr.float())
+    # Each tensor's change from its initial value, summarised (see summarise) with its first 8 values.
+    for k, v in rn.state_dict().items():
+        d = (v.double() - sd[k].double()).flatten()
+        w.put(f"resnet18.delta.{k}", summarise(k, d)[0])
+        w.put(f"resnet18.delta_head.{k}", d[:8])
+    rn64.eval()
+    after64 = rn64(xr.double())
+    after = w.tensors["resnet18.eval_logits_after"]
+    noise["logits_after"] = ((after.double() - after64).abs().max() / after64.abs().max()).item()
+    w.cases.append(dict(name="resnet18", op="model", params=dict(keys=keys, lr=0.01, momentum=0.9, steps=3,
+                                                                 input=salt, kink_margin=rn_margin,
+                                                                 float32_noise=noise),
+                        views=[], grads=[], outputs=0, rtol=0, note="torchvision's state_dict keys and shapes"))
+    w.cases.append(dict(name="simple_cnn", op="model", params=dict(lr=0.1, momentum=0.9, steps=3,
+                                                                   kink_margin=sc_margin),
+                        views=[], grads=[], outputs=0, rtol=0, note=None))
+    w.save(ROOT / "crates/tiny-nn/tests/fixtures/nn.safetensors")
+
+
+# ----------------------------------------------------------------------------- tiny-optim: five steps
+def optim():
+    w = Writer()
+    shapes = [(7, 5), (3,)]
+    configs = [
+        ("sgd", torch.optim.SGD, dict(lr=0.1)),
+        ("sgd_wd", torch.optim.SGD, dict(lr=0.1, weight_decay=0.01)),
+        ("sgd_momentum", torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
+        ("sgd_momentum_dampening", torch.optim.SGD, dict(lr=0.05, momentum=0.9, dampening=0.3)),
+        ("sgd_nesterov", torch.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
+        ("sgd_nesterov_wd", torch.optim.SGD, dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.05)),
+        ("adam", torch.optim.Adam, dict(lr=0.01)),
+        ("adam_betas_eps_wd", torch.optim.Adam, dict(lr=0.003, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
+        ("adamw", torch.optim.AdamW, dict(lr=0.01)),
+        ("adamw_wd", torch.optim.AdamW, dict(lr=0.005, betas=(0.85, 0.99), weight_decay=0.3)),
+    ]
+    for ci, (name, cls, kw) in enumerate(configs):
+        params = [torch.nn.Parameter(randn(*sh, seed=100 * ci + i)) for i, sh in enumerate(shapes)]
+        for i, p in enumerate(params):
+            w.put(f"{name}.p{i}.init", p)
+        opt = cls(params, **{"foreach": False, **kw})
+        for step in range(5):
+            for i, p in enumerate(params):
+                g = randn(*p.shape, seed=10_000 + 100 * ci + 10 * step + i)
+                w.put(f"{name}.p{i}.grad{step}", g)
+                p.grad = g.clone()
+            opt.step()
+            for i, p in enumerate(params):
+                w.put(f"{name}.p{i}.step{step}", p)
+        kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+        w.cases.append(dict(name=name, op=cls.__name__, params=kw, views=[], grads=[], outputs=0, rtol=0,
+                            note=f"{len(shapes)} parameters, 5 steps"))
+    w.save(ROOT / "crates/tiny-optim/tests/fixtures/optim.safetensors")
+
+
+# ----------------------------------------------------------------------------- tiny-data: PIL's input
+def inputs(size=64):
+    """A few small images in every format tiny decodes, and what the chapter's
+    `Image.open(f).resize((64, 64)).convert('RGB')` makes of each (PIL 13: BICUBIC with antialiasing before
+    the conversion; NEAREST for palette and 1-bit images; premultiplied alpha for RGBA)."""
+    from PIL import Image
+
+    out_dir = ROOT / "crates/tiny-data/tests/fixtures/pil"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    h, wd = 120, 160
+    yy, xx = np.mgrid[0:h, 0:wd].astype(np.float64)
+    # Smooth gradients, a few hard edges (a disc and a bar) and mild noise: what photos and resizers meet.
+    r = 128 + 100 * np.sin(xx / 17.0) * np.cos(yy / 23.0)
+    g = 40 + 1.2 * xx + 20 * np.sin(yy / 5.0)
+    b = 220 - 1.5 * yy
+    disc = (xx - 100) ** 2 + (yy - 50) ** 2 < 30 ** 2
+    r[disc], g[disc], b[disc] = 250, 30, 60
+    bar = (xx > 20) & (xx < 35)
+    r[bar], g[bar], b[bar] = 10, 10, 10
+    rgb = np.stack([r, g, b], -1) + rng.normal(0, 6, (h, wd, 3))
+    im = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    files = {
+        "colour_420.jpg": lambda p: im.save(p, format="JPEG"),
+        "colour_444.jpg": lambda p: im.save(p, format="JPEG", quality=95, subsampling=0),
+        "grey.jpg": lambda p: im.convert("L").save(p, format="JPEG"),
+        "cmyk.jpg": lambda p: im.convert("CMYK").save(p, format="JPEG", quality=90),
+        "colour.png": lambda p: im.save(p),
+        "palette.png": lambda p: im.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(p),
+        "grey_1bit.png": lambda p: im.convert("1").save(p),
+        "rgba.png": lambda p: rgba(im).save(p),
+    }
+
+    def rgba(im):
+        a = im.copy()
+        a.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, wd).astype(np.uint8), (h, 1))))
+        return a
+
+    w = Writer()
+    for name, write in files.items():
+        path = out_dir / name
+        write(path)
+        with Image.open(path) as f:
+            mode = f.mode
+            px = np.asarray(f.resize((size, size)).convert("RGB"))
+        w.put(name, torch.tensor(px.astype(np.float32)))
+        w.cases.append(dict(name=name, op="pil_input", params=dict(mode=mode, size=size), views=[], grads=[],
+                            outputs=1, rtol=0, note=None))
+    w.save(ROOT / "crates/tiny-data/tests/fixtures/pil_64.safetensors")
+
+
+if __name__ == "__main__":
+    import sys
+
+    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs"]
+    for part in parts:
+        {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs}[part]()
