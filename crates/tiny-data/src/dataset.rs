@@ -129,7 +129,7 @@ impl ImageFolderDataset {
                     Some(img) => img,
                     None => {
                         let data = self.tfm.deterministic().apply(&decode_rgb(path)?, None, path)?;
-                        let img = RgbImage { width: self.tfm.size, height: self.tfm.size, data };
+                        let img = RgbImage::opaque(self.tfm.size, self.tfm.size, data);
                         // Another worker may have filled the slot meanwhile; both are equal.
                         cache[index].get_or_init(|| img)
                     }

@@ -8,6 +8,7 @@ use std::path::Path;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
+use crate::pil_modes::{self, SourceKind};
 use crate::{DataError, Result, Rng};
 
 /// A decoded 8-bit RGB image in row-major HWC order.
@@ -19,12 +20,22 @@ pub struct RgbImage {
     pub height: u32,
     /// `height * width * 3` bytes, RGB interleaved, rows top to bottom.
     pub data: Vec<u8>,
+    /// What the file held before it became RGB, where that changes how it is resized (see [`SourceKind`]).
+    pub kind: SourceKind,
+}
+
+impl RgbImage {
+    /// An RGB image of ordinary (opaque, non-palette) origin.
+    pub fn opaque(width: u32, height: u32, data: Vec<u8>) -> Self {
+        RgbImage { width, height, data, kind: SourceKind::Opaque }
+    }
 }
 
 /// Reads and decodes an image file to 3-channel RGB.
 ///
 /// Greyscale, palette, alpha and CMYK inputs all come out as RGB (alpha is dropped, as PIL's
-/// `convert('RGB')` does). The format is recognised from the bytes, not the extension.
+/// `convert('RGB')` does), with what they were kept in [`RgbImage::kind`] so that resizing treats them as PIL
+/// does. The format is recognised from the bytes, not the extension.
 ///
 /// # Errors
 /// Every error names `path`: [`DataError::Io`], [`DataError::EmptyFile`],
@@ -56,12 +67,19 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         .map_err(|e| DataError::io(path, e))?
         .decode()
         .map_err(decode_err)?;
-    let rgb = img.into_rgb8();
-    let (width, height) = rgb.dimensions();
+    let (width, height) = (img.width(), img.height());
     if width == 0 || height == 0 {
         return Err(DataError::EmptyImage { path: path.to_path_buf(), width, height });
     }
-    Ok(RgbImage { width, height, data: rgb.into_raw() })
+    let indexed = pil_modes::png_is_indexed(bytes);
+    if img.color().has_alpha() && !indexed {
+        let rgba = img.into_rgba8().into_raw();
+        let data = rgba.chunks_exact(4).flat_map(|px| [px[0], px[1], px[2]]).collect();
+        let alpha = rgba.chunks_exact(4).map(|px| px[3]).collect();
+        return Ok(RgbImage { width, height, data, kind: SourceKind::Alpha(alpha) });
+    }
+    let kind = if indexed { SourceKind::Indexed } else { SourceKind::Opaque };
+    Ok(RgbImage { width, height, data: img.into_rgb8().into_raw(), kind })
 }
 
 /// Decodes a three-component (YCbCr) JPEG straight to RGB with zune-jpeg, the decoder `image` uses inside,
@@ -81,7 +99,7 @@ fn decode_ycbcr_jpeg(bytes: &[u8]) -> Option<RgbImage> {
     let data = decoder.decode().ok()?;
     let (width, height) = decoder.dimensions()?;
     let ok = width > 0 && height > 0 && data.len() == width * height * 3;
-    ok.then_some(RgbImage { width: width as u32, height: height as u32, data })
+    ok.then_some(RgbImage::opaque(width as u32, height as u32, data))
 }
 
 /// Tells whether a JPEG's last bytes hold the end-of-image marker (trailing padding allowed).
@@ -241,23 +259,34 @@ thread_local! {
     static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
 }
 
-/// Resizes the `crop` of `src` to `size x size` with bicubic (Catmull-Rom) filtering, the
-/// filter PIL's `resize` uses by default.
+/// Resizes the `crop` of `src` to `size x size` as PIL's `resize` would resize the file's image: with bicubic
+/// (Catmull-Rom) filtering, its default; by nearest neighbour for palette and 1-bit images; premultiplied by
+/// alpha for images with alpha, the alpha then dropped as `convert('RGB')` drops it.
 pub fn resize_crop(src: &RgbImage, crop: Crop, size: u32, path: &Path) -> Result<Vec<u8>> {
     let is_identity = crop == Crop::full(src.width, src.height) && src.width == size && src.height == size;
     if is_identity {
         return Ok(src.data.clone());
     }
+    match &src.kind {
+        SourceKind::Opaque => bicubic(&src.data, PixelType::U8x3, src, crop, size, path),
+        SourceKind::Indexed => Ok(pil_modes::nearest(&src.data, src.width, src.height, crop, size)),
+        SourceKind::Alpha(alpha) => {
+            let rgba = pil_modes::premultiply(&src.data, alpha);
+            Ok(pil_modes::unpremultiply_to_rgb(&bicubic(&rgba, PixelType::U8x4, src, crop, size, path)?))
+        }
+    }
+}
+
+/// Bicubic resize of the `crop` of `src`'s geometry over `data` (3 or 4 channels, each resized alone).
+fn bicubic(data: &[u8], pixel: PixelType, src: &RgbImage, crop: Crop, size: u32, path: &Path) -> Result<Vec<u8>> {
     let resize_err = |source| DataError::Resize { path: path.to_path_buf(), source };
-    let view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3)
+    let view = ImageRef::new(src.width, src.height, data, pixel)
         .map_err(|source| DataError::ResizeBuffer { path: path.to_path_buf(), source })?;
-    let mut dst = Image::new(size, size, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)).crop(
-        crop.left,
-        crop.top,
-        crop.width,
-        crop.height,
-    );
+    let mut dst = Image::new(size, size, pixel);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .use_alpha(false)
+        .crop(crop.left, crop.top, crop.width, crop.height);
     RESIZER.with_borrow_mut(|r| r.resize(&view, &mut dst, &options)).map_err(resize_err)?;
     Ok(dst.into_vec())
 }

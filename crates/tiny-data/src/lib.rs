@@ -38,6 +38,7 @@ mod error;
 mod files;
 mod loader;
 mod normalize;
+mod pil_modes;
 mod rng;
 pub mod synth;
 
@@ -54,6 +55,7 @@ pub use files::{
 };
 pub use loader::{BadFilePolicy, BatchIter, DataLoader, default_num_workers};
 pub use normalize::{ChannelStats, Normalize};
+pub use pil_modes::SourceKind;
 pub use rng::{Rng, mix, splitmix64};
 
 /// The crate README's example, compiled and run as a doctest so it stays true.

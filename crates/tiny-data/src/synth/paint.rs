@@ -224,5 +224,5 @@ pub fn render(class: usize, width: u32, height: u32, seed: u64) -> RgbImage {
         let grain = rng.normal() * sigma;
         data.extend(px.iter().map(|&v| (v + grain).round().clamp(0.0, 255.0) as u8));
     }
-    RgbImage { width, height, data }
+    RgbImage::opaque(width, height, data)
 }
