@@ -343,14 +343,19 @@ class Kinks:
 
 
 KINKS = Kinks()
-#: The margin a whole-model fixture must keep from every kink: simple_cnn's, and resnet18's (which has four
-#: times the ReLU inputs, of which few batches keep more).
+#: The margin a whole-model fixture must keep from every kink: simple_cnn's, and resnet18's (which has 12 times
+#: the ReLU inputs, of which few batches keep more; its stability test below covers the rest).
 MIN_MARGIN = 5e-6
-RESNET_MARGIN = 1e-6
+RESNET_MARGIN = 5e-7
 #: The relative noise put on every gradient element to test a whole-model run's stability, and how far the
 #: perturbed parameter changes may then move, relative to each tensor's largest change.
 PERTURBATION = 1e-5
 STABLE = 2e-4
+#: resnet18's learning rate over its three steps: at 0.01 most batches' runs are unstable in the sense above.
+RESNET_LR = 1e-3
+#: Where the search for a stable resnet18 batch starts. Each candidate costs seconds and few pass; an earlier
+#: search had met input.574 as the first stable one past input.570, so the script starts there.
+RESNET_SEARCH_FROM = 570
 
 class ConvLayer(torch.nn.Module):
     def __init__(self, ni, nf, stride=1, act=True):
@@ -504,7 +509,8 @@ def nn():
     # of one training step, then 3 SGD-momentum steps, summarised. ReLU networks with batchnorm can be chaotic over
     # a few steps: where some ReLU input or max pool gap is near 0, float32-sized differences flip a mask and change
     # whole layers' updates by percents (measured: 1e-5 noise on the gradients moved some changes by 5%). So the
-    # batch is the first hashed one whose run (a) keeps RESNET_MARGIN from every kink and (b) is stable: PyTorch
+    # batch is the first hashed one (from RESNET_SEARCH_FROM on) whose run (a) keeps RESNET_MARGIN from every
+    # kink and (b) is stable: PyTorch
     # itself, in float64 with PERTURBATION relative noise on every gradient element (tiny's float32 gradients are
     # within 1e-5 of the largest of PyTorch's, most elements far closer), stays within STABLE of the plain run.
     import torchvision
@@ -521,7 +527,7 @@ def nn():
         rn.eval()
         w.put("resnet18.eval_logits", rn(xr))
         rn.train()
-        opt = torch.optim.SGD(rn.parameters(), lr=0.01, momentum=0.9)
+        opt = torch.optim.SGD(rn.parameters(), lr=RESNET_LR, momentum=0.9)
         gen = torch.Generator().manual_seed(seed)
         losses = []
         for step in range(3):
@@ -546,7 +552,7 @@ def nn():
     def changes(rn, sd):
         return {k: (v.double() - sd[k].double()).flatten() for k, v in rn.state_dict().items()}
 
-    for k in range(1000):
+    for k in range(RESNET_SEARCH_FROM, RESNET_SEARCH_FROM + 1000):
         salt = f"input.{k}"
         *_, margin, losses = resnet_run(salt, Writer())
         if margin < RESNET_MARGIN:
@@ -569,16 +575,14 @@ def nn():
     noise["perturbed"] = worst
     keys = [(k, list(v.shape)) for k, v in rn.state_dict().items()]
     w.put("resnet18.y", yr.float())
-    # Each tensor's change from its initial value, summarised (see summarise) with its first 8 values.
+    # Each tensor's change from its initial value, summarised (see summarise).
     for k, v in rn.state_dict().items():
-        d = (v.double() - sd[k].double()).flatten()
-        w.put(f"resnet18.delta.{k}", summarise(k, d)[0])
-        w.put(f"resnet18.delta_head.{k}", d[:8])
+        w.put(f"resnet18.delta.{k}", summarise(k, (v.double() - sd[k].double()).flatten())[0])
     rn64.eval()
     after64 = rn64(xr.double())
     after = w.tensors["resnet18.eval_logits_after"]
     noise["logits_after"] = ((after.double() - after64).abs().max() / after64.abs().max()).item()
-    w.cases.append(dict(name="resnet18", op="model", params=dict(keys=keys, lr=0.01, momentum=0.9, steps=3,
+    w.cases.append(dict(name="resnet18", op="model", params=dict(keys=keys, lr=RESNET_LR, momentum=0.9, steps=3,
                                                                  input=salt, kink_margin=rn_margin,
                                                                  float32_noise=noise),
                         views=[], grads=[], outputs=0, rtol=0, note="torchvision's state_dict keys and shapes"))

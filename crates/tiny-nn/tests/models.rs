@@ -74,6 +74,49 @@ fn init_standard_deviations() {
     assert!(plain.b.is_none());
 }
 
+/// Checks that `values` look drawn with mean 0 and standard deviation `std`: the sample mean within 5 standard
+/// errors (`std / sqrt(n)`) of 0 and the sample deviation within 5 of its own (`std / sqrt(2n)` for a normal,
+/// less for a uniform), so a wrong fan or gain (a factor of sqrt(2) or more) fails while sampling never does.
+fn assert_drawn_with(what: &str, values: &[f32], std: f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let sd = (values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n).sqrt();
+    assert!(mean.abs() <= 5.0 * std / n.sqrt(), "{what}: mean {mean} for std {std} over {n} values");
+    assert!((sd - std).abs() <= 5.0 * std / (2.0 * n).sqrt(), "{what}: std {sd}, expected {std} over {n} values");
+}
+
+#[test]
+fn every_layer_starts_with_the_chapters_and_torchvisions_initialisation() {
+    // simple_cnn: the chapter's ConvLayer is kaiming-normal with its fan-in, sqrt(2 / (ni * 9)), and zero bias;
+    // its Linear is xavier-normal, sqrt(2 / (128 + 10)), and zero bias.
+    init::manual_seed(11);
+    let cnn = simple_cnn(10).unwrap();
+    for (name, p) in cnn.named_parameters() {
+        let (v, s) = (p.to_vec(), p.shape().to_vec());
+        match (name.ends_with(".w"), s.len()) {
+            (true, 4) => assert_drawn_with(&name, &v, (2.0 / (s[1] * 9) as f64).sqrt()),
+            (true, _) => assert_drawn_with(&name, &v, (2.0 / (s[0] + s[1]) as f64).sqrt()),
+            (false, _) => assert!(v.iter().all(|&b| b == 0.0), "{name} starts at zero"),
+        }
+    }
+    // resnet18: torchvision's kaiming-normal with fan-out, sqrt(2 / (f * k * k)); batchnorm weight 1 and bias 0;
+    // fc as nn.Linear, uniform in +-1/sqrt(512), whose standard deviation is that bound over sqrt(3).
+    let rn = resnet18(10).unwrap();
+    for (name, p) in rn.named_parameters() {
+        let (v, s) = (p.to_vec(), p.shape().to_vec());
+        if s.len() == 4 {
+            assert_drawn_with(&name, &v, (2.0 / (s[0] * s[2] * s[3]) as f64).sqrt());
+        } else if name.starts_with("fc.") {
+            let bound = 1.0 / 512f64.sqrt();
+            assert!(v.iter().all(|&x| f64::from(x).abs() <= bound), "{name} within +-{bound}");
+            assert_drawn_with(&name, &v, bound / 3f64.sqrt());
+        } else {
+            let want = if name.ends_with("weight") { 1.0 } else { 0.0 };
+            assert!(v.iter().all(|&x| x == want), "{name} starts at {want}");
+        }
+    }
+}
+
 #[test]
 fn the_same_seed_builds_the_same_model() {
     init::manual_seed(3);

@@ -1,0 +1,316 @@
+//! tiny-nn against PyTorch, from `tests/fixtures/nn.safetensors` (written by `parity/make_fixtures.py`): the
+//! chapter's losses, `BatchNorm2d` in training and evaluation mode, and whole models from the same weights on
+//! one fixed batch: simple_cnn and torchvision's resnet18, eval logits and three SGD-momentum steps.
+
+use tiny_fixtures::{Case, Fixtures, Stored, assert_close, fixture_path};
+use tiny_nn::{BatchNorm2d, Module, cross_entropy, load_state_dict, log_softmax, nll, resnet18, simple_cnn};
+use tiny_tensor::{Tensor, no_grad};
+
+fn fixtures() -> Fixtures {
+    Fixtures::load(fixture_path!("nn.safetensors"))
+}
+
+fn tensor(s: &Stored) -> Tensor {
+    Tensor::from_vec(s.data.clone(), &s.shape).unwrap()
+}
+
+fn labels(s: &Stored) -> Vec<u32> {
+    s.data.iter().map(|&v| v as u32).collect()
+}
+
+/// Runs a case through `f`, then checks its first output and, through `sum(out * cot)`, its input gradients.
+fn replay(fx: &Fixtures, case: &Case, f: impl Fn(&[Tensor]) -> tiny_nn::Result<Tensor>) {
+    let inputs: Vec<Tensor> = (0..case.grads.len())
+        .map(|i| tensor(fx.get(&format!("{}.in{i}", case.name))).set_requires_grad(case.grads[i]))
+        .collect();
+    let out = f(&inputs).unwrap();
+    assert_close(&case.name, out.shape(), &out.to_vec(), fx.get(&format!("{}.out0", case.name)), case.rtol);
+    let cot = tensor(fx.get(&format!("{}.cot", case.name)));
+    out.mul(&cot).unwrap().sum_all().unwrap().backward().unwrap();
+    for (i, x) in inputs.iter().enumerate().filter(|(i, _)| case.grads[*i]) {
+        let g = x.grad().unwrap();
+        let what = format!("{}: gradient of input {i}", case.name);
+        assert_close(&what, g.shape(), &g.to_vec(), fx.get(&format!("{}.grad{i}", case.name)), case.rtol);
+    }
+}
+
+#[test]
+fn the_chapters_losses_match_pytorch_even_for_extreme_logits() {
+    let fx = fixtures();
+    for case in fx.cases.iter().filter(|c| ["log_softmax", "nll", "cross_entropy"].contains(&c.op.as_str())) {
+        let y: Vec<u32> =
+            if case.op == "log_softmax" { vec![] } else { case.ints("targets").iter().map(|&t| t as u32).collect() };
+        replay(&fx, case, |x| match case.op.as_str() {
+            "log_softmax" => log_softmax(&x[0]),
+            "nll" => nll(&x[0], &y),
+            _ => cross_entropy(&x[0], &y),
+        });
+    }
+}
+
+#[test]
+fn batchnorm_updates_running_statistics_and_evaluates_as_pytorch() {
+    let fx = fixtures();
+    let bn = BatchNorm2d::new(3);
+    bn.weight.assign(&tensor(fx.get("batchnorm_module.weight"))).unwrap();
+    bn.bias.assign(&tensor(fx.get("batchnorm_module.bias"))).unwrap();
+    // Two training batches: batch statistics, then running ones (momentum 0.1, unbiased variance).
+    for i in 0..2 {
+        let y = bn.forward(&tensor(fx.get(&format!("batchnorm_module.x{i}")))).unwrap();
+        assert_close(
+            &format!("train batch {i}"),
+            y.shape(),
+            &y.to_vec(),
+            fx.get(&format!("batchnorm_module.train_out{i}")),
+            3e-5,
+        );
+    }
+    for (name, t) in [("running_mean", &bn.running_mean), ("running_var", &bn.running_var)] {
+        assert_close(name, t.shape(), &t.to_vec(), fx.get(&format!("batchnorm_module.{name}")), 1e-5);
+    }
+    assert_eq!(bn.num_batches_tracked.to_vec(), fx.get("batchnorm_module.num_batches_tracked").data);
+    // Evaluation mode uses the running statistics; gradients flow to the input and the affine parameters.
+    let case = fx.case("batchnorm_eval");
+    let input = |i: usize| tensor(fx.get(&format!("batchnorm_eval.in{i}")));
+    let m = BatchNorm2d::new(3);
+    m.train(false);
+    for (t, i) in [(&*m.weight, 1), (&*m.bias, 2), (&m.running_mean, 3), (&m.running_var, 4)] {
+        t.assign(&input(i)).unwrap();
+    }
+    let x = input(0).set_requires_grad(true);
+    let y = m.forward(&x).unwrap();
+    assert_close("eval output", y.shape(), &y.to_vec(), fx.get("batchnorm_eval.out0"), case.rtol);
+    y.mul(&tensor(fx.get("batchnorm_eval.cot"))).unwrap().sum_all().unwrap().backward().unwrap();
+    for (i, t) in [(0, &x), (1, &*m.weight), (2, &*m.bias)] {
+        let g = t.grad().unwrap();
+        assert_close(
+            &format!("eval gradient {i}"),
+            g.shape(),
+            &g.to_vec(),
+            fx.get(&format!("batchnorm_eval.grad{i}")),
+            case.rtol,
+        );
+    }
+    // The module that trained on two batches evaluates the third batch with its running statistics.
+    bn.train(false);
+    let y = bn.forward(&tensor(fx.get("batchnorm_module.x2"))).unwrap();
+    assert_close("eval after training", y.shape(), &y.to_vec(), fx.get("batchnorm_eval.out0"), case.rtol);
+}
+
+/// Trains `model` for the case's steps of SGD with momentum (tiny-optim is not a dependency of tiny-nn, so the
+/// update is PyTorch's formula written out: `b = momentum * b + g` (`b = g` at first), `p -= lr * b`), calling
+/// `after_backward(step)` once each step's gradients are in; returns the loss of each step.
+fn sgd_momentum_steps(
+    model: &dyn Module,
+    x: &Tensor,
+    y: &[u32],
+    case: &Case,
+    mut after_backward: impl FnMut(usize),
+) -> Vec<f32> {
+    let (lr, momentum) = (case.f32("lr"), case.f32("momentum"));
+    let params = model.parameters();
+    let mut buffers: Vec<Option<Tensor>> = vec![None; params.len()];
+    let mut losses = Vec::new();
+    for step in 0..case.usize("steps") {
+        model.zero_grad();
+        let loss = cross_entropy(&model.forward(x).unwrap(), y).unwrap();
+        loss.backward().unwrap();
+        after_backward(step);
+        losses.push(loss.item().unwrap());
+        let _g = no_grad();
+        for (p, b) in params.iter().zip(buffers.iter_mut()) {
+            let g = p.grad().unwrap();
+            let buf = match b.take() {
+                Some(buf) => {
+                    buf.scale_(momentum).unwrap();
+                    buf.add_scaled_(&g, 1.0).unwrap();
+                    buf
+                }
+                None => g.contiguous().unwrap().mul_scalar(1.0).unwrap(),
+            };
+            p.add_scaled_(&buf, -lr).unwrap();
+            *b = Some(buf);
+        }
+    }
+    losses
+}
+
+#[test]
+fn simple_cnn_from_the_same_weights_matches_pytorch_in_eval_and_over_three_training_steps() {
+    let fx = fixtures();
+    let case = fx.case("simple_cnn");
+    let model = simple_cnn(10).unwrap();
+    let init: Vec<(String, Tensor)> = fx
+        .names_with_prefix("simple_cnn.init.")
+        .into_iter()
+        .map(|n| (n.trim_start_matches("simple_cnn.init.").to_string(), tensor(fx.get(n))))
+        .collect();
+    load_state_dict(&model, init, true).unwrap();
+    let (x, y) = (tensor(fx.get("simple_cnn.x")), labels(fx.get("simple_cnn.y")));
+    model.train(false);
+    let logits = model.forward(&x).unwrap();
+    assert_close("simple_cnn eval logits", logits.shape(), &logits.to_vec(), fx.get("simple_cnn.eval_logits"), 1e-5);
+    model.train(true);
+    let losses = sgd_momentum_steps(&model, &x, &y, case, |_| {});
+    assert_close("simple_cnn losses", &[losses.len()], &losses, fx.get("simple_cnn.losses"), 1e-6);
+    // Every parameter after the steps. Compared as the change from the start, which is what the steps computed.
+    for (name, p) in model.state_dict() {
+        let want = fx.get(&format!("simple_cnn.after.{name}"));
+        let start = &fx.get(&format!("simple_cnn.init.{name}")).data;
+        let got: Vec<f32> = p.to_vec().iter().zip(start).map(|(a, b)| a - b).collect();
+        let moved =
+            Stored { shape: want.shape.clone(), data: want.data.iter().zip(start).map(|(a, b)| a - b).collect() };
+        assert_close(&format!("simple_cnn {name} after 3 steps"), p.shape(), &got, &moved, 1e-4);
+    }
+}
+
+/// `parity/make_fixtures.py`'s `hashed_uniform`: element `i` of `name` is `(splitmix64(fnv1a(name) + i) >> 40)
+/// / 2^23 - 1`, exact in f32, so that both sides build resnet18's 11M weights without storing them.
+fn hashed_uniform(name: &str, n: usize) -> Vec<f32> {
+    let h = name.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3));
+    (0..n as u64)
+        .map(|i| {
+            let mut z = h.wrapping_add(i).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f64 / f64::from(1u32 << 23) - 1.0) as f32
+        })
+        .collect()
+}
+
+/// The script's `hashed_state`: each tensor of a torchvision-named resnet18 from `hashed_uniform`, scaled as an
+/// initialisation would be.
+fn hashed_value(name: &str, shape: &[usize]) -> Vec<f32> {
+    let u = hashed_uniform(name, shape.iter().product());
+    let leaf = name.rsplit('.').next().unwrap();
+    let scale = |s: f32, add: f32| u.iter().map(|&v| v * s + add).collect();
+    match (leaf, shape.len()) {
+        ("num_batches_tracked", _) => vec![0.0],
+        ("running_var", _) => scale(0.25, 1.0),
+        ("running_mean" | "bias", _) => scale(0.1, 0.0),
+        ("weight", 1) => scale(0.2, 1.0),
+        ("weight", 4) => scale((6.0 / (shape[0] * shape[2] * shape[3]) as f64).sqrt() as f32, 0.0),
+        _ => scale((1.0 / (shape[1] as f64).sqrt()) as f32, 0.0),
+    }
+}
+
+/// Checks a tensor `v` (flat) against its stored summary `[sum, sum of squares, probe product, largest magnitude]`
+/// (`make_fixtures.py`'s `summarise`): each within `rtol` of its Cauchy-Schwarz scale, where no relative bound
+/// fits the sums, which cancel.
+fn check_summaries(what: &str, name: &str, v: &[f64], want: &[f32], rtol: f64) {
+    let probe: Vec<f64> = hashed_uniform(&format!("probe.{name}"), v.len()).into_iter().map(f64::from).collect();
+    let sum_sq: f64 = v.iter().map(|x| x * x).sum();
+    let got = [
+        v.iter().sum::<f64>(),
+        sum_sq,
+        v.iter().zip(&probe).map(|(a, b)| a * b).sum(),
+        v.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+    ];
+    let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
+    let scales = [
+        (v.len() as f64 * want[1]).sqrt(),
+        want[1],
+        (want[1] * probe.iter().map(|p| p * p).sum::<f64>()).sqrt(),
+        want[3],
+    ];
+    for (k, stat) in ["sum", "sum of squares", "probe product", "largest magnitude"].iter().enumerate() {
+        let limit = rtol * scales[k] + 1e-12;
+        assert!(
+            (got[k] - want[k]).abs() <= limit,
+            "{what}: {stat} {} where PyTorch has {} (bound {limit:e})",
+            got[k],
+            want[k]
+        );
+    }
+}
+
+/// Checks the first values of `v` against the stored ones, within `rtol` of `v`'s largest magnitude.
+fn check_head(what: &str, v: &[f64], want: &Stored, rtol: f64) {
+    let largest = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    for (i, (g, w)) in v.iter().zip(&want.data).enumerate() {
+        let limit = rtol * largest + 1e-12;
+        assert!(
+            (g - f64::from(*w)).abs() <= limit,
+            "{what}: element {i} is {g} where PyTorch has {w} (bound {limit:e})"
+        );
+    }
+}
+
+#[test]
+fn resnet18_has_torchvisions_state_dict_and_trains_as_pytorch_from_the_same_weights() {
+    let fx = fixtures();
+    let case = fx.case("resnet18");
+    let model = resnet18(10).unwrap();
+    // The state_dict is torchvision's, key for key and shape for shape, in its order.
+    let ours: Vec<(String, Vec<usize>)> =
+        model.state_dict().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
+    let keys = case.params["keys"].as_array().unwrap();
+    let theirs: Vec<(String, Vec<usize>)> = keys
+        .iter()
+        .map(|k| {
+            let shape = k[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            (k[0].as_str().unwrap().to_string(), shape)
+        })
+        .collect();
+    let mut sorted = (ours.clone(), theirs.clone());
+    sorted.0.sort();
+    sorted.1.sort();
+    assert_eq!(sorted.0, sorted.1, "tiny's resnet18 state_dict is torchvision's");
+    let state: Vec<(String, Tensor)> =
+        theirs.iter().map(|(n, s)| (n.clone(), Tensor::from_vec(hashed_value(n, s), s).unwrap())).collect();
+    let start: std::collections::HashMap<String, Vec<f32>> =
+        state.iter().map(|(n, t)| (n.clone(), t.to_vec())).collect();
+    load_state_dict(&model, state, true).unwrap();
+    // The batch the script chose: a hashed one whose run stays `kink_margin` (>= 5e-7) from every ReLU kink and
+    // max pool tie, several times the ~1e-7 by which two implementations' activations differ, and which is stable
+    // under float32-sized noise (below).
+    let input = case.params["input"].as_str().unwrap();
+    let x = Tensor::from_vec(hashed_uniform(input, 4 * 3 * 64 * 64), &[4, 3, 64, 64]).unwrap();
+    let y = labels(fx.get("resnet18.y"));
+    model.train(false);
+    let logits = model.forward(&x).unwrap();
+    assert_close("resnet18 eval logits", logits.shape(), &logits.to_vec(), fx.get("resnet18.eval_logits"), 2e-5);
+    model.train(true);
+    // The first step's gradients, from the same weights: each parameter's sum, sum of squares, probe product and
+    // largest magnitude within 3e-5 of their scales, its first 8 values within 3e-5 of its largest gradient
+    // (PyTorch's own float32 gradients are 3e-6 to 7e-6 from float64 here).
+    let first_step = |step: usize| {
+        if step > 0 {
+            return;
+        }
+        for (name, p) in model.named_parameters() {
+            let g: Vec<f64> = p.grad().unwrap().to_vec().into_iter().map(f64::from).collect();
+            let want = fx.get(&format!("resnet18.grad.{name}"));
+            check_summaries(&format!("resnet18 {name}: first gradient"), &name, &g, &want.data, 3e-5);
+            check_head(
+                &format!("resnet18 {name}: first gradient"),
+                &g,
+                fx.get(&format!("resnet18.grad_head.{name}")),
+                3e-5,
+            );
+        }
+    };
+    let losses = sgd_momentum_steps(&model, &x, &y, case, first_step);
+    assert_close("resnet18 losses", &[losses.len()], &losses, fx.get("resnet18.losses"), 1e-5);
+    // Every tensor's change over the steps (parameters and running statistics), summarised as the gradients were.
+    // Over three steps two float32 implementations part, although each step computes what PyTorch computes (the
+    // first step's gradients above; later steps' gradients from PyTorch's weights at that step agree as closely):
+    // where one ReLU or max pool input sits within float32 noise of its kink, tiny and PyTorch can take different
+    // sides, and batchnorm spreads that over whole layers. The script chose a batch that keeps 5e-7 from every
+    // kink and on which PyTorch itself, with 1e-5 noise on every gradient element, moves no change by more than
+    // 2e-4; tiny's changes still differ by up to 1.6e-3 of their scales (bn1, layer1, layer3's shortcut), so the
+    // bound is 5e-3. A wrong step is caught before that: a momentum of 0.891 for 0.9 already moves the third loss
+    // 4.6 times its 1e-5 bound.
+    for (name, t) in model.state_dict() {
+        let d: Vec<f64> = t.to_vec().iter().zip(&start[&name]).map(|(a, b)| f64::from(*a) - f64::from(*b)).collect();
+        let what = format!("resnet18 {name}: change over the steps");
+        check_summaries(&what, &name, &d, &fx.get(&format!("resnet18.delta.{name}")).data, 5e-3);
+    }
+    model.train(false);
+    let after = model.forward(&x).unwrap();
+    // The trained model's logits, within 5e-3 of the largest, for the same reason.
+    let want = fx.get("resnet18.eval_logits_after");
+    let got: Vec<f64> = after.to_vec().into_iter().map(f64::from).collect();
+    check_head("resnet18 trained eval logits", &got, want, 5e-3);
+}
