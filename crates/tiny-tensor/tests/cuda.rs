@@ -377,3 +377,10 @@ fn zero_channel_ops_give_empty_results() {
         assert_eq!(empty.max_pool2d(2, 2, 0).unwrap().shape(), [2, 0, 2, 2]);
     }
 }
+
+#[test]
+fn every_op_matches_pytorch_on_the_gpu() {
+    // The same replay as tests/torch_fixtures.rs, against the same PyTorch fixtures, on the GPU.
+    let Some((device, _tf32_off)) = gpu("every_op_matches_pytorch_on_the_gpu") else { return };
+    assert!(common::torch::replay_all(device) >= 100);
+}
