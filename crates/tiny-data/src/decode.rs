@@ -31,6 +31,19 @@ impl RgbImage {
     }
 }
 
+/// The most pixels an image may claim before decoding: PIL's limit, past which `Image.open` raises
+/// `DecompressionBombError` (twice `Image.MAX_IMAGE_PIXELS`). A 9 KB JPEG can claim 16000x16000 pixels; decoding
+/// it would take 768 MB for garbage.
+pub const MAX_IMAGE_PIXELS: u64 = 178_956_970;
+
+/// An error when a header claims more than [`MAX_IMAGE_PIXELS`], checked before any pixel is decoded.
+fn check_pixels(path: &Path, width: u32, height: u32) -> Result<()> {
+    if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
+        return Err(DataError::TooManyPixels { path: path.to_path_buf(), width, height, limit: MAX_IMAGE_PIXELS });
+    }
+    Ok(())
+}
+
 /// Reads and decodes an image file to 3-channel RGB.
 ///
 /// Greyscale, palette, alpha and CMYK inputs all come out as RGB (alpha is dropped, as PIL's
@@ -39,7 +52,8 @@ impl RgbImage {
 ///
 /// # Errors
 /// Every error names `path`: [`DataError::Io`], [`DataError::EmptyFile`],
-/// [`DataError::TruncatedJpeg`], [`DataError::Decode`] or [`DataError::EmptyImage`].
+/// [`DataError::TruncatedJpeg`], [`DataError::TooManyPixels`], [`DataError::Decode`] or
+/// [`DataError::EmptyImage`].
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     decode_rgb_bytes(&bytes, path)
@@ -57,16 +71,16 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         if !has_jpeg_eoi(bytes) {
             return Err(DataError::TruncatedJpeg { path: path.to_path_buf() });
         }
-        if let Some(img) = decode_ycbcr_jpeg(bytes) {
+        if let Some(img) = decode_ycbcr_jpeg(bytes, path)? {
             return Ok(img);
         }
     }
     let decode_err = |source| DataError::Decode { path: path.to_path_buf(), source };
-    let img = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(decode_err)?;
+    let reader =
+        || image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| DataError::io(path, e));
+    let (claimed_w, claimed_h) = reader()?.into_dimensions().map_err(decode_err)?;
+    check_pixels(path, claimed_w, claimed_h)?;
+    let img = reader()?.decode().map_err(decode_err)?;
     let (width, height) = (img.width(), img.height());
     if width == 0 || height == 0 {
         return Err(DataError::EmptyImage { path: path.to_path_buf(), width, height });
@@ -85,21 +99,24 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
 /// Decodes a three-component (YCbCr) JPEG straight to RGB with zune-jpeg, the decoder `image` uses inside,
 /// without `image`'s format sniffing and buffer conversions (about 7% of the decode time). `None` for any
 /// other JPEG (greyscale, CMYK) or any failure: the caller then goes through `image`, which converts those
-/// and reports errors.
-fn decode_ycbcr_jpeg(bytes: &[u8]) -> Option<RgbImage> {
+/// and reports errors. A header that claims more than [`MAX_IMAGE_PIXELS`] is an error before anything is decoded.
+fn decode_ycbcr_jpeg(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>> {
     use zune_core::bytestream::ZCursor;
     use zune_core::colorspace::ColorSpace;
     use zune_core::options::DecoderOptions;
     let opts = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), opts);
-    decoder.decode_headers().ok()?;
-    if decoder.info()?.components != 3 {
-        return None;
+    if decoder.decode_headers().is_err() {
+        return Ok(None);
     }
-    let data = decoder.decode().ok()?;
-    let (width, height) = decoder.dimensions()?;
+    let (Some(info), Some((width, height))) = (decoder.info(), decoder.dimensions()) else { return Ok(None) };
+    check_pixels(path, u32::try_from(width).unwrap_or(u32::MAX), u32::try_from(height).unwrap_or(u32::MAX))?;
+    if info.components != 3 {
+        return Ok(None);
+    }
+    let Ok(data) = decoder.decode() else { return Ok(None) };
     let ok = width > 0 && height > 0 && data.len() == width * height * 3;
-    ok.then_some(RgbImage::opaque(width as u32, height as u32, data))
+    Ok(ok.then(|| RgbImage::opaque(width as u32, height as u32, data)))
 }
 
 /// Tells whether a JPEG's last bytes hold the end-of-image marker (trailing padding allowed).

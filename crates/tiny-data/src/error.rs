@@ -56,6 +56,18 @@ pub enum DataError {
         #[source]
         source: image::ImageError,
     },
+    /// An image whose header claims more pixels than tiny decodes (a decompression bomb, or a corrupt header).
+    #[error("image {path} claims {width}x{height} pixels, more than the {limit} tiny decodes (as PIL refuses it)")]
+    TooManyPixels {
+        /// The offending file.
+        path: PathBuf,
+        /// The width its header claims.
+        width: u32,
+        /// The height its header claims.
+        height: u32,
+        /// The largest pixel count decoded, [`crate::MAX_IMAGE_PIXELS`].
+        limit: u64,
+    },
     /// An image decoded to zero width or height, so it cannot be resized.
     #[error("image {path} has an empty size ({width}x{height})")]
     EmptyImage {
@@ -197,6 +209,7 @@ impl DataError {
             | DataError::TruncatedJpeg { path }
             | DataError::Decode { path, .. }
             | DataError::EmptyImage { path, .. }
+            | DataError::TooManyPixels { path, .. }
             | DataError::Resize { path, .. }
             | DataError::ResizeBuffer { path, .. }
             | DataError::Encode { path, .. }
@@ -216,6 +229,7 @@ impl DataError {
                 | DataError::TruncatedJpeg { .. }
                 | DataError::Decode { .. }
                 | DataError::EmptyImage { .. }
+                | DataError::TooManyPixels { .. }
         )
     }
 }

@@ -46,8 +46,8 @@ pub use batch::{Batch, RawBatch, collate, collate_raw};
 pub use dataloaders::{DataLoaders, FolderConfig};
 pub use dataset::{Dataset, ImageFolderDataset, ImageItem};
 pub use decode::{
-    Crop, ItemTransform, RandomResizedCrop, ResizeMethod, RgbImage, decode_rgb, decode_rgb_bytes, flip_horizontal,
-    resize_crop,
+    Crop, ItemTransform, MAX_IMAGE_PIXELS, RandomResizedCrop, ResizeMethod, RgbImage, decode_rgb, decode_rgb_bytes,
+    flip_horizontal, resize_crop,
 };
 pub use error::{DataError, Result};
 pub use files::{

@@ -161,3 +161,29 @@ fn cmyk_jpeg_becomes_rgb() {
     let rgb = decode_rgb_bytes(&bytes, Path::new("cmyk.jpg")).unwrap();
     assert_eq!((rgb.width, rgb.height, rgb.data.len()), (16, 8, 16 * 8 * 3));
 }
+
+/// `jpg` with its frame header (SOF0) claiming `width x height` pixels.
+fn claiming(mut jpg: Vec<u8>, width: u16, height: u16) -> Vec<u8> {
+    let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG");
+    jpg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    jpg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    jpg
+}
+
+#[test]
+fn a_header_claiming_too_many_pixels_is_refused_before_decoding() {
+    // A few hundred bytes whose header claims 16000x16000 (256M pixels, 768 MB of RGB), on the fast YCbCr path
+    // and on the `image` path (greyscale): both refuse it, as PIL does past 178,956,970 pixels.
+    let colour = image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([(x * 16) as u8, (y * 16) as u8, 7]));
+    let grey = image::GrayImage::from_fn(16, 16, |x, _| image::Luma([(x * 16) as u8]));
+    for (name, img) in [("colour.jpg", image::DynamicImage::from(colour)), ("grey.jpg", grey.into())] {
+        let mut jpg = Vec::new();
+        img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new(&mut jpg)).unwrap();
+        let err = decode_rgb_bytes(&claiming(jpg.clone(), 16000, 16000), Path::new(name)).unwrap_err();
+        assert!(matches!(err, DataError::TooManyPixels { width: 16000, height: 16000, .. }), "{name}: {err}");
+        assert!(err.to_string().contains(name) && err.to_string().contains("16000x16000"), "{err}");
+        assert!(err.is_bad_file(), "a bad file, which BadFilePolicy::Skip may skip");
+        // The same bytes with their true 16x16 header still decode.
+        assert!(decode_rgb_bytes(&claiming(jpg, 16, 16), Path::new(name)).is_ok());
+    }
+}
