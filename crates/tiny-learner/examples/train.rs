@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use tiny_data::{DataLoaders, Dataset, FolderConfig, Normalize};
 use tiny_learner::{
     Callback, Cancel, CbResult, CheckpointInfo, Learner, LearnerState, Loaders, LrFinder, Mixup, OneCycle, Recorder,
-    SaveModel, SetupLearner, TrackResults,
+    SaveModel, SetupLearner, TerminateOnNaN, TrackResults,
 };
 use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
 use tiny_optim::{Adam, Sgd};
@@ -319,6 +319,8 @@ fn main() -> anyhow::Result<()> {
 
     learn.add_cb(Box::new(TrackResults::new()));
     learn.add_cb(Box::new(Recorder::new().show_table(false)));
+    // A diverged fit stops with an error (and a non-zero exit) before any checkpoint of it is written.
+    learn.add_cb(Box::new(TerminateOnNaN::new()));
     if args.onecycle {
         let mut oc = OneCycle::new(args.lr);
         if args.cosine {

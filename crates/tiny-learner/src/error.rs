@@ -40,6 +40,30 @@ pub enum LearnerError {
         /// The callback that asked.
         callback: &'static str,
     },
+    /// The loss stopped being a finite number: the fit diverged (`TerminateOnNaN`).
+    #[error(
+        "the loss is {loss} at epoch {epoch}, {phase} batch {batch}: training diverged (try a lower learning rate)"
+    )]
+    NonFiniteLoss {
+        /// The epoch, from 0.
+        epoch: usize,
+        /// `training` or `validation`.
+        phase: &'static str,
+        /// The batch within the phase, from 0 (on a GPU, the phase's last batch: the check reads one sum per phase).
+        batch: usize,
+        /// The loss, NaN or infinite.
+        loss: f32,
+    },
+    /// A checkpoint would hold NaN or infinite values; nothing was written.
+    #[error("{path}: not written, {count} values of {first} (and maybe other tensors) are not finite")]
+    NonFiniteCheckpoint {
+        /// The checkpoint that was not written.
+        path: PathBuf,
+        /// How many values of `first` are not finite.
+        count: usize,
+        /// The first tensor holding one.
+        first: String,
+    },
     /// An argument that is not valid, explained in `msg`.
     #[error("{what}: {msg}")]
     InvalidArgument {

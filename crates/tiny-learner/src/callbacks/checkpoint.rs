@@ -55,6 +55,10 @@ impl LearnerState {
     /// Writes the model's parameters and buffers (prefixed `model.`), the optimizer's state tensors
     /// (prefixed `opt.`) and, as metadata, the optimizer's numbers, `next_epoch`, `n_epochs`, the seed
     /// and `lr`, atomically (a temporary file renamed into place).
+    ///
+    /// # Errors
+    /// [`LearnerError::NonFiniteCheckpoint`] when a weight or optimizer value is NaN or infinite: a diverged fit
+    /// never overwrites a good checkpoint.
     pub fn save_checkpoint(&self, path: &Path, next_epoch: usize) -> Result<()> {
         let mut tensors: Vec<_> = self.model.state_dict().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
         let mut meta = HashMap::from([
@@ -69,6 +73,12 @@ impl LearnerState {
             let state = opt.state_dict()?;
             meta.extend(state.to_metadata());
             tensors.extend(state.tensors.into_iter().map(|(n, t)| (format!("opt.{n}"), t)));
+        }
+        for (name, t) in &tensors {
+            let count = t.try_to_vec()?.iter().filter(|v| !v.is_finite()).count();
+            if count > 0 {
+                return Err(LearnerError::NonFiniteCheckpoint { path: path.to_path_buf(), count, first: name.clone() });
+            }
         }
         tiny_nn::save_tensors(path, &tensors, &meta)?;
         Ok(())

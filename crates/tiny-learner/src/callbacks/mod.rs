@@ -13,6 +13,7 @@ mod mixup;
 mod one_cycle;
 mod recorder;
 mod setup;
+mod terminate_nan;
 mod track;
 
 pub use checkpoint::{CheckpointInfo, SaveModel};
@@ -24,6 +25,7 @@ pub use mixup::Mixup;
 pub use one_cycle::OneCycle;
 pub use recorder::{EpochStats, Monitor, Recorder};
 pub use setup::SetupLearner;
+pub use terminate_nan::TerminateOnNaN;
 pub use track::{PhaseRecord, TrackResults};
 
 /// Code that runs at the events of the training loop, fastai's `Callback`.
