@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::{
-    BadFilePolicy, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem, ItemTransform, ResizeMethod,
-    Result, Vocab, default_num_workers,
+    BadFilePolicy, DataError, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem, ItemTransform,
+    ResizeMethod, Result, Vocab, default_num_workers,
 };
 
 /// A training and a validation loader, the chapter's `DataLoaders(train, valid)`.
@@ -83,7 +83,17 @@ impl DataLoaders<ImageFolderDataset> {
             .num_workers(cfg.num_workers)
             .seed(cfg.seed)
             .on_bad_file(cfg.on_bad_file);
-        let valid = DataLoader::new(valid_ds, cfg.valid_bs.unwrap_or(2 * cfg.bs))?
+        // The chapter's validation batches are twice the training ones; a size whose double overflows is refused
+        // rather than wrapped (to 0, which used to be reported as an invalid batch size of 0).
+        let valid_bs = match cfg.valid_bs {
+            Some(bs) => bs,
+            None => cfg.bs.checked_mul(2).ok_or_else(|| DataError::InvalidOption {
+                option: "bs",
+                value: cfg.bs.to_string(),
+                expected: "a batch size whose double (the validation batch size) fits in a usize",
+            })?,
+        };
+        let valid = DataLoader::new(valid_ds, valid_bs)?
             .num_workers(cfg.num_workers)
             .seed(cfg.seed)
             .on_bad_file(cfg.on_bad_file);

@@ -274,3 +274,15 @@ fn normalize_stats_match_torch_conventions() {
     norm.apply_in_place(&mut raw);
     assert!((raw[4] - (x[4] - norm.mean[1]) / norm.std[1]).abs() < 1e-6);
 }
+
+#[test]
+fn a_batch_size_whose_double_overflows_is_named_not_wrapped() {
+    // `--bs 9223372036854775808` used to be reported as "invalid batch size: 0": 2 * bs wrapped (issue 19, fault 7).
+    let dir = TempDir::new("huge-bs");
+    let root = dir.path().join("synth");
+    tiny_data::synth::generate(&root, 0.005, 1).unwrap();
+    let bs = usize::MAX / 2 + 1;
+    let err = DataLoaders::from_folder(&root, &FolderConfig { bs, ..FolderConfig::default() }).err().unwrap();
+    assert!(matches!(err, tiny_data::DataError::InvalidOption { option: "bs", .. }), "{err}");
+    assert!(err.to_string().contains(&bs.to_string()), "{err}");
+}
