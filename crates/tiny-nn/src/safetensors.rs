@@ -17,8 +17,10 @@ fn is_int64_counter(name: &str) -> bool {
     name.rsplit('.').next() == Some("num_batches_tracked")
 }
 
-/// Writes `tensors` and string `metadata` to `path` atomically: into a temporary file beside it, renamed over
-/// `path` only when complete, so a failed save leaves any earlier file whole.
+/// Writes `tensors` and string `metadata` to `path` atomically and durably: into a temporary file beside it
+/// (`.NAME.tmp-PID`), flushed to disk, renamed over `path`, then the folder flushed, so that neither a failed
+/// save nor a crash or power cut leaves anything but the old file or the new one. Temporary files that dead
+/// processes left beside `path` (a `kill -9` mid-save) are removed first.
 ///
 /// Tensors are written as little-endian f32, except the batchnorm counters (`*.num_batches_tracked`), which
 /// are written as int64 as PyTorch's `state_dict` holds them, so that the file matches what
@@ -45,15 +47,52 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMa
     let buffer = safetensors::serialize(views, meta)
         .map_err(|e| NnError::Format { path: path.to_path_buf(), msg: e.to_string() })?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tensors");
+    remove_stale_temps(path, file_name);
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, &buffer).map_err(|e| {
+    let written = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&buffer)?;
+        f.sync_all()
+    })();
+    written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        NnError::Io { path: tmp.clone(), source: e }
+        NnError::Io { path: path.to_path_buf(), source: e }
     })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         NnError::Io { path: path.to_path_buf(), source: e }
-    })
+    })?;
+    // The rename is durable once the folder's entry is on disk too (a no-op where folders cannot be opened).
+    if let Ok(d) = std::fs::File::open(folder_of(path)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes `.NAME.tmp-PID` files beside `path` whose process no longer runs (on Linux, where `/proc` tells;
+/// elsewhere nothing is removed, as a live writer cannot be told from a dead one).
+fn remove_stale_temps(path: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(folder_of(path)) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let dead = cfg!(target_os = "linux") && !Path::new("/proc").join(pid.to_string()).exists();
+        if dead && pid != std::process::id() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Named tensors and string metadata, as read from a safetensors file.

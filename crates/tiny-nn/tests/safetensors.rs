@@ -218,3 +218,23 @@ fn a_pretrained_body_loads_under_a_fresh_head_of_another_size() {
     assert!(matches!(err, NnError::StateDict(_)), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
+    // A `kill -9` during a save used to leave its `.NAME.tmp-PID` (20 MB for simple_cnn's checkpoints) forever.
+    let dir = temp_dir("stale");
+    let path = dir.join("ck.safetensors");
+    let dead = dir.join(".ck.safetensors.tmp-4294967295"); // above any Linux pid_max: no such process
+    let live = dir.join(format!(".ck.safetensors.tmp-{}", 1)); // init always runs
+    let other = dir.join(".other.safetensors.tmp-4294967295"); // another file's: not ours to remove
+    for f in [&dead, &live, &other] {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    save_state_dict(&simple_cnn(10).unwrap(), &path).unwrap();
+    if cfg!(target_os = "linux") {
+        assert!(!dead.exists(), "a dead writer's temporary file is removed");
+    }
+    assert!(live.exists() && other.exists(), "a live writer's, and another file's, are kept");
+    assert!(load_state_dict_file(&simple_cnn(10).unwrap(), &path, true).is_ok());
+    std::fs::remove_dir_all(dir).unwrap();
+}
