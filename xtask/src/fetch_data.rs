@@ -198,7 +198,17 @@ pub fn main(args: &[String], default_dest: &Path) -> Result<()> {
 /// Carries out a plan: skip complete data, get and verify the archive, and unpack it safely into place.
 pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
     let folder = plan.folder();
-    if is_complete(&folder, &plan.expected) {
+    // A local archive with no known MD5 is measured first, so that an earlier marker counts only when it was
+    // written for this very archive (another file of the same name is unpacked afresh).
+    let expected = match &plan.source {
+        Source::Archive(archive) if plan.expected.md5.is_none() => {
+            let size =
+                std::fs::metadata(archive).with_context(|| format!("could not read {}", archive.display()))?.len();
+            Expected { size: Some(size), md5: Some(verify::md5_file(archive)?) }
+        }
+        _ => plan.expected.clone(),
+    };
+    if is_complete(&folder, &expected) {
         reporter.say(format!("{} is already present and complete; nothing to do", folder.display()));
         return Ok(Outcome::AlreadyPresent(folder));
     }
@@ -230,10 +240,12 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
             target
         }
     };
-    let stamp = match &plan.expected.md5 {
+    let md5 = match &expected.md5 {
         Some(md5) => md5.clone(),
         None => verify::md5_file(&archive)?,
     };
+    let size = std::fs::metadata(&archive).with_context(|| format!("could not read {}", archive.display()))?.len();
+    let stamp = format!("{md5} {size}");
     reporter.say(format!("unpacking {} into {}", archive.display(), folder.display()));
     let entries = untar::install(&archive, &folder, &stamp)?;
     reporter.say(format!("unpacked {entries} entries into {}", folder.display()));
@@ -241,9 +253,15 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
 }
 
 /// Tells whether `folder` holds a data set marked complete, from the expected archive when its MD5 is known.
+/// The marker holds the archive's MD5 and size (`MD5 SIZE`); both are compared when known.
 pub fn is_complete(folder: &Path, expected: &Expected) -> bool {
-    match std::fs::read_to_string(folder.join(MARKER)) {
-        Ok(stamp) => expected.md5.as_deref().is_none_or(|md5| stamp.trim() == md5),
-        Err(_) => false,
-    }
+    let Ok(stamp) = std::fs::read_to_string(folder.join(MARKER)) else { return false };
+    let mut fields = stamp.split_whitespace();
+    let (md5, size) = (fields.next(), fields.next().and_then(|s| s.parse::<u64>().ok()));
+    let md5_ok = expected.md5.as_deref().is_none_or(|want| md5 == Some(want));
+    let size_ok = match (expected.size, size) {
+        (Some(want), Some(got)) => want == got,
+        _ => true,
+    };
+    md5_ok && size_ok
 }

@@ -94,6 +94,9 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<u64> {
         }
         count += 1;
     }
+    if count == 0 {
+        bail!("{} holds no entries: it is empty or not an archive of a data set", archive.display());
+    }
     Ok(count)
 }
 

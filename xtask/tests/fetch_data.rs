@@ -38,7 +38,8 @@ fn assert_data_set(folder: &Path, md5: &str) {
     for (path, data) in dataset_files() {
         assert_eq!(std::fs::read(folder.join(&path)).unwrap(), data, "{path}");
     }
-    assert_eq!(std::fs::read_to_string(folder.join(MARKER)).unwrap().trim(), md5);
+    let marker = std::fs::read_to_string(folder.join(MARKER)).unwrap();
+    assert_eq!(marker.split_whitespace().next(), Some(md5), "the marker starts with the archive's MD5: {marker}");
 }
 
 #[test]
@@ -159,4 +160,34 @@ fn without_a_server_it_fails_quickly_and_points_to_archive_and_url() {
     for needle in ["could not reach 127.0.0.1", "offline", "--archive FILE", "--url URL --md5 HEX"] {
         assert!(err.contains(needle), "`{needle}` missing from: {err}");
     }
+}
+
+#[test]
+fn an_empty_archive_is_an_error_and_a_marker_counts_only_for_its_own_archive() {
+    // Issue 19, fault 3: an empty --archive was unpacked (0 entries) and marked complete, and any marker then counted
+    // as complete, even for another archive of the same name, when no MD5 was given.
+    let tmp = TempDir::new("marker");
+    let local = |bytes: &[u8], file: &str| {
+        let path = tmp.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        Plan {
+            name: NAME.to_owned(),
+            source: Source::Archive(path),
+            expected: Expected::default(),
+            dest: tmp.path().join("data"),
+        }
+    };
+    let empty = local(&support::archives::raw_tgz(&[]), "empty.tgz");
+    let err = run(&empty, quiet()).unwrap_err();
+    assert!(format!("{err:#}").contains("holds no entries"), "{err:#}");
+    assert!(!empty.folder().exists(), "nothing is marked complete");
+    let first = dataset_tgz(NAME);
+    let plan = local(&first, "set.tgz");
+    assert!(matches!(run(&plan, quiet()).unwrap(), Outcome::Installed(..)));
+    assert!(matches!(run(&plan, quiet()).unwrap(), Outcome::AlreadyPresent(_)), "the same archive is found complete");
+    // Another archive under the same name replaces the data set instead of being taken for it.
+    let second = dataset_tgz("another-top-folder"); // the same files under another top folder: another archive
+    let plan = local(&second, "set.tgz");
+    assert!(matches!(run(&plan, quiet()).unwrap(), Outcome::Installed(..)), "a different archive is unpacked afresh");
+    assert_data_set(&plan.folder(), &md5_hex(&second));
 }
