@@ -244,6 +244,13 @@ fn main() -> anyhow::Result<()> {
         println!("{USAGE}");
         return Ok(());
     };
+    // Every output path is checked before any data is read, so a bad one fails at once, not after the fit.
+    let lr_find_png = Path::new("lr_find.png");
+    let save = args.save.as_ref().map(|p| PathBuf::from(p.to_string_lossy().replace("{epoch}", "0")));
+    let outputs = args.plot.iter().chain(&save).map(PathBuf::as_path).chain(args.lr_find.then_some(lr_find_png));
+    for path in outputs {
+        tiny_learner::check_writable(path)?;
+    }
     tiny_tensor::set_num_threads(args.threads);
     tiny_nn::manual_seed(args.seed);
     let resume = args.resume.as_deref().map(CheckpointInfo::read).transpose()?;
@@ -300,7 +307,7 @@ fn main() -> anyhow::Result<()> {
 
     if args.lr_find {
         let res = learn.lr_find(LrFinder::new())?;
-        res.plot(Path::new("lr_find.png"))?;
+        res.plot(lr_find_png)?;
         let suggestion = res.suggestion.unwrap_or(f32::NAN);
         println!(
             "lr_find: {} steps, stopped: {}; suggested lr {suggestion:.2e}; plot in lr_find.png",

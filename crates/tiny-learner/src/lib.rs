@@ -33,6 +33,7 @@ pub mod schedule;
 pub use callbacks::{
     Callback, CheckpointInfo, CsvLogger, EarlyStopping, EpochStats, FinderStop, GradientClip, LrFindResult, LrFinder,
     LrSchedule, Mixup, Monitor, OneCycle, PhaseRecord, Recorder, SaveModel, SetupLearner, TerminateOnNaN, TrackResults,
+    check_writable,
 };
 pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};

@@ -40,3 +40,19 @@ fn a_checkpoint_of_non_finite_weights_is_refused_and_the_good_one_kept() {
     let others: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert_eq!(others.len(), 1, "no temporary file is left: {others:?}");
 }
+
+#[test]
+fn a_checkpoint_path_that_cannot_be_written_fails_before_the_first_batch() {
+    // Issue 19, fault 5: `--save nodir/c.safetensors` failed after a whole epoch, naming the hidden temporary file.
+    let dir = temp_dir("unwritable");
+    let path = dir.join("nodir").join("c.safetensors");
+    let mut learn =
+        point_learner(point_loaders(64, 16, 8, Some(3)), 0.1, vec![Box::new(SaveModel::every_epoch(&path))]);
+    let before = weights(learn.model.as_ref());
+    let err = learn.fit(1).unwrap_err();
+    assert!(matches!(&err, LearnerError::Io { path: p, .. } if *p == path), "{err}");
+    assert!(err.to_string().starts_with(&path.display().to_string()), "names the file asked for: {err}");
+    assert_eq!(weights(learn.model.as_ref()), before, "no batch was trained");
+    assert!(tiny_learner::check_writable(&dir.join("ok.safetensors")).is_ok());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the probe leaves nothing behind");
+}

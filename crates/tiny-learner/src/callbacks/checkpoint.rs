@@ -51,6 +51,24 @@ impl CheckpointInfo {
     }
 }
 
+/// An error unless a file can be written at `path`: its folder exists and takes a new file (probed with an empty
+/// hidden file, removed again). Call it on every output path before a long run, so that a typo or a read-only folder
+/// fails at once, naming the path, instead of after the work whose result it was to hold.
+///
+/// # Errors
+/// [`LearnerError::Io`] naming `path`.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let folder = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let probe = folder.join(format!(".{name}.probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(LearnerError::io(path))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 impl LearnerState {
     /// Writes the model's parameters and buffers (prefixed `model.`), the optimizer's state tensors
     /// (prefixed `opt.`) and, as metadata, the optimizer's numbers, `next_epoch`, `n_epochs`, the seed
@@ -168,8 +186,11 @@ impl Callback for SaveModel {
         62
     }
 
-    fn before_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+    /// Checks that the checkpoint's folder takes files before the first batch is read, so that a bad `--save` fails
+    /// at once rather than after a whole epoch.
+    fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
         self.best = None;
+        check_writable(&self.path_for(learn.epoch))?;
         Ok(())
     }
 
