@@ -79,6 +79,16 @@ struct Args {
     plot: Option<PathBuf>,
     init: Option<PathBuf>,
     stats: Stats,
+    /// Which hyper-parameters the command line set, for `--resume` (see `main`).
+    given: Given,
+}
+
+/// The hyper-parameters given on the command line rather than left at their defaults.
+#[derive(Debug, Default)]
+struct Given {
+    lr: bool,
+    momentum: bool,
+    wd: bool,
 }
 
 /// Where the normalisation statistics come from.
@@ -138,6 +148,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         plot: None,
         init: None,
         stats: Stats::Batch,
+        given: Given::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -151,12 +162,12 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             "--size" => a.size = num(&flag, value()?)?,
             "--bs" => a.bs = num(&flag, value()?)?,
             "--epochs" => a.epochs = num(&flag, value()?)?,
-            "--lr" => a.lr = num(&flag, value()?)?,
+            "--lr" => (a.lr, a.given.lr) = (num(&flag, value()?)?, true),
             "--onecycle" => a.onecycle = true,
             "--cosine" => (a.onecycle, a.cosine) = (true, true),
             "--opt" => a.opt = value()?,
-            "--momentum" => a.momentum = num(&flag, value()?)?,
-            "--wd" => a.wd = num(&flag, value()?)?,
+            "--momentum" => (a.momentum, a.given.momentum) = (num(&flag, value()?)?, true),
+            "--wd" => (a.wd, a.given.wd) = (num(&flag, value()?)?, true),
             "--mixup" => a.mixup = Some(num(&flag, value()?)?),
             "--lr-find" => a.lr_find = true,
             "--workers" => a.workers = Some(num(&flag, value()?)?),
@@ -254,6 +265,14 @@ fn main() -> anyhow::Result<()> {
     tiny_tensor::set_num_threads(args.threads);
     tiny_nn::manual_seed(args.seed);
     let resume = args.resume.as_deref().map(CheckpointInfo::read).transpose()?;
+    // On --resume the checkpoint wins for what the command line does not set: its seed always (so that shuffling
+    // resumes), its learning rate, momentum and weight decay unless --lr, --momentum or --wd is given, in which
+    // case the given value replaces the saved one in every group and a notice says so. The JSON line reports the
+    // learning rate in force.
+    let lr = match &resume {
+        Some(info) if !args.given.lr => info.lr,
+        _ => args.lr,
+    };
     let seed = match &resume {
         Some(info) if info.seed != args.seed => {
             eprintln!("using the checkpoint's seed {} (not --seed {}) so shuffling resumes", info.seed, args.seed);
@@ -297,8 +316,7 @@ fn main() -> anyhow::Result<()> {
     }
     let setup = SetupLearner::normalize(args.device, norm.mean, norm.std);
     let (momentum, wd) = (args.momentum, args.wd);
-    let mut learn =
-        Learner::new(model, Loaders::from(dls), cross_entropy, args.lr, vec![Box::new(setup)]).with_seed(seed);
+    let mut learn = Learner::new(model, Loaders::from(dls), cross_entropy, lr, vec![Box::new(setup)]).with_seed(seed);
     learn = if args.opt == "adam" {
         learn.with_opt_func(move |ps, lr| Box::new(Adam::new(ps, lr).weight_decay(wd)))
     } else {
@@ -329,7 +347,7 @@ fn main() -> anyhow::Result<()> {
     // A diverged fit stops with an error (and a non-zero exit) before any checkpoint of it is written.
     learn.add_cb(Box::new(TerminateOnNaN::new()));
     if args.onecycle {
-        let mut oc = OneCycle::new(args.lr);
+        let mut oc = OneCycle::new(lr);
         if args.cosine {
             oc = oc.cosine();
         }
@@ -350,6 +368,15 @@ fn main() -> anyhow::Result<()> {
     let start = match &args.resume {
         Some(path) => {
             let info = learn.load_checkpoint(path)?;
+            let given = &args.given;
+            let overrides = tiny_learner::Overrides {
+                lr: given.lr.then_some(args.lr),
+                momentum: given.momentum.then_some(args.momentum),
+                weight_decay: given.wd.then_some(args.wd),
+            };
+            for (name, saved, used) in learn.override_hyper(overrides) {
+                eprintln!("using --{name} {used}, not the checkpoint's {saved}");
+            }
             if info.n_epochs != args.epochs {
                 eprintln!(
                     "the checkpoint was written by a {}-epoch fit; schedules now span {}",
@@ -388,7 +415,7 @@ fn main() -> anyhow::Result<()> {
         ("device", json_str(&args.device.to_string())),
         ("epochs", args.epochs.to_string()),
         ("start_epoch", start.to_string()),
-        ("lr", json_num(args.lr)),
+        ("lr", json_num(lr)),
         ("onecycle", args.onecycle.to_string()),
         ("bs", args.bs.to_string()),
         ("size", args.size.to_string()),

@@ -32,8 +32,8 @@ pub mod schedule;
 
 pub use callbacks::{
     Callback, CheckpointInfo, CsvLogger, EarlyStopping, EpochStats, FinderStop, GradientClip, LrFindResult, LrFinder,
-    LrSchedule, Mixup, Monitor, OneCycle, PhaseRecord, Recorder, SaveModel, SetupLearner, TerminateOnNaN, TrackResults,
-    check_writable,
+    LrSchedule, Mixup, Monitor, OneCycle, Overrides, PhaseRecord, Recorder, SaveModel, SetupLearner, TerminateOnNaN,
+    TrackResults, check_writable,
 };
 pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};

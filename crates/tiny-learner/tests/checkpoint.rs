@@ -143,3 +143,33 @@ fn bad_checkpoints_are_errors_that_change_nothing() {
     std::fs::write(dir.join("junk.safetensors"), b"not a safetensors file").unwrap();
     assert!(learn.load_checkpoint(&dir.join("junk.safetensors")).is_err());
 }
+
+#[test]
+fn on_resume_the_checkpoint_wins_unless_a_hyper_parameter_is_overridden() {
+    // Issue 19, fault 2: `--resume ck --lr 0` trained exactly as with the checkpoint's 0.1, and said nothing.
+    let dir = temp_dir("override");
+    let ck = dir.join("ck.safetensors");
+    let plain = || {
+        Learner::new(mlp(), point_loaders(48, 16, 8, Some(5)), cross_entropy, 0.1, vec![])
+            .with_opt_func(|ps, lr| Box::new(Sgd::new(ps, lr).momentum(0.9)))
+    };
+    let mut first = plain();
+    first.add_cb(Box::new(SaveModel::every_epoch(&ck)));
+    first.fit(1).unwrap();
+    let saved = weights(first.model.as_ref());
+    // Resumed as saved: the checkpoint's learning rate trains on.
+    let mut resumed = plain();
+    resumed.lr = 0.5; // what a differing --lr default would have set; the checkpoint's 0.1 wins
+    let info = resumed.load_checkpoint(&ck).unwrap();
+    assert_eq!(resumed.lr, 0.1);
+    resumed.fit_from(2, info.next_epoch).unwrap();
+    assert_ne!(weights(resumed.model.as_ref()), saved);
+    // Overridden: a learning rate of 0 leaves every weight where the checkpoint had it, and the change is reported.
+    let mut frozen = plain();
+    let info = frozen.load_checkpoint(&ck).unwrap();
+    let changed = frozen.override_hyper(tiny_learner::Overrides { lr: Some(0.0), ..Default::default() });
+    assert_eq!(changed, vec![("lr", 0.1, 0.0)]);
+    frozen.fit_from(2, info.next_epoch).unwrap();
+    assert_eq!(weights(frozen.model.as_ref()), saved);
+    assert!(frozen.opt.as_ref().unwrap().param_groups().iter().all(|g| g.lr == 0.0 && g.momentum == 0.9));
+}

@@ -51,6 +51,17 @@ impl CheckpointInfo {
     }
 }
 
+/// Hyper-parameters to set on a resumed fit in place of the checkpoint's: `None` keeps the saved value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Overrides {
+    /// The learning rate of every group (and the learner's `lr`).
+    pub lr: Option<f32>,
+    /// SGD's momentum, or Adam's `beta1`, of every group.
+    pub momentum: Option<f32>,
+    /// The weight decay of every group.
+    pub weight_decay: Option<f32>,
+}
+
 /// An error unless a file can be written at `path`: its folder exists and takes a new file (probed with an empty
 /// hidden file, removed again). Call it on every output path before a long run, so that a typo or a read-only folder
 /// fails at once, naming the path, instead of after the work whose result it was to hold.
@@ -70,6 +81,44 @@ pub fn check_writable(path: &Path) -> Result<()> {
 }
 
 impl LearnerState {
+    /// Sets the hyper-parameters given in `o` on every group of the optimizer, or of the optimizer state a checkpoint
+    /// left for the next fit, and the learning rate on the learner: the way to change them on a resumed fit, since
+    /// [`load_checkpoint`](Self::load_checkpoint) restores them as saved. Returns each one changed as
+    /// `(name, checkpoint's value in the first group, new value)`.
+    pub fn override_hyper(&mut self, o: Overrides) -> Vec<(&'static str, f32, f32)> {
+        let mut changed = Vec::new();
+        let mut note = |name, old: f32, new: f32| {
+            if old != new && !changed.iter().any(|(n, _, _)| *n == name) {
+                changed.push((name, old, new));
+            }
+        };
+        if let Some(lr) = o.lr {
+            note("lr", self.lr, lr);
+            self.lr = lr;
+        }
+        let mut set = |lr: &mut f32, momentum: &mut f32, wd: &mut f32| {
+            for (field, value, name) in
+                [(lr, o.lr, "lr"), (momentum, o.momentum, "momentum"), (wd, o.weight_decay, "wd")]
+            {
+                if let Some(v) = value {
+                    note(name, *field, v);
+                    *field = v;
+                }
+            }
+        };
+        if let Some(state) = self.pending_opt_state.as_mut() {
+            for g in &mut state.groups {
+                set(&mut g.lr, &mut g.momentum, &mut g.weight_decay);
+            }
+        }
+        if let Some(opt) = self.opt.as_mut() {
+            for g in opt.param_groups_mut() {
+                set(&mut g.lr, &mut g.momentum, &mut g.weight_decay);
+            }
+        }
+        changed
+    }
+
     /// Writes the model's parameters and buffers (prefixed `model.`), the optimizer's state tensors
     /// (prefixed `opt.`) and, as metadata, the optimizer's numbers, `next_epoch`, `n_epochs`, the seed
     /// and `lr`, atomically (a temporary file renamed into place).
@@ -106,6 +155,10 @@ impl LearnerState {
     /// seed and `lr`, and the optimizer state, which is loaded into the current optimizer if there is
     /// one and kept for the optimizer the next `fit` creates. Resume with
     /// `learn.fit_from(info.n_epochs, info.next_epoch)`.
+    ///
+    /// The checkpoint wins: every hyper-parameter comes back as saved (each group's learning rate, momentum and
+    /// weight decay, the seed), so that a resumed fit continues exactly as the uninterrupted one. To change one on
+    /// resume, call [`LearnerState::override_hyper`] after this.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<CheckpointInfo> {
         let (tensors, meta) = tiny_nn::load_tensors(path)?;
         let info = CheckpointInfo::from_metadata(path, &meta)?;

@@ -16,7 +16,7 @@ mod setup;
 mod terminate_nan;
 mod track;
 
-pub use checkpoint::{CheckpointInfo, SaveModel, check_writable};
+pub use checkpoint::{CheckpointInfo, Overrides, SaveModel, check_writable};
 pub use csv_logger::CsvLogger;
 pub use early_stopping::EarlyStopping;
 pub use grad_clip::GradientClip;
