@@ -193,6 +193,17 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
     if a.bs == 0 || a.size == 0 {
         bail!("--bs and --size must be at least 1");
     }
+    // Values that run but are most likely a mistake get a word, not silence.
+    if a.model == "resnet18" && a.size < 32 {
+        eprintln!(
+            "warning: --size {} with resnet18: its stride-32 body sees less than one pixel; 64 or more is usual",
+            a.size
+        );
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if a.threads > cores || a.workers.is_some_and(|w| w > 4 * cores) {
+        eprintln!("warning: more threads than this machine's {cores} cores slow the run down");
+    }
     Ok(Some(a))
 }
 
