@@ -76,11 +76,15 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         }
     }
     let decode_err = |source| DataError::Decode { path: path.to_path_buf(), source };
-    let reader =
-        || image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| DataError::io(path, e));
-    let (claimed_w, claimed_h) = reader()?.into_dimensions().map_err(decode_err)?;
+    // One header parse: the claimed size is checked before the decoder reads any pixel.
+    let decoder = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .into_decoder()
+        .map_err(decode_err)?;
+    let (claimed_w, claimed_h) = image::ImageDecoder::dimensions(&decoder);
     check_pixels(path, claimed_w, claimed_h)?;
-    let img = reader()?.decode().map_err(decode_err)?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     let (width, height) = (img.width(), img.height());
     if width == 0 || height == 0 {
         return Err(DataError::EmptyImage { path: path.to_path_buf(), width, height });

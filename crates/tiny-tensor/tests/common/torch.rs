@@ -45,7 +45,6 @@ fn apply_views(case: &Case, mut x: Tensor, views: &[serde_json::Value]) -> Tenso
 /// tiny's version of a case's op, on the viewed inputs; returns every output the fixture recorded.
 fn run(f: &Fixtures, case: &Case, x: &[Tensor], device: Device) -> tiny_tensor::Result<Vec<Tensor>> {
     let targets = || case.ints("targets").iter().map(|&t| t as u32).collect::<Vec<u32>>();
-    let reduce_args = || (dims(&case.ints("dims")), case.flag("keepdim"));
     let one = |t: Tensor| Ok(vec![t]);
     match case.op.as_str() {
         "neg" => one(x[0].neg()?),
@@ -61,21 +60,14 @@ fn run(f: &Fixtures, case: &Case, x: &[Tensor], device: Device) -> tiny_tensor::
         "add_scalar" => one(x[0].add_scalar(case.f32("value"))?),
         "mul_scalar" => one(x[0].mul_scalar(case.f32("value"))?),
         "affine" => one(x[0].affine(case.f32("mul"), case.f32("add"))?),
-        "sum" => {
-            let (d, k) = reduce_args();
-            one(x[0].sum(&d, k)?)
-        }
-        "mean" => {
-            let (d, k) = reduce_args();
-            one(x[0].mean(&d, k)?)
-        }
-        "max" => {
-            let (d, k) = reduce_args();
-            one(x[0].max(&d, k)?)
-        }
-        "logsumexp" => {
-            let (d, k) = reduce_args();
-            one(x[0].logsumexp(&d, k)?)
+        "sum" | "mean" | "max" | "logsumexp" => {
+            let (d, k) = (dims(&case.ints("dims")), case.flag("keepdim"));
+            one(match case.op.as_str() {
+                "sum" => x[0].sum(&d, k)?,
+                "mean" => x[0].mean(&d, k)?,
+                "max" => x[0].max(&d, k)?,
+                _ => x[0].logsumexp(&d, k)?,
+            })
         }
         "sum_all" => one(x[0].sum_all()?),
         "mean_all" => one(x[0].mean_all()?),
