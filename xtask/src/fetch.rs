@@ -46,8 +46,9 @@ pub fn part_path(target: &Path) -> PathBuf {
 enum Step {
     /// The `.part` file holds the whole body; the server reported this total size when it said one.
     Complete(Option<u64>),
-    /// The transfer broke off after `have` bytes of the file were on disk.
-    Interrupted { have: u64, total: Option<u64>, cause: io::Error },
+    /// The transfer broke off after `have` bytes of the file were on disk; `resumable` says whether the server
+    /// showed that it honours Range requests (`None`: it did not say).
+    Interrupted { have: u64, total: Option<u64>, cause: io::Error, resumable: Option<bool> },
     /// The partial file was useless and was removed; the next request starts from byte zero.
     Restart,
 }
@@ -64,19 +65,28 @@ pub fn download(download: &Download) -> Result<()> {
             Step::Complete(total) => break total,
             Step::Restart if restarts < 2 => restarts += 1,
             Step::Restart => bail!("{}: the server kept refusing to resume the download", download.url),
-            Step::Interrupted { have, total, cause } => {
+            Step::Interrupted { have, total, cause, resumable } => {
                 let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
+                let retry = if resumable == Some(false) { "starting over" } else { "resuming" };
                 if attempts < download.attempts {
                     attempts += 1;
-                    reporter.say(format!("connection lost after {have}{of} bytes ({cause}); resuming"));
+                    reporter.say(format!("connection lost after {have}{of} bytes ({cause}); {retry}"));
                     std::thread::sleep(RESUME_PAUSE);
                 } else {
-                    bail!(
-                        "the download of {} was interrupted after {have}{of} bytes: {cause}; {} is kept, so \
-                         running the command again resumes from there",
-                        download.url,
-                        part.display()
-                    );
+                    let next = match resumable {
+                        Some(true) => {
+                            format!("{} is kept, so running the command again resumes from there", part.display())
+                        }
+                        Some(false) => "this server ignores requests to resume (HTTP Range), so running the command \
+                                        again downloads the whole file over; a mirror that resumes may be given with \
+                                        --url"
+                            .to_owned(),
+                        None => format!(
+                            "{} is kept, and running the command again asks the server to resume from there",
+                            part.display()
+                        ),
+                    };
+                    bail!("the download of {} was interrupted after {have}{of} bytes: {cause}; {next}", download.url);
                 }
             }
         }
@@ -137,10 +147,13 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
     let response = request.call().map_err(|err| connection_error(download.url, err))?;
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let accepts = header("accept-ranges").map(|v| v.trim().eq_ignore_ascii_case("bytes"));
+    let mut resumable = accepts.filter(|_| have == 0);
     let (start, total) = match status {
         200 => {
             if have > 0 {
-                download.reporter.say("the server ignored the range request; starting over");
+                download.reporter.say("the server ignored the request to resume (HTTP Range); starting over");
+                resumable = Some(false);
             }
             (0, response.body().content_length())
         }
@@ -152,6 +165,7 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
                 remove(part)?;
                 return Ok(Step::Restart);
             }
+            resumable = Some(true);
             (have, total)
         }
         416 if have > 0 => {
@@ -193,10 +207,10 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
     transfer.finish();
     file.sync_all().with_context(|| format!("could not write {}", part.display()))?;
     match outcome {
-        Err(cause) => Ok(Step::Interrupted { have: position, total, cause }),
+        Err(cause) => Ok(Step::Interrupted { have: position, total, cause, resumable }),
         Ok(()) if total.is_some_and(|t| position < t) => {
             let cause = io::Error::new(io::ErrorKind::UnexpectedEof, "the body ended early");
-            Ok(Step::Interrupted { have: position, total, cause })
+            Ok(Step::Interrupted { have: position, total, cause, resumable })
         }
         Ok(()) => Ok(Step::Complete(total)),
     }

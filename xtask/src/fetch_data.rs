@@ -21,7 +21,9 @@ options:
   --dest DIR           where the archive and the data set go (default: data/ in the workspace)
   --url URL            download from a mirror instead of fast.ai's bucket
   --md5 HEX            the MD5 the archive must have (default: the variant's own)
-  --archive FILE       unpack an archive that is already on disk instead of downloading";
+  --archive FILE       unpack an archive that is already on disk instead of downloading, into DIR/ under
+                       the name of the archive's top folder; without a known MD5 it may unpack to at most
+                       20 times its size (at least 64 MiB)";
 
 /// One published variant of Imagenette.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +140,7 @@ pub struct Plan {
 impl Plan {
     /// Resolves the options: `--md5` replaces the variant's checksum (and drops its size, since it names another
     /// file); `--archive` is checked against the variant whose archive has its file name, or the `--size` given.
+    /// Any other archive unpacks to the name of its own top folder (or, without one, its file name less `.tgz`).
     pub fn new(args: Args, default_dest: &Path) -> Result<Plan> {
         let chosen = variant(args.size.as_deref().unwrap_or("160"))?;
         let dest = args.dest.unwrap_or_else(|| default_dest.to_path_buf());
@@ -160,7 +163,8 @@ impl Plan {
         let named = if args.size.is_some() { Some(chosen) } else { by_name };
         let name = match (named, stem) {
             (Some(v), _) => v.name.to_owned(),
-            (None, Some(stem)) if !stem.is_empty() => stem.to_owned(),
+            // The archive's own top folder, so that `imagenette2-160 (1).tgz` still lands in imagenette2-160/.
+            (None, Some(stem)) if !stem.is_empty() => untar::top_folder(&archive).unwrap_or_else(|| stem.to_owned()),
             _ => bail!("cannot name the data set after {}: pass --size or a FILE ending in .tgz", archive.display()),
         };
         let expected = match (md5, named) {
@@ -247,7 +251,9 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
     let size = std::fs::metadata(&archive).with_context(|| format!("could not read {}", archive.display()))?.len();
     let stamp = format!("{md5} {size}");
     reporter.say(format!("unpacking {} into {}", archive.display(), folder.display()));
-    let entries = untar::install(&archive, &folder, &stamp)?;
+    // Without a known checksum the archive could be anything, a decompression bomb included.
+    let cap = plan.expected.md5.is_none().then(|| untar::size_cap(size));
+    let entries = untar::install(&archive, &folder, &stamp, cap)?;
     reporter.say(format!("unpacked {entries} entries into {}", folder.display()));
     Ok(Outcome::Installed(folder, entries))
 }

@@ -1,8 +1,10 @@
 //! Safe unpacking: every entry checked, into a staging folder that is renamed into place only when complete.
 
+use std::cell::Cell;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use flate2::read::GzDecoder;
@@ -11,19 +13,46 @@ use tar::EntryType;
 /// The file that marks an unpacked data set as complete; it holds the MD5 of the archive it came from.
 pub const MARKER: &str = ".tiny-complete";
 
+/// How many times its own size an archive of unknown checksum may unpack to (see [`size_cap`]).
+pub const CAP_RATIO: u64 = 20;
+
+/// The least an archive of unknown checksum may always unpack to, 64 MiB.
+pub const CAP_FLOOR: u64 = 64 << 20;
+
+/// The most that an archive of `archive_bytes` bytes and no known checksum may unpack to: [`CAP_RATIO`] times its
+/// size and at least [`CAP_FLOOR`]. JPEG data sets hardly compress (Imagenette unpacks to about 1.05 times its
+/// archive), so only a decompression bomb comes near it.
+pub fn size_cap(archive_bytes: u64) -> u64 {
+    archive_bytes.saturating_mul(CAP_RATIO).max(CAP_FLOOR)
+}
+
+/// Returns the name of the folder at the top of `archive`, from its first entry, or `None` when the archive cannot
+/// be read or its first entry is a file at the top (then it has no single top folder to keep).
+pub fn top_folder(archive: &Path) -> Option<String> {
+    let mut tar = tar::Archive::new(open_tar(archive, None).ok()?.0);
+    let entry = tar.entries().ok()?.next()?.ok()?;
+    let path = entry.path().ok()?;
+    let clean = check_path(archive, &path).ok()?;
+    let mut parts = clean.components();
+    let first = parts.next()?.as_os_str().to_str()?.to_owned();
+    let is_folder = parts.next().is_some() || entry.header().entry_type() == EntryType::Directory;
+    is_folder.then_some(first)
+}
+
 /// Unpacks `archive` so that its contents end up as the folder `dest`, then writes [`MARKER`] holding `stamp`.
 ///
 /// The archive goes into `.NAME.unpacking` beside `dest` first. When that folder then holds exactly one directory
 /// (as Imagenette's archives do), that directory becomes `dest`; otherwise the staging folder itself does. An
 /// existing `dest` is replaced only after the new one is complete, and on failure the staging folder is removed,
-/// so no half-unpacked data set is ever left at `dest`. Returns the number of entries unpacked.
-pub fn install(archive: &Path, dest: &Path, stamp: &str) -> Result<u64> {
+/// so no half-unpacked data set is ever left at `dest`. With a `cap`, unpacking stops with an error once the archive
+/// has produced that many bytes. Returns the number of entries unpacked.
+pub fn install(archive: &Path, dest: &Path, stamp: &str, cap: Option<u64>) -> Result<u64> {
     let name = dest.file_name().ok_or_else(|| anyhow!("{} names no folder", dest.display()))?;
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let staging = parent.join(format!(".{}.unpacking", name.to_string_lossy()));
     remove_any(&staging)?;
     fs::create_dir_all(&staging).with_context(|| format!("could not create {}", staging.display()))?;
-    let result = unpack(archive, &staging).and_then(|count| {
+    let result = unpack(archive, &staging, cap).and_then(|count| {
         put_in_place(archive, &staging, dest, stamp)?;
         Ok(count)
     });
@@ -56,14 +85,96 @@ fn put_in_place(archive: &Path, staging: &Path, dest: &Path, stamp: &str) -> Res
 }
 
 /// Unpacks every entry of `archive` into the existing folder `into`, refusing the whole archive at the first entry
-/// that is absolute, contains `..`, passes through a symbolic link, or links to somewhere outside `into`.
-/// Returns the number of entries unpacked.
-pub fn unpack(archive: &Path, into: &Path) -> Result<u64> {
+/// that is absolute, contains `..`, passes through a symbolic link, or links to somewhere outside `into`, and
+/// stopping once it has produced more than `cap` bytes, when a cap is given. Returns the number of entries unpacked.
+pub fn unpack(archive: &Path, into: &Path, cap: Option<u64>) -> Result<u64> {
+    let (reader, over_cap) = open_tar(archive, cap)?;
+    let refuse_bomb = |cap: u64| {
+        anyhow!(
+            "refusing {}: it unpacks to more than {cap} bytes ({CAP_RATIO} times its size, at least {CAP_FLOOR}), \
+             which is how a decompression bomb looks; pass --md5 with the archive's checksum to unpack it uncapped",
+            archive.display()
+        )
+    };
+    let checked = |result: Result<u64>| match (result, cap) {
+        (Err(_), Some(cap)) if over_cap.get() => Err(refuse_bomb(cap)),
+        (result, _) => result,
+    };
+    checked(unpack_entries(archive, into, reader))
+}
+
+/// Opens `archive` as a tar stream, gzip-compressed or not, after checking that it starts with a tar header, and
+/// counts the bytes it produces against `cap`; the flag turns true once the cap is passed.
+fn open_tar(archive: &Path, cap: Option<u64>) -> Result<(Box<dyn Read>, OverCap)> {
     let file = File::open(archive).with_context(|| format!("could not open {}", archive.display()))?;
     let mut reader = BufReader::new(file);
-    let gzip =
-        reader.fill_buf().with_context(|| format!("could not read {}", archive.display()))?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(reader)) } else { Box::new(reader) };
+    let start = reader.fill_buf().with_context(|| format!("could not read {}", archive.display()))?;
+    let gzip = start.starts_with(&[0x1f, 0x8b]);
+    let leading: Vec<u8> = start.iter().take(4).copied().collect();
+    let over_cap = Rc::new(Cell::new(false));
+    let stream: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(reader)) } else { Box::new(reader) };
+    let mut stream = Capped { inner: stream, left: cap.unwrap_or(u64::MAX), over: Rc::clone(&over_cap) };
+    let mut header = Vec::with_capacity(512);
+    let read = (&mut stream).take(512).read_to_end(&mut header);
+    read.with_context(|| match gzip {
+        true => format!("could not decompress {}: its gzip data is damaged", archive.display()),
+        false => format!("could not read {}", archive.display()),
+    })?;
+    if !header.iter().all(|&b| b == 0) && !is_tar_header(&header) {
+        let hex: Vec<String> = leading.iter().map(|b| format!("{b:02x}")).collect();
+        bail!(match gzip {
+            true => format!("{} is gzip-compressed but holds no tar archive", archive.display()),
+            false => format!(
+                "{} is neither a gzip-compressed tar (.tgz) nor a tar archive: it begins with the bytes {}",
+                archive.display(),
+                hex.join(" ")
+            ),
+        });
+    }
+    Ok((Box::new(Cursor::new(header).chain(stream)), over_cap))
+}
+
+/// Tells whether `block` is a whole 512-byte tar header whose checksum (the byte sum with the checksum field read
+/// as spaces, stored in octal at bytes 148..156) holds.
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() != 512 {
+        return false;
+    }
+    let field = String::from_utf8_lossy(&block[148..156]);
+    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8) else {
+        return false;
+    };
+    let sum: u32 =
+        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
+    sum == stored
+}
+
+/// Set once a [`Capped`] reader has passed its cap.
+type OverCap = Rc<Cell<bool>>;
+
+/// A reader that fails once more than `left` bytes have passed through it, and says so in `over`.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    over: OverCap,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => self.left = left,
+            None => {
+                self.over.set(true);
+                return Err(io::Error::other("the archive unpacks to more than its size cap"));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Unpacks the entries of the tar stream `reader` (read from `archive`) into `into`; see [`unpack`].
+fn unpack_entries(archive: &Path, into: &Path, reader: Box<dyn Read>) -> Result<u64> {
     let mut tar = tar::Archive::new(reader);
     let mut count = 0;
     let entries = tar.entries().with_context(|| format!("could not read {}", archive.display()))?;

@@ -191,3 +191,96 @@ fn an_empty_archive_is_an_error_and_a_marker_counts_only_for_its_own_archive() {
     assert!(matches!(run(&plan, quiet()).unwrap(), Outcome::Installed(..)), "a different archive is unpacked afresh");
     assert_data_set(&plan.folder(), &md5_hex(&second));
 }
+
+#[test]
+fn a_server_that_ignores_range_is_not_promised_a_resume() {
+    // Issue 19: a server that ignored Range made the download start over while the error said a rerun "resumes".
+    let archive = dataset_tgz(NAME);
+    let cut = archive.len() / 2;
+    let server = Server::start(vec![(PATH, Route::ignoring_ranges(archive.clone(), cut))]);
+    let tmp = TempDir::new("norange");
+    let target = tmp.path().join("imagenette2-160.tgz");
+    let url = server.url(PATH);
+    let expected = Expected { size: Some(archive.len() as u64), md5: Some(md5_hex(&archive)) };
+    let download = Download { url: &url, target: &target, expected: &expected, attempts: 2, reporter: quiet() };
+    let err = format!("{:#}", fetch::download(&download).unwrap_err());
+    assert!(err.contains("ignores requests to resume"), "{err}");
+    assert!(!err.contains("resumes from there"), "{err}");
+    let ranges: Vec<_> = server.seen().into_iter().map(|s| s.range).collect();
+    assert_eq!(ranges, vec![None, Some(format!("bytes={cut}-"))], "the second request asked to resume");
+}
+
+#[test]
+fn a_local_archive_keeps_its_own_top_folder() {
+    // Issue 19: `--archive "imagenette2-160 (1).tgz"` unpacked into `imagenette2-160 (1)/`, where train never looks.
+    let tmp = TempDir::new("topfolder");
+    let file = tmp.path().join("imagenette2-160 (1).tgz");
+    let archive = dataset_tgz(NAME);
+    std::fs::write(&file, &archive).unwrap();
+    let args: Vec<String> = ["--archive", file.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
+    let args = xtask::fetch_data::Args::parse(&args).unwrap().unwrap();
+    let plan = Plan::new(args, &tmp.path().join("data")).unwrap();
+    assert_eq!(plan.name, NAME);
+    let outcome = run(&plan, quiet()).unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Installed(folder, _) if *folder == tmp.path().join("data").join(NAME)),
+        "{outcome:?}"
+    );
+    assert_data_set(&tmp.path().join("data").join(NAME), &md5_hex(&archive));
+}
+
+#[test]
+fn an_archive_of_unknown_checksum_is_capped_against_decompression_bombs() {
+    // Issue 19: a gzip bomb (4.6 MB to 1 GiB) was unpacked without a cap when no MD5 was known. Here 100 MiB of
+    // zeros squeezed into about 100 KB pass the cap of 64 MiB.
+    let tmp = TempDir::new("bomb");
+    let zeros = vec![0u8; 100 << 20];
+    let bomb = support::archives::raw_tgz(&[
+        support::archives::Raw::Dir("set/"),
+        support::archives::Raw::File("set/zeros.bin", &zeros),
+    ]);
+    assert!(bomb.len() < 1 << 20, "the bomb is small: {} bytes", bomb.len());
+    let file = tmp.path().join("bomb.tgz");
+    std::fs::write(&file, &bomb).unwrap();
+    let plan = Plan {
+        name: "set".into(),
+        source: Source::Archive(file),
+        expected: Expected::default(),
+        dest: tmp.path().join("data"),
+    };
+    let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
+    assert!(err.contains("decompression bomb") && err.contains("bomb.tgz") && err.contains("--md5"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("data")).unwrap().collect();
+    assert!(left.is_empty(), "nothing is left behind: {left:?}");
+    assert_eq!(xtask::untar::size_cap(1000), 64 << 20, "the floor");
+    assert_eq!(xtask::untar::size_cap(100 << 20), 2000 << 20, "20 times the archive");
+}
+
+#[test]
+fn a_file_that_is_not_a_tar_archive_says_so() {
+    // Issue 19: a non-gzip --archive reported the tar parser's `numeric field did not have utf-8 text`.
+    let tmp = TempDir::new("nottar");
+    let cases: [(&str, Vec<u8>, &str); 2] = [
+        ("plain.tgz", b"<html>this is a web page, not an archive</html>".repeat(20), "neither a gzip-compressed tar"),
+        ("gzipped.tgz", gzip(&b"just some text, no tar header at all".repeat(30)), "gzip-compressed but holds no tar"),
+    ];
+    for (name, bytes, needle) in cases {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let plan = Plan {
+            name: "set".into(),
+            source: Source::Archive(file),
+            expected: Expected::default(),
+            dest: tmp.path().join("data"),
+        };
+        let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
+        assert!(err.contains(needle) && err.contains(name), "{name}: {err}");
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}

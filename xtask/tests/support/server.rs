@@ -12,18 +12,25 @@ pub struct Route {
     pub body: Vec<u8>,
     /// When set, the first response for this path breaks off after this many body bytes.
     pub drop_after: Option<usize>,
+    /// When set, `Range` is ignored (every answer is the whole body, `200 OK`) and every response breaks off.
+    pub no_ranges: bool,
     dropped: AtomicBool,
 }
 
 impl Route {
     /// A route that always serves `body` whole.
     pub fn new(body: Vec<u8>) -> Route {
-        Route { body, drop_after: None, dropped: AtomicBool::new(false) }
+        Route { body, drop_after: None, no_ranges: false, dropped: AtomicBool::new(false) }
     }
 
     /// A route whose first response breaks off after `bytes` body bytes.
     pub fn dropping_after(body: Vec<u8>, bytes: usize) -> Route {
-        Route { body, drop_after: Some(bytes), dropped: AtomicBool::new(false) }
+        Route { body, drop_after: Some(bytes), no_ranges: false, dropped: AtomicBool::new(false) }
+    }
+
+    /// A route whose server ignores `Range`, and whose every response breaks off after `bytes` body bytes.
+    pub fn ignoring_ranges(body: Vec<u8>, bytes: usize) -> Route {
+        Route { body, drop_after: Some(bytes), no_ranges: true, dropped: AtomicBool::new(false) }
     }
 }
 
@@ -89,6 +96,7 @@ fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec
     };
     let len = route.body.len();
     let start = range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok());
+    let start = start.filter(|_| !route.no_ranges);
     let head = match start {
         Some(start) if start >= len => {
             let head = format!(
@@ -108,7 +116,7 @@ fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec
     let start = start.unwrap_or(0);
     let head = head + "Content-Type: application/x-tar\r\nConnection: close\r\n\r\n";
     let mut body = &route.body[start..];
-    let dropping = route.drop_after.is_some() && !route.dropped.swap(true, Ordering::SeqCst);
+    let dropping = route.drop_after.is_some() && (route.no_ranges || !route.dropped.swap(true, Ordering::SeqCst));
     if dropping {
         body = &body[..route.drop_after.unwrap_or(0).min(body.len())];
     }
