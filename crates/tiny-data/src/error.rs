@@ -143,6 +143,14 @@ pub enum DataError {
         /// The path without a usable parent.
         path: PathBuf,
     },
+    /// A file's parent folder name, its label, is not valid UTF-8.
+    #[error("cannot take a label from {path}: its folder name {folder:?} is not valid UTF-8; rename the folder")]
+    NonUtf8Label {
+        /// The file whose folder name is not UTF-8.
+        path: PathBuf,
+        /// The folder name, with the bytes that are not UTF-8 replaced by U+FFFD.
+        folder: String,
+    },
     /// A dataset index past its end.
     #[error("index {index} out of range for a dataset of {len} items")]
     IndexOutOfRange {
@@ -214,7 +222,8 @@ impl DataError {
             | DataError::ResizeBuffer { path, .. }
             | DataError::Encode { path, .. }
             | DataError::UnknownLabel { path, .. }
-            | DataError::NoLabel { path } => Some(path),
+            | DataError::NoLabel { path }
+            | DataError::NonUtf8Label { path, .. } => Some(path),
             _ => None,
         }
     }

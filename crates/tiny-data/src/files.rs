@@ -43,11 +43,17 @@ pub fn get_image_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
 }
 
 /// Returns the name of the folder holding `path`, the chapter's label.
+///
+/// # Errors
+/// [`DataError::NoLabel`] when `path` has no parent folder, [`DataError::NonUtf8Label`] when that folder's name is
+/// not valid UTF-8.
 pub fn parent_label(path: &Path) -> Result<&str> {
-    path.parent()
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| DataError::NoLabel { path: path.to_path_buf() })
+    let folder =
+        path.parent().and_then(Path::file_name).ok_or_else(|| DataError::NoLabel { path: path.to_path_buf() })?;
+    folder.to_str().ok_or_else(|| DataError::NonUtf8Label {
+        path: path.to_path_buf(),
+        folder: folder.to_string_lossy().into_owned(),
+    })
 }
 
 /// Returns the name of the folder two levels above `path`, which names its split.

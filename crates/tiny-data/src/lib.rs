@@ -53,7 +53,7 @@ pub use error::{DataError, Result};
 pub use files::{
     IMAGE_EXTENSIONS, ImageFolder, Splits, Vocab, get_image_files, grandparent_split, has_image_extension, parent_label,
 };
-pub use loader::{BadFilePolicy, BatchIter, DataLoader, default_num_workers};
+pub use loader::{BadFilePolicy, BatchIter, DataLoader, SkippedFiles, default_num_workers};
 pub use normalize::{ChannelStats, Normalize};
 pub use pil_modes::SourceKind;
 pub use rng::{Rng, mix, splitmix64};

@@ -21,6 +21,22 @@ pub enum BadFilePolicy {
     Skip,
 }
 
+/// A shared view of the files that a [`DataLoader`] left out under [`BadFilePolicy::Skip`].
+#[derive(Debug, Clone, Default)]
+pub struct SkippedFiles(Arc<Mutex<BTreeSet<PathBuf>>>);
+
+impl SkippedFiles {
+    /// Returns the files skipped so far, sorted.
+    pub fn files(&self) -> Vec<PathBuf> {
+        lock(&self.0).iter().cloned().collect()
+    }
+
+    /// Returns how many distinct files have been skipped so far.
+    pub fn count(&self) -> usize {
+        lock(&self.0).len()
+    }
+}
+
 /// Stream tag that keeps shuffle randomness apart from per-item randomness.
 const SHUFFLE_TAG: u64 = 0x0053_4855_4646_4C45;
 
@@ -150,6 +166,12 @@ impl<D: Dataset<Item = ImageItem> + 'static> DataLoader<D> {
     /// Returns how many distinct files have been skipped so far.
     pub fn skipped_count(&self) -> usize {
         lock(&self.skipped).len()
+    }
+
+    /// Returns a handle on the record of skipped files that stays readable after the loader has been moved
+    /// into a learner; it sees the files that later epochs skip too.
+    pub fn skipped(&self) -> SkippedFiles {
+        SkippedFiles(Arc::clone(&self.skipped))
     }
 
     /// Returns the item order of `epoch`: identity, or a seeded permutation when shuffling.

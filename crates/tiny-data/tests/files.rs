@@ -102,3 +102,17 @@ fn unknown_label_names_the_file() {
     assert!(matches!(err, DataError::UnknownLabel { .. }));
     assert!(err.to_string().contains("zebra/1.jpg"), "{err}");
 }
+
+#[test]
+fn a_class_folder_name_that_is_not_utf8_is_named_as_such() {
+    // Issue 19: a non-UTF-8 class folder was reported as "it has no parent folder name".
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new("nonutf8");
+    let class = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    write_jpeg(&dir.path().join("train").join(class).join("1.jpg"), 8, 8);
+    write_jpeg(&dir.path().join("val").join(class).join("2.jpg"), 8, 8);
+    let err = ImageFolder::open(dir.path()).unwrap_err();
+    assert!(matches!(err, DataError::NonUtf8Label { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("not valid UTF-8") && msg.contains("caf\u{fffd}") && msg.contains("1.jpg"), "{msg}");
+}

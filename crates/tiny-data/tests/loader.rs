@@ -221,6 +221,8 @@ fn skip_policy_leaves_bad_files_out_and_counts_them() {
     let cfg =
         FolderConfig { size: 8, bs: 4, num_workers: 2, on_bad_file: BadFilePolicy::Skip, ..FolderConfig::default() };
     let dls = DataLoaders::from_folder(dir.path(), &cfg).unwrap();
+    // A handle taken before the epochs still sees what they skip, as the train example reads it after the fit.
+    let handle = dls.train.skipped();
     for _ in 0..2 {
         let batches = collect(&dls.train);
         assert_eq!(sizes(&batches).iter().sum::<usize>(), 6);
@@ -229,6 +231,7 @@ fn skip_policy_leaves_bad_files_out_and_counts_them() {
     expected.sort();
     assert_eq!(dls.train.skipped_files(), expected);
     assert_eq!(dls.train.skipped_count(), 3);
+    assert_eq!((handle.files(), handle.count()), (expected, 3));
 }
 
 #[test]
