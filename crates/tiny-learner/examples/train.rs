@@ -7,10 +7,12 @@
 //! Prints the chapter's line per training and validation phase and ends with one JSON line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use tiny_data::{DataLoaders, Dataset, FolderConfig, Normalize};
+use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, Normalize};
 use tiny_learner::{
     Callback, Cancel, CbResult, CheckpointInfo, Learner, LearnerState, Loaders, LrFinder, Mixup, OneCycle, Recorder,
     SaveModel, SetupLearner, TerminateOnNaN, TrackResults,
@@ -51,7 +53,12 @@ const USAGE: &str = "usage: train [options]
   --resume PATH       continue from a checkpoint up to --epochs
   --stop-after N      end the fit after N epochs of the --epochs schedule, as an interruption would
                       (with --save, then --resume, to split one fit over two processes)
-  --plot PATH         write the loss curves as a PNG at the end";
+  --plot PATH         write the loss curves as a PNG at the end
+  --skip-bad-files    leave unreadable or undecodable images out of their batch (counted in the JSON
+                      line as skipped_files) instead of stopping at the first one
+
+Ctrl-C stops the fit at the end of the current batch and says where it stopped and which checkpoint
+is the last one written; a second Ctrl-C exits at once.";
 
 /// The command line.
 #[derive(Debug)]
@@ -79,6 +86,7 @@ struct Args {
     plot: Option<PathBuf>,
     init: Option<PathBuf>,
     stats: Stats,
+    skip_bad_files: bool,
     /// Which hyper-parameters the command line set, for `--resume` (see `main`).
     given: Given,
 }
@@ -148,6 +156,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         plot: None,
         init: None,
         stats: Stats::Batch,
+        skip_bad_files: false,
         given: Given::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -180,6 +189,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             "--plot" => a.plot = Some(value()?.into()),
             "--init" => a.init = Some(value()?.into()),
             "--stats" => a.stats = parse_stats(&value()?)?,
+            "--skip-bad-files" => a.skip_bad_files = true,
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
@@ -241,6 +251,45 @@ impl Callback for StopAfter {
     }
 }
 
+/// Where the fit was when Ctrl-C stopped it: the epoch, whether it was training, the batch and the batch count.
+type StoppedAt = (usize, bool, usize, usize);
+
+/// Ends the fit at the end of the batch during which Ctrl-C was pressed, and records where that was.
+struct Interrupt {
+    pressed: Arc<AtomicBool>,
+    at: Option<StoppedAt>,
+}
+
+impl Callback for Interrupt {
+    fn order(&self) -> i32 {
+        // Before the other callbacks' after_batch, so that none of them records a batch of a fit being stopped.
+        -100
+    }
+
+    fn after_batch(&mut self, learn: &mut LearnerState) -> CbResult {
+        if !self.pressed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.at = Some((learn.epoch, learn.training, learn.iter, learn.n_iter));
+        Err(Cancel::Fit.into())
+    }
+}
+
+/// Catches Ctrl-C: the first press asks the fit to stop after its batch, a second one exits at once.
+fn catch_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
+    let pressed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&pressed);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            eprintln!("\ninterrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping at the end of this batch (Ctrl-C again exits at once)");
+    })
+    .context("could not install the Ctrl-C handler")?;
+    Ok(pressed)
+}
+
 /// A JSON string literal.
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
@@ -297,7 +346,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(w) = args.workers {
         cfg.num_workers = w;
     }
+    if args.skip_bad_files {
+        cfg.on_bad_file = BadFilePolicy::Skip;
+    }
     let dls = DataLoaders::from_folder(&data, &cfg).with_context(|| format!("reading {}", data.display()))?;
+    let skipped = [dls.train.skipped(), dls.valid.skipped()];
     let (n_classes, n_train, n_valid) = (dls.vocab.len(), dls.train.dataset().len(), dls.valid.dataset().len());
     let norm = match args.stats {
         Stats::Fixed(norm) => norm,
@@ -337,6 +390,9 @@ fn main() -> anyhow::Result<()> {
     if args.lr_find {
         let res = learn.lr_find(LrFinder::new())?;
         res.plot(lr_find_png)?;
+        if let Some(warning) = res.warning() {
+            eprintln!("warning: {warning}");
+        }
         let suggestion = res.suggestion.unwrap_or(f32::NAN);
         println!(
             "lr_find: {} steps, stopped: {}; suggested lr {suggestion:.2e}; plot in lr_find.png",
@@ -400,9 +456,34 @@ fn main() -> anyhow::Result<()> {
         None => 0,
     };
 
+    let pressed = catch_ctrl_c()?;
+    learn.add_cb(Box::new(Interrupt { pressed, at: None }));
     let t0 = Instant::now();
-    learn.fit_from(args.epochs, start)?;
+    learn.fit_from(args.epochs, start).map_err(|e| match &e {
+        tiny_learner::LearnerError::Data(d) if d.is_bad_file() => {
+            anyhow::Error::new(e).context("a bad image stopped the fit; --skip-bad-files leaves such files out")
+        }
+        _ => e.into(),
+    })?;
     let seconds = t0.elapsed().as_secs_f64();
+    let skipped: Vec<PathBuf> = skipped.iter().flat_map(|s| s.files()).collect();
+    if !skipped.is_empty() {
+        let shown: Vec<String> = skipped.iter().take(5).map(|p| p.display().to_string()).collect();
+        let more = skipped.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        eprintln!("skipped {} unreadable files: {}{more}", skipped.len(), shown.join(", "));
+    }
+    if let Some((epoch, training, iter, n_iter)) = learn.callback::<Interrupt>().and_then(|i| i.at) {
+        let phase = if training { "training" } else { "validation" };
+        let saved = learn.callback::<SaveModel>().and_then(|s| s.saved.last().cloned());
+        let last = match saved.or_else(|| args.resume.clone()) {
+            Some(path) => format!("the last checkpoint written is {0}; continue with --resume {0}", path.display()),
+            None if args.save.is_some() => "no checkpoint was written yet".to_owned(),
+            None => "nothing was saved (pass --save PATH to keep checkpoints)".to_owned(),
+        };
+        eprintln!("interrupted in epoch {epoch} of {}, {phase} batch {} of {n_iter}; {last}", args.epochs, iter + 1);
+        std::process::exit(130);
+    }
 
     if let Some(path) = &args.plot {
         learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(path)?;
@@ -445,6 +526,7 @@ fn main() -> anyhow::Result<()> {
         // Time the training loop waited for the loader, in seconds and as a share of training time.
         ("train_data_wait_s", json_num(train_wait)),
         ("train_data_wait_pct", json_num(100.0 * train_wait / train_secs.max(1e-9))),
+        ("skipped_files", skipped.len().to_string()),
     ];
     let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
     println!("{{{}}}", body.join(","));

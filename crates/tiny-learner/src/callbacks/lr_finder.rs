@@ -188,6 +188,23 @@ pub struct LrFindResult {
 }
 
 impl LrFindResult {
+    /// Says why the suggestion should not be trusted, when it should not: no suggestion at all, or one below the
+    /// smallest rate tried, which happens when the smoothed loss is lowest at the very start of the search (as on a
+    /// data set too small for it: the search then ends after a handful of batches).
+    pub fn warning(&self) -> Option<String> {
+        let first = self.lrs.first().copied()?;
+        let steps = self.lrs.len();
+        match self.suggestion {
+            None => Some(format!("no rate can be suggested: none of the {steps} losses recorded is finite")),
+            Some(s) if s < first => Some(format!(
+                "the suggested rate {s:.1e} is below the smallest rate tried, {first:.1e}: the smoothed loss was \
+                 lowest at the start of the search ({steps} steps), so the curve says little; look at the plot, or \
+                 search on more data or from a lower start_lr"
+            )),
+            Some(_) => None,
+        }
+    }
+
     /// Writes a PNG of loss against learning rate (log scale) with the suggestion marked.
     pub fn plot(&self, path: &Path) -> Result<()> {
         let pts = |v: &[f32]| self.lrs.iter().zip(v).map(|(&x, &y)| (x as f64, y as f64)).collect();
@@ -294,5 +311,26 @@ impl Learner {
         finder.restore(self.state_mut())?;
         outcome?;
         Ok(finder.result())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(lrs: &[f32], suggestion: Option<f32>) -> LrFindResult {
+        let losses = vec![1.0; lrs.len()];
+        LrFindResult { lrs: lrs.to_vec(), smoothed: losses.clone(), losses, suggestion, stop: None }
+    }
+
+    #[test]
+    fn a_suggestion_below_the_smallest_rate_tried_is_flagged() {
+        // Issue 19: on a tiny set the finder suggested a rate below the smallest one it tried, without a word.
+        let lrs = [1e-6, 1.2e-6, 1.44e-6];
+        let warning = result(&lrs, Some(1e-7)).warning().expect("a warning");
+        assert!(warning.contains("below the smallest rate tried") && warning.contains("3 steps"), "{warning}");
+        assert_eq!(result(&lrs, Some(1.2e-6)).warning(), None, "a suggestion within the range tried is fine");
+        assert!(result(&lrs, None).warning().is_some_and(|w| w.contains("no rate can be suggested")));
+        assert_eq!(result(&[], None).warning(), None, "nothing was tried, so there is nothing to judge");
     }
 }

@@ -1,0 +1,117 @@
+//! The train example as a user runs it, as a child process on a small generated set: bad files, and Ctrl-C.
+//!
+//! `cargo test` builds the examples before it runs any test; these tests find the binaries beside their own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary of example `name`, built by `cargo test` into `target/<profile>/examples/`.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let path = profile.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run the whole `cargo test -p tiny-learner`, which builds the examples first",
+        path.display()
+    );
+    path
+}
+
+/// A fresh folder under the system's temp folder, unique to this process and `label`.
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tiny-examples-{}-{label}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A synthetic Imagenette of about 270 JPEGs in `dir/data`.
+fn small_set(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    tiny_data::synth::generate_with(&data, 0.02, 7, 2).unwrap();
+    data
+}
+
+/// Runs the train example on `data` at 16 px with `args`, and waits for it.
+fn train(data: &Path, args: &[&str]) -> Output {
+    let base = ["--size", "16", "--bs", "16", "--workers", "1", "--threads", "1"];
+    Command::new(example("train"))
+        .arg("--data")
+        .arg(data)
+        .args(base)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the train example")
+}
+
+/// The JSON line the train example ends with.
+fn json_line(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn skip_bad_files_leaves_them_out_and_counts_them() {
+    // Issue 19: BadFilePolicy::Skip had no switch, so a bad validation file threw away a finished training epoch.
+    let dir = temp_dir("skip");
+    let data = small_set(&dir);
+    let jpegs = |split: &str| tiny_data::get_image_files(data.join(split)).unwrap();
+    let (bad_train, bad_valid) = (jpegs("train")[3].clone(), jpegs("val")[0].clone());
+    let bytes = std::fs::read(&bad_train).unwrap();
+    std::fs::write(&bad_train, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(&bad_valid, b"not a JPEG at all").unwrap();
+
+    let out = train(&data, &["--epochs", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad file stops the fit without the switch");
+    assert!(stderr.contains("--skip-bad-files") && stderr.contains(&*bad_train.to_string_lossy()), "{stderr}");
+
+    let out = train(&data, &["--epochs", "1", "--skip-bad-files"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(json_line(&out).contains("\"skipped_files\":2"), "{}", json_line(&out));
+    assert!(
+        stderr.contains("skipped 2 unreadable files") && stderr.contains(&*bad_valid.to_string_lossy()),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_c_says_where_the_fit_stopped_and_which_checkpoint_is_the_last() {
+    // Issue 19: SIGINT printed nothing, neither where the fit stopped nor which checkpoint was the last good one.
+    let dir = temp_dir("sigint");
+    let data = small_set(&dir);
+    let save = dir.join("ck-{epoch}.safetensors");
+    let child = Command::new(example("train"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--size", "16", "--bs", "8", "--workers", "1", "--threads", "1", "--epochs", "100000", "--save"])
+        .arg(&save)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the train example");
+    let first = dir.join("ck-0.safetensors");
+    let start = Instant::now();
+    while !first.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(first.exists(), "the first epoch's checkpoint appears");
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("run kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait for the train example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "the conventional exit code of an interrupted run: {stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("interrupted in epoch")).unwrap_or_else(|| panic!("{stderr}"));
+    // The last file written names the epoch before the one that was interrupted.
+    let epoch: usize = line["interrupted in epoch ".len()..].split(' ').next().unwrap().parse().unwrap();
+    assert!(epoch >= 1, "{line}");
+    let last = dir.join(format!("ck-{}.safetensors", epoch - 1));
+    assert!(line.contains(&format!("--resume {}", last.display())), "{line}");
+    assert!(last.exists() && !dir.join(format!("ck-{epoch}.safetensors")).exists(), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
