@@ -64,6 +64,14 @@ pub enum LearnerError {
         /// The first tensor holding one.
         first: String,
     },
+    /// A metric or monitor name that names nothing known; `known` lists the names that would do.
+    #[error("unknown metric {name:?}; the known names are {}", known.join(", "))]
+    UnknownMetric {
+        /// The name asked for.
+        name: String,
+        /// The names known where it was asked for.
+        known: Vec<String>,
+    },
     /// An argument that is not valid, explained in `msg`.
     #[error("{what}: {msg}")]
     InvalidArgument {

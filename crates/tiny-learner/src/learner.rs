@@ -8,6 +8,7 @@ use tiny_nn::{Module, Parameter};
 use tiny_optim::{Optimizer, OptimizerState, Sgd};
 use tiny_tensor::Tensor;
 
+use crate::metrics::{Metric, accuracy};
 use crate::{Batch, Callback, Cancel, CbResult, EpochStats, Event, Loaders, PhaseRecord, Result, Stop, TrackResults};
 
 /// A loss function of predictions and targets, such as `tiny_nn::cross_entropy`.
@@ -35,6 +36,10 @@ pub struct LearnerState {
     pub opt: Option<Box<dyn Optimizer>>,
     /// The learning rate the optimizer is created with.
     pub lr: f32,
+    /// The metrics that `TrackResults` and the `Recorder` measure each phase, fastai's `learn.metrics`
+    /// (`accuracy` unless [`Learner::with_metrics`] says otherwise). Those callbacks tally reset copies, so
+    /// these are never accumulated into.
+    pub metrics: Vec<Box<dyn Metric>>,
     /// The current epoch, counted from 0.
     pub epoch: usize,
     /// The number of epochs of the current fit.
@@ -126,6 +131,7 @@ impl Learner {
             opt_func: sgd(),
             opt: None,
             lr,
+            metrics: vec![accuracy()],
             epoch: 0,
             n_epochs: 0,
             iter: 0,
@@ -149,6 +155,27 @@ impl Learner {
     /// Replaces the optimizer factory, e.g. `|ps, lr| Box::new(Adam::new(ps, lr))`.
     pub fn with_opt_func(mut self, f: impl Fn(Vec<Parameter>, f32) -> Box<dyn Optimizer> + 'static) -> Self {
         self.state.opt_func = Box::new(f);
+        self
+    }
+
+    /// Replaces the metrics (by default `accuracy` alone), fastai's `Learner(..., metrics=[accuracy, error_rate])`;
+    /// an empty list measures none.
+    ///
+    /// ```
+    /// use tiny_learner::metrics::{accuracy, error_rate};
+    /// use tiny_learner::{InMemory, Learner, Loaders, metrics_from_names};
+    /// use tiny_nn::{Linear, cross_entropy};
+    /// use tiny_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0], &[2, 2]).unwrap();
+    /// let dls = Loaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
+    /// let learn = Learner::new(Box::new(Linear::new(2, 2).unwrap()), dls, cross_entropy, 0.1, vec![])
+    ///     .with_metrics(vec![accuracy(), error_rate()]);
+    /// assert_eq!(learn.metrics.len(), 2);
+    /// let learn = learn.with_metrics(metrics_from_names("f1,top_k:2").unwrap());
+    /// assert_eq!(learn.metrics[1].name(), "top_2_accuracy");
+    /// ```
+    pub fn with_metrics(mut self, metrics: Vec<Box<dyn Metric>>) -> Self {
+        self.state.metrics = metrics;
         self
     }
 

@@ -4,7 +4,8 @@
 //! Learner from Scratch"). A [`Learner`] holds a model, [`Loaders`], a loss, an optimizer factory and
 //! [`Callback`]s; `fit` nests fit > epoch > train/validate > batch exactly as fastai's
 //! `_with_events`, and callbacks receive the [`LearnerState`] as `&mut`. Cancellation is a value,
-//! `Err(Cancel::Fit.into())`, never a panic.
+//! `Err(Cancel::Fit.into())`, never a panic. The learner's [`Metric`]s (accuracy by default; see [`metrics`])
+//! are measured by `TrackResults` and the `Recorder` over each phase.
 //!
 //! ```
 //! use tiny_learner::{InMemory, Learner, Loaders, TrackResults};
@@ -27,6 +28,7 @@ mod error;
 mod event;
 mod folder;
 mod learner;
+pub mod metrics;
 pub mod plot;
 pub mod schedule;
 
@@ -39,6 +41,9 @@ pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
 pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};
+pub use metrics::{
+    Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy, metric_from_name, metrics_from_names,
+};
 
 /// The crate README's example, compiled and run as a doctest so it stays true.
 #[doc = include_str!("../README.md")]

@@ -44,6 +44,7 @@ fn track_results_prints_the_chapter_line() {
         train: true,
         loss: 2.3456789,
         acc: 0.25,
+        metrics: vec![("accuracy".into(), 0.25)],
         n: 9469,
         secs: 12.345,
         img_per_s: 767.0,
@@ -52,6 +53,9 @@ fn track_results_prints_the_chapter_line() {
     assert_eq!(rec.line(), "0 True  loss 2.3457 acc 0.2500 n 9469 time 12.35s 767 img/s");
     let rec = PhaseRecord { train: false, ..rec };
     assert!(rec.line().starts_with("0 False loss"));
+    // Other metrics follow `acc` by name.
+    let rec = PhaseRecord { metrics: vec![("accuracy".into(), 0.25), ("error_rate".into(), 0.75)], ..rec };
+    assert_eq!(rec.line(), "0 False loss 2.3457 acc 0.2500 error_rate 0.7500 n 9469 time 12.35s 767 img/s");
 
     let mut learn = point_learner(point_loaders(20, 12, 8, None), 0.3, vec![Box::new(TrackResults::quiet())]);
     learn.fit(2).unwrap();
@@ -71,19 +75,27 @@ fn early_stopping_waits_patience_epochs() {
     assert_eq!(learn.callback::<EarlyStopping>().unwrap().stopped_epoch, Some(2));
 
     let mut learn = point_learner(point_loaders(16, 8, 8, None), 0.0, vec![]);
-    learn.add_cb(Box::new(EarlyStopping::new(Monitor::Accuracy, 2)));
+    learn.add_cb(Box::new(EarlyStopping::new(Monitor::metric("accuracy"), 2)));
     assert!(matches!(learn.fit(1), Err(LearnerError::NeedsRecorder { callback: "EarlyStopping" })));
 }
 
 #[test]
 fn monitors_know_which_way_is_better() {
-    let s = EpochStats { epoch: 0, train_loss: 1.0, valid_loss: Some(2.0), accuracy: Some(0.5), seconds: 0.0 };
+    let metrics = vec![("accuracy".to_string(), 0.5), ("error_rate".to_string(), 0.5)];
+    let s = EpochStats { epoch: 0, train_loss: 1.0, valid_loss: Some(2.0), metrics, seconds: 0.0 };
     assert_eq!(Monitor::ValidLoss.value(&s), Some(2.0));
-    assert!(Monitor::ValidLoss.improved(1.9, Some(2.0), 0.0));
-    assert!(!Monitor::ValidLoss.improved(1.95, Some(2.0), 0.1));
-    assert!(Monitor::Accuracy.improved(0.6, Some(0.5), 0.0));
-    assert!(!Monitor::Accuracy.improved(0.4, Some(0.5), 0.0));
-    assert!(Monitor::TrainLoss.improved(5.0, None, 0.0));
+    assert_eq!(Monitor::metric("error_rate").value(&s), Some(0.5));
+    assert_eq!((s.accuracy(), s.metric("f1_score")), (Some(0.5), None));
+    let learner_metrics = vec![tiny_learner::metrics::accuracy(), tiny_learner::metrics::error_rate()];
+    let lower = |m: Monitor| m.lower_is_better(&learner_metrics).unwrap();
+    assert!(lower(Monitor::ValidLoss) && lower(Monitor::TrainLoss) && lower(Monitor::metric("error_rate")));
+    assert!(!lower(Monitor::metric("accuracy")));
+    assert!(Monitor::improved(true, 1.9, Some(2.0), 0.0));
+    assert!(!Monitor::improved(true, 1.95, Some(2.0), 0.1));
+    assert!(Monitor::improved(false, 0.6, Some(0.5), 0.0));
+    assert!(!Monitor::improved(false, 0.4, Some(0.5), 0.0));
+    assert!(Monitor::improved(true, 5.0, None, 0.0));
+    assert!(!Monitor::improved(true, f32::NAN, None, 0.0));
 }
 
 /// Measures the global gradient norm just before the step, after clipping (order 10 > 0).

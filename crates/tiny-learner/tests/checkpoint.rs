@@ -113,7 +113,7 @@ fn save_model_best_saves_only_on_improvement() {
 fn save_model_best_without_a_recorder_is_an_error() {
     let dir = temp_dir("norec");
     tiny_nn::manual_seed(1);
-    let cb = SaveModel::best(dir.join("x.safetensors"), Monitor::Accuracy);
+    let cb = SaveModel::best(dir.join("x.safetensors"), Monitor::metric("accuracy"));
     let mut learn = Learner::new(mlp(), point_loaders(16, 8, 8, None), cross_entropy, 0.1, vec![Box::new(cb)]);
     assert!(matches!(learn.fit(1), Err(LearnerError::NeedsRecorder { callback: "SaveModel" })));
 }

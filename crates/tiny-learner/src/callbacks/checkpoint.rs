@@ -206,6 +206,7 @@ pub struct SaveModel {
     monitor: Monitor,
     min_delta: f32,
     best: Option<f32>,
+    lower_is_better: bool,
     /// The files written so far, in order.
     pub saved: Vec<PathBuf>,
 }
@@ -219,11 +220,14 @@ impl SaveModel {
             monitor: Monitor::ValidLoss,
             min_delta: 0.0,
             best: None,
+            lower_is_better: true,
             saved: Vec::new(),
         }
     }
 
-    /// Saves whenever `monitor` improves on its best value of the fit.
+    /// Saves whenever `monitor` improves on its best value of the fit; a monitored metric must be one of the
+    /// learner's (`before_fit` fails with [`LearnerError::UnknownMetric`] otherwise), and its direction says what
+    /// is better.
     pub fn best(path: impl Into<PathBuf>, monitor: Monitor) -> Self {
         SaveModel { every_epoch: false, monitor, ..SaveModel::every_epoch(path) }
     }
@@ -243,6 +247,9 @@ impl Callback for SaveModel {
     /// at once rather than after a whole epoch.
     fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
         self.best = None;
+        if !self.every_epoch {
+            self.lower_is_better = self.monitor.lower_is_better(&learn.metrics)?;
+        }
         check_writable(&self.path_for(learn.epoch))?;
         Ok(())
     }
@@ -253,7 +260,7 @@ impl Callback for SaveModel {
         } else {
             let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "SaveModel" })?;
             match self.monitor.value(stats) {
-                Some(v) if self.monitor.improved(v, self.best, self.min_delta) => {
+                Some(v) if Monitor::improved(self.lower_is_better, v, self.best, self.min_delta) => {
                     self.best = Some(v);
                     true
                 }

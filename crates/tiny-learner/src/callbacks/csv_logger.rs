@@ -5,23 +5,23 @@ use std::path::PathBuf;
 
 use crate::{Callback, CbResult, LearnerError, LearnerState};
 
-/// fastai's `CSVLogger`: writes `epoch,train_loss,valid_loss,accuracy,time` at the start of the fit
-/// (unless appending to an existing file, for resumed fits) and a row after every epoch, flushed at
-/// once so that the file is complete even if training stops abruptly. Order 61, after the `Recorder`.
+/// fastai's `CSVLogger`: writes `epoch,train_loss,valid_loss,` then one column per metric of the learner, then
+/// `time` (`epoch,train_loss,valid_loss,accuracy,time` with the default metrics) at the start of the fit (unless
+/// appending to an existing file, for resumed fits) and a row after every epoch, flushed at once so that the
+/// file is complete even if training stops abruptly. A value that was not measured is an empty field. Order
+/// 61, after the `Recorder`.
 #[derive(Debug, Clone)]
 pub struct CsvLogger {
     /// Where the rows go.
     pub path: PathBuf,
     append: bool,
+    metric_names: Vec<String>,
 }
-
-/// The CSV header line.
-pub const CSV_HEADER: &str = "epoch,train_loss,valid_loss,accuracy,time";
 
 impl CsvLogger {
     /// Logs to `path`, replacing the file at the start of each fit.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        CsvLogger { path: path.into(), append: false }
+        CsvLogger { path: path.into(), append: false, metric_names: Vec::new() }
     }
 
     /// Appends to the file instead, writing the header only if the file is new.
@@ -47,9 +47,13 @@ impl Callback for CsvLogger {
         61
     }
 
-    fn before_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+    fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.metric_names = learn.metrics.iter().map(|m| m.name()).collect();
         if !self.append || !self.path.exists() {
-            self.write(&format!("{CSV_HEADER}\n"), false)?;
+            let mut header = vec!["epoch", "train_loss", "valid_loss"];
+            header.extend(self.metric_names.iter().map(String::as_str));
+            header.push("time");
+            self.write(&format!("{}\n", header.join(",")), false)?;
         }
         Ok(())
     }
@@ -57,8 +61,10 @@ impl Callback for CsvLogger {
     fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
         let s = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "CsvLogger" })?;
         let opt = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
-        let row = format!("{},{},{},{},{:.3}\n", s.epoch, s.train_loss, opt(s.valid_loss), opt(s.accuracy), s.seconds);
-        self.write(&row, true)?;
+        let mut row = vec![s.epoch.to_string(), s.train_loss.to_string(), opt(s.valid_loss)];
+        row.extend(self.metric_names.iter().map(|name| opt(s.metric(name))));
+        row.push(format!("{:.3}", s.seconds));
+        self.write(&format!("{}\n", row.join(",")), true)?;
         Ok(())
     }
 }

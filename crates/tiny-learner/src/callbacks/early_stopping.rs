@@ -4,7 +4,9 @@ use crate::{Callback, Cancel, CbResult, LearnerError, LearnerState, Monitor};
 
 /// fastai's `EarlyStoppingCallback`: after each epoch it reads the monitored value from the history
 /// the `Recorder` writes, and cancels the fit once `patience` epochs in a row failed to beat the best
-/// by more than `min_delta`. It runs last (order 65), after the logger and the checkpoints.
+/// by more than `min_delta`. A monitored metric is one of the learner's, whose direction says what is better;
+/// `before_fit` fails with [`LearnerError::UnknownMetric`] when the learner has no metric of that name. It runs
+/// last (order 65), after the logger and the checkpoints.
 #[derive(Debug, Clone)]
 pub struct EarlyStopping {
     /// What to watch.
@@ -14,6 +16,7 @@ pub struct EarlyStopping {
     /// How many epochs without improvement to allow.
     pub patience: usize,
     best: Option<f32>,
+    lower_is_better: bool,
     wait: usize,
     /// The epoch after which the fit was stopped, if it was.
     pub stopped_epoch: Option<usize>,
@@ -22,7 +25,15 @@ pub struct EarlyStopping {
 impl EarlyStopping {
     /// Watches `monitor`, stopping after `patience` epochs without improvement.
     pub fn new(monitor: Monitor, patience: usize) -> Self {
-        EarlyStopping { monitor, min_delta: 0.0, patience, best: None, wait: 0, stopped_epoch: None }
+        EarlyStopping {
+            monitor,
+            min_delta: 0.0,
+            patience,
+            best: None,
+            lower_is_better: true,
+            wait: 0,
+            stopped_epoch: None,
+        }
     }
 
     /// Sets the smallest change that counts as an improvement.
@@ -37,7 +48,8 @@ impl Callback for EarlyStopping {
         65
     }
 
-    fn before_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+    fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.lower_is_better = self.monitor.lower_is_better(&learn.metrics)?;
         self.best = None;
         self.wait = 0;
         self.stopped_epoch = None;
@@ -47,7 +59,7 @@ impl Callback for EarlyStopping {
     fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
         let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "EarlyStopping" })?;
         let Some(value) = self.monitor.value(stats) else { return Ok(()) };
-        if self.monitor.improved(value, self.best, self.min_delta) {
+        if Monitor::improved(self.lower_is_better, value, self.best, self.min_delta) {
             self.best = Some(value);
             self.wait = 0;
             return Ok(());

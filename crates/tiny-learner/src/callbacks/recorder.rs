@@ -7,7 +7,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tiny_tensor::Tensor;
 
-use super::track::Hits;
+use super::tally::{PhaseTally, PhaseTotals};
 use crate::plot::{LinePlot, Series};
 use crate::{Callback, CbResult, LearnerState, Result};
 
@@ -20,61 +20,33 @@ pub struct EpochStats {
     pub train_loss: f32,
     /// The mean validation loss per item; `None` when validation did not run.
     pub valid_loss: Option<f32>,
-    /// The validation accuracy; `None` when validation did not run.
-    pub accuracy: Option<f32>,
+    /// The learner's metrics on the validation set by name, in order; empty when validation did not run.
+    pub metrics: Vec<(String, f32)>,
     /// The epoch's wall time in seconds.
     pub seconds: f64,
 }
 
-/// The quantity that `EarlyStopping` and `SaveModel` watch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Monitor {
-    /// The validation loss; lower is better.
-    #[default]
-    ValidLoss,
-    /// The validation accuracy; higher is better.
-    Accuracy,
-    /// The training loss; lower is better.
-    TrainLoss,
-}
-
-impl Monitor {
-    /// The monitored value of an epoch, if it was measured.
-    pub fn value(self, stats: &EpochStats) -> Option<f32> {
-        match self {
-            Monitor::ValidLoss => stats.valid_loss,
-            Monitor::Accuracy => stats.accuracy,
-            Monitor::TrainLoss => Some(stats.train_loss),
-        }
+impl EpochStats {
+    /// The validation value of the metric called `name` (such as `error_rate`), if it was measured.
+    pub fn metric(&self, name: &str) -> Option<f32> {
+        self.metrics.iter().find(|(n, _)| n == name).map(|m| m.1)
     }
 
-    /// Whether `value` beats `best` by more than `min_delta` in this monitor's direction.
-    pub fn improved(self, value: f32, best: Option<f32>, min_delta: f32) -> bool {
-        match best {
-            None => !value.is_nan(),
-            Some(best) if self == Monitor::Accuracy => value > best + min_delta,
-            Some(best) => value < best - min_delta,
-        }
-    }
-
-    /// The column name, as in the table.
-    pub fn name(self) -> &'static str {
-        match self {
-            Monitor::ValidLoss => "valid_loss",
-            Monitor::Accuracy => "accuracy",
-            Monitor::TrainLoss => "train_loss",
-        }
+    /// The validation accuracy, if it was measured (the `accuracy` metric, the learner's default).
+    pub fn accuracy(&self) -> Option<f32> {
+        self.metric("accuracy")
     }
 }
 
 /// Records what happens during training, fastai's `Recorder` plus its `ProgressCallback`.
 ///
 /// Per training batch it keeps the loss (as a tensor until the phase ends, so no per-batch host
-/// synchronisation) and the learning rate; per epoch the mean training loss, the validation loss and
-/// accuracy and the wall time, which it appends to `LearnerState::history` and prints as a row of a
-/// fastai-style table. Each phase shows an indicatif progress bar on stderr, which stays hidden when
-/// stderr is not a terminal. It runs at order 50, after the callbacks that change the loss and before
-/// those that read the history.
+/// synchronisation) and the learning rate; per epoch the mean training loss, the validation loss, the learner's
+/// metrics on the validation set (as fastai, which measures metrics on the training set only when asked) and
+/// the wall time, which it appends to `LearnerState::history` and prints as a row of a fastai-style table, one
+/// column per metric: `epoch train_loss valid_loss accuracy error_rate time`. Each phase shows an indicatif
+/// progress bar on stderr, which stays hidden when stderr is not a terminal. It runs at order 50, after the
+/// callbacks that change the loss and before those that read the history.
 #[derive(Debug)]
 pub struct Recorder {
     /// The loss of every training batch.
@@ -88,12 +60,11 @@ pub struct Recorder {
     show_table: bool,
     show_progress: bool,
     header_done: bool,
+    metric_names: Vec<String>,
     pending: Vec<Tensor>,
-    sum: Option<Tensor>,
-    hits: Hits,
-    n: usize,
+    tally: PhaseTally,
     train_loss: f32,
-    valid: Option<(f32, f32)>,
+    valid: Option<PhaseTotals>,
     start: Option<Instant>,
     bar: Option<ProgressBar>,
 }
@@ -115,10 +86,9 @@ impl Recorder {
             show_table: true,
             show_progress: true,
             header_done: false,
+            metric_names: Vec::new(),
             pending: Vec::new(),
-            sum: None,
-            hits: Hits::default(),
-            n: 0,
+            tally: PhaseTally::default(),
             train_loss: f32::NAN,
             valid: None,
             start: None,
@@ -138,32 +108,44 @@ impl Recorder {
         self
     }
 
-    /// The table's header line.
-    pub fn header() -> String {
-        format!("{:<7}{:<12}{:<12}{:<10}{}", "epoch", "train_loss", "valid_loss", "accuracy", "time")
+    /// The names of the metric columns: the learner's metrics at the start of the last fit or validation.
+    pub fn metric_names(&self) -> &[String] {
+        &self.metric_names
     }
 
-    /// One table row.
-    pub fn row(s: &EpochStats) -> String {
+    /// The width of a metric's column: its name and two spaces, and at least 10.
+    fn width(name: &str) -> usize {
+        (name.len() + 2).max(10)
+    }
+
+    /// The table's header line: `epoch  train_loss  valid_loss  ` then a column per metric, then `time`.
+    pub fn header(&self) -> String {
+        let mut out = format!("{:<7}{:<12}{:<12}", "epoch", "train_loss", "valid_loss");
+        for name in &self.metric_names {
+            out.push_str(&format!("{name:<w$}", w = Recorder::width(name)));
+        }
+        out.push_str("time");
+        out
+    }
+
+    /// One table row, `-` for what was not measured.
+    pub fn row(&self, s: &EpochStats) -> String {
         let opt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.6}"));
+        let mut out = format!("{:<7}{:<12}{:<12}", s.epoch, format!("{:.6}", s.train_loss), opt(s.valid_loss));
+        for name in &self.metric_names {
+            out.push_str(&format!("{:<w$}", opt(s.metric(name)), w = Recorder::width(name)));
+        }
         let secs = s.seconds.round() as u64;
-        format!(
-            "{:<7}{:<12}{:<12}{:<10}{:02}:{:02}",
-            s.epoch,
-            format!("{:.6}", s.train_loss),
-            opt(s.valid_loss),
-            opt(s.accuracy),
-            secs / 60,
-            secs % 60
-        )
+        out.push_str(&format!("{:02}:{:02}", secs / 60, secs % 60));
+        out
     }
 
     /// The whole table of the epochs recorded so far.
     pub fn table(&self) -> String {
-        let mut out = Recorder::header();
+        let mut out = self.header();
         for s in &self.epochs {
             out.push('\n');
-            out.push_str(&Recorder::row(s));
+            out.push_str(&self.row(s));
         }
         out
     }
@@ -184,9 +166,12 @@ impl Recorder {
     }
 
     fn begin_phase(&mut self, learn: &LearnerState) {
-        self.sum = None;
-        self.hits = Hits::default();
-        self.n = 0;
+        if learn.training {
+            self.tally.begin(&[]);
+        } else {
+            self.metric_names = learn.metrics.iter().map(|m| m.name()).collect();
+            self.tally.begin(&learn.metrics);
+        }
         if self.show_progress {
             let bar = ProgressBar::with_draw_target(Some(learn.n_iter as u64), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise}");
@@ -199,22 +184,22 @@ impl Recorder {
         }
     }
 
-    fn end_phase(&mut self) -> Result<(f32, f32)> {
+    fn end_phase(&mut self) -> Result<PhaseTotals> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let total = match &self.sum {
-            Some(t) => t.item()?,
-            None => f32::NAN,
-        };
-        let n = self.n.max(1) as f32;
-        Ok((total / n, self.hits.count()? as f32 / n))
+        self.tally.finish()
     }
 }
 
 impl Callback for Recorder {
     fn order(&self) -> i32 {
         50
+    }
+
+    fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.metric_names = learn.metrics.iter().map(|m| m.name()).collect();
+        Ok(())
     }
 
     fn before_epoch(&mut self, _learn: &mut LearnerState) -> CbResult {
@@ -235,20 +220,10 @@ impl Callback for Recorder {
     }
 
     fn after_batch(&mut self, learn: &mut LearnerState) -> CbResult {
-        let n = learn.batch.len();
-        let _no_grad = tiny_tensor::no_grad();
-        let loss = learn.loss.detach();
-        let weighted = loss.mul_scalar(n as f32)?;
-        self.sum = Some(match self.sum.take() {
-            Some(sum) => sum.add(&weighted)?,
-            None => weighted,
-        });
-        self.n += n;
+        self.tally.add_batch(learn)?;
         if learn.training {
-            self.pending.push(loss);
+            self.pending.push(learn.loss.detach());
             self.lrs.push(learn.opt.as_ref().map_or(learn.lr, |o| o.lr()));
-        } else {
-            self.hits.push(&learn.preds, &learn.batch.y)?;
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);
@@ -266,35 +241,35 @@ impl Callback for Recorder {
         for t in self.pending.drain(..) {
             self.losses.push(t.item()?);
         }
-        self.train_loss = self.end_phase()?.0;
+        self.train_loss = self.end_phase()?.loss.unwrap_or(f32::NAN);
         Ok(())
     }
 
     fn after_validate(&mut self, _learn: &mut LearnerState) -> CbResult {
-        self.valid = Some(self.end_phase()?);
+        self.valid = Some(self.end_phase()?).filter(|v| v.n > 0);
         Ok(())
     }
 
     fn after_cancel_validate(&mut self, _learn: &mut LearnerState) -> CbResult {
-        self.n = 0;
+        self.tally.clear();
         Ok(())
     }
 
     fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
-        let valid = self.valid.filter(|_| self.n > 0);
+        let valid = self.valid.take();
         let stats = EpochStats {
             epoch: learn.epoch,
             train_loss: self.train_loss,
-            valid_loss: valid.map(|v| v.0),
-            accuracy: valid.map(|v| v.1),
+            valid_loss: valid.as_ref().and_then(|v| v.loss),
+            metrics: valid.map(|v| v.metrics).unwrap_or_default(),
             seconds: self.start.map_or(0.0, |s| s.elapsed().as_secs_f64()),
         };
         if self.show_table {
             if !self.header_done {
-                println!("{}", Recorder::header());
+                println!("{}", self.header());
                 self.header_done = true;
             }
-            println!("{}", Recorder::row(&stats));
+            println!("{}", self.row(&stats));
         }
         self.epoch_iters.push(self.losses.len());
         self.epochs.push(stats.clone());
