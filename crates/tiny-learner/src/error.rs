@@ -28,6 +28,9 @@ pub enum LearnerError {
     /// A PNG could not be encoded.
     #[error("{path}: cannot write PNG: {msg}")]
     Png { path: PathBuf, msg: String },
+    /// A file given to `load_learner` that is not a tiny export, or whose weights do not fit its architecture.
+    #[error("{path}: not a tiny export: {msg}")]
+    Export { path: PathBuf, msg: String },
     /// A checkpoint that lacks an entry or holds one that does not parse.
     #[error("{path}: not a tiny-learner checkpoint: {msg}")]
     Checkpoint { path: PathBuf, msg: String },

@@ -68,6 +68,9 @@ pub struct LearnerState {
     pub history: Vec<EpochStats>,
     /// An optimizer state loaded from a checkpoint, applied when the optimizer is next created.
     pub(crate) pending_opt_state: Option<OptimizerState>,
+    /// What the learner was trained on (architecture, classes, normalisation, item transform), for `predict` and
+    /// `export`; set by [`Learner::with_export_info`] or [`load_learner`](crate::load_learner).
+    pub export_info: Option<crate::ExportInfo>,
 }
 
 impl LearnerState {
@@ -144,6 +147,7 @@ impl Learner {
             seed: 0,
             history: Vec::new(),
             pending_opt_state: None,
+            export_info: None,
         };
         let mut learn = Learner { state, cbs: Vec::new() };
         for cb in cbs {
@@ -216,6 +220,24 @@ impl Learner {
     /// The first callback of type `T`, mutably.
     pub fn callback_mut<T: Callback>(&mut self) -> Option<&mut T> {
         self.cbs.iter_mut().find_map(|c| (c.as_mut() as &mut dyn Any).downcast_mut())
+    }
+
+    /// Takes out the callbacks that do not run in inference passes (see [`Callback::runs_in_inference`]), each
+    /// with its place in the list, for [`Learner::unmute`] to put back.
+    pub(crate) fn mute_for_inference(&mut self) -> Vec<(usize, Box<dyn Callback>)> {
+        let mut muted = Vec::new();
+        for (i, cb) in std::mem::take(&mut self.cbs).into_iter().enumerate() {
+            if cb.runs_in_inference() { self.cbs.push(cb) } else { muted.push((i, cb)) }
+        }
+        muted
+    }
+
+    /// Puts back callbacks taken out by [`Learner::mute_for_inference`], each at its old place.
+    pub(crate) fn unmute(&mut self, muted: Vec<(usize, Box<dyn Callback>)>) {
+        for (i, cb) in muted {
+            let at = i.min(self.cbs.len());
+            self.cbs.insert(at, cb);
+        }
     }
 
     /// The names of the callbacks in the order they run.

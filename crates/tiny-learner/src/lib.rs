@@ -26,7 +26,9 @@ pub mod callbacks;
 mod data;
 mod error;
 mod event;
+mod export;
 mod folder;
+mod inference;
 mod learner;
 pub mod metrics;
 pub mod plot;
@@ -40,6 +42,8 @@ pub use callbacks::{
 pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
+pub use export::{ARCHITECTURES, EXPORT_FORMAT, ExportInfo, build_model, load_learner};
+pub use inference::{Prediction, Preds, TEST_BS, Tta};
 pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};
 pub use metrics::{
     Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy, metric_from_name, metrics_from_names,

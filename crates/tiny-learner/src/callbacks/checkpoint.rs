@@ -80,6 +80,18 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An error naming the first of `tensors` that holds a NaN or an infinity, so that nothing non-finite is written to
+/// the checkpoint or export at `path`.
+pub(crate) fn check_finite(path: &Path, tensors: &[(String, tiny_tensor::Tensor)]) -> Result<()> {
+    for (name, t) in tensors {
+        let count = t.try_to_vec()?.iter().filter(|v| !v.is_finite()).count();
+        if count > 0 {
+            return Err(LearnerError::NonFiniteCheckpoint { path: path.to_path_buf(), count, first: name.clone() });
+        }
+    }
+    Ok(())
+}
+
 impl LearnerState {
     /// Sets the hyper-parameters given in `o` on every group of the optimizer, or of the optimizer state a checkpoint
     /// left for the next fit, and the learning rate on the learner: the way to change them on a resumed fit, since
@@ -141,12 +153,7 @@ impl LearnerState {
             meta.extend(state.to_metadata());
             tensors.extend(state.tensors.into_iter().map(|(n, t)| (format!("opt.{n}"), t)));
         }
-        for (name, t) in &tensors {
-            let count = t.try_to_vec()?.iter().filter(|v| !v.is_finite()).count();
-            if count > 0 {
-                return Err(LearnerError::NonFiniteCheckpoint { path: path.to_path_buf(), count, first: name.clone() });
-            }
-        }
+        check_finite(path, &tensors)?;
         tiny_nn::save_tensors(path, &tensors, &meta)?;
         Ok(())
     }
@@ -239,6 +246,10 @@ impl SaveModel {
 }
 
 impl Callback for SaveModel {
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
     fn order(&self) -> i32 {
         62
     }

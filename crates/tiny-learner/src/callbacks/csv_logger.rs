@@ -43,6 +43,10 @@ impl CsvLogger {
 }
 
 impl Callback for CsvLogger {
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
     fn order(&self) -> i32 {
         61
     }

@@ -44,6 +44,10 @@ impl EarlyStopping {
 }
 
 impl Callback for EarlyStopping {
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
     fn order(&self) -> i32 {
         65
     }

@@ -220,6 +220,10 @@ impl LrFindResult {
 }
 
 impl Callback for LrFinder {
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
     fn order(&self) -> i32 {
         70
     }

@@ -18,6 +18,7 @@ mod tally;
 mod terminate_nan;
 mod track;
 
+pub(crate) use checkpoint::check_finite;
 pub use checkpoint::{CheckpointInfo, Overrides, SaveModel, check_writable};
 pub use csv_logger::CsvLogger;
 pub use early_stopping::EarlyStopping;
@@ -63,6 +64,14 @@ pub trait Callback: Any {
     /// schedulers 60). The default is 0.
     fn order(&self) -> i32 {
         0
+    }
+
+    /// Whether the callback also runs in the inference passes of `get_preds`, `predict` and `tta`. The default,
+    /// true, suits callbacks that prepare batches (such as `SetupLearner`); those that log or keep results
+    /// (`TrackResults`, `Recorder`, `CsvLogger`, `SaveModel`, `EarlyStopping`, `TerminateOnNaN`) say false, so
+    /// that predicting leaves no trace in the history.
+    fn runs_in_inference(&self) -> bool {
+        true
     }
 
     /// Handles one event by calling the method of that name; override this instead to see every event.

@@ -193,6 +193,10 @@ impl Recorder {
 }
 
 impl Callback for Recorder {
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
     fn order(&self) -> i32 {
         50
     }

@@ -38,6 +38,10 @@ impl TerminateOnNaN {
 }
 
 impl Callback for TerminateOnNaN {
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
     /// After the loss and before backward, so that a NaN never reaches the weights through this batch's step.
     fn order(&self) -> i32 {
         -20

@@ -117,6 +117,10 @@ impl PhaseRecord {
 }
 
 impl Callback for TrackResults {
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
     fn before_train(&mut self, learn: &mut LearnerState) -> CbResult {
         self.begin(learn)
     }

@@ -1,0 +1,196 @@
+//! `Learner::export` and `load_learner`: one safetensors file with the weights and all that predicting needs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tiny_data::{ItemTransform, Normalize, ResizeMethod};
+use tiny_nn::Module;
+use tiny_tensor::Device;
+
+use crate::{Learner, LearnerError, Loaders, Result, SetupLearner};
+
+/// The value of `tiny.format` in an export; another number is another layout, refused by [`load_learner`].
+pub const EXPORT_FORMAT: &str = "tiny-learner-export-1";
+
+/// The architectures [`build_model`] knows, as an export names them.
+pub const ARCHITECTURES: &[&str] = &["simple_cnn", "resnet18"];
+
+/// What an export records besides the weights: enough to rebuild the model and to turn an image file into a class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportInfo {
+    /// The architecture, one of [`ARCHITECTURES`].
+    pub arch: String,
+    /// The class names, indexed by the model's outputs.
+    pub vocab: Vec<String>,
+    /// The per-channel statistics the inputs were normalised with.
+    pub normalize: Normalize,
+    /// How each image was fitted to the model's input (its deterministic part: size and method).
+    pub item_tfm: ItemTransform,
+}
+
+impl ExportInfo {
+    /// The information for `arch` trained on `vocab`'s classes, with these statistics and item transform.
+    pub fn new(arch: &str, vocab: &[String], normalize: Normalize, item_tfm: ItemTransform) -> Self {
+        ExportInfo { arch: arch.to_owned(), vocab: vocab.to_vec(), normalize, item_tfm: item_tfm.deterministic() }
+    }
+
+    /// The number of classes.
+    pub fn n_classes(&self) -> usize {
+        self.vocab.len()
+    }
+
+    /// The export's metadata entries.
+    fn to_metadata(&self) -> HashMap<String, String> {
+        let method = match self.item_tfm.method {
+            ResizeMethod::Squash => "squash",
+            ResizeMethod::CenterCrop => "center_crop",
+        };
+        HashMap::from([
+            ("tiny.format".to_owned(), EXPORT_FORMAT.to_owned()),
+            ("tiny.version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+            ("tiny.arch".to_owned(), self.arch.clone()),
+            ("tiny.n_classes".to_owned(), self.n_classes().to_string()),
+            ("tiny.vocab".to_owned(), json!(self.vocab).to_string()),
+            ("tiny.normalize".to_owned(), json!({"mean": self.normalize.mean, "std": self.normalize.std}).to_string()),
+            ("tiny.item_tfm".to_owned(), json!({"size": self.item_tfm.size, "method": method}).to_string()),
+        ])
+    }
+
+    /// Reads the metadata of an export at `path`, saying what the file is when it is not one.
+    fn from_metadata(path: &Path, meta: &HashMap<String, String>) -> Result<Self> {
+        let bad = |msg: String| LearnerError::Export { path: path.to_path_buf(), msg };
+        match meta.get("tiny.format").map(String::as_str) {
+            Some(EXPORT_FORMAT) => {}
+            Some(f) if f.starts_with("tiny-learner-checkpoint") => {
+                return Err(bad(format!(
+                    "it is a training checkpoint ({f}), not an export; resume from it with --resume, or export \
+                     a model with `train --export PATH` or Learner::export"
+                )));
+            }
+            Some(f) if f.starts_with("tiny-learner-export") => {
+                let by = meta.get("tiny.version").map_or(String::new(), |v| format!(" (written by tiny {v})"));
+                return Err(bad(format!(
+                    "its format {f}{by} is not the one this tiny ({}) reads, {EXPORT_FORMAT}",
+                    env!("CARGO_PKG_VERSION")
+                )));
+            }
+            Some(f) => return Err(bad(format!("its metadata tiny.format is {f:?}, not {EXPORT_FORMAT}"))),
+            None => {
+                return Err(bad(
+                    "it holds tensors but no export metadata: a plain state_dict or weights file (load it with \
+                     --init or tiny_nn::load_state_dict_file instead)"
+                        .into(),
+                ));
+            }
+        }
+        let get = |key: &str| meta.get(key).ok_or_else(|| bad(format!("metadata {key} is missing")));
+        let json = |key: &str| -> Result<Value> {
+            serde_json::from_str(get(key)?).map_err(|e| bad(format!("metadata {key} is not valid JSON: {e}")))
+        };
+        let unreadable = |key: &str| bad(format!("metadata {key} has an unreadable value"));
+        let arch = get("tiny.arch")?.clone();
+        let vocab: Vec<String> = serde_json::from_value(json("tiny.vocab")?).map_err(|_| unreadable("tiny.vocab"))?;
+        let n_classes: usize = get("tiny.n_classes")?.parse().map_err(|_| unreadable("tiny.n_classes"))?;
+        if n_classes != vocab.len() {
+            return Err(bad(format!("it says {n_classes} classes but names {}", vocab.len())));
+        }
+        let norm = json("tiny.normalize")?;
+        let three = |v: &Value| -> Option<[f32; 3]> {
+            let v: Vec<f32> = serde_json::from_value(v.clone()).ok()?;
+            v.try_into().ok()
+        };
+        let (mean, std) = (three(&norm["mean"]), three(&norm["std"]));
+        let (Some(mean), Some(std)) = (mean, std) else { return Err(unreadable("tiny.normalize")) };
+        let tfm = json("tiny.item_tfm")?;
+        let size = tfm["size"].as_u64().and_then(|s| u32::try_from(s).ok()).filter(|&s| s > 0);
+        let method = match tfm["method"].as_str() {
+            Some("squash") => Some(ResizeMethod::Squash),
+            Some("center_crop") => Some(ResizeMethod::CenterCrop),
+            _ => None,
+        };
+        let (Some(size), Some(method)) = (size, method) else { return Err(unreadable("tiny.item_tfm")) };
+        let item_tfm = ItemTransform { method, ..ItemTransform::squash(size) };
+        Ok(ExportInfo { arch, vocab, normalize: Normalize { mean, std }, item_tfm })
+    }
+}
+
+/// Builds a freshly initialised model of architecture `arch` with `n_classes` outputs.
+///
+/// # Errors
+/// [`LearnerError::InvalidArgument`] for an architecture not in [`ARCHITECTURES`].
+pub fn build_model(arch: &str, n_classes: usize) -> Result<Box<dyn Module>> {
+    Ok(match arch {
+        "simple_cnn" => Box::new(tiny_nn::simple_cnn(n_classes)?),
+        "resnet18" => Box::new(tiny_nn::resnet18(n_classes)?),
+        other => {
+            return Err(LearnerError::InvalidArgument {
+                what: "build_model",
+                msg: format!("unknown architecture {other:?}; tiny knows {}", ARCHITECTURES.join(", ")),
+            });
+        }
+    })
+}
+
+impl Learner {
+    /// Tells the learner what it was trained on, so that it can [`predict`](Learner::predict) files and
+    /// [`export`](Learner::export) itself.
+    pub fn with_export_info(mut self, info: ExportInfo) -> Self {
+        self.state_mut().export_info = Some(info);
+        self
+    }
+
+    /// The learner's [`ExportInfo`], or an error saying that `what` needs it.
+    pub(crate) fn export_info(&self, what: &'static str) -> Result<&ExportInfo> {
+        self.state().export_info.as_ref().ok_or_else(|| LearnerError::InvalidArgument {
+            what,
+            msg: "the learner does not know its classes and item transform: give them with with_export_info, or \
+                  load the learner with load_learner"
+                .into(),
+        })
+    }
+
+    /// fastai's `learn.export(path)`: writes the model's parameters and buffers (under their module names, so the
+    /// file is also a plain state_dict) and the [`ExportInfo`] as metadata, atomically, into one safetensors file.
+    /// The optimizer is left out: an export is for predicting, a checkpoint for resuming.
+    ///
+    /// # Errors
+    /// [`LearnerError::InvalidArgument`] without export information, [`LearnerError::NonFiniteCheckpoint`] when a
+    /// weight is NaN or infinite (nothing is written), or the write's own error.
+    pub fn export(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let info = self.export_info("export")?;
+        let tensors = self.state().model.state_dict();
+        crate::callbacks::check_finite(path, &tensors)?;
+        tiny_nn::save_tensors(path, &tensors, &info.to_metadata())?;
+        Ok(())
+    }
+}
+
+/// fastai's `load_learner(path)`: rebuilds, from an export alone, a learner that predicts on `device` without the
+/// data it was trained on. It has the exported architecture with its weights, the normalisation and item transform
+/// it was trained with (in a [`SetupLearner`]), the class names, and no batches of its own.
+///
+/// # Errors
+/// [`LearnerError::Export`] saying what the file is when it is not an export (a training checkpoint, a plain
+/// state_dict, an export of another format, truncated or not safetensors at all), or when its weights are not
+/// those of the architecture it names.
+pub fn load_learner(path: impl AsRef<Path>, device: Device) -> Result<Learner> {
+    let path = path.as_ref();
+    let bad = |msg: String| LearnerError::Export { path: path.to_path_buf(), msg };
+    let (tensors, meta) = tiny_nn::load_tensors(path).map_err(|e| match e {
+        tiny_nn::NnError::Io { .. } => LearnerError::from(e),
+        e => bad(format!("it is truncated or not a safetensors file ({e})")),
+    })?;
+    let info = ExportInfo::from_metadata(path, &meta)?;
+    let model = build_model(&info.arch, info.n_classes()).map_err(|e| bad(e.to_string()))?;
+    tiny_nn::load_state_dict(model.as_ref(), tensors, true).map_err(|e| {
+        bad(format!("its weights are not those of {} with {} classes: {e}", info.arch, info.n_classes()))
+    })?;
+    let setup = SetupLearner::normalize(device, info.normalize.mean, info.normalize.std);
+    let empty = crate::inference::no_batches()?;
+    let dls = Loaders::new(empty.clone(), empty);
+    let mut learn = Learner::new(model, dls, tiny_nn::cross_entropy, 0.0, vec![Box::new(setup)]).with_export_info(info);
+    learn.state_mut().model.to_device(device)?;
+    Ok(learn)
+}
