@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, Normalize};
+use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, ImageFolderDataset, ItemTransform, Normalize};
 use tiny_learner::{
-    Callback, Cancel, CbResult, CheckpointInfo, Learner, LearnerState, Loaders, LrFinder, Mixup, OneCycle, Recorder,
-    SaveModel, SetupLearner, TerminateOnNaN, TrackResults,
+    Callback, Cancel, CbResult, CheckpointInfo, ExportInfo, Learner, LearnerState, Loaders, LrFinder, Mixup, OneCycle,
+    Recorder, SaveModel, SetupLearner, TerminateOnNaN, TrackResults, Tta, metrics_from_names,
 };
 use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
 use tiny_optim::{Adam, Sgd};
@@ -54,6 +54,11 @@ const USAGE: &str = "usage: train [options]
   --stop-after N      end the fit after N epochs of the --epochs schedule, as an interruption would
                       (with --save, then --resume, to split one fit over two processes)
   --plot PATH         write the loss curves as a PNG at the end
+  --metrics LIST      validation metrics, comma-separated (default accuracy): accuracy, error_rate,
+                      top_k:K, f1, precision, recall (macro averages)
+  --export PATH       after the fit, write the model with its classes, statistics and item transform,
+                      for `--example predict` and load_learner
+  --tta               after the fit, also measure test-time augmentation's accuracy (tta_acc)
   --skip-bad-files    leave unreadable or undecodable images out of their batch (counted in the JSON
                       line as skipped_files) instead of stopping at the first one
 
@@ -87,6 +92,9 @@ struct Args {
     init: Option<PathBuf>,
     stats: Stats,
     skip_bad_files: bool,
+    metrics: String,
+    export: Option<PathBuf>,
+    tta: bool,
     /// Which hyper-parameters the command line set, for `--resume` (see `main`).
     given: Given,
 }
@@ -157,6 +165,9 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         init: None,
         stats: Stats::Batch,
         skip_bad_files: false,
+        metrics: "accuracy".into(),
+        export: None,
+        tta: false,
         given: Given::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -190,6 +201,9 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             "--init" => a.init = Some(value()?.into()),
             "--stats" => a.stats = parse_stats(&value()?)?,
             "--skip-bad-files" => a.skip_bad_files = true,
+            "--metrics" => a.metrics = value()?,
+            "--export" => a.export = Some(value()?.into()),
+            "--tta" => a.tta = true,
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
@@ -318,10 +332,12 @@ fn main() -> anyhow::Result<()> {
     // Every output path is checked before any data is read, so a bad one fails at once, not after the fit.
     let lr_find_png = Path::new("lr_find.png");
     let save = args.save.as_ref().map(|p| PathBuf::from(p.to_string_lossy().replace("{epoch}", "0")));
-    let outputs = args.plot.iter().chain(&save).map(PathBuf::as_path).chain(args.lr_find.then_some(lr_find_png));
-    for path in outputs {
+    let outputs = args.plot.iter().chain(&save).chain(&args.export).map(PathBuf::as_path);
+    for path in outputs.chain(args.lr_find.then_some(lr_find_png)) {
         tiny_learner::check_writable(path)?;
     }
+    // So is every metric name, which the error lists when one is unknown.
+    let metrics = metrics_from_names(&args.metrics)?;
     tiny_tensor::set_num_threads(args.threads);
     tiny_nn::manual_seed(args.seed);
     let resume = args.resume.as_deref().map(CheckpointInfo::read).transpose()?;
@@ -351,6 +367,13 @@ fn main() -> anyhow::Result<()> {
     }
     let dls = DataLoaders::from_folder(&data, &cfg).with_context(|| format!("reading {}", data.display()))?;
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
+    let valid_ds = dls.valid.dataset();
+    let valid_ds = ImageFolderDataset::from_labelled(
+        valid_ds.files().to_vec(),
+        valid_ds.labels().to_vec(),
+        *valid_ds.transform(),
+    )?;
+    let vocab = dls.vocab.names().to_vec();
     let (n_classes, n_train, n_valid) = (dls.vocab.len(), dls.train.dataset().len(), dls.valid.dataset().len());
     let norm = match args.stats {
         Stats::Fixed(norm) => norm,
@@ -380,7 +403,11 @@ fn main() -> anyhow::Result<()> {
     }
     let setup = SetupLearner::normalize(args.device, norm.mean, norm.std);
     let (momentum, wd) = (args.momentum, args.wd);
-    let mut learn = Learner::new(model, Loaders::from(dls), cross_entropy, lr, vec![Box::new(setup)]).with_seed(seed);
+    let info = ExportInfo::new(&args.model, &vocab, norm, ItemTransform::squash(args.size));
+    let mut learn = Learner::new(model, Loaders::from(dls), cross_entropy, lr, vec![Box::new(setup)])
+        .with_seed(seed)
+        .with_metrics(metrics)
+        .with_export_info(info);
     learn = if args.opt == "adam" {
         learn.with_opt_func(move |ps, lr| Box::new(Adam::new(ps, lr).weight_decay(wd)))
     } else {
@@ -488,6 +515,15 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.plot {
         learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(path)?;
     }
+    if let Some(path) = &args.export {
+        learn.export(path)?;
+        eprintln!(
+            "exported the model to {}; predict with `--example predict -- {} IMAGE...`",
+            path.display(),
+            path.display()
+        );
+    }
+    let tta_acc = if args.tta { Some(learn.tta(&valid_ds, Tta::default())?.accuracy()?) } else { None };
     // A fit of no epochs validates the starting weights, as fastai's `learn.validate()`.
     let validated = if args.epochs == 0 { Some(learn.validate()?) } else { None };
     let track = learn.callback::<TrackResults>().context("the TrackResults callback is gone")?;
@@ -521,6 +557,12 @@ fn main() -> anyhow::Result<()> {
         ("train_loss", f(train.map(|r| r.loss))),
         ("valid_loss", f(valid.map(|r| r.loss))),
         ("valid_acc", f(valid.map(|r| r.acc))),
+        ("metrics", {
+            let pairs = valid.map(|r| r.metrics.clone()).unwrap_or_default();
+            let body: Vec<String> = pairs.iter().map(|(k, v)| format!("{}:{}", json_str(k), json_num(*v))).collect();
+            format!("{{{}}}", body.join(","))
+        }),
+        ("tta_acc", f(tta_acc)),
         ("seconds", json_num(seconds)),
         ("train_img_per_s", json_num(train_n as f64 / train_secs.max(1e-9))),
         // Time the training loop waited for the loader, in seconds and as a share of training time.
