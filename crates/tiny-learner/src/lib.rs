@@ -29,6 +29,7 @@ mod event;
 mod export;
 mod folder;
 mod inference;
+mod interpret;
 mod learner;
 pub mod metrics;
 pub mod plot;
@@ -44,6 +45,7 @@ pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
 pub use export::{ARCHITECTURES, EXPORT_FORMAT, ExportInfo, build_model, load_learner};
 pub use inference::{Prediction, Preds, TEST_BS, Tta};
+pub use interpret::{ClassificationInterpretation, TopLoss, show_batch, show_batch_denormalized};
 pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};
 pub use metrics::{
     Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy, metric_from_name, metrics_from_names,

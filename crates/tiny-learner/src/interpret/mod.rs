@@ -1,0 +1,273 @@
+//! fastai's `ClassificationInterpretation`: the confusion matrix, the most confused pairs and the top losses of a
+//! classifier's validation set, as numbers, a text table and PNG pictures (in `show.rs`, with `show_batch`).
+
+mod show;
+
+use std::path::{Path, PathBuf};
+
+use tiny_data::{ImageFolderDataset, ItemTransform};
+
+use crate::{Learner, LearnerError, Preds, Result};
+
+pub use show::{show_batch, show_batch_denormalized};
+
+/// The side of the thumbnails of [`ClassificationInterpretation::plot_top_losses`] when the items are smaller.
+pub(crate) const THUMB: u32 = 160;
+
+/// One of the items with the largest losses, as [`ClassificationInterpretation::top_losses`] returns them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLoss {
+    /// The item's index in the validation set.
+    pub index: usize,
+    /// Its image file.
+    pub file: PathBuf,
+    /// The class it belongs to.
+    pub actual: String,
+    /// The class the model predicted.
+    pub predicted: String,
+    /// Its cross-entropy loss.
+    pub loss: f32,
+    /// The probability the model gave its prediction.
+    pub probability: f32,
+}
+
+/// What a classifier got right and wrong over a set of items: fastai's `ClassificationInterpretation`.
+///
+/// ```
+/// use tiny_learner::{ClassificationInterpretation, Preds};
+/// use tiny_tensor::Tensor;
+/// let probs = Tensor::from_vec(vec![0.9, 0.1, 0.3, 0.7, 0.6, 0.4], &[3, 2]).unwrap();
+/// let preds = Preds { probs, targets: vec![0, 1, 1], losses: None };
+/// let names = vec!["cat".to_string(), "dog".to_string()];
+/// let interp = ClassificationInterpretation::new(preds, names, vec!["a.jpg".into(); 3]).unwrap();
+/// assert_eq!(interp.confusion_matrix(), vec![vec![1, 0], vec![1, 1]]);
+/// assert_eq!(interp.most_confused(1), vec![("dog".to_string(), "cat".to_string(), 1)]);
+/// assert_eq!(interp.top_losses(1)[0].index, 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClassificationInterpretation {
+    vocab: Vec<String>,
+    files: Vec<PathBuf>,
+    probs: Vec<f32>,
+    targets: Vec<u32>,
+    decoded: Vec<u32>,
+    losses: Vec<f32>,
+    item_tfm: ItemTransform,
+}
+
+impl ClassificationInterpretation {
+    /// fastai's `ClassificationInterpretation.from_learner(learn)`: the predictions and losses of one pass over the
+    /// learner's validation set (see [`Learner::get_preds`]), with `ds`, the same items in the same order, for
+    /// their files. The class names are those of the learner's [`crate::ExportInfo`], or the class indices when it
+    /// has none.
+    ///
+    /// # Errors
+    /// [`LearnerError::InvalidArgument`] when `ds` does not hold the validation set's items (another count, or
+    /// other labels in that order); the inference pass's own errors.
+    pub fn from_learner(learn: &mut Learner, ds: &ImageFolderDataset) -> Result<Self> {
+        let preds = learn.get_preds(true)?;
+        let bad =
+            |msg: String| LearnerError::InvalidArgument { what: "ClassificationInterpretation::from_learner", msg };
+        if preds.len() != ds.files().len() {
+            return Err(bad(format!(
+                "the learner's validation set has {} items but the dataset {}: give the validation dataset",
+                preds.len(),
+                ds.files().len()
+            )));
+        }
+        if let Some(i) = (0..preds.len()).find(|&i| preds.targets[i] != ds.labels()[i]) {
+            return Err(bad(format!(
+                "item {i} is of class {} in the validation set but {} in the dataset: give the validation dataset, \
+                 in its order",
+                preds.targets[i],
+                ds.labels()[i]
+            )));
+        }
+        let vocab = match &learn.state().export_info {
+            Some(info) => info.vocab.clone(),
+            None => (0..preds.n_classes()).map(|c| c.to_string()).collect(),
+        };
+        Ok(Self::new(preds, vocab, ds.files().to_vec())?.with_item_tfm(ds.transform().deterministic()))
+    }
+
+    /// An interpretation of `preds` over the image `files` (one per item, in order) with class names `vocab`;
+    /// losses missing from `preds` are computed as the cross entropy `-ln p(target)`.
+    ///
+    /// # Errors
+    /// [`LearnerError::InvalidArgument`] when the counts disagree (files, losses, items; names, classes) or a target
+    /// is not a class.
+    pub fn new(preds: Preds, vocab: Vec<String>, files: Vec<PathBuf>) -> Result<Self> {
+        let bad = |msg: String| LearnerError::InvalidArgument { what: "ClassificationInterpretation::new", msg };
+        let (n, c) = (preds.len(), preds.n_classes());
+        let probs = preds.probs.try_to_vec()?;
+        if probs.len() != n * c || (n > 0 && preds.probs.rank() != 2) {
+            return Err(bad(format!("probabilities of shape {:?} for {n} items", preds.probs.shape())));
+        }
+        if vocab.len() != c {
+            return Err(bad(format!("{} class names for {c} classes", vocab.len())));
+        }
+        if files.len() != n {
+            return Err(bad(format!("{} files for {n} items", files.len())));
+        }
+        if let Some(t) = preds.targets.iter().find(|&&t| t as usize >= c) {
+            return Err(bad(format!("target {t} is not one of the {c} classes")));
+        }
+        let losses = match preds.losses {
+            Some(l) if l.len() != n => return Err(bad(format!("{} losses for {n} items", l.len()))),
+            Some(l) => l,
+            None => (0..n).map(|i| -probs[i * c + preds.targets[i] as usize].ln()).collect(),
+        };
+        let decoded = (0..n).map(|i| argmax(&probs[i * c..(i + 1) * c])).collect();
+        Ok(ClassificationInterpretation {
+            vocab,
+            files,
+            probs,
+            targets: preds.targets,
+            decoded,
+            losses,
+            item_tfm: ItemTransform::squash(THUMB),
+        })
+    }
+
+    /// Shows the images with `tfm`'s method (squash or centre crop) in [`Self::plot_top_losses`], as the model saw
+    /// them; its size is raised to 160 pixels when smaller.
+    pub fn with_item_tfm(mut self, tfm: ItemTransform) -> Self {
+        self.item_tfm = tfm.deterministic();
+        self
+    }
+
+    /// The class names.
+    pub fn vocab(&self) -> &[String] {
+        &self.vocab
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The predicted class of each item (fastai's `decoded`).
+    pub fn decoded(&self) -> &[u32] {
+        &self.decoded
+    }
+
+    /// Each item's loss.
+    pub fn losses(&self) -> &[f32] {
+        &self.losses
+    }
+
+    /// fastai's `confusion_matrix()`: `m[actual][predicted]` counts the items of class `actual` predicted as
+    /// `predicted`, so the diagonal holds the right answers.
+    pub fn confusion_matrix(&self) -> Vec<Vec<u64>> {
+        let c = self.vocab.len();
+        let mut m = vec![vec![0u64; c]; c];
+        for (&t, &p) in self.targets.iter().zip(&self.decoded) {
+            m[t as usize][p as usize] += 1;
+        }
+        m
+    }
+
+    /// The confusion matrix as an aligned text table: one row per actual class, one column per predicted class.
+    pub fn confusion_table(&self) -> String {
+        let m = self.confusion_matrix();
+        let corner = "actual \\ predicted";
+        let label_w = self.vocab.iter().map(|s| s.chars().count()).chain([corner.len()]).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..self.vocab.len())
+            .map(|j| {
+                let digits = m.iter().map(|r| r[j].to_string().len()).max().unwrap_or(1);
+                self.vocab[j].chars().count().max(digits)
+            })
+            .collect();
+        let mut out = format!("{corner:<label_w$}");
+        for (name, w) in self.vocab.iter().zip(&widths) {
+            out += &format!("  {name:>w$}");
+        }
+        out.push('\n');
+        for (name, row) in self.vocab.iter().zip(&m) {
+            out += &format!("{name:<label_w$}");
+            for (v, w) in row.iter().zip(&widths) {
+                out += &format!("  {v:>w$}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// fastai's `most_confused(min_val)`: the `(actual, predicted, count)` pairs of different classes confused at
+    /// least `min_count` times, most often first (pairs as often confused stay in row order); as fastai, a
+    /// `min_count` of 0 lists every pair.
+    pub fn most_confused(&self, min_count: u64) -> Vec<(String, String, u64)> {
+        let m = self.confusion_matrix();
+        let mut pairs: Vec<(String, String, u64)> = Vec::new();
+        for (i, row) in m.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                if i != j && v >= min_count {
+                    pairs.push((self.vocab[i].clone(), self.vocab[j].clone(), v));
+                }
+            }
+        }
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.2));
+        pairs
+    }
+
+    /// fastai's `top_losses(k)`: the `k` items (all of them when there are fewer) with the largest losses, largest
+    /// first; items of equal loss keep their order.
+    pub fn top_losses(&self, k: usize) -> Vec<TopLoss> {
+        let c = self.vocab.len();
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| self.losses[b].total_cmp(&self.losses[a]).then(a.cmp(&b)));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| {
+                let p = self.decoded[i] as usize;
+                TopLoss {
+                    index: i,
+                    file: self.files[i].clone(),
+                    actual: self.vocab[self.targets[i] as usize].clone(),
+                    predicted: self.vocab[p].clone(),
+                    loss: self.losses[i],
+                    probability: self.probs[i * c + p],
+                }
+            })
+            .collect()
+    }
+
+    /// fastai's `plot_confusion_matrix()`: a PNG heat map of [`Self::confusion_matrix`] titled "Confusion matrix",
+    /// predicted classes along the bottom, actual classes down the side, each cell's count written in it.
+    pub fn plot_confusion_matrix(&self, path: &Path) -> Result<()> {
+        crate::plot::MatrixPlot::new(
+            "Confusion matrix",
+            "Predicted",
+            "Actual",
+            self.vocab.clone(),
+            self.confusion_matrix(),
+        )?
+        .save_png(path)
+    }
+
+    /// fastai's `plot_top_losses(k)`: a PNG grid of the [`Self::top_losses`] images, each decoded from its file and
+    /// resized as the model saw it (to at least 160 pixels), under `prediction/actual / loss / probability`.
+    ///
+    /// # Errors
+    /// An error naming the file when an image cannot be read; the PNG's own errors.
+    pub fn plot_top_losses(&self, k: usize, path: &Path) -> Result<()> {
+        show::plot_top_losses(&self.top_losses(k), self.item_tfm, path)
+    }
+}
+
+/// The index of the largest value (the first of equals), as `argmax`.
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
