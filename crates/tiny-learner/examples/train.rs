@@ -14,8 +14,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, ImageFolderDataset, ItemTransform, Normalize};
 use tiny_learner::{
-    Callback, Cancel, CbResult, CheckpointInfo, ExportInfo, Learner, LearnerState, Loaders, LrFinder, Mixup, OneCycle,
-    Recorder, SaveModel, SetupLearner, TerminateOnNaN, TrackResults, Tta, metrics_from_names,
+    Callback, Cancel, CbResult, CheckpointInfo, ClassificationInterpretation, ExportInfo, Learner, LearnerState,
+    Loaders, LrFinder, Mixup, OneCycle, Recorder, SaveModel, SetupLearner, TerminateOnNaN, TrackResults, Tta,
+    metrics_from_names,
 };
 use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
 use tiny_optim::{Adam, Sgd};
@@ -58,6 +59,9 @@ const USAGE: &str = "usage: train [options]
                       top_k:K, f1, precision, recall (macro averages)
   --export PATH       after the fit, write the model with its classes, statistics and item transform,
                       for `--example predict` and load_learner
+  --interpret DIR     after the fit, write fastai's interpretation views into DIR: confusion_matrix.png
+                      and .txt, most_confused.txt, top_losses.png, show_batch.png, loss.png, and
+                      preds.csv (every validation file's target, prediction, probability and loss)
   --tta               after the fit, also measure test-time augmentation's accuracy (tta_acc)
   --skip-bad-files    leave unreadable or undecodable images out of their batch (counted in the JSON
                       line as skipped_files) instead of stopping at the first one
@@ -95,6 +99,7 @@ struct Args {
     metrics: String,
     export: Option<PathBuf>,
     tta: bool,
+    interpret: Option<PathBuf>,
     /// Which hyper-parameters the command line set, for `--resume` (see `main`).
     given: Given,
 }
@@ -168,6 +173,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         metrics: "accuracy".into(),
         export: None,
         tta: false,
+        interpret: None,
         given: Given::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -204,6 +210,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             "--metrics" => a.metrics = value()?,
             "--export" => a.export = Some(value()?.into()),
             "--tta" => a.tta = true,
+            "--interpret" => a.interpret = Some(value()?.into()),
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
@@ -304,6 +311,39 @@ fn catch_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(pressed)
 }
 
+/// Writes fastai's interpretation views of the trained `learn` over the validation set `valid` into `dir`.
+fn interpret(
+    learn: &mut Learner,
+    valid: &ImageFolderDataset,
+    first: tiny_data::Batch,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let vocab = learn.state().export_info.as_ref().map(|i| i.vocab.clone()).unwrap_or_default();
+    let batch = tiny_learner::Batch { x: first.x, y: first.y };
+    tiny_learner::show_batch(&batch, &vocab, &dir.join("show_batch.png"), 16)?;
+    learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(&dir.join("loss.png"))?;
+    let interp = ClassificationInterpretation::from_learner(learn, valid)?;
+    let write =
+        |name: &str, text: String| std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"));
+    write("confusion_matrix.txt", interp.confusion_table() + "\n")?;
+    interp.plot_confusion_matrix(&dir.join("confusion_matrix.png"))?;
+    let confused: Vec<String> =
+        interp.most_confused(1).iter().map(|(actual, predicted, n)| format!("{actual}\t{predicted}\t{n}")).collect();
+    write("most_confused.txt", format!("actual\tpredicted\tcount\n{}\n", confused.join("\n")))?;
+    interp.plot_top_losses(9, &dir.join("top_losses.png"))?;
+    let mut rows = interp.top_losses(interp.len());
+    rows.sort_by_key(|r| r.index);
+    let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let file = quote(&r.file.display().to_string());
+            format!("{file},{},{},{},{}", quote(&r.actual), quote(&r.predicted), r.probability, r.loss)
+        })
+        .collect();
+    write("preds.csv", format!("file,actual,predicted,probability,loss\n{}\n", lines.join("\n")))
+}
+
 /// A JSON string literal.
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
@@ -335,6 +375,11 @@ fn main() -> anyhow::Result<()> {
     let outputs = args.plot.iter().chain(&save).chain(&args.export).map(PathBuf::as_path);
     for path in outputs.chain(args.lr_find.then_some(lr_find_png)) {
         tiny_learner::check_writable(path)?;
+    }
+    if let Some(dir) = &args.interpret {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--interpret {}: cannot create the folder", dir.display()))?;
+        tiny_learner::check_writable(&dir.join("confusion_matrix.png"))?;
     }
     // So is every metric name, which the error lists when one is unknown.
     let metrics = metrics_from_names(&args.metrics)?;
@@ -375,13 +420,15 @@ fn main() -> anyhow::Result<()> {
     )?;
     let vocab = dls.vocab.names().to_vec();
     let (n_classes, n_train, n_valid) = (dls.vocab.len(), dls.train.dataset().len(), dls.valid.dataset().len());
-    let norm = match args.stats {
-        Stats::Fixed(norm) => norm,
-        // The chapter's statistics: the mean and std of the first training batch.
-        Stats::Batch => {
-            let first = dls.train.iter_epoch(0).next().context("the training split holds no image")??;
-            Normalize::from_batch(&first)?
-        }
+    // The first training batch: the chapter's statistics come from it, and --interpret shows it.
+    let first = match (args.stats, &args.interpret) {
+        (Stats::Fixed(_), None) => None,
+        _ => Some(dls.train.iter_epoch(0).next().context("the training split holds no image")??),
+    };
+    let norm = match (args.stats, &first) {
+        (Stats::Fixed(norm), _) => norm,
+        (Stats::Batch, Some(first)) => Normalize::from_batch(first)?,
+        (Stats::Batch, None) => bail!("the training split holds no image"),
     };
     println!("classes {n_classes} train {n_train} valid {n_valid} stats mean {:?} std {:?}", norm.mean, norm.std);
 
@@ -522,6 +569,10 @@ fn main() -> anyhow::Result<()> {
             path.display(),
             path.display()
         );
+    }
+    if let (Some(dir), Some(first)) = (&args.interpret, first) {
+        interpret(&mut learn, &valid_ds, first, dir)?;
+        eprintln!("wrote the interpretation views to {}", dir.display());
     }
     let tta_acc = if args.tta { Some(learn.tta(&valid_ds, Tta::default())?.accuracy()?) } else { None };
     // A fit of no epochs validates the starting weights, as fastai's `learn.validate()`.

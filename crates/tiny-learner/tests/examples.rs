@@ -1,4 +1,5 @@
-//! The train example as a user runs it, as a child process on a small generated set: bad files, and Ctrl-C.
+//! The train and predict examples as a user runs them, as child processes on a small generated set: bad files,
+//! Ctrl-C, metrics, and a model exported by one process and used by another.
 //!
 //! `cargo test` builds the examples before it runs any test; these tests find the binaries beside their own.
 
@@ -114,4 +115,75 @@ fn ctrl_c_says_where_the_fit_stopped_and_which_checkpoint_is_the_last() {
     assert!(line.contains(&format!("--resume {}", last.display())), "{line}");
     assert!(last.exists() && !dir.join(format!("ck-{epoch}.safetensors")).exists(), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_exported_model_predicts_in_a_fresh_process_what_get_preds_gave() {
+    // Issue 14: train --export, then --example predict from another process, without the data folder, gives the
+    // classes that get_preds gave in the training process (which --interpret writes to preds.csv).
+    let dir = temp_dir("export");
+    let data = small_set(&dir);
+    let (model, views) = (dir.join("model.safetensors"), dir.join("views"));
+    let args = ["--epochs", "2", "--metrics", "accuracy,error_rate,top_k:3,f1", "--export"];
+    let out = train(&data, &[&args[..], &[model.to_str().unwrap(), "--interpret", views.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = json_line(&out);
+    for name in ["\"accuracy\":", "\"error_rate\":", "\"top_3_accuracy\":", "\"f1_score\":"] {
+        assert!(json.contains(name), "{name} missing from {json}");
+    }
+    for view in ["confusion_matrix.png", "confusion_matrix.txt", "most_confused.txt", "top_losses.png"] {
+        assert!(views.join(view).is_file(), "{view}");
+    }
+    for view in ["show_batch.png", "loss.png", "preds.csv"] {
+        assert!(views.join(view).is_file(), "{view}");
+    }
+    // preds.csv: file,actual,predicted,probability,loss, one row per validation image, in the validation order.
+    let csv = std::fs::read_to_string(views.join("preds.csv")).unwrap();
+    let rows: Vec<Vec<String>> =
+        csv.lines().skip(1).map(|l| l.split(',').map(|f| f.trim_matches('"').to_owned()).collect()).collect();
+    assert!(rows.len() > 20, "{} rows", rows.len());
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let copies: Vec<PathBuf> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let to = images.join(format!("{i}.jpg"));
+            std::fs::copy(&row[0], &to).unwrap();
+            to
+        })
+        .collect();
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let out = Command::new(example("predict"))
+        .arg(&model)
+        .args(&copies)
+        .args(["--json", "--top", "1"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the predict example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let predictions = line["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), rows.len());
+    for (i, (p, row)) in predictions.iter().zip(&rows).enumerate() {
+        assert_eq!(p["class"].as_str(), Some(row[2].as_str()), "image {i}");
+        let (prob, want): (f64, f64) = (p["prob"].as_f64().unwrap(), row[3].parse().unwrap());
+        assert!((prob - want).abs() < 1e-5, "image {i}: {prob} vs {want}");
+    }
+    // The text form names the file and its classes.
+    let out = Command::new(example("predict")).arg(&model).arg(&copies[0]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("{}: {}", copies[0].display(), rows[0][2])), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unknown_metric_is_refused_before_any_data_is_read() {
+    let out = train(Path::new("/no/such/folder"), &["--metrics", "accuracy,acuracy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown metric \"acuracy\"") && stderr.contains("error_rate, top_k:K, f1"), "{stderr}");
+    assert!(!stderr.contains("no such folder"), "the metric is checked first: {stderr}");
 }
