@@ -96,3 +96,38 @@ fn gpu_memory_stays_flat_from_epoch_to_epoch() {
     // 6 epochs x 8 steps x 96 KiB, about 4.5 MiB.
     assert!(after <= warm + (2 << 20), "GPU memory grew from {warm} to {after} bytes in six epochs");
 }
+
+#[test]
+fn get_preds_metrics_and_an_export_work_from_the_gpu() {
+    // Issue 14 on a GPU: metrics and get_preds keep their tensors on the device, and an export written from
+    // GPU weights predicts the same classes on the CPU.
+    let Some((device, _alone)) = gpu("get_preds_metrics_and_an_export_work_from_the_gpu") else { return };
+    let metrics = tiny_learner::metrics_from_names("accuracy,f1,top_k:2").unwrap();
+    let info = tiny_learner::ExportInfo::new(
+        "simple_cnn",
+        &["a".into(), "b".into(), "c".into()],
+        tiny_data::Normalize { mean: [0.5; 3], std: [0.3; 3] },
+        tiny_data::ItemTransform::squash(16),
+    );
+    let mut learn = learner(device, vec![Box::new(TrackResults::quiet())]).with_metrics(metrics).with_export_info(info);
+    learn.fit(2).unwrap();
+    let valid = learn.callback::<TrackResults>().unwrap().last_valid().unwrap().clone();
+    let preds = learn.get_preds(true).unwrap();
+    assert_eq!(preds.probs.device(), Device::Cpu, "get_preds hands its results back on the CPU");
+    assert_eq!(preds.accuracy().unwrap(), valid.acc);
+    assert!(valid.metric("top_2_accuracy").unwrap() >= valid.acc);
+    let losses = preds.losses.as_ref().unwrap();
+    let mean = losses.iter().sum::<f32>() / losses.len() as f32;
+    assert!((mean - valid.loss).abs() < 1e-4, "{mean} vs {}", valid.loss);
+
+    let path = temp_dir("cuda-export").join("model.safetensors");
+    learn.export(&path).unwrap();
+    let mut cpu = tiny_learner::load_learner(&path, Device::Cpu).unwrap();
+    let (vx, vy) = textures(90, 2);
+    let vx = Tensor::from_vec(vx, &[90, 16, 16, 3]).unwrap();
+    let on_cpu = cpu.get_preds_on(Box::new(InMemory::new(vx, vy, 45).unwrap()), false).unwrap();
+    assert_eq!(on_cpu.decoded().unwrap(), preds.decoded().unwrap());
+    for (a, b) in on_cpu.probs.to_vec().iter().zip(preds.probs.to_vec()) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+}
