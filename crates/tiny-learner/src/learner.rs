@@ -71,6 +71,12 @@ pub struct LearnerState {
     /// What the learner was trained on (architecture, classes, normalisation, item transform), for `predict` and
     /// `export`; set by [`Learner::with_export_info`] or [`load_learner`](crate::load_learner).
     pub export_info: Option<crate::ExportInfo>,
+    /// fastai's `splitter`: the model's parameter groups by name, body first and head last (one group by default).
+    pub splitter: crate::Splitter,
+    /// How many of the splitter's groups, from the first, are frozen (fastai's `freeze_to`); 0 trains all.
+    pub frozen_groups: usize,
+    /// Whether the batchnorm parameters of frozen groups keep training, fastai's `train_bn` (true by default).
+    pub train_bn: bool,
 }
 
 impl LearnerState {
@@ -148,6 +154,9 @@ impl Learner {
             history: Vec::new(),
             pending_opt_state: None,
             export_info: None,
+            splitter: Box::new(crate::single_group),
+            frozen_groups: 0,
+            train_bn: true,
         };
         let mut learn = Learner { state, cbs: Vec::new() };
         for cb in cbs {
@@ -246,9 +255,18 @@ impl Learner {
     }
 
     /// Builds the optimizer from `opt_func`, loading a state that `load_checkpoint` left pending.
+    ///
+    /// With a splitter of several groups the optimizer gets one group per splitter group (through
+    /// `Optimizer::split_groups`); a frozen group holds only its batchnorm parameters (with `train_bn`) or none,
+    /// so frozen parameters get no optimizer state and are never updated.
     pub fn create_opt(&mut self) -> Result<()> {
+        let groups = crate::fine_tune::trainable_groups(&self.state)?;
         let s = &mut self.state;
-        let mut opt = (s.opt_func)(s.model.parameters(), s.lr);
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        let mut opt = (s.opt_func)(groups.concat(), s.lr);
+        if sizes.len() > 1 {
+            opt.split_groups(&sizes)?;
+        }
         if let Some(saved) = s.pending_opt_state.take() {
             opt.load_state_dict(&saved)?;
         }
@@ -351,6 +369,10 @@ impl Learner {
         if train && self.state.opt.is_none() {
             self.create_opt()?;
         }
+        if train {
+            // Gradients left by anything before this phase (a cancelled batch, a user's backward) do not leak in.
+            self.state.model.zero_grad();
+        }
         let _no_grad = (!train).then(tiny_tensor::no_grad);
         // Known before `before_train` / `before_validate`, for progress bars and schedules.
         self.state.n_iter = if train { self.state.dls.train.len() } else { self.state.dls.valid.len() };
@@ -385,13 +407,15 @@ impl Learner {
                 return Ok(());
             }
             l.event(Event::BeforeBackward)?;
-            l.state.model.zero_grad();
             l.state.loss.backward()?;
             l.event(Event::AfterBackward)?;
             l.event(Event::BeforeStep)?;
             l.state.opt_mut("one_batch")?.step()?;
             l.event(Event::AfterStep)?;
+            // After the step, as fastai: a callback that cancels the step (GradientAccumulation) keeps the
+            // gradients adding up. The model's own zero_grad also clears frozen parameters, which no optimizer holds.
             l.state.opt_mut("one_batch")?.zero_grad();
+            l.state.model.zero_grad();
             Ok(())
         })
     }

@@ -27,6 +27,7 @@ mod data;
 mod error;
 mod event;
 mod export;
+mod fine_tune;
 mod folder;
 mod inference;
 mod interpret;
@@ -44,6 +45,9 @@ pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
 pub use export::{ARCHITECTURES, EXPORT_FORMAT, ExportInfo, build_model, load_learner};
+pub use fine_tune::{
+    FitOneCycle, GradientAccumulation, LrRange, Splitter, head_split, resnet_split, single_group,
+};
 pub use inference::{Prediction, Preds, TEST_BS, Tta};
 pub use interpret::{ClassificationInterpretation, TopLoss, show_batch, show_batch_denormalized};
 pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};

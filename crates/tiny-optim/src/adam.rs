@@ -156,6 +156,10 @@ impl Optimizer for Adam {
         &mut self.core.groups
     }
 
+    fn split_groups(&mut self, sizes: &[usize]) -> Result<()> {
+        self.core.split_groups(sizes)
+    }
+
     fn state_dict(&self) -> Result<OptimizerState> {
         self.core.state_dict()
     }
@@ -176,6 +180,10 @@ impl Optimizer for AdamW {
 
     fn param_groups_mut(&mut self) -> &mut [ParamGroup] {
         self.0.param_groups_mut()
+    }
+
+    fn split_groups(&mut self, sizes: &[usize]) -> Result<()> {
+        self.0.split_groups(sizes)
     }
 
     fn state_dict(&self) -> Result<OptimizerState> {

@@ -48,6 +48,24 @@ impl Core {
         self.groups.push(group);
     }
 
+    /// Cuts the one group into consecutive groups of `sizes` parameters with its hyper-parameters.
+    pub(crate) fn split_groups(&mut self, sizes: &[usize]) -> Result<()> {
+        let bad = |msg: String| OptimError::BadSplit { msg };
+        let [group] = self.groups.as_slice() else {
+            return Err(bad(format!("it has {} groups already, not one", self.groups.len())));
+        };
+        let total: usize = sizes.iter().sum();
+        if total != group.params.len() || sizes.is_empty() {
+            return Err(bad(format!("sizes {sizes:?} add up to {total}, the group has {}", group.params.len())));
+        }
+        let group = self.groups.remove(0);
+        let mut rest = group.params.clone().into_iter();
+        for &n in sizes {
+            self.groups.push(group.sibling(rest.by_ref().take(n).collect(), group.lr));
+        }
+        Ok(())
+    }
+
     /// Applies `f` to every group, for the optimizers' builder methods.
     pub(crate) fn set_all(&mut self, f: impl Fn(&mut ParamGroup)) {
         self.groups.iter_mut().for_each(f);

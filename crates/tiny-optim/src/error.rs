@@ -32,6 +32,12 @@ pub enum OptimError {
         /// The accepted range, in words.
         expected: &'static str,
     },
+    /// `split_groups` was asked for sizes that do not cut the optimizer's one group.
+    #[error("cannot split the optimizer's parameters into groups: {msg}")]
+    BadSplit {
+        /// What does not fit.
+        msg: String,
+    },
     /// A saved state that does not fit this optimizer: the first kind, count, name or shape that differs.
     #[error("optimizer state does not match: {msg}")]
     StateMismatch {

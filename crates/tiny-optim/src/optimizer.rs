@@ -27,6 +27,15 @@ pub trait Optimizer: Send {
     /// group, parameter or entry that does not fit.
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
 
+    /// Cuts the one parameter group of a new optimizer into consecutive groups of `sizes` parameters, each with
+    /// the group's hyper-parameters: how a learner gives a model's body and head their own learning rates (fastai's
+    /// splitter) with an `opt_func` that sees one flat list. Per-parameter state follows the parameters.
+    ///
+    /// # Errors
+    /// [`OptimError::BadSplit`](crate::OptimError::BadSplit) when there is more than one group already or the
+    /// sizes do not add up to its parameters; the optimizer is unchanged then.
+    fn split_groups(&mut self, sizes: &[usize]) -> Result<()>;
+
     /// Forgets every parameter's gradient, like PyTorch's `zero_grad(set_to_none=True)`.
     fn zero_grad(&self) {
         for group in self.param_groups() {

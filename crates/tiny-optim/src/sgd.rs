@@ -101,6 +101,10 @@ impl Optimizer for Sgd {
         &mut self.core.groups
     }
 
+    fn split_groups(&mut self, sizes: &[usize]) -> Result<()> {
+        self.core.split_groups(sizes)
+    }
+
     fn state_dict(&self) -> Result<OptimizerState> {
         self.core.state_dict()
     }

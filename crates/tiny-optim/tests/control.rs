@@ -122,3 +122,26 @@ fn optimizers_can_be_sent_to_another_thread() {
     std::thread::spawn(move || opt.step().unwrap()).join().unwrap();
     assert_eq!(p.to_vec(), [0.5]);
 }
+
+#[test]
+fn split_groups_cuts_one_group_into_groups_with_its_hyper_parameters() {
+    let ps: Vec<_> = (0..5).map(|i| param(&[i as f32])).collect();
+    for mut opt in [
+        Box::new(Sgd::new(ps.clone(), 0.1).momentum(0.9).weight_decay(0.01)) as Box<dyn Optimizer>,
+        Box::new(Adam::new(ps.clone(), 0.1).weight_decay(0.01)),
+        Box::new(tiny_optim::AdamW::new(ps.clone(), 0.1).weight_decay(0.01)),
+    ] {
+        let momentum = opt.momentum();
+        opt.split_groups(&[2, 0, 3]).unwrap();
+        let groups = opt.param_groups();
+        assert_eq!(groups.iter().map(|g| g.params.len()).collect::<Vec<_>>(), [2, 0, 3]);
+        assert!(groups.iter().all(|g| g.lr == 0.1 && g.momentum == momentum && g.weight_decay == 0.01));
+        assert_eq!(groups[2].params[0].id(), ps[2].id(), "the order is kept");
+        let again = opt.split_groups(&[1, 1]).unwrap_err();
+        assert!(matches!(again, OptimError::BadSplit { .. }), "{again}");
+    }
+    let mut opt = Sgd::new(ps.clone(), 0.1);
+    let err = opt.split_groups(&[2, 2]).unwrap_err().to_string();
+    assert!(err.contains("add up to 4, the group has 5"), "{err}");
+    assert_eq!(opt.param_groups().len(), 1, "a failed split changes nothing");
+}
