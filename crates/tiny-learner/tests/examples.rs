@@ -187,3 +187,42 @@ fn an_unknown_metric_is_refused_before_any_data_is_read() {
     assert!(stderr.contains("unknown metric \"acuracy\"") && stderr.contains("error_rate, top_k:K, f1"), "{stderr}");
     assert!(!stderr.contains("no such folder"), "the metric is checked first: {stderr}");
 }
+
+#[test]
+fn fine_tune_from_given_weights_runs_its_two_stages_with_imagenet_statistics() {
+    // Issue 15: `train --init W --fine-tune N --freeze-epochs 1 --aug`, W a state_dict with a head of another size.
+    let dir = temp_dir("finetune");
+    let data = small_set(&dir);
+    let weights = dir.join("w.safetensors");
+    tiny_nn::save_state_dict(&tiny_nn::simple_cnn(1000).unwrap(), &weights).unwrap();
+    let w = weights.to_str().unwrap();
+    let out = train(&data, &["--init", w, "--fine-tune", "1", "--freeze-epochs", "1", "--aug", "--accum", "32"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("its head does not fit 10 classes"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&json_line(&out)).unwrap();
+    assert_eq!(json["fine_tune"], 1);
+    assert_eq!(json["epochs"], 2, "one frozen epoch and one more");
+    assert_eq!(json["stats_mean"][0].as_f64().map(|m| (m * 1000.0).round()), Some(485.0), "ImageNet's statistics");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.contains(" True ")).count(), 2, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn contradictory_or_bad_flags_are_refused_before_any_data_is_read() {
+    let missing = Path::new("/no/such/folder");
+    for (args, needle) in [
+        (&["--fine-tune", "1", "--resume", "x.safetensors"][..], "cannot --resume"),
+        (&["--pretrained"][..], "--model resnet18"),
+        (&["--label-smoothing", "2"][..], "epsilon in [0, 1]"),
+        (&["--opt", "lamb"][..], "possible values: sgd, adam, adamw"),
+        (&["--accum", "0"][..], "at least 1"),
+        (&["--model", "resnet18", "--pretrained"][..], "cargo xtask fetch-weights resnet18"),
+    ] {
+        let out = train(missing, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(needle) && !stderr.contains("no such folder"), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,291 @@
+//! The train example's command line, declared with clap: every flag, its default and its check.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use tiny_data::Normalize;
+use tiny_tensor::Device;
+
+/// ImageNet's channel statistics, fastai's `imagenet_stats`.
+pub const IMAGENET: Normalize = Normalize { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/// The chapter's pipeline (loaders, Normalize, simple_cnn or resnet18, Learner) on an image folder, with fastai's
+/// recipes around it. Prints the chapter's line per phase and ends with one JSON line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "train",
+    after_help = "Ctrl-C stops the fit at the end of the current batch and says where it stopped and which \
+                  checkpoint is the last one written; a second Ctrl-C exits at once."
+)]
+pub struct Args {
+    /// Image folders train/<class>/*, val/<class>/* (default data/imagenette2-160, or a synthetic
+    /// Imagenette-shaped set generated into data/synth-imagenette).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The architecture.
+    #[arg(long, value_enum, default_value_t = Model::SimpleCnn)]
+    pub model: Model,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub size: u32,
+    /// Training batch size; validation uses twice it.
+    #[arg(long, default_value_t = 128, value_parser = at_least_one)]
+    pub bs: usize,
+    /// Epochs; 0 only validates the starting weights, as fastai's learn.validate().
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Learning rate, the peak one with a one-cycle schedule [default: 0.1, or 2e-3 with --fine-tune].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// The chapter's one-cycle schedule (warm-up 25% from lr/10, then down to 0); same as --schedule chapter.
+    #[arg(long)]
+    pub onecycle: bool,
+    /// Cosine instead of linear stretches in the chapter's one-cycle (implies --onecycle).
+    #[arg(long)]
+    pub cosine: bool,
+    /// A learning-rate schedule: the chapter's one-cycle, or fastai's fit_one_cycle (cosine, lr/25 up to lr and
+    /// down to lr/1e5, momentum 0.95-0.85-0.95).
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// The optimizer.
+    #[arg(long, value_enum, default_value_t = Opt::Sgd)]
+    pub opt: Opt,
+    /// SGD momentum [default: 0]; with a one-cycle schedule, momentum (or Adam's beta1) cycles 0.95 -> 0.85 ->
+    /// 0.95 when it is set or the optimizer is Adam.
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Nesterov momentum (SGD).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay [default: 0]: coupled (L2) for sgd and adam, decoupled for adamw.
+    #[arg(long)]
+    pub wd: Option<f32>,
+    /// Mixup with Beta(A, A).
+    #[arg(long, value_name = "A")]
+    pub mixup: Option<f32>,
+    /// Run the LR finder, write lr_find.png, print the suggestion, and stop.
+    #[arg(long)]
+    pub lr_find: bool,
+    /// Loader worker threads [default: the number of cores].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// tiny-tensor compute threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: Device,
+    /// Seed of initialisation, shuffling and Mixup.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Start from a PyTorch state_dict saved as safetensors (0.w ... 5.b for simple_cnn, torchvision's names for
+    /// resnet18); a head of another size is left out and freshly initialised, as fastai does with a pretrained
+    /// body, and the statistics default to ImageNet's.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// Start resnet18 from the ImageNet weights of `cargo xtask fetch-weights resnet18`
+    /// (data/weights/resnet18.safetensors): --init with that file.
+    #[arg(long)]
+    pub pretrained: bool,
+    /// Normalisation statistics: batch (the first training batch's, as the chapter), imagenet, or
+    /// m1,m2,m3,s1,s2,s3 [default: batch, or imagenet with --init or --pretrained].
+    #[arg(long, value_parser = parse_stats)]
+    pub stats: Option<Stats>,
+    /// fastai's fine_tune: --freeze-epochs with the body frozen, then N epochs of everything with discriminative
+    /// learning rates (replaces --epochs and the schedule).
+    #[arg(long, value_name = "N")]
+    pub fine_tune: Option<usize>,
+    /// The frozen epochs of --fine-tune.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub freeze_epochs: usize,
+    /// Accumulate gradients over N items per optimizer step, fastai's GradientAccumulation(n_acc).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub accum: Option<usize>,
+    /// Clip the gradients' total norm to this value before each step.
+    #[arg(long, value_name = "NORM")]
+    pub grad_clip: Option<f32>,
+    /// Stop when the validation loss has not improved for N epochs.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub early_stop: Option<usize>,
+    /// Label-smoothing cross entropy with this epsilon (fastai's LabelSmoothingCrossEntropy, PyTorch's
+    /// label_smoothing).
+    #[arg(long, value_name = "EPS")]
+    pub label_smoothing: Option<f32>,
+    /// Training augmentation per item: random resized crop and horizontal flip.
+    #[arg(long)]
+    pub aug: bool,
+    /// Keep the resized images in memory after the first epoch.
+    #[arg(long)]
+    pub cache: bool,
+    /// Checkpoint after every epoch ({epoch} in PATH becomes the epoch number).
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    /// Checkpoint whenever the validation loss improves.
+    #[arg(long, value_name = "PATH")]
+    pub save_best: Option<PathBuf>,
+    /// Continue from a checkpoint up to --epochs.
+    #[arg(long, value_name = "PATH")]
+    pub resume: Option<PathBuf>,
+    /// End the fit after N epochs of the --epochs schedule, as an interruption would (with --save, then
+    /// --resume, to split one fit over two processes).
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
+    /// Write the loss curves as a PNG at the end.
+    #[arg(long, value_name = "PATH")]
+    pub plot: Option<PathBuf>,
+    /// Leave unreadable or undecodable images out of their batch (counted in the JSON line as skipped_files)
+    /// instead of stopping at the first one.
+    #[arg(long)]
+    pub skip_bad_files: bool,
+    /// Validation metrics, comma-separated: accuracy, error_rate, top_k:K, f1, precision, recall (macro).
+    #[arg(long, default_value = "accuracy", value_name = "LIST")]
+    pub metrics: String,
+    /// After the fit, write the model with its classes, statistics and item transform, for `--example predict`
+    /// and load_learner.
+    #[arg(long, value_name = "PATH")]
+    pub export: Option<PathBuf>,
+    /// After the fit, also measure test-time augmentation's accuracy (tta_acc).
+    #[arg(long)]
+    pub tta: bool,
+    /// After the fit, write fastai's interpretation views into DIR: confusion_matrix.png and .txt,
+    /// most_confused.txt, top_losses.png, show_batch.png, loss.png, and preds.csv (every validation file's
+    /// target, prediction, probability and loss).
+    #[arg(long, value_name = "DIR")]
+    pub interpret: Option<PathBuf>,
+}
+
+/// The architectures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Model {
+    /// The chapter's simple_cnn.
+    #[value(name = "simple_cnn")]
+    SimpleCnn,
+    /// resnet18 with torchvision's names.
+    #[value(name = "resnet18")]
+    Resnet18,
+}
+
+impl Model {
+    /// The name an export records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::SimpleCnn => "simple_cnn",
+            Model::Resnet18 => "resnet18",
+        }
+    }
+}
+
+/// The optimizers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Opt {
+    /// SGD, the chapter's.
+    Sgd,
+    /// Adam with coupled weight decay.
+    Adam,
+    /// AdamW, with decoupled weight decay.
+    Adamw,
+}
+
+/// The learning-rate schedules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Schedule {
+    /// The chapter's linear one-cycle.
+    Chapter,
+    /// fastai's fit_one_cycle.
+    Fastai,
+}
+
+/// Where the normalisation statistics come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stats {
+    /// The mean and std of the first training batch, as the chapter computes them.
+    Batch,
+    /// Fixed per-channel means and standard deviations.
+    Fixed(Normalize),
+}
+
+/// Parses `--stats`: `batch`, `imagenet`, or six comma-separated numbers (three means, three stds).
+fn parse_stats(v: &str) -> Result<Stats, String> {
+    match v {
+        "batch" => return Ok(Stats::Batch),
+        "imagenet" => return Ok(Stats::Fixed(IMAGENET)),
+        _ => {}
+    }
+    let nums: Vec<f32> = v
+        .split(',')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| "expected batch, imagenet or m1,m2,m3,s1,s2,s3".to_string())?;
+    if nums.len() != 6 || nums[3..].iter().any(|s| *s <= 0.0) || nums.iter().any(|x| !x.is_finite()) {
+        return Err("expected three means and three positive standard deviations".into());
+    }
+    Ok(Stats::Fixed(Normalize { mean: [nums[0], nums[1], nums[2]], std: [nums[3], nums[4], nums[5]] }))
+}
+
+/// Parses `--device`.
+fn parse_device(v: &str) -> Result<Device, String> {
+    v.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
+}
+
+/// Parses a count of at least one.
+fn at_least_one(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Args {
+    /// Checks what clap cannot see alone, and says a word about values that run but are most likely mistakes.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let finite = |name: &str, v: Option<f32>, ok: fn(f32) -> bool, want: &str| match v {
+            Some(v) if !(v.is_finite() && ok(v)) => anyhow::bail!("--{name} {v}: expected {want}"),
+            _ => Ok(()),
+        };
+        finite("lr", self.lr, |v| v >= 0.0, "a learning rate >= 0")?;
+        finite("momentum", self.momentum, |v| (0.0..1.0).contains(&v), "a momentum in [0, 1)")?;
+        finite("wd", self.wd, |v| v >= 0.0, "a weight decay >= 0")?;
+        finite("mixup", self.mixup, |v| v > 0.0, "an alpha > 0")?;
+        finite("grad-clip", self.grad_clip, |v| v > 0.0, "a norm > 0")?;
+        finite("label-smoothing", self.label_smoothing, |v| (0.0..=1.0).contains(&v), "an epsilon in [0, 1]")?;
+        if self.fine_tune.is_some() && (self.resume.is_some() || self.stop_after.is_some()) {
+            anyhow::bail!("--fine-tune runs two fits in one process; it cannot --resume or --stop-after");
+        }
+        if self.pretrained && self.model != Model::Resnet18 {
+            anyhow::bail!("--pretrained: the ImageNet weights are resnet18's; add --model resnet18");
+        }
+        if self.pretrained && self.init.is_some() {
+            anyhow::bail!("--pretrained and --init both name the starting weights; give one");
+        }
+        if self.onecycle && self.schedule == Some(Schedule::Fastai) {
+            anyhow::bail!("--onecycle is the chapter's schedule; it excludes --schedule fastai");
+        }
+        if self.model == Model::Resnet18 && self.size < 32 {
+            eprintln!(
+                "warning: --size {} with resnet18: its stride-32 body sees less than one pixel; 64 or more is usual",
+                self.size
+            );
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.threads > cores || self.workers.is_some_and(|w| w > 4 * cores) {
+            eprintln!("warning: more threads than this machine's {cores} cores slow the run down");
+        }
+        Ok(())
+    }
+
+    /// The schedule in force: `--schedule`, or the chapter's with `--onecycle` / `--cosine`.
+    pub fn schedule(&self) -> Option<Schedule> {
+        self.schedule.or((self.onecycle || self.cosine).then_some(Schedule::Chapter))
+    }
+
+    /// The starting weights: `--init`, or the fetched ImageNet resnet18 with `--pretrained`.
+    pub fn init(&self) -> Option<PathBuf> {
+        self.init.clone().or_else(|| self.pretrained.then(|| PathBuf::from("data/weights/resnet18.safetensors")))
+    }
+
+    /// The statistics in force: `--stats`, else ImageNet's when starting from given weights, else the batch's.
+    pub fn stats(&self) -> Stats {
+        self.stats.unwrap_or(if self.init().is_some() { Stats::Fixed(IMAGENET) } else { Stats::Batch })
+    }
+}
