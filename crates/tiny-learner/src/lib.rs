@@ -38,16 +38,14 @@ pub mod schedule;
 
 pub use callbacks::{
     Callback, CheckpointInfo, CsvLogger, EarlyStopping, EpochStats, FinderStop, GradientClip, LrFindResult, LrFinder,
-    LrSchedule, Mixup, Monitor, OneCycle, Overrides, PhaseRecord, Recorder, SaveModel, SetupLearner, TerminateOnNaN,
-    TrackResults, check_writable,
+    LrSchedule, Mixup, Monitor, OneCycle, Overrides, PhaseRecord, Recorder, ReduceLROnPlateau, SaveModel, SetupLearner, Suggest,
+    TerminateOnNaN, TrackResults, check_writable,
 };
 pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
 pub use export::{ARCHITECTURES, EXPORT_FORMAT, ExportInfo, build_model, load_learner};
-pub use fine_tune::{
-    FitOneCycle, GradientAccumulation, LrRange, Splitter, head_split, resnet_split, single_group,
-};
+pub use fine_tune::{FitOneCycle, GradientAccumulation, LrRange, Splitter, head_split, resnet_split, single_group};
 pub use inference::{Prediction, Preds, TEST_BS, Tta};
 pub use interpret::{ClassificationInterpretation, TopLoss, show_batch, show_batch_denormalized};
 pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};

@@ -166,3 +166,43 @@ fn cuda_without_the_feature_is_an_error_not_a_panic() {
         point_learner(point_loaders(4, 4, 4, None), 0.1, vec![Box::new(SetupLearner::new(Device::Cuda(0)))]);
     assert!(learn.fit(1).is_err());
 }
+
+/// Makes every epoch's validation loss 1.0 in the history, a plateau from the first epoch on.
+struct Plateau;
+
+impl tiny_learner::Callback for Plateau {
+    fn order(&self) -> i32 {
+        55
+    }
+
+    fn after_epoch(&mut self, learn: &mut tiny_learner::LearnerState) -> tiny_learner::CbResult {
+        if let Some(last) = learn.history.last_mut() {
+            last.valid_loss = Some(1.0);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn reduce_lr_on_plateau_divides_every_rate_after_patience_epochs_without_improvement() {
+    use tiny_learner::{Monitor, Recorder, ReduceLROnPlateau};
+    for (patience, want) in [(1, vec![(1, 0.01), (2, 0.001), (3, 0.0001)]), (2, vec![(2, 0.01)])] {
+        let cbs: Vec<Box<dyn tiny_learner::Callback>> = vec![
+            Box::new(Recorder::new().show_table(false).show_progress(false)),
+            Box::new(Plateau),
+            Box::new(ReduceLROnPlateau::new(Monitor::ValidLoss).patience(patience)),
+        ];
+        let mut learn = point_learner(point_loaders(32, 16, 8, None), 0.1, cbs);
+        learn.fit(4).unwrap();
+        let got = &learn.callback::<ReduceLROnPlateau>().unwrap().reductions;
+        assert_eq!(got.len(), want.len(), "patience {patience}: {got:?}");
+        for ((epoch, lr), (want_epoch, want_lr)) in got.iter().zip(&want) {
+            assert_eq!(epoch, want_epoch);
+            assert!((lr - want_lr).abs() < 1e-9, "patience {patience}: {lr} vs {want_lr}");
+        }
+        assert_eq!(learn.opt.as_ref().unwrap().lr(), got.last().unwrap().1);
+    }
+    let cbs: Vec<Box<dyn tiny_learner::Callback>> =
+        vec![Box::new(Recorder::new()), Box::new(ReduceLROnPlateau::new(Monitor::ValidLoss).factor(0.5))];
+    assert!(point_learner(point_loaders(32, 16, 8, None), 0.1, cbs).fit(1).is_err(), "a factor below 1 would raise");
+}

@@ -173,3 +173,33 @@ fn on_resume_the_checkpoint_wins_unless_a_hyper_parameter_is_overridden() {
     assert_eq!(weights(frozen.model.as_ref()), saved);
     assert!(frozen.opt.as_ref().unwrap().param_groups().iter().all(|g| g.lr == 0.0 && g.momentum == 0.9));
 }
+
+/// From epoch 2 on, blows the weights up before validation, so that later epochs cannot be the best.
+struct Sabotage;
+
+impl Callback for Sabotage {
+    fn before_validate(&mut self, learn: &mut tiny_learner::LearnerState) -> tiny_learner::CbResult {
+        if learn.epoch >= 2 {
+            for p in learn.model.parameters() {
+                p.scale_(50.0)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn save_model_best_loads_the_best_weights_back_at_the_end_of_the_fit() {
+    let dir = temp_dir("bestback");
+    let cb = SaveModel::best(dir.join("best-{epoch}.safetensors"), Monitor::ValidLoss);
+    let mut learn = learner(1, vec![Box::new(cb), Box::new(Sabotage)]);
+    learn.fit(4).unwrap();
+    let saved = learn.callback::<SaveModel>().unwrap().saved.clone();
+    let last = saved.last().unwrap().clone();
+    assert!(last.ends_with("best-0.safetensors") || last.ends_with("best-1.safetensors"), "{saved:?}");
+    let (tensors, _) = tiny_nn::load_tensors(&last).unwrap();
+    for (name, t) in learn.model.state_dict() {
+        let (_, want) = tensors.iter().find(|(n, _)| *n == format!("model.{name}")).unwrap();
+        assert_eq!(t.to_vec(), want.to_vec(), "{name} is the best epoch's, not the blown-up last one");
+    }
+}

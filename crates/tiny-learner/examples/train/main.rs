@@ -342,11 +342,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The loss: the chapter's cross entropy, or with `--label-smoothing` its smoothed form.
-fn loss_func(args: &Args) -> anyhow::Result<fn(&tiny_tensor::Tensor, &[u32]) -> tiny_nn::Result<tiny_tensor::Tensor>> {
+fn loss_func(args: &Args) -> anyhow::Result<tiny_learner::LossFn> {
     if args.label_smoothing.is_some() {
         bail!("--label-smoothing is not wired yet");
     }
-    Ok(tiny_nn::cross_entropy)
+    Ok(Box::new(tiny_nn::cross_entropy))
 }
 
 /// Runs the LR finder, writes lr_find.png, and prints the suggestion and a JSON line.
@@ -356,15 +356,18 @@ fn lr_find(learn: &mut Learner) -> anyhow::Result<()> {
     if let Some(warning) = res.warning() {
         eprintln!("warning: {warning}");
     }
+    let each: Vec<String> = res.suggestions.iter().map(|(m, lr)| format!("{} {lr:.2e}", m.name())).collect();
     println!(
-        "lr_find: {} steps, stopped: {}; suggested lr {:.2e}; plot in lr_find.png",
+        "lr_find: {} steps, stopped: {}; suggested lr {:.2e} (valley; {}); plot in lr_find.png",
         res.lrs.len(),
         res.stop.map_or("out of epochs".to_string(), |s| format!("{s:?}")),
-        res.suggestion.unwrap_or(f32::NAN)
+        res.suggestion.unwrap_or(f32::NAN),
+        each.join(", ")
     );
     let summary = LrFindSummary {
         mode: "lr_find",
         suggested_lr: res.suggestion,
+        suggestions: res.suggestions.iter().map(|(m, lr)| (m.name().to_owned(), *lr)).collect(),
         steps: res.lrs.len(),
         min_lr: res.lrs.first().copied(),
         max_lr: res.lrs.last().copied(),

@@ -49,6 +49,7 @@ pub struct Summary {
 pub struct LrFindSummary {
     pub mode: &'static str,
     pub suggested_lr: Option<f32>,
+    pub suggestions: BTreeMap<String, f32>,
     pub steps: usize,
     pub min_lr: Option<f32>,
     pub max_lr: Option<f32>,

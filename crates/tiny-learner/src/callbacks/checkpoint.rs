@@ -204,8 +204,8 @@ impl LearnerState {
 }
 
 /// fastai's `SaveModelCallback`: after every epoch, or only when the monitored value improves, writes
-/// a checkpoint that resumes at the next epoch. A `{epoch}` in the path is replaced by the epoch
-/// number. Order 62: after the `Recorder` and the logger, before `EarlyStopping`.
+/// a checkpoint that resumes at the next epoch; in the second case the best weights are loaded back at the end.
+/// A `{epoch}` in the path is replaced by the epoch number. Order 62: after the `Recorder` and the logger, before `EarlyStopping`.
 #[derive(Debug, Clone)]
 pub struct SaveModel {
     path: PathBuf,
@@ -283,6 +283,19 @@ impl Callback for SaveModel {
             learn.save_checkpoint(&path, learn.epoch + 1)?;
             self.saved.push(path);
         }
+        Ok(())
+    }
+
+    /// With [`SaveModel::best`], puts the best epoch's weights back into the model at the end of the fit, as
+    /// fastai's `SaveModelCallback` loads its file in `after_fit` (the model only, like its `with_opt=False`).
+    fn after_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        if self.every_epoch {
+            return Ok(());
+        }
+        let Some(best) = self.saved.last() else { return Ok(()) };
+        let (tensors, _) = tiny_nn::load_tensors(best)?;
+        let model = tensors.into_iter().filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_owned(), t)));
+        tiny_nn::load_state_dict(learn.model.as_ref(), model.collect(), true)?;
         Ok(())
     }
 }

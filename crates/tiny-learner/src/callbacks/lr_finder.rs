@@ -141,19 +141,120 @@ impl LrFinder {
         Ok(())
     }
 
-    /// The curve so far and the suggested rate.
+    /// The curve so far and the suggested rates.
     pub fn result(&self) -> LrFindResult {
         let smoothed = smooth(&self.losses, 0.98);
-        // The first tenth is skipped: there the debiased average rests on a handful of noisy batches.
-        let skip = smoothed.len() / 10;
-        let suggestion = smoothed
-            .iter()
-            .enumerate()
-            .skip(skip)
-            .filter(|(_, l)| l.is_finite())
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| self.lrs[i] / 10.0);
-        LrFindResult { lrs: self.lrs.clone(), losses: self.losses.clone(), smoothed, suggestion, stop: self.stop }
+        let mut res = LrFindResult {
+            lrs: self.lrs.clone(),
+            losses: self.losses.clone(),
+            smoothed,
+            suggestion: None,
+            suggestions: Vec::new(),
+            stop: self.stop,
+        };
+        res.suggestions = Suggest::ALL.iter().filter_map(|&f| res.suggest(f).map(|lr| (f, lr))).collect();
+        res.suggestion = res.suggest(Suggest::Valley);
+        res
+    }
+}
+
+/// fastai's suggestion functions for the LR finder (`SuggestionMethod`), each read off the smoothed curve with its
+/// first tenth and last five points left out, as fastai's `lr_find` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suggest {
+    /// fastai's default: two thirds of the way along the longest stretch over which the loss keeps falling.
+    Valley,
+    /// The rate at the steepest descent of the loss against the log of the rate.
+    Steep,
+    /// A tenth of the rate at the loss's minimum.
+    Minimum,
+    /// Walks back from the end until the slope of the loss stops changing (fastai's `slide`).
+    Slide,
+}
+
+impl Suggest {
+    /// Every method, in fastai's order of mention.
+    pub const ALL: [Suggest; 4] = [Suggest::Valley, Suggest::Slide, Suggest::Steep, Suggest::Minimum];
+
+    /// The method's name, as fastai spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suggest::Valley => "valley",
+            Suggest::Steep => "steep",
+            Suggest::Minimum => "minimum",
+            Suggest::Slide => "slide",
+        }
+    }
+}
+
+impl LrFindResult {
+    /// The part of the curve fastai reads suggestions from: `lrs[n/10 .. n-5]` and the smoothed losses there.
+    fn window(&self) -> (&[f32], &[f32]) {
+        let n = self.smoothed.len().min(self.lrs.len());
+        let begin = n / 10;
+        let end = if n >= begin + 5 + 2 { n - 5 } else { n };
+        (&self.lrs[begin..end], &self.smoothed[begin..end])
+    }
+
+    /// The rate that `method` suggests, or `None` when the curve is too short or not finite.
+    pub fn suggest(&self, method: Suggest) -> Option<f32> {
+        let (lrs, losses) = self.window();
+        if losses.len() < 2 || losses.iter().chain(lrs).any(|v| !v.is_finite()) {
+            return None;
+        }
+        let argmin = |v: &[f32]| (0..v.len()).min_by(|&a, &b| v[a].total_cmp(&v[b]));
+        match method {
+            Suggest::Minimum => argmin(losses).map(|i| lrs[i] / 10.0),
+            Suggest::Steep => {
+                let grads: Vec<f32> =
+                    (1..losses.len()).map(|i| (losses[i] - losses[i - 1]) / (lrs[i].ln() - lrs[i - 1].ln())).collect();
+                argmin(&grads).map(|i| lrs[i])
+            }
+            Suggest::Valley => {
+                // The longest decreasing subsequence ending at each point, fastai's O(n^2) search.
+                let n = losses.len();
+                // As in fastai, the start is the point before the run (-1 when the run begins at the first point).
+                let (mut lds, mut max_start, mut max_end) = (vec![1isize; n], 0isize, 0usize);
+                for i in 1..n {
+                    for j in 0..i {
+                        if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                            lds[i] = lds[j] + 1;
+                        }
+                        if lds[max_end] < lds[i] {
+                            max_end = i;
+                            max_start = max_end as isize - lds[max_end];
+                        }
+                    }
+                }
+                let sections = (max_end as isize - max_start) as f32 / 3.0;
+                let idx = max_start + sections as isize + (sections / 2.0) as isize;
+                lrs.get(idx.max(0) as usize).copied()
+            }
+            Suggest::Slide => {
+                let (lr_diff, thresh) = (15isize, 0.005f32);
+                let n = losses.len() as isize;
+                if n <= lr_diff {
+                    return None;
+                }
+                // numpy's gradient: central differences inside, one-sided at the ends.
+                let g = |i: isize| -> f32 {
+                    let i = i as usize;
+                    match i {
+                        0 => losses[1] - losses[0],
+                        i if i + 1 == losses.len() => losses[i] - losses[i - 1],
+                        i => (losses[i + 1] - losses[i - 1]) / 2.0,
+                    }
+                };
+                let (mut r, mut l) = (n - 1, n - 1 - lr_diff);
+                let mut local = lrs[l as usize];
+                while l >= 0 && (g(r) - g(l)).abs() > thresh {
+                    local = lrs[l as usize];
+                    r -= 1;
+                    l -= 1;
+                }
+                Some(local)
+            }
+        }
     }
 }
 
@@ -179,10 +280,10 @@ pub struct LrFindResult {
     pub losses: Vec<f32>,
     /// The losses smoothed as fastai does (EMA 0.98, debiased).
     pub smoothed: Vec<f32>,
-    /// The suggested learning rate: a tenth of the rate at the minimum of the smoothed loss, leaving
-    /// out the first tenth of the curve (fastai's `minimum` rule: at the minimum the rate is already too
-    /// high, one order of magnitude below is safe).
+    /// The suggested learning rate, fastai's default `valley` (see [`Suggest`]).
     pub suggestion: Option<f32>,
+    /// Every method's suggestion, as fastai's `lr_find(suggest_funcs=(valley, slide, steep, minimum))`.
+    pub suggestions: Vec<(Suggest, f32)>,
     /// Why the search stopped; `None` when the fit ran out of epochs first.
     pub stop: Option<FinderStop>,
 }
@@ -201,7 +302,18 @@ impl LrFindResult {
                  lowest at the start of the search ({steps} steps), so the curve says little; look at the plot, or \
                  search on more data or from a lower start_lr"
             )),
-            Some(_) => None,
+            Some(_) => {
+                let below: Vec<String> = (self.suggestions.iter().filter(|(_, lr)| *lr < first))
+                    .map(|(m, lr)| format!("{} {lr:.1e}", m.name()))
+                    .collect();
+                (!below.is_empty()).then(|| {
+                    format!(
+                        "{} below the smallest rate tried, {first:.1e}, and left off the plot: the smoothed loss was \
+                         lowest near the start of the search ({steps} steps)",
+                        below.join(", ")
+                    )
+                })
+            }
         }
     }
 
@@ -212,8 +324,8 @@ impl LrFindResult {
             .log_x()
             .series(Series::line("loss", pts(&self.losses)))
             .series(Series::line("smoothed", pts(&self.smoothed)));
-        if let Some(s) = self.suggestion {
-            plot = plot.mark_x(s as f64, &format!("suggested {s:.1e}"));
+        for &(method, lr) in &self.suggestions {
+            plot = plot.mark_x(lr as f64, &format!("{} {lr:.1e}", method.name()));
         }
         plot.save_png(path)
     }
@@ -324,7 +436,14 @@ mod tests {
 
     fn result(lrs: &[f32], suggestion: Option<f32>) -> LrFindResult {
         let losses = vec![1.0; lrs.len()];
-        LrFindResult { lrs: lrs.to_vec(), smoothed: losses.clone(), losses, suggestion, stop: None }
+        LrFindResult {
+            lrs: lrs.to_vec(),
+            smoothed: losses.clone(),
+            losses,
+            suggestion,
+            suggestions: vec![],
+            stop: None,
+        }
     }
 
     #[test]
@@ -336,5 +455,39 @@ mod tests {
         assert_eq!(result(&lrs, Some(1.2e-6)).warning(), None, "a suggestion within the range tried is fine");
         assert!(result(&lrs, None).warning().is_some_and(|w| w.contains("no rate can be suggested")));
         assert_eq!(result(&[], None).warning(), None, "nothing was tried, so there is nothing to judge");
+        let mut other = result(&lrs, Some(1.2e-6));
+        other.suggestions = vec![(Suggest::Valley, 1.2e-6), (Suggest::Minimum, 1e-7)];
+        let warning = other.warning().expect("minimum's suggestion is below the range");
+        assert!(warning.starts_with("minimum 1.0e-7 below the smallest rate tried"), "{warning}");
+    }
+
+    #[test]
+    fn each_suggestion_method_reads_the_curve_as_fastai() {
+        // 100 rates from 1e-6 up by factors of 1.2; the smoothed loss is flat at 2 up to batch 30, falls along a
+        // half cosine to 1 at batch 71 (steepest between 50 and 51), then climbs 0.2 a batch.
+        let lrs: Vec<f32> = (0..100).map(|i| 1e-6 * 1.2f32.powi(i)).collect();
+        let loss = |i: usize| match i {
+            ..=30 => 2.0,
+            31..=71 => 1.5 + 0.5 * (std::f32::consts::PI * (i - 30) as f32 / 41.0).cos(),
+            _ => 1.0 + 0.2 * (i - 71) as f32,
+        };
+        let smoothed: Vec<f32> = (0..100).map(loss).collect();
+        let res = LrFindResult {
+            lrs: lrs.clone(),
+            losses: smoothed.clone(),
+            smoothed,
+            suggestion: None,
+            suggestions: vec![],
+            stop: None,
+        };
+        assert_eq!(res.suggest(Suggest::Minimum), Some(lrs[71] / 10.0));
+        assert_eq!(res.suggest(Suggest::Steep), Some(lrs[50]));
+        // The longest fall runs from batch 29 (the plateau's last point counts once) to 71: 42 points; fastai
+        // takes its start plus a third plus a sixth, 19 + 14 + 7 points into the window that starts at batch 10.
+        assert_eq!(res.suggest(Suggest::Valley), Some(lrs[50]));
+        // The climb's slope is the same everywhere, so slide stops at once, 15 points before the window's end (94).
+        assert_eq!(res.suggest(Suggest::Slide), Some(lrs[79]));
+        assert_eq!(result(&lrs[..3], None).suggest(Suggest::Valley), Some(lrs[0]), "a flat curve: its first point");
+        assert_eq!(result(&lrs[..3], None).suggest(Suggest::Slide), None, "slide needs 16 points");
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::canvas::Align::{End, Middle, Start};
 use super::font;
-use super::{Canvas, GRID, INK, PALETTE, WHITE};
+use super::{Canvas, GRID, INK, MARKS, PALETTE, WHITE};
 use crate::{LearnerError, Result};
 
 const TITLE_PX: f32 = 20.0;
@@ -51,7 +51,7 @@ pub struct LinePlot {
     x_label: String,
     y_label: String,
     log_x: bool,
-    mark_x: Option<(f64, String)>,
+    mark_x: Vec<(f64, String)>,
     series: Vec<Series>,
     width: usize,
     height: usize,
@@ -65,7 +65,7 @@ impl LinePlot {
             x_label: x_label.into(),
             y_label: y_label.into(),
             log_x: false,
-            mark_x: None,
+            mark_x: Vec::new(),
             series: Vec::new(),
             width: 720,
             height: 480,
@@ -84,9 +84,10 @@ impl LinePlot {
         self
     }
 
-    /// Draws a dashed vertical line at `x` with a label, when `x` is inside the plotted range.
+    /// Draws a dashed vertical line at `x` with a label, when `x` is inside the plotted range; each call adds one,
+    /// in its own colour, its label a line below the last.
     pub fn mark_x(mut self, x: f64, label: &str) -> Self {
-        self.mark_x = Some((x, label.to_string()));
+        self.mark_x.push((x, label.to_string()));
         self
     }
 
@@ -164,34 +165,36 @@ impl LinePlot {
         }
         // The marked value's line, then the legend where it hides the fewest points and crosses no marked line,
         // then the marked value's label beside its line, on a white ground, clear of the legend.
-        let mark = self.mark_x.as_ref().and_then(|(x, label)| {
-            let x = self.tx(*x)?;
-            (xr.0..=xr.1).contains(&x).then(|| (px(x), label.as_str()))
-        });
+        let marks: Vec<(usize, i64, &str)> = (self.mark_x.iter().enumerate())
+            .filter_map(|(i, (x, label))| {
+                let x = self.tx(*x)?;
+                (xr.0..=xr.1).contains(&x).then(|| (i, px(x), label.as_str()))
+            })
+            .collect();
         let mut obstacles: Vec<(i64, i64)> = pts.iter().flatten().map(|&(x, y)| (px(x), py(y))).collect();
-        if let Some((v, _)) = mark {
-            c.stroke((v, top), (v, bottom), PALETTE[3], clip, 6, 2);
+        for &(i, v, _) in &marks {
+            c.stroke((v, top), (v, bottom), MARKS[i % MARKS.len()], clip, 6, 2);
             // The line counts as many points, so that a corner it crosses loses to any other.
             obstacles.extend((top..=bottom).flat_map(|y| std::iter::repeat_n((v, y), 50)));
         }
         let legend = self.legend(&mut c, (left, top, right, bottom), &obstacles);
-        if let Some((v, label)) = mark {
+        for &(i, v, label) in &marks {
             let lw = font::text_width(label, TICK_PX) as i64;
             let overlaps = |lx: i64, ly: i64| {
                 legend
                     .is_some_and(|(x0, y0, x1, y1)| lx - 4 <= x1 && lx + lw + 4 >= x0 && ly - 11 <= y1 && ly + 11 >= y0)
             };
             let (l, r) = (v - 10 - lw, v + 10);
-            let y = top + 17;
+            let y = top + 17 + 24 * i as i64;
             let (lx, ly) = if l > left && !overlaps(l, y) {
                 (l, y)
             } else if r + lw < right && !overlaps(r, y) {
                 (r, y)
             } else {
-                (if l > left { l } else { r }, legend.map_or(y, |b| b.3 + 20))
+                (if l > left { l } else { r }, legend.map_or(y, |b| b.3 + 20 + 24 * i as i64))
             };
             c.fill_rect(lx - 4, ly - 11, lx + lw + 4, ly + 11, WHITE);
-            c.text((lx, ly), label, TICK_PX, PALETTE[3], (Start, Middle));
+            c.text((lx, ly), label, TICK_PX, MARKS[i % MARKS.len()], (Start, Middle));
         }
         Ok(c)
     }

@@ -23,3 +23,6 @@ const INK: Rgb = [40, 40, 40];
 const GRID: Rgb = [228, 228, 228];
 /// The series colours, matplotlib's first four.
 const PALETTE: [Rgb; 4] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40]];
+
+/// The colours of marked x values after the first (matplotlib's purple, brown, pink and grey).
+const MARKS: [Rgb; 4] = [[214, 39, 40], [148, 103, 189], [140, 86, 75], [127, 127, 127]];
