@@ -37,7 +37,7 @@ pub mod plot;
 pub mod schedule;
 
 pub use callbacks::{
-    Callback, CheckpointInfo, CsvLogger, EarlyStopping, EpochStats, FinderStop, GradientClip, LrFindResult, LrFinder,
+    Callback, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, EpochStats, FinderStop, GradientClip, LrFindResult, LrFinder,
     LrSchedule, Mixup, Monitor, OneCycle, Overrides, PhaseRecord, Recorder, ReduceLROnPlateau, SaveModel, SetupLearner, Suggest,
     TerminateOnNaN, TrackResults, check_writable,
 };

@@ -131,3 +131,74 @@ fn bad_alpha_is_an_error() {
         assert!(matches!(Mixup::new(alpha), Err(LearnerError::InvalidArgument { .. })), "{alpha}");
     }
 }
+
+/// Keeps the first training batch's inputs and targets as CutMix left them, and the loss it made.
+#[derive(Default)]
+struct CutProbe {
+    x: Option<(Vec<usize>, Vec<f32>)>,
+    loss: Option<f32>,
+}
+
+impl tiny_learner::Callback for CutProbe {
+    fn order(&self) -> i32 {
+        1
+    }
+
+    fn before_batch(&mut self, learn: &mut tiny_learner::LearnerState) -> tiny_learner::CbResult {
+        if learn.training && self.x.is_none() {
+            self.x = Some((learn.batch.x.shape().to_vec(), learn.batch.x.to_vec()));
+        }
+        Ok(())
+    }
+
+    fn after_loss(&mut self, learn: &mut tiny_learner::LearnerState) -> tiny_learner::CbResult {
+        if learn.training && self.loss.is_none() {
+            self.loss = Some(learn.loss.item()?);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn cutmix_pastes_one_box_of_a_partner_and_mixes_the_losses_by_area() {
+    use tiny_learner::{CutMix, InMemory, Learner, Loaders};
+    // Eight 1-channel 10x10 images, image i filled with the value i, so every pixel tells whose it is.
+    let x: Vec<f32> = (0..8).flat_map(|i| std::iter::repeat_n(i as f32, 100)).collect();
+    let x = tiny_tensor::Tensor::from_vec(x, &[8, 1, 10, 10]).unwrap();
+    let y: Vec<u32> = (0..8).map(|i| i % 2).collect();
+    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap(), InMemory::new(x, y, 8).unwrap());
+    let model = Box::new(tiny_nn::Sequential::new(vec![
+        Box::new(tiny_nn::Flatten::new()),
+        Box::new(tiny_nn::Linear::new(100, 2).unwrap()),
+    ]));
+    let cbs: Vec<Box<dyn tiny_learner::Callback>> =
+        vec![Box::new(CutMix::new(1.0).unwrap()), Box::new(CutProbe::default())];
+    let mut learn = Learner::new(model, dls, tiny_nn::cross_entropy, 0.0, cbs).with_seed(3);
+    learn.fit(1).unwrap();
+    let lam = learn.callback::<CutMix>().unwrap().lams[0];
+    let (shape, pixels) = learn.callback::<CutProbe>().unwrap().x.clone().unwrap();
+    assert_eq!(shape, [8, 1, 10, 10]);
+    let mut partners = Vec::new();
+    for (i, image) in pixels.chunks(100).enumerate() {
+        let own = image.iter().filter(|&&p| p == i as f32).count();
+        assert!((own as f32 / 100.0 - lam).abs() < 1e-6 || own == 100, "image {i}: {own} own pixels, lam {lam}");
+        // The pasted pixels all come from one partner and form one box, the same box in every image.
+        let pasted: Vec<usize> = (0..100).filter(|&p| image[p] != i as f32).collect();
+        let from: std::collections::BTreeSet<u32> = pasted.iter().map(|&p| image[p] as u32).collect();
+        assert!(from.len() <= 1, "image {i} has pixels of {from:?}");
+        partners.push((pasted, from.into_iter().next()));
+    }
+    let boxes: std::collections::BTreeSet<_> =
+        partners.iter().filter(|(_, f)| f.is_some()).map(|(p, _)| p.clone()).collect();
+    assert!(boxes.len() <= 1, "one box for the whole batch");
+    assert!(lam > 0.0 && lam <= 1.0);
+    // The loss: lam * CE(y) + (1 - lam) * CE(y of the partner), on the pasted images (lr 0 keeps the model).
+    let y: Vec<u32> = (0..8).map(|i| i % 2).collect();
+    let y_perm: Vec<u32> = partners.iter().enumerate().map(|(i, (_, f))| y[f.map_or(i, |f| f as usize)]).collect();
+    let cut = tiny_tensor::Tensor::from_vec(pixels, &[8, 1, 10, 10]).unwrap();
+    let preds = learn.model.call(&cut).unwrap();
+    let own = tiny_nn::cross_entropy(&preds, &y).unwrap().item().unwrap();
+    let other = tiny_nn::cross_entropy(&preds, &y_perm).unwrap().item().unwrap();
+    let loss = learn.callback::<CutProbe>().unwrap().loss.unwrap();
+    assert!((loss - (lam * own + (1.0 - lam) * other)).abs() < 1e-5, "{loss} vs {own} and {other} at {lam}");
+}

@@ -63,6 +63,9 @@ pub struct Args {
     /// Mixup with Beta(A, A).
     #[arg(long, value_name = "A")]
     pub mixup: Option<f32>,
+    /// CutMix with Beta(A, A): a box of another image of the batch pasted into each (fastai's default A is 1).
+    #[arg(long, value_name = "A")]
+    pub cutmix: Option<f32>,
     /// Run the LR finder, write lr_find.png, print the suggestion, and stop.
     #[arg(long)]
     pub lr_find: bool,
@@ -247,6 +250,7 @@ impl Args {
         finite("momentum", self.momentum, |v| (0.0..1.0).contains(&v), "a momentum in [0, 1)")?;
         finite("wd", self.wd, |v| v >= 0.0, "a weight decay >= 0")?;
         finite("mixup", self.mixup, |v| v > 0.0, "an alpha > 0")?;
+        finite("cutmix", self.cutmix, |v| v > 0.0, "an alpha > 0")?;
         finite("grad-clip", self.grad_clip, |v| v > 0.0, "a norm > 0")?;
         finite("label-smoothing", self.label_smoothing, |v| (0.0..=1.0).contains(&v), "an epsilon in [0, 1]")?;
         if self.fine_tune.is_some() && (self.resume.is_some() || self.stop_after.is_some()) {

@@ -22,8 +22,8 @@ use report::{LrFindSummary, Summary};
 use stop::{Interrupt, StopAfter};
 use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, ImageFolderDataset, ItemTransform, Normalize};
 use tiny_learner::{
-    CheckpointInfo, EarlyStopping, ExportInfo, FitOneCycle, GradientAccumulation, GradientClip, Learner, Loaders,
-    LrFinder, LrRange, Mixup, Monitor, OneCycle, Recorder, SaveModel, SetupLearner, Splitter, TerminateOnNaN,
+    CheckpointInfo, CutMix, EarlyStopping, ExportInfo, FitOneCycle, GradientAccumulation, GradientClip, Learner,
+    Loaders, LrFinder, LrRange, Mixup, Monitor, OneCycle, Recorder, SaveModel, SetupLearner, Splitter, TerminateOnNaN,
     TrackResults, Tta, head_split, metrics_from_names, resnet_split,
 };
 use tiny_nn::{Module, resnet18, simple_cnn};
@@ -213,6 +213,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(alpha) = args.mixup {
         learn.add_cb(Box::new(Mixup::new(alpha)?));
+    }
+    if let Some(alpha) = args.cutmix {
+        learn.add_cb(Box::new(CutMix::new(alpha)?));
     }
     if let Some(n) = args.accum {
         learn.add_cb(Box::new(GradientAccumulation::new(n)?));

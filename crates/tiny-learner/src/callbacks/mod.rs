@@ -6,6 +6,7 @@ use crate::{CbResult, Event, LearnerState};
 
 mod checkpoint;
 mod csv_logger;
+mod cutmix;
 mod early_stopping;
 mod grad_clip;
 mod lr_finder;
@@ -22,6 +23,7 @@ mod track;
 pub(crate) use checkpoint::check_finite;
 pub use checkpoint::{CheckpointInfo, Overrides, SaveModel, check_writable};
 pub use csv_logger::CsvLogger;
+pub use cutmix::CutMix;
 pub use early_stopping::EarlyStopping;
 pub use grad_clip::GradientClip;
 pub use lr_finder::{FinderStop, LrFindResult, LrFinder, LrSchedule, Suggest, smooth};
