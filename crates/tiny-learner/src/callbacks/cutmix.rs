@@ -11,7 +11,7 @@ use crate::data::mix;
 use crate::{Callback, CbResult, LearnerError, LearnerState, Result};
 
 /// A tag that keeps CutMix's random stream apart from others derived from the same seed.
-const STREAM: u64 = 0x0043_5554_4d49_58;
+const STREAM: u64 = 0x0000_4355_544d_4958;
 
 /// fastai's `CutMix(alpha=1.)`: before each training batch it draws `lam ~ Beta(alpha, alpha)`, shuffles the
 /// batch, and pastes into every image the same box of its shuffled partner: side `round(W * sqrt(1 - lam))` by
