@@ -1,4 +1,4 @@
-//! `cargo xtask`: project chores (fetching Imagenette, generating synthetic data), dispatched by subcommand name.
+//! `cargo xtask`: project chores (fetching Imagenette and pretrained weights, generating data), dispatched by name.
 
 mod fake_cuda;
 mod gpu_bundle;
@@ -11,10 +11,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  fetch-data   download, verify and unpack Imagenette into data/ (see `cargo xtask fetch-data --help`)
-  synth-data   generate the synthetic Imagenette-shaped set in data/ (see `cargo xtask synth-data --help`)
-  gpu-bundle   build the CUDA tests and examples into .device-bin/ for a GPU machine without cargo
-  fake-cuda    build a CPU stand-in for the CUDA libraries into target/fake-cuda, for the device tests";
+  fetch-data     download, verify and unpack Imagenette into data/ (see `cargo xtask fetch-data --help`)
+  fetch-weights  download and verify pretrained weights into data/weights/ (see `cargo xtask fetch-weights --help`)
+  synth-data     generate the synthetic Imagenette-shaped set in data/ (see `cargo xtask synth-data --help`)
+  gpu-bundle     build the CUDA tests and examples into .device-bin/ for a GPU machine without cargo
+  fake-cuda      build a CPU stand-in for the CUDA libraries into target/fake-cuda, for the device tests";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "fetch-data" => xtask::fetch_data::main(rest, &data_dir()),
+        "fetch-weights" => xtask::fetch_weights::main(rest, &data_dir()),
         "synth-data" => return ExitCode::from(synth::run(rest)),
         "gpu-bundle" => gpu_bundle::run(rest, &data_dir().parent().map(Path::to_path_buf).unwrap_or_default()),
         "fake-cuda" => fake_cuda::run(rest, &data_dir().parent().map(Path::to_path_buf).unwrap_or_default()),
