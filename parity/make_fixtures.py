@@ -11,7 +11,9 @@ Writes, each a safetensors file whose `cases` metadata (JSON) describes every ca
   crates/tiny-optim/tests/fixtures/optim.safetensors     SGD (momentum, dampening, Nesterov, weight decay),
                                                          Adam and AdamW, five steps each
   crates/tiny-data/tests/fixtures/pil_64.safetensors     PIL's 64x64 input for the images in fixtures/pil/
-(`make_fixtures.py ops nn optim inputs` writes only the parts named.)
+  crates/tiny-tensor/tests/fixtures/label_smoothing.safetensors   the fused cross entropy with label smoothing,
+  crates/tiny-nn/tests/fixtures/label_smoothing.safetensors       per item and as the mean (the loss)
+(`make_fixtures.py ops nn optim inputs label_smoothing` writes only the parts named.)
 
 A case's tensors are named `<case>.in<i>` (inputs, contiguous), `<case>.out<j>` (outputs), `<case>.cot`
 (the cotangent: the gradient of `sum(out0 * cot)` is taken) and `<case>.grad<i>` (that gradient for each
@@ -592,6 +594,58 @@ def nn():
     w.save(ROOT / "crates/tiny-nn/tests/fixtures/nn.safetensors")
 
 
+# ----------------------------------------------------------------------------- label smoothing
+def fastai_label_smoothing(x, y, eps):
+    """fastai's LabelSmoothingCrossEntropy(eps, reduction='mean') (fastai/losses.py), written out: the mean of
+    -sum_c log p, times eps / c, plus (1 - eps) times the mean nll."""
+    c = x.shape[1]
+    log_preds = F.log_softmax(x, dim=1)
+    return (-log_preds.sum(dim=1)).mean() * eps / c + (1 - eps) * F.nll_loss(log_preds, y)
+
+
+def label_smoothing():
+    """`F.cross_entropy(x, y, label_smoothing=eps)`: per item (tiny-tensor's fused op) and averaged (tiny-nn's loss),
+    for a few eps including 0 and fastai's 0.1, on ordinary, strided, wide and +-1e4 logits. Its own files, so that
+    the other fixtures are not rewritten."""
+    s = iter(range(20_000, 21_000))
+    y = [0, 3, 9, 9, 1, 5]
+    extreme = torch.tensor([[1e4, 0.0, -1e4, 5.0, 5.0], [-88.0, -88.0, -88.0, -88.0, -88.0],
+                            [100.0, 100.5, 99.0, -50.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1e-6], [-1e4, 0.0, 3e3, 0.0, 2.0]])
+    y_extreme = [2, 0, 3, 4, 2]
+    # tiny-tensor: the op, no reduction.
+    w = Writer()
+    for eps in (0.0, 0.1, 0.25, 1.0):
+        case(w, f"log_softmax_nll_smooth_{eps}", "log_softmax_nll_smooth",
+             lambda x, eps=eps: F.cross_entropy(x, torch.tensor(y), label_smoothing=eps, reduction="none"),
+             [randn(6, 10, seed=next(s)) * 3], params=dict(targets=y, eps=eps))
+    case(w, "log_softmax_nll_smooth_transposed", "log_softmax_nll_smooth",
+         lambda x: F.cross_entropy(x, torch.tensor(y), label_smoothing=0.1, reduction="none"),
+         [randn(10, 6, seed=next(s)) * 3], params=dict(targets=y, eps=0.1), views=[[["t"]]])
+    yw = [999, 0, 500, 17]
+    case(w, "log_softmax_nll_smooth_1000_classes", "log_softmax_nll_smooth",
+         lambda x: F.cross_entropy(x, torch.tensor(yw), label_smoothing=0.1, reduction="none"),
+         [randn(4, 1000, seed=next(s)) * 10], params=dict(targets=yw, eps=0.1))
+    for eps in (0.0, 0.1, 0.5):
+        case(w, f"log_softmax_nll_smooth_extreme_{eps}", "log_softmax_nll_smooth",
+             lambda x, eps=eps: F.cross_entropy(x, torch.tensor(y_extreme), label_smoothing=eps, reduction="none"),
+             [extreme.clone()], params=dict(targets=y_extreme, eps=eps),
+             note="logits of +-1e4: the smoothing term's mean of -log p reaches 1.2e4 and stays exact")
+    w.save(ROOT / "crates/tiny-tensor/tests/fixtures/label_smoothing.safetensors")
+    # tiny-nn: the loss, averaged over the batch, which is also fastai's LabelSmoothingCrossEntropy.
+    w = Writer()
+    for eps in (0.0, 0.1, 0.3, 1.0):
+        x = randn(6, 10, seed=next(s)) * 3
+        torch.testing.assert_close(fastai_label_smoothing(x, torch.tensor(y), eps),
+                                   F.cross_entropy(x, torch.tensor(y), label_smoothing=eps), rtol=1e-6, atol=1e-6)
+        case(w, f"cross_entropy_smooth_{eps}", "cross_entropy_smooth",
+             lambda x, eps=eps: F.cross_entropy(x, torch.tensor(y), label_smoothing=eps), [x],
+             params=dict(targets=y, eps=eps))
+    case(w, "cross_entropy_smooth_extreme", "cross_entropy_smooth",
+         lambda x: F.cross_entropy(x, torch.tensor(y_extreme), label_smoothing=0.1), [extreme.clone()],
+         params=dict(targets=y_extreme, eps=0.1))
+    w.save(ROOT / "crates/tiny-nn/tests/fixtures/label_smoothing.safetensors")
+
+
 # ----------------------------------------------------------------------------- tiny-optim: five steps
 def optim():
     w = Writer()
@@ -681,6 +735,6 @@ def inputs(size=64):
 if __name__ == "__main__":
     import sys
 
-    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs"]
+    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing"]
     for part in parts:
-        {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs}[part]()
+        {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs, "label_smoothing": label_smoothing}[part]()

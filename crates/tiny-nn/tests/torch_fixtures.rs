@@ -3,7 +3,10 @@
 //! one fixed batch: simple_cnn and torchvision's resnet18, eval logits and three SGD-momentum steps.
 
 use tiny_fixtures::{Case, Fixtures, Stored, assert_close, fixture_path};
-use tiny_nn::{BatchNorm2d, Module, cross_entropy, load_state_dict, log_softmax, nll, resnet18, simple_cnn};
+use tiny_nn::{
+    BatchNorm2d, LabelSmoothingCrossEntropy, Module, cross_entropy, cross_entropy_smooth, load_state_dict, log_softmax,
+    nll, resnet18, simple_cnn,
+};
 use tiny_tensor::{Tensor, no_grad};
 
 fn fixtures() -> Fixtures {
@@ -45,6 +48,19 @@ fn the_chapters_losses_match_pytorch_even_for_extreme_logits() {
             "nll" => nll(&x[0], &y),
             _ => cross_entropy(&x[0], &y),
         });
+    }
+}
+
+#[test]
+fn label_smoothing_matches_pytorch_and_fastai() {
+    // `F.cross_entropy(x, y, label_smoothing=eps)`, which make_fixtures.py checks equals fastai's
+    // LabelSmoothingCrossEntropy(eps), for eps 0, 0.1, 0.3, 1 and logits of +-1e4.
+    let fx = Fixtures::load(fixture_path!("label_smoothing.safetensors"));
+    assert_eq!(fx.cases.len(), 5);
+    for case in &fx.cases {
+        let (y, eps): (Vec<u32>, f32) = (case.ints("targets").iter().map(|&t| t as u32).collect(), case.f32("eps"));
+        replay(&fx, case, |x| cross_entropy_smooth(&x[0], &y, eps));
+        replay(&fx, case, |x| LabelSmoothingCrossEntropy::new(eps)?.loss(&x[0], &y));
     }
 }
 

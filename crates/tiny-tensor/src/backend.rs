@@ -464,28 +464,36 @@ pub(crate) fn index_add(g: &Tensor, outer: usize, size: usize, inner: usize, idx
     Ok(new(data, Layout::contiguous(&[outer, size, inner])))
 }
 
-/// Fused cross-entropy of `[n, c]` logits: the per-row losses `lse - x[i, targets[i]]` and logsumexps
-/// `lse`, both `[n]`, and the targets on the logits' device for the backward (uploaded once).
-pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Tensor, Indices)> {
+/// Fused cross-entropy of `[n, c]` logits with label smoothing `eps` (0 for none): the per-row losses
+/// `(1 - eps) * (lse - x[i, targets[i]]) + eps * mean_j(lse - x[i, j])` and logsumexps `lse`, both `[n]`, and
+/// the targets on the logits' device for the backward (uploaded once).
+pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32], eps: f32) -> Result<(Tensor, Tensor, Indices)> {
     let xc = row_major(x)?;
     if on_cuda(x) {
-        return on_gpu!(crate::cuda::log_softmax_nll(&xc, targets).map(|(l, s, t)| (l, s, Indices::Cuda(t))));
+        return on_gpu!(crate::cuda::log_softmax_nll(&xc, targets, eps).map(|(l, s, t)| (l, s, Indices::Cuda(t))));
     }
     let s = xc.storage();
     let (off, len) = (xc.layout().offset, xc.layout().numel());
-    let (loss, lse) = cpu::log_softmax_nll(&cpu(&s)[off..off + len], x.shape()[1], targets);
+    let (loss, lse) = cpu::log_softmax_nll(&cpu(&s)[off..off + len], x.shape()[1], targets, eps);
     let n = targets.len();
     Ok((new(loss, Layout::contiguous(&[n])), new(lse, Layout::contiguous(&[n])), Indices::Cpu(targets.to_vec())))
 }
 
-/// The logits' gradient of `log_softmax_nll` from the per-row gradient `dloss`: `dloss * (softmax - one_hot)`.
-pub(crate) fn log_softmax_nll_backward(dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &Indices) -> Result<Tensor> {
+/// The logits' gradient of `log_softmax_nll` from the per-row gradient `dloss`: `dloss * (softmax - q)`, with
+/// `q = (1 - eps) * one_hot + eps / c` the smoothed target.
+pub(crate) fn log_softmax_nll_backward(
+    dloss: &Tensor,
+    x: &Tensor,
+    lse: &Tensor,
+    targets: &Indices,
+    eps: f32,
+) -> Result<Tensor> {
     same_device("log_softmax_nll", dloss, x)?;
     let (dc, xc) = (row_major(dloss)?, row_major(x)?);
     let targets = match targets {
         Indices::Cpu(t) if !on_cuda(x) => t,
         #[cfg(feature = "cuda")]
-        Indices::Cuda(t) if on_cuda(x) => return crate::cuda::log_softmax_nll_backward(&dc, &xc, lse, t),
+        Indices::Cuda(t) if on_cuda(x) => return crate::cuda::log_softmax_nll_backward(&dc, &xc, lse, t, eps),
         _ => {
             return Err(TensorError::InvalidArgument {
                 op: "log_softmax_nll",
@@ -498,7 +506,7 @@ pub(crate) fn log_softmax_nll_backward(dloss: &Tensor, x: &Tensor, lse: &Tensor,
     // Exactly the tensors' elements: a view may have more of its storage after its last row.
     let (od, ox, ol) = (dc.layout().offset, xc.layout().offset, lse.layout().offset);
     let (ds, xs, ls) = (&cpu(&sd)[od..od + n], &cpu(&sx)[ox..ox + n * c], &cpu(&sl)[ol..ol + n]);
-    Ok(new(cpu::log_softmax_nll_backward(ds, xs, ls, c, targets), Layout::contiguous(x.shape())))
+    Ok(new(cpu::log_softmax_nll_backward(ds, xs, ls, c, targets, eps), Layout::contiguous(x.shape())))
 }
 
 /// The position of the largest value along the last dimension of each row (computed on the host).

@@ -228,7 +228,10 @@ fn indexing_and_joins() {
     parity("index_select", vec![x.clone()], |t| t[0].index_select(1, &[2, 2, 7]));
     parity("log_softmax_nll", vec![x.clone()], |t| t[0].log_softmax_nll(&[3, 0, 9, 9, 1, 5]));
     let wide = randn(&[3, 1000], 54).mul_scalar(30.0).unwrap();
-    parity("log_softmax_nll 1000 classes", vec![wide], |t| t[0].log_softmax_nll(&[999, 0, 500]));
+    parity("log_softmax_nll 1000 classes", vec![wide.clone()], |t| t[0].log_softmax_nll(&[999, 0, 500]));
+    let smooth = |t: &[Tensor]| t[0].log_softmax_nll_smooth(&[3, 0, 9, 9, 1, 5], 0.1);
+    parity("log_softmax_nll_smooth", vec![x.clone()], smooth);
+    parity("log_softmax_nll_smooth 1000 classes", vec![wide], |t| t[0].log_softmax_nll_smooth(&[999, 0, 500], 0.3));
     parity("narrow", vec![x.clone()], |t| t[0].narrow(1, 2, 5));
     parity("cat", vec![x.clone(), randn(&[6, 3], 51)], |t| Tensor::cat(&[&t[0], &t[1]], 1));
     parity("stack", vec![x.clone(), randn(&[6, 10], 52)], |t| Tensor::stack(&[&t[0], &t[1]], 0));

@@ -202,6 +202,18 @@ fn fused_log_softmax_nll() {
 }
 
 #[test]
+fn fused_log_softmax_nll_with_label_smoothing() {
+    // d loss / dx = softmax - q with q = (1 - eps) one_hot + eps / c, for no, fastai's, heavy and full smoothing.
+    let x = param(&[4, 5], -2.0, 2.0, 30);
+    for eps in [0.0, 0.1, 0.5, 1.0] {
+        gradcheck(std::slice::from_ref(&x), |t| t[0].log_softmax_nll_smooth(&[0, 3, 4, 1], eps));
+    }
+    // On a transposed view, reduced to the mean as `cross_entropy` does, and with logits of range 40.
+    let xt = param(&[5, 4], -20.0, 20.0, 31);
+    gradcheck(&[xt], |t| t[0].t()?.log_softmax_nll_smooth(&[2, 2, 0, 4], 0.1)?.mean_all());
+}
+
+#[test]
 fn fused_batch_norm_matches_its_definition_and_gradients() {
     let x = param(&[3, 2, 3, 3], -1.0, 2.0, 25);
     let w = param(&[2], 0.5, 1.5, 26);

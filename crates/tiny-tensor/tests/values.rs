@@ -101,6 +101,44 @@ fn fused_log_softmax_nll_matches_the_composed_form_and_stays_finite() {
 }
 
 #[test]
+fn label_smoothing_blends_the_nll_with_the_mean_over_classes() {
+    let x = param(&[6, 10], -3.0, 3.0, 30);
+    let targets = [0, 9, 3, 3, 7, 1];
+    // eps 0 is the plain fused op, bit for bit, values and gradients.
+    let plain = x.log_softmax_nll(&targets).unwrap();
+    let smooth0 = x.log_softmax_nll_smooth(&targets, 0.0).unwrap();
+    assert_eq!(plain.to_vec(), smooth0.to_vec());
+    let grad = |loss: Tensor| {
+        x.zero_grad();
+        loss.mean_all().unwrap().backward().unwrap();
+        x.grad().unwrap().to_vec()
+    };
+    assert_eq!(grad(plain), grad(smooth0));
+    // Otherwise (1 - eps) * nll + eps * mean_c(-log_softmax), as PyTorch's label_smoothing and fastai's
+    // LabelSmoothingCrossEntropy compute it.
+    let lsm = x.sub(&x.logsumexp(&[-1], true).unwrap()).unwrap();
+    let nll = lsm.pick(&targets).unwrap().neg().unwrap().to_vec();
+    let uniform = lsm.mean(&[-1], false).unwrap().neg().unwrap().to_vec();
+    for eps in [0.1f32, 0.5, 1.0] {
+        let want: Vec<f32> = nll.iter().zip(&uniform).map(|(n, u)| (1.0 - eps) * n + eps * u).collect();
+        assert_all_close(&x.log_softmax_nll_smooth(&targets, eps).unwrap().to_vec(), &want, 1e-5);
+    }
+    // Logits of +-1e4 stay finite: the mean of -log p over [1e4, -1e4] is 1e4, whatever the target.
+    let big = t(&[1e4, -1e4, 0.0, 1e4], &[2, 2]);
+    assert_eq!(big.log_softmax_nll_smooth(&[0, 0], 1.0).unwrap().to_vec(), vec![1e4, 5e3]);
+    assert_eq!(big.log_softmax_nll_smooth(&[0, 0], 0.5).unwrap().to_vec(), vec![5e3, 7.5e3]);
+    // eps outside [0, 1] (NaN included) is an error that names the op.
+    for eps in [-0.1, 1.5, f32::NAN, f32::INFINITY] {
+        let err = big.log_softmax_nll_smooth(&[0, 0], eps).unwrap_err();
+        assert!(matches!(&err, TensorError::InvalidArgument { op: "log_softmax_nll", .. }), "eps {eps}: {err}");
+    }
+    assert_eq!(
+        big.log_softmax_nll_smooth(&[0, 0], 2.0).unwrap_err().to_string(),
+        "log_softmax_nll: label smoothing eps must lie in [0, 1], got 2"
+    );
+}
+
+#[test]
 fn fused_sgd_update_matches_the_step_by_step_formula() {
     // A transposed parameter and gradient with a contiguous buffer, two steps of each variant, against
     // PyTorch's formula written out per element.

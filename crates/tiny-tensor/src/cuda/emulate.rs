@@ -100,8 +100,8 @@ type SgdUpdate = unsafe extern "C" fn(
     i32,
 );
 type SgdMany = unsafe extern "C" fn(*const u64, i64, i64, i64, f32, f32, f32, f32);
-type LossForward = unsafe extern "C" fn(i64, i64, *const f32, *const u32, *mut f32, *mut f32);
-type LossBackward = unsafe extern "C" fn(i64, i64, *const f32, *const f32, *const f32, *const u32, *mut f32);
+type LossForward = unsafe extern "C" fn(i64, i64, *const f32, *const u32, *mut f32, *mut f32, f32);
+type LossBackward = unsafe extern "C" fn(i64, i64, *const f32, *const f32, *const f32, *const u32, *mut f32, f32);
 type BnStats = unsafe extern "C" fn(
     *const f32,
     i64,
@@ -390,19 +390,23 @@ fn fused_cross_entropy_kernels_match_the_cpu() {
     let (n, c) = (5usize, 7usize);
     let x: Vec<f32> = randv(n * c, 31).iter().map(|v| v * 20.0).collect();
     let targets = [6u32, 0, 3, 3, 1];
-    let (want_loss, want_lse) = cpu::log_softmax_nll(&x, c, &targets);
-    let (mut loss, mut lse) = (vec![0.0; n], vec![0.0; n]);
-    let forward = sym::<LossForward>(lib, "log_softmax_nll_f32");
-    unsafe { forward(n as i64, c as i64, x.as_ptr(), targets.as_ptr(), loss.as_mut_ptr(), lse.as_mut_ptr()) };
-    close("log_softmax_nll loss", &want_loss, &loss);
-    close("log_softmax_nll lse", &want_lse, &lse);
     let g = randv(n, 32);
-    let want_dx = cpu::log_softmax_nll_backward(&g, &x, &lse, c, &targets);
-    let mut dx = vec![0.0; n * c];
+    let forward = sym::<LossForward>(lib, "log_softmax_nll_f32");
     let backward = sym::<LossBackward>(lib, "log_softmax_nll_backward_f32");
-    let total = (n * c) as i64;
-    unsafe { backward(total, c as i64, g.as_ptr(), x.as_ptr(), lse.as_ptr(), targets.as_ptr(), dx.as_mut_ptr()) };
-    close("log_softmax_nll dx", &want_dx, &dx);
+    // Without label smoothing, with fastai's default and with everything smoothed.
+    for eps in [0.0f32, 0.1, 1.0] {
+        let (want_loss, want_lse) = cpu::log_softmax_nll(&x, c, &targets, eps);
+        let (mut loss, mut lse) = (vec![0.0; n], vec![0.0; n]);
+        let (ni, ci) = (n as i64, c as i64);
+        unsafe { forward(ni, ci, x.as_ptr(), targets.as_ptr(), loss.as_mut_ptr(), lse.as_mut_ptr(), eps) };
+        close(&format!("log_softmax_nll loss, eps {eps}"), &want_loss, &loss);
+        close(&format!("log_softmax_nll lse, eps {eps}"), &want_lse, &lse);
+        let want_dx = cpu::log_softmax_nll_backward(&g, &x, &lse, c, &targets, eps);
+        let mut dx = vec![0.0; n * c];
+        let total = (n * c) as i64;
+        unsafe { backward(total, ci, g.as_ptr(), x.as_ptr(), lse.as_ptr(), targets.as_ptr(), dx.as_mut_ptr(), eps) };
+        close(&format!("log_softmax_nll dx, eps {eps}"), &want_dx, &dx);
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Fused cross-entropy on the GPU (`kernels/loss.cu`): one launch forward, one backward.
+//! Fused cross-entropy on the GPU (`kernels/loss.cu`), with label smoothing: one launch forward, one backward.
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
@@ -6,9 +6,9 @@ use super::{DeviceIndices, err, gpu_of, grid, view, wrap};
 use crate::layout::Layout;
 use crate::{Result, Tensor};
 
-/// Per-row losses and logsumexps `([n], [n])` of contiguous `[n, c]` logits, and the targets uploaded once
-/// for the backward.
-pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Tensor, DeviceIndices)> {
+/// Per-row losses (label-smoothed by `eps`) and logsumexps `([n], [n])` of contiguous `[n, c]` logits, and the
+/// targets uploaded once for the backward.
+pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32], eps: f32) -> Result<(Tensor, Tensor, DeviceIndices)> {
     let g = gpu_of(x)?;
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let (mut loss, mut lse) = (g.alloc::<f32>(n)?, g.alloc::<f32>(n)?);
@@ -20,19 +20,21 @@ pub(crate) fn log_softmax_nll(x: &Tensor, targets: &[u32]) -> Result<(Tensor, Te
         // One 32-thread block per row: Imagenette has 10 classes, and ImageNet's 1000 take 32 steps.
         let cfg = LaunchConfig { grid_dim: (n.min(65_535) as u32, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
         let mut b = g.stream.launch_builder(g.func("log_softmax_nll_f32"));
-        b.arg(&ni).arg(&ci).arg(&xs).arg(&dev_targets).arg(&mut loss).arg(&mut lse);
+        b.arg(&ni).arg(&ci).arg(&xs).arg(&dev_targets).arg(&mut loss).arg(&mut lse).arg(&eps);
         unsafe { b.launch(cfg) }.map_err(err("log_softmax_nll"))?;
     }
     let (loss, lse) = (wrap(g, loss, Layout::contiguous(&[n])), wrap(g, lse, Layout::contiguous(&[n])));
     Ok((loss, lse, DeviceIndices(dev_targets)))
 }
 
-/// The logits' gradient `[n, c]` from the per-row gradient `dloss` (`[n]`), all contiguous.
+/// The logits' gradient `[n, c]` from the per-row gradient `dloss` (`[n]`), all contiguous, for label
+/// smoothing `eps`.
 pub(crate) fn log_softmax_nll_backward(
     dloss: &Tensor,
     x: &Tensor,
     lse: &Tensor,
     targets: &DeviceIndices,
+    eps: f32,
 ) -> Result<Tensor> {
     let g = gpu_of(x)?;
     let (n, c) = (x.shape()[0], x.shape()[1]);
@@ -45,7 +47,7 @@ pub(crate) fn log_softmax_nll_backward(
         let ls = view(&sl, lse);
         let (t, ci) = (total as i64, c as i64);
         let mut b = g.stream.launch_builder(g.func("log_softmax_nll_backward_f32"));
-        b.arg(&t).arg(&ci).arg(&ds).arg(&xs).arg(&ls).arg(&targets.0).arg(&mut dx);
+        b.arg(&t).arg(&ci).arg(&ds).arg(&xs).arg(&ls).arg(&targets.0).arg(&mut dx).arg(&eps);
         unsafe { b.launch(grid(total)) }.map_err(err("log_softmax_nll backward"))?;
     }
     Ok(wrap(g, dx, Layout::contiguous(&[n, c])))

@@ -1,4 +1,4 @@
-//! Replays the PyTorch op fixtures (`tests/fixtures/ops.safetensors`, written by `parity/make_fixtures.py`) on a
+//! Replays the PyTorch op fixtures (`tests/fixtures/*.safetensors`, written by `parity/make_fixtures.py`) on a
 //! device: the same inputs and views, tiny's op, then its outputs and input gradients against PyTorch's.
 
 use tiny_fixtures::{Case, Fixtures, Stored, assert_close};
@@ -7,6 +7,16 @@ use tiny_tensor::{Device, RunningStats, Tensor};
 /// The op fixtures of this crate.
 pub fn op_fixtures() -> Fixtures {
     Fixtures::load(tiny_fixtures::fixture_path!("ops.safetensors"))
+}
+
+/// The label-smoothing cases of the fused cross entropy (`make_fixtures.py label_smoothing`).
+pub fn label_smoothing_fixtures() -> Fixtures {
+    Fixtures::load(tiny_fixtures::fixture_path!("label_smoothing.safetensors"))
+}
+
+/// Every op fixture file of this crate.
+pub fn all_fixtures() -> Vec<Fixtures> {
+    vec![op_fixtures(), label_smoothing_fixtures()]
 }
 
 /// A stored tensor as a tiny tensor on `device`.
@@ -108,6 +118,7 @@ fn run(f: &Fixtures, case: &Case, x: &[Tensor], device: Device) -> tiny_tensor::
             Ok(vec![y, mean, var, rm, rv])
         }
         "log_softmax_nll" => one(x[0].log_softmax_nll(&targets())?),
+        "log_softmax_nll_smooth" => one(x[0].log_softmax_nll_smooth(&targets(), case.f32("eps"))?),
         other => panic!("{}: no tiny op for {other}", case.name),
     }
 }
@@ -138,28 +149,22 @@ pub fn replay(f: &Fixtures, case: &Case, device: Device) {
     }
 }
 
-/// Replays every op case on `device`, then fails listing every case that did not match (not only the
-/// first); returns how many ran.
+/// Replays every op case of every fixture file on `device`, then fails listing every case that did not match
+/// (not only the first); returns how many ran.
 pub fn replay_all(device: Device) -> usize {
-    let f = op_fixtures();
-    let failures: Vec<String> = f
-        .cases
-        .iter()
-        .filter_map(|case| {
-            std::panic::catch_unwind(|| replay(&f, case, device)).err().map(|e| {
+    let files = all_fixtures();
+    let mut failures = Vec::new();
+    for f in &files {
+        failures.extend(f.cases.iter().filter_map(|case| {
+            std::panic::catch_unwind(|| replay(f, case, device)).err().map(|e| {
                 e.downcast_ref::<String>()
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default()
             })
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ from PyTorch:\n{}",
-        failures.len(),
-        f.cases.len(),
-        failures.join("\n")
-    );
-    f.cases.len()
+        }));
+    }
+    let total: usize = files.iter().map(|f| f.cases.len()).sum();
+    assert!(failures.is_empty(), "{} of {total} cases differ from PyTorch:\n{}", failures.len(), failures.join("\n"));
+    total
 }
