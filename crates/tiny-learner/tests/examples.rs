@@ -226,3 +226,20 @@ fn contradictory_or_bad_flags_are_refused_before_any_data_is_read() {
         assert!(stderr.contains(needle) && !stderr.contains("no such folder"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn label_smoothing_reaches_the_loss() {
+    let dir = temp_dir("smooth");
+    let data = small_set(&dir);
+    let valid_loss = |extra: &[&str]| {
+        let out = train(&data, &[&["--epochs", "0"][..], extra].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_str(&json_line(&out)).unwrap();
+        json["valid_loss"].as_f64().unwrap()
+    };
+    let (plain, zero, smooth) =
+        (valid_loss(&[]), valid_loss(&["--label-smoothing", "0"]), valid_loss(&["--label-smoothing", "0.5"]));
+    assert_eq!(plain, zero, "eps 0 is the chapter's cross entropy");
+    assert_ne!(plain, smooth);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -212,7 +212,13 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     if let Some(alpha) = args.mixup {
-        learn.add_cb(Box::new(Mixup::new(alpha)?));
+        let mixup = Mixup::new(alpha)?;
+        // Mixup mixes per-item losses; with label smoothing they are the smoothed ones.
+        let mixup = match args.label_smoothing {
+            Some(eps) => mixup.with_item_loss(tiny_nn::LabelSmoothingCrossEntropy::new(eps)?.items_func()),
+            None => mixup,
+        };
+        learn.add_cb(Box::new(mixup));
     }
     if let Some(alpha) = args.cutmix {
         learn.add_cb(Box::new(CutMix::new(alpha)?));
@@ -344,12 +350,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The loss: the chapter's cross entropy, or with `--label-smoothing` its smoothed form.
+/// The loss: the chapter's cross entropy, or with `--label-smoothing` fastai's `LabelSmoothingCrossEntropy`.
 fn loss_func(args: &Args) -> anyhow::Result<tiny_learner::LossFn> {
-    if args.label_smoothing.is_some() {
-        bail!("--label-smoothing is not wired yet");
-    }
-    Ok(Box::new(tiny_nn::cross_entropy))
+    Ok(match args.label_smoothing {
+        Some(eps) => Box::new(tiny_nn::LabelSmoothingCrossEntropy::new(eps)?.loss_func()),
+        None => Box::new(tiny_nn::cross_entropy),
+    })
 }
 
 /// Runs the LR finder, writes lr_find.png, and prints the suggestion and a JSON line.
