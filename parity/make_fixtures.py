@@ -13,7 +13,9 @@ Writes, each a safetensors file whose `cases` metadata (JSON) describes every ca
   crates/tiny-data/tests/fixtures/pil_64.safetensors     PIL's 64x64 input for the images in fixtures/pil/
   crates/tiny-tensor/tests/fixtures/label_smoothing.safetensors   the fused cross entropy with label smoothing,
   crates/tiny-nn/tests/fixtures/label_smoothing.safetensors       per item and as the mean (the loss)
-(`make_fixtures.py ops nn optim inputs label_smoothing` writes only the parts named.)
+  crates/tiny-tensor/tests/fixtures/warp.safetensors     warp_perspective: F.grid_sample (bilinear,
+                                                         align_corners=True, reflection and zeros padding)
+(`make_fixtures.py ops nn optim inputs label_smoothing warp` writes only the parts named.)
 
 A case's tensors are named `<case>.in<i>` (inputs, contiguous), `<case>.out<j>` (outputs), `<case>.cot`
 (the cotangent: the gradient of `sum(out0 * cot)` is taken) and `<case>.grad<i>` (that gradient for each
@@ -646,6 +648,56 @@ def label_smoothing():
     w.save(ROOT / "crates/tiny-nn/tests/fixtures/label_smoothing.safetensors")
 
 
+# ----------------------------------------------------------------------------- tiny-tensor: warp_perspective
+def perspective_grid(mats, h, w):
+    """fastai's sampling grid for one 3x3 matrix per image: the pixel centres in [-1, 1] (align_corners=True),
+    through each matrix, divided by the third coordinate; `[n, h, w, 2]`, in float64."""
+    def side(size):
+        return torch.linspace(-1, 1, size, dtype=torch.float64) if size > 1 else torch.zeros(1, dtype=torch.float64)
+    y, x = torch.meshgrid(side(h), side(w), indexing="ij")
+    pts = torch.stack([x, y, torch.ones_like(x)], dim=-1).reshape(-1, 3)
+    uvs = torch.einsum("nij,pj->npi", mats.to(torch.float64).reshape(-1, 3, 3), pts)
+    return (uvs[..., :2] / uvs[..., 2:]).reshape(-1, h, w, 2)
+
+
+def warp():
+    """`Tensor::warp_perspective` against `F.grid_sample(x, grid, mode="bilinear", align_corners=True)` with
+    reflection and zeros padding, on random images and perspective-ish matrices (rotation, zoom, shift, shear
+    and perspective terms, some reading far outside the image). grid_sample runs in float64 on float32 values,
+    the exact answer that tiny's float64 coordinates approach. Its own file, so that the other fixtures are not
+    rewritten. A case stores its matrices as `<case>.mats` ([n, 9], row-major)."""
+    w = Writer()
+    g = torch.Generator().manual_seed(31_000)
+
+    def mats_for(n, strength):
+        out = []
+        for _ in range(n):
+            r = (torch.rand(8, generator=g, dtype=torch.float64) * 2 - 1) * strength
+            ang, zoom = r[0] * math.pi, math.exp(r[1])
+            c, s = math.cos(ang) * zoom, math.sin(ang) * zoom
+            m = torch.tensor([[c + r[2] * 0.3, -s, r[3]], [s, c + r[4] * 0.3, r[5]], [r[6] * 0.4, r[7] * 0.4, 1.0]],
+                             dtype=torch.float64)
+            out.append(m.reshape(9))
+        return torch.stack(out).to(torch.float32)
+
+    shapes = [(2, 3, 7, 9), (3, 2, 8, 8), (2, 1, 5, 1), (1, 4, 1, 6)]
+    for k, (n, c, h, wd) in enumerate(shapes):
+        x = randn(n, c, h, wd, seed=31_100 + k)
+        for strength in (0.3, 1.0):
+            mats = mats_for(n, strength)
+            grid = perspective_grid(mats, h, wd)
+            for pad in ("reflection", "zeros"):
+                name = f"warp_{n}x{c}x{h}x{wd}_{strength}_{pad}"
+                views = [[["channels_last"]]] if k == 0 and strength == 1.0 else None
+                case(w, name, "warp_perspective",
+                     lambda x, grid=grid, pad=pad: F.grid_sample(
+                         x.to(torch.float64), grid, mode="bilinear", padding_mode=pad, align_corners=True
+                     ).to(torch.float32),
+                     [x], params=dict(pad=pad), views=views, grads=[False], rtol=1e-5)
+                w.put(f"{name}.mats", mats)
+    w.save(ROOT / "crates/tiny-tensor/tests/fixtures/warp.safetensors")
+
+
 # ----------------------------------------------------------------------------- tiny-optim: five steps
 def optim():
     w = Writer()
@@ -735,6 +787,7 @@ def inputs(size=64):
 if __name__ == "__main__":
     import sys
 
-    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing"]
+    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing", "warp"]
     for part in parts:
-        {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs, "label_smoothing": label_smoothing}[part]()
+        {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs, "label_smoothing": label_smoothing,
+         "warp": warp}[part]()

@@ -4,7 +4,7 @@
 
 use crate::cpu;
 use crate::layout::{Layout, broadcast_shapes};
-use crate::{Device, Result, RunningStats, SgdStep, Storage, Tensor, TensorError};
+use crate::{Device, Result, RunningStats, SgdStep, Storage, Tensor, TensorError, WarpPad};
 
 /// Elementwise functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -434,6 +434,23 @@ pub(crate) fn avg_pool2d_backward(dout: &Tensor, g: &Conv2dGeom) -> Result<Tenso
         Storage::Cpu(cpu::avg_pool2d_backward(&cpu(&sd)[dc.layout().offset..], g))
     };
     Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
+}
+
+/// Warps each image of `x` (logical NCHW) through its matrix, on channels-last data (free for tiny's
+/// normalised batches, a copy otherwise); the result is NCHW with channels-last strides.
+pub(crate) fn warp_perspective(x: &Tensor, mats: &[[f32; 9]], pad: WarpPad) -> Result<Tensor> {
+    let s = x.shape();
+    let dims = [s[0], s[1], s[2], s[3]];
+    let xc = nhwc(x)?;
+    let out = if on_cuda(x) {
+        on_gpu!(crate::cuda::warp_perspective(&xc, mats, pad, dims))?
+    } else {
+        let sx = xc.storage();
+        let len = xc.layout().numel();
+        let data = &cpu(&sx)[xc.layout().offset..][..len];
+        Storage::Cpu(cpu::warp_perspective(data, mats, pad, dims))
+    };
+    Ok(from_nhwc(out, dims[0], dims[1], dims[2], dims[3]))
 }
 
 /// `x` itself when row-major, else a row-major copy.

@@ -34,7 +34,7 @@ pub use cpu::{empty_cache, num_threads, set_num_threads};
 pub use device::Device;
 pub use error::{Result, TensorError};
 pub use layout::{Layout, broadcast_shapes, contiguous_strides};
-pub use ops::{RunningStats, SgdParam, SgdStep, sgd_update_all_};
+pub use ops::{RunningStats, SgdParam, SgdStep, WarpPad, sgd_update_all_};
 pub use storage::{CudaStorage, Storage};
 pub use tensor::Tensor;
 

@@ -387,3 +387,47 @@ fn every_op_matches_pytorch_on_the_gpu() {
     let Some((device, _tf32_off)) = gpu("every_op_matches_pytorch_on_the_gpu") else { return };
     assert!(common::torch::replay_all(device) >= 100);
 }
+
+#[test]
+fn warp_perspective_matches_the_cpu() {
+    let Some((device, _tf32_off)) = gpu("warp_perspective_matches_the_cpu") else { return };
+    use rand::Rng;
+    use tiny_tensor::WarpPad;
+    let mut r = rng(110);
+    // Rotations, zooms, shifts, shears and perspective terms; some read far outside the image, one has s = 0
+    // everywhere and one is the identity.
+    let mut mats: Vec<[f32; 9]> = (0..4)
+        .map(|_| {
+            let mut m = [0.0f32; 9];
+            m.iter_mut().for_each(|v| *v = r.random_range(-1.5..1.5));
+            m[6] *= 0.3;
+            m[7] *= 0.3;
+            m[8] = 1.0;
+            m
+        })
+        .collect();
+    mats.push([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    mats.push([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+    // Row-major, channels-last (tiny's normalised batches) and a permuted view that is neither, made on each
+    // device from the same values.
+    let x = randn(&[6, 3, 11, 13], 111);
+    let reversed = randn(&[13, 11, 3, 6], 112);
+    let input = |k: usize, dev: Device| {
+        let t = if k == 2 { reversed.to_device(dev).unwrap() } else { x.to_device(dev).unwrap() };
+        match k {
+            0 => t,
+            1 => t.to_channels_last().unwrap(),
+            _ => t.permute(&[3, 2, 1, 0]).unwrap(),
+        }
+    };
+    for k in 0..3 {
+        for pad in [WarpPad::Reflection, WarpPad::Zeros] {
+            let want = input(k, Device::Cpu).warp_perspective(&mats, pad).unwrap().to_vec();
+            let got = input(k, device).warp_perspective(&mats, pad).unwrap();
+            assert_eq!(got.device(), device);
+            close(&format!("warp_perspective input {k} {pad:?}"), &want, &got.to_vec(), 1e-5);
+        }
+    }
+    // The PyTorch cases of tests/warp.rs, on the GPU.
+    assert_eq!(common::torch::replay_warp(device), 16);
+}

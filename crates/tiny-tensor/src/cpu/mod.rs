@@ -1,4 +1,4 @@
-//! CPU kernels on plain slices: strided elementwise maps, reductions, GEMM-based matmul and conv, pooling.
+//! CPU kernels on plain slices: strided elementwise maps, reductions, GEMM-based matmul and conv, pooling, warps.
 
 pub(crate) mod alloc;
 pub(crate) mod batchnorm;
@@ -11,6 +11,7 @@ mod matmul;
 mod pooling;
 mod reduce;
 mod strided;
+mod warp;
 
 pub use alloc::empty_cache;
 pub(crate) use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
@@ -22,6 +23,7 @@ pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
 pub(crate) use matmul::matmul3;
 pub(crate) use pooling::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
 pub(crate) use reduce::reduce;
+pub(crate) use warp::warp_perspective;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

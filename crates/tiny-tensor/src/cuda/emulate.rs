@@ -99,6 +99,7 @@ type SgdUpdate = unsafe extern "C" fn(
     f32,
     i32,
 );
+type Warp = unsafe extern "C" fn(i64, i64, i64, i64, *const f32, i32, *const f32, *mut f32);
 type SgdMany = unsafe extern "C" fn(*const u64, i64, i64, i64, f32, f32, f32, f32);
 type LossForward = unsafe extern "C" fn(i64, i64, *const f32, *const u32, *mut f32, *mut f32, f32);
 type LossBackward = unsafe extern "C" fn(i64, i64, *const f32, *const f32, *const f32, *const u32, *mut f32, f32);
@@ -470,5 +471,27 @@ fn multi_tensor_sgd_kernel_matches_the_cpu() {
     for k in 0..3 {
         close("multi-tensor sgd p", &want_p[k], &ps[k]);
         close("multi-tensor sgd buffer", &want_b[k], &bs[k]);
+    }
+}
+
+#[test]
+fn warp_kernel_matches_the_cpu() {
+    let Some((_one_at_a_time, lib)) = kernels() else { return };
+    // Three images of [4, 5] pixels and 3 channels, channels-last: a rotation with perspective, a zoom that
+    // reads far outside, and a matrix whose third coordinate is zero.
+    let dims @ [n, c, h, w] = [3usize, 3, 4, 5];
+    let x = randv(n * h * w * c, 70);
+    let mats = [
+        [0.3, -0.9, 0.1, 0.8, 0.4, -0.2, 0.15, -0.1, 1.0],
+        [3.5, 0.2, 2.0, -0.1, 2.5, -1.5, 0.0, 0.0, 1.0],
+        [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+    ];
+    let warp = sym::<Warp>(lib, "warp_perspective_f32");
+    for pad in [crate::WarpPad::Reflection, crate::WarpPad::Zeros] {
+        let mut out = vec![0.0; x.len()];
+        let (p, reflection) = ((n * h * w) as i64, i32::from(pad == crate::WarpPad::Reflection));
+        let flat: Vec<f32> = mats.iter().flatten().copied().collect();
+        unsafe { warp(p, h as i64, w as i64, c as i64, flat.as_ptr(), reflection, x.as_ptr(), out.as_mut_ptr()) };
+        close(&format!("warp {pad:?}"), &cpu::warp_perspective(&x, &mats, pad, dims), &out);
     }
 }

@@ -15,6 +15,7 @@ mod loss;
 mod sgd;
 mod strided;
 mod upload;
+mod warp;
 
 #[cfg(test)]
 mod emulate;
@@ -30,6 +31,7 @@ pub(crate) use index::{index_add, index_select};
 pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
 pub(crate) use sgd::{sgd_update, sgd_update_many};
 use upload::{Staging, Streams};
+pub(crate) use warp::warp_perspective;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +45,7 @@ use crate::{Device, Result, Storage, Tensor, TensorError};
 
 /// The kernel sources, embedded at build time; `common.cuh` is prepended to them.
 const COMMON: &str = include_str!("kernels/common.cuh");
-const SOURCES: [&str; 8] = [
+const SOURCES: [&str; 9] = [
     include_str!("kernels/elementwise.cu"),
     include_str!("kernels/reduce.cu"),
     include_str!("kernels/conv.cu"),
@@ -52,10 +54,11 @@ const SOURCES: [&str; 8] = [
     include_str!("kernels/index.cu"),
     include_str!("kernels/loss.cu"),
     include_str!("kernels/sgd.cu"),
+    include_str!("kernels/warp.cu"),
 ];
 
 /// Every kernel the backend launches.
-const KERNELS: [&str; 20] = [
+const KERNELS: [&str; 21] = [
     "unary_f32",
     "binary_f32",
     "update_f32",
@@ -76,6 +79,7 @@ const KERNELS: [&str; 20] = [
     "index_f32",
     "log_softmax_nll_f32",
     "log_softmax_nll_backward_f32",
+    "warp_perspective_f32",
 ];
 
 /// GPU memory behind a tensor: a device buffer and the ordinal of its GPU.

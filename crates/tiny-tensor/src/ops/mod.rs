@@ -11,6 +11,8 @@ mod reduce;
 mod sgd;
 mod unary;
 mod view;
+mod warp;
 
 pub use norm::RunningStats;
 pub use sgd::{SgdParam, SgdStep, sgd_update_all_};
+pub use warp::WarpPad;

@@ -2,7 +2,7 @@
 //! device: the same inputs and views, tiny's op, then its outputs and input gradients against PyTorch's.
 
 use tiny_fixtures::{Case, Fixtures, Stored, assert_close};
-use tiny_tensor::{Device, RunningStats, Tensor};
+use tiny_tensor::{Device, RunningStats, Tensor, WarpPad};
 
 /// The op fixtures of this crate.
 pub fn op_fixtures() -> Fixtures {
@@ -167,4 +167,36 @@ pub fn replay_all(device: Device) -> usize {
     let total: usize = files.iter().map(|f| f.cases.len()).sum();
     assert!(failures.is_empty(), "{} of {total} cases differ from PyTorch:\n{}", failures.len(), failures.join("\n"));
     total
+}
+
+/// Replays the `warp_perspective` cases (`make_fixtures.py warp`, against `F.grid_sample`) on `device`; returns
+/// how many there were.
+pub fn replay_warp(device: Device) -> usize {
+    let f = Fixtures::load(tiny_fixtures::fixture_path!("warp.safetensors"));
+    for case in &f.cases {
+        assert_eq!(case.op, "warp_perspective", "{}", case.name);
+        let input = f.get(&format!("{}.in0", case.name));
+        let mut x = Tensor::from_vec(input.data.clone(), &input.shape).unwrap();
+        if case.views.first().is_some_and(|v| !v.is_empty()) {
+            x = x.to_channels_last().unwrap();
+        }
+        let x = x.to_device(device).unwrap();
+        let stored = f.get(&format!("{}.mats", case.name));
+        let mats: Vec<[f32; 9]> = stored.data.chunks(9).map(|m| m.try_into().unwrap()).collect();
+        let pad = match case.params["pad"].as_str() {
+            Some("reflection") => WarpPad::Reflection,
+            Some("zeros") => WarpPad::Zeros,
+            other => panic!("{}: pad {other:?}", case.name),
+        };
+        let y = x.warp_perspective(&mats, pad).unwrap();
+        assert_eq!(y.device(), device);
+        assert_close(
+            &format!("{} on {device}", case.name),
+            y.shape(),
+            &y.to_vec(),
+            f.get(&format!("{}.out0", case.name)),
+            case.rtol,
+        );
+    }
+    f.cases.len()
 }
