@@ -37,9 +37,9 @@ pub mod plot;
 pub mod schedule;
 
 pub use callbacks::{
-    Callback, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, EpochStats, FinderStop, GradientClip, LrFindResult,
-    LrFinder, LrSchedule, Mixup, Monitor, OneCycle, Overrides, PhaseRecord, Recorder, ReduceLROnPlateau, SaveModel,
-    SetupLearner, Suggest, TerminateOnNaN, TrackResults, check_writable,
+    AugTransforms, Callback, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, EpochStats, FinderStop, GradientClip,
+    LrFindResult, LrFinder, LrSchedule, Mixup, Monitor, OneCycle, Overrides, PhaseRecord, Recorder, ReduceLROnPlateau,
+    SaveModel, SetupLearner, Suggest, TerminateOnNaN, TrackResults, check_writable, find_coeffs,
 };
 pub use data::{Batch, BatchIter, BatchSource, InMemory, Loaders, mix};
 pub use error::{CbResult, LearnerError, Result, Stop};

@@ -131,3 +131,23 @@ fn get_preds_metrics_and_an_export_work_from_the_gpu() {
         assert!((a - b).abs() < 1e-3, "{a} vs {b}");
     }
 }
+
+#[test]
+fn aug_transforms_give_the_same_batches_on_the_gpu() {
+    // fastai's aug_transforms run on the batch tensor, so the GPU sees the CPU's augmented images.
+    let Some((device, _alone)) = gpu("aug_transforms_give_the_same_batches_on_the_gpu") else { return };
+    let stats = tiny_data::Normalize { mean: [0.5; 3], std: [0.3; 3] };
+    let run = |device| {
+        let mut learn = learner(device, vec![Box::new(tiny_learner::AugTransforms::new(stats))]);
+        let mut first = learn.state().dls.train.batches(0);
+        learn.state_mut().batch = first.next().unwrap().unwrap();
+        learn.state_mut().training = true;
+        learn.event(tiny_learner::Event::BeforeBatch).unwrap();
+        learn.state().batch.x.to_device(Device::Cpu).unwrap().to_vec()
+    };
+    let (cpu, gpu) = (run(Device::Cpu), run(device));
+    assert_eq!(cpu.len(), gpu.len());
+    for (a, b) in cpu.iter().zip(&gpu) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}

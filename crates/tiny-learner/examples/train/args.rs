@@ -114,9 +114,13 @@ pub struct Args {
     /// label_smoothing).
     #[arg(long, value_name = "EPS")]
     pub label_smoothing: Option<f32>,
-    /// Training augmentation per item: random resized crop and horizontal flip.
+    /// fastai's aug_transforms on each training batch, on its device: flip, rotation up to 10 degrees, zoom up to
+    /// 1.1, perspective warp 0.2, brightness and contrast 0.2.
     #[arg(long)]
     pub aug: bool,
+    /// Training augmentation per item, in the loader: random resized crop and horizontal flip.
+    #[arg(long)]
+    pub item_aug: bool,
     /// Keep the resized images in memory after the first epoch.
     #[arg(long)]
     pub cache: bool,

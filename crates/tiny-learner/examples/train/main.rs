@@ -22,9 +22,9 @@ use report::{LrFindSummary, Summary};
 use stop::{Interrupt, StopAfter};
 use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, ImageFolderDataset, ItemTransform, Normalize};
 use tiny_learner::{
-    CheckpointInfo, CutMix, EarlyStopping, ExportInfo, FitOneCycle, GradientAccumulation, GradientClip, Learner,
-    Loaders, LrFinder, LrRange, Mixup, Monitor, OneCycle, Recorder, SaveModel, SetupLearner, Splitter, TerminateOnNaN,
-    TrackResults, Tta, head_split, metrics_from_names, resnet_split,
+    AugTransforms, CheckpointInfo, CutMix, EarlyStopping, ExportInfo, FitOneCycle, GradientAccumulation, GradientClip,
+    Learner, Loaders, LrFinder, LrRange, Mixup, Monitor, OneCycle, Recorder, SaveModel, SetupLearner, Splitter,
+    TerminateOnNaN, TrackResults, Tta, head_split, metrics_from_names, resnet_split,
 };
 use tiny_nn::{Module, resnet18, simple_cnn};
 use tiny_optim::{Adam, AdamW, Sgd};
@@ -141,7 +141,7 @@ fn main() -> anyhow::Result<()> {
         size: args.size,
         bs: args.bs,
         seed,
-        augment: args.aug,
+        augment: args.item_aug,
         cache: args.cache,
         ..FolderConfig::default()
     };
@@ -219,6 +219,9 @@ fn main() -> anyhow::Result<()> {
             None => mixup,
         };
         learn.add_cb(Box::new(mixup));
+    }
+    if args.aug {
+        learn.add_cb(Box::new(AugTransforms::new(norm)));
     }
     if let Some(alpha) = args.cutmix {
         learn.add_cb(Box::new(CutMix::new(alpha)?));

@@ -4,6 +4,7 @@ use std::any::Any;
 
 use crate::{CbResult, Event, LearnerState};
 
+mod aug;
 mod checkpoint;
 mod csv_logger;
 mod cutmix;
@@ -20,6 +21,7 @@ mod tally;
 mod terminate_nan;
 mod track;
 
+pub use aug::{AugTransforms, Mat3, find_coeffs};
 pub(crate) use checkpoint::check_finite;
 pub use checkpoint::{CheckpointInfo, Overrides, SaveModel, check_writable};
 pub use csv_logger::CsvLogger;
