@@ -258,9 +258,15 @@ impl Learner {
     ///
     /// With a splitter of several groups the optimizer gets one group per splitter group (through
     /// `Optimizer::split_groups`); a frozen group holds only its batchnorm parameters (with `train_bn`) or none,
-    /// so frozen parameters get no optimizer state and are never updated.
+    /// so frozen parameters get no optimizer state and are never updated; they also stop requiring grad (and the
+    /// others start again), so backward computes no gradient for them.
     pub fn create_opt(&mut self) -> Result<()> {
         let groups = crate::fine_tune::trainable_groups(&self.state)?;
+        // Frozen parameters stop requiring grad, so that backward skips their gradients (conv weights, say).
+        let trainable: std::collections::HashSet<usize> = groups.iter().flatten().map(|p| p.id()).collect();
+        for p in self.state.model.parameters() {
+            p.set_requires_grad_(trainable.contains(&p.id()))?;
+        }
         let s = &mut self.state;
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
         let mut opt = (s.opt_func)(groups.concat(), s.lr);

@@ -58,8 +58,14 @@ fn a_frozen_body_is_unchanged_after_a_fit_but_its_batchnorm_and_the_head_train()
     assert_eq!(groups[2], 2);
     assert_eq!(groups[0] + groups[1], bn);
 
+    // Backward skipped the frozen weights: they do not require grad and hold no gradient.
+    for (name, p) in learn.model.named_parameters() {
+        let frozen = !name.starts_with("fc.") && !(name.contains("bn") || name.contains("downsample.1"));
+        assert_eq!(p.requires_grad(), !frozen, "{name}");
+    }
     learn.unfreeze().unwrap();
     learn.fit(1).unwrap();
+    assert!(learn.model.parameters().iter().all(|p| p.requires_grad()), "unfrozen, everything requires grad again");
     let unfrozen = named(learn.model.as_ref());
     assert!(after.iter().zip(&unfrozen).all(|((n, a), (_, u))| a != u || n.is_empty()), "everything trains");
     assert!(learn.freeze_to(3).is_err(), "freezing all three groups would leave nothing to train");

@@ -1,7 +1,7 @@
 //! `Tensor`: a cheap handle to a strided view of shared storage, with its place in the autograd graph.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rand::Rng;
@@ -23,7 +23,8 @@ struct Inner {
     id: usize,
     storage: Arc<RwLock<Storage>>,
     layout: Layout,
-    requires_grad: bool,
+    /// Atomic so that a leaf can be frozen and unfrozen in place, through every handle (`set_requires_grad_`).
+    requires_grad: AtomicBool,
     grad_fn: Option<GradFn>,
     grad: Mutex<Option<Tensor>>,
 }
@@ -39,7 +40,7 @@ impl Tensor {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage,
             layout,
-            requires_grad: false,
+            requires_grad: AtomicBool::new(false),
             grad_fn: None,
             grad: Mutex::new(None),
         }))
@@ -64,7 +65,7 @@ impl Tensor {
             id: a.id,
             storage: a.storage.clone(),
             layout: a.layout.clone(),
-            requires_grad: false,
+            requires_grad: AtomicBool::new(false),
             grad_fn: None,
             grad: Mutex::new(None),
         });
@@ -73,7 +74,7 @@ impl Tensor {
             id,
             storage,
             layout,
-            requires_grad: true,
+            requires_grad: AtomicBool::new(true),
             grad_fn: Some(GradFn { name, inputs: inputs.iter().map(|&t| t.clone()).collect(), backward }),
             grad: Mutex::new(None),
         }))
@@ -181,7 +182,7 @@ impl Tensor {
     /// Whether this tensor takes part in autograd: a leaf marked with `set_requires_grad(true)`, or the
     /// result of an op recorded in grad mode from such a tensor.
     pub fn requires_grad(&self) -> bool {
-        self.0.requires_grad
+        self.0.requires_grad.load(Ordering::Relaxed)
     }
 
     /// Whether this tensor was made directly rather than computed by a recorded op.
@@ -198,15 +199,32 @@ impl Tensor {
         self.0.grad_fn.as_ref().map(|g| g.name)
     }
 
+    /// Freezes (`false`) or unfreezes (`true`) this leaf in place, for every handle that shares it, like PyTorch's
+    /// `p.requires_grad_(False)` on a parameter: ops on a frozen leaf record no graph for it, and backward computes
+    /// no gradient for it.
+    ///
+    /// # Errors
+    /// [`TensorError::InvalidArgument`] for a tensor computed by a recorded op, which is not a leaf.
+    pub fn set_requires_grad_(&self, on: bool) -> Result<()> {
+        if !self.is_leaf() {
+            return Err(TensorError::InvalidArgument {
+                op: "set_requires_grad_",
+                msg: "only a leaf can be frozen or unfrozen in place".into(),
+            });
+        }
+        self.0.requires_grad.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// A leaf handle to the same data that records (or stops recording) gradients, like PyTorch's
     /// `requires_grad_()`. A computed tensor becomes a new leaf cut from its graph.
     pub fn set_requires_grad(self, on: bool) -> Tensor {
         match Arc::try_unwrap(self.0) {
-            Ok(mut inner) if inner.grad_fn.is_none() => {
-                inner.requires_grad = on;
+            Ok(inner) if inner.grad_fn.is_none() => {
+                inner.requires_grad.store(on, Ordering::Relaxed);
                 Tensor(Arc::new(inner))
             }
-            Ok(inner) => Tensor(Arc::new(Inner { requires_grad: on, grad_fn: None, ..inner })),
+            Ok(inner) => Tensor(Arc::new(Inner { requires_grad: AtomicBool::new(on), grad_fn: None, ..inner })),
             Err(shared) => {
                 let t = Tensor(shared).detach();
                 Tensor::set_requires_grad(t, on)

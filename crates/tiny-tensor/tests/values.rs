@@ -468,3 +468,22 @@ fn errors_name_the_op_and_shapes() {
     assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
     assert!("tpu".parse::<Device>().is_err());
 }
+
+#[test]
+fn a_leaf_frozen_in_place_gets_no_gradient_through_any_handle() {
+    let w = Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap().set_requires_grad(true);
+    let b = Tensor::from_vec(vec![0.5, 0.5], &[2]).unwrap().set_requires_grad(true);
+    let handle = w.clone();
+    handle.set_requires_grad_(false).unwrap();
+    assert!(!w.requires_grad(), "every handle of the leaf sees it frozen");
+    let frozen_only = w.mul_scalar(3.0).unwrap();
+    assert!(!frozen_only.requires_grad(), "an op on frozen leaves alone records nothing");
+    w.mul(&b).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(w.grad().is_none(), "backward skips the frozen leaf");
+    assert_eq!(b.grad().unwrap().to_vec(), [1.0, 2.0]);
+    w.set_requires_grad_(true).unwrap();
+    w.mul(&b).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(w.grad().unwrap().to_vec(), [0.5, 0.5], "unfrozen, it gets its gradient again");
+    let computed = w.mul_scalar(2.0).unwrap();
+    assert!(matches!(computed.set_requires_grad_(false), Err(TensorError::InvalidArgument { .. })));
+}
