@@ -272,7 +272,7 @@ fn is_unreachable(err: &ureq::Error) -> bool {
 }
 
 /// Removes a file, treating one that is already gone as removed.
-fn remove(path: &Path) -> Result<()> {
+pub(crate) fn remove(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
             Err(err).with_context(|| format!("could not remove {}", path.display()))

@@ -25,17 +25,28 @@ impl Expected {
 
 /// Normalises an MD5 given on the command line to lowercase hex, refusing anything but 32 hexadecimal digits.
 pub fn parse_md5(text: &str) -> Result<String> {
+    parse_hex(text, 32, "an MD5")
+}
+
+/// Normalises a hash given on the command line to lowercase hex, refusing anything but `digits` hexadecimal digits;
+/// `what` names the hash in the error ("an MD5").
+pub fn parse_hex(text: &str, digits: usize, what: &str) -> Result<String> {
     let text = text.trim().to_ascii_lowercase();
-    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("`{text}` is not an MD5: expected 32 hexadecimal digits");
+    if text.len() != digits || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("`{text}` is not {what}: expected {digits} hexadecimal digits");
     }
     Ok(text)
 }
 
 /// Computes the MD5 of the whole file at `path`, as lowercase hex.
 pub fn md5_file(path: &Path) -> Result<String> {
+    hash_file::<Md5>(path)
+}
+
+/// Computes the hash `D` (MD5, SHA-256) of the whole file at `path` in 64 KiB reads, as lowercase hex.
+pub fn hash_file<D: Digest>(path: &Path) -> Result<String> {
     let mut file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
-    let mut hasher = Md5::new();
+    let mut hasher = D::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
         let n = file.read(&mut buffer).with_context(|| format!("could not read {}", path.display()))?;

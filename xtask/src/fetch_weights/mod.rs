@@ -7,16 +7,15 @@
 pub mod header;
 pub mod resnet18;
 
-use std::fs::File;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
+use crate::fetch::remove;
 use crate::fetch::{self, Download};
 use crate::progress::{Reporter, Style};
-use crate::verify::Expected;
+use crate::verify::{self, Expected};
 use header::TensorSpec;
 
 /// How `cargo xtask fetch-weights` is used.
@@ -251,36 +250,12 @@ pub fn verify(path: &Path, plan: &Plan) -> Result<String> {
 
 /// Normalises a SHA-256 given on the command line to lowercase hex, refusing anything but 64 hexadecimal digits.
 pub fn parse_sha256(text: &str) -> Result<String> {
-    let text = text.trim().to_ascii_lowercase();
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("`{text}` is not a SHA-256: expected 64 hexadecimal digits");
-    }
-    Ok(text)
+    verify::parse_hex(text, 64, "a SHA-256")
 }
 
 /// Computes the SHA-256 of the whole file at `path`, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer).with_context(|| format!("could not read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Removes a file, treating one that is already gone as removed.
-fn remove(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(err).with_context(|| format!("could not remove {}", path.display()))
-        }
-        _ => Ok(()),
-    }
+    verify::hash_file::<Sha256>(path)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `EarlyStopping`: ends the fit when a monitored value stops improving.
 
-use crate::{Callback, Cancel, CbResult, LearnerError, LearnerState, Monitor};
+use super::monitor::Tracker;
+use crate::{Callback, Cancel, CbResult, LearnerState, Monitor};
 
 /// fastai's `EarlyStoppingCallback`: after each epoch it reads the monitored value from the history
 /// the `Recorder` writes, and cancels the fit once `patience` epochs in a row failed to beat the best
@@ -15,9 +16,7 @@ pub struct EarlyStopping {
     pub min_delta: f32,
     /// How many epochs without improvement to allow.
     pub patience: usize,
-    best: Option<f32>,
-    lower_is_better: bool,
-    wait: usize,
+    tracker: Tracker,
     /// The epoch after which the fit was stopped, if it was.
     pub stopped_epoch: Option<usize>,
 }
@@ -25,15 +24,7 @@ pub struct EarlyStopping {
 impl EarlyStopping {
     /// Watches `monitor`, stopping after `patience` epochs without improvement.
     pub fn new(monitor: Monitor, patience: usize) -> Self {
-        EarlyStopping {
-            monitor,
-            min_delta: 0.0,
-            patience,
-            best: None,
-            lower_is_better: true,
-            wait: 0,
-            stopped_epoch: None,
-        }
+        EarlyStopping { monitor, min_delta: 0.0, patience, tracker: Tracker::default(), stopped_epoch: None }
     }
 
     /// Sets the smallest change that counts as an improvement.
@@ -53,26 +44,18 @@ impl Callback for EarlyStopping {
     }
 
     fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
-        self.lower_is_better = self.monitor.lower_is_better(&learn.metrics)?;
-        self.best = None;
-        self.wait = 0;
+        self.tracker.reset(&self.monitor, learn)?;
         self.stopped_epoch = None;
         Ok(())
     }
 
     fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
-        let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "EarlyStopping" })?;
-        let Some(value) = self.monitor.value(stats) else { return Ok(()) };
-        if Monitor::improved(self.lower_is_better, value, self.best, self.min_delta) {
-            self.best = Some(value);
-            self.wait = 0;
-            return Ok(());
+        match self.tracker.after_epoch(&self.monitor, self.min_delta, learn, "EarlyStopping")? {
+            Some(wait) if wait >= self.patience => {
+                self.stopped_epoch = Some(learn.epoch);
+                Err(Cancel::Fit.into())
+            }
+            _ => Ok(()),
         }
-        self.wait += 1;
-        if self.wait >= self.patience {
-            self.stopped_epoch = Some(learn.epoch);
-            return Err(Cancel::Fit.into());
-        }
-        Ok(())
     }
 }

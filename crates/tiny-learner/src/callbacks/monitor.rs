@@ -75,3 +75,46 @@ impl Monitor {
         }
     }
 }
+
+/// fastai's `TrackerCallback`: the best value of a monitor in this fit, and the epochs since it last improved;
+/// what `EarlyStopping` and `ReduceLROnPlateau` both keep.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tracker {
+    best: Option<f32>,
+    wait: usize,
+    lower_is_better: bool,
+}
+
+impl Tracker {
+    /// Starts a fit, learning the monitor's direction from the learner's metrics (an unknown name fails here).
+    pub(crate) fn reset(&mut self, monitor: &Monitor, learn: &crate::LearnerState) -> Result<()> {
+        *self = Tracker { best: None, wait: 0, lower_is_better: monitor.lower_is_better(&learn.metrics)? };
+        Ok(())
+    }
+
+    /// Reads the epoch's value from the history the `Recorder` wrote: `Ok(None)` when it improved on the best by
+    /// more than `min_delta` (or was not measured), else the number of epochs in a row without improvement.
+    /// `callback` names the caller for the error when there is no history.
+    pub(crate) fn after_epoch(
+        &mut self,
+        monitor: &Monitor,
+        min_delta: f32,
+        learn: &crate::LearnerState,
+        callback: &'static str,
+    ) -> Result<Option<usize>> {
+        let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback })?;
+        let Some(value) = monitor.value(stats) else { return Ok(None) };
+        if Monitor::improved(self.lower_is_better, value, self.best, min_delta) {
+            self.best = Some(value);
+            self.wait = 0;
+            return Ok(None);
+        }
+        self.wait += 1;
+        Ok(Some(self.wait))
+    }
+
+    /// Starts counting the epochs without improvement again.
+    pub(crate) fn restart_wait(&mut self) {
+        self.wait = 0;
+    }
+}

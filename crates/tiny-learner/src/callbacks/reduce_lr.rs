@@ -1,5 +1,6 @@
 //! `ReduceLROnPlateau`: divides every group's learning rate when a monitored value stops improving.
 
+use super::monitor::Tracker;
 use crate::{Callback, CbResult, LearnerError, LearnerState, Monitor};
 
 /// fastai's `ReduceLROnPlateau(monitor='valid_loss', min_delta=0, patience=1, factor=10, min_lr=0)`: after each
@@ -20,9 +21,7 @@ pub struct ReduceLROnPlateau {
     pub min_lr: f32,
     /// The epochs after which the rates were reduced, with the first group's new rate.
     pub reductions: Vec<(usize, f32)>,
-    best: Option<f32>,
-    wait: usize,
-    lower_is_better: bool,
+    tracker: Tracker,
 }
 
 impl ReduceLROnPlateau {
@@ -35,9 +34,7 @@ impl ReduceLROnPlateau {
             factor: 10.0,
             min_lr: 0.0,
             reductions: Vec::new(),
-            best: None,
-            wait: 0,
-            lower_is_better: true,
+            tracker: Tracker::default(),
         }
     }
 
@@ -68,23 +65,14 @@ impl Callback for ReduceLROnPlateau {
             let msg = format!("factor {} must be a finite number above 1", self.factor);
             return Err(LearnerError::InvalidArgument { what: "ReduceLROnPlateau", msg }.into());
         }
-        self.lower_is_better = self.monitor.lower_is_better(&learn.metrics)?;
-        self.best = None;
-        self.wait = 0;
+        self.tracker.reset(&self.monitor, learn)?;
         self.reductions.clear();
         Ok(())
     }
 
     fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
-        let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "ReduceLROnPlateau" })?;
-        let Some(value) = self.monitor.value(stats) else { return Ok(()) };
-        if Monitor::improved(self.lower_is_better, value, self.best, self.min_delta) {
-            self.best = Some(value);
-            self.wait = 0;
-            return Ok(());
-        }
-        self.wait += 1;
-        if self.wait >= self.patience {
+        let wait = self.tracker.after_epoch(&self.monitor, self.min_delta, learn, "ReduceLROnPlateau")?;
+        if wait.is_some_and(|w| w >= self.patience) {
             let (factor, min_lr) = (self.factor, self.min_lr);
             let opt = learn.opt_mut("ReduceLROnPlateau")?;
             for group in opt.param_groups_mut() {
@@ -93,7 +81,7 @@ impl Callback for ReduceLROnPlateau {
             let lr = opt.lr();
             learn.lr = lr;
             self.reductions.push((learn.epoch, lr));
-            self.wait = 0;
+            self.tracker.restart_wait();
         }
         Ok(())
     }
