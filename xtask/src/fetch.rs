@@ -33,6 +33,8 @@ pub struct Download<'a> {
     pub attempts: u32,
     /// Where progress goes.
     pub reporter: Reporter,
+    /// What to do instead when this machine is offline, for the error that says so.
+    pub offline_hint: &'a str,
 }
 
 /// The path of the partial download that belongs to `target`: the same name with `.part` appended.
@@ -144,7 +146,7 @@ fn request(agent: &ureq::Agent, download: &Download, part: &Path) -> Result<Step
     } else {
         download.reporter.say(format!("downloading {} to {}", download.url, part.display()));
     }
-    let response = request.call().map_err(|err| connection_error(download.url, err))?;
+    let response = request.call().map_err(|err| connection_error(download.url, err, download.offline_hint))?;
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let accepts = header("accept-ranges").map(|v| v.trim().eq_ignore_ascii_case("bytes"));
@@ -236,16 +238,13 @@ fn parse_content_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
     Some((start, total))
 }
 
-/// Turns a failed request into an error, spelling out the offline case and what to do about it.
-fn connection_error(url: &str, err: ureq::Error) -> anyhow::Error {
+/// Turns a failed request into an error, spelling out the offline case and, with `hint`, what to do about it.
+fn connection_error(url: &str, err: ureq::Error, hint: &str) -> anyhow::Error {
     if !is_unreachable(&err) {
         return anyhow!("could not download {url}: {err}");
     }
     let host = host_of(url).unwrap_or_else(|_| url.to_owned());
-    anyhow!(
-        "could not reach {host}: {err}. This machine may be offline: download the archive elsewhere and pass \
-         `--archive FILE`, or pass `--url URL --md5 HEX` for a mirror."
-    )
+    anyhow!("could not reach {host}: {err}. This machine may be offline: {hint}.")
 }
 
 /// Tells whether an error means that no connection could be made at all.

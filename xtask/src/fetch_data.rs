@@ -25,6 +25,10 @@ options:
                        the name of the archive's top folder; without a known MD5 it may unpack to at most
                        20 times its size (at least 64 MiB)";
 
+/// What to do when the download cannot reach its server.
+pub const OFFLINE_HINT: &str =
+    "download the archive elsewhere and pass `--archive FILE`, or pass `--url URL --md5 HEX` for a mirror";
+
 /// One published variant of Imagenette.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variant {
@@ -239,7 +243,8 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
             }
             if !target.exists() {
                 let expected = &plan.expected;
-                fetch::download(&Download { url, target: &target, expected, attempts: 3, reporter })?;
+                let offline_hint = OFFLINE_HINT;
+                fetch::download(&Download { url, target: &target, expected, attempts: 3, reporter, offline_hint })?;
             }
             target
         }

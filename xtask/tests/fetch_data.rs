@@ -121,7 +121,8 @@ fn a_dropped_connection_keeps_the_part_and_the_next_run_resumes_it() {
     let target = tmp.path().join("imagenette2-160.tgz");
     let url = server.url(PATH);
     let expected = Expected { size: Some(archive.len() as u64), md5: Some(md5_hex(&archive)) };
-    let download = Download { url: &url, target: &target, expected: &expected, attempts: 1, reporter: quiet() };
+    let download =
+        Download { url: &url, target: &target, expected: &expected, attempts: 1, reporter: quiet(), offline_hint: "" };
     let err = format!("{:#}", fetch::download(&download).unwrap_err());
     assert!(err.contains(&format!("interrupted after {cut} of {} bytes", archive.len())), "{err}");
     assert_eq!(std::fs::metadata(part_path(&target)).unwrap().len(), cut as u64);
@@ -202,7 +203,8 @@ fn a_server_that_ignores_range_is_not_promised_a_resume() {
     let target = tmp.path().join("imagenette2-160.tgz");
     let url = server.url(PATH);
     let expected = Expected { size: Some(archive.len() as u64), md5: Some(md5_hex(&archive)) };
-    let download = Download { url: &url, target: &target, expected: &expected, attempts: 2, reporter: quiet() };
+    let download =
+        Download { url: &url, target: &target, expected: &expected, attempts: 2, reporter: quiet(), offline_hint: "" };
     let err = format!("{:#}", fetch::download(&download).unwrap_err());
     assert!(err.contains("ignores requests to resume"), "{err}");
     assert!(!err.contains("resumes from there"), "{err}");

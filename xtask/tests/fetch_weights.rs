@@ -213,7 +213,8 @@ fn an_unreachable_server_says_where_a_copy_may_go() {
     let tmp = TempDir::new("weights-offline");
     let plan = plan(closed_port_url(), tmp.path());
     let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
-    assert!(err.contains(&format!("may be put at {}", plan.target.display())), "{err}");
+    assert!(err.contains(&format!("put it at {}", plan.target.display())), "{err}");
+    assert!(!err.contains("--archive") && !err.contains("--md5"), "fetch-data's options are not offered: {err}");
 }
 
 #[test]

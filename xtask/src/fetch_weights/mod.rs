@@ -209,13 +209,15 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
     // A staging file left behind was never verified; its `.part`, if any, is what a rerun resumes.
     remove(&staging)?;
     let expected = Expected::default();
+    let hint = format!(
+        "download the file elsewhere and put it at {}, where the next run checks it, or pass `--url URL` for a \
+         mirror",
+        target.display()
+    );
+    let attempts = plan.attempts.max(1);
     let download =
-        Download { url: &plan.url, target: &staging, expected: &expected, attempts: plan.attempts.max(1), reporter };
-    fetch::download(&download).with_context(|| {
-        let hint =
-            format!("a copy downloaded elsewhere may be put at {}, and the next run checks it", target.display());
-        format!("could not fetch the {} weights ({hint})", plan.name)
-    })?;
+        Download { url: &plan.url, target: &staging, expected: &expected, attempts, reporter, offline_hint: &hint };
+    fetch::download(&download).with_context(|| format!("could not fetch the {} weights", plan.name))?;
     reporter.say(format!("checking the tensors in {}", staging.display()));
     let sha256 = match verify(&staging, plan) {
         Ok(sha256) => sha256,
