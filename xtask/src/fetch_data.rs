@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::fetch::{self, Download};
+use crate::flags::{Flags, Token};
 use crate::progress::{Reporter, Style};
 use crate::untar::{self, MARKER};
 use crate::verify::{self, Expected};
@@ -93,25 +94,19 @@ impl Args {
     /// Parses the arguments after `fetch-data`; returns `None` when help was asked for.
     pub fn parse(args: &[String]) -> Result<Option<Args>> {
         let mut parsed = Args::default();
-        let mut args = args.iter();
-        while let Some(flag) = args.next() {
-            let (flag, mut inline) = match flag.split_once('=') {
-                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-                _ => (flag.as_str(), None),
-            };
-            if matches!(flag, "-h" | "--help") {
-                return Ok(None);
-            }
-            let mut value = || match inline.take() {
-                Some(value) => Ok(value),
-                None => args.next().cloned().ok_or_else(|| anyhow!("`{flag}` needs a value")),
+        let mut flags = Flags::new(args);
+        while let Some(token) = flags.next_token() {
+            let flag = match token {
+                Token::Help => return Ok(None),
+                Token::Flag(flag) => flag,
+                Token::Unknown(word) | Token::Positional(word) => bail!("unknown option `{word}`\n\n{USAGE}"),
             };
             match flag {
-                "--size" => parsed.size = Some(value()?),
-                "--dest" => parsed.dest = Some(value()?.into()),
-                "--url" => parsed.url = Some(value()?),
-                "--md5" => parsed.md5 = Some(value()?),
-                "--archive" => parsed.archive = Some(value()?.into()),
+                "--size" => parsed.size = Some(flags.value(flag)?),
+                "--dest" => parsed.dest = Some(flags.value(flag)?.into()),
+                "--url" => parsed.url = Some(flags.value(flag)?),
+                "--md5" => parsed.md5 = Some(flags.value(flag)?),
+                "--archive" => parsed.archive = Some(flags.value(flag)?.into()),
                 _ => bail!("unknown option `{flag}`\n\n{USAGE}"),
             }
         }

@@ -6,6 +6,7 @@
 pub mod fetch;
 pub mod fetch_data;
 pub mod fetch_weights;
+pub mod flags;
 pub mod progress;
 pub mod untar;
 pub mod verify;

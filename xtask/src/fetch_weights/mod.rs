@@ -14,6 +14,7 @@ use sha2::Sha256;
 
 use crate::fetch::remove;
 use crate::fetch::{self, Download};
+use crate::flags::{Flags, Token};
 use crate::progress::{Reporter, Style};
 use crate::verify::{self, Expected};
 use header::TensorSpec;
@@ -80,26 +81,18 @@ impl Args {
     /// Parses the arguments after `fetch-weights`; returns `None` when help was asked for.
     pub fn parse(args: &[String]) -> Result<Option<Args>> {
         let mut parsed = Args::default();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, mut inline) = match arg.split_once('=') {
-                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-                _ => (arg.as_str(), None),
-            };
-            if matches!(flag, "-h" | "--help") {
-                return Ok(None);
-            }
-            let mut value = || match inline.take() {
-                Some(value) => Ok(value),
-                None => args.next().cloned().ok_or_else(|| anyhow!("`{flag}` needs a value")),
-            };
-            match flag {
-                "--dest" => parsed.dest = Some(value()?.into()),
-                "--url" => parsed.url = Some(value()?),
-                "--sha256" => parsed.sha256 = Some(value()?),
-                _ if flag.starts_with('-') => bail!("unknown option `{flag}`\n\n{USAGE}"),
-                _ if parsed.name.is_some() => bail!("unexpected argument `{arg}`: name one set of weights\n\n{USAGE}"),
-                _ => parsed.name = Some(arg.clone()),
+        let mut flags = Flags::new(args);
+        while let Some(token) = flags.next_token() {
+            match token {
+                Token::Help => return Ok(None),
+                Token::Flag("--dest") => parsed.dest = Some(flags.value("--dest")?.into()),
+                Token::Flag("--url") => parsed.url = Some(flags.value("--url")?),
+                Token::Flag("--sha256") => parsed.sha256 = Some(flags.value("--sha256")?),
+                Token::Flag(flag) | Token::Unknown(flag) => bail!("unknown option `{flag}`\n\n{USAGE}"),
+                Token::Positional(arg) if parsed.name.is_some() => {
+                    bail!("unexpected argument `{arg}`: name one set of weights\n\n{USAGE}")
+                }
+                Token::Positional(arg) => parsed.name = Some(arg.to_owned()),
             }
         }
         Ok(Some(parsed))
