@@ -1,12 +1,12 @@
 //! `CutMix`: pastes a random box of another image of the batch into each image, and mixes the losses by area.
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution};
 
 use tiny_tensor::Tensor;
 
+use super::mixup::{lerp_loss, shuffled};
 use crate::data::mix;
 use crate::{Callback, CbResult, LearnerError, LearnerState, Result};
 
@@ -65,13 +65,12 @@ impl Callback for CutMix {
             return Ok(());
         }
         let x = &learn.batch.x;
-        let &[n, _, h, w] = x.shape() else {
+        let &[_, _, h, w] = x.shape() else {
             let msg = format!("needs images [n, C, H, W] (after SetupLearner), got {:?}", x.shape());
             return Err(LearnerError::InvalidArgument { what: "CutMix", msg }.into());
         };
         let lam = self.beta.sample(&mut self.rng);
-        let mut perm: Vec<u32> = (0..n as u32).collect();
-        perm.shuffle(&mut self.rng);
+        let (perm, y_perm) = shuffled(&mut self.rng, &learn.batch.y);
         let (x1, y1, x2, y2) = self.rand_bbox(w, h, lam);
         let mut mask = vec![0.0f32; h * w];
         for row in y1..y2 {
@@ -81,15 +80,13 @@ impl Callback for CutMix {
         let other = x.index_select(0, &perm)?;
         learn.batch.x = x.add(&other.sub(x)?.mul(&mask)?)?;
         self.lams.push(1.0 - ((x2 - x1) * (y2 - y1)) as f32 / (w * h) as f32);
-        self.y_perm = Some(perm.iter().map(|&i| learn.batch.y[i as usize]).collect());
+        self.y_perm = Some(y_perm);
         Ok(())
     }
 
     fn after_loss(&mut self, learn: &mut LearnerState) -> CbResult {
         let Some(y_perm) = &self.y_perm else { return Ok(()) };
-        let lam = self.lams.last().copied().unwrap_or(1.0);
-        let other = (learn.loss_func)(&learn.preds, y_perm)?;
-        learn.loss = learn.loss.mul_scalar(lam)?.add(&other.mul_scalar(1.0 - lam)?)?;
+        learn.loss = lerp_loss(learn, y_perm, self.lams.last().copied().unwrap_or(1.0))?;
         Ok(())
     }
 }

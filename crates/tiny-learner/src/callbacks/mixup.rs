@@ -94,8 +94,7 @@ impl Callback for Mixup {
             })
             .collect();
         self.lams.extend_from_slice(&lams);
-        let mut perm: Vec<u32> = (0..n as u32).collect();
-        perm.shuffle(&mut self.rng);
+        let (perm, y_perm) = shuffled(&mut self.rng, &learn.batch.y);
         let x = &learn.batch.x;
         // lam as [n, 1, 1, ...] (or one value), broadcast over each item, on the batch's device.
         let mut shape = vec![1; x.rank()];
@@ -103,7 +102,7 @@ impl Callback for Mixup {
         let lam = Tensor::from_vec(lams, &shape)?.to_device(x.device())?;
         let other = x.index_select(0, &perm)?;
         learn.batch.x = other.add(&x.sub(&other)?.mul(&lam)?)?;
-        self.y_perm = Some(perm.iter().map(|&i| learn.batch.y[i as usize]).collect());
+        self.y_perm = Some(y_perm);
         self.lam = Some(lam);
         Ok(())
     }
@@ -121,11 +120,24 @@ impl Callback for Mixup {
             }
             None => {
                 // This batch's one weight is the last one recorded (read on the host, not from the device).
-                let lam = self.lams.last().copied().unwrap_or(1.0);
-                let other = (learn.loss_func)(&learn.preds, y_perm)?;
-                learn.loss.mul_scalar(lam)?.add(&other.mul_scalar(1.0 - lam)?)?
+                lerp_loss(learn, y_perm, self.lams.last().copied().unwrap_or(1.0))?
             }
         };
         Ok(())
     }
+}
+
+/// A permutation of a batch's items drawn from `rng`, and the targets it brings to each place: the partners of
+/// Mixup and CutMix.
+pub(crate) fn shuffled(rng: &mut StdRng, y: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut perm: Vec<u32> = (0..y.len() as u32).collect();
+    perm.shuffle(rng);
+    let y_perm = perm.iter().map(|&i| y[i as usize]).collect();
+    (perm, y_perm)
+}
+
+/// `lam * loss(y) + (1 - lam) * loss(y_perm)`: the learner's own loss mixed with the partners' by one weight.
+pub(crate) fn lerp_loss(learn: &LearnerState, y_perm: &[u32], lam: f32) -> Result<Tensor> {
+    let other = (learn.loss_func)(&learn.preds, y_perm)?;
+    Ok(learn.loss.mul_scalar(lam)?.add(&other.mul_scalar(1.0 - lam)?)?)
 }
