@@ -5,6 +5,10 @@
 //! `<case>.cot` (the cotangent: gradients are those of `sum(out0 * cot)`) and `<case>.grad<i>` (the gradient
 //! of input `i`, when it has one). Test code runs the same expression with tiny and calls [`assert_close`].
 
+mod gpu;
+
+pub use gpu::gpu_or_skip;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

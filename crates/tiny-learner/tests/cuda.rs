@@ -19,7 +19,7 @@ static TURN: Mutex<()> = Mutex::new(());
 
 /// The GPU for a test, held alone until the guard drops, or `None` where there is no GPU.
 fn gpu(test: &str) -> Option<(Device, MutexGuard<'static, ()>)> {
-    let device = cuda::device_for_test(test)?;
+    let device = tiny_fixtures::gpu_or_skip(test, Device::new_cuda(0))?;
     Some((device, TURN.lock().unwrap_or_else(|e| e.into_inner())))
 }
 

@@ -6,7 +6,7 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_nn::{Module, cross_entropy, manual_seed, resnet18, simple_cnn};
-use tiny_tensor::{Device, Tensor, cuda, no_grad};
+use tiny_tensor::{Device, Tensor, no_grad};
 
 /// The losses of `steps` plain SGD steps on one fixed batch.
 fn losses(model: &dyn Module, x: &Tensor, y: &[u32], device: Device, steps: usize) -> Vec<f32> {
@@ -31,7 +31,7 @@ fn losses(model: &dyn Module, x: &Tensor, y: &[u32], device: Device, steps: usiz
 }
 
 fn same_losses(name: &str, make: impl Fn() -> Box<dyn Module>, x: Tensor, y: Vec<u32>) {
-    let Some(device) = cuda::device_for_test(name) else { return };
+    let Some(device) = tiny_fixtures::gpu_or_skip(name, Device::new_cuda(0)) else { return };
     manual_seed(7);
     let on_cpu = losses(make().as_ref(), &x, &y, Device::Cpu, 3);
     manual_seed(7);

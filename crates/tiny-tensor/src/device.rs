@@ -12,6 +12,15 @@ pub enum Device {
     Cuda(usize),
 }
 
+impl Device {
+    /// The CUDA GPU with this ordinal, opened now (context, streams, cuBLAS, kernels), or the reason it cannot be
+    /// used here: tiny-tensor built without the `cuda` feature, a CUDA library not found, no such device, a
+    /// kernel that failed to load.
+    pub fn new_cuda(ordinal: usize) -> crate::Result<Device> {
+        crate::backend::of(Device::Cuda(ordinal)).map(|_| Device::Cuda(ordinal))
+    }
+}
+
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -20,6 +20,10 @@ mod backend;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+// Without the feature, `crate::cuda` is the uninhabited stand-in, so the device match needs no `#[cfg]`.
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_absent.rs"]
+mod cuda;
 mod device;
 mod error;
 pub mod gradcheck;
@@ -29,12 +33,11 @@ mod storage;
 mod tensor;
 
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
-pub use backend::Conv2dGeom;
 pub use cpu::{empty_cache, num_threads, set_num_threads};
 pub use device::Device;
 pub use error::{Result, TensorError};
 pub use layout::{Layout, broadcast_shapes, contiguous_strides};
-pub use ops::{RunningStats, SgdParam, SgdStep, WarpPad, sgd_update_all_};
+pub use ops::{Conv2dGeom, RunningStats, SgdParam, SgdStep, WarpPad, sgd_update_all_};
 pub use storage::{CudaStorage, Storage};
 pub use tensor::Tensor;
 

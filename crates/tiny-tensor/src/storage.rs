@@ -1,4 +1,4 @@
-//! `Storage`: the flat buffer behind one or more tensor views, on the CPU or (with `cuda`) a GPU.
+//! `Storage` and `Indices`: the flat buffers behind tensors and the integer indices an op keeps, on the CPU or a GPU.
 
 use crate::Device;
 
@@ -11,14 +11,20 @@ pub enum Storage {
     Cuda(CudaStorage),
 }
 
-/// GPU memory. Without the `cuda` feature the type is uninhabited: the `Cuda` arms of the dispatch compile
-/// and never run. With it, this is `cuda::CudaStorage`, a device buffer.
-#[cfg(not(feature = "cuda"))]
-#[derive(Debug)]
-pub enum CudaStorage {}
-
-#[cfg(feature = "cuda")]
+/// GPU memory: `cuda::CudaStorage`, a device buffer. Without the `cuda` feature the type is uninhabited, so
+/// the `Cuda` arms compile and never run.
 pub use crate::cuda::CudaStorage;
+
+/// Integer indices that an op's forward pass leaves for its backward, kept on the device of its tensors: the
+/// winning input of each max-pool output (flat NHWC), or the target class of each row of a cross entropy.
+#[derive(Debug)]
+pub(crate) enum Indices {
+    /// Host indices.
+    Cpu(Vec<u32>),
+    /// Indices in GPU memory.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    Cuda(crate::cuda::DeviceIndices),
+}
 
 impl Drop for Storage {
     /// Hands a host buffer back to the pool for the next tensor of the same size.
@@ -50,15 +56,49 @@ impl Storage {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-#[cfg(not(feature = "cuda"))]
-impl CudaStorage {
-    fn device(&self) -> Device {
-        match *self {}
+    /// The host buffer. The backend is chosen by the tensor's device, so a CPU kernel never sees a GPU
+    /// storage; one that did would be a bug in `backend.rs`, not bad input.
+    pub(crate) fn host(&self) -> &[f32] {
+        match self {
+            Storage::Cpu(v) => v,
+            Storage::Cuda(c) => c.not_on_host(),
+        }
     }
 
-    fn len(&self) -> usize {
-        match *self {}
+    /// The host buffer, writable (see [`Storage::host`]).
+    pub(crate) fn host_mut(&mut self) -> &mut [f32] {
+        match self {
+            Storage::Cpu(v) => v,
+            Storage::Cuda(c) => c.not_on_host(),
+        }
+    }
+}
+
+impl Indices {
+    /// The host indices, or an error naming `op` when they are in GPU memory.
+    pub(crate) fn host(&self, op: &'static str) -> crate::Result<&[u32]> {
+        match self {
+            Indices::Cpu(v) => Ok(v),
+            Indices::Cuda(_) => Err(misplaced(op, Device::Cpu)),
+        }
+    }
+
+    /// The indices in GPU memory, or an error naming `op` when they are on the host.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn gpu(&self, op: &'static str) -> crate::Result<&crate::cuda::DeviceIndices> {
+        match self {
+            Indices::Cuda(d) => Ok(d),
+            Indices::Cpu(_) => Err(misplaced(op, Device::Cuda(0))),
+        }
+    }
+}
+
+/// The error for indices that an op's backward finds on another device than its gradient.
+fn misplaced(op: &'static str, gradient_on: Device) -> crate::TensorError {
+    let kept_on = if gradient_on == Device::Cpu { "a GPU" } else { "the host" };
+    crate::TensorError::InvalidArgument {
+        op,
+        msg: format!("the gradient is on {gradient_on} but the indices its forward pass kept are on {kept_on}"),
     }
 }

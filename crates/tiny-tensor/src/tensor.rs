@@ -8,7 +8,8 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
 use crate::autograd::{BackwardFn, GradFn, is_grad_enabled};
-use crate::{Device, Layout, Result, Storage, TensorError, backend};
+use crate::ops::elementwise::{self, Update};
+use crate::{Device, Layout, Result, Storage, TensorError};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -302,7 +303,7 @@ impl Tensor {
 
     /// The elements in row-major order, copied to the host, or the device's error.
     pub fn try_to_vec(&self) -> Result<Vec<f32>> {
-        backend::to_vec(self)
+        elementwise::to_vec(self)
     }
 
     /// The value of a one-element tensor.
@@ -322,7 +323,7 @@ impl Tensor {
         if device == self.device() {
             return Ok(self.clone());
         }
-        let out = backend::to_device(self, device)?;
+        let out = elementwise::to_device(self, device)?;
         let from = self.device();
         Ok(Tensor::record(out, "to_device", &[self], move |g, _, _| Ok(vec![Some(g.to_device(from)?)])))
     }
@@ -336,7 +337,7 @@ impl Tensor {
         }
         // Read the length first: the guard must be gone before `to_device` locks the storage again.
         let len = self.storage().len();
-        let moved = backend::to_device(&self.view_with(Layout::contiguous(&[len])), device)?;
+        let moved = elementwise::to_device(&self.view_with(Layout::contiguous(&[len])), device)?;
         let storage = Arc::try_unwrap(moved.0).ok().map(|inner| inner.storage).and_then(|s| Arc::try_unwrap(s).ok());
         match storage {
             Some(lock) => {
@@ -352,20 +353,20 @@ impl Tensor {
     pub fn assign(&self, src: &Tensor) -> Result<()> {
         self.check_writable("assign")?;
         let src = if self.shares_storage(src) { src.contiguous_copy()? } else { src.clone() };
-        backend::copy_into(self, &src)
+        elementwise::update("assign", self, Some(&src), Update::Copy)
     }
 
     /// In place, `self += alpha * other` (broadcasting `other`), recording no graph.
     pub fn add_scaled_(&self, other: &Tensor, alpha: f32) -> Result<()> {
         self.check_writable("add_scaled_")?;
         let other = if self.shares_storage(other) { other.contiguous_copy()? } else { other.clone() };
-        backend::add_scaled_inplace(self, &other, alpha)
+        elementwise::update("add_scaled_", self, Some(&other), Update::AddScaled(alpha))
     }
 
     /// In place, `self *= alpha`, recording no graph.
     pub fn scale_(&self, alpha: f32) -> Result<()> {
         self.check_writable("scale_")?;
-        backend::scale_inplace(self, alpha)
+        elementwise::update("scale_", self, None, Update::Scale(alpha))
     }
 
     /// An error when several elements of this tensor share one memory location (an `expand`ed view), as

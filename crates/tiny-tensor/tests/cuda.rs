@@ -17,7 +17,7 @@ static TF32: RwLock<()> = RwLock::new(());
 
 /// The GPU for a device test and a guard that keeps TF32 off during it, or `None` where there is no GPU.
 fn gpu(test: &str) -> Option<(Device, RwLockReadGuard<'static, ()>)> {
-    let device = cuda::device_for_test(test)?;
+    let device = tiny_fixtures::gpu_or_skip(test, Device::new_cuda(0))?;
     Some((device, TF32.read().unwrap_or_else(|e| e.into_inner())))
 }
 
@@ -259,7 +259,7 @@ fn in_place_updates() {
 
 #[test]
 fn tf32_stays_close() {
-    let Some(device) = cuda::device_for_test("tf32_stays_close") else { return };
+    let Some(device) = tiny_fixtures::gpu_or_skip("tf32_stays_close", Device::new_cuda(0)) else { return };
     let (a, b) = (randn(&[64, 256], 70), randn(&[256, 32], 71));
     let exact = a.matmul(&b).unwrap().to_vec();
     let tf32 = Tf32On::new();

@@ -1,31 +1,15 @@
-//! CPU kernels on plain slices: strided elementwise maps, reductions, GEMM-based matmul and conv, pooling, warps.
+//! The CPU backend: the `Cpu` value whose kernels (in each `ops/*/cpu.rs`) run on host slices, the buffer pool and threads.
 
 pub(crate) mod alloc;
-pub(crate) mod batchnorm;
-mod conv;
-mod conv_rgb;
-mod elementwise;
-mod index;
-mod loss;
-mod matmul;
-mod pooling;
-mod reduce;
-mod strided;
-mod warp;
+pub(crate) mod strided;
 
 pub use alloc::empty_cache;
-pub(crate) use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
-pub(crate) use elementwise::{
-    add_scaled_inplace, binary, copy_contiguous, copy_into, scale_inplace, sgd_update, unary,
-};
-pub(crate) use index::{argmax_rows, index_add, index_select};
-pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
-pub(crate) use matmul::matmul3;
-pub(crate) use pooling::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
-pub(crate) use reduce::reduce;
-pub(crate) use warp::warp_perspective;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The CPU as a backend: every op family's kernel trait is implemented for it in `ops/<family>/cpu.rs`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cpu;
 
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 

@@ -6,32 +6,10 @@
 //! and a whole batch goes up on the copy stream while the compute stream is still busy with the previous
 //! step (`upload.rs`).
 
-mod batchnorm;
-mod blas;
-mod conv;
-mod elementwise;
-mod index;
-mod loss;
-mod sgd;
-mod strided;
+pub(crate) mod strided;
 mod upload;
-mod warp;
 
-#[cfg(test)]
-mod emulate;
-
-pub(crate) use batchnorm::{batch_norm_affine, batch_norm_backward, batch_norm_stats};
-pub(crate) use blas::matmul3;
-pub(crate) use conv::{
-    avg_pool2d, avg_pool2d_backward, conv2d, conv2d_backward_input, conv2d_backward_weight, max_pool2d,
-    max_pool2d_backward,
-};
-pub(crate) use elementwise::{Update, binary, contiguous, reduce, unary, update};
-pub(crate) use index::{index_add, index_select};
-pub(crate) use loss::{log_softmax_nll, log_softmax_nll_backward};
-pub(crate) use sgd::{sgd_update, sgd_update_many};
 use upload::{Staging, Streams};
-pub(crate) use warp::warp_perspective;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,18 +21,20 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView,
 use crate::layout::Layout;
 use crate::{Device, Result, Storage, Tensor, TensorError};
 
-/// The kernel sources, embedded at build time; `common.cuh` is prepended to them.
-const COMMON: &str = include_str!("kernels/common.cuh");
+/// The kernel sources, embedded at build time from each op's folder; `common.cuh` and the elementwise op
+/// tables' `case` lines are prepended to them. Pooling uses `ConvGeom` and the window helpers of `conv.cu`, so
+/// that file comes first.
+const COMMON: &str = include_str!("common.cuh");
 const SOURCES: [&str; 9] = [
-    include_str!("kernels/elementwise.cu"),
-    include_str!("kernels/reduce.cu"),
-    include_str!("kernels/conv.cu"),
-    include_str!("kernels/pool.cu"),
-    include_str!("kernels/batchnorm.cu"),
-    include_str!("kernels/index.cu"),
-    include_str!("kernels/loss.cu"),
-    include_str!("kernels/sgd.cu"),
-    include_str!("kernels/warp.cu"),
+    include_str!("../ops/elementwise/elementwise.cu"),
+    include_str!("../ops/reduce/reduce.cu"),
+    include_str!("../ops/conv/conv.cu"),
+    include_str!("../ops/pool/pool.cu"),
+    include_str!("../ops/norm/batchnorm.cu"),
+    include_str!("../ops/index/index.cu"),
+    include_str!("../ops/loss/loss.cu"),
+    include_str!("../ops/sgd/sgd.cu"),
+    include_str!("../ops/warp/warp.cu"),
 ];
 
 /// Every kernel the backend launches.
@@ -123,6 +103,12 @@ impl CudaStorage {
     pub(crate) fn len(&self) -> usize {
         self.slice.len()
     }
+
+    /// Stops a CPU kernel that was handed GPU memory: the backend follows the tensor's device, so this is a
+    /// bug in the dispatch, never bad input.
+    pub(crate) fn not_on_host(&self) -> ! {
+        unreachable!("a CPU kernel was given the GPU storage of cuda:{}", self.ordinal)
+    }
 }
 
 /// Whether cuBLAS may use TF32 tensor cores for f32 matmuls and convolutions (PyTorch's `allow_tf32`).
@@ -168,9 +154,12 @@ fn unavailable(ordinal: usize, reason: impl Into<String>) -> TensorError {
     TensorError::DeviceUnavailable { device: Device::Cuda(ordinal), reason: reason.into() }
 }
 
-/// The kernel sources as NVRTC compiles them: the common header, then each file.
-pub fn kernel_source() -> String {
+/// The kernel sources as NVRTC compiles them: the common header, the elementwise op tables, then each file.
+fn kernel_source() -> String {
+    use crate::ops::elementwise::{BinaryOp, UnaryOp};
     let mut src = String::from(COMMON);
+    src.push_str(UnaryOp::CUDA_CASES);
+    src.push_str(BinaryOp::CUDA_CASES);
     for s in SOURCES {
         src.push('\n');
         src.push_str(s);
@@ -419,17 +408,6 @@ pub fn is_available(ordinal: usize) -> bool {
     gpu(ordinal).is_ok()
 }
 
-/// The first GPU for a device test, or `None` after printing that `test` is skipped because this machine
-/// has no usable GPU: device tests call this so that they pass, and say so, where CI has no GPU.
-pub fn device_for_test(test: &str) -> Option<Device> {
-    if is_available(0) {
-        Some(Device::Cuda(0))
-    } else {
-        eprintln!("{test}: skipped, no usable CUDA GPU on this machine");
-        None
-    }
-}
-
 /// Waits until every kernel queued on the GPU has finished (for timing).
 pub fn synchronize(ordinal: usize) -> Result<()> {
     gpu(ordinal)?.stream.synchronize().map_err(err("synchronize"))
@@ -505,49 +483,4 @@ pub(crate) fn rows(rows: usize, width: usize) -> LaunchConfig {
     let blocks = rows.clamp(1, 1 << 20) as u32;
     let threads = width.div_ceil(32).clamp(1, 8) as u32 * 32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// Copies a host tensor to the GPU (contiguous) or a GPU tensor to the host.
-pub(crate) fn to_device(x: &Tensor, device: Device) -> Result<Tensor> {
-    match (x.device(), device) {
-        (Device::Cpu, Device::Cuda(i)) => {
-            let g = gpu(i)?;
-            let l = x.layout();
-            let slice = if l.is_contiguous() {
-                // Straight from the tensor's memory into the pinned staging buffer: one host copy.
-                match &*x.storage() {
-                    Storage::Cpu(v) => g.upload(&v[l.offset..l.offset + l.numel()])?,
-                    Storage::Cuda(_) => unreachable!("the device was checked above"),
-                }
-            } else {
-                g.upload(&crate::backend::to_vec(x)?)?
-            };
-            Ok(wrap(g, slice, Layout::contiguous(x.shape())))
-        }
-        (Device::Cuda(_), Device::Cpu) => {
-            let data = crate::backend::to_vec(x)?;
-            Tensor::from_vec(data, x.shape())
-        }
-        (Device::Cuda(_), Device::Cuda(j)) => {
-            // Between two GPUs through the host: rare (setup only), and it needs no peer access.
-            let data = crate::backend::to_vec(x)?;
-            let g = gpu(j)?;
-            let slice = g.upload(&data)?;
-            Ok(wrap(g, slice, Layout::contiguous(x.shape())))
-        }
-        (Device::Cpu, Device::Cpu) => Ok(x.clone()),
-    }
-}
-
-/// The data of a CUDA tensor in row-major order.
-pub(crate) fn to_vec(x: &Tensor) -> Result<Vec<f32>> {
-    let g = gpu_of(x)?;
-    let l = x.layout();
-    if l.is_contiguous() {
-        let s = x.storage();
-        return g.download(slice(&s), l.offset, l.numel());
-    }
-    let c = elementwise::contiguous(x)?;
-    let s = c.storage();
-    g.download(slice(&s), 0, l.numel())
 }

@@ -1,18 +1,19 @@
-//! The differentiable ops, one file per family; each op's backward sits right under its forward.
+//! The differentiable ops, one folder per kernel-backed family (API and backward in `mod.rs`, then `cpu.rs`,
+//! `cuda.rs` and the `.cu` source), and `view.rs` for the ops that only change a layout.
 
-mod binary;
-mod conv;
-mod index;
-mod loss;
-mod matmul;
-mod norm;
-mod pool;
-mod reduce;
-mod sgd;
-mod unary;
+pub(crate) mod conv;
+pub(crate) mod elementwise;
+pub(crate) mod index;
+pub(crate) mod loss;
+pub(crate) mod matmul;
+pub(crate) mod norm;
+pub(crate) mod pool;
+pub(crate) mod reduce;
+pub(crate) mod sgd;
 mod view;
-mod warp;
+pub(crate) mod warp;
 
+pub use conv::Conv2dGeom;
 pub use norm::RunningStats;
 pub use sgd::{SgdParam, SgdStep, sgd_update_all_};
 pub use warp::WarpPad;

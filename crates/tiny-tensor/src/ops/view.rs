@@ -1,7 +1,6 @@
 //! Shape ops: `reshape`, `permute`, `transpose`, `narrow`, `expand`, `contiguous`, `cat`, `stack`.
 //! Views share storage with their source; only `contiguous`, `cat` and non-contiguous `reshape` copy.
 
-use crate::backend;
 use crate::layout::{Layout, normalize_dim};
 use crate::{Result, Tensor, TensorError};
 
@@ -114,7 +113,7 @@ impl Tensor {
         if self.layout().is_contiguous() {
             return Ok(self.clone());
         }
-        let out = backend::contiguous(self)?;
+        let out = crate::ops::elementwise::contiguous(self)?;
         Ok(Tensor::record(out, "contiguous", &[self], |g, _, _| Ok(vec![Some(g.clone())])))
     }
 
@@ -136,7 +135,7 @@ impl Tensor {
 
     /// A fresh row-major copy that records no graph.
     pub(crate) fn contiguous_copy(&self) -> Result<Tensor> {
-        backend::contiguous(self)
+        crate::ops::elementwise::contiguous(self)
     }
 
     /// Joins tensors along `dim`; all other dimensions must agree.

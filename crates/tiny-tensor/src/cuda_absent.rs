@@ -1,0 +1,174 @@
+//! The CUDA stand-in without the `cuda` feature: uninhabited types, so every GPU arm compiles and none can run.
+//!
+//! `crate::cuda` is this module when tiny-tensor is built without `cuda`. Opening a GPU fails with a clear
+//! error, so no [`Gpu`] value ever exists, and each kernel trait's methods are `match *self {}`.
+
+use crate::layout::Layout;
+use crate::ops::conv::{Conv2dGeom, ConvKernels};
+use crate::ops::elementwise::{BinaryOp, ElementwiseKernels, UnaryOp, Update};
+use crate::ops::index::IndexKernels;
+use crate::ops::loss::LossKernels;
+use crate::ops::matmul::MatmulKernels;
+use crate::ops::norm::{NormKernels, RunningStats};
+use crate::ops::pool::PoolKernels;
+use crate::ops::reduce::{ReduceKernels, ReduceOp};
+use crate::ops::sgd::{SgdKernels, SgdStep};
+use crate::ops::warp::{WarpKernels, WarpPad};
+use crate::storage::Indices;
+use crate::{Device, Result, Storage, Tensor, TensorError};
+
+/// A GPU; without the `cuda` feature there is none.
+#[derive(Debug)]
+pub enum Gpu {}
+
+/// GPU memory; without the `cuda` feature there is none.
+#[derive(Debug)]
+pub enum CudaStorage {}
+
+/// Indices in GPU memory; without the `cuda` feature there are none.
+#[derive(Debug)]
+pub(crate) enum DeviceIndices {}
+
+impl CudaStorage {
+    pub(crate) fn device(&self) -> Device {
+        match *self {}
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match *self {}
+    }
+
+    pub(crate) fn not_on_host(&self) -> ! {
+        match *self {}
+    }
+}
+
+/// Always the error that tiny-tensor was built without the `cuda` feature.
+pub(crate) fn gpu(ordinal: usize) -> Result<&'static Gpu> {
+    Err(TensorError::DeviceUnavailable {
+        device: Device::Cuda(ordinal),
+        reason: "tiny-tensor was built without the `cuda` feature; build with `--features cuda`".into(),
+    })
+}
+
+impl ElementwiseKernels for Gpu {
+    fn unary(&self, _: &Tensor, _: UnaryOp, _: [f32; 2]) -> Result<Tensor> {
+        match *self {}
+    }
+    fn binary(&self, _: &Tensor, _: &Layout, _: &Tensor, _: &Layout, _: BinaryOp) -> Result<Tensor> {
+        match *self {}
+    }
+    fn update(&self, _: &Tensor, _: Option<(&Tensor, &Layout)>, _: Update) -> Result<()> {
+        match *self {}
+    }
+    fn contiguous(&self, _: &Tensor) -> Result<Tensor> {
+        match *self {}
+    }
+    fn to_vec(&self, _: &Tensor) -> Result<Vec<f32>> {
+        match *self {}
+    }
+    fn copy_from_host(&self, _: &Tensor) -> Result<Tensor> {
+        match *self {}
+    }
+}
+
+impl ReduceKernels for Gpu {
+    fn reduce(&self, _: &Tensor, _: &[bool], _: ReduceOp) -> Result<Tensor> {
+        match *self {}
+    }
+}
+
+impl MatmulKernels for Gpu {
+    fn matmul3(&self, _: &Tensor, _: &Layout, _: &Tensor, _: &Layout) -> Result<Tensor> {
+        match *self {}
+    }
+}
+
+impl ConvKernels for Gpu {
+    fn conv2d(&self, _: &Tensor, _: &Tensor, _: Option<&Tensor>, _: bool, _: &Conv2dGeom) -> Result<Storage> {
+        match *self {}
+    }
+    fn conv2d_backward_input(&self, _: &Tensor, _: &Tensor, _: &Conv2dGeom) -> Result<Storage> {
+        match *self {}
+    }
+    fn conv2d_backward_weight(&self, _: &Tensor, _: &Tensor, _: &Conv2dGeom) -> Result<Storage> {
+        match *self {}
+    }
+}
+
+impl PoolKernels for Gpu {
+    fn max_pool2d(&self, _: &Tensor, _: &Conv2dGeom) -> Result<(Storage, Indices)> {
+        match *self {}
+    }
+    fn max_pool2d_backward(&self, _: &Tensor, _: &Indices, _: &Conv2dGeom) -> Result<Storage> {
+        match *self {}
+    }
+    fn avg_pool2d(&self, _: &Tensor, _: &Conv2dGeom) -> Result<Storage> {
+        match *self {}
+    }
+    fn avg_pool2d_backward(&self, _: &Tensor, _: &Conv2dGeom) -> Result<Storage> {
+        match *self {}
+    }
+}
+
+impl NormKernels for Gpu {
+    fn batch_norm_stats(
+        &self,
+        _: &Tensor,
+        _: (usize, usize, usize),
+        _: &Tensor,
+        _: &Tensor,
+        _: f32,
+        _: Option<RunningStats<'_>>,
+        _: f32,
+    ) -> Result<[Storage; 5]> {
+        match *self {}
+    }
+    fn batch_norm_affine(&self, _: &Tensor, _: (usize, usize, usize), _: &Tensor, _: &Tensor) -> Result<Storage> {
+        match *self {}
+    }
+    fn batch_norm_backward(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        _: (usize, usize, usize),
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+    ) -> Result<(Storage, Storage, Storage)> {
+        match *self {}
+    }
+}
+
+impl IndexKernels for Gpu {
+    fn index_select(&self, _: &Tensor, _: usize, _: usize, _: usize, _: &[u32]) -> Result<Tensor> {
+        match *self {}
+    }
+    fn index_add(&self, _: &Tensor, _: usize, _: usize, _: usize, _: &[u32]) -> Result<Tensor> {
+        match *self {}
+    }
+}
+
+impl LossKernels for Gpu {
+    fn log_softmax_nll(&self, _: &Tensor, _: &[u32], _: f32) -> Result<(Tensor, Tensor, Indices)> {
+        match *self {}
+    }
+    fn log_softmax_nll_backward(&self, _: &Tensor, _: &Tensor, _: &Tensor, _: &Indices, _: f32) -> Result<Tensor> {
+        match *self {}
+    }
+}
+
+impl WarpKernels for Gpu {
+    fn warp_perspective(&self, _: &Tensor, _: &[[f32; 9]], _: WarpPad, _: [usize; 4]) -> Result<Storage> {
+        match *self {}
+    }
+}
+
+impl SgdKernels for Gpu {
+    fn sgd_update(&self, _: &Tensor, _: &Tensor, _: Option<&Tensor>, _: &SgdStep) -> Result<()> {
+        match *self {}
+    }
+    fn sgd_update_all(&self, _: &[(&Tensor, &Tensor, Option<&Tensor>, bool)], _: &SgdStep) -> Result<()> {
+        match *self {}
+    }
+}

@@ -1,0 +1,152 @@
+//! The GPU's convolutions as im2col + cuBLAS on channels-last data (`conv.cu`).
+//!
+//! Inputs arrive as contiguous `[n, h, w, c]` tensors and weights in `[f, kh, kw, c]` order, the same
+//! arrangement as the CPU kernels, so `mod.rs` wraps the results the same way for both devices.
+
+use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
+
+use super::{Conv2dGeom, ConvKernels};
+use crate::cuda::{Gpu, err, gpu_of, grid, rows, view};
+use crate::ops::matmul::cuda::{Mat, gemm};
+use crate::{Result, Storage, Tensor};
+
+impl ConvKernels for Gpu {
+    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
+        conv2d(x, w, bias, relu, g)
+    }
+
+    fn conv2d_backward_input(&self, dout: &Tensor, w: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+        conv2d_backward_input(dout, w, g)
+    }
+
+    fn conv2d_backward_weight(&self, x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+        conv2d_backward_weight(x, dout, g)
+    }
+}
+
+/// `struct ConvGeom` of `kernels/conv.cu`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KGeom {
+    n: i32,
+    c: i32,
+    h: i32,
+    w: i32,
+    f: i32,
+    kh: i32,
+    kw: i32,
+    stride: i32,
+    pad: i32,
+    oh: i32,
+    ow: i32,
+}
+
+// SAFETY: a `#[repr(C)]` struct of eleven `int`s, as in conv.cu.
+unsafe impl DeviceRepr for KGeom {}
+
+pub(crate) fn kgeom(g: &Conv2dGeom) -> KGeom {
+    let i = |v: usize| v as i32;
+    KGeom {
+        n: i(g.n),
+        c: i(g.c),
+        h: i(g.h),
+        w: i(g.w),
+        f: i(g.f),
+        kh: i(g.kh),
+        kw: i(g.kw),
+        stride: i(g.stride),
+        pad: i(g.pad),
+        oh: i(g.oh()),
+        ow: i(g.ow()),
+    }
+}
+
+/// Whether im2col would copy the input unchanged (a 1x1 kernel, stride 1, no padding).
+fn is_pointwise(g: &Conv2dGeom) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
+}
+
+/// The im2col matrix `[n*oh*ow, kh*kw*c]` of a contiguous NHWC input.
+fn im2col(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom) -> Result<CudaSlice<f32>> {
+    let (m, k) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c);
+    let mut col = gpu.alloc::<f32>(m * k)?;
+    let s = x.storage();
+    let src = view(&s, x);
+    let (r, kg) = (m as i64, kgeom(g));
+    let mut b = gpu.stream.launch_builder(gpu.func("im2col_f32"));
+    b.arg(&r).arg(&kg).arg(&src).arg(&mut col);
+    unsafe { b.launch(rows(m, k)) }.map_err(err("im2col"))?;
+    Ok(col)
+}
+
+/// Runs `f` on the im2col matrix `[n*oh*ow, kh*kw*c]` of a contiguous NHWC input: the input itself for a
+/// 1x1 stride-1 unpadded conv, else a fresh im2col buffer.
+fn with_columns<R>(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom, f: impl FnOnce(&Mat<'_>) -> Result<R>) -> Result<R> {
+    let k = g.kh * g.kw * g.c;
+    if is_pointwise(g) {
+        let sx = x.storage();
+        return f(&Mat { data: view(&sx, x), rs: k, cs: 1, batch_stride: 0 });
+    }
+    let col = im2col(gpu, x, g)?;
+    f(&Mat { data: col.slice(..), rs: k, cs: 1, batch_stride: 0 })
+}
+
+/// Forward convolution of a contiguous NHWC input; returns `[n, oh, ow, f]` data.
+fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(x)?;
+    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+    let mut out = gpu.alloc::<f32>(m * f)?;
+    let sw = wc.storage();
+    let w = Mat { data: view(&sw, wc), rs: 1, cs: k, batch_stride: 0 };
+    with_columns(gpu, x, g, |cols| gemm(gpu, (1, m, k, f), cols, &w, &mut out))?;
+    if bias.is_some() || relu {
+        let sb = bias.map(|b| b.storage());
+        let total = (m * f) as i64;
+        let (fi, has_bias, r) = (f as i32, i32::from(bias.is_some()), i32::from(relu));
+        let null: u64 = 0;
+        let mut b = gpu.stream.launch_builder(gpu.func("bias_relu_f32"));
+        b.arg(&total).arg(&mut out);
+        let bias_view = sb.as_ref().zip(bias).map(|(s, t)| view(s, t));
+        match &bias_view {
+            Some(v) => b.arg(v),
+            None => b.arg(&null),
+        };
+        b.arg(&fi).arg(&has_bias).arg(&r);
+        unsafe { b.launch(grid(m * f)) }.map_err(err("conv2d bias"))?;
+    }
+    Ok(gpu.storage(out))
+}
+
+/// The input gradient `[n, h, w, c]` from a contiguous NHWC output gradient: `dcol = dout @ W`, then col2im.
+fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(dout)?;
+    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+    let mut dcol = gpu.alloc::<f32>(m * k)?;
+    {
+        let (sd, sw) = (dout.storage(), wc.storage());
+        let a = Mat { data: view(&sd, dout), rs: f, cs: 1, batch_stride: 0 };
+        let w = Mat { data: view(&sw, wc), rs: k, cs: 1, batch_stride: 0 };
+        gemm(gpu, (1, m, f, k), &a, &w, &mut dcol)?;
+    }
+    if is_pointwise(g) {
+        return Ok(gpu.storage(dcol));
+    }
+    let pixels = g.n * g.h * g.w;
+    let mut dx = gpu.alloc::<f32>(pixels * g.c)?;
+    let (p, kg) = (pixels as i64, kgeom(g));
+    let mut b = gpu.stream.launch_builder(gpu.func("col2im_f32"));
+    b.arg(&p).arg(&kg).arg(&dcol).arg(&mut dx);
+    unsafe { b.launch(rows(pixels, g.c)) }.map_err(err("col2im"))?;
+    Ok(gpu.storage(dx))
+}
+
+/// The weight gradient `[f, kh, kw, c]`: `dW = dout^T @ col`.
+fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    let gpu = gpu_of(x)?;
+    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+    let mut dw = gpu.alloc::<f32>(f * k)?;
+    let sd = dout.storage();
+    let dt = Mat { data: view(&sd, dout), rs: 1, cs: f, batch_stride: 0 };
+    with_columns(gpu, x, g, |cols| gemm(gpu, (1, f, m, k), &dt, cols, &mut dw))?;
+    Ok(gpu.storage(dw))
+}

@@ -1,0 +1,218 @@
+//! `conv2d`: 2-D convolution with stride and zero padding, forward and both backward passes.
+
+mod cpu;
+mod cpu_rgb;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+
+use crate::backend;
+use crate::layout::Layout;
+use crate::layout::format::{from_nhwc, nhwc, row_major, weight_fkkc, weight_is_channels_last};
+use crate::{Result, Storage, Tensor, TensorError};
+
+/// The geometry of a 2-D convolution or pooling window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dGeom {
+    /// Batch size, input channels, input height and width.
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Output channels (filters); equal to `c` for pooling.
+    pub f: usize,
+    /// Kernel height and width.
+    pub kh: usize,
+    pub kw: usize,
+    /// Stride and zero padding, the same along both axes.
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Conv2dGeom {
+    /// Output height.
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+
+    /// Output width.
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+}
+
+/// The convolution kernels each backend provides, on channels-last data: inputs and output gradients arrive
+/// as row-major `[n, h, w, c]` tensors and weights in `[f, kh, kw, c]` order; results are buffers in the same
+/// arrangement, which `mod.rs` wraps the same way for every device.
+pub(crate) trait ConvKernels {
+    /// The forward convolution, `[n, oh, ow, f]`, with the bias (row-major `[f]`) and ReLU applied in place.
+    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage>;
+    /// The input gradient `[n, h, w, c]`.
+    fn conv2d_backward_input(&self, dout: &Tensor, w: &Tensor, g: &Conv2dGeom) -> Result<Storage>;
+    /// The weight gradient in `[f, kh, kw, c]` order.
+    fn conv2d_backward_weight(&self, x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage>;
+}
+
+/// Forward convolution with weights already in `weight_fkkc` order; the result is NCHW with channels-last
+/// strides.
+fn forward(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Tensor> {
+    let be = backend::on_all("conv2d", x, &[wc].into_iter().chain(bias).collect::<Vec<_>>())?;
+    let (xc, bias) = (nhwc(x)?, bias.map(row_major).transpose()?);
+    let out = be.conv2d(&xc, wc, bias.as_ref(), relu, g)?;
+    Ok(from_nhwc(out, g.n, g.f, g.oh(), g.ow()))
+}
+
+/// The gradient of a convolution's input from the output gradient `dout` and weights in `weight_fkkc` order.
+fn backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+    let be = backend::on_all("conv2d_backward_input", dout, &[wc])?;
+    let dx = be.conv2d_backward_input(&nhwc(dout)?, wc, g)?;
+    Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
+}
+
+/// The gradient of a convolution's weight `[f, c, kh, kw]` from its input and output gradient: in the
+/// kernels' `[f, kh, kw, c]` memory order when `channels_last` (no copy), else row-major.
+fn backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom, channels_last: bool) -> Result<Tensor> {
+    let be = backend::on_all("conv2d_backward_weight", x, &[dout])?;
+    let dw = be.conv2d_backward_weight(&nhwc(x)?, &nhwc(dout)?, g)?;
+    // [f, kh, kw, c] -> [f, c, kh, kw]
+    let dw = Tensor::from_storage(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?;
+    if channels_last { Ok(dw) } else { dw.contiguous_copy() }
+}
+
+impl Tensor {
+    /// Cross-correlates `self` (`[n, c, h, w]`) with `weight` (`[f, c, kh, kw]`), adds `bias` (`[f]`) if
+    /// given, and returns `[n, f, oh, ow]` with `oh = (h + 2 padding - kh) / stride + 1`.
+    ///
+    /// The result is laid out channels-last (NHWC memory behind NCHW indices), which lets the next
+    /// layer's im2col and every elementwise op run without transposes.
+    /// Backward: dx = col2im(g @ W), dW = g^T @ im2col(x), db = sum of g over n, h, w.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        self.conv2d_with(weight, bias, stride, padding, false)
+    }
+
+    /// `relu(conv2d(x, weight, bias))` in one op: bias and ReLU are applied to each chunk of the output
+    /// while it is still in cache, saving two passes over the activation. The backward masks the
+    /// gradient with the output's sign (`relu(z) > 0` exactly where `z > 0`), then runs conv's.
+    pub fn conv2d_relu(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        self.conv2d_with(weight, bias, stride, padding, true)
+    }
+
+    fn conv2d_with(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let mismatch =
+            || TensorError::ShapeMismatch { op: "conv2d", lhs: self.shape().to_vec(), rhs: weight.shape().to_vec() };
+        let (xs, ws) = (self.shape(), weight.shape());
+        if xs.len() != 4 || ws.len() != 4 || xs[1] != ws[1] {
+            return Err(mismatch());
+        }
+        if stride == 0 || xs[2] + 2 * padding < ws[2] || xs[3] + 2 * padding < ws[3] {
+            return Err(TensorError::InvalidArgument {
+                op: "conv2d",
+                msg: format!(
+                    "kernel {:?} with stride {stride} and padding {padding} does not fit input {xs:?}",
+                    &ws[2..]
+                ),
+            });
+        }
+        if let Some(b) = bias
+            && b.shape() != [ws[0]]
+        {
+            return Err(TensorError::ShapeMismatch { op: "conv2d bias", lhs: b.shape().to_vec(), rhs: vec![ws[0]] });
+        }
+        let g = geom(xs, ws, stride, padding);
+        // One channels-last copy of the input (none when it already is) serves forward and backward.
+        let x_cl = self.detach().to_channels_last()?;
+        // The weights reordered for channels-last im2col, shared by forward and backward-input.
+        let w_fkkc = weight_fkkc(weight)?;
+        let out = forward(&x_cl, &w_fkkc, bias, relu, &g)?;
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        let saved = weight.requires_grad().then_some(x_cl);
+        let w_channels_last = weight_is_channels_last(weight);
+        let w_saved = self.requires_grad().then_some(w_fkkc);
+        Ok(Tensor::record(out, if relu { "conv2d_relu" } else { "conv2d" }, &inputs, move |grad, out, x| {
+            let masked;
+            let grad = if relu {
+                masked = Tensor::relu_grad(grad, out)?;
+                &masked
+            } else {
+                grad
+            };
+            let dx = match &w_saved {
+                Some(wc) if x[0].requires_grad() => Some(backward_input(grad, wc, &g)?),
+                _ => None,
+            };
+            let dw = match &saved {
+                Some(x_cl) if x[1].requires_grad() => Some(backward_weight(x_cl, grad, &g, w_channels_last)?),
+                _ => None,
+            };
+            let mut grads = vec![dx, dw];
+            if let Some(b) = x.get(2) {
+                grads.push(if b.requires_grad() { Some(grad.sum(&[0, 2, 3], false)?) } else { None });
+            }
+            Ok(grads)
+        }))
+    }
+}
+
+fn geom(xs: &[usize], ws: &[usize], stride: usize, padding: usize) -> Conv2dGeom {
+    Conv2dGeom { n: xs[0], c: xs[1], h: xs[2], w: xs[3], f: ws[0], kh: ws[2], kw: ws[3], stride, pad: padding }
+}
+
+/// Checks that `grad` is the output gradient of a convolution of `input_shape` by `weight_shape`.
+fn check_grad(op: &'static str, grad: &Tensor, g: &Conv2dGeom) -> Result<()> {
+    let want = [g.n, g.f, g.oh(), g.ow()];
+    if grad.shape() != want {
+        return Err(TensorError::ShapeMismatch { op, lhs: grad.shape().to_vec(), rhs: want.to_vec() });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// The gradient of a convolution's input, given the output gradient `self` and the weight: the
+    /// backward-input pass alone, like `torch.nn.grad.conv2d_input`. Records no graph.
+    pub fn conv2d_input_grad(
+        &self,
+        weight: &Tensor,
+        input_shape: &[usize],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if input_shape.len() != 4 || weight.rank() != 4 || stride == 0 {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_input_grad",
+                lhs: input_shape.to_vec(),
+                rhs: weight.shape().to_vec(),
+            });
+        }
+        let g = geom(input_shape, weight.shape(), stride, padding);
+        check_grad("conv2d_input_grad", self, &g)?;
+        backward_input(self, &weight_fkkc(weight)?, &g)
+    }
+
+    /// The gradient of a convolution's weight, given the output gradient `self` and the input: the
+    /// backward-weight pass alone, like `torch.nn.grad.conv2d_weight`. Records no graph.
+    pub fn conv2d_weight_grad(
+        &self,
+        input: &Tensor,
+        weight_shape: &[usize],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if input.rank() != 4 || weight_shape.len() != 4 || stride == 0 {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_weight_grad",
+                lhs: input.shape().to_vec(),
+                rhs: weight_shape.to_vec(),
+            });
+        }
+        let g = geom(input.shape(), weight_shape, stride, padding);
+        check_grad("conv2d_weight_grad", self, &g)?;
+        backward_weight(input, self, &g, false)
+    }
+}
