@@ -2,7 +2,8 @@
 //!
 //! Each check contracts `f(inputs)` with a fixed random tensor `r`, so `L = sum(f * r)` is a scalar,
 //! and compares autograd's gradient of `L` with `(L(x + eps d) - L(x - eps d)) / 2 eps`, evaluated in
-//! f64 from f32 forwards.
+//! f64 from f32 forwards. Inputs may live on any device: the perturbed copies and `r` are made on the host and
+//! moved to the device of the tensor they stand for.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -24,9 +25,10 @@ impl Default for Tolerance {
     }
 }
 
+/// `inputs` with input `i` replaced by `data`, on the device of input `i`.
 fn with_input(inputs: &[Tensor], i: usize, data: Vec<f32>) -> Result<Vec<Tensor>> {
     let mut out = inputs.to_vec();
-    out[i] = Tensor::from_vec(data, inputs[i].shape())?;
+    out[i] = Tensor::from_vec(data, inputs[i].shape())?.to_device(inputs[i].device())?;
     Ok(out)
 }
 
@@ -51,14 +53,14 @@ fn setup(inputs: &[Tensor], f: &impl Fn(&[Tensor]) -> Result<Tensor>, seed: u64)
     for x in inputs {
         x.zero_grad();
     }
-    out.mul(&r)?.sum_all()?.backward()?;
-    let grads = inputs.iter().map(|x| x.grad().map(|g| g.to_vec())).collect();
+    out.mul(&r.to_device(out.device())?)?.sum_all()?.backward()?;
+    let grads = inputs.iter().map(|x| x.grad().map(|g| g.try_to_vec()).transpose()).collect::<Result<_>>()?;
     Ok(Setup { r: r.to_vec(), grads })
 }
 
 fn objective(inputs: &[Tensor], f: &impl Fn(&[Tensor]) -> Result<Tensor>, r: &[f32]) -> Result<f64> {
     let _guard = no_grad();
-    Ok(f(inputs)?.to_vec().iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum())
+    Ok(f(inputs)?.try_to_vec()?.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum())
 }
 
 /// `(L(plus) - L(minus)) / 2 eps` with input `i` replaced by `plus` and by `minus`.
@@ -85,7 +87,7 @@ pub fn check_elements(
     let s = setup(inputs, &f, 99).map_err(|e| e.to_string())?;
     for (i, x) in inputs.iter().enumerate().filter(|(_, x)| x.requires_grad()) {
         let grad = s.grads[i].as_ref().ok_or(format!("input {i} got no gradient"))?;
-        let base = x.to_vec();
+        let base = x.try_to_vec().map_err(|e| e.to_string())?;
         for j in 0..base.len() {
             let (mut plus, mut minus) = (base.clone(), base.clone());
             plus[j] += tol.eps;
@@ -109,7 +111,7 @@ pub fn check_direction(
         let grad = s.grads[i].as_ref().ok_or(format!("input {i} got no gradient"))?;
         let mut rng = StdRng::seed_from_u64(100 + i as u64);
         let d = Tensor::uniform(x.shape(), -1.0, 1.0, &mut rng).map_err(|e| e.to_string())?.to_vec();
-        let base = x.to_vec();
+        let base = x.try_to_vec().map_err(|e| e.to_string())?;
         let plus = base.iter().zip(&d).map(|(a, b)| a + tol.eps * b).collect();
         let minus = base.iter().zip(&d).map(|(a, b)| a - tol.eps * b).collect();
         let numeric = central_difference(inputs, i, (plus, minus), &f, &s.r, tol.eps)?;

@@ -1,15 +1,17 @@
 //! Every differentiable op against PyTorch: values and input gradients recorded by `parity/make_fixtures.py`
-//! (torch 2.15, float32, on strided, broadcast and channels-last inputs), replayed here with no Python.
+//! (torch 2.15, float32, on strided, broadcast and channels-last inputs), replayed here with no Python, on the CPU
+//! and, where a GPU opens, on CUDA (`test_device!`), each case against its own PyTorch tolerance.
 
 mod common;
 
+use common::test_device;
 use tiny_tensor::Device;
 
-#[test]
-fn every_op_matches_pytorch_on_the_cpu() {
-    let n = common::torch::replay_all(Device::Cpu);
+fn every_op_matches_pytorch(device: Device) {
+    let n = common::torch::replay_all(device);
     assert!(n >= 100, "only {n} cases");
 }
+test_device!(every_op_matches_pytorch, every_op_matches_pytorch_cpu, every_op_matches_pytorch_cuda);
 
 #[test]
 fn the_fixtures_cover_every_differentiable_op() {

@@ -1,9 +1,14 @@
 //! `warp_perspective`: exact pixel moves (identity, quarter turns, flips), hand-computed padding, PyTorch's
-//! `grid_sample` from `tests/fixtures/warp.safetensors`, and the errors for bad input.
+//! `grid_sample` from `tests/fixtures/warp.safetensors`, and the errors for bad input; each on the CPU and,
+//! where a GPU opens, on CUDA (`test_device!`).
+//!
+//! The exact comparisons hold on a GPU too: both devices compute the source point in f64 and snap it to a
+//! pixel centre within 1e-6 pixels, so a pixel move reads one pixel with weight 1, and the half-pixel cases
+//! mix two with weights 0.5, which no FMA or summation order can round.
 
 mod common;
 
-use common::rng;
+use common::{on, rng, test_device};
 use tiny_tensor::{Device, Tensor, TensorError, WarpPad};
 
 const IDENTITY: [f32; 9] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
@@ -40,29 +45,35 @@ fn at(data: &[f32], shape: &[usize], b: usize, k: usize, i: usize, j: usize) -> 
     data[((b * shape[1] + k) * shape[2] + i) * shape[3] + j]
 }
 
+/// The warped values, after checking that the result stayed on the input's device.
 fn warp(x: &Tensor, mats: &[[f32; 9]], pad: WarpPad) -> Vec<f32> {
-    x.warp_perspective(mats, pad).unwrap().to_vec()
+    let y = x.warp_perspective(mats, pad).unwrap();
+    assert_eq!(y.device(), x.device());
+    y.to_vec()
 }
 
-#[test]
-fn the_identity_returns_the_input_exactly() {
+fn the_identity_returns_the_input_exactly(device: Device) {
     let x = Tensor::uniform(&[2, 3, 5, 7], -2.0, 2.0, &mut rng(1)).unwrap();
-    for input in both_layouts(&x) {
+    for input in both_layouts(&on(&x, device)) {
         for pad in PADS {
             let y = input.warp_perspective(&[IDENTITY; 2], pad).unwrap();
             assert_eq!(y.shape(), x.shape());
-            assert_eq!(y.device(), Device::Cpu);
+            assert_eq!(y.device(), device);
             assert_eq!(y.to_vec(), x.to_vec(), "{pad:?}");
         }
     }
     // A strided view (every other column) is read through its strides too.
-    let wide = Tensor::uniform(&[1, 2, 4, 10], -1.0, 1.0, &mut rng(2)).unwrap();
+    let wide = on(&Tensor::uniform(&[1, 2, 4, 10], -1.0, 1.0, &mut rng(2)).unwrap(), device);
     let view = wide.reshape(&[1, 2, 4, 5, 2]).unwrap().narrow(4, 1, 1).unwrap().squeeze(4).unwrap();
     assert_eq!(warp(&view, &[IDENTITY], WarpPad::Zeros), view.to_vec());
 }
+test_device!(
+    the_identity_returns_the_input_exactly,
+    the_identity_returns_the_input_exactly_cpu,
+    the_identity_returns_the_input_exactly_cuda
+);
 
-#[test]
-fn a_quarter_turn_rotates_the_image_exactly() {
+fn a_quarter_turn_rotates_the_image_exactly(device: Device) {
     let shape = [2usize, 2, 4, 4];
     let x = distinct(shape);
     let xs = x.to_vec();
@@ -73,6 +84,7 @@ fn a_quarter_turn_rotates_the_image_exactly() {
     let cw = [0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
     let want_ccw = image(shape, |b, k, i, j| at(&xs, &shape, b, k, j, n - 1 - i));
     let want_cw = image(shape, |b, k, i, j| at(&xs, &shape, b, k, n - 1 - j, i));
+    let x = on(&x, device);
     for input in both_layouts(&x) {
         for pad in PADS {
             assert_eq!(warp(&input, &[ccw; 2], pad), want_ccw.to_vec(), "counterclockwise, {pad:?}");
@@ -86,20 +98,29 @@ fn a_quarter_turn_rotates_the_image_exactly() {
     );
     assert_eq!(warp(&x, &[ccw, IDENTITY], WarpPad::Zeros), mixed.to_vec());
 }
+test_device!(
+    a_quarter_turn_rotates_the_image_exactly,
+    a_quarter_turn_rotates_the_image_exactly_cpu,
+    a_quarter_turn_rotates_the_image_exactly_cuda
+);
 
-#[test]
-fn a_horizontal_flip_mirrors_the_image_exactly() {
+fn a_horizontal_flip_mirrors_the_image_exactly(device: Device) {
     let shape = [1usize, 3, 3, 5];
     let x = distinct(shape);
     let xs = x.to_vec();
     let flip = [-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
     let want = image(shape, |b, k, i, j| at(&xs, &shape, b, k, i, shape[3] - 1 - j));
-    for input in both_layouts(&x) {
+    for input in both_layouts(&on(&x, device)) {
         for pad in PADS {
             assert_eq!(warp(&input, &[flip], pad), want.to_vec(), "{pad:?}");
         }
     }
 }
+test_device!(
+    a_horizontal_flip_mirrors_the_image_exactly,
+    a_horizontal_flip_mirrors_the_image_exactly_cpu,
+    a_horizontal_flip_mirrors_the_image_exactly_cuda
+);
 
 /// One row `[1, 2, 3, 4]`: with h = 1 every point reads row 0, so only x moves.
 fn row() -> Tensor {
@@ -111,8 +132,7 @@ fn zoom_shift(zoom: f32, shift: f32) -> [f32; 9] {
     [zoom, 0.0, shift, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
 }
 
-#[test]
-fn points_outside_the_image_are_reflected_or_zero() {
+fn points_outside_the_image_are_reflected_or_zero(device: Device) {
     // Output columns 0..4 sit at x = -1, -1/3, 1/3, 1; a pixel is (x + 1) * 1.5.
     let cases = [
         // Zoomed out twice: source pixels -1.5, 0.5, 2.5, 4.5; -1.5 reflects to 1.5 and 4.5 to 1.5.
@@ -127,20 +147,24 @@ fn points_outside_the_image_are_reflected_or_zero() {
         (zoom_shift(1.0, -201.0), [0.0; 4], [2.5, 1.5, 1.5, 2.5]),
     ];
     for (m, zeros, reflection) in cases {
-        assert_eq!(warp(&row(), &[m], WarpPad::Zeros), zeros, "zeros, {m:?}");
-        assert_eq!(warp(&row(), &[m], WarpPad::Reflection), reflection, "reflection, {m:?}");
+        assert_eq!(warp(&on(&row(), device), &[m], WarpPad::Zeros), zeros, "zeros, {m:?}");
+        assert_eq!(warp(&on(&row(), device), &[m], WarpPad::Reflection), reflection, "reflection, {m:?}");
     }
     // Along y on a 3x3 image: shifting by half the height reads row i + 1; row 2 reads row 3, outside,
     // which reflects to row 1.
-    let x = Tensor::from_vec((1..=9).map(|v| v as f32).collect(), &[1, 1, 3, 3]).unwrap();
+    let x = on(&Tensor::from_vec((1..=9).map(|v| v as f32).collect(), &[1, 1, 3, 3]).unwrap(), device);
     let down = [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
     assert_eq!(warp(&x, &[down], WarpPad::Zeros), [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 0.0, 0.0, 0.0]);
     assert_eq!(warp(&x, &[down], WarpPad::Reflection), [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 4.0, 5.0, 6.0]);
 }
+test_device!(
+    points_outside_the_image_are_reflected_or_zero,
+    points_outside_the_image_are_reflected_or_zero_cpu,
+    points_outside_the_image_are_reflected_or_zero_cuda
+);
 
-#[test]
-fn a_degenerate_third_coordinate_gives_zeros() {
-    let x = distinct([1, 2, 3, 3]);
+fn a_degenerate_third_coordinate_gives_zeros(device: Device) {
+    let x = on(&distinct([1, 2, 3, 3]), device);
     let flat = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0];
     let nan = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, f32::NAN];
     let inf = [f32::INFINITY, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
@@ -152,27 +176,40 @@ fn a_degenerate_third_coordinate_gives_zeros() {
     // An infinite source point is zero too (in the middle column, where x = 0, inf * 0 makes it NaN).
     assert!(warp(&x, &[inf], WarpPad::Reflection).iter().all(|&v| v == 0.0));
 }
+test_device!(
+    a_degenerate_third_coordinate_gives_zeros,
+    a_degenerate_third_coordinate_gives_zeros_cpu,
+    a_degenerate_third_coordinate_gives_zeros_cuda
+);
 
-#[test]
-fn a_side_of_one_pixel_uses_the_centre() {
+fn a_side_of_one_pixel_uses_the_centre(device: Device) {
     // With w = 1 (or h = 1) the normalised coordinate is 0 and every point maps back to pixel 0.
-    let x = Tensor::from_vec(vec![5.0, -2.0], &[1, 2, 1, 1]).unwrap();
+    let x = on(&Tensor::from_vec(vec![5.0, -2.0], &[1, 2, 1, 1]).unwrap(), device);
     let m = [3.0, 1.0, 0.5, -2.0, 0.25, 7.0, 0.0, 0.0, 1.0];
     for pad in PADS {
         assert_eq!(warp(&x, &[m], pad), [5.0, -2.0]);
     }
 }
+test_device!(
+    a_side_of_one_pixel_uses_the_centre,
+    a_side_of_one_pixel_uses_the_centre_cpu,
+    a_side_of_one_pixel_uses_the_centre_cuda
+);
 
-#[test]
-fn empty_batches_give_empty_results() {
-    let x = Tensor::zeros(&[0, 3, 4, 4]);
+fn empty_batches_give_empty_results(device: Device) {
+    let x = on(&Tensor::zeros(&[0, 3, 4, 4]), device);
     assert_eq!(x.warp_perspective(&[], WarpPad::Reflection).unwrap().shape(), &[0, 3, 4, 4]);
-    let x = Tensor::zeros(&[2, 0, 4, 4]);
-    assert_eq!(x.warp_perspective(&[IDENTITY; 2], WarpPad::Zeros).unwrap().shape(), &[2, 0, 4, 4]);
+    let x = on(&Tensor::zeros(&[2, 0, 4, 4]), device);
+    let y = x.warp_perspective(&[IDENTITY; 2], WarpPad::Zeros).unwrap();
+    assert_eq!((y.shape(), y.device()), (&[2, 0, 4, 4][..], device));
 }
+test_device!(
+    empty_batches_give_empty_results,
+    empty_batches_give_empty_results_cpu,
+    empty_batches_give_empty_results_cuda
+);
 
-#[test]
-fn bad_input_is_an_error_naming_the_op() {
+fn bad_input_is_an_error_naming_the_op(device: Device) {
     let invalid = |e: TensorError| match e {
         TensorError::InvalidArgument { op, msg } => {
             assert_eq!(op, "warp_perspective");
@@ -180,23 +217,28 @@ fn bad_input_is_an_error_naming_the_op() {
         }
         other => panic!("unexpected error {other:?}"),
     };
-    let three_d = Tensor::zeros(&[3, 4, 4]);
+    let three_d = on(&Tensor::zeros(&[3, 4, 4]), device);
     let msg = invalid(three_d.warp_perspective(&[IDENTITY; 3], WarpPad::Zeros).unwrap_err());
     assert!(msg.contains("[3, 4, 4]"), "{msg}");
-    let x = Tensor::zeros(&[4, 3, 2, 2]);
+    let x = on(&Tensor::zeros(&[4, 3, 2, 2]), device);
     let msg = invalid(x.warp_perspective(&[IDENTITY; 3], WarpPad::Reflection).unwrap_err());
     assert!(msg.contains('3') && msg.contains('4'), "{msg}");
     // No gradient: an input that requires grad is refused while grad mode is on, and accepted under no_grad,
     // where the output records nothing.
-    let leaf = Tensor::zeros(&[1, 1, 2, 2]).set_requires_grad(true);
+    let leaf = common::leaf(&Tensor::zeros(&[1, 1, 2, 2]), device);
     let msg = invalid(leaf.warp_perspective(&[IDENTITY], WarpPad::Zeros).unwrap_err());
     assert!(msg.contains("not differentiable"), "{msg}");
     let _guard = tiny_tensor::no_grad();
     let y = leaf.warp_perspective(&[IDENTITY], WarpPad::Zeros).unwrap();
     assert!(!y.requires_grad() && y.op_name().is_none());
 }
+test_device!(
+    bad_input_is_an_error_naming_the_op,
+    bad_input_is_an_error_naming_the_op_cpu,
+    bad_input_is_an_error_naming_the_op_cuda
+);
 
-#[test]
-fn matches_pytorch_grid_sample() {
-    assert_eq!(common::torch::replay_warp(Device::Cpu), 16);
+fn matches_pytorch_grid_sample(device: Device) {
+    assert_eq!(common::torch::replay_warp(device), 16);
 }
+test_device!(matches_pytorch_grid_sample, matches_pytorch_grid_sample_cpu, matches_pytorch_grid_sample_cuda);

@@ -1,7 +1,12 @@
-//! Shared test helpers: seeded random tensors and thin wrappers over `tiny_tensor::gradcheck`.
-#![allow(dead_code)]
+//! Shared test helpers: seeded random tensors, thin wrappers over `tiny_tensor::gradcheck`, and `test_device!`
+//! with its device helpers.
+// Each test binary that includes this module uses only its own part of it.
+#![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod device;
 pub mod torch;
+
+pub(crate) use device::{GPU_RTOL, assert_values, grad, leaf, on, test_device, tol};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -33,11 +38,21 @@ pub fn gradcheck(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
 
 pub fn gradcheck_with(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>, eps: f32, rtol: f64, atol: f64) {
     check_elements(inputs, f, Tolerance { eps, rtol, atol }).unwrap();
+    assert_grads_where_inputs_are(inputs);
 }
 
 /// Checks one random direction per input.
 pub fn gradcheck_direction(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>, eps: f32, rtol: f64) {
     check_direction(inputs, f, Tolerance { eps, rtol, atol: 1e-3 }).unwrap();
+    assert_grads_where_inputs_are(inputs);
+}
+
+/// After a check, the autograd gradient of every input that requires grad lives on that input's device.
+fn assert_grads_where_inputs_are(inputs: &[Tensor]) {
+    for (i, x) in inputs.iter().enumerate().filter(|(_, x)| x.requires_grad()) {
+        let on = x.grad().map(|g| g.device());
+        assert_eq!(on, Some(x.device()), "input {i}: its gradient is not on its device");
+    }
 }
 
 /// Asserts two float slices agree elementwise within `tol`.
