@@ -3,8 +3,11 @@
 //! This is the bottom crate of `tiny`, the Rust version of fastbook chapter 19 ("A fastai Learner
 //! from Scratch"). A [`Tensor`] is a cheap handle to a view of shared storage. Every op returns a
 //! `Result`, records itself in the autograd graph when an input requires grad, and has its backward
-//! right under its forward in `ops/`. The device is dispatched in exactly one file (`backend.rs`);
-//! CPU kernels live in `cpu/`, matmul and convolutions go through the `gemm` crate.
+//! right under its forward. Each kernel-backed op family has a folder in `ops/` (the API, the backward
+//! and the family's kernel trait in `mod.rs`; the CPU kernels in `cpu.rs`, on the `gemm` crate for
+//! matmul and convolutions; the CUDA kernels in `cuda.rs` and the `.cu` source, with the `cuda` feature).
+//! The device is matched in exactly one place, `backend.rs`; `cpu/` and `cuda/` hold what the two
+//! backends share (buffer pool and threads; the opened GPU, its streams and kernel loading).
 //!
 //! ```
 //! use tiny_tensor::Tensor;
