@@ -6,21 +6,69 @@
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 
 use super::{Conv2dGeom, ConvKernels};
-use crate::cuda::{Gpu, err, gpu_of, grid, rows, view};
+use crate::cuda::{Gpu, err, grid, rows, view};
 use crate::ops::matmul::cuda::{Mat, gemm};
 use crate::{Result, Storage, Tensor};
 
 impl ConvKernels for Gpu {
-    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
-        conv2d(x, w, bias, relu, g)
+    /// Forward convolution of a contiguous NHWC input; returns `[n, oh, ow, f]` data.
+    fn conv2d(&self, x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
+        let gpu = self;
+        let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+        let mut out = gpu.alloc::<f32>(m * f)?;
+        let sw = wc.storage();
+        let w = Mat { data: view(&sw, wc), rs: 1, cs: k, batch_stride: 0 };
+        with_columns(gpu, x, g, |cols| gemm(gpu, (1, m, k, f), cols, &w, &mut out))?;
+        if bias.is_some() || relu {
+            let sb = bias.map(|b| b.storage());
+            let total = (m * f) as i64;
+            let (fi, has_bias, r) = (f as i32, i32::from(bias.is_some()), i32::from(relu));
+            let null: u64 = 0;
+            let mut b = gpu.stream.launch_builder(gpu.func("bias_relu_f32"));
+            b.arg(&total).arg(&mut out);
+            let bias_view = sb.as_ref().zip(bias).map(|(s, t)| view(s, t));
+            match &bias_view {
+                Some(v) => b.arg(v),
+                None => b.arg(&null),
+            };
+            b.arg(&fi).arg(&has_bias).arg(&r);
+            unsafe { b.launch(grid(m * f)) }.map_err(err("conv2d bias"))?;
+        }
+        Ok(gpu.storage(out))
     }
 
-    fn conv2d_backward_input(&self, dout: &Tensor, w: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
-        conv2d_backward_input(dout, w, g)
+    /// The input gradient `[n, h, w, c]` from a contiguous NHWC output gradient: `dcol = dout @ W`, then col2im.
+    fn conv2d_backward_input(&self, dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+        let gpu = self;
+        let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+        let mut dcol = gpu.alloc::<f32>(m * k)?;
+        {
+            let (sd, sw) = (dout.storage(), wc.storage());
+            let a = Mat { data: view(&sd, dout), rs: f, cs: 1, batch_stride: 0 };
+            let w = Mat { data: view(&sw, wc), rs: k, cs: 1, batch_stride: 0 };
+            gemm(gpu, (1, m, f, k), &a, &w, &mut dcol)?;
+        }
+        if is_pointwise(g) {
+            return Ok(gpu.storage(dcol));
+        }
+        let pixels = g.n * g.h * g.w;
+        let mut dx = gpu.alloc::<f32>(pixels * g.c)?;
+        let (p, kg) = (pixels as i64, kgeom(g));
+        let mut b = gpu.stream.launch_builder(gpu.func("col2im_f32"));
+        b.arg(&p).arg(&kg).arg(&dcol).arg(&mut dx);
+        unsafe { b.launch(rows(pixels, g.c)) }.map_err(err("col2im"))?;
+        Ok(gpu.storage(dx))
     }
 
+    /// The weight gradient `[f, kh, kw, c]`: `dW = dout^T @ col`.
     fn conv2d_backward_weight(&self, x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
-        conv2d_backward_weight(x, dout, g)
+        let gpu = self;
+        let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
+        let mut dw = gpu.alloc::<f32>(f * k)?;
+        let sd = dout.storage();
+        let dt = Mat { data: view(&sd, dout), rs: 1, cs: f, batch_stride: 0 };
+        with_columns(gpu, x, g, |cols| gemm(gpu, (1, f, m, k), &dt, cols, &mut dw))?;
+        Ok(gpu.storage(dw))
     }
 }
 
@@ -89,64 +137,4 @@ fn with_columns<R>(gpu: &Gpu, x: &Tensor, g: &Conv2dGeom, f: impl FnOnce(&Mat<'_
     }
     let col = im2col(gpu, x, g)?;
     f(&Mat { data: col.slice(..), rs: k, cs: 1, batch_stride: 0 })
-}
-
-/// Forward convolution of a contiguous NHWC input; returns `[n, oh, ow, f]` data.
-fn conv2d(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
-    let gpu = gpu_of(x)?;
-    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
-    let mut out = gpu.alloc::<f32>(m * f)?;
-    let sw = wc.storage();
-    let w = Mat { data: view(&sw, wc), rs: 1, cs: k, batch_stride: 0 };
-    with_columns(gpu, x, g, |cols| gemm(gpu, (1, m, k, f), cols, &w, &mut out))?;
-    if bias.is_some() || relu {
-        let sb = bias.map(|b| b.storage());
-        let total = (m * f) as i64;
-        let (fi, has_bias, r) = (f as i32, i32::from(bias.is_some()), i32::from(relu));
-        let null: u64 = 0;
-        let mut b = gpu.stream.launch_builder(gpu.func("bias_relu_f32"));
-        b.arg(&total).arg(&mut out);
-        let bias_view = sb.as_ref().zip(bias).map(|(s, t)| view(s, t));
-        match &bias_view {
-            Some(v) => b.arg(v),
-            None => b.arg(&null),
-        };
-        b.arg(&fi).arg(&has_bias).arg(&r);
-        unsafe { b.launch(grid(m * f)) }.map_err(err("conv2d bias"))?;
-    }
-    Ok(gpu.storage(out))
-}
-
-/// The input gradient `[n, h, w, c]` from a contiguous NHWC output gradient: `dcol = dout @ W`, then col2im.
-fn conv2d_backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
-    let gpu = gpu_of(dout)?;
-    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
-    let mut dcol = gpu.alloc::<f32>(m * k)?;
-    {
-        let (sd, sw) = (dout.storage(), wc.storage());
-        let a = Mat { data: view(&sd, dout), rs: f, cs: 1, batch_stride: 0 };
-        let w = Mat { data: view(&sw, wc), rs: k, cs: 1, batch_stride: 0 };
-        gemm(gpu, (1, m, f, k), &a, &w, &mut dcol)?;
-    }
-    if is_pointwise(g) {
-        return Ok(gpu.storage(dcol));
-    }
-    let pixels = g.n * g.h * g.w;
-    let mut dx = gpu.alloc::<f32>(pixels * g.c)?;
-    let (p, kg) = (pixels as i64, kgeom(g));
-    let mut b = gpu.stream.launch_builder(gpu.func("col2im_f32"));
-    b.arg(&p).arg(&kg).arg(&dcol).arg(&mut dx);
-    unsafe { b.launch(rows(pixels, g.c)) }.map_err(err("col2im"))?;
-    Ok(gpu.storage(dx))
-}
-
-/// The weight gradient `[f, kh, kw, c]`: `dW = dout^T @ col`.
-fn conv2d_backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
-    let gpu = gpu_of(x)?;
-    let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
-    let mut dw = gpu.alloc::<f32>(f * k)?;
-    let sd = dout.storage();
-    let dt = Mat { data: view(&sd, dout), rs: 1, cs: f, batch_stride: 0 };
-    with_columns(gpu, x, g, |cols| gemm(gpu, (1, f, m, k), &dt, cols, &mut dw))?;
-    Ok(gpu.storage(dw))
 }

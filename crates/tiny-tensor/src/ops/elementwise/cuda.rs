@@ -15,12 +15,74 @@ impl ElementwiseKernels for Gpu {
         map(self, x, out_strides, (op as i32, p0, p1))
     }
 
+    /// `a op b` over layouts already broadcast to one shape; the output's memory order follows the CPU rule.
     fn binary(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout, op: BinaryOp) -> Result<Tensor> {
-        binary(self, a, al, b, bl, op)
+        let g = self;
+        let n = al.numel();
+        let strides = if al.is_dense() && bl.is_dense() && al.strides == bl.strides {
+            al.strides.clone()
+        } else if al.is_dense() {
+            al.dense_strides_like()
+        } else {
+            bl.dense_strides_like()
+        };
+        let mut out = g.alloc::<f32>(n)?;
+        if n > 0 {
+            let (shape, [os, sa, sb]) =
+                plan(&al.shape, [&strides, &al.strides, &bl.strides], [0, al.offset, bl.offset], true)?;
+            let (ga, gb) = (a.storage(), b.storage());
+            let code = op as i32;
+            let mut launch = g.stream.launch_builder(g.func("binary_f32"));
+            let n = n as i64;
+            launch
+                .arg(&n)
+                .arg(&shape)
+                .arg(&os)
+                .arg(&sa)
+                .arg(&sb)
+                .arg(slice(&ga))
+                .arg(slice(&gb))
+                .arg(&mut out)
+                .arg(&code);
+            unsafe { launch.launch(grid(al.numel())) }.map_err(err("binary"))?;
+        }
+        Ok(wrap(g, out, Layout { shape: al.shape.clone(), strides, offset: 0 }))
     }
 
+    /// Updates `dst`'s elements in place from `src` (laid out as `sl`, broadcast to `dst`'s shape).
     fn update(&self, dst: &Tensor, src: Option<(&Tensor, &Layout)>, how: Update) -> Result<()> {
-        update(self, dst, src, how)
+        let g = self;
+        let dl = dst.layout().clone();
+        let n = dl.numel();
+        if n == 0 {
+            return Ok(());
+        }
+        let (mode, alpha) = match how {
+            Update::Copy => (0i32, 1.0f32),
+            Update::AddScaled(a) => (1, a),
+            Update::Scale(a) => (2, a),
+        };
+        let n = n as i64;
+        match src {
+            Some((src, sl)) => {
+                let (shape, [ds, ss]) = plan(&dl.shape, [&dl.strides, &sl.strides], [dl.offset, sl.offset], true)?;
+                let s = src.storage();
+                let mut d = dst.storage_mut();
+                let mut b = g.stream.launch_builder(g.func("update_f32"));
+                b.arg(&n).arg(&shape).arg(&ds).arg(&ss).arg(slice_mut(&mut d)).arg(slice(&s)).arg(&mode).arg(&alpha);
+                unsafe { b.launch(grid(dl.numel())) }.map_err(err("update"))?;
+            }
+            None => {
+                let (shape, [ds]) = plan(&dl.shape, [&dl.strides], [dl.offset], true)?;
+                let mut d = dst.storage_mut();
+                // The kernel never reads the source in mode 2, so a null pointer stands in for it.
+                let null: u64 = 0;
+                let mut b = g.stream.launch_builder(g.func("update_f32"));
+                b.arg(&n).arg(&shape).arg(&ds).arg(&ds).arg(slice_mut(&mut d)).arg(&null).arg(&mode).arg(&alpha);
+                unsafe { b.launch(grid(dl.numel())) }.map_err(err("scale"))?;
+            }
+        }
+        Ok(())
     }
 
     fn contiguous(&self, x: &Tensor) -> Result<Tensor> {
@@ -64,63 +126,4 @@ fn map(g: &Gpu, x: &Tensor, out_strides: Vec<usize>, (code, p0, p1): (i32, f32, 
         unsafe { b.launch(grid(l.numel())) }.map_err(err("unary"))?;
     }
     Ok(wrap(g, out, Layout { shape: l.shape.clone(), strides: out_strides, offset: 0 }))
-}
-
-/// `a op b` over layouts already broadcast to one shape; the output's memory order follows the CPU rule.
-fn binary(g: &Gpu, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout, op: BinaryOp) -> Result<Tensor> {
-    let n = al.numel();
-    let strides = if al.is_dense() && bl.is_dense() && al.strides == bl.strides {
-        al.strides.clone()
-    } else if al.is_dense() {
-        al.dense_strides_like()
-    } else {
-        bl.dense_strides_like()
-    };
-    let mut out = g.alloc::<f32>(n)?;
-    if n > 0 {
-        let (shape, [os, sa, sb]) =
-            plan(&al.shape, [&strides, &al.strides, &bl.strides], [0, al.offset, bl.offset], true)?;
-        let (ga, gb) = (a.storage(), b.storage());
-        let code = op as i32;
-        let mut launch = g.stream.launch_builder(g.func("binary_f32"));
-        let n = n as i64;
-        launch.arg(&n).arg(&shape).arg(&os).arg(&sa).arg(&sb).arg(slice(&ga)).arg(slice(&gb)).arg(&mut out).arg(&code);
-        unsafe { launch.launch(grid(al.numel())) }.map_err(err("binary"))?;
-    }
-    Ok(wrap(g, out, Layout { shape: al.shape.clone(), strides, offset: 0 }))
-}
-
-/// Updates `dst`'s elements in place from `src` (laid out as `sl`, broadcast to `dst`'s shape).
-fn update(g: &Gpu, dst: &Tensor, src: Option<(&Tensor, &Layout)>, how: Update) -> Result<()> {
-    let dl = dst.layout().clone();
-    let n = dl.numel();
-    if n == 0 {
-        return Ok(());
-    }
-    let (mode, alpha) = match how {
-        Update::Copy => (0i32, 1.0f32),
-        Update::AddScaled(a) => (1, a),
-        Update::Scale(a) => (2, a),
-    };
-    let n = n as i64;
-    match src {
-        Some((src, sl)) => {
-            let (shape, [ds, ss]) = plan(&dl.shape, [&dl.strides, &sl.strides], [dl.offset, sl.offset], true)?;
-            let s = src.storage();
-            let mut d = dst.storage_mut();
-            let mut b = g.stream.launch_builder(g.func("update_f32"));
-            b.arg(&n).arg(&shape).arg(&ds).arg(&ss).arg(slice_mut(&mut d)).arg(slice(&s)).arg(&mode).arg(&alpha);
-            unsafe { b.launch(grid(dl.numel())) }.map_err(err("update"))?;
-        }
-        None => {
-            let (shape, [ds]) = plan(&dl.shape, [&dl.strides], [dl.offset], true)?;
-            let mut d = dst.storage_mut();
-            // The kernel never reads the source in mode 2, so a null pointer stands in for it.
-            let null: u64 = 0;
-            let mut b = g.stream.launch_builder(g.func("update_f32"));
-            b.arg(&n).arg(&shape).arg(&ds).arg(&ds).arg(slice_mut(&mut d)).arg(&null).arg(&mode).arg(&alpha);
-            unsafe { b.launch(grid(dl.numel())) }.map_err(err("scale"))?;
-        }
-    }
-    Ok(())
 }

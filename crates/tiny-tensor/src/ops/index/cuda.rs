@@ -3,23 +3,30 @@
 use cudarc::driver::PushKernelArg;
 
 use super::IndexKernels;
-use crate::cuda::{Gpu, err, gpu_of, grid, view, wrap};
+use crate::cuda::{Gpu, err, grid, view, wrap};
 use crate::layout::Layout;
 use crate::{Result, Tensor};
 
 impl IndexKernels for Gpu {
     fn index_select(&self, x: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32]) -> Result<Tensor> {
-        launch(x, outer, size, inner, idx, false)
+        launch(self, x, outer, size, inner, idx, false)
     }
 
     fn index_add(&self, g: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32]) -> Result<Tensor> {
-        launch(g, outer, size, inner, idx, true)
+        launch(self, g, outer, size, inner, idx, true)
     }
 }
 
 /// `index_f32` over `[outer, idx.len(), inner]`: a gather from `src` or (`scatter`) an add into zeros.
-fn launch(src: &Tensor, outer: usize, size: usize, inner: usize, idx: &[u32], scatter: bool) -> Result<Tensor> {
-    let g = gpu_of(src)?;
+fn launch(
+    g: &Gpu,
+    src: &Tensor,
+    outer: usize,
+    size: usize,
+    inner: usize,
+    idx: &[u32],
+    scatter: bool,
+) -> Result<Tensor> {
     let total = outer * idx.len() * inner;
     let shape = if scatter { [outer, size, inner] } else { [outer, idx.len(), inner] };
     let out_len = shape.iter().product();

@@ -11,8 +11,31 @@ use crate::ops::elementwise::ElementwiseKernels;
 use crate::{Result, Tensor, TensorError};
 
 impl MatmulKernels for Gpu {
+    /// `c[b] = a[b] @ b[b]` for 3-D operands `[batch, m, k]` and `[batch, k, n]` (a batch stride of 0 broadcasts).
     fn matmul3(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout) -> Result<Tensor> {
-        matmul3(self, a, al, b, bl)
+        let g = self;
+        let (batch, m, k, n) = (al.shape[0].max(bl.shape[0]), al.shape[1], al.shape[2], bl.shape[2]);
+        let (a, al) = blas_ready(g, a, al)?;
+        let (b, bl) = blas_ready(g, b, bl)?;
+        let mut out = if k == 0 { g.zeros(batch * m * n)? } else { g.alloc::<f32>(batch * m * n)? };
+        if batch * m * n > 0 && k > 0 {
+            let (sa, sb) = (a.storage(), b.storage());
+            let bs = |l: &Layout| if l.shape[0] == 1 { 0 } else { l.strides[0] };
+            let ma = Mat {
+                data: slice(&sa).slice(al.offset..),
+                rs: al.strides[1],
+                cs: al.strides[2],
+                batch_stride: bs(&al),
+            };
+            let mb = Mat {
+                data: slice(&sb).slice(bl.offset..),
+                rs: bl.strides[1],
+                cs: bl.strides[2],
+                batch_stride: bs(&bl),
+            };
+            gemm(g, (batch, m, k, n), &ma, &mb, &mut out)?;
+        }
+        Ok(wrap(g, out, Layout::contiguous(&[batch, m, n])))
     }
 }
 
@@ -104,24 +127,6 @@ fn blas_ready(g: &Gpu, x: &Tensor, l: &Layout) -> Result<(Tensor, Layout)> {
     let copy = g.contiguous(&x.view_with(l.clone()))?;
     let cl = copy.layout().clone();
     Ok((copy, cl))
-}
-
-/// `c[b] = a[b] @ b[b]` for 3-D operands `[batch, m, k]` and `[batch, k, n]` (a batch stride of 0 broadcasts).
-fn matmul3(g: &Gpu, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout) -> Result<Tensor> {
-    let (batch, m, k, n) = (al.shape[0].max(bl.shape[0]), al.shape[1], al.shape[2], bl.shape[2]);
-    let (a, al) = blas_ready(g, a, al)?;
-    let (b, bl) = blas_ready(g, b, bl)?;
-    let mut out = if k == 0 { g.zeros(batch * m * n)? } else { g.alloc::<f32>(batch * m * n)? };
-    if batch * m * n > 0 && k > 0 {
-        let (sa, sb) = (a.storage(), b.storage());
-        let bs = |l: &Layout| if l.shape[0] == 1 { 0 } else { l.strides[0] };
-        let ma =
-            Mat { data: slice(&sa).slice(al.offset..), rs: al.strides[1], cs: al.strides[2], batch_stride: bs(&al) };
-        let mb =
-            Mat { data: slice(&sb).slice(bl.offset..), rs: bl.strides[1], cs: bl.strides[2], batch_stride: bs(&bl) };
-        gemm(g, (batch, m, k, n), &ma, &mb, &mut out)?;
-    }
-    Ok(wrap(g, out, Layout::contiguous(&[batch, m, n])))
 }
 
 #[cfg(test)]

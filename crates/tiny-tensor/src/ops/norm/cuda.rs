@@ -3,147 +3,116 @@
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::{NormKernels, RunningStats};
-use crate::cuda::{Gpu, err, gpu_of, grid, slice_mut, view};
+use crate::cuda::{Gpu, err, grid, slice_mut, view};
 use crate::{Result, Storage, Tensor};
 
 impl NormKernels for Gpu {
+    /// From contiguous `x`, in one launch: the per-channel mean and biased variance, `invstd`, the affine map's
+    /// `scale` and `shift`, and the running statistics (contiguous `[c]` tensors) and their batch count updated in place.
     fn batch_norm_stats(
         &self,
         x: &Tensor,
-        dims: (usize, usize, usize),
+        (outer, c, inner): (usize, usize, usize),
         w: &Tensor,
         b: &Tensor,
         eps: f32,
         running: Option<RunningStats<'_>>,
         unbias: f32,
     ) -> Result<[Storage; 5]> {
-        let running = running.map(|r| (r.mean, r.var, r.momentum, r.num_batches_tracked));
-        batch_norm_stats(x, dims, w, b, eps, running, unbias)
+        let g = self;
+        // The kernel writes every channel's values, so the buffers need no zeroing.
+        let mut out =
+            [g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?];
+        if c > 0 {
+            let (sx, sw, sb) = (x.storage(), w.storage(), b.storage());
+            let (xs, ws, bs) = (view(&sx, x), view(&sw, w), view(&sb, b));
+            let (o, ci, i) = (outer as i64, c as i32, inner as i64);
+            let [mean, var, invstd, scale, shift] = &mut out;
+            let mut launch = g.stream.launch_builder(g.func("bn_stats_f32"));
+            launch.arg(&xs).arg(&o).arg(&ci).arg(&i).arg(mean).arg(var).arg(&ws).arg(&bs).arg(&eps);
+            launch.arg(invstd).arg(scale).arg(shift);
+            // The running statistics are written through their storages, locked for the launch; a null pointer (0)
+            // tells the kernel there are none.
+            let (null, momentum) = (0u64, running.map_or(0.0, |r| r.momentum));
+            let mut locks = running.map(|r| [(r.mean.storage_mut(), r.mean), (r.var.storage_mut(), r.var)]);
+            let mut stats =
+                locks.as_mut().map(|l| l.each_mut().map(|(s, t)| slice_mut(s).slice_mut(t.layout().offset..)));
+            match &mut stats {
+                Some([rm, rv]) => launch.arg(rm).arg(rv),
+                None => launch.arg(&null).arg(&null),
+            };
+            launch.arg(&momentum).arg(&unbias);
+            let counter = running.and_then(|r| r.num_batches_tracked);
+            let mut count_lock = counter.map(|n| (n.storage_mut(), n));
+            let mut count = count_lock.as_mut().map(|(s, t)| slice_mut(s).slice_mut(t.layout().offset..));
+            match &mut count {
+                Some(n) => launch.arg(n),
+                None => launch.arg(&null),
+            };
+            unsafe { launch.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
+        }
+        Ok(out.map(|s| g.storage(s)))
     }
 
+    /// `y = x * scale[c] + shift[c]` over contiguous `x`.
     fn batch_norm_affine(
         &self,
         x: &Tensor,
-        dims: (usize, usize, usize),
+        (outer, c, inner): (usize, usize, usize),
         scale: &Tensor,
         shift: &Tensor,
     ) -> Result<Storage> {
-        batch_norm_affine(x, dims, scale, shift)
+        let g = self;
+        let total = outer * c * inner;
+        let mut y = g.alloc::<f32>(total)?;
+        let (sx, sc, sh) = (x.storage(), scale.storage(), shift.storage());
+        let src = view(&sx, x);
+        let (t, ci, i) = (total as i64, c as i32, inner as i64);
+        let mut b = g.stream.launch_builder(g.func("bn_affine_f32"));
+        let (scale, shift) = (view(&sc, scale), view(&sh, shift));
+        b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i);
+        unsafe { b.launch(grid(total)) }.map_err(err("batch_norm affine"))?;
+        Ok(g.storage(y))
     }
 
+    /// The gradients `(dx, dw, db)` of training-mode batchnorm, with `dy` and `x` in the same contiguous arrangement.
     fn batch_norm_backward(
         &self,
         dy: &Tensor,
         x: &Tensor,
-        dims: (usize, usize, usize),
+        (outer, c, inner): (usize, usize, usize),
         mean: &Tensor,
         invstd: &Tensor,
         w: &Tensor,
     ) -> Result<(Storage, Storage, Storage)> {
-        batch_norm_backward(dy, x, dims, mean, invstd, w)
+        let g = self;
+        let total = outer * c * inner;
+        // The kernels write every element of all three, so they need no zeroing.
+        let (mut dw, mut db) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
+        let mut dx = g.alloc::<f32>(total)?;
+        if c == 0 {
+            return Ok((g.storage(dx), g.storage(dw), g.storage(db)));
+        }
+        let (sd, sx, sm, si, sw) = (dy.storage(), x.storage(), mean.storage(), invstd.storage(), w.storage());
+        let dys = view(&sd, dy);
+        let xs = view(&sx, x);
+        let means = view(&sm, mean);
+        let invs = view(&si, invstd);
+        let ws = view(&sw, w);
+        let (o, ci, i) = (outer as i64, c as i32, inner as i64);
+        let mut b = g.stream.launch_builder(g.func("bn_backward_sums_f32"));
+        b.arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&mut dw).arg(&mut db).arg(&o).arg(&ci).arg(&i);
+        unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm backward"))?;
+        let (t, n) = (total as i64, (outer * inner).max(1) as f32);
+        let mut b = g.stream.launch_builder(g.func("bn_backward_dx_f32"));
+        b.arg(&t).arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&ws).arg(&dw).arg(&db);
+        b.arg(&mut dx).arg(&ci).arg(&i).arg(&n);
+        unsafe { b.launch(grid(total)) }.map_err(err("batch_norm backward"))?;
+        Ok((g.storage(dx), g.storage(dw), g.storage(db)))
     }
 }
 
 /// One block of 256 threads per channel.
 fn per_channel(c: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// From contiguous `x`, in one launch: the per-channel mean and biased variance, `invstd`, the affine map's
-/// `scale` and `shift`, and the running statistics (contiguous `[c]` tensors) and their batch count updated in place.
-fn batch_norm_stats(
-    x: &Tensor,
-    (outer, c, inner): (usize, usize, usize),
-    w: &Tensor,
-    b: &Tensor,
-    eps: f32,
-    running: Option<(&Tensor, &Tensor, f32, Option<&Tensor>)>,
-    unbias: f32,
-) -> Result<[Storage; 5]> {
-    let g = gpu_of(x)?;
-    // The kernel writes every channel's values, so the buffers need no zeroing.
-    let mut out = [g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?, g.alloc::<f32>(c)?];
-    if c > 0 {
-        let (sx, sw, sb) = (x.storage(), w.storage(), b.storage());
-        let (xs, ws, bs) = (view(&sx, x), view(&sw, w), view(&sb, b));
-        let (o, ci, i) = (outer as i64, c as i32, inner as i64);
-        let [mean, var, invstd, scale, shift] = &mut out;
-        let mut launch = g.stream.launch_builder(g.func("bn_stats_f32"));
-        launch.arg(&xs).arg(&o).arg(&ci).arg(&i).arg(mean).arg(var).arg(&ws).arg(&bs).arg(&eps);
-        launch.arg(invstd).arg(scale).arg(shift);
-        // The running statistics are written through their storages, locked for the launch; a null pointer (0)
-        // tells the kernel there are none.
-        let (null, momentum) = (0u64, running.map_or(0.0, |r| r.2));
-        let mut locks = running.map(|(rm, rv, _, _)| [(rm.storage_mut(), rm), (rv.storage_mut(), rv)]);
-        let mut stats = locks.as_mut().map(|l| l.each_mut().map(|(s, t)| slice_mut(s).slice_mut(t.layout().offset..)));
-        match &mut stats {
-            Some([rm, rv]) => launch.arg(rm).arg(rv),
-            None => launch.arg(&null).arg(&null),
-        };
-        launch.arg(&momentum).arg(&unbias);
-        let counter = running.and_then(|r| r.3);
-        let mut count_lock = counter.map(|n| (n.storage_mut(), n));
-        let mut count = count_lock.as_mut().map(|(s, t)| slice_mut(s).slice_mut(t.layout().offset..));
-        match &mut count {
-            Some(n) => launch.arg(n),
-            None => launch.arg(&null),
-        };
-        unsafe { launch.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
-    }
-    Ok(out.map(|s| g.storage(s)))
-}
-
-/// `y = x * scale[c] + shift[c]` over contiguous `x`.
-fn batch_norm_affine(
-    x: &Tensor,
-    (outer, c, inner): (usize, usize, usize),
-    scale: &Tensor,
-    shift: &Tensor,
-) -> Result<Storage> {
-    let g = gpu_of(x)?;
-    let total = outer * c * inner;
-    let mut y = g.alloc::<f32>(total)?;
-    let (sx, sc, sh) = (x.storage(), scale.storage(), shift.storage());
-    let src = view(&sx, x);
-    let (t, ci, i) = (total as i64, c as i32, inner as i64);
-    let mut b = g.stream.launch_builder(g.func("bn_affine_f32"));
-    let (scale, shift) = (view(&sc, scale), view(&sh, shift));
-    b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i);
-    unsafe { b.launch(grid(total)) }.map_err(err("batch_norm affine"))?;
-    Ok(g.storage(y))
-}
-
-/// The gradients `(dx, dw, db)` of training-mode batchnorm, with `dy` and `x` in the same contiguous arrangement.
-fn batch_norm_backward(
-    dy: &Tensor,
-    x: &Tensor,
-    (outer, c, inner): (usize, usize, usize),
-    mean: &Tensor,
-    invstd: &Tensor,
-    w: &Tensor,
-) -> Result<(Storage, Storage, Storage)> {
-    let g = gpu_of(x)?;
-    let total = outer * c * inner;
-    // The kernels write every element of all three, so they need no zeroing.
-    let (mut dw, mut db) = (g.alloc::<f32>(c)?, g.alloc::<f32>(c)?);
-    let mut dx = g.alloc::<f32>(total)?;
-    if c == 0 {
-        return Ok((g.storage(dx), g.storage(dw), g.storage(db)));
-    }
-    let (sd, sx, sm, si, sw) = (dy.storage(), x.storage(), mean.storage(), invstd.storage(), w.storage());
-    let dys = view(&sd, dy);
-    let xs = view(&sx, x);
-    let means = view(&sm, mean);
-    let invs = view(&si, invstd);
-    let ws = view(&sw, w);
-    let (o, ci, i) = (outer as i64, c as i32, inner as i64);
-    let mut b = g.stream.launch_builder(g.func("bn_backward_sums_f32"));
-    b.arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&mut dw).arg(&mut db).arg(&o).arg(&ci).arg(&i);
-    unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm backward"))?;
-    let (t, n) = (total as i64, (outer * inner).max(1) as f32);
-    let mut b = g.stream.launch_builder(g.func("bn_backward_dx_f32"));
-    b.arg(&t).arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&ws).arg(&dw).arg(&db);
-    b.arg(&mut dx).arg(&ci).arg(&i).arg(&n);
-    unsafe { b.launch(grid(total)) }.map_err(err("batch_norm backward"))?;
-    Ok((g.storage(dx), g.storage(dw), g.storage(db)))
 }
