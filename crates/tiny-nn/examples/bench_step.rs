@@ -13,7 +13,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
-use tiny_tensor::{Device, SgdParam, SgdStep, Tensor, no_grad, sgd_update_all_};
+use tiny_tensor::{Device, Tensor, UpdateOp, UpdateProgram, foreach_update_, no_grad};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -63,11 +63,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _guard = no_grad();
         // Plain SGD, p -= lr * g, for all parameters in one fused update (one kernel launch on a GPU).
         let grads: Vec<_> = params.iter().filter_map(|p| Some((p, p.grad()?))).collect();
-        let items: Vec<SgdParam<'_>> = grads
-            .iter()
-            .map(|(p, g)| SgdParam { param: p.tensor(), grad: g, momentum_buffer: None, first: false })
-            .collect();
-        sgd_update_all_(&items, &SgdStep { lr, ..SgdStep::default() })?;
+        let items: Vec<[&Tensor; 2]> = grads.iter().map(|(p, g)| [p.tensor(), g]).collect();
+        let items: Vec<&[&Tensor]> = items.iter().map(|i| &i[..]).collect();
+        let sgd = UpdateProgram {
+            tensors: 2,
+            ops: vec![UpdateOp::Axpby { dst: 0, a: 1.0, x: 0, b: -lr, y: 1 }],
+            writes: vec![0],
+        };
+        foreach_update_(&items, &sgd)?;
         params.iter().for_each(|p| p.zero_grad());
         Ok(loss)
     };

@@ -1,9 +1,12 @@
 //! `Adam` (L2 weight decay, like `torch.optim.Adam`) and `AdamW` (decoupled, like `torch.optim.AdamW`).
 
+use std::collections::HashMap;
+
 use tiny_nn::Parameter;
-use tiny_tensor::{Tensor, no_grad};
+use tiny_tensor::{UpdateOp, UpdateProgram, no_grad};
 
 use crate::core::{Core, ParamState};
+use crate::fused::update_by_key;
 use crate::group::check_groups;
 use crate::{Optimizer, OptimizerState, ParamGroup, Result};
 
@@ -139,10 +142,7 @@ impl Optimizer for Adam {
         let _guard = no_grad();
         let Core { groups, state, .. } = &mut self.core;
         for group in groups.iter() {
-            for p in &group.params {
-                let Some(g) = p.grad() else { continue };
-                update(p, &g, state.entry(p.id()).or_default(), group, self.decoupled)?;
-            }
+            step_group(group, state, self.decoupled)?;
         }
         self.core.steps += 1;
         Ok(())
@@ -195,27 +195,68 @@ impl Optimizer for AdamW {
     }
 }
 
-/// One Adam update of `p` from its gradient `g`, in PyTorch's order of operations.
-fn update(p: &Tensor, g: &Tensor, st: &mut ParamState, group: &ParamGroup, decoupled: bool) -> Result<()> {
+/// One Adam step of every parameter of `group` that has a gradient, as one fused `foreach_update_` over
+/// `(p, g, exp_avg, exp_avg_sq)` (see [`program`]); parameters at another step count (whose bias
+/// corrections differ) take a call of their own. The moments are created at a parameter's first step.
+fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>, decoupled: bool) -> Result<()> {
+    let mut todo = Vec::new();
+    for p in &group.params {
+        let Some(g) = p.grad() else { continue };
+        let st = state.entry(p.id()).or_default();
+        let first = st.buffers.is_empty();
+        if first {
+            st.buffers = vec![p.zeros_like()?, p.zeros_like()?];
+        }
+        todo.push((p, g, first, st.step + 1));
+    }
+    let (done, result) = {
+        let items: Vec<_> = todo
+            .iter()
+            .map(|(p, g, _, t)| {
+                let b = &state[&p.id()].buffers;
+                ((p.device(), *t), vec![p.tensor(), g, &b[0], &b[1]])
+            })
+            .collect();
+        update_by_key(&items, |(_, t)| program(group, t, decoupled))
+    };
+    for ((p, _, first, _), done) in todo.iter().zip(done) {
+        let st = state.entry(p.id()).or_default();
+        if done {
+            st.step += 1;
+        } else if *first {
+            st.buffers.clear();
+        }
+    }
+    Ok(result?)
+}
+
+/// Adam's step number `t` as an update program over `(p, g, m, v)`, in the float-op order of PyTorch (and of
+/// tiny's earlier tensor-op Adam): `g = g + wd * p` (Adam's L2 term); `m = beta1 * m + (1 - beta1) * g`;
+/// `v = beta2 * v + (1 - beta2) * g * g`; `p = shrink * p + alpha * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`
+/// with `alpha = -lr / (1 - beta1^t)`, and `shrink = 1 - lr * wd` for AdamW's decoupled decay, else 1.
+fn program(group: &ParamGroup, t: u64, decoupled: bool) -> UpdateProgram {
+    use UpdateOp::{AddScalar, Axpby, Div, Mul, Scale, Sqrt};
     let (lr, b1, b2, wd) = (group.lr, group.momentum, group.beta2, group.weight_decay);
-    if decoupled && wd != 0.0 {
-        p.scale_(1.0 - lr * wd)?;
-    }
-    let g = if !decoupled && wd != 0.0 { g.add(&p.mul_scalar(wd)?)? } else { g.clone() };
-    if st.buffers.is_empty() {
-        st.buffers = vec![p.zeros_like()?, p.zeros_like()?];
-    }
-    let (m, v) = (&st.buffers[0], &st.buffers[1]);
-    m.scale_(b1)?;
-    m.add_scaled_(&g, 1.0 - b1)?;
-    v.scale_(b2)?;
-    v.add_scaled_(&g.mul(&g)?, 1.0 - b2)?;
-    st.step += 1;
     // The corrections in f64: beta^t for large t underflows gracefully to 0 there.
-    let t = st.step as f64;
+    let t = t as f64;
     let bias1 = 1.0 - f64::from(b1).powf(t);
     let bias2 = 1.0 - f64::from(b2).powf(t);
-    let denom = v.sqrt()?.affine((1.0 / bias2.sqrt()) as f32, group.eps)?;
-    p.add_scaled_(&m.div(&denom)?, -(f64::from(lr) / bias1) as f32)?;
-    Ok(())
+    let alpha = -(f64::from(lr) / bias1) as f32;
+    let shrink = if decoupled && wd != 0.0 { 1.0 - lr * wd } else { 1.0 };
+    // Registers: 0 the parameter, 1 the gradient, 2 exp_avg, 3 exp_avg_sq, 4 a temporary.
+    let mut ops = Vec::with_capacity(9);
+    if !decoupled && wd != 0.0 {
+        ops.push(Axpby { dst: 1, a: 1.0, x: 1, b: wd, y: 0 });
+    }
+    ops.extend([
+        Axpby { dst: 2, a: b1, x: 2, b: 1.0 - b1, y: 1 },
+        Mul { dst: 4, x: 1, y: 1 },
+        Axpby { dst: 3, a: b2, x: 3, b: 1.0 - b2, y: 4 },
+        Sqrt { dst: 4, x: 3 },
+        Scale { dst: 4, a: (1.0 / bias2.sqrt()) as f32, x: 4 },
+        AddScalar { dst: 4, x: 4, s: group.eps },
+        Div { dst: 4, x: 2, y: 4 },
+        Axpby { dst: 0, a: shrink, x: 0, b: alpha, y: 4 },
+    ]);
+    UpdateProgram { tensors: 4, ops, writes: vec![0, 2, 3] }
 }

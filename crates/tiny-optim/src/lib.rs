@@ -3,8 +3,9 @@
 //! Every optimizer implements the object-safe [`Optimizer`] trait that the learner, the schedulers
 //! and the LR finder drive: `step`, `zero_grad`, the learning rate and momentum of each
 //! [`ParamGroup`], and a [`OptimizerState`] snapshot for checkpoints. Updates follow PyTorch's
-//! `torch.optim` formulas and run as in-place tensor ops under `no_grad`, so a step records no graph
-//! and allocates as little as tiny-tensor allows.
+//! `torch.optim` formulas and run under `no_grad` as programs for tiny-tensor's fused in-place
+//! `foreach_update_` (one pass over memory on the CPU, one kernel launch for a group's dense parameters on
+//! a GPU), so a step records no graph and allocates no temporary tensors.
 //!
 //! One step of the chapter's SGD, `p -= lr * p.grad`:
 //!
@@ -26,6 +27,7 @@
 mod adam;
 mod core;
 mod error;
+mod fused;
 mod group;
 mod metadata;
 mod optimizer;

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use tiny_nn::Parameter;
-use tiny_tensor::{SgdParam, SgdStep, no_grad, sgd_update_all_};
+use tiny_tensor::{UpdateOp, UpdateProgram, no_grad};
 
 use crate::core::{Core, ParamState};
+use crate::fused::update_by_key;
 use crate::group::check_groups;
 use crate::{Optimizer, OptimizerState, ParamGroup, Result};
 
@@ -14,7 +15,7 @@ use crate::{Optimizer, OptimizerState, ParamGroup, Result};
 /// With gradient `g`, weight decay `wd` and momentum `m`, each step computes `d = g + wd * p` (the
 /// chapter's coupled weight decay), then, when `m > 0`, the buffer `b = m * b + (1 - dampening) * d`
 /// (`b = d` on the first step) and replaces `d` by `b`, or by `d + m * b` with Nesterov. Finally
-/// `p -= lr * d`, all in one pass over the parameter (`Tensor::sgd_update_`).
+/// `p -= lr * d`, all in one pass over the parameter (tiny-tensor's fused `foreach_update_`).
 ///
 /// ```
 /// use tiny_nn::Parameter;
@@ -114,10 +115,10 @@ impl Optimizer for Sgd {
     }
 }
 
-/// One SGD step of every parameter of `group` that has a gradient, through tiny-tensor's fused
-/// `sgd_update_all_`: each element is read and written once, and on a GPU the whole group is one kernel
-/// launch instead of three or four per parameter. Momentum buffers are created at the first step with
-/// momentum, and then carry over.
+/// One SGD step of every parameter of `group` that has a gradient, as one fused `foreach_update_` over
+/// `(p, g, momentum buffer)` (see [`program`]): each element is read and written once, and on a GPU the whole
+/// group is one kernel launch instead of three or four per parameter. Momentum buffers are created at the
+/// first step with momentum, and then carry over; parameters whose buffer is new take a call of their own.
 fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Result<()> {
     let with_momentum = group.momentum != 0.0;
     let mut todo = Vec::new();
@@ -130,34 +131,54 @@ fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Res
         }
         todo.push((p, g, first));
     }
-    let step = SgdStep {
-        lr: group.lr,
-        momentum: group.momentum,
-        dampening: group.dampening,
-        weight_decay: group.weight_decay,
-        nesterov: group.nesterov,
-        first: false,
-    };
-    let result = {
-        let items: Vec<SgdParam<'_>> = todo
+    let (done, result) = {
+        let items: Vec<_> = todo
             .iter()
-            .map(|(p, g, first)| SgdParam {
-                param: p.tensor(),
-                grad: g,
-                momentum_buffer: state[&p.id()].buffers.first().filter(|_| with_momentum),
-                first: *first,
+            .map(|(p, g, first)| {
+                let mut tensors = vec![p.tensor(), g];
+                tensors.extend(state[&p.id()].buffers.first().filter(|_| with_momentum));
+                ((p.device(), with_momentum && *first), tensors)
             })
             .collect();
-        sgd_update_all_(&items, &step)
+        update_by_key(&items, |(_, first)| program(group, first))
     };
-    for (p, _, first) in &todo {
+    for ((p, _, first), done) in todo.iter().zip(done) {
         let st = state.entry(p.id()).or_default();
-        match &result {
-            Ok(()) => st.step += 1,
-            // A failed step leaves no new buffer behind, so that the next one still starts it from the gradient.
-            Err(_) if *first => st.buffers.clear(),
-            Err(_) => {}
+        if done {
+            st.step += 1;
+        } else if *first {
+            // A step that did not happen leaves no new buffer behind, so that the next one starts it from the
+            // gradient.
+            st.buffers.clear();
         }
     }
     Ok(result?)
+}
+
+/// SGD as an update program over `(p, g)`, or `(p, g, b)` with momentum, in the float-op order of
+/// tiny-tensor's `Tensor::sgd_update_` (so that results are the same to the bit): `d = g + wd * p`;
+/// `b = m * b + (1 - dampening) * d` (`b = d` when the buffer is `first`); `d = d + m * b` with
+/// Nesterov, else `d = b`; `p = p - lr * d`, written `p + (-lr) * d`, which rounds the same.
+fn program(group: &ParamGroup, first: bool) -> UpdateProgram {
+    use UpdateOp::Axpby;
+    let (lr, m) = (group.lr, group.momentum);
+    // Registers: 0 the parameter, 1 the gradient and then the step `d`, 2 the momentum buffer.
+    let mut ops = vec![Axpby { dst: 1, a: 1.0, x: 1, b: group.weight_decay, y: 0 }];
+    if m == 0.0 {
+        ops.push(Axpby { dst: 0, a: 1.0, x: 0, b: -lr, y: 1 });
+        return UpdateProgram { tensors: 2, ops, writes: vec![0] };
+    }
+    ops.push(if first {
+        UpdateOp::Copy { dst: 2, x: 1 }
+    } else {
+        Axpby { dst: 2, a: m, x: 2, b: 1.0 - group.dampening, y: 1 }
+    });
+    let d = if group.nesterov {
+        ops.push(Axpby { dst: 1, a: 1.0, x: 1, b: m, y: 2 });
+        1
+    } else {
+        2
+    };
+    ops.push(Axpby { dst: 0, a: 1.0, x: 0, b: -lr, y: d });
+    UpdateProgram { tensors: 3, ops, writes: vec![0, 2] }
 }

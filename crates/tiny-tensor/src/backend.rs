@@ -7,13 +7,13 @@
 
 use crate::ops::conv::ConvKernels;
 use crate::ops::elementwise::ElementwiseKernels;
+use crate::ops::foreach::ForeachKernels;
 use crate::ops::index::IndexKernels;
 use crate::ops::loss::LossKernels;
 use crate::ops::matmul::MatmulKernels;
 use crate::ops::norm::NormKernels;
 use crate::ops::pool::PoolKernels;
 use crate::ops::reduce::ReduceKernels;
-use crate::ops::sgd::SgdKernels;
 use crate::ops::warp::WarpKernels;
 use crate::{Device, Result, Tensor, TensorError, cpu, cuda};
 
@@ -28,7 +28,7 @@ pub(crate) trait Backend:
     + IndexKernels
     + LossKernels
     + WarpKernels
-    + SgdKernels
+    + ForeachKernels
     + Sync
 {
 }

@@ -6,13 +6,13 @@
 use crate::layout::Layout;
 use crate::ops::conv::{Conv2dGeom, ConvKernels};
 use crate::ops::elementwise::{BinaryOp, ElementwiseKernels, UnaryOp, Update};
+use crate::ops::foreach::{ForeachKernels, UpdateProgram};
 use crate::ops::index::IndexKernels;
 use crate::ops::loss::LossKernels;
 use crate::ops::matmul::MatmulKernels;
 use crate::ops::norm::{NormKernels, RunningStats};
 use crate::ops::pool::PoolKernels;
 use crate::ops::reduce::{ReduceKernels, ReduceOp};
-use crate::ops::sgd::{SgdKernels, SgdStep};
 use crate::ops::warp::{WarpKernels, WarpPad};
 use crate::storage::Indices;
 use crate::{Device, Result, Storage, Tensor, TensorError};
@@ -164,11 +164,8 @@ impl WarpKernels for Gpu {
     }
 }
 
-impl SgdKernels for Gpu {
-    fn sgd_update(&self, _: &Tensor, _: &Tensor, _: Option<&Tensor>, _: &SgdStep) -> Result<()> {
-        match *self {}
-    }
-    fn sgd_update_all(&self, _: &[(&Tensor, &Tensor, Option<&Tensor>, bool)], _: &SgdStep) -> Result<()> {
+impl ForeachKernels for Gpu {
+    fn foreach_update(&self, _: &[&[&Tensor]], _: &UpdateProgram) -> Result<()> {
         match *self {}
     }
 }

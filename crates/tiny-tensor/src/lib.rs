@@ -40,7 +40,9 @@ pub use cpu::{empty_cache, num_threads, set_num_threads};
 pub use device::Device;
 pub use error::{Result, TensorError};
 pub use layout::{Layout, broadcast_shapes, contiguous_strides};
-pub use ops::{Conv2dGeom, RunningStats, SgdParam, SgdStep, WarpPad, sgd_update_all_};
+pub use ops::{
+    Conv2dGeom, MAX_OPS, MAX_REGISTERS, MAX_TENSORS, RunningStats, UpdateOp, UpdateProgram, WarpPad, foreach_update_,
+};
 pub use storage::{CudaStorage, Storage};
 pub use tensor::Tensor;
 

@@ -1,11 +1,11 @@
 //! Closed-form values: broadcasting, views, keepdim reductions, logsumexp stability, conv and pooling
 //! against direct loops, autograd bookkeeping, and errors that name the op; each on the CPU and, where a GPU
-//! opens, on CUDA (`test_device!`). The fused SGD updates, random fills and the CPU buffer pool are CPU only.
+//! opens, on CUDA (`test_device!`). Random fills and the CPU buffer pool are CPU only.
 
 mod common;
 
 use common::{assert_all_close, assert_values, grad, leaf, on, param, rng, test_device};
-use tiny_tensor::{Device, SgdParam, SgdStep, Tensor, TensorError, sgd_update_all_};
+use tiny_tensor::{Device, Tensor, TensorError, UpdateOp, UpdateProgram, foreach_update_};
 
 fn t(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_vec(data.to_vec(), shape).unwrap()
@@ -174,82 +174,6 @@ test_device!(
     label_smoothing_blends_the_nll_with_the_mean_over_classes_cpu,
     label_smoothing_blends_the_nll_with_the_mean_over_classes_cuda
 );
-
-#[test]
-fn fused_sgd_update_matches_the_step_by_step_formula() {
-    // A transposed parameter and gradient with a contiguous buffer, two steps of each variant, against
-    // PyTorch's formula written out per element.
-    for (momentum, dampening, weight_decay, nesterov) in [
-        (0.0, 0.0, 0.0, false),
-        (0.0, 0.0, 0.1, false),
-        (0.9, 0.0, 0.0, false),
-        (0.9, 0.5, 0.1, false),
-        (0.9, 0.0, 0.1, true),
-    ] {
-        let p = param(&[3, 4], -1.0, 1.0, 60).detach().t().unwrap();
-        let buf = Tensor::zeros(&[4, 3]);
-        let (mut want_p, mut want_b) = (p.to_vec(), vec![0.0; 12]);
-        for (i, seed) in [61, 62].into_iter().enumerate() {
-            let g = param(&[3, 4], -1.0, 1.0, seed).detach().t().unwrap();
-            let first = i == 0;
-            let step = SgdStep { lr: 0.1, momentum, dampening, weight_decay, nesterov, first };
-            p.sgd_update_(&g, (momentum != 0.0).then_some(&buf), &step).unwrap();
-            for ((p, b), g) in want_p.iter_mut().zip(&mut want_b).zip(g.to_vec()) {
-                let mut d = g + weight_decay * *p;
-                if momentum != 0.0 {
-                    *b = if first { d } else { momentum * *b + (1.0 - dampening) * d };
-                    d = if nesterov { d + momentum * *b } else { *b };
-                }
-                *p -= 0.1 * d;
-            }
-            assert_all_close(&p.to_vec(), &want_p, 1e-6);
-            if momentum != 0.0 {
-                assert_all_close(&buf.to_vec(), &want_b, 1e-6);
-            }
-        }
-    }
-    let p = Tensor::zeros(&[2, 3]);
-    let step = SgdStep { lr: 0.1, ..SgdStep::default() };
-    let err = p.sgd_update_(&Tensor::zeros(&[3, 2]), None, &step).unwrap_err();
-    assert_eq!(err.to_string(), "sgd_update_: shape mismatch between [2, 3] and [3, 2]");
-    assert!(p.sgd_update_(&Tensor::zeros(&[2, 3]), Some(&p.reshape(&[2, 3]).unwrap()), &step).is_err());
-}
-
-#[test]
-fn sgd_update_all_equals_one_update_per_parameter() {
-    // A transposed parameter with a new buffer, a contiguous one with an old buffer, one without momentum.
-    let make = || {
-        let a = param(&[3, 4], -1.0, 1.0, 63).detach().t().unwrap();
-        let b = param(&[5], -1.0, 1.0, 64).detach();
-        let c = param(&[2, 2], -1.0, 1.0, 65).detach();
-        let (ba, bb) = (Tensor::zeros(&[4, 3]), param(&[5], -1.0, 1.0, 66).detach());
-        (vec![a, b, c], vec![ba, bb])
-    };
-    let grads = [param(&[4, 3], -1.0, 1.0, 67), param(&[5], -1.0, 1.0, 68), param(&[2, 2], -1.0, 1.0, 69)];
-    let step = SgdStep { lr: 0.1, momentum: 0.9, dampening: 0.1, weight_decay: 0.01, nesterov: true, first: false };
-    let (ps, bufs) = make();
-    let items = [
-        SgdParam { param: &ps[0], grad: &grads[0], momentum_buffer: Some(&bufs[0]), first: true },
-        SgdParam { param: &ps[1], grad: &grads[1], momentum_buffer: Some(&bufs[1]), first: false },
-        SgdParam { param: &ps[2], grad: &grads[2], momentum_buffer: None, first: false },
-    ];
-    sgd_update_all_(&items, &step).unwrap();
-    let (qs, qbufs) = make();
-    qs[0].sgd_update_(&grads[0], Some(&qbufs[0]), &SgdStep { first: true, ..step }).unwrap();
-    qs[1].sgd_update_(&grads[1], Some(&qbufs[1]), &step).unwrap();
-    qs[2].sgd_update_(&grads[2], None, &step).unwrap();
-    for (a, b) in ps.iter().chain(&bufs).zip(qs.iter().chain(&qbufs)) {
-        assert_eq!(a.to_vec(), b.to_vec());
-    }
-    // A bad parameter anywhere in the list is found before any is updated.
-    let before = ps[1].to_vec();
-    let bad = [
-        SgdParam { param: &ps[1], grad: &grads[1], momentum_buffer: None, first: false },
-        SgdParam { param: &ps[0], grad: &grads[1], momentum_buffer: None, first: false },
-    ];
-    assert!(sgd_update_all_(&bad, &step).is_err());
-    assert_eq!(ps[1].to_vec(), before);
-}
 
 /// A convolution's definition as loops: calls `visit(out, x, w)` with the flat NCHW indices of every output
 /// element, input element and weight that multiply together, in the order output by output, then `(c, ky,
@@ -500,8 +424,12 @@ fn in_place_updates_record_nothing(device: Device) {
     let err = wide.add_scaled_(&t_on(device, &[1.0, 2.0, 3.0], &[3]), 1.0).unwrap_err();
     assert!(err.to_string().contains("add_scaled_") && err.to_string().contains("one memory location"), "{err}");
     assert!(wide.scale_(2.0).is_err() && wide.assign(&t_on(device, &[1.0, 2.0, 3.0], &[3])).is_err());
-    let step = SgdStep { lr: 0.1, ..Default::default() };
-    assert!(wide.sgd_update_(&on(&Tensor::ones(&[3]), device), None, &step).is_err());
+    let sgd = UpdateProgram {
+        tensors: 2,
+        ops: vec![UpdateOp::Axpby { dst: 0, a: 1.0, x: 0, b: -0.1, y: 1 }],
+        writes: vec![0],
+    };
+    assert!(foreach_update_(&[&[&wide, &on(&Tensor::ones(&[3]), device)]], &sgd).is_err());
     assert_eq!(one.to_vec(), vec![5.0]);
 }
 test_device!(

@@ -33,8 +33,8 @@ const SOURCES: [&str; 9] = [
     include_str!("../ops/norm/batchnorm.cu"),
     include_str!("../ops/index/index.cu"),
     include_str!("../ops/loss/loss.cu"),
-    include_str!("../ops/sgd/sgd.cu"),
     include_str!("../ops/warp/warp.cu"),
+    include_str!("../ops/foreach/foreach.cu"),
 ];
 
 /// Every kernel the backend launches.
@@ -42,8 +42,6 @@ const KERNELS: [&str; 21] = [
     "unary_f32",
     "binary_f32",
     "update_f32",
-    "sgd_update_f32",
-    "sgd_update_many_f32",
     "reduce_f32",
     "im2col_f32",
     "col2im_f32",
@@ -60,6 +58,8 @@ const KERNELS: [&str; 21] = [
     "log_softmax_nll_f32",
     "log_softmax_nll_backward_f32",
     "warp_perspective_f32",
+    "foreach_dense_f32",
+    "foreach_strided_f32",
 ];
 
 /// GPU memory behind a tensor: a device buffer and the ordinal of its GPU.
@@ -436,14 +436,6 @@ fn pool_attribute(ordinal: usize, attr: cudarc::driver::sys::CUmemPool_attribute
         .result()
         .map_err(err("cuMemPoolGetAttribute"))?;
     Ok(value as usize)
-}
-
-/// The GPU a tensor lives on.
-pub(crate) fn gpu_of(x: &Tensor) -> Result<&'static Gpu> {
-    match x.device() {
-        Device::Cuda(i) => gpu(i),
-        d => Err(TensorError::InvalidArgument { op: "cuda", msg: format!("expected a CUDA tensor, got one on {d}") }),
-    }
 }
 
 /// The device buffer behind a CUDA storage (an internal invariant: the caller checked the device).

@@ -3,17 +3,17 @@
 
 pub(crate) mod conv;
 pub(crate) mod elementwise;
+pub(crate) mod foreach;
 pub(crate) mod index;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod reduce;
-pub(crate) mod sgd;
 mod view;
 pub(crate) mod warp;
 
 pub use conv::Conv2dGeom;
+pub use foreach::{MAX_OPS, MAX_REGISTERS, MAX_TENSORS, UpdateOp, UpdateProgram, foreach_update_};
 pub use norm::RunningStats;
-pub use sgd::{SgdParam, SgdStep, sgd_update_all_};
 pub use warp::WarpPad;

@@ -1,0 +1,156 @@
+//! `foreach_update_` on a GPU (`foreach.cu`): one launch for every dense item, one per other item.
+
+use cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+
+use super::{ForeachKernels, MAX_OPS, MAX_TENSORS, UpdateOp, UpdateProgram};
+use crate::cuda::strided::{KShape, KStrides, plan};
+use crate::cuda::{Gpu, err, grid, slice};
+use crate::{Result, Tensor};
+
+/// `struct ForeachOp` of `foreach.cu`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct KOp {
+    code: i32,
+    dst: i32,
+    x: i32,
+    y: i32,
+    a: f32,
+    b: f32,
+}
+
+/// `struct ForeachProgram` of `foreach.cu`, passed by value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct KProgram {
+    n_ops: i32,
+    tensors: i32,
+    writes: i32,
+    unused: i32,
+    ops: [KOp; MAX_OPS],
+}
+
+/// `struct ForeachOperands` of `foreach.cu`, passed by value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct KOperands {
+    strides: [KStrides; MAX_TENSORS],
+    ptrs: [u64; MAX_TENSORS],
+}
+
+// SAFETY: plain `#[repr(C)]` structs of integers and floats laid out as their C counterparts.
+unsafe impl DeviceRepr for KProgram {}
+unsafe impl DeviceRepr for KOperands {}
+
+/// The program as the kernels take it (the caller validated it: registers in range, at most `MAX_OPS`).
+fn kprogram(program: &UpdateProgram) -> KProgram {
+    let mut ops = [KOp::default(); MAX_OPS];
+    for (k, op) in program.ops.iter().enumerate() {
+        let r = |i: usize| i as i32;
+        ops[k] = match *op {
+            UpdateOp::Axpby { dst, a, x, b, y } => KOp { code: 0, dst: r(dst), x: r(x), y: r(y), a, b },
+            UpdateOp::Scale { dst, a, x } => KOp { code: 1, dst: r(dst), x: r(x), y: 0, a, b: 0.0 },
+            UpdateOp::AddScalar { dst, x, s } => KOp { code: 2, dst: r(dst), x: r(x), y: 0, a: s, b: 0.0 },
+            UpdateOp::Mul { dst, x, y } => KOp { code: 3, dst: r(dst), x: r(x), y: r(y), a: 0.0, b: 0.0 },
+            UpdateOp::Div { dst, x, y } => KOp { code: 4, dst: r(dst), x: r(x), y: r(y), a: 0.0, b: 0.0 },
+            UpdateOp::Sqrt { dst, x } => KOp { code: 5, dst: r(dst), x: r(x), y: 0, a: 0.0, b: 0.0 },
+            UpdateOp::Copy { dst, x } => KOp { code: 6, dst: r(dst), x: r(x), y: 0, a: 0.0, b: 0.0 },
+        };
+    }
+    let writes = program.writes.iter().fold(0, |bits, &w| bits | 1 << w);
+    KProgram { n_ops: program.ops.len() as i32, tensors: program.tensors as i32, writes, unused: 0, ops }
+}
+
+/// Elements per block in the launch over dense items.
+const CHUNK: usize = 4096;
+
+/// Runs `program` on `items`, all on one GPU (checked by `ops/foreach.rs`, with everything else the program
+/// and the items must satisfy). Every item whose tensors are dense in one memory order is updated by one
+/// launch of `foreach_dense_f32`, each other one by a launch of `foreach_strided_f32`. What can fail before
+/// a kernel runs (a strided item with too many dimensions, the upload of the table) is done first, so that it
+/// changes nothing.
+impl ForeachKernels for Gpu {
+    fn foreach_update(&self, items: &[&[&Tensor]], program: &UpdateProgram) -> Result<()> {
+        let gpu = self;
+        let prog = kprogram(program);
+        let flat = |item: &&&[&Tensor]| {
+            let l0 = item[0].layout();
+            l0.is_dense() && item.iter().all(|t| t.layout().is_dense() && t.layout().same_memory_order(l0))
+        };
+        let (dense, strided): (Vec<&&[&Tensor]>, Vec<_>) =
+            items.iter().filter(|item| item[0].numel() > 0).partition(flat);
+        let plans = strided.iter().map(|item| operands(gpu, item)).collect::<Result<Vec<_>>>()?;
+        if !dense.is_empty() {
+            let mut words: Vec<u64> = Vec::with_capacity(dense.len() * (program.tensors + 1));
+            let mut chunks: Vec<u64> = Vec::new();
+            for (k, item) in dense.iter().enumerate() {
+                let n = item[0].numel();
+                words.extend(item.iter().map(|t| address(gpu, t)));
+                words.push(n as u64);
+                for start in (0..n).step_by(CHUNK) {
+                    chunks.extend([k as u64, start as u64]);
+                }
+            }
+            let n_chunks = chunks.len() / 2;
+            words.extend(chunks);
+            // Uploaded as 32-bit halves, low half first: the kernel reads them back as 64-bit words (little-endian).
+            let halves: Vec<u32> = words.iter().flat_map(|&w| [w as u32, (w >> 32) as u32]).collect();
+            let table = gpu.upload_u32(&halves)?;
+            let cfg = LaunchConfig {
+                grid_dim: (n_chunks.min(65_535) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let (n_items, n_chunks, chunk) = (dense.len() as i64, n_chunks as i64, CHUNK as i64);
+            let mut b = gpu.stream.launch_builder(gpu.func("foreach_dense_f32"));
+            b.arg(&table).arg(&n_items).arg(&n_chunks).arg(&chunk).arg(&prog);
+            unsafe { b.launch(cfg) }.map_err(err("foreach_update_"))?;
+        }
+        for (item, (shape, ops)) in strided.iter().zip(&plans) {
+            let n = item[0].numel() as i64;
+            let mut b = gpu.stream.launch_builder(gpu.func("foreach_strided_f32"));
+            b.arg(&n).arg(shape).arg(ops).arg(&prog);
+            unsafe { b.launch(grid(n as usize)) }.map_err(err("foreach_update_"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The device address of tensor `t`'s first element.
+fn address(gpu: &Gpu, t: &Tensor) -> u64 {
+    let s = t.storage();
+    slice(&s).device_ptr(&gpu.stream).0 + (t.layout().offset * size_of::<f32>()) as u64
+}
+
+/// The shape and operands of a strided item: each storage's base address and its strides, with dimensions
+/// merged where every tensor of the item allows it. The slots past the item's tensors repeat its last one.
+fn operands(gpu: &Gpu, item: &[&Tensor]) -> Result<(KShape, KOperands)> {
+    let n = item.len();
+    let t = |k: usize| item[k.min(n - 1)];
+    let strides: [&[usize]; MAX_TENSORS] = std::array::from_fn(|k| &t(k).layout().strides[..]);
+    let offsets: [usize; MAX_TENSORS] = std::array::from_fn(|k| t(k).layout().offset);
+    let (shape, strides) = plan(&item[0].layout().shape, strides, offsets, true)?;
+    let ptrs = std::array::from_fn(|k| {
+        let s = t(k).storage();
+        slice(&s).device_ptr(&gpu.stream).0
+    });
+    Ok((shape, KOperands { strides, ptrs }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MAX_REGISTERS;
+
+    #[test]
+    fn the_kernel_source_has_the_limits_and_layouts_of_the_rust_side() {
+        let src = include_str!("foreach.cu");
+        for (name, value) in [("TENSORS", MAX_TENSORS), ("OPS", MAX_OPS), ("REGISTERS", MAX_REGISTERS)] {
+            let line = format!("#define FE_MAX_{name} {value}\n");
+            assert!(src.contains(&line), "foreach.cu lacks {line:?}");
+        }
+        // Four ints, then the instructions of four ints and two floats each; 64-bit strides and addresses.
+        assert_eq!(size_of::<KProgram>(), 16 + 24 * MAX_OPS);
+        assert_eq!(size_of::<KOperands>(), (9 * 8 + 8) * MAX_TENSORS);
+    }
+}
