@@ -1,7 +1,8 @@
 //! The CUDA stand-in without the `cuda` feature: uninhabited types, so every GPU arm compiles and none can run.
 //!
 //! `crate::cuda` is this module when tiny-tensor is built without `cuda`. Opening a GPU fails with a clear
-//! error, so no [`Gpu`] value ever exists, and each kernel trait's methods are `match *self {}`.
+//! error, so no [`Gpu`] value ever exists, and each kernel trait's methods are `match *self {}`; no
+//! [`CudaStorage`] exists either.
 
 use crate::layout::Layout;
 use crate::ops::conv::{Conv2dGeom, ConvKernels};
@@ -21,25 +22,25 @@ use crate::{Device, Result, Storage, Tensor, TensorError};
 #[derive(Debug)]
 pub enum Gpu {}
 
-/// GPU memory; without the `cuda` feature there is none.
+/// GPU memory; without the `cuda` feature there is none (the `Infallible` field has no value, so neither
+/// has this type; `T` only names what the buffer would hold).
 #[derive(Debug)]
-pub enum CudaStorage {}
+pub struct CudaStorage<T = f32> {
+    never: std::convert::Infallible,
+    element: std::marker::PhantomData<T>,
+}
 
-/// Indices in GPU memory; without the `cuda` feature there are none.
-#[derive(Debug)]
-pub(crate) enum DeviceIndices {}
-
-impl CudaStorage {
+impl<T> CudaStorage<T> {
     pub(crate) fn device(&self) -> Device {
-        match *self {}
+        match self.never {}
     }
 
     pub(crate) fn len(&self) -> usize {
-        match *self {}
+        match self.never {}
     }
 
     pub(crate) fn not_on_host(&self) -> ! {
-        match *self {}
+        match self.never {}
     }
 }
 

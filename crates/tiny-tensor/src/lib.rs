@@ -43,7 +43,7 @@ pub use layout::{Layout, broadcast_shapes, contiguous_strides};
 pub use ops::{
     Conv2dGeom, MAX_OPS, MAX_REGISTERS, MAX_TENSORS, RunningStats, UpdateOp, UpdateProgram, WarpPad, foreach_update_,
 };
-pub use storage::{CudaStorage, Storage};
+pub use storage::{CudaStorage, Element, Storage};
 pub use tensor::Tensor;
 
 /// The crate README's example, compiled and run as a doctest so it stays true.

@@ -1,14 +1,31 @@
-//! `Storage` and `Indices`: the flat buffers behind tensors and the integer indices an op keeps, on the CPU or a GPU.
+//! `Storage`: a flat buffer on the CPU or a GPU, of a tensor's floats or of the integer indices an op keeps.
 
 use crate::Device;
 
-/// The memory behind tensors. Views share one `Storage` through an `Arc`; each view has its own `Layout`.
+/// What a [`Storage`] holds: `f32` behind every tensor, `u32` for the indices an op keeps for its backward.
+pub trait Element: Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// Takes a host buffer whose storage is dropped: the float pool keeps it for the next tensor of its size.
+    fn recycle(buffer: Vec<Self>) {
+        drop(buffer);
+    }
+}
+
+impl Element for f32 {
+    fn recycle(buffer: Vec<f32>) {
+        crate::cpu::alloc::give(buffer);
+    }
+}
+
+impl Element for u32 {}
+
+/// A flat buffer, on the host or a GPU: the one device enum for data and indices alike. Tensor views share
+/// one `Storage` (of `f32`) through an `Arc`; each view has its own `Layout`.
 #[derive(Debug)]
-pub enum Storage {
+pub enum Storage<T: Element = f32> {
     /// A host buffer.
-    Cpu(Vec<f32>),
+    Cpu(Vec<T>),
     /// A device buffer; without the `cuda` feature this type has no values, so these arms never run.
-    Cuda(CudaStorage),
+    Cuda(CudaStorage<T>),
 }
 
 /// GPU memory: `cuda::CudaStorage`, a device buffer. Without the `cuda` feature the type is uninhabited, so
@@ -17,25 +34,18 @@ pub use crate::cuda::CudaStorage;
 
 /// Integer indices that an op's forward pass leaves for its backward, kept on the device of its tensors: the
 /// winning input of each max-pool output (flat NHWC), or the target class of each row of a cross entropy.
-#[derive(Debug)]
-pub(crate) enum Indices {
-    /// Host indices.
-    Cpu(Vec<u32>),
-    /// Indices in GPU memory.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    Cuda(crate::cuda::DeviceIndices),
-}
+pub(crate) type Indices = Storage<u32>;
 
-impl Drop for Storage {
-    /// Hands a host buffer back to the pool for the next tensor of the same size.
+impl<T: Element> Drop for Storage<T> {
+    /// Hands a host buffer back for reuse (see [`Element::recycle`]).
     fn drop(&mut self) {
         if let Storage::Cpu(v) = self {
-            crate::cpu::alloc::give(std::mem::take(v));
+            T::recycle(std::mem::take(v));
         }
     }
 }
 
-impl Storage {
+impl<T: Element> Storage<T> {
     /// The device this storage lives on.
     pub fn device(&self) -> Device {
         match self {
@@ -44,7 +54,7 @@ impl Storage {
         }
     }
 
-    /// The number of `f32` elements in the buffer.
+    /// The number of elements in the buffer.
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(v) => v.len(),
@@ -59,7 +69,7 @@ impl Storage {
 
     /// The host buffer. The backend is chosen by the tensor's device, so a CPU kernel never sees a GPU
     /// storage; one that did would be a bug in `backend.rs`, not bad input.
-    pub(crate) fn host(&self) -> &[f32] {
+    pub(crate) fn host(&self) -> &[T] {
         match self {
             Storage::Cpu(v) => v,
             Storage::Cuda(c) => c.not_on_host(),
@@ -67,7 +77,7 @@ impl Storage {
     }
 
     /// The host buffer, writable (see [`Storage::host`]).
-    pub(crate) fn host_mut(&mut self) -> &mut [f32] {
+    pub(crate) fn host_mut(&mut self) -> &mut [T] {
         match self {
             Storage::Cpu(v) => v,
             Storage::Cuda(c) => c.not_on_host(),
@@ -77,7 +87,7 @@ impl Storage {
 
 impl Indices {
     /// The host indices, or an error naming `op` when they are in GPU memory.
-    pub(crate) fn host(&self, op: &'static str) -> crate::Result<&[u32]> {
+    pub(crate) fn on_host(&self, op: &'static str) -> crate::Result<&[u32]> {
         match self {
             Indices::Cpu(v) => Ok(v),
             Indices::Cuda(_) => Err(misplaced(op, Device::Cpu)),
@@ -86,7 +96,7 @@ impl Indices {
 
     /// The indices in GPU memory, or an error naming `op` when they are on the host.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    pub(crate) fn gpu(&self, op: &'static str) -> crate::Result<&crate::cuda::DeviceIndices> {
+    pub(crate) fn on_gpu(&self, op: &'static str) -> crate::Result<&CudaStorage<u32>> {
         match self {
             Indices::Cuda(d) => Ok(d),
             Indices::Cpu(_) => Err(misplaced(op, Device::Cuda(0))),

@@ -62,14 +62,15 @@ const KERNELS: [&str; 21] = [
     "foreach_strided_f32",
 ];
 
-/// GPU memory behind a tensor: a device buffer and the ordinal of its GPU.
+/// GPU memory: a device buffer of `T` (the floats behind a tensor, or an op's `u32` indices) and the ordinal of
+/// its GPU.
 #[derive(Debug)]
-pub struct CudaStorage {
-    pub(crate) slice: CudaSlice<f32>,
+pub struct CudaStorage<T = f32> {
+    pub(crate) slice: CudaSlice<T>,
     pub(crate) ordinal: usize,
 }
 
-impl Drop for CudaStorage {
+impl<T> Drop for CudaStorage<T> {
     /// Makes the buffer's context current before cudarc frees it (`cuMemFreeAsync` on the null stream acts
     /// on the current context), so that a tensor dropped on another thread, or while another GPU is
     /// current, is freed on its own GPU.
@@ -85,17 +86,7 @@ fn make_current(ctx: &CudaContext) {
     let _ = unsafe { cudarc::driver::result::ctx::set_current(ctx.cu_ctx()) };
 }
 
-/// Integer indices on a GPU (a max pool's winners, a cross entropy's targets), freed like [`CudaStorage`].
-#[derive(Debug)]
-pub(crate) struct DeviceIndices(pub(crate) CudaSlice<u32>);
-
-impl Drop for DeviceIndices {
-    fn drop(&mut self) {
-        make_current(self.0.context());
-    }
-}
-
-impl CudaStorage {
+impl<T> CudaStorage<T> {
     pub(crate) fn device(&self) -> Device {
         Device::Cuda(self.ordinal)
     }
@@ -341,8 +332,8 @@ impl Gpu {
         Ok(dst)
     }
 
-    /// A device buffer of this GPU as a tensor storage.
-    pub(crate) fn storage(&self, slice: CudaSlice<f32>) -> Storage {
+    /// A device buffer of this GPU as a storage (of a tensor's floats, or of an op's indices).
+    pub(crate) fn storage<T: crate::Element>(&self, slice: CudaSlice<T>) -> Storage<T> {
         Storage::Cuda(CudaStorage { slice, ordinal: self.ordinal })
     }
 

@@ -23,7 +23,7 @@ impl LossKernels for Cpu {
         targets: &Indices,
         eps: f32,
     ) -> Result<Tensor> {
-        let targets = targets.host("log_softmax_nll")?;
+        let targets = targets.on_host("log_softmax_nll")?;
         let (sd, sx, sl) = (dloss.storage(), x.storage(), lse.storage());
         let (n, c) = (x.shape()[0], x.shape()[1]);
         // Exactly the tensors' elements: a view may have more of its storage after its last row.

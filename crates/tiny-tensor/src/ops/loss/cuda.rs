@@ -3,7 +3,7 @@
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::LossKernels;
-use crate::cuda::{DeviceIndices, Gpu, err, grid, view, wrap};
+use crate::cuda::{CudaStorage, Gpu, err, grid, view, wrap};
 use crate::layout::Layout;
 use crate::storage::Indices;
 use crate::{Result, Tensor};
@@ -22,13 +22,13 @@ impl LossKernels for Gpu {
         targets: &Indices,
         eps: f32,
     ) -> Result<Tensor> {
-        backward(self, dloss, x, lse, targets.gpu("log_softmax_nll")?, eps)
+        backward(self, dloss, x, lse, targets.on_gpu("log_softmax_nll")?, eps)
     }
 }
 
 /// Per-row losses (label-smoothed by `eps`) and logsumexps `([n], [n])` of contiguous `[n, c]` logits, and the
 /// targets uploaded once for the backward.
-fn forward(g: &Gpu, x: &Tensor, targets: &[u32], eps: f32) -> Result<(Tensor, Tensor, DeviceIndices)> {
+fn forward(g: &Gpu, x: &Tensor, targets: &[u32], eps: f32) -> Result<(Tensor, Tensor, CudaStorage<u32>)> {
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let (mut loss, mut lse) = (g.alloc::<f32>(n)?, g.alloc::<f32>(n)?);
     let dev_targets = g.upload_u32(targets)?;
@@ -43,12 +43,12 @@ fn forward(g: &Gpu, x: &Tensor, targets: &[u32], eps: f32) -> Result<(Tensor, Te
         unsafe { b.launch(cfg) }.map_err(err("log_softmax_nll"))?;
     }
     let (loss, lse) = (wrap(g, loss, Layout::contiguous(&[n])), wrap(g, lse, Layout::contiguous(&[n])));
-    Ok((loss, lse, DeviceIndices(dev_targets)))
+    Ok((loss, lse, CudaStorage { slice: dev_targets, ordinal: g.ordinal }))
 }
 
 /// The logits' gradient `[n, c]` from the per-row gradient `dloss` (`[n]`), all contiguous, for label
 /// smoothing `eps`.
-fn backward(g: &Gpu, dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &DeviceIndices, eps: f32) -> Result<Tensor> {
+fn backward(g: &Gpu, dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &CudaStorage<u32>, eps: f32) -> Result<Tensor> {
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let total = n * c;
     let mut dx = g.alloc::<f32>(total)?;
@@ -59,7 +59,7 @@ fn backward(g: &Gpu, dloss: &Tensor, x: &Tensor, lse: &Tensor, targets: &DeviceI
         let ls = view(&sl, lse);
         let (t, ci) = (total as i64, c as i64);
         let mut b = g.stream.launch_builder(g.func("log_softmax_nll_backward_f32"));
-        b.arg(&t).arg(&ci).arg(&ds).arg(&xs).arg(&ls).arg(&targets.0).arg(&mut dx).arg(&eps);
+        b.arg(&t).arg(&ci).arg(&ds).arg(&xs).arg(&ls).arg(&targets.slice).arg(&mut dx).arg(&eps);
         unsafe { b.launch(grid(total)) }.map_err(err("log_softmax_nll backward"))?;
     }
     Ok(wrap(g, dx, Layout::contiguous(&[n, c])))

@@ -13,7 +13,7 @@ impl PoolKernels for Cpu {
     }
 
     fn max_pool2d_backward(&self, dout: &Tensor, idx: &Indices, g: &Conv2dGeom) -> Result<Storage> {
-        let idx = idx.host("max_pool2d_backward")?;
+        let idx = idx.on_host("max_pool2d_backward")?;
         Ok(Storage::Cpu(max_pool2d_backward(&dout.storage().host()[dout.layout().offset..], idx, g)))
     }
 

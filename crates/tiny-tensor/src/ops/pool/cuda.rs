@@ -3,7 +3,7 @@
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::PoolKernels;
-use crate::cuda::{DeviceIndices, Gpu, err, rows, view};
+use crate::cuda::{Gpu, err, rows, view};
 use crate::ops::conv::Conv2dGeom;
 use crate::ops::conv::cuda::kgeom;
 use crate::storage::Indices;
@@ -16,14 +16,14 @@ impl PoolKernels for Gpu {
         let mut out = self.alloc::<f32>(pixels * g.c)?;
         let mut idx = self.alloc::<u32>(pixels * g.c)?;
         pool_launch(self, "max_pool_f32", pixels, g, x, None, &mut out, Some(&mut idx))?;
-        Ok((self.storage(out), Indices::Cuda(DeviceIndices(idx))))
+        Ok((self.storage(out), self.storage(idx)))
     }
 
     fn max_pool2d_backward(&self, dout: &Tensor, idx: &Indices, g: &Conv2dGeom) -> Result<Storage> {
-        let idx = idx.gpu("max_pool2d_backward")?;
+        let idx = idx.on_gpu("max_pool2d_backward")?;
         let pixels = g.n * g.h * g.w;
         let mut dx = self.alloc::<f32>(pixels * g.c)?;
-        pool_launch(self, "max_pool_backward_f32", pixels, g, dout, Some(&idx.0), &mut dx, None)?;
+        pool_launch(self, "max_pool_backward_f32", pixels, g, dout, Some(&idx.slice), &mut dx, None)?;
         Ok(self.storage(dx))
     }
 
