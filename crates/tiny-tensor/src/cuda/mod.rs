@@ -145,12 +145,14 @@ fn unavailable(ordinal: usize, reason: impl Into<String>) -> TensorError {
     TensorError::DeviceUnavailable { device: Device::Cuda(ordinal), reason: reason.into() }
 }
 
-/// The kernel sources as NVRTC compiles them: the common header, the elementwise op tables, then each file.
+/// The kernel sources as NVRTC compiles them: the common header, the elementwise op tables and the foreach
+/// program's limits and codes, then each file.
 fn kernel_source() -> String {
     use crate::ops::elementwise::{BinaryOp, UnaryOp};
     let mut src = String::from(COMMON);
     src.push_str(UnaryOp::CUDA_CASES);
     src.push_str(BinaryOp::CUDA_CASES);
+    src.push_str(&crate::ops::foreach::cuda::cuda_defines());
     for s in SOURCES {
         src.push('\n');
         src.push_str(s);

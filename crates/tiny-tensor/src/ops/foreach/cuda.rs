@@ -7,6 +7,41 @@ use crate::cuda::strided::{KShape, KStrides, plan};
 use crate::cuda::{Gpu, err, grid, slice};
 use crate::{Result, Tensor};
 
+/// The instruction codes of `struct ForeachOp`, handed to `foreach.cu` as `FE_OP_AXPBY`, ... by [`cuda_defines`].
+#[derive(Debug, Clone, Copy)]
+#[repr(i32)]
+enum Code {
+    Axpby,
+    Scale,
+    AddScalar,
+    Mul,
+    Div,
+    Sqrt,
+    Copy,
+}
+
+/// The `#define`s that `foreach.cu` is compiled with: the limits of [`UpdateProgram`] and the instruction codes,
+/// so that the kernel's numbers come from this file alone.
+pub(crate) fn cuda_defines() -> String {
+    let mut defs = format!(
+        "#define FE_MAX_TENSORS {MAX_TENSORS}\n#define FE_MAX_OPS {MAX_OPS}\n#define FE_MAX_REGISTERS {}\n",
+        super::MAX_REGISTERS
+    );
+    let codes = [
+        ("AXPBY", Code::Axpby),
+        ("SCALE", Code::Scale),
+        ("ADD_SCALAR", Code::AddScalar),
+        ("MUL", Code::Mul),
+        ("DIV", Code::Div),
+        ("SQRT", Code::Sqrt),
+        ("COPY", Code::Copy),
+    ];
+    for (name, code) in codes {
+        defs.push_str(&format!("#define FE_OP_{name} {}\n", code as i32));
+    }
+    defs
+}
+
 /// `struct ForeachOp` of `foreach.cu`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,13 +83,21 @@ fn kprogram(program: &UpdateProgram) -> KProgram {
     for (k, op) in program.ops.iter().enumerate() {
         let r = |i: usize| i as i32;
         ops[k] = match *op {
-            UpdateOp::Axpby { dst, a, x, b, y } => KOp { code: 0, dst: r(dst), x: r(x), y: r(y), a, b },
-            UpdateOp::Scale { dst, a, x } => KOp { code: 1, dst: r(dst), x: r(x), y: 0, a, b: 0.0 },
-            UpdateOp::AddScalar { dst, x, s } => KOp { code: 2, dst: r(dst), x: r(x), y: 0, a: s, b: 0.0 },
-            UpdateOp::Mul { dst, x, y } => KOp { code: 3, dst: r(dst), x: r(x), y: r(y), a: 0.0, b: 0.0 },
-            UpdateOp::Div { dst, x, y } => KOp { code: 4, dst: r(dst), x: r(x), y: r(y), a: 0.0, b: 0.0 },
-            UpdateOp::Sqrt { dst, x } => KOp { code: 5, dst: r(dst), x: r(x), y: 0, a: 0.0, b: 0.0 },
-            UpdateOp::Copy { dst, x } => KOp { code: 6, dst: r(dst), x: r(x), y: 0, a: 0.0, b: 0.0 },
+            UpdateOp::Axpby { dst, a, x, b, y } => {
+                KOp { code: Code::Axpby as i32, dst: r(dst), x: r(x), y: r(y), a, b }
+            }
+            UpdateOp::Scale { dst, a, x } => KOp { code: Code::Scale as i32, dst: r(dst), x: r(x), y: 0, a, b: 0.0 },
+            UpdateOp::AddScalar { dst, x, s } => {
+                KOp { code: Code::AddScalar as i32, dst: r(dst), x: r(x), y: 0, a: s, b: 0.0 }
+            }
+            UpdateOp::Mul { dst, x, y } => {
+                KOp { code: Code::Mul as i32, dst: r(dst), x: r(x), y: r(y), a: 0.0, b: 0.0 }
+            }
+            UpdateOp::Div { dst, x, y } => {
+                KOp { code: Code::Div as i32, dst: r(dst), x: r(x), y: r(y), a: 0.0, b: 0.0 }
+            }
+            UpdateOp::Sqrt { dst, x } => KOp { code: Code::Sqrt as i32, dst: r(dst), x: r(x), y: 0, a: 0.0, b: 0.0 },
+            UpdateOp::Copy { dst, x } => KOp { code: Code::Copy as i32, dst: r(dst), x: r(x), y: 0, a: 0.0, b: 0.0 },
         };
     }
     let writes = program.writes.iter().fold(0, |bits, &w| bits | 1 << w);
@@ -143,12 +186,13 @@ mod tests {
     use crate::MAX_REGISTERS;
 
     #[test]
-    fn the_kernel_source_has_the_limits_and_layouts_of_the_rust_side() {
-        let src = include_str!("foreach.cu");
+    fn the_kernel_source_gets_the_limits_and_layouts_of_the_rust_side() {
+        let defs = cuda_defines();
         for (name, value) in [("TENSORS", MAX_TENSORS), ("OPS", MAX_OPS), ("REGISTERS", MAX_REGISTERS)] {
             let line = format!("#define FE_MAX_{name} {value}\n");
-            assert!(src.contains(&line), "foreach.cu lacks {line:?}");
+            assert!(defs.contains(&line), "cuda_defines lacks {line:?}");
         }
+        assert!(defs.contains("#define FE_OP_COPY 6\n"), "{defs}");
         // Four ints, then the instructions of four ints and two floats each; 64-bit strides and addresses.
         assert_eq!(size_of::<KProgram>(), 16 + 24 * MAX_OPS);
         assert_eq!(size_of::<KOperands>(), (9 * 8 + 8) * MAX_TENSORS);

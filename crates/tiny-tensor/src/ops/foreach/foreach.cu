@@ -1,9 +1,7 @@
 // foreach_update_: a short elementwise program over registers, run in place on many tuples of tensors.
 
-// These match MAX_TENSORS, MAX_OPS and MAX_REGISTERS in ops/foreach.rs.
-#define FE_MAX_TENSORS 8
-#define FE_MAX_OPS 32
-#define FE_MAX_REGISTERS 16
+// FE_MAX_TENSORS, FE_MAX_OPS, FE_MAX_REGISTERS and the instruction codes (FE_OP_AXPBY, ...) are #defined by
+// ops/foreach/cuda.rs (cuda_defines), from the Rust side's limits and codes.
 
 // Each operation rounded on its own, never contracted into a fused multiply-add, so that a program gives the
 // CPU's results bit for bit. The g++ build of the kernels (the fake driver, the emulation tests) has no FMA to
@@ -20,8 +18,8 @@
 #define FE_SQRT(x) sqrtf(x)
 #endif
 
-// One instruction; the codes are numbered as in cuda/foreach.rs: 0 dst = a*x + b*y, 1 dst = a*x, 2 dst = x + a,
-// 3 dst = x*y, 4 dst = x/y, 5 dst = sqrt(x), 6 dst = x.
+// One instruction: FE_OP_AXPBY dst = a*x + b*y, FE_OP_SCALE dst = a*x, FE_OP_ADD_SCALAR dst = x + a,
+// FE_OP_MUL dst = x*y, FE_OP_DIV dst = x/y, FE_OP_SQRT dst = sqrt(x), FE_OP_COPY dst = x.
 struct ForeachOp {
     int code, dst, x, y;
     float a, b;
@@ -49,12 +47,12 @@ __device__ __forceinline__ void foreach_program(const ForeachProgram& prog, floa
         const float x = r[op.x], y = r[op.y];
         float v;
         switch (op.code) {
-            case 0: v = FE_ADD(FE_MUL(op.a, x), FE_MUL(op.b, y)); break;
-            case 1: v = FE_MUL(op.a, x); break;
-            case 2: v = FE_ADD(x, op.a); break;
-            case 3: v = FE_MUL(x, y); break;
-            case 4: v = FE_DIV(x, y); break;
-            case 5: v = FE_SQRT(x); break;
+            case FE_OP_AXPBY: v = FE_ADD(FE_MUL(op.a, x), FE_MUL(op.b, y)); break;
+            case FE_OP_SCALE: v = FE_MUL(op.a, x); break;
+            case FE_OP_ADD_SCALAR: v = FE_ADD(x, op.a); break;
+            case FE_OP_MUL: v = FE_MUL(x, y); break;
+            case FE_OP_DIV: v = FE_DIV(x, y); break;
+            case FE_OP_SQRT: v = FE_SQRT(x); break;
             default: v = x; break;
         }
         r[op.dst] = v;

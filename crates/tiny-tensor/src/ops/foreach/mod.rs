@@ -7,7 +7,7 @@
 
 mod cpu;
 #[cfg(feature = "cuda")]
-mod cuda;
+pub(crate) mod cuda;
 
 use crate::backend;
 use crate::{Device, Result, Storage, Tensor, TensorError};
