@@ -6,8 +6,11 @@
 //! and a whole batch goes up on the copy stream while the compute stream is still busy with the previous
 //! step (`upload.rs`).
 
+mod cache;
 pub(crate) mod strided;
 mod upload;
+
+pub use cache::{KernelOrigin, kernel_origin};
 
 use upload::{Staging, Streams};
 
@@ -199,18 +202,74 @@ pub fn compile_cubin(major: i32, minor: i32) -> Result<Vec<u8>> {
     built
 }
 
-/// The kernels loaded on `ctx`'s GPU: as a CUBIN for it when NVRTC can build one, else as PTX.
+/// The kernels loaded on `ctx`'s GPU: a cached CUBIN when an earlier process built one for this source, GPU and
+/// NVRTC (`cache.rs`), else a CUBIN that NVRTC builds now (and the cache keeps), else PTX.
 fn load_kernels(ctx: &Arc<CudaContext>, major: i32, minor: i32) -> Result<Arc<cudarc::driver::CudaModule>> {
+    use cudarc::nvrtc::Ptx;
+    let ordinal = ctx.ordinal();
+    let nvrtc = nvrtc_version();
+    let cached = cache::dir().map(|d| cache::path(&d, &kernel_source(), (major, minor), nvrtc));
+    if let Some(path) = &cached
+        && let Some(cubin) = cache::read(path)
+        && let Ok(module) = ctx.load_module(Ptx::from_binary(cubin))
+    {
+        cache::record(ordinal, KernelOrigin::Cache(path.clone()));
+        return Ok(module);
+    }
+    // A missing, stale or damaged file: compile, and write the file anew.
+    let start = std::time::Instant::now();
     let cubin_failed = match compile_cubin(major, minor) {
-        Ok(cubin) => match ctx.load_module(cudarc::nvrtc::Ptx::from_binary(cubin)) {
-            Ok(module) => return Ok(module),
+        Ok(cubin) => match ctx.load_module(Ptx::from_binary(cubin.clone())) {
+            Ok(module) => {
+                if let Some(path) = &cached {
+                    cache::write(path, &cubin);
+                }
+                cache::record(ordinal, KernelOrigin::Compiled(start.elapsed().as_secs_f64()));
+                return Ok(module);
+            }
             Err(e) => e.to_string(),
         },
         Err(e) => e.to_string(),
     };
     let ptx = compile_kernels(arch_for(major, minor))?;
-    ctx.load_module(ptx)
-        .map_err(|e| TensorError::Cuda { op: "load_module", msg: format!("{e} (as a CUBIN: {cubin_failed})") })
+    let module = ctx.load_module(ptx).map_err(|e| {
+        use cudarc::driver::sys::CUresult;
+        let msg = if e.0 == CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION {
+            let (d, n) = (driver_version(), nvrtc);
+            format!(
+                "this driver supports CUDA {}.{}, older than NVRTC {}.{}, so it cannot load NVRTC's PTX, and no CUBIN \
+                 could be built or loaded ({cubin_failed}); install a driver for CUDA {}.{} or newer, or put an NVRTC \
+                 no newer than CUDA {}.{} first on the library path",
+                d / 1000,
+                d % 1000 / 10,
+                n.0,
+                n.1,
+                n.0,
+                n.1,
+                d / 1000,
+                d % 1000 / 10
+            )
+        } else {
+            format!("{e} (as a CUBIN: {cubin_failed})")
+        };
+        TensorError::Cuda { op: "load_module", msg }
+    })?;
+    cache::record(ordinal, KernelOrigin::Ptx);
+    Ok(module)
+}
+
+/// NVRTC's version as (major, minor), or (0, 0) when it cannot say.
+fn nvrtc_version() -> (i32, i32) {
+    let (mut major, mut minor) = (0, 0);
+    let _ = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    (major, minor)
+}
+
+/// The CUDA version the driver supports, as CUDA writes it (13000 for 13.0), or 0 when it cannot say.
+fn driver_version() -> i32 {
+    let mut v = 0;
+    let _ = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    v
 }
 
 /// The NVRTC architecture name for a compute capability, where NVRTC knows it.
@@ -374,7 +433,7 @@ fn default_pool(ctx: &CudaContext) -> Result<cudarc::driver::sys::CUmemoryPool> 
 }
 
 /// The most GPUs a process addresses.
-const MAX_GPUS: usize = 64;
+pub(crate) const MAX_GPUS: usize = 64;
 
 /// The opened GPUs by ordinal; each is opened on first use and kept for the process. Ops look their GPU up
 /// here without a lock; only opening one takes `OPENING`.
