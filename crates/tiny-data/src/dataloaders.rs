@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::{
-    BadFilePolicy, DataError, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem, ItemTransform,
+    BadFilePolicy, CacheBudget, CacheMode, DataError, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem, ItemTransform,
     ResizeMethod, Result, Vocab, default_num_workers,
 };
 
@@ -34,8 +34,11 @@ pub struct FolderConfig {
     pub method: ResizeMethod,
     /// Random resized crop and horizontal flip on the training split.
     pub augment: bool,
-    /// Keep resized images in memory after the first epoch.
-    pub cache: bool,
+    /// When to keep resized images in memory after their first decode (by default, when the transform is
+    /// deterministic: the validation set always, the training set unless it is augmented).
+    pub cache: CacheMode,
+    /// How much memory the two caches may take together; `None` means a quarter of the machine's memory.
+    pub cache_mb: Option<usize>,
     /// What to do with unreadable files.
     pub on_bad_file: BadFilePolicy,
     /// Drop the last, smaller training batch.
@@ -52,7 +55,8 @@ impl Default for FolderConfig {
             seed: 42,
             method: ResizeMethod::Squash,
             augment: false,
-            cache: false,
+            cache: CacheMode::Auto,
+            cache_mb: None,
             on_bad_file: BadFilePolicy::Fail,
             drop_last: false,
         }
@@ -75,8 +79,10 @@ impl DataLoaders<ImageFolderDataset> {
         let folder = ImageFolder::open(root)?;
         let base = ItemTransform { method: cfg.method, ..ItemTransform::squash(cfg.size) };
         let train_tfm = if cfg.augment { base.with_augmentation() } else { base };
-        let train_ds = ImageFolderDataset::new(folder.splits.train, &folder.vocab, train_tfm)?.with_cache(cfg.cache);
-        let valid_ds = ImageFolderDataset::new(folder.splits.valid, &folder.vocab, base)?.with_cache(cfg.cache);
+        let budget = cfg.cache_mb.map_or_else(CacheBudget::quarter_of_ram, CacheBudget::mebibytes);
+        let train_ds =
+            ImageFolderDataset::new(folder.splits.train, &folder.vocab, train_tfm)?.cached(cfg.cache, budget.clone());
+        let valid_ds = ImageFolderDataset::new(folder.splits.valid, &folder.vocab, base)?.cached(cfg.cache, budget);
         let train = DataLoader::new(train_ds, cfg.bs)?
             .shuffle(true)
             .drop_last(cfg.drop_last)

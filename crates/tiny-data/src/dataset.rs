@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::cache::{CacheBudget, CacheMode};
+
 use crate::decode::{ItemTransform, RgbImage, decode_rgb};
 use crate::{DataError, Result, Rng, Vocab};
 
@@ -49,15 +51,16 @@ pub struct ImageItem {
 
 /// Image files with labels: decoded, converted to RGB and resized on every `get`.
 ///
-/// With [`ImageFolderDataset::with_cache`] each image is decoded once and its resized bytes
-/// kept in memory (`size * size * 3` bytes per image, about 116 MB for Imagenette's train split
-/// at 64x64); augmentation then works on the cached `size x size` image.
+/// With a cache ([`ImageFolderDataset::cached`]) each image is decoded once and its resized bytes kept in memory
+/// (`size * size * 3` bytes per image, about 116 MB for Imagenette's train split at 64x64) while the
+/// [`CacheBudget`] lasts; what [`CacheMode`] says about augmentation holds.
 #[derive(Debug)]
 pub struct ImageFolderDataset {
     files: Vec<PathBuf>,
     labels: Vec<u32>,
     tfm: ItemTransform,
     cache: Option<Vec<OnceLock<RgbImage>>>,
+    budget: Option<CacheBudget>,
 }
 
 impl ImageFolderDataset {
@@ -83,13 +86,27 @@ impl ImageFolderDataset {
                 expected: "one label per file",
             });
         }
-        Ok(ImageFolderDataset { files, labels, tfm, cache: None })
+        Ok(ImageFolderDataset { files, labels, tfm, cache: None, budget: None })
     }
 
-    /// Turns the in-memory cache of resized images on or off (off by default).
-    pub fn with_cache(mut self, on: bool) -> Self {
+    /// Turns the in-memory cache of resized images on, with no limit, or off (off by default):
+    /// `cached(CacheMode::On, CacheBudget::bytes(usize::MAX))` or `cached(CacheMode::Off, ..)`.
+    pub fn with_cache(self, on: bool) -> Self {
+        let mode = if on { CacheMode::On } else { CacheMode::Off };
+        self.cached(mode, CacheBudget::bytes(usize::MAX))
+    }
+
+    /// Keeps resized images in memory as `mode` says, while `budget` lasts (see [`CacheMode`]).
+    pub fn cached(mut self, mode: CacheMode, budget: CacheBudget) -> Self {
+        let on = mode.caches(self.tfm.is_random());
         self.cache = on.then(|| (0..self.files.len()).map(|_| OnceLock::new()).collect());
+        self.budget = on.then_some(budget);
         self
+    }
+
+    /// Whether this dataset caches its resized images.
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// Returns the files, in index order.
@@ -125,13 +142,18 @@ impl ImageFolderDataset {
         let pixels = match &self.cache {
             None => self.tfm.apply(&decode_rgb(path)?, rng, path)?,
             Some(cache) => {
+                let fresh;
                 let base = match cache[index].get() {
                     Some(img) => img,
                     None => {
                         let data = self.tfm.deterministic().apply(&decode_rgb(path)?, None, path)?;
-                        let img = RgbImage::opaque(self.tfm.size, self.tfm.size, data);
-                        // Another worker may have filled the slot meanwhile; both are equal.
-                        cache[index].get_or_init(|| img)
+                        match self.keep(index, RgbImage::opaque(self.tfm.size, self.tfm.size, data)) {
+                            Ok(kept) => kept,
+                            Err(over_budget) => {
+                                fresh = over_budget;
+                                &fresh
+                            }
+                        }
                     }
                 };
                 match rng {
@@ -141,6 +163,28 @@ impl ImageFolderDataset {
             }
         };
         Ok(ImageItem { pixels, height: size, width: size, label: self.labels[index] })
+    }
+}
+
+impl ImageFolderDataset {
+    /// Stores a freshly resized image in slot `index` when the budget still holds its bytes, and returns the
+    /// stored image, or gives `img` back when it is over budget. Another worker may have filled the slot
+    /// meanwhile: both images are equal, and the bytes go back to the budget.
+    fn keep(&self, index: usize, img: RgbImage) -> std::result::Result<&RgbImage, RgbImage> {
+        let (Some(cache), Some(budget)) = (&self.cache, &self.budget) else { return Err(img) };
+        let bytes = img.data.len();
+        if !budget.take(bytes) {
+            return Err(img);
+        }
+        let mut stored = false;
+        let kept = cache[index].get_or_init(|| {
+            stored = true;
+            img
+        });
+        if !stored {
+            budget.give_back(bytes);
+        }
+        Ok(kept)
     }
 }
 

@@ -31,6 +31,7 @@
 //! workspace; it knows nothing of models, optimisers or learners.
 
 mod batch;
+mod cache;
 mod dataloaders;
 mod dataset;
 mod decode;
@@ -43,6 +44,7 @@ mod rng;
 pub mod synth;
 
 pub use batch::{Batch, RawBatch, collate, collate_raw};
+pub use cache::{CacheBudget, CacheMode};
 pub use dataloaders::{DataLoaders, FolderConfig};
 pub use dataset::{Dataset, ImageFolderDataset, ImageItem};
 pub use decode::{

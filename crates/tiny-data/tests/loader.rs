@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{TempDir, write};
 use tiny_data::{
-    BadFilePolicy, Batch, DataError, DataLoader, DataLoaders, Dataset, FolderConfig, ImageItem, Normalize, Result, Rng,
-    default_num_workers,
+    BadFilePolicy, Batch, CacheBudget, CacheMode, DataError, DataLoader, DataLoaders, Dataset, FolderConfig,
+    ImageFolder, ImageFolderDataset, ImageItem, ItemTransform, Normalize, Result, Rng, default_num_workers,
 };
 
 /// An in-memory dataset: item `i` has label `i` and 2x2 pixels of value `i % 256`, plus one
@@ -135,13 +135,51 @@ fn cache_gives_the_same_batches_and_fills_once() {
     let root = dir.path().join("synth");
     tiny_data::synth::generate(&root, 0.005, 2).unwrap();
     let cfg = |cache| FolderConfig { size: 16, bs: 8, num_workers: 2, cache, ..FolderConfig::default() };
-    let uncached = DataLoaders::from_folder(&root, &cfg(false)).unwrap();
-    let cached = DataLoaders::from_folder(&root, &cfg(true)).unwrap();
+    let uncached = DataLoaders::from_folder(&root, &cfg(CacheMode::Off)).unwrap();
+    let cached = DataLoaders::from_folder(&root, &cfg(CacheMode::Auto)).unwrap();
+    assert!(!uncached.valid.dataset().caches());
     assert_eq!(cached.valid.dataset().cached_count(), 0);
     let first = collect(&cached.valid);
     assert_eq!(cached.valid.dataset().cached_count(), cached.valid.dataset().len());
     assert_eq!(first, collect(&uncached.valid));
     assert_eq!(collect(&cached.valid), first);
+}
+
+#[test]
+fn auto_caches_deterministic_splits_only_and_on_caches_augmented_ones_too() {
+    let dir = TempDir::new("cache-modes");
+    let root = dir.path().join("synth");
+    tiny_data::synth::generate(&root, 0.005, 2).unwrap();
+    let cfg = |cache| FolderConfig { size: 16, bs: 8, num_workers: 2, augment: true, cache, ..FolderConfig::default() };
+    let auto = DataLoaders::from_folder(&root, &cfg(CacheMode::Auto)).unwrap();
+    assert!(auto.valid.dataset().caches(), "the validation transform is deterministic");
+    assert!(!auto.train.dataset().caches(), "a random crop reads the full picture unless asked otherwise");
+    let on = DataLoaders::from_folder(&root, &cfg(CacheMode::On)).unwrap();
+    assert!(on.train.dataset().caches());
+    let off = DataLoaders::from_folder(&root, &cfg(CacheMode::Off)).unwrap();
+    assert!(!off.valid.dataset().caches() && !off.train.dataset().caches());
+}
+
+#[test]
+fn images_beyond_the_budget_are_decoded_as_without_a_cache() {
+    let dir = TempDir::new("cache-budget");
+    let root = dir.path().join("synth");
+    tiny_data::synth::generate(&root, 0.005, 2).unwrap();
+    let folder = ImageFolder::open(&root).unwrap();
+    let make = |budget| {
+        let ds = ImageFolderDataset::new(folder.splits.valid.clone(), &folder.vocab, ItemTransform::squash(16)).unwrap();
+        DataLoader::new(ds.cached(CacheMode::Auto, budget), 8).unwrap().num_workers(2)
+    };
+    // Room for five 16x16 RGB images, shared by two datasets.
+    let budget = CacheBudget::bytes(5 * 16 * 16 * 3);
+    let (small, other) = (make(budget.clone()), make(budget.clone()));
+    let full = make(CacheBudget::bytes(usize::MAX));
+    let want = collect(&full);
+    assert_eq!(collect(&small), want);
+    assert_eq!(collect(&other), want);
+    assert_eq!(small.dataset().cached_count() + other.dataset().cached_count(), 5);
+    assert_eq!(budget.left(), 0);
+    assert_eq!(collect(&small), want, "a second pass reads the cached images and decodes the rest");
 }
 
 #[test]

@@ -142,7 +142,8 @@ fn main() -> anyhow::Result<()> {
         bs: args.bs,
         seed,
         augment: args.item_aug,
-        cache: args.cache,
+        cache: if args.cache { tiny_data::CacheMode::On } else { tiny_data::CacheMode::Auto },
+        cache_mb: None,
         ..FolderConfig::default()
     };
     if let Some(w) = args.workers {
