@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::{
-    BadFilePolicy, CacheBudget, CacheMode, DataError, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem, ItemTransform,
-    ResizeMethod, Result, Vocab, default_num_workers,
+    BadFilePolicy, CacheBudget, CacheMode, DataError, DataLoader, Dataset, ImageFolder, ImageFolderDataset, ImageItem,
+    ItemTransform, ResizeMethod, Result, Vocab, default_num_workers,
 };
 
 /// A training and a validation loader, the chapter's `DataLoaders(train, valid)`.

@@ -167,7 +167,8 @@ fn images_beyond_the_budget_are_decoded_as_without_a_cache() {
     tiny_data::synth::generate(&root, 0.005, 2).unwrap();
     let folder = ImageFolder::open(&root).unwrap();
     let make = |budget| {
-        let ds = ImageFolderDataset::new(folder.splits.valid.clone(), &folder.vocab, ItemTransform::squash(16)).unwrap();
+        let ds =
+            ImageFolderDataset::new(folder.splits.valid.clone(), &folder.vocab, ItemTransform::squash(16)).unwrap();
         DataLoader::new(ds.cached(CacheMode::Auto, budget), 8).unwrap().num_workers(2)
     };
     // Room for five 16x16 RGB images, shared by two datasets.

@@ -422,3 +422,114 @@ fn warp_perspective_matches_the_cpu() {
     // The PyTorch cases of tests/warp.rs, on the GPU.
     assert_eq!(common::torch::replay_warp(device), 16);
 }
+
+#[test]
+fn dense_operands_take_the_one_dimensional_kernels() {
+    // Dense in one memory order (row-major, channels-last, at an offset) takes the 1-D kernels; a broadcast
+    // operand, a transposed copy or a permuted view that is not dense takes the strided ones. Both against the CPU.
+    let (a, b) = (randn(&[2, 3, 4, 5], 120), randn(&[2, 3, 4, 5], 121));
+    parity("dense add", vec![a.clone(), b.clone()], |x| x[0].add(&x[1]));
+    parity("dense exp", vec![a.clone()], |x| x[0].exp());
+    let cl = |x: &[Tensor]| Ok((x[0].to_channels_last()?, x[1].to_channels_last()?));
+    parity("channels-last mul", vec![a.clone(), b.clone()], |x| cl(x).and_then(|(p, q)| p.mul(&q)));
+    parity("channels-last relu", vec![a.clone(), b.clone()], |x| cl(x).and_then(|(p, _)| p.relu()));
+    // Channels-last with row-major: not one memory order, so strided.
+    parity("channels-last + row-major", vec![a.clone(), b.clone()], |x| x[0].to_channels_last()?.add(&x[1]));
+    let flat = randn(&[70], 122);
+    parity("dense at an offset", vec![flat.clone()], |x| x[0].narrow(0, 5, 60)?.powf(2.0));
+    parity("dense view at an offset + view", vec![flat.clone(), randn(&[60], 123)], |x| {
+        x[0].narrow(0, 9, 60)?.reshape(&[3, 4, 5])?.sub(&x[1].reshape(&[3, 4, 5])?)
+    });
+    parity("dense + broadcast column", vec![randn(&[4, 5], 124), randn(&[4, 1], 125)], |x| x[0].add(&x[1]));
+    parity("transposed copy", vec![randn(&[5, 4], 126)], |x| x[0].t()?.contiguous());
+    parity("strided view", vec![flat], |x| offset_permuted(&x[0])?.exp());
+    // In place: dense destination and source (at offsets), a scale with no source, and a strided source.
+    let Some((device, _tf32_off)) = gpu("dense in-place updates") else { return };
+    let (d, s) = (randn(&[3, 8], 127), randn(&[3, 8], 128));
+    let (gd, gs) = (d.to_device(device).unwrap(), s.to_device(device).unwrap());
+    for (dst, src) in [(&d, &s), (&gd, &gs)] {
+        dst.narrow(0, 1, 2).unwrap().add_scaled_(&src.narrow(0, 0, 2).unwrap(), 0.5).unwrap();
+        dst.narrow(0, 2, 1).unwrap().scale_(-3.0).unwrap();
+        dst.narrow(0, 0, 1).unwrap().assign(&src.narrow(0, 2, 1).unwrap()).unwrap();
+        dst.narrow(1, 0, 3).unwrap().add_scaled_(&src.t().unwrap().narrow(0, 0, 3).unwrap().t().unwrap(), 2.0).unwrap();
+    }
+    close("dense in-place updates", &d.to_vec(), &gd.to_vec(), 1e-6);
+}
+
+#[test]
+fn elementwise_loops_cover_more_elements_than_the_grid_has_threads() {
+    let Some((device, _tf32_off)) = gpu("elementwise_loops_cover_more_elements_than_the_grid_has_threads") else {
+        return;
+    };
+    // 16,384 blocks of 256 threads is the largest grid; a few more elements than that, written by the strided copy
+    // of a broadcast scalar and the dense affine map, each element once.
+    let n = 16_384 * 256 + 1_000;
+    let one = Tensor::from_vec(vec![1.5], &[1]).unwrap().to_device(device).unwrap();
+    let filled = one.expand(&[n]).unwrap().contiguous().unwrap();
+    let out = filled.affine(2.0, 1.0).unwrap().to_vec();
+    assert_eq!(out.len(), n);
+    assert!(out.iter().all(|&v| v == 4.0), "an element past the grid was not written");
+}
+
+#[test]
+fn reductions_over_many_blocks() {
+    // A full reduction of 1e5 elements (dense, and strided), spread over many blocks of partial results.
+    let big = randn(&[100_000], 130);
+    parity("sum_all of 1e5", vec![big.clone()], |x| x[0].sum_all());
+    parity("max of 1e5", vec![big.clone()], |x| x[0].max(&[0], false));
+    let tall = strided(&[400, 250], 131);
+    parity("sum_all of a transposed 400x250", vec![tall.clone()], |x| x[0].t()?.sum_all());
+    parity("max of a transposed 400x250", vec![tall], |x| x[0].t()?.max(&[0, 1], false));
+    // Conv bias gradients: a sum over n, h and w of channels-last data, the channel kept innermost; c = 3 (fewer
+    // channels than a warp), 64 and 100 (not a multiple of 32), with rows not a multiple of a block's.
+    for (shape, seed) in [([8, 3, 32, 32], 132), ([8, 64, 16, 16], 133), ([4, 100, 12, 11], 134)] {
+        let x = randn(&shape, seed);
+        let c = shape[1];
+        parity(&format!("bias gradient c={c}"), vec![x.clone()], |x| x[0].to_channels_last()?.sum(&[0, 2, 3], false));
+        parity(&format!("max over n, h, w c={c}"), vec![x.clone()], |x| x[0].to_channels_last()?.max(&[0, 2, 3], true));
+    }
+    // Rows of a row-major matrix summed: the kept dimension innermost too.
+    parity("sum over rows", vec![randn(&[3000, 40], 135)], |x| x[0].sum(&[0], false));
+    // Kept dimensions that are one unit-stride run only in another order than theirs stay on the other kernel.
+    let cube = randn(&[6, 5, 4], 136);
+    parity("sum of a transposed cube over its last dim", vec![cube], |x| x[0].permute(&[2, 1, 0])?.sum(&[2], false));
+}
+
+#[test]
+fn batchnorm_with_many_rows_and_odd_sizes() {
+    let f = |t: &[Tensor]| t[0].batch_norm(&t[1], &t[2], 1e-5).map(|(y, _, _)| y);
+    let cl = |t: &[Tensor]| t[0].to_channels_last()?.batch_norm(&t[1], &t[2], 1e-5).map(|(y, _, _)| y);
+    // 2,048 rows of 64 channels; 3 channels over 315 rows (neither a multiple of a block's); a channel count past
+    // a warp and not a multiple of it; and 64 images of 3 channels, which NCHW spreads over several blocks of rows
+    // per channel too.
+    let shapes = [([8, 64, 16, 16], 140), ([5, 3, 7, 9], 141), ([3, 40, 5, 3], 142), ([64, 3, 16, 16], 146)];
+    for (shape, seed) in shapes {
+        let c = shape[1];
+        let (w, b) = (randn(&[c], seed + 10), randn(&[c], seed + 20));
+        parity(&format!("batch_norm nchw {shape:?}"), vec![randn(&shape, seed), w.clone(), b.clone()], f);
+        parity(&format!("batch_norm channels-last {shape:?}"), vec![randn(&shape, seed), w, b], cl);
+    }
+    // Values far from zero (mean 50, spread 0.1): the variance of shifted sums keeps its digits. (Only forward: in
+    // f32, x - mean has a relative error of 1e-4 here on either device, which the backward amplifies.)
+    let far = randn(&[4, 6, 8, 8], 143).affine(0.1, 50.0).unwrap();
+    let (w, b) = (randn(&[6], 144), randn(&[6], 145));
+    let Some((device, _tf32_off)) = gpu("batch_norm statistics far from zero") else { return };
+    for channels_last in [false, true] {
+        let stats = |dev: Device| {
+            let x = far.to_device(dev).unwrap();
+            let x = if channels_last { x.to_channels_last().unwrap() } else { x };
+            let (rm, rv) = (Tensor::zeros(&[6]).to_device(dev).unwrap(), Tensor::ones(&[6]).to_device(dev).unwrap());
+            let running = RunningStats { mean: &rm, var: &rv, momentum: 1.0, num_batches_tracked: None };
+            let (y, mean, _) =
+                x.batch_norm_running(&w.to_device(dev).unwrap(), &b.to_device(dev).unwrap(), 1e-5, running).unwrap();
+            (y.to_vec(), mean.to_vec(), rm.to_vec(), rv.to_vec())
+        };
+        let ((cy, cm, crm, crv), (gy, gm, grm, grv)) = (stats(Device::Cpu), stats(device));
+        close(&format!("batch_norm far from zero, channels-last {channels_last}"), &cy, &gy, 1e-3);
+        close(&format!("batch mean far from zero, channels-last {channels_last}"), &cm, &gm, 1e-6);
+        close(&format!("running mean far from zero, channels-last {channels_last}"), &crm, &grm, 1e-6);
+        // The unbiased variance, about 0.01: relative to it, within 1e-3.
+        let rel: Vec<f32> = crv.iter().zip(&grv).map(|(c, g)| (c - g) / c).collect();
+        close(&format!("running var far from zero, channels-last {channels_last}"), &[0.0; 6], &rel, 1e-3);
+    }
+}

@@ -1,7 +1,19 @@
-// Shared by every kernel file: the strided-index helpers. Prepended to each .cu source before NVRTC.
+// Shared by every kernel file: the strided-index helpers and block reductions. Prepended to each .cu source before
+// NVRTC.
 #define MAX_DIMS 8
 // NVRTC has no math.h; the float infinity as a bit pattern.
 #define NEG_INF __int_as_float(0xff800000)
+
+// A by-value struct parameter that a kernel indexes at run time (a Shape, Strides, a foreach program): marked
+// __grid_constant__, the kernel reads it in place from the parameter space, where ptxas would otherwise copy it to
+// each thread's stack (local memory: 216-288 bytes a thread for the strided elementwise kernels). The annotation
+// needs sm_70 and CUDA 11.7; elsewhere, and in the g++ build of the fake driver, the parameter is a plain const.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700 && \
+    (__CUDACC_VER_MAJOR__ > 11 || (__CUDACC_VER_MAJOR__ == 11 && __CUDACC_VER_MINOR__ >= 7))
+#define GRID_CONST const __grid_constant__
+#else
+#define GRID_CONST const
+#endif
 
 // A logical shape (after the host merged what it could).
 struct Shape {
@@ -31,3 +43,25 @@ __device__ __forceinline__ long long offset_of(const Shape& shape, const Strides
 
 #define GRID_STRIDE_LOOP(i, n) \
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
+
+// op 0 sums, op 1 takes the maximum (fmax: a NaN loses to any number, as with f32::max on the CPU).
+__device__ __forceinline__ double reduce_combine(int op, double a, double b) { return op == 0 ? a + b : fmax(a, b); }
+__device__ __forceinline__ double reduce_identity(int op) { return op == 0 ? 0.0 : (double)NEG_INF; }
+
+// Combines v over the threads of a block of at most 256 (blockDim.x and blockDim.y powers of two), in a fixed order:
+// over threadIdx.y only, so that each threadIdx.x keeps its own result, or over the whole block with across_x. The
+// result is in thread (x, 0), or in thread (0, 0) with across_x. Every thread of the block must call it.
+__device__ double block_reduce(double v, double* buf, int op, bool across_x) {
+    int t = threadIdx.y * blockDim.x + threadIdx.x;
+    buf[t] = v;
+    __syncthreads();
+    // Halving the flat index keeps the columns apart while the step is a multiple of blockDim.x.
+    int stop = across_x ? 1 : (int)blockDim.x;
+    for (int s = (int)(blockDim.x * blockDim.y) / 2; s >= stop; s >>= 1) {
+        if (t < s) buf[t] = reduce_combine(op, buf[t], buf[t + s]);
+        __syncthreads();
+    }
+    double r = buf[t];
+    __syncthreads();
+    return r;
+}

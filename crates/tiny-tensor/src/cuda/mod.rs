@@ -41,11 +41,16 @@ const SOURCES: [&str; 9] = [
 ];
 
 /// Every kernel the backend launches.
-const KERNELS: [&str; 21] = [
+const KERNELS: [&str; 28] = [
     "unary_f32",
+    "unary_dense_f32",
     "binary_f32",
+    "binary_dense_f32",
     "update_f32",
+    "update_dense_f32",
     "reduce_f32",
+    "reduce_cols_f32",
+    "reduce_finish_f32",
     "im2col_f32",
     "col2im_f32",
     "bias_relu_f32",
@@ -53,9 +58,11 @@ const KERNELS: [&str; 21] = [
     "max_pool_backward_f32",
     "avg_pool_f32",
     "avg_pool_backward_f32",
-    "bn_stats_f32",
+    "bn_stats_partial_f32",
+    "bn_stats_finish_f32",
     "bn_affine_f32",
-    "bn_backward_sums_f32",
+    "bn_backward_partial_f32",
+    "bn_backward_finish_f32",
     "bn_backward_dx_f32",
     "index_f32",
     "log_softmax_nll_f32",
@@ -178,6 +185,11 @@ pub fn compile_kernels(arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx>
 /// `major.minor`. Unlike PTX, which the driver compiles when it loads it and refuses when NVRTC is newer than
 /// the driver, a CUBIN loads on any driver of NVRTC's major version. Needs only the NVRTC library.
 pub fn compile_cubin(major: i32, minor: i32) -> Result<Vec<u8>> {
+    compile_cubin_with(major, minor, &[]).map(|(cubin, _)| cubin)
+}
+
+/// [`compile_cubin`] with extra NVRTC `options` (such as `--ptxas-options=-v`); also returns NVRTC's program log.
+pub(crate) fn compile_cubin_with(major: i32, minor: i32, options: &[&str]) -> Result<(Vec<u8>, String)> {
     use cudarc::nvrtc::{result, sys};
     if !unsafe { sys::is_culib_present() } {
         return Err(unavailable(0, "the NVRTC library (libnvrtc) was not found"));
@@ -186,17 +198,19 @@ pub fn compile_cubin(major: i32, minor: i32) -> Result<Vec<u8>> {
     let src = std::ffi::CString::new(kernel_source()).map_err(|e| fail(e.to_string()))?;
     let prog = result::create_program(&src, None).map_err(|e| fail(format!("{e:?}")))?;
     let built = (|| {
-        let opts = [format!("--gpu-architecture=sm_{major}{minor}")];
-        if let Err(e) = unsafe { result::compile_program(prog, &opts) } {
-            let log = unsafe { result::get_program_log(prog) }.unwrap_or_default();
-            let log: String = log.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
+        let mut opts = vec![format!("--gpu-architecture=sm_{major}{minor}")];
+        opts.extend(options.iter().map(|o| o.to_string()));
+        let compiled = unsafe { result::compile_program(prog, &opts) };
+        let log = unsafe { result::get_program_log(prog) }.unwrap_or_default();
+        let log: String = log.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
+        if let Err(e) = compiled {
             return Err(fail(format!("{e:?}: {log}")));
         }
         let mut len = 0usize;
         unsafe { sys::nvrtcGetCUBINSize(prog, &mut len) }.result().map_err(|e| fail(format!("{e:?}")))?;
         let mut cubin = vec![0u8; len];
         unsafe { sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()) }.result().map_err(|e| fail(format!("{e:?}")))?;
-        Ok(cubin)
+        Ok((cubin, log))
     })();
     let _ = unsafe { result::destroy_program(prog) };
     built
@@ -515,9 +529,14 @@ pub(crate) fn wrap(gpu: &Gpu, slice: CudaSlice<f32>, layout: Layout) -> Tensor {
     Tensor::from_storage(gpu.storage(slice), layout)
 }
 
-/// A launch over `n` elements with a grid-stride loop: 256 threads a block, enough blocks to fill the GPU.
+/// The most blocks [`grid`] launches: 4.2M threads, a dozen waves of the largest GPUs (an H200 holds 270,336
+/// threads at once); past that each thread of the kernels' grid-stride loops takes several elements.
+pub(crate) const MAX_GRID_BLOCKS: usize = 16_384;
+
+/// A launch over `n` elements with a grid-stride loop: 256 threads a block, a block per 256 elements up to
+/// [`MAX_GRID_BLOCKS`].
 pub(crate) fn grid(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(256).clamp(1, 65_535 * 4) as u32;
+    let blocks = n.div_ceil(256).clamp(1, MAX_GRID_BLOCKS) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
@@ -527,4 +546,29 @@ pub(crate) fn rows(rows: usize, width: usize) -> LaunchConfig {
     let blocks = rows.clamp(1, 1 << 20) as u32;
     let threads = width.div_ceil(32).clamp(1, 8) as u32 * 32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// A 2-D launch for kernels that combine `rows` rows of `width` consecutive elements along the rows (the channels
+/// of channels-last data, the kept run of a reduction): blocks of 256 threads, `threadIdx.x` along a row (up to 32
+/// elements, a warp's worth of consecutive addresses) and `threadIdx.y` along the rows. Across, `tiles` blocks: with
+/// `None`, one per 32 elements of a row (each thread keeps to one element of every row); with `Some(t)`, `t` blocks
+/// that each take whole rows (one per batchnorm channel of NCHW data). Both at most 65,535, then the kernel loops.
+/// Down, blocks of rows, each thread combining at least 16 elements, as many as bring the launch to about 2,048
+/// blocks (and no more than there are rows for); with more than one, each writes a partial result for a finishing
+/// pass.
+pub(crate) fn columns(rows: usize, width: usize, tiles: Option<usize>) -> LaunchConfig {
+    let tx = width.clamp(1, 32).next_power_of_two();
+    let ty = 256 / tx;
+    let (across, per_row) = match tiles {
+        None => (width.div_ceil(tx), 1),
+        Some(t) => (t, width.div_ceil(tx)),
+    };
+    let across = across.clamp(1, 65_535);
+    let by_work = rows.saturating_mul(per_row).div_ceil(ty * 16);
+    let down = by_work.min(2048usize.div_ceil(across)).min(rows.div_ceil(ty)).clamp(1, 65_535);
+    LaunchConfig {
+        grid_dim: (across as u32, down as u32, 1),
+        block_dim: (tx as u32, ty as u32, 1),
+        shared_mem_bytes: 0,
+    }
 }

@@ -28,23 +28,23 @@ impl ElementwiseKernels for Gpu {
         };
         let mut out = g.alloc::<f32>(n)?;
         if n > 0 {
-            let (shape, [os, sa, sb]) =
-                plan(&al.shape, [&strides, &al.strides, &bl.strides], [0, al.offset, bl.offset], true)?;
+            let (shape, st) = plan(&al.shape, [&strides, &al.strides, &bl.strides], [0, al.offset, bl.offset], true)?;
+            let [os, sa, sb] = &st;
             let (ga, gb) = (a.storage(), b.storage());
+            let (ga, gb) = (slice(&ga), slice(&gb));
             let code = op as i32;
-            let mut launch = g.stream.launch_builder(g.func("binary_f32"));
+            let cfg = grid(n);
             let n = n as i64;
-            launch
-                .arg(&n)
-                .arg(&shape)
-                .arg(&os)
-                .arg(&sa)
-                .arg(&sb)
-                .arg(slice(&ga))
-                .arg(slice(&gb))
-                .arg(&mut out)
-                .arg(&code);
-            unsafe { launch.launch(grid(al.numel())) }.map_err(err("binary"))?;
+            if shape.dense_len(&st).is_some() {
+                let (va, vb) = (ga.slice(sa.offset()..), gb.slice(sb.offset()..));
+                let mut launch = g.stream.launch_builder(g.func("binary_dense_f32"));
+                launch.arg(&n).arg(&va).arg(&vb).arg(&mut out).arg(&code);
+                unsafe { launch.launch(cfg) }.map_err(err("binary"))?;
+            } else {
+                let mut launch = g.stream.launch_builder(g.func("binary_f32"));
+                launch.arg(&n).arg(&shape).arg(os).arg(sa).arg(sb).arg(ga).arg(gb).arg(&mut out).arg(&code);
+                unsafe { launch.launch(cfg) }.map_err(err("binary"))?;
+            }
         }
         Ok(wrap(g, out, Layout { shape: al.shape.clone(), strides, offset: 0 }))
     }
@@ -62,24 +62,42 @@ impl ElementwiseKernels for Gpu {
             Update::AddScaled(a) => (1, a),
             Update::Scale(a) => (2, a),
         };
-        let n = n as i64;
+        let (cfg, n) = (grid(n), n as i64);
         match src {
             Some((src, sl)) => {
-                let (shape, [ds, ss]) = plan(&dl.shape, [&dl.strides, &sl.strides], [dl.offset, sl.offset], true)?;
+                let (shape, st) = plan(&dl.shape, [&dl.strides, &sl.strides], [dl.offset, sl.offset], true)?;
+                let [ds, ss] = &st;
                 let s = src.storage();
                 let mut d = dst.storage_mut();
-                let mut b = g.stream.launch_builder(g.func("update_f32"));
-                b.arg(&n).arg(&shape).arg(&ds).arg(&ss).arg(slice_mut(&mut d)).arg(slice(&s)).arg(&mode).arg(&alpha);
-                unsafe { b.launch(grid(dl.numel())) }.map_err(err("update"))?;
+                let (d, s) = (slice_mut(&mut d), slice(&s));
+                if shape.dense_len(&st).is_some() {
+                    let (mut vd, vs) = (d.slice_mut(ds.offset()..), s.slice(ss.offset()..));
+                    let mut b = g.stream.launch_builder(g.func("update_dense_f32"));
+                    b.arg(&n).arg(&mut vd).arg(&vs).arg(&mode).arg(&alpha);
+                    unsafe { b.launch(cfg) }.map_err(err("update"))?;
+                } else {
+                    let mut b = g.stream.launch_builder(g.func("update_f32"));
+                    b.arg(&n).arg(&shape).arg(ds).arg(ss).arg(d).arg(s).arg(&mode).arg(&alpha);
+                    unsafe { b.launch(cfg) }.map_err(err("update"))?;
+                }
             }
             None => {
-                let (shape, [ds]) = plan(&dl.shape, [&dl.strides], [dl.offset], true)?;
+                let (shape, st) = plan(&dl.shape, [&dl.strides], [dl.offset], true)?;
+                let [ds] = &st;
                 let mut d = dst.storage_mut();
-                // The kernel never reads the source in mode 2, so a null pointer stands in for it.
+                let d = slice_mut(&mut d);
+                // The kernels never read the source in mode 2, so a null pointer stands in for it.
                 let null: u64 = 0;
-                let mut b = g.stream.launch_builder(g.func("update_f32"));
-                b.arg(&n).arg(&shape).arg(&ds).arg(&ds).arg(slice_mut(&mut d)).arg(&null).arg(&mode).arg(&alpha);
-                unsafe { b.launch(grid(dl.numel())) }.map_err(err("scale"))?;
+                if shape.dense_len(&st).is_some() {
+                    let mut vd = d.slice_mut(ds.offset()..);
+                    let mut b = g.stream.launch_builder(g.func("update_dense_f32"));
+                    b.arg(&n).arg(&mut vd).arg(&null).arg(&mode).arg(&alpha);
+                    unsafe { b.launch(cfg) }.map_err(err("scale"))?;
+                } else {
+                    let mut b = g.stream.launch_builder(g.func("update_f32"));
+                    b.arg(&n).arg(&shape).arg(ds).arg(ds).arg(d).arg(&null).arg(&mode).arg(&alpha);
+                    unsafe { b.launch(cfg) }.map_err(err("scale"))?;
+                }
             }
         }
         Ok(())
@@ -118,12 +136,20 @@ fn map(g: &Gpu, x: &Tensor, out_strides: Vec<usize>, (code, p0, p1): (i32, f32, 
     let n = l.numel();
     let mut out = g.alloc::<f32>(n)?;
     if n > 0 {
-        let (shape, [os, xs]) = plan(&l.shape, [&out_strides, &l.strides], [0, l.offset], true)?;
+        let (shape, st) = plan(&l.shape, [&out_strides, &l.strides], [0, l.offset], true)?;
+        let [os, xs] = &st;
         let s = x.storage();
-        let mut b = g.stream.launch_builder(g.func("unary_f32"));
-        let n = n as i64;
-        b.arg(&n).arg(&shape).arg(&os).arg(&xs).arg(slice(&s)).arg(&mut out).arg(&code).arg(&p0).arg(&p1);
-        unsafe { b.launch(grid(l.numel())) }.map_err(err("unary"))?;
+        let (cfg, n) = (grid(n), n as i64);
+        if shape.dense_len(&st).is_some() {
+            let vx = slice(&s).slice(xs.offset()..);
+            let mut b = g.stream.launch_builder(g.func("unary_dense_f32"));
+            b.arg(&n).arg(&vx).arg(&mut out).arg(&code).arg(&p0).arg(&p1);
+            unsafe { b.launch(cfg) }.map_err(err("unary"))?;
+        } else {
+            let mut b = g.stream.launch_builder(g.func("unary_f32"));
+            b.arg(&n).arg(&shape).arg(os).arg(xs).arg(slice(&s)).arg(&mut out).arg(&code).arg(&p0).arg(&p1);
+            unsafe { b.launch(cfg) }.map_err(err("unary"))?;
+        }
     }
     Ok(wrap(g, out, Layout { shape: l.shape.clone(), strides: out_strides, offset: 0 }))
 }

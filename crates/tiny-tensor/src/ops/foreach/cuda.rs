@@ -24,7 +24,8 @@ enum Code {
 /// so that the kernel's numbers come from this file alone.
 pub(crate) fn cuda_defines() -> String {
     let mut defs = format!(
-        "#define FE_MAX_TENSORS {MAX_TENSORS}\n#define FE_MAX_OPS {MAX_OPS}\n#define FE_MAX_REGISTERS {}\n",
+        "#define FE_MAX_TENSORS {MAX_TENSORS}\n#define FE_MAX_OPS {MAX_OPS}\n#define FE_MAX_REGISTERS {}\n\
+         #define FE_BLOCK {BLOCK}\n",
         super::MAX_REGISTERS
     );
     let codes = [
@@ -107,6 +108,9 @@ fn kprogram(program: &UpdateProgram) -> KProgram {
 /// Elements per block in the launch over dense items.
 const CHUNK: usize = 4096;
 
+/// Threads per block of both kernels, which keep their registers in shared memory sized by it (`FE_BLOCK`).
+const BLOCK: usize = 256;
+
 /// Runs `program` on `items`, all on one GPU (checked by `ops/foreach.rs`, with everything else the program
 /// and the items must satisfy). Every item whose tensors are dense in one memory order is updated by one
 /// launch of `foreach_dense_f32`, each other one by a launch of `foreach_strided_f32`. What can fail before
@@ -141,7 +145,7 @@ impl ForeachKernels for Gpu {
             let table = gpu.upload_u32(&halves)?;
             let cfg = LaunchConfig {
                 grid_dim: (n_chunks.min(65_535) as u32, 1, 1),
-                block_dim: (256, 1, 1),
+                block_dim: (BLOCK as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
             let (n_items, n_chunks, chunk) = (dense.len() as i64, n_chunks as i64, CHUNK as i64);
@@ -153,7 +157,8 @@ impl ForeachKernels for Gpu {
             let n = item[0].numel() as i64;
             let mut b = gpu.stream.launch_builder(gpu.func("foreach_strided_f32"));
             b.arg(&n).arg(shape).arg(ops).arg(&prog);
-            unsafe { b.launch(grid(n as usize)) }.map_err(err("foreach_update_"))?;
+            let cfg = LaunchConfig { block_dim: (BLOCK as u32, 1, 1), ..grid(n as usize) };
+            unsafe { b.launch(cfg) }.map_err(err("foreach_update_"))?;
         }
         Ok(())
     }
@@ -193,6 +198,7 @@ mod tests {
             assert!(defs.contains(&line), "cuda_defines lacks {line:?}");
         }
         assert!(defs.contains("#define FE_OP_COPY 6\n"), "{defs}");
+        assert!(defs.contains(&format!("#define FE_BLOCK {BLOCK}\n")), "{defs}");
         // Four ints, then the instructions of four ints and two floats each; 64-bit strides and addresses.
         assert_eq!(size_of::<KProgram>(), 16 + 24 * MAX_OPS);
         assert_eq!(size_of::<KOperands>(), (9 * 8 + 8) * MAX_TENSORS);

@@ -37,14 +37,21 @@ struct ForeachOperands {
     unsigned long long ptrs[FE_MAX_TENSORS];
 };
 
-// Runs the program on the registers r. The loop is unrolled to its bound so that the instructions are read from
-// the kernel parameters at fixed offsets.
-__device__ __forceinline__ void foreach_program(const ForeachProgram& prog, float* r) {
+// The registers of a block's threads, in shared memory: an instruction names its registers by numbers read at run
+// time, which registers of the processor cannot be indexed by (ptxas would keep such an array on each thread's
+// stack, in local memory). Thread t's register k is regs[k][t], so that a warp's accesses fall in distinct banks;
+// the kernels run at most FE_BLOCK threads a block (#defined by ops/foreach/cuda.rs with the launch's block size).
+typedef float ForeachRegs[FE_MAX_REGISTERS][FE_BLOCK];
+
+// Runs the program on this thread's registers. The loop is unrolled to its bound so that the instructions are read
+// from the kernel parameters at fixed offsets.
+__device__ __forceinline__ void foreach_program(const ForeachProgram& prog, ForeachRegs& regs) {
+    const unsigned t = threadIdx.x;
 #pragma unroll
     for (int k = 0; k < FE_MAX_OPS; ++k) {
         if (k >= prog.n_ops) break;
         const ForeachOp op = prog.ops[k];
-        const float x = r[op.x], y = r[op.y];
+        const float x = regs[op.x][t], y = regs[op.y][t];
         float v;
         switch (op.code) {
             case FE_OP_AXPBY: v = FE_ADD(FE_MUL(op.a, x), FE_MUL(op.b, y)); break;
@@ -55,35 +62,37 @@ __device__ __forceinline__ void foreach_program(const ForeachProgram& prog, floa
             case FE_OP_SQRT: v = FE_SQRT(x); break;
             default: v = x; break;
         }
-        r[op.dst] = v;
+        regs[op.dst][t] = v;
     }
 }
 
-// One item with any strides: n elements over shape, one thread per element.
-extern "C" __global__ void foreach_strided_f32(long long n, Shape shape, ForeachOperands operands, ForeachProgram prog) {
+// One item with any strides: n elements over shape, a thread per element at a time.
+extern "C" __global__ void foreach_strided_f32(long long n, GRID_CONST Shape shape, GRID_CONST ForeachOperands operands,
+                                                GRID_CONST ForeachProgram prog) {
+    __shared__ ForeachRegs regs;
     GRID_STRIDE_LOOP(i, n) {
-        float r[FE_MAX_REGISTERS];
         long long off[FE_MAX_TENSORS];
 #pragma unroll
         for (int k = 0; k < FE_MAX_TENSORS; ++k) {
             if (k >= prog.tensors) break;
             off[k] = offset_of(shape, operands.strides[k], i);
-            r[k] = ((const float*)operands.ptrs[k])[off[k]];
+            regs[k][threadIdx.x] = ((const float*)operands.ptrs[k])[off[k]];
         }
-        foreach_program(prog, r);
+        foreach_program(prog, regs);
 #pragma unroll
         for (int k = 0; k < FE_MAX_TENSORS; ++k) {
             if (k >= prog.tensors) break;
-            if ((prog.writes >> k) & 1) ((float*)operands.ptrs[k])[off[k]] = r[k];
+            if ((prog.writes >> k) & 1) ((float*)operands.ptrs[k])[off[k]] = regs[k][threadIdx.x];
         }
     }
 }
 
 // Many dense items in one launch (PyTorch's multi-tensor apply). `table` holds, per item, the address of each of
 // its tensors' first element and then its length (prog.tensors + 1 64-bit words), then two words per chunk (item
-// number, first element). One block per chunk of chunk_len elements.
+// number, first element). One block per chunk of chunk_len elements at a time.
 extern "C" __global__ void foreach_dense_f32(const unsigned long long* table, long long items, long long chunks,
-                                             long long chunk_len, ForeachProgram prog) {
+                                             long long chunk_len, GRID_CONST ForeachProgram prog) {
+    __shared__ ForeachRegs regs;
     const long long width = prog.tensors + 1;
     const unsigned long long* chunk_table = table + width * items;
     for (long long c = blockIdx.x; c < chunks; c += gridDim.x) {
@@ -92,17 +101,16 @@ extern "C" __global__ void foreach_dense_f32(const unsigned long long* table, lo
         long long start = (long long)chunk_table[2 * c + 1];
         long long end = start + chunk_len < n ? start + chunk_len : n;
         for (long long i = start + threadIdx.x; i < end; i += blockDim.x) {
-            float r[FE_MAX_REGISTERS];
 #pragma unroll
             for (int k = 0; k < FE_MAX_TENSORS; ++k) {
                 if (k >= prog.tensors) break;
-                r[k] = ((const float*)t[k])[i];
+                regs[k][threadIdx.x] = ((const float*)t[k])[i];
             }
-            foreach_program(prog, r);
+            foreach_program(prog, regs);
 #pragma unroll
             for (int k = 0; k < FE_MAX_TENSORS; ++k) {
                 if (k >= prog.tensors) break;
-                if ((prog.writes >> k) & 1) ((float*)t[k])[i] = r[k];
+                if ((prog.writes >> k) & 1) ((float*)t[k])[i] = regs[k][threadIdx.x];
             }
         }
     }

@@ -5,6 +5,7 @@ use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{CudaSlice, CudaView};
 
 use super::MatmulKernels;
+use crate::cuda::strided::i32_of;
 use crate::cuda::{Gpu, allow_tf32, slice, wrap};
 use crate::layout::Layout;
 use crate::ops::elementwise::ElementwiseKernels;
@@ -33,7 +34,7 @@ impl MatmulKernels for Gpu {
                 cs: bl.strides[2],
                 batch_stride: bs(&bl),
             };
-            gemm(g, (batch, m, k, n), &ma, &mb, &mut out)?;
+            gemm(g, "matmul", (batch, m, k, n), &ma, &mb, &mut out)?;
         }
         Ok(wrap(g, out, Layout::contiguous(&[batch, m, n])))
     }
@@ -41,19 +42,19 @@ impl MatmulKernels for Gpu {
 
 /// One operand of a row-major product `[rows, cols]` as cuBLAS sees it: a column-major matrix with leading
 /// dimension `ld`, transposed or not. `None` when neither dimension has unit stride.
-fn operand(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<(cublasOperation_t, i32)> {
+fn operand(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<(cublasOperation_t, usize)> {
     // Row-major (unit column stride): its column-major view is the transpose, which is what the
     // swapped product below wants, so no transpose flag.
     if cs == 1 || cols == 1 {
         let ld = if rows == 1 { cols.max(1) } else { rs.max(cols).max(1) };
         if rows == 1 || rs >= cols {
-            return Some((cublasOperation_t::CUBLAS_OP_N, ld as i32));
+            return Some((cublasOperation_t::CUBLAS_OP_N, ld));
         }
     }
     if rs == 1 || rows == 1 {
         let ld = if cols == 1 { rows.max(1) } else { cs.max(rows).max(1) };
         if cols == 1 || cs >= rows {
-            return Some((cublasOperation_t::CUBLAS_OP_T, ld as i32));
+            return Some((cublasOperation_t::CUBLAS_OP_T, ld));
         }
     }
     None
@@ -67,32 +68,46 @@ pub(crate) struct Mat<'a> {
     pub(crate) batch_stride: usize,
 }
 
+/// The cuBLAS call for row-major `[m, k] x [k, n]` operands with row and column strides `a` and `b`: every size
+/// and leading dimension checked into cuBLAS's 32-bit integers, an error that names `op` otherwise. Row-major
+/// C = A B is column-major C^T = B^T A^T, so cuBLAS gets the operands swapped.
+fn blas_config(
+    op: &'static str,
+    (m, k, n): (usize, usize, usize),
+    a: (usize, usize),
+    b: (usize, usize),
+) -> Result<GemmConfig<f32>> {
+    let bad = || TensorError::InvalidArgument { op, msg: "operand without a unit stride".into() };
+    let (op_a, lda) = operand(m, k, a.0, a.1).ok_or_else(bad)?;
+    let (op_b, ldb) = operand(k, n, b.0, b.1).ok_or_else(bad)?;
+    Ok(GemmConfig {
+        transa: op_b,
+        transb: op_a,
+        m: i32_of(op, "GEMM columns (n)", n)?,
+        n: i32_of(op, "GEMM rows (m)", m)?,
+        k: i32_of(op, "GEMM inner size (k)", k)?,
+        alpha: 1.0f32,
+        lda: i32_of(op, "GEMM leading dimension of the right operand", ldb)?,
+        ldb: i32_of(op, "GEMM leading dimension of the left operand", lda)?,
+        beta: 0.0f32,
+        ldc: i32_of(op, "GEMM leading dimension of the output", n.max(1))?,
+    })
+}
+
 /// `out[b] = a[b] @ b[b]` for `batch` products of `[m, k] x [k, n]`, written row-major into `out` (batch
-/// stride `m * n`). Row-major C = A B is column-major C^T = B^T A^T, so cuBLAS gets the operands swapped.
+/// stride `m * n`); `op` names the caller in errors.
 pub(crate) fn gemm(
     g: &Gpu,
+    op: &'static str,
     (batch, m, k, n): (usize, usize, usize, usize),
     a: &Mat<'_>,
     b: &Mat<'_>,
     out: &mut CudaSlice<f32>,
 ) -> Result<()> {
+    let gemm = blas_config(op, (m, k, n), (a.rs, a.cs), (b.rs, b.cs))?;
+    let batch_size = i32_of(op, "GEMM batch", batch)?;
     // cuBLAS runs in the current context; make it this GPU's on whichever thread calls.
-    g.ctx.bind_to_thread().map_err(crate::cuda::err("matmul"))?;
-    let bad = || TensorError::InvalidArgument { op: "matmul", msg: "operand without a unit stride".into() };
-    let (op_a, lda) = operand(m, k, a.rs, a.cs).ok_or_else(bad)?;
-    let (op_b, ldb) = operand(k, n, b.rs, b.cs).ok_or_else(bad)?;
-    let gemm = GemmConfig {
-        transa: op_b,
-        transb: op_a,
-        m: n as i32,
-        n: m as i32,
-        k: k as i32,
-        alpha: 1.0f32,
-        lda: ldb,
-        ldb: lda,
-        beta: 0.0f32,
-        ldc: n.max(1) as i32,
-    };
+    g.ctx.bind_to_thread().map_err(crate::cuda::err(op))?;
     let mut blas = g.blas.lock().unwrap_or_else(|e| e.into_inner());
     let tf32 = allow_tf32();
     if blas.1 != tf32 {
@@ -108,14 +123,14 @@ pub(crate) fn gemm(
     } else {
         let cfg = StridedBatchedConfig {
             gemm,
-            batch_size: batch as i32,
+            batch_size,
             stride_a: b.batch_stride as i64,
             stride_b: a.batch_stride as i64,
             stride_c: (m * n) as i64,
         };
         unsafe { blas.0.gemm_strided_batched(cfg, &b.data, &a.data, out) }
     };
-    result.map_err(|e| TensorError::Cuda { op: "matmul", msg: e.to_string() })
+    result.map_err(|e| TensorError::Cuda { op, msg: e.to_string() })
 }
 
 /// A copy of `x` when its last two dimensions have no unit stride, so that cuBLAS can read it.
@@ -143,5 +158,16 @@ mod tests {
         assert_eq!(operand(3, 4, 10, 1), Some((cublasOperation_t::CUBLAS_OP_N, 10)));
         // Neither stride is 1.
         assert_eq!(operand(3, 4, 8, 2), None);
+    }
+
+    #[test]
+    fn gemm_sizes_past_32_bits_are_errors() {
+        let ok = blas_config("matmul", (3, 4, 5), (4, 1), (5, 1)).unwrap();
+        assert_eq!((ok.m, ok.n, ok.k, ok.lda, ok.ldb, ok.ldc), (5, 3, 4, 5, 4, 5));
+        // An im2col matrix of 2^31 rows (n * oh * ow), and a padded row stride past i32::MAX.
+        let err = blas_config("conv2d", (1 << 31, 27, 8), (27, 1), (1, 27)).unwrap_err().to_string();
+        assert!(err.starts_with("conv2d:") && err.contains("(m) = 2147483648"), "{err}");
+        let err = blas_config("matmul", (2, 4, 5), (1 << 31, 1), (5, 1)).unwrap_err().to_string();
+        assert!(err.starts_with("matmul:") && err.contains("left operand = 2147483648"), "{err}");
     }
 }

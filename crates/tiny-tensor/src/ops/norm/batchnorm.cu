@@ -1,58 +1,107 @@
 // Training-mode batchnorm over data arranged [outer, c, inner]: statistics, the affine map and the backward pass.
-// Per-channel sums run one block per channel, accumulating in double like the CPU kernels.
+// Per-channel sums accumulate in double, like the CPU kernels.
 
-__device__ double block_sum(double v, double* buf) {
-    buf[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-        __syncthreads();
-    }
-    double r = buf[0];
-    __syncthreads();
-    return r;
+// Per-channel sums run in two passes: a 2-D partial pass, whose blocks each add up a share of the rows of a tile of
+// channels into double partial sums, and a finishing pass with one block per channel that adds the partial sums in
+// a fixed order. Channels-last data ([outer, c, 1]) puts threadIdx.x along the channels, so that a warp reads
+// consecutive addresses; NCHW data (inner > 1) gives each block one channel, threadIdx.x along inner. Either way
+// threadIdx.y and blockIdx.y go along outer. Launched by cuda::columns; partial sums are [gridDim.y, c] arrays.
+
+// The tiles of channels that blockIdx.x walks: blockDim.x channels each for channels-last data, one for NCHW.
+__device__ __forceinline__ long long bn_tiles(int c, long long inner) {
+    return inner == 1 ? ((long long)c + blockDim.x - 1) / blockDim.x : (long long)c;
 }
 
-// The offset of the j-th element of channel ch.
-__device__ __forceinline__ long long channel_at(long long j, int c, long long inner, int ch) {
-    return ((j / inner) * c + ch) * inner + j % inner;
+// This thread's channel in a tile (c or more for the idle threads of the last channels-last tile).
+__device__ __forceinline__ int bn_channel(long long tile, long long inner) {
+    return inner == 1 ? (int)(tile * blockDim.x + threadIdx.x) : (int)tile;
 }
 
-// The batch statistics of channel ch and what follows from them: mean and biased variance; invstd, the affine
-// map's scale and shift; and, when rmean is not null, the running statistics updated in place (and the batch count
-// nbt, when it is not null, by channel 0's block). Launched with
-// 256 threads and one block per channel. The per-channel expressions are those of cpu/batchnorm.rs (finalize,
-// update_running), which NVRTC may fuse into multiply-adds, so the GPU can differ from the CPU in the last bit.
-extern "C" __global__ void bn_stats_f32(const float* x, long long outer, int c, long long inner, float* mean,
-                                        float* var, const float* w, const float* b, float eps, float* invstd,
-                                        float* scale, float* shift, float* rmean, float* rvar, float momentum,
-                                        float unbias, float* nbt) {
+// The elements of channel ch that this thread adds up: rows o (along outer) from BN_ROW0 by BN_ROW_STEP, and in
+// each the positions q (along inner) from BN_Q0(inner) by BN_Q_STEP(inner). Element (o, ch, q) is at
+// (o * c + ch) * inner + q.
+#define BN_ROW0 (blockIdx.y * (long long)blockDim.y + threadIdx.y)
+#define BN_ROW_STEP ((long long)blockDim.y * gridDim.y)
+#define BN_Q0(inner) (inner == 1 ? 0LL : (long long)threadIdx.x)
+#define BN_Q_STEP(inner) (inner == 1 ? 1LL : (long long)blockDim.x)
+
+// Adds up v over the threads of channel ch (a column of the block, or the whole block for NCHW data) and stores it
+// in sums[blockIdx.y * c + ch]. Every thread of the block must call it.
+__device__ __forceinline__ void bn_store_partial(double v, double* buf, long long inner, int c, int ch, double* sums) {
+    double total = block_reduce(v, buf, 0, inner != 1);
+    bool owner = inner == 1 ? threadIdx.y == 0 : threadIdx.x == 0 && threadIdx.y == 0;
+    if (owner && ch < c) sums[blockIdx.y * (long long)c + ch] = total;
+}
+
+// The shift that channel ch's sums are taken about: its first element, so that the variance comes from small
+// numbers (sum (x - k)^2 - (sum (x - k))^2 / n, in double, loses nothing unless the mean is far out of the spread).
+__device__ __forceinline__ float bn_shift_of(const float* x, long long outer, int c, long long inner, int ch) {
+    return outer * inner > 0 ? x[(long long)ch * inner] : 0.0f;
+}
+
+// Partial sums of x - k and (x - k)^2 per channel, k = bn_shift_of: into s1 and s2, [gridDim.y, c] each.
+extern "C" __global__ void bn_stats_partial_f32(const float* x, long long outer, int c, long long inner, double* s1,
+                                                double* s2) {
     __shared__ double buf[256];
-    int ch = blockIdx.x;
-    long long cnt = outer * inner;
-    double s = 0.0;
-    for (long long j = threadIdx.x; j < cnt; j += blockDim.x) s += x[channel_at(j, c, inner, ch)];
-    double m = block_sum(s, buf) / (double)(cnt > 0 ? cnt : 1);
-    double q = 0.0;
-    for (long long j = threadIdx.x; j < cnt; j += blockDim.x) {
-        double d = x[channel_at(j, c, inner, ch)] - m;
-        q += d * d;
-    }
-    double v = block_sum(q, buf) / (double)(cnt > 0 ? cnt : 1);
-    if (threadIdx.x == 0) {
-        float mf = (float)m, vf = (float)v;
-        mean[ch] = mf;
-        var[ch] = vf;
-        float is = 1.0f / sqrtf(vf + eps);
-        float sc = w[ch] * is;
-        invstd[ch] = is;
-        scale[ch] = sc;
-        shift[ch] = b[ch] - mf * sc;
-        if (rmean) {
-            rmean[ch] = rmean[ch] * (1.0f - momentum) + mf * 1.0f * momentum;
-            rvar[ch] = rvar[ch] * (1.0f - momentum) + vf * unbias * momentum;
+    for (long long tile = blockIdx.x; tile < bn_tiles(c, inner); tile += gridDim.x) {
+        int ch = bn_channel(tile, inner);
+        double a = 0.0, a2 = 0.0;
+        if (ch < c) {
+            double k = bn_shift_of(x, outer, c, inner, ch);
+            for (long long o = BN_ROW0; o < outer; o += BN_ROW_STEP) {
+                const float* row = x + (o * c + ch) * inner;
+                for (long long q = BN_Q0(inner); q < inner; q += BN_Q_STEP(inner)) {
+                    double d = (double)row[q] - k;
+                    a += d;
+                    a2 += d * d;
+                }
+            }
         }
-        if (nbt && ch == 0) nbt[0] += 1.0f;
+        bn_store_partial(a, buf, inner, c, ch, s1);
+        bn_store_partial(a2, buf, inner, c, ch, s2);
+    }
+}
+
+// Adds up the parts partial sums of channel ch (sums[p * c + ch]) over a block's threads, in a fixed order.
+__device__ __forceinline__ double bn_total(const double* sums, long long parts, int c, int ch, double* buf) {
+    double v = 0.0;
+    for (long long p = threadIdx.x; p < parts; p += blockDim.x) v += sums[p * c + ch];
+    return block_reduce(v, buf, 0, true);
+}
+
+// From the partial sums of bn_stats_partial_f32 (parts rows of them), the batch statistics of each channel and what
+// follows from them: mean and biased variance; invstd, the affine map's scale and shift; and, when rmean is not
+// null, the running statistics updated in place (and the batch count nbt, when it is not null, by channel 0's
+// block). One block per channel at a time, its threads along the parts (blockDim.x a power of two). The
+// per-channel expressions are those of cpu/batchnorm.rs (finalize, update_running), which NVRTC may fuse into
+// multiply-adds, so the GPU can differ from the CPU in the last bit.
+extern "C" __global__ void bn_stats_finish_f32(long long parts, const double* s1, const double* s2, const float* x,
+                                               long long outer, int c, long long inner, float* mean, float* var,
+                                               const float* w, const float* b, float eps, float* invstd, float* scale,
+                                               float* shift, float* rmean, float* rvar, float momentum, float unbias,
+                                               float* nbt) {
+    __shared__ double buf[256];
+    double cnt = (double)(outer * inner > 0 ? outer * inner : 1);
+    for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
+        double a = bn_total(s1, parts, c, ch, buf) / cnt;
+        double q = bn_total(s2, parts, c, ch, buf) / cnt;
+        if (threadIdx.x == 0) {
+            double m = (double)bn_shift_of(x, outer, c, inner, ch) + a;
+            double v = q - a * a;
+            float mf = (float)m, vf = (float)(v < 0.0 ? 0.0 : v);  // rounding can leave a constant channel below 0
+            mean[ch] = mf;
+            var[ch] = vf;
+            float is = 1.0f / sqrtf(vf + eps);
+            float sc = w[ch] * is;
+            invstd[ch] = is;
+            scale[ch] = sc;
+            shift[ch] = b[ch] - mf * sc;
+            if (rmean) {
+                rmean[ch] = rmean[ch] * (1.0f - momentum) + mf * 1.0f * momentum;
+                rvar[ch] = rvar[ch] * (1.0f - momentum) + vf * unbias * momentum;
+            }
+            if (nbt && ch == 0) nbt[0] += 1.0f;
+        }
     }
 }
 
@@ -79,25 +128,41 @@ extern "C" __global__ void bn_affine_f32(long long total, const float* x, float*
     CHANNEL_LOOP(i, ch, total, c, inner, { y[i] = x[i] * scale[ch] + shift[ch]; })
 }
 
-// db[ch] = sum dy, dw[ch] = sum dy * xhat; one block per channel.
-extern "C" __global__ void bn_backward_sums_f32(const float* dy, const float* x, const float* mean, const float* invstd,
-                                                float* dw, float* db, long long outer, int c, long long inner) {
+// Partial sums per channel of dy (into sg) and dy * xhat (into sgx), [gridDim.y, c] each.
+extern "C" __global__ void bn_backward_partial_f32(const float* dy, const float* x, const float* mean,
+                                                   const float* invstd, long long outer, int c, long long inner,
+                                                   double* sg, double* sgx) {
     __shared__ double buf[256];
-    int ch = blockIdx.x;
-    long long cnt = outer * inner;
-    float m = mean[ch], is = invstd[ch];
-    double sg = 0.0, sgx = 0.0;
-    for (long long j = threadIdx.x; j < cnt; j += blockDim.x) {
-        long long at = channel_at(j, c, inner, ch);
-        float g = dy[at];
-        sg += g;
-        sgx += g * (x[at] - m) * is;
+    for (long long tile = blockIdx.x; tile < bn_tiles(c, inner); tile += gridDim.x) {
+        int ch = bn_channel(tile, inner);
+        double a = 0.0, t = 0.0;
+        if (ch < c) {
+            float m = mean[ch], is = invstd[ch];
+            for (long long o = BN_ROW0; o < outer; o += BN_ROW_STEP) {
+                long long row = (o * c + ch) * inner;
+                for (long long q = BN_Q0(inner); q < inner; q += BN_Q_STEP(inner)) {
+                    float g = dy[row + q];
+                    a += g;
+                    t += g * (x[row + q] - m) * is;
+                }
+            }
+        }
+        bn_store_partial(a, buf, inner, c, ch, sg);
+        bn_store_partial(t, buf, inner, c, ch, sgx);
     }
-    double tg = block_sum(sg, buf);
-    double tgx = block_sum(sgx, buf);
-    if (threadIdx.x == 0) {
-        db[ch] = (float)tg;
-        dw[ch] = (float)tgx;
+}
+
+// db[ch] = sum dy, dw[ch] = sum dy * xhat, from the parts rows of partial sums; one block per channel at a time.
+extern "C" __global__ void bn_backward_finish_f32(long long parts, const double* sg, const double* sgx, int c,
+                                                  float* dw, float* db) {
+    __shared__ double buf[256];
+    for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
+        double tg = bn_total(sg, parts, c, ch, buf);
+        double tgx = bn_total(sgx, parts, c, ch, buf);
+        if (threadIdx.x == 0) {
+            db[ch] = (float)tg;
+            dw[ch] = (float)tgx;
+        }
     }
 }
 

@@ -1,9 +1,11 @@
-//! The GPU's training-mode batchnorm kernels (`batchnorm.cu`), over data arranged `[outer, c, inner]`.
+//! The GPU's training-mode batchnorm kernels (`batchnorm.cu`), over data arranged `[outer, c, inner]`: per-channel
+//! sums as a 2-D pass of partial sums (coalesced along the channels of channels-last data) and a finishing pass.
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::{NormKernels, RunningStats};
-use crate::cuda::{Gpu, err, grid, slice_mut, view};
+use crate::cuda::strided::i32_of;
+use crate::cuda::{Gpu, columns, err, grid, slice_mut, view};
 use crate::{Result, Storage, Tensor};
 
 impl NormKernels for Gpu {
@@ -26,10 +28,18 @@ impl NormKernels for Gpu {
         if c > 0 {
             let (sx, sw, sb) = (x.storage(), w.storage(), b.storage());
             let (xs, ws, bs) = (view(&sx, x), view(&sw, w), view(&sb, b));
-            let (o, ci, i) = (outer as i64, c as i32, inner as i64);
+            let (o, ci, i) = (outer as i64, i32_of("batch_norm", "channels", c)?, inner as i64);
+            let cfg = partial_launch(outer, c, inner);
+            let parts = cfg.grid_dim.1 as usize;
+            let (mut s1, mut s2) = (g.alloc::<f64>(parts * c)?, g.alloc::<f64>(parts * c)?);
+            let mut launch = g.stream.launch_builder(g.func("bn_stats_partial_f32"));
+            launch.arg(&xs).arg(&o).arg(&ci).arg(&i).arg(&mut s1).arg(&mut s2);
+            unsafe { launch.launch(cfg) }.map_err(err("batch_norm stats"))?;
             let [mean, var, invstd, scale, shift] = &mut out;
-            let mut launch = g.stream.launch_builder(g.func("bn_stats_f32"));
-            launch.arg(&xs).arg(&o).arg(&ci).arg(&i).arg(mean).arg(var).arg(&ws).arg(&bs).arg(&eps);
+            let p = parts as i64;
+            let mut launch = g.stream.launch_builder(g.func("bn_stats_finish_f32"));
+            launch.arg(&p).arg(&s1).arg(&s2).arg(&xs).arg(&o).arg(&ci).arg(&i);
+            launch.arg(mean).arg(var).arg(&ws).arg(&bs).arg(&eps);
             launch.arg(invstd).arg(scale).arg(shift);
             // The running statistics are written through their storages, locked for the launch; a null pointer (0)
             // tells the kernel there are none.
@@ -49,7 +59,7 @@ impl NormKernels for Gpu {
                 Some(n) => launch.arg(n),
                 None => launch.arg(&null),
             };
-            unsafe { launch.launch(per_channel(c)) }.map_err(err("batch_norm stats"))?;
+            unsafe { launch.launch(finish_launch(c, parts)) }.map_err(err("batch_norm stats"))?;
         }
         Ok(out.map(|s| g.storage(s)))
     }
@@ -67,7 +77,7 @@ impl NormKernels for Gpu {
         let mut y = g.alloc::<f32>(total)?;
         let (sx, sc, sh) = (x.storage(), scale.storage(), shift.storage());
         let src = view(&sx, x);
-        let (t, ci, i) = (total as i64, c as i32, inner as i64);
+        let (t, ci, i) = (total as i64, i32_of("batch_norm", "channels", c)?, inner as i64);
         let mut b = g.stream.launch_builder(g.func("bn_affine_f32"));
         let (scale, shift) = (view(&sc, scale), view(&sh, shift));
         b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i);
@@ -99,10 +109,17 @@ impl NormKernels for Gpu {
         let means = view(&sm, mean);
         let invs = view(&si, invstd);
         let ws = view(&sw, w);
-        let (o, ci, i) = (outer as i64, c as i32, inner as i64);
-        let mut b = g.stream.launch_builder(g.func("bn_backward_sums_f32"));
-        b.arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&mut dw).arg(&mut db).arg(&o).arg(&ci).arg(&i);
-        unsafe { b.launch(per_channel(c)) }.map_err(err("batch_norm backward"))?;
+        let (o, ci, i) = (outer as i64, i32_of("batch_norm", "channels", c)?, inner as i64);
+        let cfg = partial_launch(outer, c, inner);
+        let parts = cfg.grid_dim.1 as usize;
+        let (mut sg, mut sgx) = (g.alloc::<f64>(parts * c)?, g.alloc::<f64>(parts * c)?);
+        let mut b = g.stream.launch_builder(g.func("bn_backward_partial_f32"));
+        b.arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&o).arg(&ci).arg(&i).arg(&mut sg).arg(&mut sgx);
+        unsafe { b.launch(cfg) }.map_err(err("batch_norm backward"))?;
+        let p = parts as i64;
+        let mut b = g.stream.launch_builder(g.func("bn_backward_finish_f32"));
+        b.arg(&p).arg(&sg).arg(&sgx).arg(&ci).arg(&mut dw).arg(&mut db);
+        unsafe { b.launch(finish_launch(c, parts)) }.map_err(err("batch_norm backward"))?;
         let (t, n) = (total as i64, (outer * inner).max(1) as f32);
         let mut b = g.stream.launch_builder(g.func("bn_backward_dx_f32"));
         b.arg(&t).arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&ws).arg(&dw).arg(&db);
@@ -112,7 +129,15 @@ impl NormKernels for Gpu {
     }
 }
 
-/// One block of 256 threads per channel.
-fn per_channel(c: usize) -> LaunchConfig {
-    LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+/// The partial-sum pass over `[outer, c, inner]` data: channels-last data (`inner` 1) is `outer` rows of `c`
+/// channels, threads along the channels; NCHW data gives a block per channel, threads along `inner`.
+fn partial_launch(outer: usize, c: usize, inner: usize) -> LaunchConfig {
+    if inner == 1 { columns(outer, c, None) } else { columns(outer, inner, Some(c)) }
+}
+
+/// The finishing pass: one block per channel (a block-stride loop past 65,535), its threads along the `parts`
+/// partial sums.
+fn finish_launch(c: usize, parts: usize) -> LaunchConfig {
+    let threads = parts.next_power_of_two().clamp(32, 256) as u32;
+    LaunchConfig { grid_dim: (c.clamp(1, 65_535) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
 }

@@ -39,9 +39,10 @@ extern "C" __global__ void warp_perspective_f32(long long pixels, long long h, l
         float* o = out + pix * c;
         double gx = warp_normalise(j, w), gy = warp_normalise(i, h);
         double s = (double)m[6] * gx + (double)m[7] * gy + (double)m[8];
-        long long at[4];
-        float wt[4];
-        int taps = 0;
+        // The four bilinear taps at fixed places (so that the arrays stay in registers), `valid` a bit per tap.
+        long long at[4] = {0, 0, 0, 0};
+        float wt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        unsigned valid = 0;
         if (warp_finite(s) && s != 0.0) {
             double px = warp_to_pixels(((double)m[0] * gx + (double)m[1] * gy + (double)m[2]) / s, w);
             double py = warp_to_pixels(((double)m[3] * gx + (double)m[4] * gy + (double)m[5]) / s, h);
@@ -54,11 +55,12 @@ extern "C" __global__ void warp_perspective_f32(long long pixels, long long h, l
                 double cx[4] = {x0, x0 + 1.0, x0, x0 + 1.0};
                 double cy[4] = {y0, y0, y0 + 1.0, y0 + 1.0};
                 double cw[4] = {(1.0 - tx) * (1.0 - ty), tx * (1.0 - ty), (1.0 - tx) * ty, tx * ty};
+#pragma unroll
                 for (int t = 0; t < 4; ++t) {
                     if (cw[t] != 0.0 && cx[t] >= 0.0 && cx[t] < (double)w && cy[t] >= 0.0 && cy[t] < (double)h) {
-                        at[taps] = (long long)cy[t] * w + (long long)cx[t];
-                        wt[taps] = (float)cw[t];
-                        ++taps;
+                        at[t] = (long long)cy[t] * w + (long long)cx[t];
+                        wt[t] = (float)cw[t];
+                        valid |= 1u << t;
                     }
                 }
             }
@@ -66,7 +68,10 @@ extern "C" __global__ void warp_perspective_f32(long long pixels, long long h, l
         const float* img = x + b * h * w * c;
         for (long long k = 0; k < c; ++k) {
             float acc = 0.0f;
-            for (int t = 0; t < taps; ++t) acc += wt[t] * img[at[t] * c + k];
+#pragma unroll
+            for (int t = 0; t < 4; ++t) {
+                if ((valid >> t) & 1) acc += wt[t] * img[at[t] * c + k];
+            }
             o[k] = acc;
         }
     }
