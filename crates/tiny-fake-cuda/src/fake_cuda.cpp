@@ -6,7 +6,10 @@
 // waiting on a stream or an event runs that stream's queue, and another stream's only as far as an event
 // the first one waits on needs. So a missing event, a pinned buffer rewritten before its copy ran, or memory
 // freed on one stream while another still reads it gives wrong numbers here, as it can on a GPU. Copies from
-// pinned host memory read it when they run, copies from pageable memory when they are queued. cuBLAS's
+// pinned host memory read it when they run, copies from pageable memory when they are queued. Stream capture
+// records a stream's work into a graph instead of queueing it, and a launch queues the recording again (see
+// "graphs" below); what CUDA forbids during a capture (waiting for the capturing stream, pageable copies,
+// events from outside, unsafe calls such as cuMemAlloc) fails here too and invalidates the capture. cuBLAS's
 // column-major SGEMMs are plain loops. "PTX" from the fake NVRTC is the CUDA source itself: loading it as a
 // module compiles it with g++ against a small shim in which each block's threads are fibers that meet at
 // __syncthreads, so launch shapes, block reductions and kernel arguments are exercised as on a GPU. Speed,
@@ -26,11 +29,16 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
-enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, NOT_FOUND = 500, NOT_READY = 600 };
+enum {
+    OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, ILLEGAL_STATE = 401, NOT_FOUND = 500,
+    NOT_READY = 600, CAPTURE_UNSUPPORTED = 900, CAPTURE_INVALIDATED = 901, CAPTURE_ISOLATION = 905,
+    CAPTURE_WRONG_THREAD = 908
+};
 
 // One lock for everything: queued work runs on whichever thread waits for it, and the kernels' shim keeps its
 // thread indices in globals.
@@ -38,7 +46,8 @@ static std::recursive_mutex big_lock;
 #define LOCKED std::lock_guard<std::recursive_mutex> guard_(big_lock)
 
 // With TINY_FAKE_CUDA_STATS=1, the process prints at exit how many of each kind of GPU work it queued:
-// launches per kernel, SGEMMs, copies and fills. Counting them finds needless launches without a GPU.
+// launches per kernel, SGEMMs, copies and fills (a captured graph's work counts once, when it is recorded, and
+// then each of its launches as a graph launch). Counting them finds needless launches without a GPU.
 struct Stats {
     std::map<std::string, std::pair<unsigned long long, unsigned long long>> counts;  // name -> (calls, bytes)
     ~Stats() {
@@ -54,41 +63,64 @@ static void count(const std::string& what, size_t bytes = 0) {
     c.second += bytes;
 }
 
-static int ctx_token, pool_token;
+static int ctx_token;
 static thread_local void* current_ctx = nullptr;
 
-// Live device allocations and pinned host buffers, by address, with their sizes.
-static std::map<uintptr_t, size_t> device_allocs, pinned;
+// A stream-ordered memory pool: the device's default one, or one made with cuMemPoolCreate. A created pool
+// keeps the blocks freed into it mapped (poisoned, not given back) until it is destroyed and nothing drawn
+// from it is still allocated, as a pool whose release threshold is never reached does.
+struct Pool {
+    size_t used = 0, outstanding = 0;
+    bool destroyed = false;
+    std::vector<void*> kept;
+};
+static Pool default_pool;
+
+// Live device allocations by address, with their sizes and pools, and pinned host buffers with their sizes.
+static std::map<uintptr_t, std::pair<size_t, Pool*>> device_allocs;
+static std::map<uintptr_t, size_t> pinned;
 
 // The fake device's memory, and what its live allocations hold.
 static const size_t DEVICE_BYTES = (size_t)8 << 30;
 static size_t device_used = 0;
 
-// The memory a device allocation of `n` bytes gets: aligned, and NaN bytes until written. Null when it does
-// not fit in what the device has left.
-static void* device_bytes(size_t n) {
+// The memory a device allocation of `n` bytes from `pool` gets: aligned, and NaN bytes until written. Null
+// when it does not fit in what the device has left.
+static void* device_bytes(size_t n, Pool* pool = &default_pool) {
     if (n > DEVICE_BYTES - device_used) return nullptr;
     void* p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256);
     if (p) {
         memset(p, 0xff, n);
-        device_allocs[(uintptr_t)p] = n;
+        device_allocs[(uintptr_t)p] = {n, pool};
         device_used += n;
+        pool->used += n;
+        pool->outstanding++;
     }
     return p;
 }
 
-// Freed memory is poisoned and kept until no queue holds work, so that a kernel still queued on another
-// stream reads NaN from it instead of another allocation's data.
+// Freed memory is poisoned and kept until no queue holds work that could touch it, so that a kernel still
+// queued on another stream reads NaN from it instead of another allocation's data.
 static std::vector<void*> quarantine;
 
 static void device_free(void* p) {
     auto at = device_allocs.find((uintptr_t)p);
-    if (at != device_allocs.end()) {
-        memset(p, 0xff, at->second);
-        device_used -= at->second;
-        device_allocs.erase(at);
+    if (at == device_allocs.end()) return;  // freed twice: the second free was refused when it was made
+    Pool* pool = at->second.second;
+    memset(p, 0xff, at->second.first);
+    device_used -= at->second.first;
+    pool->used -= at->second.first;
+    pool->outstanding--;
+    device_allocs.erase(at);
+    if (pool == &default_pool) {
+        quarantine.push_back(p);
+        return;
     }
-    quarantine.push_back(p);
+    pool->kept.push_back(p);
+    if (pool->destroyed && pool->outstanding == 0) {
+        quarantine.insert(quarantine.end(), pool->kept.begin(), pool->kept.end());
+        delete pool;
+    }
 }
 
 // Whether [p, p + n) lies in a pinned host buffer.
@@ -101,24 +133,81 @@ static bool is_pinned(const void* p, size_t n) {
 
 // ---- streams and events: queues that run when the host waits ----
 struct Event;
+struct Capture;
 struct Item {
     Event* wait_for;  // run only once this event's record `wait_id` has run (record 0: at once)
     uint64_t wait_id;
     std::function<void()> run;
+    bool inert;  // touches no freed memory: a wait, an event's record, or a free of a live block
 };
 struct Stream {
     std::deque<Item> queue;
     bool blocking;  // a stream created without CU_STREAM_NON_BLOCKING syncs with the legacy default stream
+    bool computes = false;  // has run kernels or SGEMMs (see copy_first)
+    Capture* capture = nullptr;  // the capture recording this stream's work, if any
 };
 // An event's records are numbered; a wait is for one record, which is done once it has left `pending`.
 struct Event {
     uint64_t recorded = 0;
     std::map<uint64_t, Stream*> pending;  // the records not yet run, with the stream each is queued on
+    uint64_t captured = 0;  // the capture its last record was made in (0: none)
     bool done(uint64_t id) const { return id == 0 || !pending.count(id); }
 };
 static Event no_event;
 static Stream legacy{{}, false};
 static std::vector<Stream*> streams{&legacy};
+
+// ---- graphs: a capture records what its stream is given; a launch queues the recording again ----
+// A graph's memory: what cuMemAllocAsync on a capturing stream makes. Its address is fixed at capture; each
+// launch allocates it again (NaN bytes), and a launch while the last launch's allocation is still held fails
+// unless the graph was instantiated with auto-free-on-launch, as CUDA's graph memory nodes do.
+struct Graph;
+struct GraphMem {
+    void* p;
+    size_t n;
+    Graph* graph;
+    bool freed_in_graph = false, outstanding = false, graph_gone = false;
+};
+struct Graph {
+    std::shared_ptr<std::vector<std::function<void()>>> nodes = std::make_shared<std::vector<std::function<void()>>>();
+    std::vector<GraphMem*> allocs;
+};
+struct Capture {
+    uint64_t id;
+    Graph* graph;
+    int mode;  // CU_STREAM_CAPTURE_MODE_GLOBAL 0, THREAD_LOCAL 1, RELAXED 2
+    std::thread::id thread;
+    bool invalid = false;
+};
+struct Exec {
+    Graph* graph;
+    bool auto_free;
+};
+static std::vector<Capture*> captures;  // those in progress
+static std::map<uintptr_t, GraphMem*> graph_mem;
+static uint64_t next_capture = 0;
+// This thread's capture mode (cuThreadExchangeStreamCaptureMode), GLOBAL by default.
+static thread_local int thread_mode = 0;
+
+// A call CUDA does not allow during capture `c`: the capture is invalidated, and the call fails with `code`.
+static CUresult fail_capture(Capture* c, CUresult code) {
+    c->invalid = true;
+    return code;
+}
+
+// The potentially unsafe calls (synchronous allocation and frees, pinning, device-wide synchronisation) are
+// prohibited on a thread whose capture is not relaxed, and, unless this thread relaxed its mode, while any
+// thread captures in global mode.
+static CUresult unsafe_call() {
+    if (thread_mode == 2) return OK;
+    std::thread::id me = std::this_thread::get_id();
+    for (Capture* c : captures) {
+        bool mine = c->thread == me && c->mode != 2;
+        bool global = thread_mode == 0 && c->thread != me && c->mode == 0;
+        if (mine || global) return fail_capture(c, CAPTURE_UNSUPPORTED);
+    }
+    return OK;
+}
 
 static Stream* stream_of(void* h) {
     // 0 is the legacy default stream; 1 (CU_STREAM_LEGACY) and 2 (CU_STREAM_PER_THREAD) are treated as it.
@@ -127,10 +216,11 @@ static Stream* stream_of(void* h) {
 
 static void run_until(Stream* s, const std::function<bool()>& done);
 
-// With TINY_FAKE_CUDA_ORDER=copy-first, streams other than the legacy default one run their work as soon as
-// nothing holds it back, while the default stream still waits for the host: a copy stream then races ahead
-// of the kernels, which shows a buffer overwritten before the kernels read it. The default order (every
-// stream as late as possible) shows a buffer read before it was written.
+// With TINY_FAKE_CUDA_ORDER=copy-first, streams that only copy (or free) run their work as soon as nothing
+// holds it back, while the legacy default stream and every stream that has run a kernel or an SGEMM still
+// wait for the host: a copy stream then races ahead of the kernels, which shows a buffer overwritten before
+// the kernels read it. The default order (every stream as late as possible) shows a buffer read before it
+// was written.
 static bool copy_first() {
     static int on = -1;
     if (on < 0) on = getenv("TINY_FAKE_CUDA_ORDER") && !strcmp(getenv("TINY_FAKE_CUDA_ORDER"), "copy-first");
@@ -167,7 +257,7 @@ static void advance_others() {
     for (bool progress = true; progress;) {
         progress = false;
         for (Stream* s : streams) {
-            if (s == &legacy) continue;
+            if (s == &legacy || s->computes) continue;
             while (!s->queue.empty()) {
                 Item& head = s->queue.front();
                 if (!head.wait_for->done(head.wait_id)) break;
@@ -184,7 +274,8 @@ static void advance_others() {
 // Frees the quarantined memory once no queue holds work that could still touch it.
 static void release_quarantine() {
     for (Stream* s : streams)
-        if (!s->queue.empty()) return;
+        for (const Item& i : s->queue)
+            if (!i.inert) return;
     for (void* p : quarantine) free(p);
     quarantine.clear();
 }
@@ -206,26 +297,37 @@ static void drain_all() {
 static Event* record_on(Event* e, Stream* s);
 
 // Queues `run` on `s` (after the legacy stream's work for a blocking stream, and after every blocking
-// stream's work for the legacy one, as CUDA's implicit synchronisation does).
-static void enqueue(Stream* s, std::function<void()> run) {
+// stream's work for the legacy one, as CUDA's implicit synchronisation does). On a capturing stream it is
+// recorded into the capture's graph instead (and dropped once the capture is invalid).
+static void enqueue(Stream* s, std::function<void()> run, bool inert = false) {
+    if (s->capture) {
+        if (!s->capture->invalid) s->capture->graph->nodes->push_back(std::move(run));
+        return;
+    }
     if (s == &legacy) {
         for (Stream* b : streams)
             if (b != &legacy && b->blocking && !b->queue.empty()) {
                 Event* e = record_on(new Event, b);
-                legacy.queue.push_back({e, e->recorded, nullptr});
+                legacy.queue.push_back({e, e->recorded, nullptr, true});
             }
     } else if (s->blocking && !legacy.queue.empty()) {
         Event* e = record_on(new Event, &legacy);
-        s->queue.push_back({e, e->recorded, nullptr});
+        s->queue.push_back({e, e->recorded, nullptr, true});
     }
-    s->queue.push_back({&no_event, 0, std::move(run)});
+    s->queue.push_back({&no_event, 0, std::move(run), inert});
     if (copy_first()) advance_others();
 }
 
+// Records `e` on `s`. In a capture the record marks the event as the capture's; it queues nothing.
 static Event* record_on(Event* e, Stream* s) {
+    if (s->capture) {
+        e->captured = s->capture->id;
+        return e;
+    }
+    e->captured = 0;
     uint64_t id = ++e->recorded;
     e->pending[id] = s;
-    s->queue.push_back({&no_event, 0, [e, id] { e->pending.erase(id); }});
+    s->queue.push_back({&no_event, 0, [e, id] { e->pending.erase(id); }, true});
     return e;
 }
 
@@ -256,7 +358,12 @@ CUresult cuCtxSetCurrent(void* ctx) { current_ctx = ctx; return OK; }
 CUresult cuCtxGetCurrent(void** ctx) { *ctx = current_ctx; return OK; }
 CUresult cuCtxPushCurrent_v2(void* ctx) { current_ctx = ctx; return OK; }
 CUresult cuCtxPopCurrent_v2(void** ctx) { if (ctx) *ctx = current_ctx; return OK; }
-CUresult cuCtxSynchronize() { LOCKED; drain_all(); return OK; }
+CUresult cuCtxSynchronize() {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    drain_all();
+    return OK;
+}
 CUresult cuCtxGetDevice(int* dev) { *dev = 0; return OK; }
 CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total);
 CUresult cuGetErrorString(CUresult, const char** s) { *s = "fake CUDA error"; return OK; }
@@ -272,13 +379,40 @@ CUresult cuStreamCreate(void** s, unsigned flags) {
 }
 CUresult cuStreamCreateWithPriority(void** s, unsigned flags, int) { return cuStreamCreate(s, flags); }
 // Streams and events are kept after they are destroyed: queued work may still refer to them.
-CUresult cuStreamDestroy_v2(void* s) { LOCKED; drain(stream_of(s)); return OK; }
-CUresult cuStreamSynchronize(void* s) { LOCKED; drain(stream_of(s)); return OK; }
-CUresult cuStreamQuery(void* s) { LOCKED; return stream_of(s)->queue.empty() ? OK : NOT_READY; }
+CUresult cuStreamDestroy_v2(void* s) {
+    LOCKED;
+    if (stream_of(s)->capture) return ILLEGAL_STATE;
+    drain(stream_of(s));
+    return OK;
+}
+// Waiting for (or asking about) a stream that captures is not allowed: nothing of its capture runs.
+CUresult cuStreamSynchronize(void* s) {
+    LOCKED;
+    Stream* st = stream_of(s);
+    if (st->capture) return fail_capture(st->capture, CAPTURE_UNSUPPORTED);
+    drain(st);
+    return OK;
+}
+CUresult cuStreamQuery(void* s) {
+    LOCKED;
+    Stream* st = stream_of(s);
+    if (st->capture) return fail_capture(st->capture, CAPTURE_UNSUPPORTED);
+    return st->queue.empty() ? OK : NOT_READY;
+}
+// A capturing stream may wait only for its own capture's events (one stream: ordered already). An event from
+// outside the capture, or a stream outside waiting for a capture's event (which would join the capture, a
+// cross-stream capture this fake does not model), fails and invalidates the capture.
 CUresult cuStreamWaitEvent(void* s, void* e, unsigned) {
     LOCKED;
+    Stream* st = stream_of(s);
     Event* ev = (Event*)e;
-    stream_of(s)->queue.push_back({ev, ev->recorded, nullptr});
+    if (st->capture) return ev->captured == st->capture->id ? OK : fail_capture(st->capture, CAPTURE_ISOLATION);
+    if (ev->captured) {
+        for (Capture* c : captures)
+            if (c->id == ev->captured) return fail_capture(c, CAPTURE_ISOLATION);
+        return OK;  // recorded in a capture that has ended: there is nothing to wait for
+    }
+    st->queue.push_back({ev, ev->recorded, nullptr, true});
     if (copy_first()) advance_others();
     return OK;
 }
@@ -291,33 +425,121 @@ CUresult cuEventRecord(void* e, void* s) {
     return OK;
 }
 CUresult cuEventRecordWithFlags(void* e, void* s, unsigned) { return cuEventRecord(e, s); }
-CUresult cuEventSynchronize(void* e) { LOCKED; Event* ev = (Event*)e; reach(ev, ev->recorded); return OK; }
-CUresult cuEventQuery(void* e) { LOCKED; Event* ev = (Event*)e; return ev->done(ev->recorded) ? OK : NOT_READY; }
+// A captured event has not happened: waiting for it or asking about it fails and invalidates its capture.
+static CUresult captured_event(Event* ev) {
+    for (Capture* c : captures)
+        if (c->id == ev->captured) return fail_capture(c, CAPTURE_UNSUPPORTED);
+    return OK;
+}
+CUresult cuEventSynchronize(void* e) {
+    LOCKED;
+    Event* ev = (Event*)e;
+    if (ev->captured) return captured_event(ev);
+    reach(ev, ev->recorded);
+    return OK;
+}
+CUresult cuEventQuery(void* e) {
+    LOCKED;
+    Event* ev = (Event*)e;
+    if (ev->captured) return captured_event(ev);
+    return ev->done(ev->recorded) ? OK : NOT_READY;
+}
 CUresult cuEventElapsedTime(float* ms, void*, void*) { *ms = 0; return OK; }
 CUresult cuEventElapsedTime_v2(float* ms, void*, void*) { *ms = 0; return OK; }
 
 // ---- memory ----
-CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
-    LOCKED;
+static CUresult alloc_from(Pool* pool, CUdeviceptr* p, size_t n) {
     count("alloc", n);
-    void* m = device_bytes(n);
+    void* m = device_bytes(n, pool);
     if (!m) return OUT_OF_MEMORY;
     *p = (CUdeviceptr)m;
     return OK;
 }
+CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    return alloc_from(&default_pool, p, n);
+}
+// On a capturing stream: graph memory, allocated by every launch of the graph (see GraphMem).
+static CUresult graph_alloc(Capture* c, CUdeviceptr* p, size_t n) {
+    count("alloc (graph memory)", n);
+    void* m = aligned_alloc(256, ((n + 255) / 256) * 256 + 256);
+    if (!m) return OUT_OF_MEMORY;
+    memset(m, 0xff, n);
+    GraphMem* g = new GraphMem{m, n, c->graph};
+    c->graph->allocs.push_back(g);
+    graph_mem[(uintptr_t)m] = g;
+    if (!c->invalid) c->graph->nodes->push_back([g] { memset(g->p, 0xff, g->n); });
+    *p = (CUdeviceptr)m;
+    return OK;
+}
 // Available at once: the memory is only handed out, and nothing else holds it.
-CUresult cuMemAllocAsync(CUdeviceptr* p, size_t n, void*) { return cuMemAlloc_v2(p, n); }
-CUresult cuMemFree_v2(CUdeviceptr p) { LOCKED; drain_all(); device_free((void*)p); return OK; }
-CUresult cuMemFreeAsync(CUdeviceptr p, void* s) { LOCKED; enqueue(stream_of(s), [p] { device_free((void*)p); }); return OK; }
+CUresult cuMemAllocAsync(CUdeviceptr* p, size_t n, void* s) {
+    LOCKED;
+    Stream* st = stream_of(s);
+    return st->capture ? graph_alloc(st->capture, p, n) : alloc_from(&default_pool, p, n);
+}
+CUresult cuMemAllocFromPoolAsync(CUdeviceptr* p, size_t n, void* pool, void* s) {
+    LOCKED;
+    Stream* st = stream_of(s);
+    return st->capture ? graph_alloc(st->capture, p, n) : alloc_from((Pool*)pool, p, n);
+}
+CUresult cuMemFree_v2(CUdeviceptr p) {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    if (!device_allocs.count((uintptr_t)p)) return INVALID_VALUE;
+    drain_all();
+    device_free((void*)p);
+    return OK;
+}
+// On a capturing stream only the capture's own graph memory may be freed (a free node); outside a capture,
+// graph memory may be freed once a launch has allocated it.
+CUresult cuMemFreeAsync(CUdeviceptr p, void* s) {
+    LOCKED;
+    Stream* st = stream_of(s);
+    auto g = graph_mem.find((uintptr_t)p);
+    if (st->capture) {
+        if (g == graph_mem.end() || g->second->graph_gone || g->second->graph != st->capture->graph ||
+            g->second->freed_in_graph)
+            return fail_capture(st->capture, INVALID_VALUE);
+        GraphMem* m = g->second;
+        m->freed_in_graph = true;
+        enqueue(st, [m] { memset(m->p, 0xff, m->n); });
+        return OK;
+    }
+    if (g != graph_mem.end()) {
+        GraphMem* m = g->second;
+        if (!m->outstanding) return INVALID_VALUE;  // the graph has not run, or the memory was freed already
+        m->outstanding = false;
+        bool gone = m->graph_gone;  // else the graph's destruction gives the memory back
+        if (gone) graph_mem.erase(g);
+        enqueue(st, [m, gone] {
+            memset(m->p, 0xff, m->n);
+            if (gone) quarantine.push_back(m->p);
+        });
+        return OK;
+    }
+    if (!device_allocs.count((uintptr_t)p)) return INVALID_VALUE;  // not allocated, or freed already
+    enqueue(st, [p] { device_free((void*)p); }, true);
+    return OK;
+}
 CUresult cuMemHostAlloc(void** p, size_t n, unsigned) {
     LOCKED;
+    if (CUresult r = unsafe_call()) return r;
     *p = aligned_alloc(256, ((n + 255) / 256) * 256 + 256);
     if (!*p) return OUT_OF_MEMORY;
     pinned[(uintptr_t)*p] = n;
     return OK;
 }
 CUresult cuMemAllocHost_v2(void** p, size_t n) { return cuMemHostAlloc(p, n, 0); }
-CUresult cuMemFreeHost(void* p) { LOCKED; drain_all(); pinned.erase((uintptr_t)p); free(p); return OK; }
+CUresult cuMemFreeHost(void* p) {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    drain_all();
+    pinned.erase((uintptr_t)p);
+    free(p);
+    return OK;
+}
 CUresult cuMemHostGetFlags(unsigned* f, void*) { *f = 0; return OK; }
 CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void* s) {
     LOCKED;
@@ -325,15 +547,23 @@ CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void* s) {
     enqueue(stream_of(s), [=] { memset((void*)p, v, n); });
     return OK;
 }
-CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) { cuMemsetD8Async(p, v, n, nullptr); return cuCtxSynchronize(); }
+CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    cuMemsetD8Async(p, v, n, nullptr);
+    return cuCtxSynchronize();
+}
 CUresult cuMemsetD32Async(CUdeviceptr p, unsigned v, size_t n, void* s) {
     LOCKED;
     enqueue(stream_of(s), [=] { for (size_t i = 0; i < n; i++) ((unsigned*)p)[i] = v; });
     return OK;
 }
-// From pinned memory the copy reads the host buffer when it runs; from pageable memory, when it is queued.
+// From pinned memory the copy reads the host buffer when it runs (each launch of a graph that recorded it, too);
+// from pageable memory, when it is queued, which a capture does not allow.
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* src, size_t n, void* s) {
     LOCKED;
+    Stream* st = stream_of(s);
+    if (st->capture && !is_pinned(src, n)) return fail_capture(st->capture, CAPTURE_UNSUPPORTED);
     count(is_pinned(src, n) ? "copy host(pinned)->device" : "copy host(pageable)->device", n);
     if (is_pinned(src, n)) {
         enqueue(stream_of(s), [=] { memcpy((void*)d, src, n); });
@@ -343,43 +573,176 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* src, size_t n, void* s)
     }
     return OK;
 }
-CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* src, size_t n) { cuMemcpyHtoDAsync_v2(d, src, n, nullptr); return cuCtxSynchronize(); }
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* src, size_t n) {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    cuMemcpyHtoDAsync_v2(d, src, n, nullptr);
+    return cuCtxSynchronize();
+}
 // Into pageable memory the call returns only once the copy has run, as CUDA documents.
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* s) {
     LOCKED;
+    Stream* st = stream_of(s);
+    if (st->capture && !is_pinned(dst, n)) return fail_capture(st->capture, CAPTURE_UNSUPPORTED);
     count("copy device->host", n);
     auto copied = std::make_shared<bool>(false);
     enqueue(stream_of(s), [=] { memcpy(dst, (const void*)src, n); *copied = true; });
     if (!is_pinned(dst, n)) run_until(stream_of(s), [&] { return *copied; });
     return OK;
 }
-CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) { cuMemcpyDtoHAsync_v2(dst, src, n, nullptr); return cuCtxSynchronize(); }
+CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    cuMemcpyDtoHAsync_v2(dst, src, n, nullptr);
+    return cuCtxSynchronize();
+}
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s) {
     LOCKED;
     count("copy device->device", n);
     enqueue(stream_of(s), [=] { memmove((void*)d, (const void*)src, n); });
     return OK;
 }
-CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr src, size_t n) { cuMemcpyDtoDAsync_v2(d, src, n, nullptr); return cuCtxSynchronize(); }
+CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr src, size_t n) {
+    LOCKED;
+    if (CUresult r = unsafe_call()) return r;
+    cuMemcpyDtoDAsync_v2(d, src, n, nullptr);
+    return cuCtxSynchronize();
+}
 // The fake device's memory is 8 GiB, less what its live allocations hold.
 CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total) {
     LOCKED;
     size_t used = 0;
-    for (auto& a : device_allocs) used += a.second;
+    for (auto& a : device_allocs) used += a.second.first;
     *total = (size_t)8 << 30;
     *free_b = *total - std::min(used, *total);
     return OK;
 }
-CUresult cuDeviceGetDefaultMemPool(void** pool, int) { *pool = &pool_token; return OK; }
+CUresult cuDeviceGetDefaultMemPool(void** pool, int) { *pool = &default_pool; return OK; }
+CUresult cuMemPoolCreate(void** pool, const void*) {
+    LOCKED;
+    *pool = new Pool;
+    return OK;
+}
+// A destroyed pool goes once nothing drawn from it is allocated any more.
+CUresult cuMemPoolDestroy(void* p) {
+    LOCKED;
+    Pool* pool = (Pool*)p;
+    if (pool == &default_pool || pool->destroyed) return INVALID_VALUE;
+    pool->destroyed = true;
+    if (pool->outstanding == 0) {
+        quarantine.insert(quarantine.end(), pool->kept.begin(), pool->kept.end());
+        delete pool;
+    }
+    return OK;
+}
 CUresult cuMemPoolSetAttribute(void*, int, void*) { return OK; }
-// The pool's reserved and used memory (attributes 5 to 8) are the live allocations: the fake keeps no reserve.
-CUresult cuMemPoolGetAttribute(void*, int attr, void* value) {
+// A pool's reserved and used memory (attributes 5 to 8) are its live allocations: the fake keeps no reserve.
+CUresult cuMemPoolGetAttribute(void* pool, int attr, void* value) {
     LOCKED;
     if (attr < 5 || attr > 8) return INVALID_VALUE;
-    *(unsigned long long*)value = device_used;
+    *(unsigned long long*)value = ((Pool*)pool)->used;
     return OK;
 }
 CUresult cuMemPoolTrimTo(void*, size_t) { return OK; }
+
+// ---- stream capture and graphs ----
+CUresult cuThreadExchangeStreamCaptureMode(int* mode) {
+    std::swap(thread_mode, *mode);
+    return OK;
+}
+// The legacy stream cannot be captured; nor can a stream twice at once.
+CUresult cuStreamBeginCapture_v2(void* s, int mode) {
+    LOCKED;
+    Stream* st = stream_of(s);
+    if (st == &legacy) return CAPTURE_UNSUPPORTED;
+    if (st->capture) return ILLEGAL_STATE;
+    st->capture = new Capture{++next_capture, new Graph, mode, std::this_thread::get_id()};
+    captures.push_back(st->capture);
+    return OK;
+}
+CUresult cuStreamBeginCapture(void* s) { return cuStreamBeginCapture_v2(s, 0); }
+static void destroy_graph(Graph* g);
+// An invalidated capture ends with CUDA_ERROR_STREAM_CAPTURE_INVALIDATED and no graph.
+CUresult cuStreamEndCapture(void* s, void** graph) {
+    LOCKED;
+    Stream* st = stream_of(s);
+    Capture* c = st->capture;
+    if (!c) return ILLEGAL_STATE;
+    if (c->mode != 2 && c->thread != std::this_thread::get_id()) return fail_capture(c, CAPTURE_WRONG_THREAD);
+    st->capture = nullptr;
+    captures.erase(std::find(captures.begin(), captures.end(), c));
+    bool invalid = c->invalid;
+    Graph* g = c->graph;
+    delete c;
+    if (invalid) {
+        destroy_graph(g);
+        *graph = nullptr;
+        return CAPTURE_INVALIDATED;
+    }
+    *graph = g;
+    return OK;
+}
+CUresult cuStreamIsCapturing(void* s, int* status) {
+    LOCKED;
+    Capture* c = stream_of(s)->capture;
+    *status = !c ? 0 : c->invalid ? 2 : 1;  // NONE, ACTIVE, INVALIDATED
+    return OK;
+}
+CUresult cuStreamGetCaptureInfo(void* s, int* status, unsigned long long* id) {
+    LOCKED;
+    Capture* c = stream_of(s)->capture;
+    *status = !c ? 0 : c->invalid ? 2 : 1;
+    if (id && c) *id = c->id;
+    return OK;
+}
+// Flag 1 is CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH.
+CUresult cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long flags) {
+    LOCKED;
+    if (!graph) return INVALID_VALUE;
+    *exec = new Exec{(Graph*)graph, (flags & 1) != 0};
+    return OK;
+}
+// A launch queues the whole recording as one piece of work: nothing else runs in the middle of a replay.
+CUresult cuGraphLaunch(void* exec, void* s) {
+    LOCKED;
+    Exec* x = (Exec*)exec;
+    Stream* st = stream_of(s);
+    if (st->capture) return fail_capture(st->capture, CAPTURE_UNSUPPORTED);  // graphs in graphs: not modelled
+    for (GraphMem* m : x->graph->allocs) {
+        if (m->freed_in_graph) continue;
+        if (m->outstanding && !x->auto_free) return INVALID_VALUE;
+        m->outstanding = true;
+    }
+    count("graph launch");
+    auto nodes = x->graph->nodes;
+    enqueue(st, [nodes] {
+        for (auto& node : *nodes) node();
+    });
+    st->computes = true;
+    return OK;
+}
+CUresult cuGraphUpload(void*, void*) { return OK; }
+CUresult cuGraphExecDestroy(void* exec) {
+    LOCKED;
+    delete (Exec*)exec;
+    return OK;
+}
+// Queued launches keep the recording alive. Graph memory still allocated by the last launch stays until it is
+// freed; the rest goes once no queue can touch it.
+static void destroy_graph(Graph* g) {
+    for (GraphMem* m : g->allocs) {
+        m->graph_gone = true;
+        if (m->outstanding) continue;
+        graph_mem.erase((uintptr_t)m->p);
+        quarantine.push_back(m->p);
+    }
+    delete g;
+}
+CUresult cuGraphDestroy(void* graph) {
+    LOCKED;
+    destroy_graph((Graph*)graph);
+    return OK;
+}
 
 // ---- NVRTC: the "PTX" (or "CUBIN") is the source, compiled when it is loaded as a module ----
 static const char PTX_TAG[] = "// tiny fake PTX\n";
@@ -581,6 +944,7 @@ CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigne
     int n = f->sizes(sizes);
     auto args = std::make_shared<std::vector<std::vector<char>>>();
     for (int i = 0; i < n; i++) args->emplace_back((const char*)params[i], (const char*)params[i] + sizes[i]);
+    stream_of(stream)->computes = true;
     enqueue(stream_of(stream), [=] {
         std::vector<void*> ptrs;
         for (auto& a : *args) ptrs.push_back(a.data());
@@ -640,6 +1004,7 @@ int cublasSgemmStridedBatched(void* h, int ta, int tb, int m, int n, int k, cons
     LOCKED;
     count(batch > 1 ? "sgemm (strided batched)" : "sgemm");
     float al = *alpha, be = *beta;  // host pointer mode: read at the call
+    stream_of(((Blas*)h)->stream)->computes = true;
     enqueue(stream_of(((Blas*)h)->stream), [=] { sgemm(ta, tb, m, n, k, al, a, lda, sa, b, ldb, sb, be, c, ldc, sc, batch); });
     return 0;
 }

@@ -1,11 +1,17 @@
 //! The Learner on a CUDA GPU: a fit with OneCycle, Mixup and momentum learns the textures as on the CPU,
-//! the LR finder restores the model, and a checkpoint saved from the GPU loads back onto it.
+//! the LR finder restores the model, and a checkpoint saved from the GPU loads back onto it. The train example's
+//! `--cuda-graph` (its `GraphStep` callback, included from the example) fits exactly as the eager loop does, and
+//! `train --cuda-graph` runs end to end.
 //!
 //! Built only with `--features cuda`; without a GPU each test prints that it was skipped and passes.
 #![cfg(feature = "cuda")]
 
 mod common;
+#[path = "../examples/train/graph.rs"]
+mod graph;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
 use common::{temp_dir, textures, weights};
@@ -150,4 +156,89 @@ fn aug_transforms_give_the_same_batches_on_the_gpu() {
     for (a, b) in cpu.iter().zip(&gpu) {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
+}
+
+#[test]
+fn a_fit_replayed_from_cuda_graphs_is_the_eager_fit() {
+    let Some((device, _alone)) = gpu("a_fit_replayed_from_cuda_graphs_is_the_eager_fit") else { return };
+    let run = |graphs: bool| {
+        let mut cbs: Vec<Box<dyn Callback>> = vec![Box::new(TrackResults::quiet())];
+        if graphs {
+            cbs.push(Box::new(graph::GraphStep::new(device)));
+        }
+        let mut learn = learner(device, cbs);
+        learn.fit(2).unwrap();
+        let history = learn.callback::<TrackResults>().unwrap().history.clone();
+        let losses: Vec<(f32, f32)> = history.iter().map(|r| (r.loss, r.acc)).collect();
+        let replayed = learn.callback::<graph::GraphStep>().map_or(0, |g| g.replayed);
+        (losses, weights(learn.model.as_ref()), replayed)
+    };
+    let (eager_losses, eager_weights, _) = run(false);
+    let (losses, weights, replayed) = run(true);
+    // 240 images in batches of 32: per epoch seven full batches and one of 16, which runs eagerly, as does the
+    // fit's first batch.
+    assert_eq!(replayed, 13);
+    assert_eq!(losses, eager_losses, "training and validation losses and accuracies, to the bit");
+    assert_eq!(weights, eager_weights, "the weights after the fit, to the bit");
+}
+
+/// The binary of the train example, built with `--features cuda` by the cargo running these tests (a `--test
+/// cuda` run builds no example) into the same target folder and profile.
+fn train_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let profile = profile_dir.file_name().and_then(|p| p.to_str()).expect("a profile folder");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "tiny-learner", "--features", "cuda", "--example", "train", "--profile"])
+        .arg(if profile == "debug" { "dev" } else { profile })
+        .env("CARGO_TARGET_DIR", profile_dir.parent().expect("the target folder"))
+        .output()
+        .expect("run cargo");
+    assert!(out.status.success(), "building the train example: {}", String::from_utf8_lossy(&out.stderr));
+    profile_dir.join("examples").join("train")
+}
+
+/// The value of `"key":` in a JSON line, as written.
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let at = json.find(&format!("\"{key}\":")).map(|i| i + key.len() + 3).unwrap_or(json.len());
+    json[at..].split([',', '}']).next().unwrap_or_default()
+}
+
+#[test]
+fn train_runs_with_cuda_graphs() {
+    let Some((_, _alone)) = gpu("train_runs_with_cuda_graphs") else { return };
+    let train = train_example();
+    let data = temp_dir("cuda-graph-train").join("data");
+    tiny_data::synth::generate_with(&data, 0.02, 7, 2).unwrap();
+    let run = |extra: &[&str]| -> Output {
+        let base = ["--size", "16", "--bs", "16", "--workers", "1", "--threads", "1", "--epochs", "2"];
+        Command::new(&train)
+            .arg("--data")
+            .arg(&data)
+            .args(base)
+            .args(["--device", "cuda", "--momentum", "0.9"])
+            .args(extra)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run the train example")
+    };
+    let json = |out: &Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default().to_owned()
+    };
+    let graphed = json(&run(&["--cuda-graph"]));
+    let eager = json(&run(&[]));
+    assert_eq!(field(&graphed, "cuda_graph"), "true", "{graphed}");
+    assert!(field(&graphed, "graph_steps").parse::<usize>().unwrap() > 0, "{graphed}");
+    assert_eq!(field(&eager, "graph_steps"), "0", "{eager}");
+    for key in ["train_loss", "valid_loss", "valid_acc"] {
+        assert_eq!(field(&graphed, key), field(&eager, key), "{key}: {graphed} vs {eager}");
+    }
+
+    // A schedule changes the learning rate that a graph would keep: refused, as is the CPU.
+    let out = run(&["--cuda-graph", "--onecycle"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("learning-rate schedule"));
+    let out = Command::new(&train).args(["--data"]).arg(&data).args(["--cuda-graph"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--device cuda"));
 }

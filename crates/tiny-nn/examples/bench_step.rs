@@ -6,7 +6,9 @@
 //! with one JSON line: model, bs, size, threads, device, tf32, median and best step time, img_per_s (median)
 //! and the process's peak resident memory. On a GPU (`--features cuda`, `--device cuda`, optionally `--tf32`)
 //! the steps are queued back to back and the host waits once at the end, as PyTorch's `bench_gpu.py` does;
-//! `ms_per_step` is then the mean.
+//! `ms_per_step` is then the mean. With `--cuda-graph` the whole step is captured once after the warm-up into a
+//! CUDA graph (`tiny_tensor::cuda::Graph`) and each timed step is one replay of it (the JSON line says
+//! `"cuda_graph":true`).
 
 use std::time::Instant;
 
@@ -38,11 +40,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lr = arg(&args, "--lr", 0.01f32);
     let device: Device = arg(&args, "--device", "cpu".to_string()).parse()?;
     let tf32 = args.iter().any(|a| a == "--tf32");
+    let cuda_graph = args.iter().any(|a| a == "--cuda-graph");
     #[cfg(feature = "cuda")]
     tiny_tensor::cuda::set_allow_tf32(tf32);
     #[cfg(not(feature = "cuda"))]
-    if tf32 || device != Device::Cpu {
-        return Err("--tf32 and --device cuda need a build with `--features cuda`".into());
+    if tf32 || cuda_graph || device != Device::Cpu {
+        return Err("--tf32, --cuda-graph and --device cuda need a build with `--features cuda`".into());
+    }
+    if cuda_graph && device == Device::Cpu {
+        return Err("--cuda-graph records GPU work into a CUDA graph: it needs --device cuda".into());
     }
     tiny_tensor::set_num_threads(threads);
     tiny_nn::manual_seed(0);
@@ -78,11 +84,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         step()?.item()?;
     }
     let mut times = Vec::new();
+    #[cfg(feature = "cuda")]
+    let graph = if cuda_graph {
+        // The whole step (forward, backward, SGD, zero_grad) recorded once on the fixed input, then replayed; the
+        // loss is the graph's static output. One replay before the clock starts uploads the graph to the GPU.
+        let (graph, loss) = tiny_tensor::cuda::Graph::capture(device, step)?;
+        graph.replay()?;
+        loss.item()?;
+        Some((graph, loss))
+    } else {
+        None
+    };
     let start = Instant::now();
     if let Device::Cuda(_) = device {
         // Like the PyTorch reference: queue the steps, wait once at the end, report the mean.
         let mut last = None;
         for _ in 0..steps {
+            #[cfg(feature = "cuda")]
+            if let Some((graph, loss)) = &graph {
+                graph.replay()?;
+                last = Some(loss.clone());
+                continue;
+            }
             last = Some(step()?);
         }
         if let Some(loss) = last {
@@ -110,7 +133,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         times.len()
     );
     println!(
-        "{{\"model\":\"{model_name}\",\"bs\":{bs},\"size\":{size},\"threads\":{},\"device\":\"{device}\",\"tf32\":{tf32},\"steps\":{},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\"img_per_s\":{:.1},\"peak_rss_mib\":{:.0}}}",
+        "{{\"model\":\"{model_name}\",\"bs\":{bs},\"size\":{size},\"threads\":{},\"device\":\"{device}\",\"tf32\":{tf32},\"cuda_graph\":{cuda_graph},\"steps\":{},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\"img_per_s\":{:.1},\"peak_rss_mib\":{:.0}}}",
         tiny_tensor::num_threads(),
         times.len(),
         median * 1e3,

@@ -154,6 +154,14 @@ pub struct Args {
     /// After the fit, also measure test-time augmentation's accuracy (tta_acc).
     #[arg(long)]
     pub tta: bool,
+    /// Capture the training step (forward, backward, SGD step) into a CUDA graph once per fit and replay it for
+    /// every batch of the first batch's shape, copying each batch into the graph's static inputs (needs --device
+    /// cuda and a build with --features cuda). The first batch of a fit and a smaller last batch run eagerly. The
+    /// graph keeps the hyper-parameters it was captured with, so the learning rate stays constant: it refuses the
+    /// schedules, --fine-tune, --lr-find, --mixup, --cutmix, --accum, --grad-clip and Adam. The optimizer's
+    /// step counters count the replayed steps only once.
+    #[arg(long)]
+    pub cuda_graph: bool,
     /// After the fit, write fastai's interpretation views into DIR: confusion_matrix.png and .txt,
     /// most_confused.txt, top_losses.png, show_batch.png, loss.png, and preds.csv (every validation file's
     /// target, prediction, probability and loss).
@@ -269,6 +277,7 @@ impl Args {
         if self.onecycle && self.schedule == Some(Schedule::Fastai) {
             anyhow::bail!("--onecycle is the chapter's schedule; it excludes --schedule fastai");
         }
+        self.check_cuda_graph()?;
         if self.model == Model::Resnet18 && self.size < 32 {
             eprintln!(
                 "warning: --size {} with resnet18: its stride-32 body sees less than one pixel; 64 or more is usual",
@@ -278,6 +287,37 @@ impl Args {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         if self.threads > cores || self.workers.is_some_and(|w| w > 4 * cores) {
             eprintln!("warning: more threads than this machine's {cores} cores slow the run down");
+        }
+        Ok(())
+    }
+
+    /// `--cuda-graph` replays one captured step: only on a GPU, and with nothing that changes the step's
+    /// hyper-parameters, or what runs between its parts, from one batch to the next.
+    fn check_cuda_graph(&self) -> anyhow::Result<()> {
+        if !self.cuda_graph {
+            return Ok(());
+        }
+        if !cfg!(feature = "cuda") {
+            anyhow::bail!("--cuda-graph needs a build with --features cuda (and --device cuda)");
+        }
+        if self.device == Device::Cpu {
+            anyhow::bail!("--cuda-graph records GPU work into a CUDA graph: it needs --device cuda, not the CPU");
+        }
+        let conflicts = [
+            (self.schedule().is_some(), "a learning-rate schedule", "changes the learning rate every batch"),
+            (self.fine_tune.is_some(), "--fine-tune", "brings schedules and unfreezes the body"),
+            (self.lr_find, "--lr-find", "changes the learning rate every batch"),
+            (self.mixup.is_some(), "--mixup", "mixes each batch and its loss with new random weights"),
+            (self.cutmix.is_some(), "--cutmix", "mixes each batch and its loss with new random boxes"),
+            (self.accum.is_some(), "--accum", "skips steps between backward passes"),
+            (self.grad_clip.is_some(), "--grad-clip", "rescales the gradients between backward and step"),
+            (self.opt != Opt::Sgd, "--opt adam/adamw", "corrects its moments by a step count that grows every step"),
+        ];
+        if let Some((_, flag, why)) = conflicts.iter().find(|(on, _, _)| *on) {
+            anyhow::bail!(
+                "--cuda-graph replays one captured step with its hyper-parameters fixed, and {flag} {why}; leave \
+                 one of the two out"
+            );
         }
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! every flag.
 
 mod args;
+#[cfg(feature = "cuda")]
+mod graph;
 mod report;
 mod stop;
 
@@ -245,6 +247,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.stop_after {
         learn.add_cb(Box::new(StopAfter(n)));
     }
+    #[cfg(feature = "cuda")]
+    if args.cuda_graph {
+        learn.add_cb(Box::new(graph::GraphStep::new(args.device)));
+    }
     let start = match &args.resume {
         Some(path) => {
             let info = learn.load_checkpoint(path)?;
@@ -318,12 +324,18 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.train)
         .fold((0usize, 0f64, 0f64), |(n, s, w), r| (n + r.n, s + r.secs, w + r.data_wait_secs));
+    #[cfg(feature = "cuda")]
+    let graph_steps = learn.callback::<graph::GraphStep>().map_or(0, |g| g.replayed);
+    #[cfg(not(feature = "cuda"))]
+    let graph_steps = 0;
     let summary = Summary {
         mode: "train",
         data: data.display().to_string(),
         model: args.model.name(),
         opt: format!("{:?}", args.opt).to_lowercase(),
         device: args.device.to_string(),
+        cuda_graph: args.cuda_graph,
+        graph_steps,
         epochs: args.fine_tune.map_or(args.epochs, |n| n + args.freeze_epochs),
         start_epoch: start,
         lr,

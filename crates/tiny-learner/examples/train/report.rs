@@ -16,6 +16,9 @@ pub struct Summary {
     pub model: &'static str,
     pub opt: String,
     pub device: String,
+    /// Whether `--cuda-graph` was on, and how many training steps were replayed from a graph.
+    pub cuda_graph: bool,
+    pub graph_steps: usize,
     pub epochs: usize,
     pub start_epoch: usize,
     pub lr: f32,

@@ -1,25 +1,29 @@
 //! The CUDA backend: per GPU one context, a compute and a copy stream, one cuBLAS handle, kernels built once.
 //!
 //! Every kernel runs in order on the compute stream, so kernels never need events between them; the host
-//! only waits when it reads data back or reuses a pinned buffer whose copy is still queued. Allocations go
-//! through CUDA's stream-ordered pool, kept warm between steps. Uploads go through pinned staging buffers,
-//! and a whole batch goes up on the copy stream while the compute stream is still busy with the previous
-//! step (`upload.rs`).
+//! only waits when it reads data back or reuses a pinned buffer whose copy is still queued. The compute stream
+//! is a created, non-blocking stream, not the legacy NULL stream: nothing is ordered implicitly, and the
+//! stream can be captured into a CUDA graph (`graph.rs`). Allocations go through CUDA's stream-ordered pool,
+//! kept warm between steps, and are freed on the compute stream after the kernels that use them. Uploads go
+//! through pinned staging buffers, and a whole batch goes up on the copy stream while the compute stream is
+//! still busy with the previous step (`upload.rs`); events order the two.
 
 mod cache;
+mod graph;
 pub(crate) mod strided;
 mod upload;
 
 pub use cache::{KernelOrigin, kernel_origin};
+pub use graph::{Graph, HostInput};
 
 use upload::{Staging, Streams};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, DeviceRepr, LaunchConfig};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, DeviceRepr, LaunchConfig};
 
 use crate::layout::Layout;
 use crate::{Device, Result, Storage, Tensor, TensorError};
@@ -81,11 +85,19 @@ pub struct CudaStorage<T = f32> {
 }
 
 impl<T> Drop for CudaStorage<T> {
-    /// Makes the buffer's context current before cudarc frees it (`cuMemFreeAsync` on the null stream acts
-    /// on the current context), so that a tensor dropped on another thread, or while another GPU is
-    /// current, is freed on its own GPU.
+    /// Makes the buffer's context current before cudarc frees it on the stream it was allocated on (the
+    /// compute stream, or for a graph's memory the graph's side stream), so that a tensor dropped on another
+    /// thread, or while another GPU is current, is freed on its own GPU. While the GPU captures a graph, memory
+    /// from before the capture is kept for the graph instead (`Gpu::keep_dropped`); a graph's memory dropped
+    /// later is freed only after the compute stream's queued work, which may still use it.
     fn drop(&mut self) {
         make_current(self.slice.context());
+        let Some(g) = GPUS.get(self.ordinal).and_then(OnceLock::get) else { return };
+        if g.is_capturing() {
+            g.keep_dropped(&mut self.slice);
+        } else if !Arc::ptr_eq(self.slice.stream(), &g.stream) {
+            let _ = self.slice.stream().join(&g.stream);
+        }
     }
 }
 
@@ -126,18 +138,31 @@ pub fn allow_tf32() -> bool {
     ALLOW_TF32.load(Ordering::Relaxed)
 }
 
+/// The bytes of the workspace given to cuBLAS: NVIDIA's recommendation for Hopper (32 MiB), enough for the
+/// others. Set once when the GPU opens, so that eager and captured matmuls use the same one and cuBLAS never
+/// allocates a workspace of its own inside a graph capture.
+const CUBLAS_WORKSPACE: usize = 32 << 20;
+
 /// One GPU, ready to run kernels.
 pub(crate) struct Gpu {
     pub(crate) ordinal: usize,
     pub(crate) ctx: Arc<CudaContext>,
+    /// The compute stream: a created non-blocking stream, so that it can be captured into a graph.
     pub(crate) stream: Arc<CudaStream>,
     /// The cuBLAS handle and whether it is set to TF32 math now.
     pub(crate) blas: Mutex<(CudaBlas, bool)>,
+    /// cuBLAS's workspace, kept for the process.
+    _blas_workspace: CudaSlice<u8>,
     functions: HashMap<&'static str, CudaFunction>,
     /// A second stream, for uploads of whole batches while the compute stream runs (see `upload.rs`).
     copy_stream: Arc<CudaStream>,
     staging_f32: Mutex<Staging<f32>>,
     staging_u32: Mutex<Staging<u32>>,
+    /// Whether the compute stream is capturing a graph, and what that capture gathers (`graph.rs`).
+    capturing: AtomicBool,
+    capture: Mutex<Option<graph::Owned>>,
+    /// The host inputs made for graphs on this GPU, found by address when a capture uploads from one.
+    host_inputs: Mutex<Vec<Weak<graph::InputMem>>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -322,8 +347,9 @@ impl Gpu {
         unsafe { ctx.disable_event_tracking() };
         // Only a matter of speed: without it the pool returns memory to the driver at each synchronisation.
         let _ = keep_pool_warm(&ctx);
-        let stream = ctx.default_stream();
-        // Non-blocking, so that the legacy default stream does not wait for it, nor it for that stream.
+        // Both streams are created non-blocking: neither waits for the legacy default stream (which tiny leaves
+        // unused) nor for each other; `upload.rs` orders them with events.
+        let stream = ctx.new_stream().map_err(err("new_stream"))?;
         let copy_stream = ctx.new_stream().map_err(err("new_stream"))?;
         let (major, minor) = ctx.compute_capability().map_err(err("compute_capability"))?;
         let module = load_kernels(&ctx, major, minor)?;
@@ -331,16 +357,27 @@ impl Gpu {
         for name in KERNELS {
             functions.insert(name, module.load_function(name).map_err(err("load_function"))?);
         }
-        let blas = CudaBlas::new(stream.clone()).map_err(|e| TensorError::Cuda { op: "cublas", msg: e.to_string() })?;
+        let blas_err = |e: cudarc::cublas::result::CublasError| TensorError::Cuda { op: "cublas", msg: e.to_string() };
+        let blas = CudaBlas::new(stream.clone()).map_err(blas_err)?;
+        // cuBLAS's stream is the compute stream from here on (setting a stream would reset the workspace).
+        let workspace = unsafe { stream.alloc::<u8>(CUBLAS_WORKSPACE) }.map_err(err("cublas workspace"))?;
+        let (ws, _) = workspace.device_ptr(&stream);
+        unsafe { cudarc::cublas::sys::cublasSetWorkspace_v2(*blas.handle(), ws as *mut _, CUBLAS_WORKSPACE) }
+            .result()
+            .map_err(blas_err)?;
         Ok(Gpu {
             ordinal,
             ctx,
             stream,
             copy_stream,
             blas: Mutex::new((blas, false)),
+            _blas_workspace: workspace,
             functions,
             staging_f32: Mutex::new(Staging::default()),
             staging_u32: Mutex::new(Staging::default()),
+            capturing: AtomicBool::new(false),
+            capture: Mutex::new(None),
+            host_inputs: Mutex::new(Vec::new()),
         })
     }
 
@@ -349,13 +386,22 @@ impl Gpu {
         &self.functions[name]
     }
 
-    /// An uninitialised device buffer of `len` floats (every kernel that gets one writes all of it).
+    /// An uninitialised device buffer of `len` floats (every kernel that gets one writes all of it). During a
+    /// graph capture it comes from the capture's own pool (`graph.rs`).
     pub(crate) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
+        if self.is_capturing() {
+            return self.capture_alloc(len.max(1));
+        }
         self.retry_out_of_memory::<T, _>("alloc", len, || unsafe { self.stream.alloc::<T>(len.max(1)) })
     }
 
     /// A zero-filled device buffer of `len` floats.
     pub(crate) fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
+        if self.is_capturing() {
+            let mut zeros = self.capture_alloc::<f32>(len.max(1))?;
+            self.stream.memset_zeros(&mut zeros).map_err(err("alloc_zeros"))?;
+            return Ok(zeros);
+        }
         self.retry_out_of_memory::<f32, _>("alloc_zeros", len, || self.stream.alloc_zeros::<f32>(len.max(1)))
     }
 
@@ -399,6 +445,10 @@ impl Gpu {
     where
         T: DeviceRepr + Copy + cudarc::driver::ValidAsZeroBits,
     {
+        // A capture records the copy from memory that stays as it is (`graph.rs`); the staging ring is reused.
+        if self.is_capturing() {
+            return self.capture_upload(data);
+        }
         let mut dst = self.alloc::<T>(data.len())?;
         if !data.is_empty() {
             let mut staging = staging.lock().unwrap_or_else(|e| e.into_inner());
@@ -412,8 +462,12 @@ impl Gpu {
         Storage::Cuda(CudaStorage { slice, ordinal: self.ordinal })
     }
 
-    /// Reads `len` floats from `offset` of a device buffer (waits for the stream).
+    /// Reads `len` floats from `offset` of a device buffer (waits for the stream). An error during a graph
+    /// capture, when nothing has run yet.
     pub(crate) fn download(&self, slice: &CudaSlice<f32>, offset: usize, len: usize) -> Result<Vec<f32>> {
+        if self.is_capturing() {
+            return Err(graph::while_capturing("to_vec", self.ordinal));
+        }
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -474,14 +528,20 @@ pub fn is_available(ordinal: usize) -> bool {
     gpu(ordinal).is_ok()
 }
 
-/// Waits until every kernel queued on the GPU has finished (for timing).
+/// Waits until every kernel queued on the GPU's compute stream has finished (for timing); the copy stream's
+/// uploads are waited for through the compute stream, which waits for each before it reads it. An error while
+/// the GPU captures a graph.
 pub fn synchronize(ordinal: usize) -> Result<()> {
-    gpu(ordinal)?.stream.synchronize().map_err(err("synchronize"))
+    let g = gpu(ordinal)?;
+    if g.is_capturing() {
+        return Err(graph::while_capturing("synchronize", ordinal));
+    }
+    g.stream.synchronize().map_err(err("synchronize"))
 }
 
 /// The bytes of this GPU's memory that tensors hold once its queued work has finished: what CUDA's pool has
 /// handed out and not been given back, PyTorch's `torch.cuda.memory_allocated`. It stays flat from epoch to
-/// epoch of a fit unless something leaks.
+/// epoch of a fit unless something leaks. A [`Graph`]'s memory comes from a pool of its own and is not counted.
 pub fn memory_allocated(ordinal: usize) -> Result<usize> {
     pool_attribute(ordinal, cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)
 }
@@ -494,6 +554,9 @@ pub fn memory_reserved(ordinal: usize) -> Result<usize> {
 
 fn pool_attribute(ordinal: usize, attr: cudarc::driver::sys::CUmemPool_attribute) -> Result<usize> {
     let g = gpu(ordinal)?;
+    if g.is_capturing() {
+        return Err(graph::while_capturing("memory_allocated", ordinal));
+    }
     g.stream.synchronize().map_err(err("memory"))?;
     g.copy_stream.synchronize().map_err(err("memory"))?;
     let pool = default_pool(&g.ctx)?;

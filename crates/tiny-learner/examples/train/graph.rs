@@ -1,0 +1,116 @@
+//! `--cuda-graph`: the training step captured once into a CUDA graph and replayed for every batch of its shape.
+
+use tiny_learner::{Callback, Cancel, CbResult, LearnerError, LearnerState};
+use tiny_tensor::cuda::{Graph, HostInput};
+use tiny_tensor::{Device, Tensor, no_grad};
+
+/// Runs the training phase from a CUDA graph: the step (forward, loss, backward, optimizer step, zero_grad) is
+/// captured once per fit, for the shape of the fit's first batch, and each later training batch of that shape is
+/// copied into the graph's static inputs (the images with `Tensor::assign`, the targets into a `HostInput`) and
+/// replayed, with no autograd graph built and no kernel launched by the host. The batch is then cancelled
+/// (`Cancel::Batch`) so that the learner does not run it again; `after_batch` still sees its predictions and loss,
+/// copied out of the graph's static outputs, so `TrackResults`, the `Recorder` and the metrics count it.
+///
+/// The fit's first batch runs eagerly: the optimizer creates its momentum buffers at its first step, which the
+/// graph must find in place. A batch of another shape (the last, smaller one) also runs eagerly. The graph bakes in
+/// the optimizer's hyper-parameters, so the learning rate must stay constant: `args.rs` refuses the schedules, and
+/// whatever changes a batch or a step per batch (Mixup, CutMix, gradient clipping or accumulation, Adam's step
+/// count). Runs last among the callbacks' `before_batch` (after `SetupLearner` and `AugTransforms`, which run
+/// eagerly on the batch). `TerminateOnNaN` sees the replayed batches' losses only through the validation loss.
+pub struct GraphStep {
+    device: Device,
+    /// The shape of the fit's first training batch, the one the graph is captured for.
+    full: Option<Vec<usize>>,
+    captured: Option<Captured>,
+    /// How many training steps were replayed from a graph, over every fit.
+    pub replayed: usize,
+}
+
+/// A captured step with its static inputs and outputs. The graph goes first: it waits for its replays.
+struct Captured {
+    graph: Graph,
+    x: Tensor,
+    y: HostInput,
+    preds: Tensor,
+    loss: Tensor,
+}
+
+impl GraphStep {
+    /// Graph replays on `device`, which must be a GPU (`Graph::capture` refuses the CPU).
+    pub fn new(device: Device) -> GraphStep {
+        GraphStep { device, full: None, captured: None, replayed: 0 }
+    }
+
+    /// Captures the learner's step on static copies of the current batch.
+    fn capture(&self, learn: &mut LearnerState) -> Result<Captured, LearnerError> {
+        // In the batch's memory order (a channels-last NCHW view), so that the graph runs the eager kernels.
+        let x = learn.batch.x.zeros_like()?;
+        x.assign(&learn.batch.x)?;
+        let y = HostInput::new(self.device, &learn.batch.y)?;
+        let targets = y.as_slice()?;
+        let LearnerState { model, loss_func, opt, .. } = learn;
+        let (graph, (preds, loss)) = Graph::capture(self.device, || -> Result<_, LearnerError> {
+            let preds = model.call(&x)?;
+            let loss = loss_func(&preds, targets)?;
+            loss.backward()?;
+            let opt = opt.as_mut().ok_or_else(|| LearnerError::InvalidArgument {
+                what: "--cuda-graph",
+                msg: "the learner has no optimizer".into(),
+            })?;
+            opt.step()?;
+            opt.zero_grad();
+            model.zero_grad();
+            Ok((preds.detach(), loss.detach()))
+        })?;
+        Ok(Captured { graph, x, y, preds, loss })
+    }
+}
+
+impl Callback for GraphStep {
+    fn order(&self) -> i32 {
+        1000
+    }
+
+    fn runs_in_inference(&self) -> bool {
+        false
+    }
+
+    /// A fit creates a new optimizer, whose buffers the graph of the last fit does not know.
+    fn before_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+        self.captured = None;
+        self.full = None;
+        Ok(())
+    }
+
+    fn after_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+        self.captured = None;
+        Ok(())
+    }
+
+    fn before_batch(&mut self, learn: &mut LearnerState) -> CbResult {
+        if !learn.training {
+            return Ok(());
+        }
+        let shape = learn.batch.x.shape().to_vec();
+        let Some(full) = &self.full else {
+            self.full = Some(shape);
+            return Ok(());
+        };
+        if *full != shape || learn.batch.y.len() != shape[0] {
+            return Ok(());
+        }
+        if self.captured.is_none() {
+            self.captured = Some(self.capture(learn)?);
+        }
+        let Some(c) = self.captured.as_mut() else { return Ok(()) };
+        c.x.assign(&learn.batch.x)?;
+        c.y.set(&learn.batch.y)?;
+        c.graph.replay()?;
+        // Copies: the next replay overwrites the static outputs, and the metrics keep predictions for a while.
+        let _no_grad = no_grad();
+        learn.preds = c.preds.mul_scalar(1.0)?;
+        learn.loss = c.loss.mul_scalar(1.0)?;
+        self.replayed += 1;
+        Err(Cancel::Batch.into())
+    }
+}
