@@ -219,12 +219,31 @@ fn contradictory_or_bad_flags_are_refused_before_any_data_is_read() {
         (&["--opt", "lamb"][..], "possible values: sgd, adam, adamw"),
         (&["--accum", "0"][..], "at least 1"),
         (&["--model", "resnet18", "--pretrained"][..], "cargo xtask fetch-weights resnet18"),
+        (&["--cache", "always"][..], "expected off, auto or on"),
     ] {
         let out = train(missing, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(stderr.contains(needle) && !stderr.contains("no such folder"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn the_decode_once_cache_changes_no_number_and_reports_each_epochs_loader_share() {
+    let dir = temp_dir("cache");
+    let data = small_set(&dir);
+    let run = |extra: &[&str]| {
+        let out = train(&data, &[&["--epochs", "2"][..], extra].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(&json_line(&out)).unwrap()
+    };
+    let (auto, off, budget) = (run(&[]), run(&["--cache", "off"]), run(&["--cache-mb", "0"]));
+    for key in ["train_loss", "valid_loss", "valid_acc"] {
+        assert_eq!(auto[key], off[key], "{key}");
+        assert_eq!(auto[key], budget[key], "{key}: a budget of 0 caches nothing and decodes everything");
+    }
+    assert_eq!(auto["epoch_data_wait_pct"].as_array().map(Vec::len), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

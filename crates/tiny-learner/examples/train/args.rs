@@ -121,9 +121,14 @@ pub struct Args {
     /// Training augmentation per item, in the loader: random resized crop and horizontal flip.
     #[arg(long)]
     pub item_aug: bool,
-    /// Keep the resized images in memory after the first epoch.
-    #[arg(long)]
-    pub cache: bool,
+    /// Keep each resized image in memory after its first decode: `auto` (the default) when the item transform
+    /// is deterministic, `on` also under `--item-aug` (the random crop then reads the cached image, which changes
+    /// the augmented pixels), `off` never; `--cache` alone means `on`.
+    #[arg(long, value_name = "MODE", default_value = "auto", num_args = 0..=1, default_missing_value = "on")]
+    pub cache: tiny_data::CacheMode,
+    /// The memory the image caches may take, both splits together [default: a quarter of the machine's memory].
+    #[arg(long, value_name = "MB")]
+    pub cache_mb: Option<usize>,
     /// Checkpoint after every epoch ({epoch} in PATH becomes the epoch number).
     #[arg(long, value_name = "PATH")]
     pub save: Option<PathBuf>,

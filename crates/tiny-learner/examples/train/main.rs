@@ -144,8 +144,8 @@ fn main() -> anyhow::Result<()> {
         bs: args.bs,
         seed,
         augment: args.item_aug,
-        cache: if args.cache { tiny_data::CacheMode::On } else { tiny_data::CacheMode::Auto },
-        cache_mb: None,
+        cache: args.cache,
+        cache_mb: args.cache_mb,
         ..FolderConfig::default()
     };
     if let Some(w) = args.workers {
@@ -360,6 +360,12 @@ fn main() -> anyhow::Result<()> {
         train_img_per_s: train_n as f64 / train_secs.max(1e-9),
         train_data_wait_s: train_wait,
         train_data_wait_pct: 100.0 * train_wait / train_secs.max(1e-9),
+        epoch_data_wait_pct: track
+            .history
+            .iter()
+            .filter(|r| r.train)
+            .map(|r| 100.0 * r.data_wait_secs / r.secs.max(1e-9))
+            .collect(),
         skipped_files: skipped.len(),
     };
     println!("{}", serde_json::to_string(&summary)?);

@@ -44,6 +44,9 @@ pub struct Summary {
     /// Time the training loop waited for the loader, in seconds and as a share of training time.
     pub train_data_wait_s: f64,
     pub train_data_wait_pct: f64,
+    /// The loader's share of each training epoch, in percent: with the decode-once cache, the first epoch decodes
+    /// and the later ones read memory.
+    pub epoch_data_wait_pct: Vec<f64>,
     pub skipped_files: usize,
 }
 
