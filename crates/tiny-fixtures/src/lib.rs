@@ -134,12 +134,29 @@ impl Fixtures {
     }
 }
 
-/// The path of a fixture file of the calling crate: `tests/fixtures/<file>` under its manifest folder.
+/// The path of a fixture file of the calling crate: `tests/fixtures/<file>` under its manifest folder, or under
+/// `$TINY_CRATES_DIR/<crate folder>/` when that variable is set (see [`fixtures_dir`]).
 #[macro_export]
 macro_rules! fixture_path {
     ($file:expr) => {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join($file)
+        $crate::fixtures_dir(env!("CARGO_MANIFEST_DIR")).join($file)
     };
+}
+
+/// The fixture folder of the crate whose manifest folder was `manifest_dir` when it was built:
+/// `<manifest_dir>/tests/fixtures`, unless `TINY_CRATES_DIR` names where the workspace's `crates/` folder is
+/// now (a test binary run away from the tree that built it, as in `cargo xtask gpu-bundle`), in which case
+/// `$TINY_CRATES_DIR/<manifest_dir's last component>/tests/fixtures`.
+pub fn fixtures_dir(manifest_dir: &str) -> PathBuf {
+    fixtures_dir_in(Path::new(manifest_dir), std::env::var_os("TINY_CRATES_DIR").as_deref().map(Path::new))
+}
+
+/// [`fixtures_dir`] with the override given explicitly.
+fn fixtures_dir_in(manifest_dir: &Path, crates_dir: Option<&Path>) -> PathBuf {
+    match (crates_dir, manifest_dir.file_name()) {
+        (Some(crates), Some(name)) => crates.join(name).join("tests/fixtures"),
+        _ => manifest_dir.join("tests/fixtures"),
+    }
 }
 
 /// How far `got` is from `want` in units of the tolerance: element `i` passes when
@@ -188,6 +205,14 @@ pub fn assert_close(what: &str, got_shape: &[usize], got: &[f32], want: &Stored,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crates_dir_moves_the_fixture_folder_of_a_crate() {
+        let built = Path::new("/build/ws/crates/tiny-tensor");
+        assert_eq!(fixtures_dir_in(built, None), Path::new("/build/ws/crates/tiny-tensor/tests/fixtures"));
+        let moved = fixtures_dir_in(built, Some(Path::new("/gpu/repo/crates")));
+        assert_eq!(moved, Path::new("/gpu/repo/crates/tiny-tensor/tests/fixtures"));
+    }
 
     #[test]
     fn the_bound_is_relative_with_the_mean_magnitude_as_a_floor() {
