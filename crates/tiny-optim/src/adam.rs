@@ -6,7 +6,7 @@ use tiny_nn::Parameter;
 use tiny_tensor::{UpdateOp, UpdateProgram, no_grad};
 
 use crate::core::{Core, ParamState};
-use crate::fused::update_by_key;
+use crate::fused::{settle, update_by_key};
 use crate::group::check_groups;
 use crate::{Optimizer, OptimizerState, ParamGroup, Result};
 
@@ -219,14 +219,7 @@ fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>, decoup
             .collect();
         update_by_key(&items, |(_, t)| program(group, t, decoupled))
     };
-    for ((p, _, first, _), done) in todo.iter().zip(done) {
-        let st = state.entry(p.id()).or_default();
-        if done {
-            st.step += 1;
-        } else if *first {
-            st.buffers.clear();
-        }
-    }
+    settle(state, todo.iter().map(|(p, _, first, _)| (p.id(), *first)), &done);
     Ok(result?)
 }
 

@@ -1,6 +1,10 @@
 //! How the optimizers touch memory: their update as a program for tiny-tensor's fused `foreach_update_`.
 
+use std::collections::HashMap;
+
 use tiny_tensor::{Tensor, UpdateProgram, foreach_update_};
+
+use crate::core::ParamState;
 
 /// Runs one fused update per bucket of `items`, a bucket being the items of one key (say a device and a step
 /// count), with the program that `program` writes for that key: usually a single call for a whole group.
@@ -27,4 +31,21 @@ pub(crate) fn update_by_key<K: Copy + PartialEq>(
         bucket.iter().for_each(|&i| done[i] = true);
     }
     (done, Ok(()))
+}
+
+/// After a group's fused step, per parameter `(id, first)` and whether it was updated: counts the step of each
+/// updated parameter, and drops the new buffers of one that was not, so that its next step starts them afresh.
+pub(crate) fn settle(
+    state: &mut HashMap<usize, ParamState>,
+    params: impl Iterator<Item = (usize, bool)>,
+    done: &[bool],
+) {
+    for ((id, first), &done) in params.zip(done) {
+        let st = state.entry(id).or_default();
+        if done {
+            st.step += 1;
+        } else if first {
+            st.buffers.clear();
+        }
+    }
 }

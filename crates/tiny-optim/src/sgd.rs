@@ -6,7 +6,7 @@ use tiny_nn::Parameter;
 use tiny_tensor::{UpdateOp, UpdateProgram, no_grad};
 
 use crate::core::{Core, ParamState};
-use crate::fused::update_by_key;
+use crate::fused::{settle, update_by_key};
 use crate::group::check_groups;
 use crate::{Optimizer, OptimizerState, ParamGroup, Result};
 
@@ -142,21 +142,13 @@ fn step_group(group: &ParamGroup, state: &mut HashMap<usize, ParamState>) -> Res
             .collect();
         update_by_key(&items, |(_, first)| program(group, first))
     };
-    for ((p, _, first), done) in todo.iter().zip(done) {
-        let st = state.entry(p.id()).or_default();
-        if done {
-            st.step += 1;
-        } else if *first {
-            // A step that did not happen leaves no new buffer behind, so that the next one starts it from the
-            // gradient.
-            st.buffers.clear();
-        }
-    }
+    // A step that did not happen leaves no new buffer behind.
+    settle(state, todo.iter().map(|(p, _, first)| (p.id(), *first)), &done);
     Ok(result?)
 }
 
 /// SGD as an update program over `(p, g)`, or `(p, g, b)` with momentum, in the float-op order of
-/// tiny-tensor's `Tensor::sgd_update_` (so that results are the same to the bit): `d = g + wd * p`;
+/// tiny-tensor's former fused `sgd_update_` kernel (so that results are the same to the bit): `d = g + wd * p`;
 /// `b = m * b + (1 - dampening) * d` (`b = d` when the buffer is `first`); `d = d + m * b` with
 /// Nesterov, else `d = b`; `p = p - lr * d`, written `p + (-lr) * d`, which rounds the same.
 fn program(group: &ParamGroup, first: bool) -> UpdateProgram {
