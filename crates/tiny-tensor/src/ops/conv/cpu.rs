@@ -270,6 +270,7 @@ fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Co
             }
         });
         drop(out_chunks);
+        alloc::give(wt);
         return out;
     }
     let wt = Mat::rows(w, g.f, p.kkc).t();

@@ -24,10 +24,10 @@ impl ElementwiseKernels for Cpu {
         let mut d = dst.storage_mut();
         let (d, dl) = (d.host_mut(), dst.layout());
         match (how, src_storage.as_ref().zip(src)) {
+            (Update::Scale(alpha), _) => scale_inplace(d, dl, alpha),
             (Update::Copy, Some((s, (_, sl)))) => copy_into(d, dl, s.host(), sl),
             (Update::AddScaled(alpha), Some((s, (_, sl)))) => add_scaled_inplace(d, dl, s.host(), sl, alpha),
-            (Update::Scale(alpha), _) => scale_inplace(d, dl, alpha),
-            (_, None) => unreachable!("ops/elementwise/mod.rs passes a source to every update but a scale"),
+            (_, None) => return Err(super::missing_source()),
         }
         Ok(())
     }

@@ -62,6 +62,9 @@ impl ElementwiseKernels for Gpu {
             Update::AddScaled(a) => (1, a),
             Update::Scale(a) => (2, a),
         };
+        if src.is_none() && mode != 2 {
+            return Err(super::missing_source());
+        }
         let (cfg, n) = (grid(n), n as i64);
         match src {
             Some((src, sl)) => {

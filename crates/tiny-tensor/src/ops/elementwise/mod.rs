@@ -170,6 +170,11 @@ pub(crate) fn update(op: &'static str, dst: &Tensor, src: Option<&Tensor>, how: 
     be.update(dst, Some((src, &sl)), how)
 }
 
+/// The error for a copy or an add that was given no source tensor (only a scale needs none).
+fn missing_source() -> TensorError {
+    TensorError::InvalidArgument { op: "update", msg: "a copy or an add into a tensor needs a source tensor".into() }
+}
+
 /// A row-major copy of `x` on its device.
 pub(crate) fn contiguous(x: &Tensor) -> Result<Tensor> {
     backend::on(x)?.contiguous(x)
