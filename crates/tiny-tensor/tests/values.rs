@@ -336,6 +336,20 @@ fn pooling_values(device: Device) {
     // resnet18's stem pool: 3x3, stride 2, padding 1; padding never wins the max.
     let neg = x.neg().unwrap();
     assert_eq!(neg.max_pool2d(3, 2, 1).unwrap().to_vec(), vec![0.0, -1.0, -4.0, -5.0]);
+    // As in PyTorch: a tie goes to the window's first element, a NaN wins, and a window of -inf picks its first.
+    let inf = f32::NEG_INFINITY;
+    let data = [1.0, 1.0, 2.0, f32::NAN, inf, inf, 3.0, 3.0, inf, inf, inf, inf];
+    let x = t_on(device, &data, &[1, 1, 3, 4]).set_requires_grad(true);
+    let y = x.max_pool2d(2, 2, 0).unwrap();
+    let out = y.to_vec();
+    assert_eq!(out[0], 1.0);
+    assert!(out[1].is_nan(), "a NaN wins its window: {out:?}");
+    y.sum_all().unwrap().backward().unwrap();
+    let winners = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    assert_eq!(x.grad().unwrap().to_vec(), winners);
+    let all_inf = t_on(device, &[inf; 4], &[1, 1, 2, 2]).set_requires_grad(true);
+    all_inf.max_pool2d(2, 2, 0).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(all_inf.grad().unwrap().to_vec(), vec![1.0, 0.0, 0.0, 0.0]);
 }
 test_device!(pooling_values, pooling_values_cpu, pooling_values_cuda);
 

@@ -1,6 +1,8 @@
 //! The CPU backend: the `Cpu` value whose kernels (in each `ops/*/cpu.rs`) run on host slices, the buffer pool and threads.
 
 pub(crate) mod alloc;
+pub(crate) mod parallel;
+pub(crate) mod simd;
 pub(crate) mod strided;
 
 pub use alloc::empty_cache;

@@ -7,13 +7,17 @@ extern "C" __global__ void max_pool_f32(long long pixels, ConvGeom g, const floa
     for (long long pix = blockIdx.x; pix < pixels; pix += gridDim.x) {
         Pixel p = split_pixel(pix * g.c, g.oh, g.ow, g.c);
         for (p.ci = threadIdx.x; p.ci < g.c; p.ci += blockDim.x) {
+            // As in PyTorch: the window's first element starts the search, a later one wins if greater, and a
+            // NaN (x != x) always wins.
             float best = NEG_INF;
             unsigned int at = 0;
+            bool first = true;
             FOR_WINDOW(g, p, iy, ix, {
                 long long j = ((p.b * g.h + iy) * g.w + ix) * g.c + p.ci;
-                if (x[j] > best) {
+                if (first || x[j] > best || x[j] != x[j]) {
                     best = x[j];
                     at = (unsigned int)j;
+                    first = false;
                 }
             })
             out[pix * g.c + p.ci] = best;
