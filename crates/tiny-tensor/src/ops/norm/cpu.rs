@@ -5,7 +5,9 @@
 //! vectorises; NCHW data runs along each channel's `inner` values instead.
 
 use super::{NormKernels, RunningStats};
-use crate::cpu::{Cpu, alloc};
+use std::ops::Range;
+
+use crate::cpu::{Cpu, alloc, parallel, simd};
 use crate::{Result, Storage, Tensor};
 
 impl NormKernels for Cpu {
@@ -74,27 +76,71 @@ impl NormKernels for Cpu {
 /// Rows summed in f32 before folding into the f64 totals, so long reductions stay exact.
 const BLOCK: usize = 256;
 
-/// Per-channel sums of `f(channel, value)` over `x` seen as `[outer, c, inner]`.
+/// `K` per-channel sums at once over the `rows` rows of channels-last data: `add(rows, part)` adds the
+/// terms of a block of rows into `part`, where sum `k` of channel `ch` is `part[k * c + ch]`. Rows are summed
+/// in f32 in blocks of `BLOCK`, and the block sums are folded into f64 in order; the blocks are shared among
+/// the threads, so the result is the same for any thread count.
+fn row_sums<const K: usize>(rows: usize, c: usize, add: impl Fn(Range<usize>, &mut [f32]) + Sync) -> [Vec<f64>; K] {
+    let mut total = std::array::from_fn(|_| vec![0.0f64; c]);
+    if c == 0 {
+        return total;
+    }
+    let blocks = rows.div_ceil(BLOCK);
+    let ranges = parallel::ranges(blocks, BLOCK * c);
+    let parts = parallel::each(&ranges, vec![(); ranges.len()], |blocks, ()| {
+        let mut sums = vec![0.0f32; blocks.len() * K * c];
+        for (b, part) in blocks.zip(sums.chunks_exact_mut(K * c)) {
+            add(b * BLOCK..((b + 1) * BLOCK).min(rows), part);
+        }
+        sums
+    });
+    for part in parts.iter().flat_map(|p| p.chunks_exact(K * c)) {
+        for (t, p) in total.iter_mut().zip(part.chunks_exact(c)) {
+            t.iter_mut().zip(p).for_each(|(t, &p)| *t += p as f64);
+        }
+    }
+    total
+}
+
+simd::vectorized! {
+/// Adds the channels-last `rows` (`c` floats each) into `sum`, and when `mean` is not empty, their squared
+/// deviations from it instead.
+fn add_rows(x: &[f32], rows: Range<usize>, mean: &[f32], sum: &mut [f32]) {
+    let c = sum.len();
+    for row in x[rows.start * c..rows.end * c].chunks_exact(c) {
+        if mean.is_empty() {
+            sum.iter_mut().zip(row).for_each(|(p, &v)| *p += v);
+        } else {
+            sum.iter_mut().zip(row).zip(mean).for_each(|((p, &v), &m)| *p += (v - m) * (v - m));
+        }
+    }
+}
+}
+
+simd::vectorized! {
+/// Adds `dy` and `dy * (x - mean)` of the channels-last `rows` into `part`'s two halves.
+fn add_paired_rows(dy: &[f32], x: &[f32], rows: Range<usize>, mean: &[f32], part: &mut [f32]) {
+    let c = mean.len();
+    let (sum_dy, sum_dyx) = part.split_at_mut(c);
+    let (dy, x) = (&dy[rows.start * c..rows.end * c], &x[rows.start * c..rows.end * c]);
+    for (g, xr) in dy.chunks_exact(c).zip(x.chunks_exact(c)) {
+        for ((((a, b), &g), &xv), &m) in sum_dy.iter_mut().zip(sum_dyx.iter_mut()).zip(g).zip(xr).zip(mean) {
+            *a += g;
+            *b += g * (xv - m);
+        }
+    }
+}
+}
+
+/// Per-channel sums of `f(channel, value)` over `x` seen as `[outer, c, inner]` with `inner > 1`.
 fn channel_sums(x: &[f32], (outer, c, inner): (usize, usize, usize), f: impl Fn(usize, f32) -> f32) -> Vec<f64> {
     let mut total = vec![0.0f64; c];
     if c * inner == 0 {
         return total; // no values: every sum is zero (and a zero-sized chunk would not split)
     }
-    if inner == 1 {
-        let mut part = vec![0.0f32; c];
-        for (r, row) in x.chunks_exact(c).take(outer).enumerate() {
-            for (ch, (p, &v)) in part.iter_mut().zip(row).enumerate() {
-                *p += f(ch, v);
-            }
-            if (r + 1) % BLOCK == 0 || r + 1 == outer {
-                total.iter_mut().zip(&mut part).for_each(|(t, p)| *t += std::mem::take(p) as f64);
-            }
-        }
-    } else {
-        for row in x.chunks_exact(c * inner).take(outer) {
-            for (ch, run) in row.chunks_exact(inner).enumerate() {
-                total[ch] += run.iter().map(|&v| f(ch, v) as f64).sum::<f64>();
-            }
+    for row in x.chunks_exact(c * inner).take(outer) {
+        for (ch, run) in row.chunks_exact(inner).enumerate() {
+            total[ch] += run.iter().map(|&v| f(ch, v) as f64).sum::<f64>();
         }
     }
     total
@@ -102,10 +148,17 @@ fn channel_sums(x: &[f32], (outer, c, inner): (usize, usize, usize), f: impl Fn(
 
 /// The per-channel mean and biased variance of `x` seen as `[outer, c, inner]` (two passes).
 fn stats(x: &[f32], dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
-    let n = (dims.0 * dims.2).max(1) as f64;
-    let mean: Vec<f32> = channel_sums(x, dims, |_, v| v).iter().map(|s| (s / n) as f32).collect();
-    let var = channel_sums(x, dims, |ch, v| (v - mean[ch]) * (v - mean[ch])).iter().map(|s| (s / n) as f32).collect();
-    (mean, var)
+    let (outer, c, inner) = dims;
+    let n = (outer * inner).max(1) as f64;
+    if inner != 1 {
+        let mean: Vec<f32> = channel_sums(x, dims, |_, v| v).iter().map(|s| (s / n) as f32).collect();
+        let sq = channel_sums(x, dims, |ch, v| (v - mean[ch]) * (v - mean[ch]));
+        return (mean, sq.iter().map(|s| (s / n) as f32).collect());
+    }
+    let [sum] = row_sums::<1>(outer, c, |rows, p| add_rows(x, rows, &[], p));
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let [sq] = row_sums::<1>(outer, c, |rows, p| add_rows(x, rows, &mean, p));
+    (mean, sq.iter().map(|s| (s / n) as f32).collect())
 }
 
 /// Per channel, `invstd = 1 / sqrt(var + eps)` and the affine map's `scale = w * invstd` and
@@ -124,13 +177,25 @@ fn update_running(running: &mut [f32], batch: &[f32], factor: f32, momentum: f32
     }
 }
 
-/// `y = x * scale[c] + shift[c]`: normalise, scale and shift folded into one affine map per channel.
+/// `y = x * scale[c] + shift[c]`: normalise, scale and shift folded into one affine map per channel. The
+/// `outer` rows are shared among the threads.
 fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let mut y = alloc::take(x.len());
-    if c * inner == 0 {
+    let len = c * inner;
+    if len == 0 {
         return y; // an empty tensor
     }
-    for (yr, xr) in y.chunks_exact_mut(c * inner).zip(x.chunks_exact(c * inner)).take(outer) {
+    let ranges = parallel::ranges(outer, len);
+    let parts = parallel::split(&mut y, &ranges, len);
+    parallel::each(&ranges, parts, |rows, y| affine_rows(&x[rows.start * len..rows.end * len], inner, scale, shift, y));
+    y
+}
+
+simd::vectorized! {
+/// `affine` for whole rows of `[c, inner]` floats, into `y`.
+fn affine_rows(x: &[f32], inner: usize, scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    let len = scale.len() * inner;
+    for (yr, xr) in y.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
         if inner == 1 {
             for (((yv, &xv), &s), &t) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
                 *yv = xv * s + t;
@@ -142,42 +207,39 @@ fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], sh
             }
         }
     }
-    y
+}
 }
 
-/// Per-channel sums of `f(channel, dy, x)` over two tensors of one `[outer, c, inner]` layout.
-fn paired_sums(
-    dy: &[f32],
-    x: &[f32],
-    (outer, c, inner): (usize, usize, usize),
-    f: impl Fn(usize, f32, f32) -> f32,
-) -> Vec<f32> {
-    if c * inner == 0 {
-        return vec![0.0; c]; // no values: every sum is zero
+/// The per-channel sums `(sum(dy), sum(dy * (x - mean)))` over two tensors of one `[outer, c, inner]`
+/// layout, in one pass.
+fn paired_sums(dy: &[f32], x: &[f32], (outer, c, inner): (usize, usize, usize), mean: &[f32]) -> [Vec<f64>; 2] {
+    if inner == 1 {
+        return row_sums::<2>(outer, c, |rows, p| add_paired_rows(dy, x, rows, mean, p));
     }
-    let mut total = vec![0.0f64; c];
-    let mut part = vec![0.0f32; c];
+    let mut total = [vec![0.0f64; c], vec![0.0f64; c]];
+    if c * inner == 0 {
+        return total; // no values: every sum is zero
+    }
+    let mut part = [vec![0.0f32; c], vec![0.0f32; c]];
     for (r, (dyr, xr)) in dy.chunks_exact(c * inner).zip(x.chunks_exact(c * inner)).take(outer).enumerate() {
-        if inner == 1 {
-            for (ch, ((p, &g), &xv)) in part.iter_mut().zip(dyr).zip(xr).enumerate() {
-                *p += f(ch, g, xv);
-            }
-        } else {
-            for ch in 0..c {
-                let (gs, xs) = (&dyr[ch * inner..(ch + 1) * inner], &xr[ch * inner..(ch + 1) * inner]);
-                part[ch] += gs.iter().zip(xs).map(|(&g, &xv)| f(ch, g, xv)).sum::<f32>();
-            }
+        for ch in 0..c {
+            let (gs, xs) = (&dyr[ch * inner..(ch + 1) * inner], &xr[ch * inner..(ch + 1) * inner]);
+            part[0][ch] += gs.iter().sum::<f32>();
+            part[1][ch] += gs.iter().zip(xs).map(|(&g, &xv)| g * (xv - mean[ch])).sum::<f32>();
         }
         if (r + 1) % BLOCK == 0 || r + 1 == outer {
-            total.iter_mut().zip(&mut part).for_each(|(t, p)| *t += std::mem::take(p) as f64);
+            for (t, p) in total.iter_mut().zip(&mut part) {
+                t.iter_mut().zip(p.iter_mut()).for_each(|(t, p)| *t += std::mem::take(p) as f64);
+            }
         }
     }
-    total.iter().map(|&t| t as f32).collect()
+    total
 }
 
 /// The backward of training-mode batchnorm, with `xhat = (x - mean) * invstd`:
 /// `db = sum(dy)`, `dw = sum(dy * xhat)`, `dx = w * invstd * (dy - db / n - xhat * dw / n)`.
-/// `dy` and `x` share one `[outer, c, inner]` layout; returns `(dx, dw, db)`.
+/// `dy` and `x` share one `[outer, c, inner]` layout; returns `(dx, dw, db)`. The sums take one pass and
+/// `dx` another, each shared among the threads.
 fn backward(
     dy: &[f32],
     x: &[f32],
@@ -188,18 +250,44 @@ fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (outer, c, inner) = dims;
     let n = (outer * inner).max(1) as f32;
-    let db = paired_sums(dy, x, dims, |_, g, _| g);
-    let dw = paired_sums(dy, x, dims, |ch, g, xv| g * (xv - mean[ch]) * invstd[ch]);
+    let [sum_dy, sum_dyx] = paired_sums(dy, x, dims, mean);
+    let db: Vec<f32> = sum_dy.iter().map(|&t| t as f32).collect();
+    let dw: Vec<f32> = sum_dyx.iter().zip(invstd).map(|(&t, &i)| (t * i as f64) as f32).collect();
     let k0: Vec<f32> = (0..c).map(|ch| w[ch] * invstd[ch]).collect();
     let (mdb, mdw): (Vec<f32>, Vec<f32>) = (db.iter().map(|v| v / n).collect(), dw.iter().map(|v| v / n).collect());
     let mut dx = alloc::take(x.len());
-    if c * inner == 0 {
+    let len = c * inner;
+    if len == 0 {
         return (dx, dw, db);
     }
-    for ((dxr, dyr), xr) in
-        dx.chunks_exact_mut(c * inner).zip(dy.chunks_exact(c * inner)).zip(x.chunks_exact(c * inner))
-    {
+    let ranges = parallel::ranges(outer, 2 * len);
+    let parts = parallel::split(&mut dx, &ranges, len);
+    let coef = DxCoefficients { mean, invstd, k0: &k0, mdb: &mdb, mdw: &mdw };
+    parallel::each(&ranges, parts, |rows, dx| {
+        let (dy, x) = (&dy[rows.start * len..rows.end * len], &x[rows.start * len..rows.end * len]);
+        dx_rows(dy, x, inner, &coef, dx)
+    });
+    (dx, dw, db)
+}
+
+/// The per-channel values `dx` is computed from: `dx = k0 * (dy - mdb - (x - mean) * invstd * mdw)`.
+struct DxCoefficients<'a> {
+    mean: &'a [f32],
+    invstd: &'a [f32],
+    k0: &'a [f32],
+    mdb: &'a [f32],
+    mdw: &'a [f32],
+}
+
+simd::vectorized! {
+/// Batchnorm's input gradient for whole rows of `[c, inner]` floats, into `dx`.
+fn dx_rows(dy: &[f32], x: &[f32], inner: usize, k: &DxCoefficients<'_>, dx: &mut [f32]) {
+    let c = k.mean.len();
+    let (mean, invstd, k0, mdb, mdw) = (&k.mean[..c], &k.invstd[..c], &k.k0[..c], &k.mdb[..c], &k.mdw[..c]);
+    let len = c * inner;
+    for ((dxr, dyr), xr) in dx.chunks_exact_mut(len).zip(dy.chunks_exact(len)).zip(x.chunks_exact(len)) {
         if inner == 1 {
+            let (dxr, dyr, xr) = (&mut dxr[..c], &dyr[..c], &xr[..c]);
             for ch in 0..c {
                 let xhat = (xr[ch] - mean[ch]) * invstd[ch];
                 dxr[ch] = k0[ch] * (dyr[ch] - mdb[ch] - xhat * mdw[ch]);
@@ -213,5 +301,5 @@ fn backward(
             }
         }
     }
-    (dx, dw, db)
+}
 }
