@@ -45,15 +45,6 @@ pub(crate) fn take_filled(n: usize, value: f32) -> Vec<f32> {
     }
 }
 
-/// Collects exactly `n` values into a pooled buffer.
-pub(crate) fn collect(n: usize, values: impl Iterator<Item = f32>) -> Vec<f32> {
-    let mut v = take(n);
-    for (slot, x) in v.iter_mut().zip(values) {
-        *slot = x;
-    }
-    v
-}
-
 /// Returns a buffer to the pool (or to the system when the pool is full or the buffer is small).
 pub(crate) fn give(v: Vec<f32>) {
     let n = v.len();

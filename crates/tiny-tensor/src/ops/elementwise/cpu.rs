@@ -2,7 +2,7 @@
 
 use super::{BinaryKernel, BinaryOp, ElementwiseKernels, UnaryKernel, UnaryOp, Update};
 use crate::cpu::strided::for_each_run;
-use crate::cpu::{Cpu, alloc};
+use crate::cpu::{Cpu, alloc, parallel};
 use crate::layout::{Layout, contiguous_strides};
 use crate::{Result, Storage, Tensor};
 
@@ -61,7 +61,7 @@ struct Map<'a> {
 impl UnaryKernel for Map<'_> {
     type Out = (Vec<f32>, Layout);
 
-    fn visit(self, f: impl Fn(f32, f32, f32) -> f32) -> Self::Out {
+    fn visit(self, f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Self::Out {
         let [p0, p1] = self.p;
         map(self.x, self.l, |v| f(v, p0, p1))
     }
@@ -78,15 +78,16 @@ struct Zip<'a> {
 impl BinaryKernel for Zip<'_> {
     type Out = (Vec<f32>, Layout);
 
-    fn visit(self, f: impl Fn(f32, f32) -> f32) -> Self::Out {
+    fn visit(self, f: impl Fn(f32, f32) -> f32 + Sync) -> Self::Out {
         zip(self.a, self.al, self.b, self.bl, f)
     }
 }
 
-fn map(x: &[f32], l: &Layout, f: impl Fn(f32) -> f32) -> (Vec<f32>, Layout) {
+fn map(x: &[f32], l: &Layout, f: impl Fn(f32) -> f32 + Sync) -> (Vec<f32>, Layout) {
     let n = l.numel();
     if l.is_dense() {
-        let out = alloc::collect(n, x[l.offset..l.offset + n].iter().map(|&v| f(v)));
+        let mut out = alloc::take(n);
+        dense(&mut out, |r, out| map_dense(&x[l.offset..][r], out, &f));
         return (out, Layout { shape: l.shape.clone(), strides: l.strides.clone(), offset: 0 });
     }
     let strides = contiguous_strides(&l.shape);
@@ -101,11 +102,12 @@ fn map(x: &[f32], l: &Layout, f: impl Fn(f32) -> f32) -> (Vec<f32>, Layout) {
 
 /// The result takes the memory order of whichever operand is dense, so channels-last activations stay
 /// channels-last.
-fn zip(a: &[f32], al: &Layout, b: &[f32], bl: &Layout, f: impl Fn(f32, f32) -> f32) -> (Vec<f32>, Layout) {
+fn zip(a: &[f32], al: &Layout, b: &[f32], bl: &Layout, f: impl Fn(f32, f32) -> f32 + Sync) -> (Vec<f32>, Layout) {
     let n = al.numel();
     if al.is_dense() && bl.is_dense() && al.strides == bl.strides {
         let (a, b) = (&a[al.offset..al.offset + n], &b[bl.offset..bl.offset + n]);
-        let out = alloc::collect(n, a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+        let mut out = alloc::take(n);
+        dense(&mut out, |r, out| zip_dense(&a[r.clone()], &b[r], out, &f));
         return (out, Layout { shape: al.shape.clone(), strides: al.strides.clone(), offset: 0 });
     }
     let strides = if al.is_dense() { al.dense_strides_like() } else { bl.dense_strides_like() };
@@ -125,6 +127,50 @@ fn zip(a: &[f32], al: &Layout, b: &[f32], bl: &Layout, f: impl Fn(f32, f32) -> f
         },
     );
     (out, Layout { shape: al.shape.clone(), strides, offset: 0 })
+}
+
+/// Runs `kernel(range, out[range])` over `out` cut into one range per thread (a single range when small).
+fn dense(out: &mut [f32], kernel: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
+    let ranges = parallel::ranges(out.len(), 1);
+    let parts = parallel::split(out, &ranges, 1);
+    parallel::each(&ranges, parts, kernel);
+}
+
+/// `out[i] = f(x[i])`, compiled for AVX-512 where the CPU has it (the crate's baseline is SSE2); the op's small
+/// closure is inlined into whichever copy runs.
+fn map_dense<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: &F) {
+    #[inline(always)]
+    fn body<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: &F) {
+        out.iter_mut().zip(x).for_each(|(y, &v)| *y = f(v));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: &F) {
+            body(x, out, f)
+        }
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { avx512(x, out, f) };
+    }
+    body(x, out, f)
+}
+
+/// `out[i] = f(a[i], b[i])`, compiled for AVX-512 where the CPU has it, like `map_dense`.
+fn zip_dense<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [f32], f: &F) {
+    #[inline(always)]
+    fn body<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [f32], f: &F) {
+        out.iter_mut().zip(a).zip(b).for_each(|((y, &x), &z)| *y = f(x, z));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [f32], f: &F) {
+            body(a, b, out, f)
+        }
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { avx512(a, b, out, f) };
+    }
+    body(a, b, out, f)
 }
 
 /// Writes the elements of `src` (laid out by `sl`, broadcast to `dl`'s shape) into `dst` at `dl`.

@@ -35,7 +35,7 @@ macro_rules! op_table {
             /// What the kernel returns.
             type Out;
             /// Runs the kernel with the op's function of its operands.
-            fn visit(self, f: impl Fn($(op_table!(@f32 $arg)),*) -> f32) -> Self::Out;
+            fn visit(self, f: impl Fn($(op_table!(@f32 $arg)),*) -> f32 + Sync) -> Self::Out;
         }
 
         impl $name {
