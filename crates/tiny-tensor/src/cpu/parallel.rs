@@ -15,6 +15,34 @@ pub(crate) fn ranges(count: usize, unit: usize) -> Vec<Range<usize>> {
     (0..parts).map(|t| count * t / parts..count * (t + 1) / parts).collect()
 }
 
+/// Splits `0..weights.len()` into one contiguous range per thread holding about equal shares of the total
+/// weight (a single range when the total is too small to share).
+pub(crate) fn ranges_by_weight(weights: &[usize]) -> Vec<Range<usize>> {
+    let total: usize = weights.iter().sum();
+    split_by_weight(weights, if total < MIN_PARALLEL { 1 } else { num_threads().clamp(1, weights.len().max(1)) })
+}
+
+/// Splits `0..weights.len()` into `parts` contiguous ranges (at least one) of about equal weight, none empty
+/// while there are enough items.
+fn split_by_weight(weights: &[usize], parts: usize) -> Vec<Range<usize>> {
+    let total: usize = weights.iter().sum();
+    let parts = parts.clamp(1, weights.len().max(1));
+    let (mut ranges, mut start, mut acc) = (Vec::with_capacity(parts), 0, 0);
+    for (i, &w) in weights.iter().enumerate() {
+        acc += w;
+        // Range `t` closes once it holds its share, or when only one item per later range is left.
+        let t = ranges.len();
+        let (later_items, later_ranges) = (weights.len() - (i + 1), parts - (t + 1));
+        let full = acc * parts >= total * (t + 1);
+        if later_ranges > 0 && later_items >= later_ranges && (full || later_items == later_ranges) {
+            ranges.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    ranges.push(start..weights.len());
+    ranges
+}
+
 /// Cuts `data` into consecutive pieces of `r.len() * unit` elements, one per range.
 pub(crate) fn split<'a, T>(mut data: &'a mut [T], ranges: &[Range<usize>], unit: usize) -> Vec<&'a mut [T]> {
     let mut parts = Vec::with_capacity(ranges.len());
@@ -45,4 +73,22 @@ pub(crate) fn each<P: Send, R: Send>(
         }
     });
     results.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_by_weight;
+
+    #[test]
+    fn weighted_ranges_cover_every_item_once_in_balanced_runs() {
+        assert_eq!(split_by_weight(&[5, 5, 5, 5], 2), vec![0..2, 2..4]);
+        // One large item first: it makes a range alone.
+        assert_eq!(split_by_weight(&[100, 1, 1, 1], 2), vec![0..1, 1..4]);
+        assert_eq!(split_by_weight(&[1, 1, 1, 100], 2), vec![0..3, 3..4]);
+        // More parts than items, and no items.
+        assert_eq!(split_by_weight(&[3, 4], 8), vec![0..1, 1..2]);
+        assert_eq!(split_by_weight(&[], 2), vec![0..0]);
+        // Zero weights still leave every range an item.
+        assert_eq!(split_by_weight(&[0, 0, 0], 3), vec![0..1, 1..2, 2..3]);
+    }
 }

@@ -5,8 +5,8 @@
 //! registers are scattered back: one read and one write of each element, whatever the program's length.
 
 use super::{ForeachKernels, MAX_REGISTERS, MAX_TENSORS, UpdateOp, UpdateProgram};
-use crate::cpu::Cpu;
 use crate::cpu::strided::for_each_run;
+use crate::cpu::{Cpu, parallel};
 use crate::layout::Layout;
 use crate::{Result, Tensor};
 
@@ -17,44 +17,52 @@ type Register = [f32; CHUNK];
 
 impl ForeachKernels for Cpu {
     /// One item at a time, with a lock on each storage (read-only tensors that share one storage share its read
-    /// lock too).
+    /// lock too); the items are shared among the threads in contiguous runs of about equal size (a written
+    /// tensor shares memory with nothing else in the call, so no two threads wait on one lock).
     fn foreach_update(&self, items: &[&[&Tensor]], program: &UpdateProgram) -> Result<()> {
-        let mut registers = ForeachRegisters::new();
-        for item in items {
-            if item[0].numel() == 0 {
-                continue;
-            }
-            let written: Vec<bool> = (0..item.len()).map(|k| program.writes_slot(k)).collect();
-            let mut write_guards = Vec::new();
-            let mut read_guards = Vec::new();
-            let mut read_of = vec![0; item.len()];
-            for (k, t) in item.iter().enumerate() {
-                if written[k] {
-                    write_guards.push(t.storage_mut());
-                } else if let Some(j) = (0..k).find(|&j| !written[j] && item[j].shares_storage(t)) {
-                    read_of[k] = read_of[j];
-                } else {
-                    read_of[k] = read_guards.len();
-                    read_guards.push(t.storage());
-                }
-            }
-            let mut writes: Vec<&mut [f32]> = write_guards.iter_mut().map(|s| s.host_mut()).collect();
-            let reads: Vec<&[f32]> = read_guards.iter().map(|s| s.host()).collect();
-            let mut next_write = 0;
-            let mut operands = Vec::with_capacity(item.len());
-            for k in 0..item.len() {
-                operands.push(if written[k] {
-                    next_write += 1;
-                    ForeachOperand::Write(std::mem::take(&mut writes[next_write - 1]))
-                } else {
-                    ForeachOperand::Read(reads[read_of[k]])
-                });
-            }
-            let layouts: Vec<_> = item.iter().map(|t| t.layout()).collect();
-            foreach_update(&mut operands, &layouts, program, &mut registers);
-        }
+        let sizes: Vec<usize> = items.iter().map(|item| item[0].numel() * item.len()).collect();
+        let ranges = parallel::ranges_by_weight(&sizes);
+        parallel::each(&ranges, vec![(); ranges.len()], |range, ()| {
+            let mut registers = ForeachRegisters::new();
+            items[range].iter().for_each(|item| update_item(item, program, &mut registers));
+        });
         Ok(())
     }
+}
+
+/// Runs `program` on one item, holding its storages' locks.
+fn update_item(item: &[&Tensor], program: &UpdateProgram, registers: &mut ForeachRegisters) {
+    if item[0].numel() == 0 {
+        return;
+    }
+    let written: Vec<bool> = (0..item.len()).map(|k| program.writes_slot(k)).collect();
+    let mut write_guards = Vec::new();
+    let mut read_guards = Vec::new();
+    let mut read_of = vec![0; item.len()];
+    for (k, t) in item.iter().enumerate() {
+        if written[k] {
+            write_guards.push(t.storage_mut());
+        } else if let Some(j) = (0..k).find(|&j| !written[j] && item[j].shares_storage(t)) {
+            read_of[k] = read_of[j];
+        } else {
+            read_of[k] = read_guards.len();
+            read_guards.push(t.storage());
+        }
+    }
+    let mut writes: Vec<&mut [f32]> = write_guards.iter_mut().map(|s| s.host_mut()).collect();
+    let reads: Vec<&[f32]> = read_guards.iter().map(|s| s.host()).collect();
+    let mut next_write = 0;
+    let mut operands = Vec::with_capacity(item.len());
+    for k in 0..item.len() {
+        operands.push(if written[k] {
+            next_write += 1;
+            ForeachOperand::Write(std::mem::take(&mut writes[next_write - 1]))
+        } else {
+            ForeachOperand::Read(reads[read_of[k]])
+        });
+    }
+    let layouts: Vec<_> = item.iter().map(|t| t.layout()).collect();
+    foreach_update(&mut operands, &layouts, program, registers);
 }
 
 /// The memory of one tensor of an item: read only, or read and written back.
