@@ -1,4 +1,4 @@
-//! The CPU kernels that share work among threads give the same bits on one thread and on two.
+//! The CPU kernels that share work among threads (pooling, batchnorm, GEMM) give the same bits on one thread and on two.
 //!
 //! This file is its own test binary, so its single test sets the thread count without racing others.
 
@@ -39,7 +39,7 @@ struct Case<'a> {
 }
 
 #[test]
-fn pooling_and_batchnorm_are_thread_count_invariant() {
+fn pooling_batchnorm_and_matmul_are_thread_count_invariant() {
     let mut rng = StdRng::seed_from_u64(3);
     let mut randn = |shape: &[usize]| Tensor::randn(shape, &mut rng).try_to_vec().unwrap();
     // Large enough that each kernel splits its work: [8, 32, 20, 20] channels-last and NCHW.
@@ -58,6 +58,14 @@ fn pooling_and_batchnorm_are_thread_count_invariant() {
             inputs: vec![x.clone(), w.clone(), b.clone()],
             shapes: vec![&[8, 20, 20, 32], &[32], &[32]],
             out_shape: vec![8, 32, 20, 20],
+        },
+        Case {
+            // Cut by rows (m > n), then by columns (n > m): each thread runs whole dot products.
+            name: "matmul",
+            op: &|t| t[0].matmul(&t[1]).unwrap().matmul(&t[2]).unwrap(),
+            inputs: vec![randn(&[300, 200]), randn(&[200, 100]), randn(&[100, 700])],
+            shapes: vec![&[300, 200], &[200, 100], &[100, 700]],
+            out_shape: vec![300, 700],
         },
         Case {
             name: "batch_norm NCHW",
