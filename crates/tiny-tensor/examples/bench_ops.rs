@@ -1,8 +1,11 @@
-//! Benchmarks matmul and the conv passes of simple_cnn against the bare `gemm` crate on the same shapes.
+//! Benchmarks matmul, the conv passes of simple_cnn and resnet18's 3x3 stride-1 convs against the bare
+//! `gemm` crate on the same shapes.
 //!
-//! `cargo run --release -p tiny-tensor --example bench_ops -- [--threads 1] [--reps 7]` prints one JSON
-//! line per case: tiny's GFLOP/s, the bare GEMM's GFLOP/s on the equivalent GEMM shape, and their ratio.
-//! Figures are medians of `--reps` timed runs after one warm-up.
+//! `cargo run --release -p tiny-tensor --example bench_ops -- [--threads 1] [--reps 7] [--only NAME]`
+//! prints one JSON line per case: tiny's GFLOP/s, the bare GEMM's GFLOP/s on the equivalent im2col GEMM
+//! shape, and their ratio (above 1 for the Winograd path, which does fewer multiplies than that GEMM).
+//! Figures are medians of `--reps` timed runs after one warm-up; `--only` keeps the conv cases whose name
+//! contains NAME.
 
 use std::time::Instant;
 
@@ -138,6 +141,38 @@ fn main() -> Result<()> {
             threads,
         );
         size = o;
+    }
+
+    // resnet18 at batch 64: the 3x3 stride-1 padding-1 convolutions of its four stages, at 64px and 128px.
+    let bs = 64;
+    for px in [64, 128] {
+        for (stage, ch) in [64, 128, 256, 512].into_iter().enumerate() {
+            let side = (px / 4) >> stage;
+            let name = format!("resnet18 conv {ch}->{ch} {side}px");
+            if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                continue;
+            }
+            let x = Tensor::randn(&[bs, side, side, ch], &mut rng).permute(&[0, 3, 1, 2])?;
+            let w = Tensor::randn(&[ch, ch, 3, 3], &mut rng);
+            let (m, k, n) = (bs * side * side, ch * 9, ch);
+            let flops = 2.0 * (m * k * n) as f64;
+            let fwd = median_secs(reps, || {
+                x.conv2d(&w, None, 1, 1).unwrap();
+            });
+            report(&format!("{name} forward"), flops, fwd, bare_gemm_secs(m, k, n, reps, threads), (m, k, n), threads);
+            let grad = x.conv2d(&w, None, 1, 1)?;
+            let bwd_in = median_secs(reps, || {
+                grad.conv2d_input_grad(&w, x.shape(), 1, 1).unwrap();
+            });
+            report(
+                &format!("{name} backward-input"),
+                flops,
+                bwd_in,
+                bare_gemm_secs(m, n, k, reps, threads),
+                (m, n, k),
+                threads,
+            );
+        }
     }
     Ok(())
 }

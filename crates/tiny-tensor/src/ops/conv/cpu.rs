@@ -7,6 +7,7 @@
 //! separate threads.
 
 use super::cpu_rgb as conv_rgb;
+use super::winograd;
 use super::{Conv2dGeom, ConvKernels};
 use crate::cpu::{Cpu, alloc, num_threads};
 use crate::ops::matmul::cpu::{Mat, MatMut, gemm};
@@ -70,7 +71,7 @@ fn plan_sized(g: &Conv2dGeom, chunk_floats: usize, min_rows: usize) -> Plan {
 
 /// Splits `0..chunks` into one contiguous range per thread and runs `work(range)` on each; with a
 /// single range, GEMM itself gets all the threads instead.
-fn run_chunks<R: Send>(chunks: usize, work: impl Fn(std::ops::Range<usize>, usize) -> R + Sync) -> Vec<R> {
+pub(super) fn run_chunks<R: Send>(chunks: usize, work: impl Fn(std::ops::Range<usize>, usize) -> R + Sync) -> Vec<R> {
     let threads = num_threads();
     if threads <= 1 || chunks < threads {
         return vec![work(0..chunks, threads)];
@@ -253,6 +254,9 @@ fn epilogue(out: &mut [f32], f: usize, bias: Option<&[f32]>, relu: bool) {
 /// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with
 /// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`, then ReLU when `relu`; returns `[n, oh, ow, f]`.
 fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Conv2dGeom) -> Vec<f32> {
+    if winograd::eligible(g) {
+        return winograd::forward(x, w, bias, relu, g);
+    }
     let p = plan(g);
     let mut out = alloc::take(g.n * p.rows_per_img * g.f);
     if out.is_empty() {
@@ -297,6 +301,9 @@ fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Co
 
 /// The input gradient `[n, h, w, c]` from the output gradient `dout` (`[n, oh, ow, f]`) and `w`.
 fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+    if winograd::eligible(g) {
+        return winograd::backward_input(dout, w, g);
+    }
     let p = plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS);
     let img = g.h * g.w * g.c;
     // The direct kernel's chunk is zeroed just before it adds into it, while it is in cache; col2im and

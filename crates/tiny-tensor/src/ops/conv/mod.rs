@@ -4,6 +4,7 @@ mod cpu;
 mod cpu_rgb;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
+mod winograd;
 
 use crate::backend;
 use crate::layout::Layout;

@@ -1,0 +1,139 @@
+//! Unit tests of the Winograd path against a direct f64 convolution, including chunkings the planner would not choose.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+fn random(n: usize, rng: &mut StdRng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// The direct definition, in f64: `out[n, oy, ox, f] = sum of x[n, oy + ky - 1, ox + kx - 1, c] *
+/// w[f, ky, kx, c]` over the taps inside the image.
+fn direct(x: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
+    let mut out = vec![0.0; g.n * g.h * g.w * g.f];
+    for n in 0..g.n {
+        for oy in 0..g.h {
+            for ox in 0..g.w {
+                for f in 0..g.f {
+                    let mut acc = 0.0;
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                            if iy >= g.h || ix >= g.w {
+                                continue;
+                            }
+                            for c in 0..g.c {
+                                let xv = x[((n * g.h + iy) * g.w + ix) * g.c + c] as f64;
+                                acc += xv * w[((f * 3 + ky) * 3 + kx) * g.c + c] as f64;
+                            }
+                        }
+                    }
+                    out[((n * g.h + oy) * g.w + ox) * g.f + f] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The adjoint of `direct` in `x`: the input gradient `[n, h, w, c]` of the output gradient `dout`.
+fn direct_input_grad(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
+    let mut dx = vec![0.0; g.n * g.h * g.w * g.c];
+    for n in 0..g.n {
+        for oy in 0..g.h {
+            for ox in 0..g.w {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                        if iy >= g.h || ix >= g.w {
+                            continue;
+                        }
+                        for f in 0..g.f {
+                            let d = dout[((n * g.h + oy) * g.w + ox) * g.f + f] as f64;
+                            for c in 0..g.c {
+                                dx[((n * g.h + iy) * g.w + ix) * g.c + c] +=
+                                    d * w[((f * 3 + ky) * 3 + kx) * g.c + c] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Checks `got` against `want` to 1e-4 of the largest magnitude in `want`.
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+        assert!((a as f64 - b).abs() <= 1e-4 * scale, "{what}: element {i} is {a}, want {b} (scale {scale})");
+    }
+}
+
+const SHAPES: [(usize, usize, usize, usize, usize); 10] = [
+    // (n, h, w, c, f)
+    (1, 5, 7, 3, 5),
+    (2, 7, 5, 17, 3),
+    (1, 1, 1, 5, 17),
+    (3, 2, 2, 17, 16),
+    (2, 1, 6, 16, 5),
+    (1, 6, 1, 5, 16),
+    (2, 8, 8, 32, 48),
+    (1, 9, 9, 20, 33),
+    (4, 4, 4, 64, 64),
+    (2, 3, 3, 1, 1),
+];
+
+#[test]
+fn forward_matches_direct_convolution() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for (n, h, w, c, f) in SHAPES {
+        let g = Conv2dGeom { n, c, h, w, f, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let (x, wt, b) = (random(n * h * w * c, &mut rng), random(f * 9 * c, &mut rng), random(f, &mut rng));
+        let want = direct(&x, &wt, &g);
+        assert_close(&forward(&x, &wt, None, false, &g), &want, &format!("forward {g:?}"));
+        let biased: Vec<f64> = want.chunks(f).flat_map(|r| r.iter().zip(&b).map(|(v, &b)| v + b as f64)).collect();
+        assert_close(&forward(&x, &wt, Some(&b), false, &g), &biased, &format!("bias {g:?}"));
+        let relu: Vec<f64> = biased.iter().map(|v| v.max(0.0)).collect();
+        assert_close(&forward(&x, &wt, Some(&b), true, &g), &relu, &format!("bias+relu {g:?}"));
+        let relu: Vec<f64> = want.iter().map(|v| v.max(0.0)).collect();
+        assert_close(&forward(&x, &wt, None, true, &g), &relu, &format!("relu {g:?}"));
+    }
+}
+
+#[test]
+fn backward_input_matches_direct_adjoint() {
+    let mut rng = StdRng::seed_from_u64(8);
+    for (n, h, w, c, f) in SHAPES {
+        let g = Conv2dGeom { n, c, h, w, f, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let (dout, wt) = (random(n * h * w * f, &mut rng), random(f * 9 * c, &mut rng));
+        assert_close(&backward_input(&dout, &wt, &g), &direct_input_grad(&dout, &wt, &g), &format!("{g:?}"));
+    }
+}
+
+#[test]
+fn every_chunking_agrees() {
+    // Chunks that split images and chunks that span several, run on the thread pool when there are
+    // enough of them; the pool's buffers start with garbage, so any element left unwritten would show.
+    let mut rng = StdRng::seed_from_u64(9);
+    let g = Conv2dGeom { n: 5, c: 16, h: 13, w: 11, f: 24, kh: 3, kw: 3, stride: 1, pad: 1 };
+    let (x, wt) = (random(g.n * g.h * g.w * g.c, &mut rng), random(g.f * 9 * g.c, &mut rng));
+    let want = direct(&x, &wt, &g);
+    for units in [1, 2, 3, 7, 35] {
+        let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f };
+        let u = transform_weights(&wt, g.f, g.c, false);
+        assert_close(&run_with(&x, &u, &s, None, false, units), &want, &format!("{units} tile rows a chunk"));
+    }
+}
+
+#[test]
+fn empty_batches_and_channels() {
+    let g = Conv2dGeom { n: 0, c: 16, h: 4, w: 4, f: 16, kh: 3, kw: 3, stride: 1, pad: 1 };
+    assert!(forward(&[], &vec![0.0; 16 * 9 * 16], None, false, &g).is_empty());
+    let g = Conv2dGeom { n: 1, c: 0, h: 3, w: 3, f: 2, kh: 3, kw: 3, stride: 1, pad: 1 };
+    assert_eq!(forward(&[], &[], Some(&[1.0, -1.0]), true, &g), [1.0, 0.0].repeat(9));
+}
