@@ -342,6 +342,9 @@ fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
 
 /// The weight gradient `[f, kh, kw, c]` from the input `x` (`[n, h, w, c]`) and `dout`.
 fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+    if winograd::eligible(g) {
+        return winograd::backward_weight(x, dout, g);
+    }
     let direct = conv_rgb::eligible(g);
     let p = if direct { plan(g) } else { plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS) };
     // Each thread adds its chunks into its own dW. The GEMM writes it as `[f, kkc]` row-major, the result's

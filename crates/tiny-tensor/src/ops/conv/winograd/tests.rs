@@ -9,38 +9,10 @@ fn random(n: usize, rng: &mut StdRng) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-/// The direct definition, in f64: `out[n, oy, ox, f] = sum of x[n, oy + ky - 1, ox + kx - 1, c] *
-/// w[f, ky, kx, c]` over the taps inside the image.
-fn direct(x: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
-    let mut out = vec![0.0; g.n * g.h * g.w * g.f];
-    for n in 0..g.n {
-        for oy in 0..g.h {
-            for ox in 0..g.w {
-                for f in 0..g.f {
-                    let mut acc = 0.0;
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
-                            if iy >= g.h || ix >= g.w {
-                                continue;
-                            }
-                            for c in 0..g.c {
-                                let xv = x[((n * g.h + iy) * g.w + ix) * g.c + c] as f64;
-                                acc += xv * w[((f * 3 + ky) * 3 + kx) * g.c + c] as f64;
-                            }
-                        }
-                    }
-                    out[((n * g.h + oy) * g.w + ox) * g.f + f] = acc;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The adjoint of `direct` in `x`: the input gradient `[n, h, w, c]` of the output gradient `dout`.
-fn direct_input_grad(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
-    let mut dx = vec![0.0; g.n * g.h * g.w * g.c];
+/// Calls `visit(out, x, w)` with the flat indices of every output element, input element and weight that one
+/// multiply-add of the direct convolution joins (`x` as `[n, h, w, c]`, `w` as `[f, 3, 3, c]`, the output as
+/// `[n, h, w, f]`), over the taps inside the image.
+fn taps(g: &Conv2dGeom, mut visit: impl FnMut(usize, usize, usize)) {
     for n in 0..g.n {
         for oy in 0..g.h {
             for ox in 0..g.w {
@@ -51,10 +23,9 @@ fn direct_input_grad(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
                             continue;
                         }
                         for f in 0..g.f {
-                            let d = dout[((n * g.h + oy) * g.w + ox) * g.f + f] as f64;
                             for c in 0..g.c {
-                                dx[((n * g.h + iy) * g.w + ix) * g.c + c] +=
-                                    d * w[((f * 3 + ky) * 3 + kx) * g.c + c] as f64;
+                                let o = ((n * g.h + oy) * g.w + ox) * g.f + f;
+                                visit(o, ((n * g.h + iy) * g.w + ix) * g.c + c, ((f * 3 + ky) * 3 + kx) * g.c + c);
                             }
                         }
                     }
@@ -62,7 +33,28 @@ fn direct_input_grad(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
             }
         }
     }
+}
+
+/// The direct definition, in f64: `out[n, oy, ox, f] = sum of x[n, oy + ky - 1, ox + kx - 1, c] *
+/// w[f, ky, kx, c]` over the taps inside the image.
+fn direct(x: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
+    let mut out = vec![0.0; g.n * g.h * g.w * g.f];
+    taps(g, |o, i, k| out[o] += x[i] as f64 * w[k] as f64);
+    out
+}
+
+/// The adjoint of `direct` in `x`: the input gradient `[n, h, w, c]` of the output gradient `dout`.
+fn direct_input_grad(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f64> {
+    let mut dx = vec![0.0; g.n * g.h * g.w * g.c];
+    taps(g, |o, i, k| dx[i] += dout[o] as f64 * w[k] as f64);
     dx
+}
+
+/// The weight gradient `[f, 3, 3, c]` of `direct` from its input `x` and output gradient `dout`.
+fn direct_weight_grad(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f64> {
+    let mut dw = vec![0.0; g.f * 9 * g.c];
+    taps(g, |o, i, k| dw[k] += dout[o] as f64 * x[i] as f64);
+    dw
 }
 
 /// Checks `got` against `want` to 1e-4 of the largest magnitude in `want`.
@@ -116,6 +108,16 @@ fn backward_input_matches_direct_adjoint() {
 }
 
 #[test]
+fn backward_weight_matches_direct_gradient() {
+    let mut rng = StdRng::seed_from_u64(10);
+    for (n, h, w, c, f) in SHAPES {
+        let g = Conv2dGeom { n, c, h, w, f, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let (x, dout) = (random(n * h * w * c, &mut rng), random(n * h * w * f, &mut rng));
+        assert_close(&backward_weight(&x, &dout, &g), &direct_weight_grad(&x, &dout, &g), &format!("{g:?}"));
+    }
+}
+
+#[test]
 fn every_chunking_agrees() {
     // Chunks that split images and chunks that span several, run on the thread pool when there are
     // enough of them; the pool's buffers start with garbage, so any element left unwritten would show.
@@ -128,6 +130,13 @@ fn every_chunking_agrees() {
         let u = transform_weights(&wt, g.f, g.c, false);
         assert_close(&run_with(&x, &u, &s, None, false, units), &want, &format!("{units} tile rows a chunk"));
     }
+    let dout = random(g.n * g.h * g.w * g.f, &mut rng);
+    let want = direct_weight_grad(&x, &dout, &g);
+    for units in [1, 2, 3, 7, 35] {
+        let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f };
+        let got = backward_weight_with(&x, &dout, &s, units);
+        assert_close(&got, &want, &format!("weight gradient, {units} tile rows a chunk"));
+    }
 }
 
 #[test]
@@ -136,4 +145,7 @@ fn empty_batches_and_channels() {
     assert!(forward(&[], &vec![0.0; 16 * 9 * 16], None, false, &g).is_empty());
     let g = Conv2dGeom { n: 1, c: 0, h: 3, w: 3, f: 2, kh: 3, kw: 3, stride: 1, pad: 1 };
     assert_eq!(forward(&[], &[], Some(&[1.0, -1.0]), true, &g), [1.0, 0.0].repeat(9));
+    assert!(backward_weight(&[], &[0.0; 9 * 2], &g).is_empty());
+    let g = Conv2dGeom { n: 0, c: 3, h: 4, w: 4, f: 2, kh: 3, kw: 3, stride: 1, pad: 1 };
+    assert_eq!(backward_weight(&[], &[], &g), vec![0.0; 2 * 9 * 3]);
 }
