@@ -68,6 +68,15 @@ fn pooling_batchnorm_and_matmul_are_thread_count_invariant() {
             out_shape: vec![300, 700],
         },
         Case {
+            // k > 512 with sides near 64: halves of 120 rows would fall into the gemm crate's small-size blocking
+            // of k, so this one must stay whole.
+            name: "matmul near the gemm crate's small sizes",
+            op: &|t| t[0].matmul(&t[1]).unwrap(),
+            inputs: vec![randn(&[120, 1200]), randn(&[1200, 60])],
+            shapes: vec![&[120, 1200], &[1200, 60]],
+            out_shape: vec![120, 60],
+        },
+        Case {
             name: "batch_norm NCHW",
             op: &|t| t[0].batch_norm(&t[1], &t[2], 1e-5).unwrap().0,
             inputs: vec![x.clone(), w.clone(), b.clone()],

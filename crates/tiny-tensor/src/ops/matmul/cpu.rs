@@ -62,6 +62,8 @@ impl<'a> MatMut<'a> {
 
 /// The fewest multiply-adds per thread worth a thread of its own.
 const MIN_MACS_PER_THREAD: usize = 1 << 21;
+/// The longest side of a GEMM that the gemm crate treats as small (see `gemm`).
+const MIN_SPLIT_SIDE: usize = 64;
 
 /// `dst = a @ b`, or `dst += a @ b` when `accumulate`; with `threads` > 1 the work is split among threads.
 ///
@@ -88,9 +90,14 @@ pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, th
     let dst_last = dst.offset + (m - 1) * dst.rs + (n - 1) * dst.cs;
     assert!(dst_last < dst.data.len() && a.last() < a.data.len() && b.last() < b.data.len());
     let threads = threads.min(m.saturating_mul(n).saturating_mul(k) / MIN_MACS_PER_THREAD).max(1);
-    let by_rows = m * k >= k * n;
-    let long = if by_rows { m } else { n };
-    let parts = threads.min(long.div_ceil(16));
+    let by_rows = m >= n;
+    let (long, short) = if by_rows { (m, n) } else { (n, m) };
+    // The gemm crate blocks `k` by 512 when both sides are at most 64 (and by 1,024 when their product is at
+    // most 256), and otherwise by a size that depends on `k` alone: blocks longer than 64 whose area stays
+    // above 256 keep the whole call's blocking, so each element's sum runs in the same order and rounds to
+    // the same bits as in the call without the split, whatever the thread count.
+    let parts = threads.min(long / (MIN_SPLIT_SIDE + 1)).max(1);
+    let parts = if (long / parts) * short > 256 || long * short <= 256 { parts } else { 1 };
     let block = |t: usize| long * t / parts..long * (t + 1) / parts;
     let (a_ptr, b_ptr) = (SendPtr(a.data.as_ptr().cast_mut()), SendPtr(b.data.as_ptr().cast_mut()));
     let d_ptr = SendPtr(dst.data.as_mut_ptr());
