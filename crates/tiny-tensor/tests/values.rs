@@ -80,6 +80,29 @@ test_device!(
     permute_then_reshape_reads_in_logical_order_cuda
 );
 
+fn to_channels_last_moves_nchw_into_nhwc_memory(device: Device) {
+    // [2, 3, 5, 70]: 350 pixels per channel, more than one block of the CPU's transpose and a partial last one.
+    let (n, c, h, w) = (2, 3, 5, 70);
+    let data: Vec<f32> = (0..n * c * h * w).map(|i| i as f32).collect();
+    let x = t_on(device, &data, &[n, c, h, w]);
+    let y = x.to_channels_last().unwrap();
+    assert_eq!(y.to_vec(), data, "the same values behind the same indices");
+    let memory = y.permute(&[0, 2, 3, 1]).unwrap();
+    assert!(memory.layout().is_contiguous());
+    let want: Vec<f32> = (0..n * h * w * c)
+        .map(|i| {
+            let (b, p, ch) = (i / (h * w * c), i / c % (h * w), i % c);
+            data[(b * c + ch) * h * w + p]
+        })
+        .collect();
+    assert_eq!(memory.to_vec(), want, "NHWC order in memory");
+}
+test_device!(
+    to_channels_last_moves_nchw_into_nhwc_memory,
+    to_channels_last_moves_nchw_into_nhwc_memory_cpu,
+    to_channels_last_moves_nchw_into_nhwc_memory_cuda
+);
+
 fn keepdim_reductions(device: Device) {
     // Sums of small integers are exact in any order, so these hold exactly on a GPU too.
     let x = t_on(device, &[1.0, 5.0, 3.0, 4.0, 2.0, 6.0], &[2, 3]);

@@ -194,8 +194,36 @@ pub(crate) fn copy_contiguous(src: &[f32], l: &Layout) -> Vec<f32> {
         out.copy_from_slice(&src[l.offset..l.offset + n]);
         return out;
     }
+    if let Some((images, c, hw)) = nchw_viewed_as_nhwc(l) {
+        transpose_images(&src[l.offset..l.offset + n], images, c, hw, &mut out);
+        return out;
+    }
     copy_into(&mut out, &Layout::contiguous(&l.shape), src, l);
     out
+}
+
+/// `(n, c, h * w)` when `l` is a dense NCHW tensor seen through `permute([0, 2, 3, 1])`: what
+/// `to_channels_last` copies. The strided walk would move it a channel count of floats at a time.
+fn nchw_viewed_as_nhwc(l: &Layout) -> Option<(usize, usize, usize)> {
+    let [n, h, w, c] = l.shape[..] else { return None };
+    let want = [c * h * w, w, 1, h * w];
+    (n * h * w * c > 0 && l.strides == want).then_some((n, c, h * w))
+}
+
+/// Transposes each of `images` row-major `[c, hw]` matrices of `src` into `[hw, c]` in `out`, in blocks of
+/// 64 pixels, so that the `c` rows being read and the block being written stay in cache.
+fn transpose_images(src: &[f32], images: usize, c: usize, hw: usize, out: &mut [f32]) {
+    const BLOCK: usize = 64;
+    for (img, dst) in src.chunks_exact(c * hw).zip(out.chunks_exact_mut(c * hw)).take(images) {
+        for p0 in (0..hw).step_by(BLOCK) {
+            let p1 = (p0 + BLOCK).min(hw);
+            for (ch, row) in img.chunks_exact(hw).enumerate() {
+                for (p, &v) in (p0..p1).zip(&row[p0..p1]) {
+                    dst[p * c + ch] = v;
+                }
+            }
+        }
+    }
 }
 
 /// In place, `dst += alpha * src` with `src` (laid out by `sl`) broadcast to `dl`'s shape.
