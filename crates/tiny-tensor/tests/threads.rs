@@ -1,4 +1,4 @@
-//! The CPU kernels that share work among threads (pooling, batchnorm, GEMM) give the same bits on one thread and on two.
+//! The CPU kernels that share work among threads give the same bits on one thread and on two.
 //!
 //! This file is its own test binary, so its single test sets the thread count without racing others.
 
@@ -39,12 +39,35 @@ struct Case<'a> {
 }
 
 #[test]
-fn pooling_batchnorm_and_matmul_are_thread_count_invariant() {
+fn cpu_kernels_are_thread_count_invariant() {
     let mut rng = StdRng::seed_from_u64(3);
     let mut randn = |shape: &[usize]| Tensor::randn(shape, &mut rng).try_to_vec().unwrap();
     // Large enough that each kernel splits its work: [8, 32, 20, 20] channels-last and NCHW.
     let (x, w, b) = (randn(&[8, 20, 20, 32]), randn(&[32]), randn(&[32]));
+    // Convolution weights as constants, so that only the input gradient runs (a weight gradient adds one
+    // partial sum per thread, by design).
+    let (w3, w3s2) = (Tensor::randn(&[48, 32, 3, 3], &mut rng), Tensor::randn(&[16, 32, 3, 3], &mut rng));
+    let mut randn = |shape: &[usize]| Tensor::randn(shape, &mut rng).try_to_vec().unwrap();
     let cases = [
+        Case {
+            name: "elementwise",
+            op: &|t| t[0].relu().unwrap().add(&t[1].mul(&t[0]).unwrap()).unwrap(),
+            inputs: vec![x.clone(), randn(&[8, 32, 20, 20])],
+            shapes: vec![&[8, 32, 20, 20], &[8, 32, 20, 20]],
+            out_shape: vec![8, 32, 20, 20],
+        },
+        Case {
+            // 3x3 stride 1 takes Winograd on AVX-512 CPUs, stride 2 im2col.
+            name: "conv2d",
+            op: &|t| {
+                let x = t[0].permute(&[0, 3, 1, 2]).unwrap();
+                let y = x.conv2d_relu(&w3, None, 1, 1).unwrap();
+                y.add(&x.conv2d(&w3s2, None, 2, 1).unwrap().mean_all().unwrap()).unwrap()
+            },
+            inputs: vec![x.clone()],
+            shapes: vec![&[8, 20, 20, 32]],
+            out_shape: vec![8, 48, 20, 20],
+        },
         Case {
             name: "max_pool2d channels-last",
             op: &|t| t[0].permute(&[0, 3, 1, 2]).unwrap().max_pool2d(3, 2, 1).unwrap(),

@@ -15,8 +15,8 @@ pub(crate) struct Cpu;
 
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets how many threads CPU kernels (GEMM, convolutions) may use; 0 restores the default, which is
-/// every core.
+/// Sets how many threads CPU kernels (GEMM, convolutions, pooling, batchnorm, dense elementwise ops, the
+/// fused optimizer update) may use; 0 restores the default, which is every core.
 pub fn set_num_threads(n: usize) {
     NUM_THREADS.store(n, Ordering::Relaxed);
 }

@@ -4,12 +4,13 @@
 //! `(ky, kx, c)`, so each kernel row is one contiguous copy and the output `[n*oh*ow, f]` is already
 //! channels-last: no transposes anywhere. The batch is cut into chunks of whole images whose im2col
 //! buffer stays around 1 MiB, so it is written and read back from cache, and chunks run on
-//! separate threads.
+//! separate threads. Two shapes go elsewhere first: 3-channel inputs to the direct kernels of `cpu_rgb.rs`, and
+//! 3x3 stride-1 layers that `winograd::eligible` takes to Winograd F(2x2, 3x3).
 
 use super::cpu_rgb as conv_rgb;
 use super::winograd;
 use super::{Conv2dGeom, ConvKernels};
-use crate::cpu::{Cpu, alloc, num_threads};
+use crate::cpu::{Cpu, alloc, num_threads, parallel};
 use crate::ops::matmul::cpu::{Mat, MatMut, gemm};
 use crate::{Result, Storage, Tensor};
 
@@ -69,22 +70,15 @@ fn plan_sized(g: &Conv2dGeom, chunk_floats: usize, min_rows: usize) -> Plan {
     Plan { rows_per_img, kkc, imgs_per_chunk, chunks: g.n.div_ceil(imgs_per_chunk), pointwise }
 }
 
-/// Splits `0..chunks` into one contiguous range per thread and runs `work(range)` on each; with a
-/// single range, GEMM itself gets all the threads instead.
+/// Splits `0..chunks` into one contiguous range per thread and runs `work(range, 1)` on each; with fewer
+/// chunks than threads, a single `work(0..chunks, threads)` lets GEMM itself use all the threads instead.
 pub(super) fn run_chunks<R: Send>(chunks: usize, work: impl Fn(std::ops::Range<usize>, usize) -> R + Sync) -> Vec<R> {
     let threads = num_threads();
     if threads <= 1 || chunks < threads {
         return vec![work(0..chunks, threads)];
     }
     let ranges: Vec<_> = (0..threads).map(|t| chunks * t / threads..chunks * (t + 1) / threads).collect();
-    let mut results: Vec<Option<R>> = (0..threads).map(|_| None).collect();
-    rayon::scope(|s| {
-        for (slot, range) in results.iter_mut().zip(ranges) {
-            let work = &work;
-            s.spawn(move |_| *slot = Some(work(range, 1)));
-        }
-    });
-    results.into_iter().flatten().collect()
+    parallel::each(&ranges, vec![(); threads], |range, ()| work(range, 1))
 }
 
 /// The output columns `ox_lo..ox_hi` whose window needs no horizontal padding.

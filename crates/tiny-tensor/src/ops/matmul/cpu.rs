@@ -131,6 +131,9 @@ pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, th
     if parts <= 1 {
         return run(0..long);
     }
+    // Blocks of rows (or columns) are disjoint in memory only if no two elements of `dst` share an address.
+    let distinct = dst.rs > (n - 1) * dst.cs || dst.cs > (m - 1) * dst.rs;
+    assert!(distinct, "gemm: two elements of the destination share an address");
     rayon::scope(|s| {
         for t in 0..parts {
             let run = &run;

@@ -239,7 +239,7 @@ fn paired_sums(dy: &[f32], x: &[f32], (outer, c, inner): (usize, usize, usize), 
 /// The backward of training-mode batchnorm, with `xhat = (x - mean) * invstd`:
 /// `db = sum(dy)`, `dw = sum(dy * xhat)`, `dx = w * invstd * (dy - db / n - xhat * dw / n)`.
 /// `dy` and `x` share one `[outer, c, inner]` layout; returns `(dx, dw, db)`. The sums take one pass and
-/// `dx` another, each shared among the threads.
+/// `dx` another; the threads share `dx` in either layout, and the sums in the channels-last one.
 fn backward(
     dy: &[f32],
     x: &[f32],

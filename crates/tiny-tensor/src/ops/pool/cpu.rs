@@ -78,6 +78,8 @@ fn max_pool_images(x: &[f32], g: &Conv2dGeom, imgs: std::ops::Range<usize>, out:
     let windows = imgs.flat_map(|n| (0..oh).flat_map(move |oy| (0..ow).map(move |ox| (n, oy, ox))));
     for (n, oy, ox) in windows {
         let Some((best, at)) = pixels.next() else { return };
+        // The window is walked here rather than through `windows()`, whose per-element closure call would
+        // keep the channel loop from vectorising.
         let rows = (0..g.kh).filter_map(|ky| (oy * g.stride + ky).checked_sub(g.pad).filter(|&iy| iy < g.h));
         let cols = || (0..g.kw).filter_map(|kx| (ox * g.stride + kx).checked_sub(g.pad).filter(|&ix| ix < g.w));
         let mut first = true;
@@ -95,9 +97,10 @@ fn max_pool_images(x: &[f32], g: &Conv2dGeom, imgs: std::ops::Range<usize>, out:
             }
         }
         if first {
-            // A window wholly in the padding (only with padding of a kernel's size or more).
+            // A window wholly in the padding, which `pool_geom` rules out (padding at most half the kernel):
+            // -inf, routed to the image's own first pixel so that no other thread's image is touched.
             best.fill(f32::NEG_INFINITY);
-            at.fill(0);
+            at.iter_mut().zip((n * g.h * g.w * c) as u32..).for_each(|(a, j)| *a = j);
         }
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use super::Conv2dGeom;
 use super::cpu::run_chunks;
-use crate::cpu::{alloc, num_threads};
+use crate::cpu::alloc;
 use crate::ops::matmul::cpu::{Mat, MatMut, gemm};
 use transforms::{input_transform, output_transform, transform_weights};
 pub(super) use weight_grad::backward_weight;
@@ -106,25 +106,22 @@ impl Problem {
     }
 }
 
-/// Tile rows per chunk: chunks near `CHUNK_FLOATS` with at least `MIN_TILES` tiles, and a multiple of
-/// the thread count where there are enough tile rows.
-fn plan(s: &Problem, units: usize, threads: usize) -> usize {
+/// Tile rows per chunk: chunks near `CHUNK_FLOATS` with at least `MIN_TILES` tiles. The plan does not look
+/// at the thread count: each chunk's GEMMs have as many rows as it has tiles, and the gemm crate blocks their
+/// sums by the size of the call, so a plan that followed the threads could change a result's last bits.
+fn plan(s: &Problem, units: usize) -> usize {
     let tw = s.tiles().1;
     let by_size = CHUNK_FLOATS / (tw * 16 * (s.cin + s.cout)).max(1);
     let by_tiles = MIN_TILES.div_ceil(tw);
     let per_chunk = by_size.max(by_tiles).clamp(1, units);
-    let mut chunks = units.div_ceil(per_chunk);
-    if threads > 1 {
-        chunks = chunks.next_multiple_of(threads).min(units);
-    }
-    units.div_ceil(chunks)
+    units.div_ceil(units.div_ceil(per_chunk))
 }
 
 /// Runs the convolution `s` of `src` with the transformed weights `u`, fusing `bias` and ReLU into the
 /// output transform.
 fn run(src: &[f32], u: &[f32], s: &Problem, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     let units = s.n * s.tiles().0;
-    run_with(src, u, s, bias, relu, plan(s, units.max(1), num_threads()))
+    run_with(src, u, s, bias, relu, plan(s, units.max(1)))
 }
 
 /// `run` with `per_chunk` tile rows a chunk.

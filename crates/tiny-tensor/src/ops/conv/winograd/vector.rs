@@ -147,6 +147,9 @@ mod avx512 {
     }
 }
 
+// The 1-D transforms, named after their matrices: `bt`, `at` and `gt` (in `weight_grad.rs`) apply `B^T`, `A^T`
+// and `G^T`; `gm` and `am` (in `weight_grad.rs`) apply `G` and `A`.
+
 /// `B^T` on a 4-vector: `(x0 - x2, x1 + x2, x2 - x1, x1 - x3)`.
 #[inline(always)]
 pub(super) fn bt<V: Vector>(x: [V; 4]) -> [V; 4] {

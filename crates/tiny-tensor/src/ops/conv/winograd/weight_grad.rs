@@ -1,4 +1,4 @@
-//! The weight gradient through F(2x2, 3x3): per tile `dU = (A dY A^T) . V`, summed over tiles as 16 GEMMs, then `G^T dU G`.
+//! The Winograd weight gradient: per tile `dU = (A dY A^T) . V`, summed as 16 GEMMs, then `G^T dU G`.
 //!
 //! The forward block is `Y = A^T [U . V] A` with `U = G g G^T` and `V = B^T d B`, so by the chain rule the
 //! tile's share of `dL/dU` is `(A dY A^T) . V` and `dL/dg = G^T (dL/dU) G`. Summed over the tiles (and the
@@ -71,7 +71,7 @@ pub(super) fn backward_weight_with(x: &[f32], dout: &[f32], s: &Problem, per_chu
 
 /// `A` on a 2-vector: `(x0, x0 + x1, x0 - x1, -x1)`.
 #[inline(always)]
-fn a2<V: Vector>(x: [V; 2]) -> [V; 4] {
+fn am<V: Vector>(x: [V; 2]) -> [V; 4] {
     [x[0], x[0].add(x[1]), x[0].sub(x[1]), V::zero().sub(x[1])]
 }
 
@@ -96,7 +96,7 @@ fn dout_kernel<V: Vector>(dout: &[f32], s: &Problem, u0: usize, u1: usize, w: &m
         let rows = 2.min(s.h - 2 * ty);
         for tx in 0..tw {
             let (t, cols) = ((unit - u0) * tw + tx, 2.min(s.w - 2 * tx));
-            let at = |p: usize, q: usize| ((img * s.h + 2 * ty + p) * s.w + 2 * tx + q) * f;
+            let pixel = |p: usize, q: usize| ((img * s.h + 2 * ty + p) * s.w + 2 * tx + q) * f;
             for c0 in (0..f).step_by(V::LANES) {
                 let len = V::LANES.min(f - c0);
                 // SAFETY: pixel `(2 ty + p, 2 tx + q)` is read only when inside the image (`p < rows`,
@@ -106,13 +106,13 @@ fn dout_kernel<V: Vector>(dout: &[f32], s: &Problem, u0: usize, u1: usize, w: &m
                     let mut d = [[V::zero(); 2]; 2];
                     for (p, row) in d.iter_mut().enumerate().take(rows) {
                         for (q, v) in row.iter_mut().enumerate().take(cols) {
-                            *v = V::load(dout.as_ptr().add(at(p, q) + c0), len);
+                            *v = V::load(dout.as_ptr().add(pixel(p, q) + c0), len);
                         }
                     }
                     // Along each block row (x), then along the columns (y).
-                    let e = [a2(d[0]), a2(d[1])];
+                    let e = [am(d[0]), am(d[1])];
                     for j in 0..4 {
-                        store4(a2([e[0][j], e[1][j]]), w.as_mut_ptr().add((t * 16 + j) * f + c0), 4 * f, len);
+                        store4(am([e[0][j], e[1][j]]), w.as_mut_ptr().add((t * 16 + j) * f + c0), 4 * f, len);
                     }
                 }
             }
