@@ -2,7 +2,7 @@
 
 use super::{BinaryKernel, BinaryOp, ElementwiseKernels, UnaryKernel, UnaryOp, Update};
 use crate::cpu::strided::for_each_run;
-use crate::cpu::{Cpu, alloc, parallel};
+use crate::cpu::{Cpu, alloc, parallel, simd};
 use crate::layout::{Layout, contiguous_strides};
 use crate::{Result, Storage, Tensor};
 
@@ -136,41 +136,19 @@ fn dense(out: &mut [f32], kernel: impl Fn(std::ops::Range<usize>, &mut [f32]) + 
     parallel::each(&ranges, parts, kernel);
 }
 
+simd::vectorized! {
 /// `out[i] = f(x[i])`, compiled for AVX-512 where the CPU has it (the crate's baseline is SSE2); the op's small
 /// closure is inlined into whichever copy runs.
 fn map_dense<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: &F) {
-    #[inline(always)]
-    fn body<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: &F) {
-        out.iter_mut().zip(x).for_each(|(y, &v)| *y = f(v));
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: &F) {
-            body(x, out, f)
-        }
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512(x, out, f) };
-    }
-    body(x, out, f)
+    out.iter_mut().zip(x).for_each(|(y, &v)| *y = f(v));
+}
 }
 
+simd::vectorized! {
 /// `out[i] = f(a[i], b[i])`, compiled for AVX-512 where the CPU has it, like `map_dense`.
 fn zip_dense<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [f32], f: &F) {
-    #[inline(always)]
-    fn body<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [f32], f: &F) {
-        out.iter_mut().zip(a).zip(b).for_each(|((y, &x), &z)| *y = f(x, z));
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [f32], f: &F) {
-            body(a, b, out, f)
-        }
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512(a, b, out, f) };
-    }
-    body(a, b, out, f)
+    out.iter_mut().zip(a).zip(b).for_each(|((y, &x), &z)| *y = f(x, z));
+}
 }
 
 /// Writes the elements of `src` (laid out by `sl`, broadcast to `dl`'s shape) into `dst` at `dl`.
