@@ -32,10 +32,10 @@ pub(super) struct WeightLayout {
     flip: bool,
 }
 
-dispatch!(weight_transform => weight_kernel(w: &[f32], t: &WeightLayout, u: &mut [f32]));
-
-#[inline(always)]
-fn weight_kernel<V: Vector>(w: &[f32], t: &WeightLayout, u: &mut [f32]) {
+dispatch! {
+/// Writes `U = G g G^T` of every input and output channel pair of `w`, read through the strides of `t`,
+/// into `u` (see `transform_weights`).
+fn weight_transform<V>(w: &[f32], t: &WeightLayout, u: &mut [f32]) {
     let (ci, co) = (t.cin, t.cout);
     if ci * co == 0 {
         return;
@@ -92,15 +92,14 @@ fn weight_kernel<V: Vector>(w: &[f32], t: &WeightLayout, u: &mut [f32]) {
         }
     }
 }
+}
 
-dispatch!(input_transform => input_kernel(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [f32]));
-
+dispatch! {
 /// Writes `V = B^T d B` of the tiles in tile rows `u0..u1` of `x` into `v`, tile by tile (`[tiles, 16, cin]`):
 /// each tile's 16 vectors go to one contiguous run, which measured faster (bench_ops resnet18 64->64
 /// 16px forward 3.8 -> 3.3 ms) than 16 separate `[tiles, cin]` matrices, and the GEMM reads `V_xi` as a
 /// matrix with row stride `16 cin`.
-#[inline(always)]
-fn input_kernel<V: Vector>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [f32]) {
+fn input_transform<V>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [f32]) {
     let (th, tw) = s.tiles();
     let c = s.cin;
     assert!(x.len() >= s.n * s.h * s.w * c && v.len() >= 16 * (u1 - u0) * tw * c && u1 <= s.n * th);
@@ -147,21 +146,12 @@ fn input_kernel<V: Vector>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut
         }
     }
 }
+}
 
-dispatch!(output_transform => output_kernel(
-    m: &[f32],
-    s: &Problem,
-    u0: usize,
-    u1: usize,
-    bias: Option<&[f32]>,
-    relu: bool,
-    out: &mut [f32]
-));
-
+dispatch! {
 /// Writes `A^T m A` of the GEMM results `m` (16 matrices `[tiles, cout]`) of tile rows `u0..u1`, plus the
 /// bias and then ReLU when asked, into `out`, which starts at the first output row of tile row `u0`.
-#[inline(always)]
-fn output_kernel<V: Vector>(
+fn output_transform<V>(
     m: &[f32],
     s: &Problem,
     u0: usize,
@@ -211,4 +201,5 @@ fn output_kernel<V: Vector>(
             }
         }
     }
+}
 }

@@ -202,22 +202,25 @@ pub(super) unsafe fn store4<V: Vector>(v: [V; 4], p: *mut f32, stride: usize, le
     }
 }
 
-/// Defines `$name`, which runs the generic kernel `$body` on `Avx512` vectors, compiled for AVX-512, when
-/// the CPU has it (checked at run time), and on single floats otherwise.
+/// Defines `$name`, a generic kernel over `V: Vector` written once, which runs on `Avx512` vectors, compiled for
+/// AVX-512, when the CPU has it (checked at run time), and on single floats otherwise.
 macro_rules! dispatch {
-    ($name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
+    ($(#[$meta:meta])* fn $name:ident<V>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
         pub(super) fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn kernel<V: Vector>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f")]
             fn avx512($($arg: $ty),*) {
-                $body::<Avx512>($($arg),*)
+                kernel::<Avx512>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has AVX-512F.
                 return unsafe { avx512($($arg),*) };
             }
-            $body::<f32>($($arg),*)
+            kernel::<f32>($($arg),*)
         }
     };
 }

@@ -82,12 +82,10 @@ fn gt<V: Vector>(x: [V; 4]) -> [V; 3] {
     [x[0].add(sum), diff, sum.add(x[3])]
 }
 
-dispatch!(dout_transform => dout_kernel(dout: &[f32], s: &Problem, u0: usize, u1: usize, w: &mut [f32]));
-
+dispatch! {
 /// Writes `W = A dY A^T` of the 2x2 output-gradient blocks of tile rows `u0..u1` into `w`, tile by tile
 /// (`[tiles, 16, cout]`, the layout of the input transform's `V`); pixels past the image's edge count as zero.
-#[inline(always)]
-fn dout_kernel<V: Vector>(dout: &[f32], s: &Problem, u0: usize, u1: usize, w: &mut [f32]) {
+fn dout_transform<V>(dout: &[f32], s: &Problem, u0: usize, u1: usize, w: &mut [f32]) {
     let (th, tw) = s.tiles();
     let f = s.cout;
     assert!(dout.len() >= s.n * s.h * s.w * f && w.len() >= 16 * (u1 - u0) * tw * f && u1 <= s.n * th);
@@ -119,13 +117,12 @@ fn dout_kernel<V: Vector>(dout: &[f32], s: &Problem, u0: usize, u1: usize, w: &m
         }
     }
 }
+}
 
-dispatch!(gradient_transform => gradient_kernel(du: &[f32], cin: usize, cout: usize, dw: &mut [f32]));
-
+dispatch! {
 /// Writes `dg = G^T dU G` for every output channel `o` and input channel `i` of `du` (16 matrices
 /// `[cout, cin]`) into `dw`, `[cout, 3, 3, cin]`.
-#[inline(always)]
-fn gradient_kernel<V: Vector>(du: &[f32], cin: usize, cout: usize, dw: &mut [f32]) {
+fn gradient_transform<V>(du: &[f32], cin: usize, cout: usize, dw: &mut [f32]) {
     assert!(du.len() >= 16 * cin * cout && dw.len() >= 9 * cin * cout);
     let plane = cin * cout;
     for o in 0..cout {
@@ -152,4 +149,5 @@ fn gradient_kernel<V: Vector>(du: &[f32], cin: usize, cout: usize, dw: &mut [f32
             }
         }
     }
+}
 }
