@@ -12,6 +12,11 @@ pub(crate) const MIN_PARALLEL: usize = 1 << 15;
 /// (`count * unit` elements) is too small to share.
 pub(crate) fn ranges(count: usize, unit: usize) -> Vec<Range<usize>> {
     let parts = if count.saturating_mul(unit) < MIN_PARALLEL { 1 } else { num_threads().clamp(1, count.max(1)) };
+    even(count, parts)
+}
+
+/// Splits `0..count` into `parts` contiguous ranges whose lengths differ by at most one.
+pub(crate) fn even(count: usize, parts: usize) -> Vec<Range<usize>> {
     (0..parts).map(|t| count * t / parts..count * (t + 1) / parts).collect()
 }
 
@@ -73,6 +78,12 @@ pub(crate) fn each<P: Send, R: Send>(
         }
     });
     results.into_iter().flatten().collect()
+}
+
+/// Runs `work(range)` for every range, each on a thread of its own when there are several, and returns the
+/// results in order: `each` for work that needs no piece of an output.
+pub(crate) fn each_range<R: Send>(ranges: &[Range<usize>], work: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
+    each(ranges, vec![(); ranges.len()], |r, ()| work(r))
 }
 
 #[cfg(test)]

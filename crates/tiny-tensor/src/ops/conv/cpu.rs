@@ -77,8 +77,7 @@ pub(super) fn run_chunks<R: Send>(chunks: usize, work: impl Fn(std::ops::Range<u
     if threads <= 1 || chunks < threads {
         return vec![work(0..chunks, threads)];
     }
-    let ranges: Vec<_> = (0..threads).map(|t| chunks * t / threads..chunks * (t + 1) / threads).collect();
-    parallel::each(&ranges, vec![(); threads], |range, ()| work(range, 1))
+    parallel::each_range(&parallel::even(chunks, threads), |range| work(range, 1))
 }
 
 /// The output columns `ox_lo..ox_hi` whose window needs no horizontal padding.

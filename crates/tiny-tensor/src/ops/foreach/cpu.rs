@@ -22,7 +22,7 @@ impl ForeachKernels for Cpu {
     fn foreach_update(&self, items: &[&[&Tensor]], program: &UpdateProgram) -> Result<()> {
         let sizes: Vec<usize> = items.iter().map(|item| item[0].numel() * item.len()).collect();
         let ranges = parallel::ranges_by_weight(&sizes);
-        parallel::each(&ranges, vec![(); ranges.len()], |range, ()| {
+        parallel::each_range(&ranges, |range| {
             let mut registers = ForeachRegisters::new();
             items[range].iter().for_each(|item| update_item(item, program, &mut registers));
         });

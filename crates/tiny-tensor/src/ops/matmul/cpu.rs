@@ -3,7 +3,7 @@
 use gemm::Parallelism;
 
 use super::MatmulKernels;
-use crate::cpu::{Cpu, alloc, num_threads};
+use crate::cpu::{Cpu, alloc, num_threads, parallel};
 use crate::layout::Layout;
 use crate::{Result, Storage, Tensor};
 
@@ -98,7 +98,6 @@ pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, th
     // the same bits as in the call without the split, whatever the thread count.
     let parts = threads.min(long / (MIN_SPLIT_SIDE + 1)).max(1);
     let parts = if (long / parts) * short > 256 || long * short <= 256 { parts } else { 1 };
-    let block = |t: usize| long * t / parts..long * (t + 1) / parts;
     let (a_ptr, b_ptr) = (SendPtr(a.data.as_ptr().cast_mut()), SendPtr(b.data.as_ptr().cast_mut()));
     let d_ptr = SendPtr(dst.data.as_mut_ptr());
     // SAFETY: every index the kernel touches lies inside the slices (checked above), `dst` is borrowed mutably
@@ -134,12 +133,7 @@ pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, th
     // Blocks of rows (or columns) are disjoint in memory only if no two elements of `dst` share an address.
     let distinct = dst.rs > (n - 1) * dst.cs || dst.cs > (m - 1) * dst.rs;
     assert!(distinct, "gemm: two elements of the destination share an address");
-    rayon::scope(|s| {
-        for t in 0..parts {
-            let run = &run;
-            s.spawn(move |_| run(block(t)));
-        }
-    });
+    parallel::each_range(&parallel::even(long, parts), run);
 }
 
 /// A pointer handed to the threads of one GEMM; each writes only its own block through it.

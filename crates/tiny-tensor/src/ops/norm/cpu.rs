@@ -87,7 +87,7 @@ fn row_sums<const K: usize>(rows: usize, c: usize, add: impl Fn(Range<usize>, &m
     }
     let blocks = rows.div_ceil(BLOCK);
     let ranges = parallel::ranges(blocks, BLOCK * c);
-    let parts = parallel::each(&ranges, vec![(); ranges.len()], |blocks, ()| {
+    let parts = parallel::each_range(&ranges, |blocks| {
         let mut sums = vec![0.0f32; blocks.len() * K * c];
         for (b, part) in blocks.zip(sums.chunks_exact_mut(K * c)) {
             add(b * BLOCK..((b + 1) * BLOCK).min(rows), part);
