@@ -72,6 +72,46 @@ fn report(case: &str, flops: f64, secs: f64, gemm_secs: f64, shape: (usize, usiz
     );
 }
 
+/// One convolution's passes, each reported against the bare GEMM on its im2col shape: the forward and the
+/// backward-input pass, and the backward-weight pass when `weight` is set. `grad` is the output gradient.
+#[allow(clippy::too_many_arguments)]
+fn conv_passes(
+    name: &str,
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    (stride, pad): (usize, usize),
+    weight: bool,
+    reps: usize,
+    threads: usize,
+) {
+    let (xs, ws, os) = (x.shape(), w.shape(), grad.shape());
+    let (m, k, n) = (xs[0] * os[2] * os[3], ws[1] * ws[2] * ws[3], ws[0]);
+    let flops = 2.0 * (m * k * n) as f64;
+    let fwd = median_secs(reps, || {
+        x.conv2d(w, None, stride, pad).unwrap();
+    });
+    report(&format!("{name} forward"), flops, fwd, bare_gemm_secs(m, k, n, reps, threads), (m, k, n), threads);
+    let bwd_in = median_secs(reps, || {
+        grad.conv2d_input_grad(w, xs, stride, pad).unwrap();
+    });
+    report(
+        &format!("{name} backward-input"),
+        flops,
+        bwd_in,
+        bare_gemm_secs(m, n, k, reps, threads),
+        (m, n, k),
+        threads,
+    );
+    if weight {
+        let bwd_w = median_secs(reps, || {
+            grad.conv2d_weight_grad(x, ws, stride, pad).unwrap();
+        });
+        let bare = bare_gemm_secs(n, m, k, reps, threads);
+        report(&format!("{name} backward-weight"), flops, bwd_w, bare, (n, m, k), threads);
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: usize| {
@@ -106,40 +146,13 @@ fn main() -> Result<()> {
         let x = Tensor::randn(&[bs, size, size, ci], &mut rng).permute(&[0, 3, 1, 2])?;
         let w = Tensor::randn(&[co, ci, 3, 3], &mut rng);
         let o = size / 2;
-        let (m, k, n) = (bs * o * o, ci * 9, co);
-        let flops = 2.0 * (m * k * n) as f64;
         let name = format!("conv {ci}->{co} {size}px");
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             size = o;
             continue;
         }
-        let fwd = median_secs(reps, || {
-            x.conv2d(&w, None, 2, 1).unwrap();
-        });
-        report(&format!("{name} forward"), flops, fwd, bare_gemm_secs(m, k, n, reps, threads), (m, k, n), threads);
         let grad = x.conv2d(&w, None, 2, 1)?.relu()?;
-        let bwd_in = median_secs(reps, || {
-            grad.conv2d_input_grad(&w, x.shape(), 2, 1).unwrap();
-        });
-        report(
-            &format!("{name} backward-input"),
-            flops,
-            bwd_in,
-            bare_gemm_secs(m, n, k, reps, threads),
-            (m, n, k),
-            threads,
-        );
-        let bwd_w = median_secs(reps, || {
-            grad.conv2d_weight_grad(&x, w.shape(), 2, 1).unwrap();
-        });
-        report(
-            &format!("{name} backward-weight"),
-            flops,
-            bwd_w,
-            bare_gemm_secs(n, m, k, reps, threads),
-            (n, m, k),
-            threads,
-        );
+        conv_passes(&name, &x, &w, &grad, (2, 1), true, reps, threads);
         size = o;
     }
 
@@ -154,24 +167,8 @@ fn main() -> Result<()> {
             }
             let x = Tensor::randn(&[bs, side, side, ch], &mut rng).permute(&[0, 3, 1, 2])?;
             let w = Tensor::randn(&[ch, ch, 3, 3], &mut rng);
-            let (m, k, n) = (bs * side * side, ch * 9, ch);
-            let flops = 2.0 * (m * k * n) as f64;
-            let fwd = median_secs(reps, || {
-                x.conv2d(&w, None, 1, 1).unwrap();
-            });
-            report(&format!("{name} forward"), flops, fwd, bare_gemm_secs(m, k, n, reps, threads), (m, k, n), threads);
             let grad = x.conv2d(&w, None, 1, 1)?;
-            let bwd_in = median_secs(reps, || {
-                grad.conv2d_input_grad(&w, x.shape(), 1, 1).unwrap();
-            });
-            report(
-                &format!("{name} backward-input"),
-                flops,
-                bwd_in,
-                bare_gemm_secs(m, n, k, reps, threads),
-                (m, n, k),
-                threads,
-            );
+            conv_passes(&name, &x, &w, &grad, (1, 1), false, reps, threads);
         }
     }
     Ok(())
