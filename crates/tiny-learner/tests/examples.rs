@@ -54,6 +54,13 @@ fn json_line(out: &Output) -> String {
     stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default().to_owned()
 }
 
+/// Runs the train example like `train`, checks that it succeeded, and returns its JSON summary.
+fn train_json(data: &Path, args: &[&str]) -> serde_json::Value {
+    let out = train(data, args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&json_line(&out)).unwrap()
+}
+
 #[test]
 fn skip_bad_files_leaves_them_out_and_counts_them() {
     // Issue 19: BadFilePolicy::Skip had no switch, so a bad validation file threw away a finished training epoch.
@@ -232,11 +239,7 @@ fn contradictory_or_bad_flags_are_refused_before_any_data_is_read() {
 fn the_decode_once_cache_changes_no_number_and_reports_each_epochs_loader_share() {
     let dir = temp_dir("cache");
     let data = small_set(&dir);
-    let run = |extra: &[&str]| {
-        let out = train(&data, &[&["--epochs", "2"][..], extra].concat());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str::<serde_json::Value>(&json_line(&out)).unwrap()
-    };
+    let run = |extra: &[&str]| train_json(&data, &[&["--epochs", "2"][..], extra].concat());
     let (auto, off, budget) = (run(&[]), run(&["--cache", "off"]), run(&["--cache-mb", "0"]));
     for key in ["train_loss", "valid_loss", "valid_acc"] {
         assert_eq!(auto[key], off[key], "{key}");
@@ -250,12 +253,8 @@ fn the_decode_once_cache_changes_no_number_and_reports_each_epochs_loader_share(
 fn label_smoothing_reaches_the_loss() {
     let dir = temp_dir("smooth");
     let data = small_set(&dir);
-    let valid_loss = |extra: &[&str]| {
-        let out = train(&data, &[&["--epochs", "0"][..], extra].concat());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let json: serde_json::Value = serde_json::from_str(&json_line(&out)).unwrap();
-        json["valid_loss"].as_f64().unwrap()
-    };
+    let valid_loss =
+        |extra: &[&str]| train_json(&data, &[&["--epochs", "0"][..], extra].concat())["valid_loss"].as_f64().unwrap();
     let (plain, zero, smooth) =
         (valid_loss(&[]), valid_loss(&["--label-smoothing", "0"]), valid_loss(&["--label-smoothing", "0.5"]));
     assert_eq!(plain, zero, "eps 0 is the chapter's cross entropy");
