@@ -1,9 +1,11 @@
 //! Benchmarks matmul, the conv passes of simple_cnn and resnet18's 3x3 stride-1 convs against the bare
 //! `gemm` crate on the same shapes.
 //!
-//! `cargo run --release -p tiny-tensor --example bench_ops -- [--threads 1] [--reps 7] [--only NAME]`
-//! prints one JSON line per case: tiny's GFLOP/s, the bare GEMM's GFLOP/s on the equivalent im2col GEMM
-//! shape, and their ratio (above 1 for the Winograd path, which does fewer multiplies than that GEMM).
+//! `cargo run --release -p tiny-tensor --example bench_ops -- [--threads 1] [--reps 7] [--only NAME]
+//! [--precision fp32|bf16]` prints one JSON line per case: tiny's GFLOP/s, the bare f32 GEMM's GFLOP/s on the
+//! equivalent im2col GEMM shape, and their ratio (above 1 for the Winograd path, which does fewer multiplies
+//! than that GEMM, and for bf16, whose products run twice as many to an instruction). `--precision bf16` runs
+//! tiny's side under `autocast(Precision::Bf16)`.
 //! Figures are medians of `--reps` timed runs after one warm-up; `--only` keeps the conv cases whose name
 //! contains NAME.
 
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tiny_tensor::{Result, Tensor};
+use tiny_tensor::{Precision, Result, Tensor, autocast};
 
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -63,7 +65,8 @@ fn bare_gemm_secs(m: usize, k: usize, n: usize, reps: usize, threads: usize) -> 
 fn report(case: &str, flops: f64, secs: f64, gemm_secs: f64, shape: (usize, usize, usize), threads: usize) {
     let (ours, bare) = (flops / secs / 1e9, flops / gemm_secs / 1e9);
     println!(
-        "{{\"case\":\"{case}\",\"threads\":{threads},\"ms\":{:.3},\"gflops\":{ours:.1},\"gemm_gflops\":{bare:.1},\"ratio\":{:.2},\"gemm_mkn\":[{},{},{}]}}",
+        "{{\"case\":\"{case}\",\"precision\":\"{}\",\"threads\":{threads},\"ms\":{:.3},\"gflops\":{ours:.1},\"gemm_gflops\":{bare:.1},\"ratio\":{:.2},\"gemm_mkn\":[{},{},{}]}}",
+        tiny_tensor::autocast_precision(),
         secs * 1e3,
         ours / bare,
         shape.0,
@@ -122,6 +125,11 @@ fn main() -> Result<()> {
             .unwrap_or(default)
     };
     let (threads, reps) = (arg("--threads", 1), arg("--reps", 7));
+    let precision: Precision = match args.iter().position(|a| a == "--precision").and_then(|i| args.get(i + 1)) {
+        Some(p) => p.parse()?,
+        None => Precision::Fp32,
+    };
+    let _precision = autocast(precision);
     tiny_tensor::set_num_threads(threads);
     let mut rng = StdRng::seed_from_u64(0);
 

@@ -4,6 +4,7 @@
 //! error, so no [`Gpu`] value ever exists, and each kernel trait's methods are `match *self {}`; no
 //! [`CudaStorage`] exists either.
 
+use crate::autocast::Precision;
 use crate::layout::Layout;
 use crate::ops::conv::{Conv2dGeom, ConvKernels};
 use crate::ops::elementwise::{BinaryOp, ElementwiseKernels, UnaryOp, Update};
@@ -80,19 +81,27 @@ impl ReduceKernels for Gpu {
 }
 
 impl MatmulKernels for Gpu {
-    fn matmul3(&self, _: &Tensor, _: &Layout, _: &Tensor, _: &Layout) -> Result<Tensor> {
+    fn matmul3(&self, _: &Tensor, _: &Layout, _: &Tensor, _: &Layout, _: Precision) -> Result<Tensor> {
         match *self {}
     }
 }
 
 impl ConvKernels for Gpu {
-    fn conv2d(&self, _: &Tensor, _: &Tensor, _: Option<&Tensor>, _: bool, _: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        _: Option<&Tensor>,
+        _: bool,
+        _: &Conv2dGeom,
+        _: Precision,
+    ) -> Result<Storage> {
         match *self {}
     }
-    fn conv2d_backward_input(&self, _: &Tensor, _: &Tensor, _: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d_backward_input(&self, _: &Tensor, _: &Tensor, _: &Conv2dGeom, _: Precision) -> Result<Storage> {
         match *self {}
     }
-    fn conv2d_backward_weight(&self, _: &Tensor, _: &Tensor, _: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d_backward_weight(&self, _: &Tensor, _: &Tensor, _: &Conv2dGeom, _: Precision) -> Result<Storage> {
         match *self {}
     }
 }

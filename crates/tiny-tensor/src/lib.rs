@@ -1,4 +1,5 @@
-//! tiny-tensor: f32 tensors with strided views, broadcasting and reverse-mode automatic differentiation.
+//! tiny-tensor: f32 tensors with strided views, broadcasting, reverse-mode automatic differentiation and bf16
+//! autocast.
 //!
 //! This is the bottom crate of `tiny`, the Rust version of fastbook chapter 19 ("A fastai Learner
 //! from Scratch"). A [`Tensor`] is a cheap handle to a view of shared storage. Every op returns a
@@ -18,6 +19,7 @@
 //! assert_eq!(w.grad().unwrap().shape(), &[2, 1]);
 //! ```
 
+mod autocast;
 mod autograd;
 mod backend;
 mod cpu;
@@ -35,8 +37,9 @@ mod ops;
 mod storage;
 mod tensor;
 
+pub use autocast::{AutocastGuard, Precision, autocast, autocast_precision};
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
-pub use cpu::{empty_cache, num_threads, set_num_threads};
+pub use cpu::{Bf16Kernel, bf16_kernel, empty_cache, num_threads, set_num_threads};
 pub use device::Device;
 pub use error::{Result, TensorError};
 pub use layout::{Layout, broadcast_shapes, contiguous_strides};

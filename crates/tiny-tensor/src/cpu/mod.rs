@@ -1,11 +1,13 @@
 //! The CPU backend: the `Cpu` value whose kernels (in each `ops/*/cpu.rs`) run on host slices, the buffer pool and threads.
 
 pub(crate) mod alloc;
+pub(crate) mod bf16;
 pub(crate) mod parallel;
 pub(crate) mod simd;
 pub(crate) mod strided;
 
 pub use alloc::empty_cache;
+pub use bf16::{Bf16Kernel, bf16_kernel};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -10,29 +10,50 @@
 use super::cpu_rgb as conv_rgb;
 use super::winograd;
 use super::{Conv2dGeom, ConvKernels};
-use crate::cpu::{Cpu, alloc, num_threads, parallel};
-use crate::ops::matmul::cpu::{Mat, MatMut, gemm};
+use crate::autocast::Precision;
+use crate::cpu::{Cpu, alloc, bf16, num_threads, parallel};
+use crate::ops::matmul::cpu::{Mat, MatMut, Rhs, gemm, gemm_rhs};
 use crate::{Result, Storage, Tensor};
 
 impl ConvKernels for Cpu {
-    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage> {
         let (sx, sw) = (x.storage(), w.storage());
         let sb = bias.map(|b| (b.storage(), b.layout().offset));
         let bias = sb.as_ref().map(|(s, at)| &s.host()[*at..]);
         let (xs, ws) = (&sx.host()[x.layout().offset..], &sw.host()[w.layout().offset..]);
-        Ok(Storage::Cpu(conv2d_forward(xs, ws, bias, relu, g)))
+        Ok(Storage::Cpu(conv2d_forward(xs, ws, bias, relu, g, precision)))
     }
 
-    fn conv2d_backward_input(&self, dout: &Tensor, w: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d_backward_input(
+        &self,
+        dout: &Tensor,
+        w: &Tensor,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage> {
         let (sd, sw) = (dout.storage(), w.storage());
         let (ds, ws) = (&sd.host()[dout.layout().offset..], &sw.host()[w.layout().offset..]);
-        Ok(Storage::Cpu(conv2d_backward_input(ds, ws, g)))
+        Ok(Storage::Cpu(conv2d_backward_input(ds, ws, g, precision)))
     }
 
-    fn conv2d_backward_weight(&self, x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d_backward_weight(
+        &self,
+        x: &Tensor,
+        dout: &Tensor,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage> {
         let (sx, sd) = (x.storage(), dout.storage());
         let (xs, ds) = (&sx.host()[x.layout().offset..], &sd.host()[dout.layout().offset..]);
-        Ok(Storage::Cpu(conv2d_backward_weight(xs, ds, g)))
+        Ok(Storage::Cpu(conv2d_backward_weight(xs, ds, g, precision)))
     }
 }
 
@@ -246,9 +267,16 @@ fn epilogue(out: &mut [f32], f: usize, bias: Option<&[f32]>, relu: bool) {
 
 /// `out[n, oy, ox, f] = bias[f] + sum over (ky, kx, c) of x[n, iy, ix, c] * w[f, ky, kx, c]`, with
 /// `x` as `[n, h, w, c]` and `w` as `[f, kh, kw, c]`, then ReLU when `relu`; returns `[n, oh, ow, f]`.
-fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Conv2dGeom) -> Vec<f32> {
+fn conv2d_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Conv2dGeom,
+    precision: Precision,
+) -> Vec<f32> {
     if winograd::eligible(g) {
-        return winograd::forward(x, w, bias, relu, g);
+        return winograd::forward(x, w, bias, relu, g, precision);
     }
     let p = plan(g);
     let mut out = alloc::take(g.n * p.rows_per_img * g.f);
@@ -258,19 +286,22 @@ fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Co
     let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
     let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
     if conv_rgb::eligible(g) {
-        let wt = transpose(w, g.f, p.kkc);
+        // The direct kernel multiplies in f32; in bf16 its operands are rounded first, so each product is the
+        // same exact product of two bf16 that a bf16 GEMM would sum.
+        let (x, w) = (Operand::new(x, precision), Operand::new(w, precision));
+        let wt = transpose(&w, g.f, p.kkc);
         run_chunks(p.chunks, |range, _| {
             for ch in range {
                 let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
                 let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
-                conv_rgb::forward(x, &wt, bias, relu, g, n0, n1, &mut guard);
+                conv_rgb::forward(&x, &wt, bias, relu, g, n0, n1, &mut guard);
             }
         });
         drop(out_chunks);
         alloc::give(wt);
         return out;
     }
-    let wt = Mat::rows(w, g.f, p.kkc).t();
+    let wt = Rhs::new(Mat::rows(w, g.f, p.kkc).t(), precision);
     run_chunks(p.chunks, |range, threads| {
         let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
         for ch in range {
@@ -283,7 +314,7 @@ fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Co
                 Mat::rows(&col, rows, p.kkc)
             };
             let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
-            gemm(MatMut::rows(&mut guard, rows, g.f), false, lhs, wt, threads);
+            gemm_rhs(MatMut::rows(&mut guard, rows, g.f), false, lhs, &wt, threads);
             epilogue(&mut guard, g.f, bias, relu);
         }
         alloc::give(col);
@@ -293,9 +324,9 @@ fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Co
 }
 
 /// The input gradient `[n, h, w, c]` from the output gradient `dout` (`[n, oh, ow, f]`) and `w`.
-fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom, precision: Precision) -> Vec<f32> {
     if winograd::eligible(g) {
-        return winograd::backward_input(dout, w, g);
+        return winograd::backward_input(dout, w, g, precision);
     }
     let p = plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS);
     let img = g.h * g.w * g.c;
@@ -307,23 +338,28 @@ fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     }
     let dx_chunks: Vec<std::sync::Mutex<&mut [f32]>> =
         dx.chunks_mut(p.imgs_per_chunk * img).map(std::sync::Mutex::new).collect();
-    let wm = Mat::rows(w, g.f, p.kkc);
     let direct = conv_rgb::eligible(g);
+    let (dout, w) = if direct {
+        (Operand::new(dout, precision), Operand::new(w, precision))
+    } else {
+        (Operand::Borrowed(dout), Operand::Borrowed(w))
+    };
+    let wm = Rhs::new(Mat::rows(&w, g.f, p.kkc), if direct { Precision::Fp32 } else { precision });
     run_chunks(p.chunks, |range, threads| {
         let needs_dcol = !direct && !p.pointwise;
         let mut dcol = alloc::take(if needs_dcol { p.imgs_per_chunk * p.rows_per_img * p.kkc } else { 0 });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             let rows = (n1 - n0) * p.rows_per_img;
-            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
+            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(&dout, rows, g.f) };
             let mut guard = dx_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
             if direct {
                 guard.fill(0.0);
-                conv_rgb::input_grad(dout, w, g, n0, n1, &mut guard);
+                conv_rgb::input_grad(&dout, &w, g, n0, n1, &mut guard);
             } else if p.pointwise {
-                gemm(MatMut::rows(&mut guard, rows, p.kkc), false, d, wm, threads);
+                gemm_rhs(MatMut::rows(&mut guard, rows, p.kkc), false, d, &wm, threads);
             } else {
-                gemm(MatMut::rows(&mut dcol[..rows * p.kkc], rows, p.kkc), false, d, wm, threads);
+                gemm_rhs(MatMut::rows(&mut dcol[..rows * p.kkc], rows, p.kkc), false, d, &wm, threads);
                 col2im(&dcol[..rows * p.kkc], g, n0, n1, &mut guard);
             }
         }
@@ -334,11 +370,16 @@ fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
 }
 
 /// The weight gradient `[f, kh, kw, c]` from the input `x` (`[n, h, w, c]`) and `dout`.
-fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Precision) -> Vec<f32> {
     if winograd::eligible(g) {
-        return winograd::backward_weight(x, dout, g);
+        return winograd::backward_weight(x, dout, g, precision);
     }
     let direct = conv_rgb::eligible(g);
+    let (x, dout) = if direct {
+        (Operand::new(x, precision), Operand::new(dout, precision))
+    } else {
+        (Operand::Borrowed(x), Operand::Borrowed(dout))
+    };
     let p = if direct { plan(g) } else { plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS) };
     // Each thread adds its chunks into its own dW. The GEMM writes it as `[f, kkc]` row-major, the result's
     // order (a transpose afterwards cost 5% of a resnet18 step); the direct kernel writes `[kkc, f]`.
@@ -348,18 +389,18 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             if direct {
-                conv_rgb::weight_grad(x, dout, g, n0, n1, &mut dw);
+                conv_rgb::weight_grad(&x, &dout, g, n0, n1, &mut dw);
                 continue;
             }
             let rows = (n1 - n0) * p.rows_per_img;
-            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(dout, rows, g.f) };
+            let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(&dout, rows, g.f) };
             let cols = if p.pointwise {
-                Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(x, rows, p.kkc) }
+                Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(&x, rows, p.kkc) }
             } else {
-                im2col(x, g, n0, n1, &mut col[..rows * p.kkc]);
+                im2col(&x, g, n0, n1, &mut col[..rows * p.kkc]);
                 Mat::rows(&col, rows, p.kkc)
             };
-            gemm(MatMut::rows(&mut dw, g.f, p.kkc), true, d.t(), cols, threads);
+            gemm(MatMut::rows(&mut dw, g.f, p.kkc), true, d.t(), cols, threads, precision);
         }
         alloc::give(col);
         dw
@@ -394,4 +435,39 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// An operand of a direct kernel: borrowed as it is, or, for a bf16 product, a copy rounded to bf16.
+enum Operand<'a> {
+    Borrowed(&'a [f32]),
+    Rounded(Vec<f32>),
+}
+
+impl<'a> Operand<'a> {
+    /// `data` as a kernel in `precision` reads it.
+    fn new(data: &'a [f32], precision: Precision) -> Self {
+        match precision {
+            Precision::Fp32 => Operand::Borrowed(data),
+            Precision::Bf16 => Operand::Rounded(bf16::rounded(data)),
+        }
+    }
+}
+
+impl std::ops::Deref for Operand<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            Operand::Borrowed(d) => d,
+            Operand::Rounded(v) => v,
+        }
+    }
+}
+
+impl Drop for Operand<'_> {
+    fn drop(&mut self) {
+        if let Operand::Rounded(v) = self {
+            alloc::give(std::mem::take(v));
+        }
+    }
 }

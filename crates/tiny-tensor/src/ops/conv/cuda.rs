@@ -6,6 +6,7 @@
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 
 use super::{Conv2dGeom, ConvKernels};
+use crate::autocast::Precision;
 use crate::cuda::strided::i32_of;
 use crate::cuda::{Gpu, err, grid, rows, view};
 use crate::ops::matmul::cuda::{Mat, gemm};
@@ -13,14 +14,22 @@ use crate::{Result, Storage, Tensor};
 
 impl ConvKernels for Gpu {
     /// Forward convolution of a contiguous NHWC input; returns `[n, oh, ow, f]` data.
-    fn conv2d(&self, x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        wc: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage> {
         let gpu = self;
         kgeom("conv2d", g)?;
         let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
         let mut out = gpu.alloc::<f32>(m * f)?;
         let sw = wc.storage();
         let w = Mat { data: view(&sw, wc), rs: 1, cs: k, batch_stride: 0 };
-        with_columns(gpu, x, g, |cols| gemm(gpu, "conv2d", (1, m, k, f), cols, &w, &mut out))?;
+        with_columns(gpu, x, g, |cols| gemm(gpu, "conv2d", (1, m, k, f), cols, &w, &mut out, precision))?;
         if bias.is_some() || relu {
             let sb = bias.map(|b| b.storage());
             let total = (m * f) as i64;
@@ -40,7 +49,13 @@ impl ConvKernels for Gpu {
     }
 
     /// The input gradient `[n, h, w, c]` from a contiguous NHWC output gradient: `dcol = dout @ W`, then col2im.
-    fn conv2d_backward_input(&self, dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d_backward_input(
+        &self,
+        dout: &Tensor,
+        wc: &Tensor,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage> {
         let gpu = self;
         let kg = kgeom("conv2d backward", g)?;
         let (m, k, f) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c, g.f);
@@ -49,7 +64,7 @@ impl ConvKernels for Gpu {
             let (sd, sw) = (dout.storage(), wc.storage());
             let a = Mat { data: view(&sd, dout), rs: f, cs: 1, batch_stride: 0 };
             let w = Mat { data: view(&sw, wc), rs: k, cs: 1, batch_stride: 0 };
-            gemm(gpu, "conv2d backward", (1, m, f, k), &a, &w, &mut dcol)?;
+            gemm(gpu, "conv2d backward", (1, m, f, k), &a, &w, &mut dcol, precision)?;
         }
         if is_pointwise(g) {
             return Ok(gpu.storage(dcol));
@@ -64,7 +79,13 @@ impl ConvKernels for Gpu {
     }
 
     /// The weight gradient `[f, kh, kw, c]`: `dW = dout^T @ col`.
-    fn conv2d_backward_weight(&self, x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage> {
+    fn conv2d_backward_weight(
+        &self,
+        x: &Tensor,
+        dout: &Tensor,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage> {
         let gpu = self;
         kgeom("conv2d backward", g)?;
         // The im2col matrix is built again here, not kept from the forward pass: a trade of memory traffic for
@@ -77,7 +98,7 @@ impl ConvKernels for Gpu {
         let mut dw = gpu.alloc::<f32>(f * k)?;
         let sd = dout.storage();
         let dt = Mat { data: view(&sd, dout), rs: 1, cs: f, batch_stride: 0 };
-        with_columns(gpu, x, g, |cols| gemm(gpu, "conv2d backward", (1, f, m, k), &dt, cols, &mut dw))?;
+        with_columns(gpu, x, g, |cols| gemm(gpu, "conv2d backward", (1, f, m, k), &dt, cols, &mut dw, precision))?;
         Ok(gpu.storage(dw))
     }
 }

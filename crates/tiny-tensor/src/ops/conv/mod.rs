@@ -6,6 +6,7 @@ mod cpu_rgb;
 pub(crate) mod cuda;
 mod winograd;
 
+use crate::autocast::{Precision, autocast_precision};
 use crate::backend;
 use crate::layout::Layout;
 use crate::layout::format::{from_nhwc, nhwc, row_major, weight_fkkc, weight_is_channels_last};
@@ -43,37 +44,66 @@ impl Conv2dGeom {
 
 /// The convolution kernels each backend provides, on channels-last data: inputs and output gradients arrive
 /// as row-major `[n, h, w, c]` tensors and weights in `[f, kh, kw, c]` order; results are buffers in the same
-/// arrangement, which `mod.rs` wraps the same way for every device.
+/// arrangement, which `mod.rs` wraps the same way for every device. Each computes its products in `precision`
+/// (see `autocast.rs`).
 pub(crate) trait ConvKernels {
     /// The forward convolution, `[n, oh, ow, f]`, with the bias (row-major `[f]`) and ReLU applied in place.
-    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Storage>;
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage>;
     /// The input gradient `[n, h, w, c]`.
-    fn conv2d_backward_input(&self, dout: &Tensor, w: &Tensor, g: &Conv2dGeom) -> Result<Storage>;
+    fn conv2d_backward_input(&self, dout: &Tensor, w: &Tensor, g: &Conv2dGeom, precision: Precision)
+    -> Result<Storage>;
     /// The weight gradient in `[f, kh, kw, c]` order.
-    fn conv2d_backward_weight(&self, x: &Tensor, dout: &Tensor, g: &Conv2dGeom) -> Result<Storage>;
+    fn conv2d_backward_weight(
+        &self,
+        x: &Tensor,
+        dout: &Tensor,
+        g: &Conv2dGeom,
+        precision: Precision,
+    ) -> Result<Storage>;
 }
 
 /// Forward convolution with weights already in `weight_fkkc` order; the result is NCHW with channels-last
 /// strides.
-fn forward(x: &Tensor, wc: &Tensor, bias: Option<&Tensor>, relu: bool, g: &Conv2dGeom) -> Result<Tensor> {
+fn forward(
+    x: &Tensor,
+    wc: &Tensor,
+    bias: Option<&Tensor>,
+    relu: bool,
+    g: &Conv2dGeom,
+    precision: Precision,
+) -> Result<Tensor> {
     let be = backend::on_all("conv2d", x, &[wc].into_iter().chain(bias).collect::<Vec<_>>())?;
     let (xc, bias) = (nhwc(x)?, bias.map(row_major).transpose()?);
-    let out = be.conv2d(&xc, wc, bias.as_ref(), relu, g)?;
+    let out = be.conv2d(&xc, wc, bias.as_ref(), relu, g, precision)?;
     Ok(from_nhwc(out, g.n, g.f, g.oh(), g.ow()))
 }
 
 /// The gradient of a convolution's input from the output gradient `dout` and weights in `weight_fkkc` order.
-fn backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+fn backward_input(dout: &Tensor, wc: &Tensor, g: &Conv2dGeom, precision: Precision) -> Result<Tensor> {
     let be = backend::on_all("conv2d_backward_input", dout, &[wc])?;
-    let dx = be.conv2d_backward_input(&nhwc(dout)?, wc, g)?;
+    let dx = be.conv2d_backward_input(&nhwc(dout)?, wc, g, precision)?;
     Ok(from_nhwc(dx, g.n, g.c, g.h, g.w))
 }
 
 /// The gradient of a convolution's weight `[f, c, kh, kw]` from its input and output gradient: in the
 /// kernels' `[f, kh, kw, c]` memory order when `channels_last` (no copy), else row-major.
-fn backward_weight(x: &Tensor, dout: &Tensor, g: &Conv2dGeom, channels_last: bool) -> Result<Tensor> {
+fn backward_weight(
+    x: &Tensor,
+    dout: &Tensor,
+    g: &Conv2dGeom,
+    channels_last: bool,
+    precision: Precision,
+) -> Result<Tensor> {
     let be = backend::on_all("conv2d_backward_weight", x, &[dout])?;
-    let dw = be.conv2d_backward_weight(&nhwc(x)?, &nhwc(dout)?, g)?;
+    let dw = be.conv2d_backward_weight(&nhwc(x)?, &nhwc(dout)?, g, precision)?;
     // [f, kh, kw, c] -> [f, c, kh, kw]
     let dw = Tensor::from_storage(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?;
     if channels_last { Ok(dw) } else { dw.contiguous_copy() }
@@ -85,7 +115,8 @@ impl Tensor {
     ///
     /// The result is laid out channels-last (NHWC memory behind NCHW indices), which lets the next
     /// layer's im2col and every elementwise op run without transposes.
-    /// Backward: dx = col2im(g @ W), dW = g^T @ im2col(x), db = sum of g over n, h, w.
+    /// Backward: dx = col2im(g @ W), dW = g^T @ im2col(x), db = sum of g over n, h, w. Under
+    /// [`autocast`](crate::autocast)`(Precision::Bf16)` all three products are bf16's, the bias sum f32.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
         self.conv2d_with(weight, bias, stride, padding, false)
     }
@@ -130,7 +161,8 @@ impl Tensor {
         let x_cl = self.detach().to_channels_last()?;
         // The weights reordered for channels-last im2col, shared by forward and backward-input.
         let w_fkkc = weight_fkkc(weight)?;
-        let out = forward(&x_cl, &w_fkkc, bias, relu, &g)?;
+        let precision = autocast_precision();
+        let out = forward(&x_cl, &w_fkkc, bias, relu, &g, precision)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let saved = weight.requires_grad().then_some(x_cl);
@@ -145,11 +177,13 @@ impl Tensor {
                 grad
             };
             let dx = match &w_saved {
-                Some(wc) if x[0].requires_grad() => Some(backward_input(grad, wc, &g)?),
+                Some(wc) if x[0].requires_grad() => Some(backward_input(grad, wc, &g, precision)?),
                 _ => None,
             };
             let dw = match &saved {
-                Some(x_cl) if x[1].requires_grad() => Some(backward_weight(x_cl, grad, &g, w_channels_last)?),
+                Some(x_cl) if x[1].requires_grad() => {
+                    Some(backward_weight(x_cl, grad, &g, w_channels_last, precision)?)
+                }
                 _ => None,
             };
             let mut grads = vec![dx, dw];
@@ -176,7 +210,8 @@ fn check_grad(op: &'static str, grad: &Tensor, g: &Conv2dGeom) -> Result<()> {
 
 impl Tensor {
     /// The gradient of a convolution's input, given the output gradient `self` and the weight: the
-    /// backward-input pass alone, like `torch.nn.grad.conv2d_input`. Records no graph.
+    /// backward-input pass alone, like `torch.nn.grad.conv2d_input`, in the [`autocast`](crate::autocast)
+    /// precision of the moment. Records no graph.
     pub fn conv2d_input_grad(
         &self,
         weight: &Tensor,
@@ -193,11 +228,12 @@ impl Tensor {
         }
         let g = geom(input_shape, weight.shape(), stride, padding);
         check_grad("conv2d_input_grad", self, &g)?;
-        backward_input(self, &weight_fkkc(weight)?, &g)
+        backward_input(self, &weight_fkkc(weight)?, &g, autocast_precision())
     }
 
     /// The gradient of a convolution's weight, given the output gradient `self` and the input: the
-    /// backward-weight pass alone, like `torch.nn.grad.conv2d_weight`. Records no graph.
+    /// backward-weight pass alone, like `torch.nn.grad.conv2d_weight`, in the [`autocast`](crate::autocast)
+    /// precision of the moment. Records no graph.
     pub fn conv2d_weight_grad(
         &self,
         input: &Tensor,
@@ -214,6 +250,6 @@ impl Tensor {
         }
         let g = geom(input.shape(), weight_shape, stride, padding);
         check_grad("conv2d_weight_grad", self, &g)?;
-        backward_weight(input, self, &g, false)
+        backward_weight(input, self, &g, false, autocast_precision())
     }
 }

@@ -2,15 +2,16 @@
 
 use gemm::Parallelism;
 
-use super::MatmulKernels;
+use super::{MatmulKernels, bf16};
+use crate::autocast::Precision;
 use crate::cpu::{Cpu, alloc, num_threads, parallel};
 use crate::layout::Layout;
 use crate::{Result, Storage, Tensor};
 
 impl MatmulKernels for Cpu {
-    fn matmul3(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout) -> Result<Tensor> {
+    fn matmul3(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout, precision: Precision) -> Result<Tensor> {
         let (sa, sb) = (a.storage(), b.storage());
-        let (data, shape) = matmul3(sa.host(), al, sb.host(), bl);
+        let (data, shape) = matmul3(sa.host(), al, sb.host(), bl, precision);
         Ok(Tensor::from_storage(Storage::Cpu(data), Layout::contiguous(&shape)))
     }
 }
@@ -65,15 +66,19 @@ const MIN_MACS_PER_THREAD: usize = 1 << 21;
 /// The longest side of a GEMM that the gemm crate treats as small (see `gemm`).
 const MIN_SPLIT_SIDE: usize = 64;
 
-/// `dst = a @ b`, or `dst += a @ b` when `accumulate`; with `threads` > 1 the work is split among threads.
+/// `dst = a @ b`, or `dst += a @ b` when `accumulate`, its products in `precision`; with `threads` > 1 the work
+/// is split among threads. bf16 goes to `bf16::gemm`, which splits its own work.
 ///
 /// The split is ours, not the `gemm` crate's: its own threading gave no speedup on the shapes of resnet18's
 /// deep layers (1,024 x 256 x 2,304: 6.0 ms on one thread and on two). `dst` is cut into blocks of rows or of
 /// columns, one per thread, whichever makes the threads re-pack the smaller operand: cutting rows makes each
 /// thread pack all of `b`, cutting columns all of `a`.
-pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, threads: usize) {
+pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, threads: usize, precision: Precision) {
     let (m, n, k) = (dst.rows, dst.cols, a.cols);
     assert!(a.rows == m && b.rows == k && b.cols == n, "gemm: inner shapes checked by the caller");
+    if precision == Precision::Bf16 {
+        return bf16::gemm(dst, accumulate, a, b, threads);
+    }
     if m == 0 || n == 0 {
         return;
     }
@@ -136,6 +141,32 @@ pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, th
     parallel::each_range(&parallel::even(long, parts), run);
 }
 
+/// A GEMM's right operand prepared once for many products with it (the weights of a convolution, whose chunks
+/// each multiply by them): as it is for f32 products, packed into bf16 for bf16 products.
+#[derive(Debug)]
+pub(crate) enum Rhs<'a> {
+    F32(Mat<'a>),
+    Bf16(bf16::PackedB),
+}
+
+impl<'a> Rhs<'a> {
+    /// `b`, prepared for products in `precision`.
+    pub(crate) fn new(b: Mat<'a>, precision: Precision) -> Self {
+        match precision {
+            Precision::Fp32 => Rhs::F32(b),
+            Precision::Bf16 => Rhs::Bf16(bf16::PackedB::new(b)),
+        }
+    }
+}
+
+/// [`gemm`] with a prepared right operand.
+pub(crate) fn gemm_rhs(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: &Rhs<'_>, threads: usize) {
+    match b {
+        Rhs::F32(b) => gemm(dst, accumulate, a, *b, threads, Precision::Fp32),
+        Rhs::Bf16(b) => bf16::gemm_packed(dst, accumulate, a, b, threads),
+    }
+}
+
 /// A pointer handed to the threads of one GEMM; each writes only its own block through it.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -145,7 +176,7 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// Batched `[batch, m, k] @ [batch, k, n]` on any strides; returns row-major data and its shape.
-fn matmul3(a: &[f32], al: &Layout, b: &[f32], bl: &Layout) -> (Vec<f32>, Vec<usize>) {
+fn matmul3(a: &[f32], al: &Layout, b: &[f32], bl: &Layout, precision: Precision) -> (Vec<f32>, Vec<usize>) {
     let (batch, m, n) = (al.shape[0], al.shape[1], bl.shape[2]);
     let mut out = alloc::take(batch * m * n);
     // Matrix `i` of a `[batch, rows, cols]` layout, as a strided view.
@@ -160,7 +191,7 @@ fn matmul3(a: &[f32], al: &Layout, b: &[f32], bl: &Layout) -> (Vec<f32>, Vec<usi
     for i in 0..batch {
         let (lhs, rhs) = (batch_mat(a, al, i), batch_mat(b, bl, i));
         let dst = MatMut { offset: i * m * n, ..MatMut::rows(&mut out, m, n) };
-        gemm(dst, false, lhs, rhs, num_threads());
+        gemm(dst, false, lhs, rhs, num_threads(), precision);
     }
     (out, vec![batch, m, n])
 }

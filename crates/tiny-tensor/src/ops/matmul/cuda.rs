@@ -5,6 +5,7 @@ use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{CudaSlice, CudaView};
 
 use super::MatmulKernels;
+use crate::autocast::Precision;
 use crate::cuda::strided::i32_of;
 use crate::cuda::{Gpu, allow_tf32, slice, wrap};
 use crate::layout::Layout;
@@ -13,7 +14,7 @@ use crate::{Result, Tensor, TensorError};
 
 impl MatmulKernels for Gpu {
     /// `c[b] = a[b] @ b[b]` for 3-D operands `[batch, m, k]` and `[batch, k, n]` (a batch stride of 0 broadcasts).
-    fn matmul3(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout) -> Result<Tensor> {
+    fn matmul3(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout, precision: Precision) -> Result<Tensor> {
         let g = self;
         let (batch, m, k, n) = (al.shape[0].max(bl.shape[0]), al.shape[1], al.shape[2], bl.shape[2]);
         let (a, al) = blas_ready(g, a, al)?;
@@ -34,7 +35,7 @@ impl MatmulKernels for Gpu {
                 cs: bl.strides[2],
                 batch_stride: bs(&bl),
             };
-            gemm(g, "matmul", (batch, m, k, n), &ma, &mb, &mut out)?;
+            gemm(g, "matmul", (batch, m, k, n), &ma, &mb, &mut out, precision)?;
         }
         Ok(wrap(g, out, Layout::contiguous(&[batch, m, n])))
     }
@@ -95,7 +96,8 @@ fn blas_config(
 }
 
 /// `out[b] = a[b] @ b[b]` for `batch` products of `[m, k] x [k, n]`, written row-major into `out` (batch
-/// stride `m * n`); `op` names the caller in errors.
+/// stride `m * n`), in `precision`: bf16 is cuBLAS's `CUBLAS_COMPUTE_32F_FAST_16BF` on the f32 operands (rounded
+/// to bf16 for the tensor cores, summed in f32); `op` names the caller in errors.
 pub(crate) fn gemm(
     g: &Gpu,
     op: &'static str,
@@ -103,6 +105,7 @@ pub(crate) fn gemm(
     a: &Mat<'_>,
     b: &Mat<'_>,
     out: &mut CudaSlice<f32>,
+    precision: Precision,
 ) -> Result<()> {
     let gemm = blas_config(op, (m, k, n), (a.rs, a.cs), (b.rs, b.cs))?;
     let batch_size = i32_of(op, "GEMM batch", batch)?;
@@ -118,7 +121,9 @@ pub(crate) fn gemm(
         }
         blas.1 = tf32;
     }
-    let result = if batch == 1 {
+    let result = if precision == Precision::Bf16 {
+        gemm_bf16(&g.stream, &blas.0, gemm, (batch_size, b.batch_stride, a.batch_stride, m * n), &b.data, &a.data, out)
+    } else if batch == 1 {
         unsafe { blas.0.gemm(gemm, &b.data, &a.data, out) }
     } else {
         let cfg = StridedBatchedConfig {
@@ -131,6 +136,55 @@ pub(crate) fn gemm(
         unsafe { blas.0.gemm_strided_batched(cfg, &b.data, &a.data, out) }
     };
     result.map_err(|e| TensorError::Cuda { op, msg: e.to_string() })
+}
+
+/// `c = a @ b` in cuBLAS's column-major terms (`cfg` as for `Sgemm`) for `batch` products with batch strides
+/// `(stride_a, stride_b, stride_c)`, on f32 operands with bf16 tensor-core products
+/// (`cublasGemmStridedBatchedEx`, `CUBLAS_COMPUTE_32F_FAST_16BF`).
+fn gemm_bf16(
+    stream: &cudarc::driver::CudaStream,
+    blas: &cudarc::cublas::CudaBlas,
+    cfg: GemmConfig<f32>,
+    (batch, stride_a, stride_b, stride_c): (i32, usize, usize, usize),
+    a: &CudaView<'_, f32>,
+    b: &CudaView<'_, f32>,
+    c: &mut CudaSlice<f32>,
+) -> std::result::Result<(), cudarc::cublas::result::CublasError> {
+    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType_t};
+    use cudarc::driver::{DevicePtr, DevicePtrMut};
+    let (pa, _ra) = a.device_ptr(stream);
+    let (pb, _rb) = b.device_ptr(stream);
+    let (pc, _rc) = c.device_ptr_mut(stream);
+    let f32_ = cudaDataType_t::CUDA_R_32F;
+    // SAFETY: the pointers are live device buffers of this stream, sized for the products by the caller (the
+    // same sizes the f32 path hands cuBLAS); alpha and beta are host scalars that outlive the call.
+    unsafe {
+        cudarc::cublas::result::gemm_strided_batched_ex(
+            *blas.handle(),
+            cfg.transa,
+            cfg.transb,
+            cfg.m,
+            cfg.n,
+            cfg.k,
+            (&cfg.alpha) as *const f32 as *const _,
+            pa as *const _,
+            f32_,
+            cfg.lda,
+            stride_a as i64,
+            pb as *const _,
+            f32_,
+            cfg.ldb,
+            stride_b as i64,
+            (&cfg.beta) as *const f32 as *const _,
+            pc as *mut _,
+            f32_,
+            cfg.ldc,
+            stride_c as i64,
+            batch,
+            cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF,
+            cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
 }
 
 /// A copy of `x` when its last two dimensions have no unit stride, so that cuBLAS can read it.

@@ -1,9 +1,11 @@
 //! `matmul`: matrix products of 2-D and batched 3-D tensors through GEMM, transposes as free views.
 
+pub(crate) mod bf16;
 pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 
+use crate::autocast::{Precision, autocast, autocast_precision};
 use crate::backend;
 use crate::layout::Layout;
 use crate::{Result, Tensor, TensorError};
@@ -11,8 +13,8 @@ use crate::{Result, Tensor, TensorError};
 /// The batched matrix product each backend provides.
 pub(crate) trait MatmulKernels {
     /// `c[b] = a[b] @ b[b]` for 3-D operands of shapes `[batch, m, k]` and `[batch, k, n]` (any strides; a batch
-    /// stride of 0 broadcasts); the result is a row-major `[batch, m, n]`.
-    fn matmul3(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout) -> Result<Tensor>;
+    /// stride of 0 broadcasts); the result is a row-major `[batch, m, n]`, its products in `precision`.
+    fn matmul3(&self, a: &Tensor, al: &Layout, b: &Tensor, bl: &Layout, precision: Precision) -> Result<Tensor>;
 }
 
 /// `t` seen as 3-D `[batch, rows, cols]`; a matrix becomes a batch of one with batch stride 0, so it
@@ -33,7 +35,8 @@ fn as_batched(t: &Tensor, batch: usize) -> Layout {
 impl Tensor {
     /// The matrix product `self @ rhs` for `[m, k] @ [k, n]`, `[b, m, k] @ [b, k, n]`, or a batch
     /// against one matrix (`[b, m, k] @ [k, n]` and the reverse).
-    /// d/da = g @ b^T, d/db = a^T @ g (summed over the batch where `b` was broadcast).
+    /// d/da = g @ b^T, d/db = a^T @ g (summed over the batch where `b` was broadcast). Under
+    /// [`autocast`](crate::autocast)`(Precision::Bf16)` the products, these two included, are bf16's.
     ///
     /// ```
     /// use tiny_tensor::Tensor;
@@ -59,10 +62,13 @@ impl Tensor {
         if al.shape[0] != bl.shape[0] || al.shape[2] != bl.shape[1] {
             return Err(mismatch());
         }
-        let out = backend::on_all("matmul", self, &[rhs])?.matmul3(self, &al, rhs, &bl)?;
+        let precision = autocast_precision();
+        let out = backend::on_all("matmul", self, &[rhs])?.matmul3(self, &al, rhs, &bl, precision)?;
         let out = if ra == 2 && rb == 2 { out.reshape(&out.shape()[1..])? } else { out };
-        Ok(Tensor::record(out, "matmul", &[self, rhs], |g, _, x| {
+        Ok(Tensor::record(out, "matmul", &[self, rhs], move |g, _, x| {
             let (a, b) = (&x[0], &x[1]);
+            // The backward's products run in the forward's precision, wherever `backward()` is called.
+            let _precision = autocast(precision);
             let ga = if a.requires_grad() { Some(g.matmul(&b.transpose(-1, -2)?)?.sum_to(a.shape())?) } else { None };
             let gb = if b.requires_grad() { Some(a.transpose(-1, -2)?.matmul(g)?.sum_to(b.shape())?) } else { None };
             Ok(vec![ga, gb])

@@ -20,8 +20,9 @@ use std::sync::Mutex;
 
 use super::Conv2dGeom;
 use super::cpu::run_chunks;
+use crate::autocast::Precision;
 use crate::cpu::alloc;
-use crate::ops::matmul::cpu::{Mat, MatMut, gemm};
+use crate::ops::matmul::cpu::{Mat, MatMut, Rhs, gemm_rhs};
 use transforms::{input_transform, output_transform, transform_weights};
 pub(super) use weight_grad::backward_weight;
 #[cfg(test)]
@@ -63,10 +64,18 @@ pub(super) fn eligible(g: &Conv2dGeom) -> bool {
 }
 
 /// The forward convolution of `x` (`[n, h, w, c]`) by `w` (`[f, 3, 3, c]`), plus `bias` and then ReLU when
-/// asked; returns `[n, h, w, f]`. `g` must be `eligible`.
-pub(super) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Conv2dGeom) -> Vec<f32> {
+/// asked; returns `[n, h, w, f]`. `g` must be `eligible`. In bf16 the transformed tiles and weights are what is
+/// rounded, as the 16 GEMMs pack them; the transforms stay f32.
+pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Conv2dGeom,
+    precision: Precision,
+) -> Vec<f32> {
     let u = transform_weights(w, g.f, g.c, false);
-    let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f };
+    let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f, precision };
     let out = run(x, &u, &s, bias, relu);
     alloc::give(u);
     out
@@ -74,21 +83,23 @@ pub(super) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g:
 
 /// The input gradient `[n, h, w, c]` from the output gradient `dout` (`[n, h, w, f]`) and `w`
 /// (`[f, 3, 3, c]`). `g` must be `eligible`.
-pub(super) fn backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom) -> Vec<f32> {
+pub(super) fn backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom, precision: Precision) -> Vec<f32> {
     let u = transform_weights(w, g.f, g.c, true);
-    let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.f, cout: g.c };
+    let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.f, cout: g.c, precision };
     let dx = run(dout, &u, &s, None, false);
     alloc::give(u);
     dx
 }
 
-/// One 3x3, stride-1, padding-1 convolution of `n` images of `h x w` from `cin` channels to `cout`.
+/// One 3x3, stride-1, padding-1 convolution of `n` images of `h x w` from `cin` channels to `cout`, its GEMMs
+/// in `precision`.
 struct Problem {
     n: usize,
     h: usize,
     w: usize,
     cin: usize,
     cout: usize,
+    precision: Precision,
 }
 
 impl Problem {
@@ -142,7 +153,10 @@ fn run_with(src: &[f32], u: &[f32], s: &Problem, bias: Option<&[f32]>, relu: boo
         slices.push(Mutex::new(head));
         rest = tail;
     }
-    let weights = |xi: usize| Mat { offset: xi * s.cin * s.cout, ..Mat::rows(u, s.cin, s.cout) };
+    // The 16 weight matrices, prepared once for every chunk (packed into bf16 for bf16 products).
+    let weights: Vec<Rhs<'_>> = (0..16)
+        .map(|xi| Rhs::new(Mat { offset: xi * s.cin * s.cout, ..Mat::rows(u, s.cin, s.cout) }, s.precision))
+        .collect();
     run_chunks(chunks, |range, threads| {
         let mut v = alloc::take(16 * per_chunk * tw * s.cin);
         let mut m = alloc::take(16 * per_chunk * tw * s.cout);
@@ -153,7 +167,7 @@ fn run_with(src: &[f32], u: &[f32], s: &Problem, bias: Option<&[f32]>, relu: boo
             for xi in 0..16 {
                 let a = Mat { data: &v, offset: xi * s.cin, rows: tiles, cols: s.cin, rs: 16 * s.cin, cs: 1 };
                 let dst = MatMut { offset: xi * tiles * s.cout, ..MatMut::rows(&mut m, tiles, s.cout) };
-                gemm(dst, false, a, weights(xi), threads);
+                gemm_rhs(dst, false, a, &weights[xi], threads);
             }
             let mut guard = slices[ch].lock().unwrap_or_else(|e| e.into_inner());
             output_transform(&m[..16 * tiles * s.cout], s, u0, u1, bias, relu, &mut guard);

@@ -87,13 +87,13 @@ fn forward_matches_direct_convolution() {
         let g = Conv2dGeom { n, c, h, w, f, kh: 3, kw: 3, stride: 1, pad: 1 };
         let (x, wt, b) = (random(n * h * w * c, &mut rng), random(f * 9 * c, &mut rng), random(f, &mut rng));
         let want = direct(&x, &wt, &g);
-        assert_close(&forward(&x, &wt, None, false, &g), &want, &format!("forward {g:?}"));
+        assert_close(&forward(&x, &wt, None, false, &g, Precision::Fp32), &want, &format!("forward {g:?}"));
         let biased: Vec<f64> = want.chunks(f).flat_map(|r| r.iter().zip(&b).map(|(v, &b)| v + b as f64)).collect();
-        assert_close(&forward(&x, &wt, Some(&b), false, &g), &biased, &format!("bias {g:?}"));
+        assert_close(&forward(&x, &wt, Some(&b), false, &g, Precision::Fp32), &biased, &format!("bias {g:?}"));
         let relu: Vec<f64> = biased.iter().map(|v| v.max(0.0)).collect();
-        assert_close(&forward(&x, &wt, Some(&b), true, &g), &relu, &format!("bias+relu {g:?}"));
+        assert_close(&forward(&x, &wt, Some(&b), true, &g, Precision::Fp32), &relu, &format!("bias+relu {g:?}"));
         let relu: Vec<f64> = want.iter().map(|v| v.max(0.0)).collect();
-        assert_close(&forward(&x, &wt, None, true, &g), &relu, &format!("relu {g:?}"));
+        assert_close(&forward(&x, &wt, None, true, &g, Precision::Fp32), &relu, &format!("relu {g:?}"));
     }
 }
 
@@ -103,7 +103,11 @@ fn backward_input_matches_direct_adjoint() {
     for (n, h, w, c, f) in SHAPES {
         let g = Conv2dGeom { n, c, h, w, f, kh: 3, kw: 3, stride: 1, pad: 1 };
         let (dout, wt) = (random(n * h * w * f, &mut rng), random(f * 9 * c, &mut rng));
-        assert_close(&backward_input(&dout, &wt, &g), &direct_input_grad(&dout, &wt, &g), &format!("{g:?}"));
+        assert_close(
+            &backward_input(&dout, &wt, &g, Precision::Fp32),
+            &direct_input_grad(&dout, &wt, &g),
+            &format!("{g:?}"),
+        );
     }
 }
 
@@ -113,7 +117,11 @@ fn backward_weight_matches_direct_gradient() {
     for (n, h, w, c, f) in SHAPES {
         let g = Conv2dGeom { n, c, h, w, f, kh: 3, kw: 3, stride: 1, pad: 1 };
         let (x, dout) = (random(n * h * w * c, &mut rng), random(n * h * w * f, &mut rng));
-        assert_close(&backward_weight(&x, &dout, &g), &direct_weight_grad(&x, &dout, &g), &format!("{g:?}"));
+        assert_close(
+            &backward_weight(&x, &dout, &g, Precision::Fp32),
+            &direct_weight_grad(&x, &dout, &g),
+            &format!("{g:?}"),
+        );
     }
 }
 
@@ -126,14 +134,14 @@ fn every_chunking_agrees() {
     let (x, wt) = (random(g.n * g.h * g.w * g.c, &mut rng), random(g.f * 9 * g.c, &mut rng));
     let want = direct(&x, &wt, &g);
     for units in [1, 2, 3, 7, 35] {
-        let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f };
+        let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f, precision: Precision::Fp32 };
         let u = transform_weights(&wt, g.f, g.c, false);
         assert_close(&run_with(&x, &u, &s, None, false, units), &want, &format!("{units} tile rows a chunk"));
     }
     let dout = random(g.n * g.h * g.w * g.f, &mut rng);
     let want = direct_weight_grad(&x, &dout, &g);
     for units in [1, 2, 3, 7, 35] {
-        let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f };
+        let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f, precision: Precision::Fp32 };
         let got = backward_weight_with(&x, &dout, &s, units);
         assert_close(&got, &want, &format!("weight gradient, {units} tile rows a chunk"));
     }
@@ -142,10 +150,10 @@ fn every_chunking_agrees() {
 #[test]
 fn empty_batches_and_channels() {
     let g = Conv2dGeom { n: 0, c: 16, h: 4, w: 4, f: 16, kh: 3, kw: 3, stride: 1, pad: 1 };
-    assert!(forward(&[], &vec![0.0; 16 * 9 * 16], None, false, &g).is_empty());
+    assert!(forward(&[], &vec![0.0; 16 * 9 * 16], None, false, &g, Precision::Fp32).is_empty());
     let g = Conv2dGeom { n: 1, c: 0, h: 3, w: 3, f: 2, kh: 3, kw: 3, stride: 1, pad: 1 };
-    assert_eq!(forward(&[], &[], Some(&[1.0, -1.0]), true, &g), [1.0, 0.0].repeat(9));
-    assert!(backward_weight(&[], &[0.0; 9 * 2], &g).is_empty());
+    assert_eq!(forward(&[], &[], Some(&[1.0, -1.0]), true, &g, Precision::Fp32), [1.0, 0.0].repeat(9));
+    assert!(backward_weight(&[], &[0.0; 9 * 2], &g, Precision::Fp32).is_empty());
     let g = Conv2dGeom { n: 0, c: 3, h: 4, w: 4, f: 2, kh: 3, kw: 3, stride: 1, pad: 1 };
-    assert_eq!(backward_weight(&[], &[], &g), vec![0.0; 2 * 9 * 3]);
+    assert_eq!(backward_weight(&[], &[], &g, Precision::Fp32), vec![0.0; 2 * 9 * 3]);
 }

@@ -11,6 +11,7 @@ use super::transforms::input_transform;
 use super::vector::Avx512;
 use super::vector::{Vector, dispatch, store4};
 use super::{CHUNK_FLOATS, Problem};
+use crate::autocast::Precision;
 use crate::cpu::alloc;
 use crate::ops::conv::Conv2dGeom;
 use crate::ops::conv::cpu::run_chunks;
@@ -23,8 +24,8 @@ const MIN_TILES: usize = 256;
 
 /// The weight gradient `[f, 3, 3, c]` of the convolution `g` (which must be `eligible`) from its input `x`
 /// (`[n, h, w, c]`) and output gradient `dout` (`[n, h, w, f]`).
-pub(in crate::ops::conv) fn backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom) -> Vec<f32> {
-    let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f };
+pub(in crate::ops::conv) fn backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Precision) -> Vec<f32> {
+    let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f, precision };
     let (th, tw) = s.tiles();
     let by_size = CHUNK_FLOATS / (16 * tw * (s.cin + s.cout)).max(1);
     backward_weight_with(x, dout, &s, by_size.max(MIN_TILES.div_ceil(tw)).clamp(1, (s.n * th).max(1)))
@@ -50,7 +51,7 @@ pub(super) fn backward_weight_with(x: &[f32], dout: &[f32], s: &Problem, per_chu
                 let a = Mat { data: &wt, offset: xi * s.cout, rows: s.cout, cols: tiles, rs: 1, cs: 16 * s.cout };
                 let b = Mat { data: &v, offset: xi * s.cin, rows: tiles, cols: s.cin, rs: 16 * s.cin, cs: 1 };
                 let dst = MatMut { offset: xi * s.cin * s.cout, ..MatMut::rows(&mut du, s.cout, s.cin) };
-                gemm(dst, true, a, b, threads);
+                gemm(dst, true, a, b, threads, s.precision);
             }
         }
         alloc::give(v);

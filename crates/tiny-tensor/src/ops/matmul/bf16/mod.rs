@@ -1,0 +1,256 @@
+//! The CPU's bf16 matrix product: f32 operands rounded to bf16 as they are packed, products summed in f32.
+//!
+//! This is what autocast's bf16 means for a product on the CPU (see `autocast.rs`): the operands stay f32
+//! tensors and only their packed copies are bf16, so the kernel reads half the bytes and runs `vdpbf16ps`, 32
+//! multiply-adds per instruction where an f32 FMA does 16. The blocking is Goto's: B is packed in `KC`-deep
+//! blocks of `16 * NV`-column panels, once and whole when it is reused ([`PackedB`]: the weights of a
+//! convolution, for all its chunks) or one block at a time as the product reaches it; A is packed `MC` rows by
+//! `KC` at a time; the kernel sums one `MR x 16 * NV` tile over a block of k from zero and adds it to the
+//! destination. The tile's width follows `n` (the fewest padded columns), and `MR * NV` is always 24
+//! accumulators. So every element is summed in the same order (k blocks in turn, pairs in turn within a
+//! block) whatever the thread count and whichever kernel runs: the AVX512-BF16 and the portable kernel give
+//! the same bits.
+
+mod kernel;
+mod pack;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Range;
+
+use kernel::{APanel, Out};
+use pack::{Layout, Source};
+
+use super::cpu::{Mat, MatMut};
+use crate::cpu::bf16::{Bf16Kernel, bf16_kernel, notice_portable};
+use crate::cpu::parallel;
+
+/// Values of k in a block: a B panel of `KC / 2` pairs by 32 columns is 16 KiB, half of a 32 KiB L1.
+const KC: usize = 256;
+/// Rows of A in a block: 192 rows by `KC` is 96 KiB of pairs, kept in L2 while every B panel passes by.
+const MC: usize = 192;
+/// The fewest multiply-adds per thread worth a thread of its own.
+const MIN_MACS_PER_THREAD: usize = 1 << 21;
+
+/// The vectors of 16 columns in a tile for `n` columns: the fewest padded columns, 2 on a tie (then 3, 1, 4).
+fn tile_vectors(n: usize) -> usize {
+    [2, 3, 1, 4].into_iter().min_by_key(|&nv| n.div_ceil(16 * nv) * 16 * nv).unwrap_or(2)
+}
+
+/// B (`k x n`) rounded to bf16 and packed for the kernels: for each block of `KC` values of k, the panels of
+/// `16 * nv` columns one after the other, each panel-major (`pack::Layout::PanelMajor`).
+#[derive(Debug)]
+pub(crate) struct PackedB {
+    data: Vec<u32>,
+    k: usize,
+    n: usize,
+    nv: usize,
+    vector: bool,
+}
+
+impl PackedB {
+    /// Packs `b` for this CPU's kernel.
+    pub(crate) fn new(b: Mat<'_>) -> PackedB {
+        PackedB::for_kernel(b, vector_kernel())
+    }
+
+    /// Packs `b` for the AVX512-BF16 kernel (`vector`, which the CPU must have) or the portable one.
+    fn for_kernel(b: Mat<'_>, vector: bool) -> PackedB {
+        let (k, n) = (b.rows, b.cols);
+        let nv = tile_vectors(n);
+        let width = n.div_ceil(16 * nv) * 16 * nv;
+        // Every block but the last has an even depth, so the blocks' pairs add up to `k.div_ceil(2)`.
+        let mut data = vec![0u32; k.div_ceil(2) * width];
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let at = k0 / 2 * width;
+            pack_b(b, k0, kc, 0..n, nv, &mut data[at..at + kc.div_ceil(2) * width], vector);
+        }
+        PackedB { data, k, n, nv, vector }
+    }
+
+    /// The pairs of the block of k starting at `k0`, all its panels.
+    fn block(&self, k0: usize) -> &[u32] {
+        let width = self.n.div_ceil(16 * self.nv) * 16 * self.nv;
+        &self.data[k0 / 2 * width..(k0 / 2 + KC.min(self.k - k0).div_ceil(2)) * width]
+    }
+}
+
+/// Packs rows `k0..k0 + kc` of columns `cols` (which start on a panel) of `b` into `out`.
+fn pack_b(b: Mat<'_>, k0: usize, kc: usize, cols: Range<usize>, nv: usize, out: &mut [u32], vector: bool) {
+    let src =
+        Source { data: b.data, offset: b.offset + k0 * b.rs + cols.start * b.cs, lane_stride: b.cs, k_stride: b.rs };
+    pack::block(src, cols.len(), 16 * nv, kc, Layout::PanelMajor, out, vector);
+}
+
+/// Whether the AVX512-BF16 kernel runs; says once that the portable one does, when it does.
+fn vector_kernel() -> bool {
+    match bf16_kernel() {
+        Bf16Kernel::Avx512Bf16 => true,
+        Bf16Kernel::Portable => {
+            notice_portable();
+            false
+        }
+    }
+}
+
+/// `dst = a @ b`, or `dst += a @ b` when `accumulate`, in bf16 with f32 sums; `threads` may share the work.
+pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, threads: usize) {
+    assert!(a.cols == b.rows, "gemm: inner shapes checked by the caller");
+    let vector = vector_kernel();
+    product(dst, accumulate, a, Rhs::Streamed { b, nv: tile_vectors(b.cols), vector }, threads);
+}
+
+/// [`gemm`] with B packed beforehand.
+pub(crate) fn gemm_packed(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: &PackedB, threads: usize) {
+    assert!(a.cols == b.k && dst.cols == b.n, "gemm: shapes checked by the caller");
+    product(dst, accumulate, a, Rhs::Packed(b), threads);
+}
+
+/// The right operand of one product: packed whole beforehand, or packed a block at a time by each thread.
+#[derive(Clone, Copy)]
+enum Rhs<'a> {
+    Packed(&'a PackedB),
+    Streamed { b: Mat<'a>, nv: usize, vector: bool },
+}
+
+impl Rhs<'_> {
+    fn nv(&self) -> usize {
+        match self {
+            Rhs::Packed(p) => p.nv,
+            Rhs::Streamed { nv, .. } => *nv,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Rhs::Packed(p) => p.n,
+            Rhs::Streamed { b, .. } => b.cols,
+        }
+    }
+
+    fn vector(&self) -> bool {
+        match self {
+            Rhs::Packed(p) => p.vector,
+            Rhs::Streamed { vector, .. } => *vector,
+        }
+    }
+}
+
+fn product(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Rhs<'_>, threads: usize) {
+    let (m, n, k) = (dst.rows, dst.cols, a.cols);
+    assert!(a.rows == m, "gemm: shapes checked by the caller");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            (0..m).for_each(|i| (0..n).for_each(|j| dst.data[dst.offset + i * dst.rs + j * dst.cs] = 0.0));
+        }
+        return;
+    }
+    let dst_last = dst.offset + (m - 1) * dst.rs + (n - 1) * dst.cs;
+    assert!(dst_last < dst.data.len(), "gemm: destination out of bounds");
+    // Blocks of rows (or of panels) are disjoint in memory only if no two elements share an address.
+    assert!(dst.rs > (n - 1) * dst.cs || dst.cs > (m - 1) * dst.rs || m == 1 || n == 1);
+    match b.nv() {
+        1 => run::<24, 1>(dst, accumulate, a, b, threads),
+        3 => run::<8, 3>(dst, accumulate, a, b, threads),
+        4 => run::<6, 4>(dst, accumulate, a, b, threads),
+        _ => run::<12, 2>(dst, accumulate, a, b, threads),
+    }
+}
+
+/// The destination, shared by the threads of one product: each writes only its own tiles through it.
+#[derive(Clone, Copy)]
+struct Dst {
+    ptr: *mut f32,
+    len: usize,
+    offset: usize,
+    rs: usize,
+    cs: usize,
+}
+// SAFETY: the threads of `run` write disjoint tiles (rows or panels) and nothing else touches the destination
+// while they run: it is borrowed mutably for the whole call.
+unsafe impl Send for Dst {}
+unsafe impl Sync for Dst {}
+
+/// The loops around the kernel, for `MR x 16 * NV` tiles, with rows or panels shared among threads.
+fn run<const MR: usize, const NV: usize>(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Rhs<'_>, threads: usize) {
+    let (m, n, k) = (dst.rows, dst.cols, a.cols);
+    let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(16 * NV));
+    let out = Dst { ptr: dst.data.as_mut_ptr(), len: dst.data.len(), offset: dst.offset, rs: dst.rs, cs: dst.cs };
+    let by_rows = m >= n;
+    let units = if by_rows { row_blocks } else { panels };
+    let parts = threads.min(m.saturating_mul(n).saturating_mul(k) / MIN_MACS_PER_THREAD).clamp(1, units);
+    parallel::each_range(&parallel::even(units, parts), |r| {
+        let (rows, cols) = if by_rows { ((r.start * MR).min(m)..(r.end * MR).min(m), 0..panels) } else { (0..m, r) };
+        part::<MR, NV>(out, accumulate, a, b, rows, cols);
+    });
+}
+
+/// Rows `rows` (starting on a multiple of `MR`) by panels `panels` of the product.
+fn part<const MR: usize, const NV: usize>(
+    out: Dst,
+    accumulate: bool,
+    a: Mat<'_>,
+    b: Rhs<'_>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let (k, n, nr, vector) = (a.cols, b.cols(), 16 * NV, b.vector());
+    // Rows contiguous in k (an im2col matrix) pack row-major, each row one run; others panel-major.
+    let layout = if a.cs == 1 { Layout::RowMajor } else { Layout::PanelMajor };
+    let mut packed_a = vec![0u32; MC.div_ceil(MR) * MR * KC.div_ceil(2)];
+    let mut streamed = match b {
+        Rhs::Streamed { .. } => vec![0u32; panels.len() * nr * KC.div_ceil(2)],
+        Rhs::Packed(_) => Vec::new(),
+    };
+    let mut tile = vec![0f32; MR * nr];
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        let kc2 = kc.div_ceil(2);
+        // This block of B, from its first panel: the part's own panels, packed now, or the packed whole.
+        let (b_block, first_panel) = match b {
+            Rhs::Packed(p) => (p.block(k0), 0),
+            Rhs::Streamed { b, nv, vector } => {
+                let cols = panels.start * nr..(panels.end * nr).min(n);
+                let len = panels.len() * nr * kc2;
+                pack_b(b, k0, kc, cols, nv, &mut streamed[..len], vector);
+                (&streamed[..len], panels.start)
+            }
+        };
+        for i0 in rows.clone().step_by(MC) {
+            let mc = MC.min(rows.end - i0);
+            let src =
+                Source { data: a.data, offset: a.offset + i0 * a.rs + k0 * a.cs, lane_stride: a.rs, k_stride: a.cs };
+            pack::block(src, mc, MR, kc, layout, &mut packed_a, vector);
+            // Pair (r, kp) of a packed panel of A.
+            let (a_rs, a_ks) = match layout {
+                Layout::RowMajor => (kc2, 1),
+                Layout::PanelMajor => (1, MR),
+            };
+            for jp in panels.clone() {
+                let at = (jp - first_panel) * nr * kc2;
+                let panel = &b_block[at..at + nr * kc2];
+                for ib in 0..mc.div_ceil(MR) {
+                    let a_panel = APanel { data: &packed_a[ib * MR * kc2..(ib + 1) * MR * kc2], rs: a_rs, ks: a_ks };
+                    let (i, j) = (i0 + ib * MR, jp * nr);
+                    let to = Out {
+                        ptr: out.ptr,
+                        len: out.len,
+                        at: out.offset + i * out.rs + j * out.cs,
+                        rs: out.rs,
+                        cs: out.cs,
+                        mr: MR.min(rows.end - i),
+                        nr: nr.min(n - j),
+                        add: accumulate || k0 > 0,
+                    };
+                    // SAFETY: the destination outlives the call and no other thread writes these rows and
+                    // columns (the kernel checks them against the destination's length).
+                    unsafe { kernel::run::<MR, NV>(vector, kc2, a_panel, panel, to, &mut tile) };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Packing for the bf16 GEMM: f32 operands rounded to bf16 and laid out as the kernels read them.
+//!
+//! The unit is a pair: two bf16 of consecutive k (`cpu::bf16::pair`). A block is `lanes` rows of A or columns
+//! of B by `kc` values of k, cut into panels of `width` lanes (the last one padded with zeros, as is the odd
+//! k past `kc`). Panel `p` starts at `out[p * width * kc2]` and is laid out one of two ways:
+//! - panel-major, `[kp][l]`: what B always is, and A when its rows are not contiguous in k;
+//! - row-major, `[l][kp]`: A when its rows are contiguous in k (an im2col matrix), each row one straight
+//!   conversion.
+//!
+//! With AVX512-BF16 the common strides are converted 32 floats at a time (`vcvtne2ps2bf16`, which rounds as
+//! `cpu::bf16::round` does), a whole block per call; the rest, and every block on a CPU without those
+//! instructions, go through the scalar loop, which gives the same pairs.
+
+use crate::cpu::bf16::{pair, round};
+
+/// A block of an f32 operand: value `(lane, k)` at `data[offset + lane * lane_stride + k * k_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Source<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub lane_stride: usize,
+    pub k_stride: usize,
+}
+
+impl Source<'_> {
+    /// The pair of k-values `2 * kp` and `2 * kp + 1` of `lane`, a zero past `kc`.
+    #[inline(always)]
+    fn pair_at(&self, lane: usize, kp: usize, kc: usize) -> u32 {
+        let at = |k: usize| self.data[self.offset + lane * self.lane_stride + k * self.k_stride];
+        pair(round(at(2 * kp)), if 2 * kp + 1 < kc { round(at(2 * kp + 1)) } else { 0 })
+    }
+
+    /// Whether every element of the block (`lanes x kc`) lies inside `data`.
+    fn fits(&self, lanes: usize, kc: usize) -> bool {
+        lanes == 0
+            || kc == 0
+            || self.offset + (lanes - 1) * self.lane_stride + (kc - 1) * self.k_stride < self.data.len()
+    }
+}
+
+/// How a block's panels are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// `[kp][l]` within each panel.
+    PanelMajor,
+    /// `[l][kp]` within each panel.
+    RowMajor,
+}
+
+/// Packs `lanes` lanes by `kc` k-values of `src` into panels of `width` lanes, `layout` within each, into `out`
+/// (`lanes.div_ceil(width) * width * kc.div_ceil(2)` pairs); with the AVX512-BF16 conversions when `vector`.
+pub(super) fn block(
+    src: Source<'_>,
+    lanes: usize,
+    width: usize,
+    kc: usize,
+    layout: Layout,
+    out: &mut [u32],
+    vector: bool,
+) {
+    let kc2 = kc.div_ceil(2);
+    let padded = lanes.div_ceil(width) * width;
+    assert!(width > 0 && out.len() >= padded * kc2 && src.fits(lanes, kc));
+    #[cfg(target_arch = "x86_64")]
+    if vector && kc > 0 {
+        // SAFETY: `vector` means the CPU has AVX512-BF16; the assert above bounds every read and write.
+        let done = unsafe {
+            match layout {
+                Layout::RowMajor if src.k_stride == 1 => avx512::row_major(src, lanes, padded, kc, out),
+                Layout::PanelMajor if src.lane_stride == 1 => avx512::panel_major(src, lanes, width, padded, kc, out),
+                Layout::PanelMajor if src.k_stride == 1 => {
+                    avx512::panel_major_k_runs(src, lanes, width, padded, kc, out)
+                }
+                _ => false,
+            }
+        };
+        if done {
+            return;
+        }
+    }
+    let _ = vector;
+    for l in 0..padded {
+        let (panel, i) = (l / width, l % width);
+        for kp in 0..kc2 {
+            let at = panel * width * kc2
+                + match layout {
+                    Layout::PanelMajor => kp * width + i,
+                    Layout::RowMajor => i * kc2 + kp,
+                };
+            out[at] = if l < lanes { src.pair_at(l, kp, kc) } else { 0 };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Source;
+
+    /// Lane `j` of two vectors' bf16 (`[a0..a15, b0..b15]`) to pair `j`: `[a0, b0, a1, b1, ...]`.
+    const INTERLEAVE: [u16; 32] = {
+        let mut idx = [0u16; 32];
+        let mut j = 0;
+        while j < 16 {
+            idx[2 * j] = j as u16;
+            idx[2 * j + 1] = 16 + j as u16;
+            j += 1;
+        }
+        idx
+    };
+
+    /// The mask of the first `n` (at most 16) lanes.
+    #[inline(always)]
+    fn first(n: usize) -> u16 {
+        if n >= 16 { u16::MAX } else { (1u16 << n) - 1 }
+    }
+
+    /// Converts the run of `kc` floats at `src` (unit stride) into `kc.div_ceil(2)` pairs at `out`.
+    ///
+    /// # Safety
+    /// As for the callers: AVX512-BF16, the run readable, `out` writable for its pairs.
+    #[inline(always)]
+    unsafe fn convert_run(src: *const f32, kc: usize, out: *mut u32) {
+        // SAFETY: masked loads stop at `kc` floats and masked stores at `kc.div_ceil(2)` pairs; addresses of
+        // masked-off lanes are formed with `wrapping_add` and never touched.
+        unsafe {
+            for t in (0..kc).step_by(32) {
+                let left = kc - t;
+                let lo = _mm512_maskz_loadu_ps(first(left), src.wrapping_add(t));
+                let hi = _mm512_maskz_loadu_ps(first(left.saturating_sub(16)), src.wrapping_add(t + 16));
+                let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_mask_storeu_epi32(out.add(t / 2).cast(), first(left.div_ceil(2)), bf);
+            }
+        }
+    }
+
+    /// Row-major panels from lanes contiguous in k: each lane one run, the padding lanes zeros.
+    ///
+    /// # Safety
+    /// The CPU must have AVX512-F, -BW and -BF16; the block must fit `src.data` and `out` hold
+    /// `padded * kc.div_ceil(2)` pairs (checked by the caller).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn row_major(src: Source<'_>, lanes: usize, padded: usize, kc: usize, out: &mut [u32]) -> bool {
+        let kc2 = kc.div_ceil(2);
+        // Panel p's lane i sits at (p * width + i) * kc2 = l * kc2: the panels of a row-major block are one
+        // row-major matrix.
+        // SAFETY: lane `l < lanes` reads its run inside `src.data`; every write is inside `out`.
+        unsafe {
+            let base = src.data.as_ptr().wrapping_add(src.offset);
+            for l in 0..lanes {
+                convert_run(base.add(l * src.lane_stride), kc, out.as_mut_ptr().add(l * kc2));
+            }
+        }
+        out[lanes * kc2..padded * kc2].fill(0);
+        true
+    }
+
+    /// Panel-major panels from lanes contiguous in memory: per pair of k, two masked loads, one conversion and
+    /// one interleave per 16 lanes.
+    ///
+    /// # Safety
+    /// As for [`row_major`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn panel_major(
+        src: Source<'_>,
+        lanes: usize,
+        width: usize,
+        padded: usize,
+        kc: usize,
+        out: &mut [u32],
+    ) -> bool {
+        let kc2 = kc.div_ceil(2);
+        // SAFETY: masked loads touch only valid lanes of columns below `kc`, inside `src.data`; stores touch
+        // `out[p * width * kc2 + kp * width ..][..width]`.
+        unsafe {
+            let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
+            let base = src.data.as_ptr().wrapping_add(src.offset);
+            for p0 in (0..padded).step_by(width) {
+                let panel = out.as_mut_ptr().add(p0 * kc2);
+                for kp in 0..kc2 {
+                    let (k0, k1) = (2 * kp, 2 * kp + 1);
+                    for g in (0..width).step_by(16) {
+                        let load = first(lanes.saturating_sub(p0 + g));
+                        let lo = _mm512_maskz_loadu_ps(load, base.wrapping_add(k0 * src.k_stride + p0 + g));
+                        let hi = if k1 < kc {
+                            _mm512_maskz_loadu_ps(load, base.wrapping_add(k1 * src.k_stride + p0 + g))
+                        } else {
+                            _mm512_setzero_ps()
+                        };
+                        let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                        let pairs = _mm512_permutexvar_epi16(idx, bf);
+                        _mm512_mask_storeu_epi32(panel.add(kp * width + g).cast(), first(width - g), pairs);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Panel-major panels from lanes contiguous in k (the transposed weights of a convolution, packed once per
+    /// call): each lane converted as a run, then its pairs spread over the panel.
+    ///
+    /// # Safety
+    /// As for [`row_major`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn panel_major_k_runs(
+        src: Source<'_>,
+        lanes: usize,
+        width: usize,
+        padded: usize,
+        kc: usize,
+        out: &mut [u32],
+    ) -> bool {
+        let kc2 = kc.div_ceil(2);
+        let mut run = vec![0u32; kc2];
+        for l in 0..padded {
+            let (panel, i) = (l / width, l % width);
+            if l < lanes {
+                // SAFETY: lane `l` reads its run inside `src.data`; `run` holds its pairs.
+                unsafe {
+                    let from = src.data.as_ptr().add(src.offset + l * src.lane_stride);
+                    convert_run(from, kc, run.as_mut_ptr());
+                }
+            } else {
+                run.fill(0);
+            }
+            let at = panel * width * kc2 + i;
+            run.iter().enumerate().for_each(|(kp, &p)| out[at + kp * width] = p);
+        }
+        true
+    }
+}
