@@ -958,17 +958,32 @@ CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigne
 // ---- cuBLAS: column-major SGEMM by its definition, queued on the handle's stream ----
 struct Blas { void* stream = nullptr; };
 
+// An f32 rounded to the nearest bf16 (ties to even) and widened back, a NaN kept a quiet NaN: what the tensor
+// cores read of an f32 operand under CUBLAS_COMPUTE_32F_FAST_16BF.
+static float round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) u |= 0x400000u;
+    else u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
 static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float* a, int lda, long long sa,
-                  const float* b, int ldb, long long sb, float beta, float* c, int ldc, long long sc, int batch) {
-    // op(A) and op(B) are copied into plain column-major buffers, then each column of C is a sum of A's columns.
+                  const float* b, int ldb, long long sb, float beta, float* c, int ldc, long long sc, int batch,
+                  bool bf16 = false) {
+    // op(A) and op(B) are copied into plain column-major buffers (rounded to bf16 for bf16 products), then each
+    // column of C is a sum of A's columns.
     std::vector<float> opa((size_t)m * k), opb((size_t)k * n), col(m);
+    auto in = [bf16](float v) { return bf16 ? round_bf16(v) : v; };
     for (int p = 0; p < batch; p++) {
         const float *A = a + p * sa, *B = b + p * sb;
         float* C = c + p * sc;
         for (int l = 0; l < k; l++)
-            for (int i = 0; i < m; i++) opa[i + (size_t)l * m] = ta ? A[l + (size_t)i * lda] : A[i + (size_t)l * lda];
+            for (int i = 0; i < m; i++) opa[i + (size_t)l * m] = in(ta ? A[l + (size_t)i * lda] : A[i + (size_t)l * lda]);
         for (int j = 0; j < n; j++)
-            for (int l = 0; l < k; l++) opb[l + (size_t)j * k] = tb ? B[j + (size_t)l * ldb] : B[l + (size_t)j * ldb];
+            for (int l = 0; l < k; l++) opb[l + (size_t)j * k] = in(tb ? B[j + (size_t)l * ldb] : B[l + (size_t)j * ldb]);
         for (int j = 0; j < n; j++) {
             std::fill(col.begin(), col.end(), 0.0f);
             for (int l = 0; l < k; l++) {
@@ -1011,6 +1026,32 @@ int cublasSgemmStridedBatched(void* h, int ta, int tb, int m, int n, int k, cons
 int cublasSgemm_v2(void* h, int ta, int tb, int m, int n, int k, const float* alpha, const float* a, int lda,
                    const float* b, int ldb, const float* beta, float* c, int ldc) {
     return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
+}
+// The mixed-precision product tiny uses for bf16 autocast: f32 operands and result (CUDA_R_32F, 0) with
+// CUBLAS_COMPUTE_32F_FAST_16BF (75), whose operands are rounded to bf16 and summed in f32; CUBLAS_COMPUTE_32F (68)
+// is plain SGEMM. Other types and compute types are refused as NOT_SUPPORTED (15), as cuBLAS refuses an unknown pair.
+int cublasGemmStridedBatchedEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, const void* a, int at,
+                               int lda, long long sa, const void* b, int bt, int ldb, long long sb, const void* beta,
+                               void* c, int ct, int ldc, long long sc, int batch, int compute, int /*algo*/) {
+    if (at != 0 || bt != 0 || ct != 0 || (compute != 68 && compute != 75)) return 15;
+    if (m < 0 || n < 0 || k < 0 || batch < 0 || ldc < std::max(1, m) || lda < std::max(1, ta ? k : m) ||
+        ldb < std::max(1, tb ? n : k))
+        return 7;
+    LOCKED;
+    bool bf16 = compute == 75;
+    count(bf16 ? "gemm ex (bf16)" : "gemm ex");
+    float al = *(const float*)alpha, be = *(const float*)beta;
+    const float *fa = (const float*)a, *fb = (const float*)b;
+    float* fc = (float*)c;
+    stream_of(((Blas*)h)->stream)->computes = true;
+    enqueue(stream_of(((Blas*)h)->stream),
+            [=] { sgemm(ta, tb, m, n, k, al, fa, lda, sa, fb, ldb, sb, be, fc, ldc, sc, batch, bf16); });
+    return 0;
+}
+int cublasGemmEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, const void* a, int at, int lda,
+                 const void* b, int bt, int ldb, const void* beta, void* c, int ct, int ldc, int compute, int algo) {
+    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, a, at, lda, 0, b, bt, ldb, 0, beta, c, ct, ldc, 0, 1,
+                                      compute, algo);
 }
 
 }  // extern "C"

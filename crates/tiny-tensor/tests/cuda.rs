@@ -9,7 +9,7 @@ mod common;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use common::rng;
-use tiny_tensor::{Device, Result, RunningStats, Tensor, cuda};
+use tiny_tensor::{Device, Precision, Result, RunningStats, Tensor, autocast, cuda};
 
 /// TF32 is a process-wide setting: the TF32 test holds this lock for writing, every other device test for
 /// reading, so that no exact comparison runs while TF32 is on.
@@ -324,6 +324,36 @@ fn tf32_stays_close() {
     drop(tf32);
     // TF32 keeps 10 mantissa bits: about 1e-3 relative per product, over a sum of 256 terms.
     close("tf32 matmul", &exact, &fast, 3e-2);
+}
+
+#[test]
+fn bf16_autocast_matches_the_cpu_and_rounds() {
+    // Both devices multiply the same bf16 operands exactly and sum in f32, in different orders.
+    let bf16 = |f: fn(&[Tensor]) -> Result<Tensor>| {
+        move |x: &[Tensor]| {
+            let _bf16 = autocast(Precision::Bf16);
+            f(x)
+        }
+    };
+    let mm = bf16(|x| x[0].matmul(&x[1]));
+    parity("bf16 matmul", vec![randn(&[7, 300], 80), randn(&[300, 9], 81)], mm);
+    parity("bf16 batched", vec![randn(&[3, 4, 66], 82), randn(&[66, 5], 83)], bf16(|x| x[0].matmul(&x[1])));
+    let conv = bf16(|t| t[0].conv2d(&t[1], Some(&t[2]), 1, 1));
+    let (x, w) = (randn(&[2, 16, 6, 6], 84), randn(&[8, 16, 3, 3], 85).mul_scalar(0.2).unwrap());
+    parity("bf16 conv", vec![x, w, randn(&[8], 86)], conv);
+    let rgb = bf16(|t| t[0].conv2d_relu(&t[1], None, 2, 1));
+    parity("bf16 conv rgb", vec![randn(&[2, 3, 9, 9], 87), randn(&[16, 3, 3, 3], 88)], rgb);
+    // And the GPU really rounded: its bf16 product is off the f32 one by bf16's precision, not f32's.
+    let Some((device, _tf32_off)) = gpu("bf16_autocast_matches_the_cpu_and_rounds") else { return };
+    let (a, b) = (randn(&[16, 256], 89), randn(&[256, 8], 90));
+    let exact = a.matmul(&b).unwrap().to_vec();
+    let fast = {
+        let _bf16 = autocast(Precision::Bf16);
+        a.to_device(device).unwrap().matmul(&b.to_device(device).unwrap()).unwrap().to_vec()
+    };
+    let worst = exact.iter().zip(&fast).map(|(e, f)| (e - f).abs() / (1.0 + e.abs())).fold(0.0, f32::max);
+    // 256 products, each off by up to 2^-8 of itself: about 16 * 2^-8 * |a||b| in all.
+    assert!(worst > 1e-3 && worst < 0.2, "bf16 on the GPU is off the f32 product by {worst}");
 }
 
 #[test]
