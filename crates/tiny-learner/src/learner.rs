@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tiny_nn::{Module, Parameter};
 use tiny_optim::{Optimizer, OptimizerState, Sgd};
-use tiny_tensor::Tensor;
+use tiny_tensor::{Precision, Tensor, autocast};
 
 use crate::metrics::{Metric, accuracy};
 use crate::{Batch, Callback, Cancel, CbResult, EpochStats, Event, Loaders, PhaseRecord, Result, Stop, TrackResults};
@@ -77,6 +77,11 @@ pub struct LearnerState {
     pub frozen_groups: usize,
     /// Whether the batchnorm parameters of frozen groups keep training, fastai's `train_bn` (true by default).
     pub train_bn: bool,
+    /// The precision of the model's products during each batch's prediction and loss, fastai's `to_bf16()` /
+    /// `to_fp32()`: under `Bf16` they run inside `autocast(Precision::Bf16)` (see tiny-tensor's autocast policy),
+    /// so convolutions and linear layers compute in bf16 and everything else, the loss, the weights and the
+    /// optimizer stay f32. `Fp32` by default.
+    pub precision: Precision,
 }
 
 impl LearnerState {
@@ -157,6 +162,7 @@ impl Learner {
             splitter: Box::new(crate::single_group),
             frozen_groups: 0,
             train_bn: true,
+            precision: Precision::Fp32,
         };
         let mut learn = Learner { state, cbs: Vec::new() };
         for cb in cbs {
@@ -195,6 +201,37 @@ impl Learner {
     /// Sets the seed of the callbacks' random streams.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.state.seed = seed;
+        self
+    }
+
+    /// fastai's `learn.to_bf16()`: bf16 mixed precision from the next batch on. Each batch's prediction and loss
+    /// run under `autocast(Precision::Bf16)`, so its convolutions and matrix products (and their backward)
+    /// compute in bf16 with f32 sums; the weights, their gradients, the optimizer's state, checkpoints and
+    /// exports stay f32.
+    ///
+    /// ```
+    /// use tiny_learner::{InMemory, Learner, Loaders};
+    /// use tiny_nn::{Linear, cross_entropy};
+    /// use tiny_tensor::{Precision, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0], &[2, 2]).unwrap();
+    /// let dls = Loaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
+    /// let mut learn = Learner::new(Box::new(Linear::new(2, 2).unwrap()), dls, cross_entropy, 0.1, vec![]).to_bf16();
+    /// assert_eq!(learn.precision, Precision::Bf16);
+    /// learn.fit(1).unwrap();
+    /// assert_eq!(learn.to_fp32().precision, Precision::Fp32);
+    /// ```
+    pub fn to_bf16(self) -> Self {
+        self.with_precision(Precision::Bf16)
+    }
+
+    /// fastai's `learn.to_fp32()`: f32 products again (the default).
+    pub fn to_fp32(self) -> Self {
+        self.with_precision(Precision::Fp32)
+    }
+
+    /// Sets the precision of each batch's products (see [`Learner::to_bf16`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.state.precision = precision;
         self
     }
 
@@ -403,12 +440,16 @@ impl Learner {
 
     fn do_batch(&mut self) -> CbResult {
         self.with_events(Phase::Batch, |l| {
+            // The prediction and the loss in the learner's precision, as fastai's MixedPrecision callback does
+            // from before_batch to after_loss; the ops keep it for their backward.
+            let autocast = autocast(l.state.precision);
             let s = &mut l.state;
             s.preds = s.model.call(&s.batch.x)?;
             l.event(Event::AfterPred)?;
             let s = &mut l.state;
             s.loss = (s.loss_func)(&s.preds, &s.batch.y)?;
             l.event(Event::AfterLoss)?;
+            drop(autocast);
             if !l.state.training {
                 return Ok(());
             }

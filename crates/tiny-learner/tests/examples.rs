@@ -227,6 +227,7 @@ fn contradictory_or_bad_flags_are_refused_before_any_data_is_read() {
         (&["--accum", "0"][..], "at least 1"),
         (&["--model", "resnet18", "--pretrained"][..], "cargo xtask fetch-weights resnet18"),
         (&["--cache", "always"][..], "expected off, auto or on"),
+        (&["--precision", "fp16"][..], "supported: fp32, bf16"),
     ] {
         let out = train(missing, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -259,5 +260,20 @@ fn label_smoothing_reaches_the_loss() {
         (valid_loss(&[]), valid_loss(&["--label-smoothing", "0"]), valid_loss(&["--label-smoothing", "0.5"]));
     assert_eq!(plain, zero, "eps 0 is the chapter's cross entropy");
     assert_ne!(plain, smooth);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn precision_bf16_trains_close_to_fp32_and_says_so() {
+    let dir = temp_dir("bf16");
+    let data = small_set(&dir);
+    let run = |extra: &[&str]| train_json(&data, &[&["--epochs", "1"][..], extra].concat());
+    let (default, fp32, bf16) = (run(&[]), run(&["--precision", "fp32"]), run(&["--precision", "bf16"]));
+    // fp32 is the default, and its line names no precision, as before the flag existed.
+    assert!(default.get("precision").is_none() && fp32.get("precision").is_none());
+    assert_eq!(default["train_loss"], fp32["train_loss"]);
+    assert_eq!(bf16["precision"], "bf16");
+    let (a, b) = (fp32["train_loss"].as_f64().unwrap(), bf16["train_loss"].as_f64().unwrap());
+    assert!(a != b && (a - b).abs() < 0.05 * a, "fp32 {a} vs bf16 {b}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,10 +5,10 @@ mod common;
 use common::textures;
 use tiny_learner::{InMemory, Learner, Loaders, OneCycle, Recorder, SetupLearner, TrackResults};
 use tiny_nn::{cross_entropy, simple_cnn};
-use tiny_tensor::{Device, Tensor};
+use tiny_tensor::{Device, Precision, Tensor};
 
-#[test]
-fn simple_cnn_beats_chance_on_synthetic_images() {
+/// Six one-cycle epochs of simple_cnn on the textures, with its products in `precision`.
+fn fit_textures(precision: Precision) -> Learner {
     tiny_nn::manual_seed(0);
     let (x, y) = textures(240, 11);
     let (vx, vy) = textures(90, 12);
@@ -22,8 +22,15 @@ fn simple_cnn_beats_chance_on_synthetic_images() {
         Box::new(OneCycle::new(0.2)),
         Box::new(Recorder::new().show_table(false).show_progress(false)),
     ];
-    let mut learn = Learner::new(Box::new(simple_cnn(3).unwrap()), dls, cross_entropy, 0.2, cbs);
+    let mut learn =
+        Learner::new(Box::new(simple_cnn(3).unwrap()), dls, cross_entropy, 0.2, cbs).with_precision(precision);
     learn.fit(6).unwrap();
+    learn
+}
+
+#[test]
+fn simple_cnn_beats_chance_on_synthetic_images() {
+    let learn = fit_textures(Precision::Fp32);
     let track = learn.callback::<TrackResults>().unwrap();
     for r in &track.history {
         eprintln!("{}", r.line());
@@ -32,4 +39,19 @@ fn simple_cnn_beats_chance_on_synthetic_images() {
     assert!(valid.acc > 0.6, "valid accuracy {} is not well past chance (1/3)", valid.acc);
     let first = learn.history.first().unwrap().valid_loss.unwrap();
     assert!(learn.history.last().unwrap().valid_loss.unwrap() < first);
+}
+
+#[test]
+fn bf16_mixed_precision_learns_as_fp32_does() {
+    let (fp32, bf16) = (fit_textures(Precision::Fp32), fit_textures(Precision::Bf16));
+    let acc = |l: &Learner| l.callback::<TrackResults>().unwrap().last_valid().unwrap().acc;
+    let loss = |l: &Learner| l.history.last().unwrap().valid_loss.unwrap();
+    assert!(acc(&bf16) > 0.6, "bf16 valid accuracy {}", acc(&bf16));
+    assert!((acc(&bf16) - acc(&fp32)).abs() < 0.1, "bf16 {} vs fp32 {}", acc(&bf16), acc(&fp32));
+    // The same training, with products rounded to bf16: close, and not the same numbers.
+    assert!((loss(&bf16) - loss(&fp32)).abs() < 0.1 * loss(&fp32), "{} vs {}", loss(&bf16), loss(&fp32));
+    assert_ne!(loss(&bf16), loss(&fp32));
+    // The master weights stay f32 values, not bf16 ones.
+    let w = bf16.model.parameters()[0].to_vec();
+    assert!(w.iter().any(|v| v.to_bits() & 0xffff != 0), "the weights were stored as bf16");
 }

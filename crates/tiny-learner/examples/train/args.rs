@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use tiny_data::Normalize;
-use tiny_tensor::Device;
+use tiny_tensor::{Device, Precision};
 
 /// ImageNet's channel statistics, fastai's `imagenet_stats`.
 pub const IMAGENET: Normalize = Normalize { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
@@ -78,6 +78,10 @@ pub struct Args {
     /// cpu or cuda.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
+    /// The precision of the model's products: fp32, or bf16 (fastai's to_bf16(): convolutions and linear layers
+    /// compute in bf16 with f32 sums; weights, gradients, optimizer, loss, checkpoints and exports stay f32).
+    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// Seed of initialisation, shuffling and Mixup.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -244,6 +248,11 @@ fn parse_stats(v: &str) -> Result<Stats, String> {
 
 /// Parses `--device`.
 fn parse_device(v: &str) -> Result<Device, String> {
+    v.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
+}
+
+/// Parses `--precision`: fp32 or bf16, and an error listing those for anything else.
+fn parse_precision(v: &str) -> Result<Precision, String> {
     v.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
 }
 

@@ -178,6 +178,7 @@ fn main() -> anyhow::Result<()> {
     let info = ExportInfo::new(args.model.name(), &vocab, norm, ItemTransform::squash(args.size));
     let mut learn = Learner::new(model, Loaders::from(dls), loss_func(&args)?, lr, vec![Box::new(setup)])
         .with_seed(seed)
+        .with_precision(args.precision)
         .with_metrics(metrics)
         .with_export_info(info)
         .with_splitter(splitter(args.model));
@@ -334,6 +335,7 @@ fn main() -> anyhow::Result<()> {
         model: args.model.name(),
         opt: format!("{:?}", args.opt).to_lowercase(),
         device: args.device.to_string(),
+        precision: (args.precision != tiny_tensor::Precision::Fp32).then(|| args.precision.to_string()),
         cuda_graph: args.cuda_graph,
         graph_steps,
         epochs: args.fine_tune.map_or(args.epochs, |n| n + args.freeze_epochs),

@@ -16,6 +16,9 @@ pub struct Summary {
     pub model: &'static str,
     pub opt: String,
     pub device: String,
+    /// `--precision`, written only when it is not the default fp32 (so an fp32 run's line is as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
     /// Whether `--cuda-graph` was on, and how many training steps were replayed from a graph.
     pub cuda_graph: bool,
     pub graph_steps: usize,
