@@ -15,7 +15,11 @@ Writes, each a safetensors file whose `cases` metadata (JSON) describes every ca
   crates/tiny-nn/tests/fixtures/label_smoothing.safetensors       per item and as the mean (the loss)
   crates/tiny-tensor/tests/fixtures/warp.safetensors     warp_perspective: F.grid_sample (bilinear,
                                                          align_corners=True, reflection and zeros padding)
-(`make_fixtures.py ops nn optim inputs label_smoothing warp` writes only the parts named.)
+  crates/tiny-tensor/tests/fixtures/autocast_bf16.safetensors  conv2d and matmul under
+                                                         torch.autocast("cpu", dtype=torch.bfloat16)
+  crates/tiny-nn/tests/fixtures/autocast_bf16.safetensors      simple_cnn's and resnet18's logits and first-step
+                                                         gradients under the same autocast
+(`make_fixtures.py ops nn optim inputs label_smoothing warp autocast autocast_models` writes only the parts named.)
 
 A case's tensors are named `<case>.in<i>` (inputs, contiguous), `<case>.out<j>` (outputs), `<case>.cot`
 (the cotangent: the gradient of `sum(out0 * cot)` is taken) and `<case>.grad<i>` (that gradient for each
@@ -784,10 +788,135 @@ def inputs(size=64):
     w.save(ROOT / "crates/tiny-data/tests/fixtures/pil_64.safetensors")
 
 
+# ----------------------------------------------------------------------------- bf16 autocast
+def under_bf16(fn):
+    """`fn` under torch.autocast("cpu", dtype=torch.bfloat16), its output cast back to float32 as fastai's to_bf16()
+    and ch19_reference.py --amp bf16 do before the loss; the backward runs in the ops' own (bf16) precision."""
+    def run(*xs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(*xs)
+        return out.float()
+    return run
+
+
+#: The tolerance of a bf16 case: PyTorch rounds each autocast op's output (and its input gradient) to bf16, a
+#: relative error of at most 2^-9, where tiny keeps the f32 sum of the same exact bf16 products; 2^-8 covers
+#: that with room for the different order of the f32 sums.
+BF16_RTOL = 2.0 ** -8
+
+
+def autocast():
+    w = Writer()
+    s = iter(range(20_000, 30_000))
+    # The bias gradient sums the cotangent over the batch and the pixels, where the sum cancels: PyTorch sums the
+    # cotangent rounded to bf16 (it passes the cast of the output), tiny the f32 one, and the roundings add up to
+    # 5% of the small sum (measured); a tolerance of 2^-6 holds that.
+    bias_sum = "the bias gradient: PyTorch sums bf16-rounded cotangents, tiny f32 ones"
+    # Winograd multiplies transformed tiles and weights, each rounded after its transform: tiny's unit test
+    # bf16_winograd_errs_within_twice_what_a_direct_bf16_convolution_does measures 1.5 times the rms error of a
+    # direct bf16 convolution; element by element against PyTorch, up to 6 times 2^-8 (measured), so 2^-5.
+    wino = "Winograd F(2x2, 3x3) in bf16 (on AVX-512 CPUs): transformed operands rounded, 1.5x bf16's rms error"
+    convs = [
+        # name, n, c, h, w, f, k, stride, padding, bias, relu, tolerance, note
+        ("bf16_conv3x3_s2_chapter", 2, 16, 9, 9, 32, 3, 2, 1, True, True, 2.0 ** -6, bias_sum),
+        ("bf16_conv3x3_s2_rgb_stem", 2, 3, 16, 16, 16, 3, 2, 1, True, True, 2.0 ** -6, bias_sum),
+        ("bf16_conv1x1_s2_downsample", 2, 8, 7, 7, 16, 1, 2, 0, False, False, BF16_RTOL, None),
+        ("bf16_conv7x7_s2_resnet_stem", 2, 3, 20, 20, 8, 7, 2, 3, False, False, BF16_RTOL, None),
+        ("bf16_conv3x3_wide", 2, 32, 5, 5, 32, 3, 1, 1, False, False, BF16_RTOL, None),
+        ("bf16_conv3x3_winograd", 2, 16, 16, 16, 16, 3, 1, 1, True, False, 2.0 ** -5, wino),
+    ]
+    for name, n, c, h, wd, f, k, st, pad, bias, relu, tol, why in convs:
+        ins = [randn(n, c, h, wd, seed=next(s)), randn(f, c, k, k, seed=next(s)) * (2 / (c * k * k)) ** 0.5]
+        if bias:
+            ins.append(randn(f, seed=next(s)))
+        conv = (lambda x, wt, b=None, st=st, pad=pad, relu=relu:
+                (F.relu if relu else (lambda t: t))(F.conv2d(x, wt, b, stride=st, padding=pad)))
+        case(w, name, "conv2d", under_bf16(conv), ins, params=dict(stride=st, padding=pad, relu=relu, autocast="bf16"),
+             rtol=tol, note="under torch.autocast(bfloat16)" + (f"; {why}" if why else ""))
+    # The cast itself, which the bias of a bf16 convolution goes through: to nearest even, the gradient unchanged.
+    # (Not denormals: tiny flushes them to zero as vcvtne2ps2bf16 does, where PyTorch's .to keeps them.)
+    ties = torch.tensor([1 + 2 ** -8, 1 + 3 * 2 ** -8, -2.5, 3.0e38, 0.1])
+    # The gradient passes unchanged (straight through): PyTorch's own round trip would also round the gradient to bf16
+    # on its way back, which tiny, keeping gradients f32, does not.
+    case(w, "round_bf16", "round_bf16", lambda x: x + (x.to(torch.bfloat16).float() - x).detach(),
+         [torch.cat([ties, randn(10, seed=next(s))])], rtol=0.0,
+         note="x.to(torch.bfloat16).float(), the gradient straight through: exact")
+    mms = [
+        ("bf16_matmul_large", [randn(48, 200, seed=next(s)), randn(200, 24, seed=next(s))], None),
+        ("bf16_matmul_batched", [randn(3, 4, 66, seed=next(s)), randn(66, 5, seed=next(s))], None),
+        ("bf16_linear_chapter", [randn(8, 128, seed=next(s)), randn(10, 128, seed=next(s)) * 0.1], [[], [["t"]]]),
+    ]
+    for name, ins, views in mms:
+        case(w, name, "matmul", under_bf16(torch.matmul), ins, params=dict(autocast="bf16"), views=views,
+             rtol=BF16_RTOL, note="under torch.autocast(bfloat16)")
+    w.save(ROOT / "crates/tiny-tensor/tests/fixtures/autocast_bf16.safetensors")
+
+
+#: How far tiny's bf16 run may be from PyTorch's, in units of how far PyTorch's bf16 run is from its float32 run:
+#: both round the same products' operands to bf16, PyTorch also every activation (tiny keeps them f32), so tiny's
+#: distance to PyTorch's bf16 is about PyTorch's own bf16 noise.
+BF16_NOISE_FACTOR = 2.0
+
+
+def autocast_models():
+    """simple_cnn and resnet18 from the nn fixture's weights and batches: eval logits and the first training step's
+    gradients, under bf16 autocast and in float32, the gradients summarised as in nn()."""
+    import torchvision
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    w = Writer()
+    nn_file = ROOT / "crates/tiny-nn/tests/fixtures/nn.safetensors"
+    stored = load_file(str(nn_file))
+    with safe_open(str(nn_file), "pt") as f:
+        nn_cases = {c["name"]: c for c in json.loads(f.metadata()["cases"])}
+
+    def simple():
+        m = simple_cnn(10)
+        m.load_state_dict({k[len("simple_cnn.init."):]: v for k, v in stored.items() if k.startswith("simple_cnn.init.")})
+        return m
+
+    def resnet():
+        m = torchvision.models.resnet18(num_classes=10)
+        m.load_state_dict(hashed_state(m))
+        return m
+
+    salt = nn_cases["resnet18"]["params"]["input"]
+    models = [("simple_cnn", simple, stored["simple_cnn.x"], stored["simple_cnn.y"].long()),
+              ("resnet18", resnet, hashed_uniform(salt, (4, 3, 64, 64)), stored["resnet18.y"].long())]
+    for name, build, x, y in models:
+        noise = {}
+        runs = {}
+        for precision in ("fp32", "bf16"):
+            run = under_bf16 if precision == "bf16" else (lambda f: f)
+            m = build()
+            m.eval()
+            logits = run(m)(x)
+            m.train()
+            loss = cross_entropy(run(m)(x), y)
+            loss.backward()
+            w.put(f"{name}.{precision}.eval_logits", logits)
+            w.put(f"{name}.{precision}.loss", loss.reshape(1))
+            grads = {k: p.grad.double().flatten() for k, p in m.named_parameters()}
+            for k, g in grads.items():
+                w.put(f"{name}.{precision}.grad.{k}", summarise(k, g)[0])
+            runs[precision] = (logits.double(), grads)
+        (l32, g32), (l16, g16) = runs["fp32"], runs["bf16"]
+        noise["logits"] = ((l16 - l32).abs().max() / l32.abs().max()).item()
+        noise["grads"] = max(((summarise(k, g16[k])[0] - summarise(k, g32[k])[0]).abs() / summarise(k, g32[k])[1])
+                             .max().item() for k in g32)
+        print(f"{name}: PyTorch bf16 vs float32: logits {noise['logits']:.1e}, gradient summaries {noise['grads']:.1e}")
+        w.cases.append(dict(name=f"{name}_bf16", op="model_autocast",
+                            params=dict(factor=BF16_NOISE_FACTOR, bf16_noise=noise, input=salt if name == "resnet18"
+                                        else None), views=[], grads=[], outputs=0, rtol=0,
+                            note="tiny's bf16 against PyTorch's within factor x PyTorch's own bf16-vs-float32 distance"))
+    w.save(ROOT / "crates/tiny-nn/tests/fixtures/autocast_bf16.safetensors")
+
+
 if __name__ == "__main__":
     import sys
 
-    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing", "warp"]
+    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing", "warp", "autocast", "autocast_models"]
     for part in parts:
         {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs, "label_smoothing": label_smoothing,
-         "warp": warp}[part]()
+         "warp": warp, "autocast": autocast, "autocast_models": autocast_models}[part]()

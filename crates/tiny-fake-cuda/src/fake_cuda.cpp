@@ -784,6 +784,8 @@ static EmuDim threadIdx, blockIdx, blockDim, gridDim;
 #define __shared__ static
 static inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, sizeof f); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, sizeof u); return u; }
 // A block's threads are fibers: each runs until __syncthreads or its end, then the next one runs. When a
 // block's first thread ends without reaching a barrier, its other threads run as plain calls, which is faster.
 // Fibers switch with _setjmp/_longjmp; a new one starts on its own stack (with a guard page below it) through

@@ -330,3 +330,96 @@ fn resnet18_has_torchvisions_state_dict_and_trains_as_pytorch_from_the_same_weig
     let got: Vec<f64> = after.to_vec().into_iter().map(f64::from).collect();
     check_head("resnet18 trained eval logits", &got, want, 5e-3);
 }
+
+/// A summary (`make_fixtures.py`'s `summarise`: sum, sum of squares, probe product, largest magnitude) of `v`.
+fn summary(name: &str, v: &[f64]) -> [f64; 4] {
+    let probe: Vec<f64> = hashed_uniform(&format!("probe.{name}"), v.len()).into_iter().map(f64::from).collect();
+    [
+        v.iter().sum(),
+        v.iter().map(|x| x * x).sum(),
+        v.iter().zip(&probe).map(|(a, b)| a * b).sum(),
+        v.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+    ]
+}
+
+/// The distance of summary `a` from `b` over the Cauchy-Schwarz scales of `reference` (a summary of a tensor of
+/// `n` elements whose probe has `probe_sq` as its sum of squares): the largest of the four.
+fn summary_distance(a: &[f64], b: &[f64], reference: &[f64], n: usize, probe_sq: f64) -> f64 {
+    let scales = [(n as f64 * reference[1]).sqrt(), reference[1], (reference[1] * probe_sq).sqrt(), reference[3]];
+    (0..4).map(|k| (a[k] - b[k]).abs() / scales[k].max(1e-30)).fold(0.0, f64::max)
+}
+
+/// Eval logits and the first training step's gradients of `model` in bf16 against PyTorch's under
+/// `torch.autocast(bfloat16)` (`tests/fixtures/autocast_bf16.safetensors`, `make_fixtures.py autocast_models`):
+/// each within `factor` times the distance of PyTorch's own bf16 run from its float32 run (both stored), and
+/// further from PyTorch's float32 run than a tenth of that (tiny's products really were bf16).
+fn bf16_within_pytorchs_bf16_noise(name: &str, model: &dyn Module, x: &Tensor, y: &[u32]) {
+    use tiny_tensor::{Precision, autocast};
+    let fx = Fixtures::load(fixture_path!("autocast_bf16.safetensors"));
+    let factor = fx.case(&format!("{name}_bf16")).params["factor"].as_f64().unwrap();
+    let widen = |s: &Stored| -> Vec<f64> { s.data.iter().map(|&v| f64::from(v)).collect() };
+    let largest_gap = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+    model.train(false);
+    let logits: Vec<f64> = {
+        let _bf16 = autocast(Precision::Bf16);
+        model.forward(x).unwrap().to_vec().into_iter().map(f64::from).collect()
+    };
+    let (t16, t32) =
+        (widen(fx.get(&format!("{name}.bf16.eval_logits"))), widen(fx.get(&format!("{name}.fp32.eval_logits"))));
+    let (ours, noise) = (largest_gap(&logits, &t16), largest_gap(&t16, &t32));
+    assert!(
+        ours <= factor * noise,
+        "{name} bf16 eval logits: {ours:e} from PyTorch's bf16, whose own bf16 noise is {noise:e}"
+    );
+    assert!(largest_gap(&logits, &t32) > 0.1 * noise, "{name}: bf16 logits equal to float32 ones");
+    model.train(true);
+    let loss = {
+        let _bf16 = autocast(Precision::Bf16);
+        cross_entropy(&model.forward(x).unwrap(), y).unwrap()
+    };
+    loss.backward().unwrap();
+    let (mut ours, mut noise) = (0.0f64, 0.0f64);
+    for (pname, p) in model.named_parameters() {
+        let g: Vec<f64> = p.grad().unwrap().to_vec().into_iter().map(f64::from).collect();
+        let probe_sq: f64 =
+            hashed_uniform(&format!("probe.{pname}"), g.len()).iter().map(|&v| f64::from(v).powi(2)).sum();
+        let (s16, s32) =
+            (widen(fx.get(&format!("{name}.bf16.grad.{pname}"))), widen(fx.get(&format!("{name}.fp32.grad.{pname}"))));
+        ours = ours.max(summary_distance(&summary(&pname, &g), &s16, &s32, g.len(), probe_sq));
+        noise = noise.max(summary_distance(&s16, &s32, &s32, g.len(), probe_sq));
+    }
+    eprintln!("{name} bf16: first-step gradients {ours:.2e} from PyTorch's bf16 (its own bf16 noise {noise:.2e})");
+    assert!(
+        ours <= factor * noise,
+        "{name} bf16 first-step gradients: {ours:e} from PyTorch's, its bf16 noise {noise:e}"
+    );
+}
+
+#[test]
+fn simple_cnn_in_bf16_stays_within_pytorchs_own_bf16_noise() {
+    let fx = fixtures();
+    let model = simple_cnn(10).unwrap();
+    let init: Vec<(String, Tensor)> = fx
+        .names_with_prefix("simple_cnn.init.")
+        .into_iter()
+        .map(|n| (n.trim_start_matches("simple_cnn.init.").to_string(), tensor(fx.get(n))))
+        .collect();
+    load_state_dict(&model, init, true).unwrap();
+    let (x, y) = (tensor(fx.get("simple_cnn.x")), labels(fx.get("simple_cnn.y")));
+    bf16_within_pytorchs_bf16_noise("simple_cnn", &model, &x, &y);
+}
+
+#[test]
+fn resnet18_in_bf16_stays_within_pytorchs_own_bf16_noise() {
+    let fx = fixtures();
+    let model = resnet18(10).unwrap();
+    let state: Vec<(String, Tensor)> = model
+        .state_dict()
+        .into_iter()
+        .map(|(n, t)| (n.clone(), Tensor::from_vec(hashed_value(&n, t.shape()), t.shape()).unwrap()))
+        .collect();
+    load_state_dict(&model, state, true).unwrap();
+    let input = fx.case("resnet18").params["input"].as_str().unwrap();
+    let x = Tensor::from_vec(hashed_uniform(input, 4 * 3 * 64 * 64), &[4, 3, 64, 64]).unwrap();
+    bf16_within_pytorchs_bf16_noise("resnet18", &model, &x, &labels(fx.get("resnet18.y")));
+}

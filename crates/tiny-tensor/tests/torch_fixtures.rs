@@ -14,6 +14,18 @@ fn every_op_matches_pytorch(device: Device) {
 test_device!(every_op_matches_pytorch, every_op_matches_pytorch_cpu, every_op_matches_pytorch_cuda);
 
 #[test]
+fn every_bf16_tolerance_is_tight_enough_that_a_hundredth_of_it_fails() {
+    // A tolerance that a result met a hundred times over would say nothing about it (exact cases have none).
+    let f = common::torch::autocast_fixtures();
+    assert!(f.cases.len() >= 9);
+    for case in f.cases.iter().filter(|c| c.rtol > 0.0) {
+        let strict = tiny_fixtures::Case { rtol: case.rtol / 100.0, ..case.clone() };
+        let caught = std::panic::catch_unwind(|| common::torch::replay(&f, &strict, Device::Cpu));
+        assert!(caught.is_err(), "{} still matches PyTorch at rtol {:e}", case.name, strict.rtol);
+    }
+}
+
+#[test]
 fn the_fixtures_cover_every_differentiable_op() {
     // Each public differentiable op of tiny-tensor has at least one PyTorch case.
     let files = common::torch::all_fixtures();
@@ -58,6 +70,7 @@ fn the_fixtures_cover_every_differentiable_op() {
         "batch_norm",
         "log_softmax_nll",
         "log_softmax_nll_smooth",
+        "round_bf16",
     ] {
         assert!(ops.contains(op), "no PyTorch fixture for {op}");
     }

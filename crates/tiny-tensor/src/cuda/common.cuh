@@ -41,6 +41,16 @@ __device__ __forceinline__ long long offset_of(const Shape& shape, const Strides
     return off + i * st.s[0];
 }
 
+// v rounded to the nearest bf16 (ties to even) and widened back, as cpu/bf16.rs's round_f32: a denormal becomes the
+// zero of its sign, a NaN stays a quiet NaN.
+__device__ __forceinline__ float round_bf16(float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return __uint_as_float((u | 0x400000u) & 0xffff0000u);
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return __uint_as_float(u & 0xffff0000u);
+}
+
 #define GRID_STRIDE_LOOP(i, n) \
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
 

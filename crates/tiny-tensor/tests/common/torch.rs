@@ -2,7 +2,7 @@
 //! device: the same inputs and views, tiny's op, then its outputs and input gradients against PyTorch's.
 
 use tiny_fixtures::{Case, Fixtures, Stored, assert_close};
-use tiny_tensor::{Device, RunningStats, Tensor, WarpPad};
+use tiny_tensor::{Device, Precision, RunningStats, Tensor, WarpPad, autocast};
 
 /// The op fixtures of this crate.
 pub fn op_fixtures() -> Fixtures {
@@ -14,9 +14,21 @@ pub fn label_smoothing_fixtures() -> Fixtures {
     Fixtures::load(tiny_fixtures::fixture_path!("label_smoothing.safetensors"))
 }
 
+/// The bf16 autocast cases of conv2d and matmul (`make_fixtures.py autocast`), each with its `autocast` parameter.
+pub fn autocast_fixtures() -> Fixtures {
+    Fixtures::load(tiny_fixtures::fixture_path!("autocast_bf16.safetensors"))
+}
+
 /// Every op fixture file of this crate.
 pub fn all_fixtures() -> Vec<Fixtures> {
-    vec![op_fixtures(), label_smoothing_fixtures()]
+    vec![op_fixtures(), label_smoothing_fixtures(), autocast_fixtures()]
+}
+
+/// The precision a case ran in: its `autocast` parameter (`"bf16"`), else f32.
+fn precision(case: &Case) -> Precision {
+    case.params["autocast"]
+        .as_str()
+        .map_or(Precision::Fp32, |p| p.parse().unwrap_or_else(|e| panic!("{}: {e}", case.name)))
 }
 
 /// A stored tensor as a tiny tensor on `device`.
@@ -58,6 +70,7 @@ fn run(f: &Fixtures, case: &Case, x: &[Tensor], device: Device) -> tiny_tensor::
     let one = |t: Tensor| Ok(vec![t]);
     match case.op.as_str() {
         "neg" => one(x[0].neg()?),
+        "round_bf16" => one(x[0].round_bf16()?),
         "exp" => one(x[0].exp()?),
         "log" => one(x[0].log()?),
         "sqrt" => one(x[0].sqrt()?),
@@ -130,7 +143,11 @@ pub fn replay(f: &Fixtures, case: &Case, device: Device) {
         .map(|i| tensor(f.get(&format!("{}.in{i}", case.name)), device).detach().set_requires_grad(case.grads[i]))
         .collect();
     let viewed: Vec<Tensor> = leaves.iter().zip(&case.views).map(|(x, v)| apply_views(case, x.clone(), v)).collect();
-    let outs = run(f, case, &viewed, device).unwrap_or_else(|e| panic!("{}: {e}", what("forward")));
+    // Under the case's autocast, as PyTorch ran it; the backward keeps the precision its ops recorded.
+    let outs = {
+        let _precision = autocast(precision(case));
+        run(f, case, &viewed, device).unwrap_or_else(|e| panic!("{}: {e}", what("forward")))
+    };
     assert_eq!(outs.len(), case.outputs, "{}", what("number of outputs"));
     for (j, out) in outs.iter().enumerate() {
         let want = f.get(&format!("{}.out{j}", case.name));

@@ -162,6 +162,12 @@ impl Tensor {
         // The weights reordered for channels-last im2col, shared by forward and backward-input.
         let w_fkkc = weight_fkkc(weight)?;
         let precision = autocast_precision();
+        // PyTorch's autocast casts the bias to bf16 with the other operands; its gradient passes the cast unchanged.
+        let rounded = match (bias, precision) {
+            (Some(b), Precision::Bf16) => Some(b.round_bf16()?),
+            _ => None,
+        };
+        let bias = rounded.as_ref().or(bias);
         let out = forward(&x_cl, &w_fkkc, bias, relu, &g, precision)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);

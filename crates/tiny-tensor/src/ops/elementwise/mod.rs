@@ -79,6 +79,8 @@ op_table! {
         Square = 8 => |v, _, _| v * v, "v * v";
         /// `1 / v`.
         Recip = 9 => |v, _, _| 1.0 / v, "1.0f / v";
+        /// `v` rounded to the nearest bf16 and widened back to f32.
+        RoundBf16 = 10 => |v, _, _| crate::cpu::bf16::round_f32(v), "round_bf16(v)";
     }
 }
 

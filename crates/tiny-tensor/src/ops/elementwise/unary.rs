@@ -1,4 +1,4 @@
-//! Elementwise functions: `neg`, `exp`, `log`, `relu`, `sqrt`, `powf`.
+//! Elementwise functions: `neg`, `exp`, `log`, `relu`, `sqrt`, `powf`, `round_bf16`.
 
 use super::{UnaryOp, unary};
 use crate::{Result, Tensor};
@@ -32,6 +32,20 @@ impl Tensor {
     pub fn sqrt(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Sqrt, [0.0; 2])?;
         Ok(Tensor::record(out, "sqrt", &[self], |g, out, _| Ok(vec![Some(g.div(&out.mul_scalar(2.0)?)?)])))
+    }
+
+    /// Each value rounded to the nearest bf16 (ties to even) and kept as an f32, like PyTorch's
+    /// `x.to(torch.bfloat16).float()`, except that a denormal becomes the zero of its sign, as the x86 conversion
+    /// instruction makes it (PyTorch's `.to` keeps it). d/dx = 1: the gradient passes straight through, in f32
+    /// (PyTorch's round trip would round it to bf16 on the way back).
+    ///
+    /// ```
+    /// let x = tiny_tensor::Tensor::from_vec(vec![1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0], &[2]).unwrap();
+    /// assert_eq!(x.round_bf16().unwrap().to_vec(), vec![1.0, 1.0 + 4.0 / 256.0]);
+    /// ```
+    pub fn round_bf16(&self) -> Result<Tensor> {
+        let out = unary(self, UnaryOp::RoundBf16, [0.0; 2])?;
+        Ok(Tensor::record(out, "round_bf16", &[self], |g, _, _| Ok(vec![Some(g.clone())])))
     }
 
     /// `x^p` for a constant exponent. d/dx = p x^(p-1).

@@ -157,3 +157,57 @@ fn empty_batches_and_channels() {
     let g = Conv2dGeom { n: 0, c: 3, h: 4, w: 4, f: 2, kh: 3, kw: 3, stride: 1, pad: 1 };
     assert_eq!(backward_weight(&[], &[], &g, Precision::Fp32), vec![0.0; 2 * 9 * 3]);
 }
+
+/// The rms difference of `got` from `want`, over the rms of `want`.
+fn rms_error(got: &[f64], want: &[f64]) -> f64 {
+    let err: f64 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
+    let norm: f64 = want.iter().map(|b| b * b).sum();
+    (err / norm.max(1e-300)).sqrt()
+}
+
+/// In bf16 the 16 GEMMs multiply the transformed tiles and weights, each rounded after its transform, where a
+/// direct bf16 convolution (PyTorch's) multiplies the rounded inputs and rounds its output. Measured here (rms error
+/// over rms of the exact f64 result, the same for all three passes within 5%): Winograd 4.0e-3 to 4.1e-3, direct
+/// 2.6e-3 to 2.7e-3, so bf16 Winograd errs 1.5 times as much as bf16 itself does.
+#[test]
+fn bf16_winograd_errs_within_twice_what_a_direct_bf16_convolution_does() {
+    use crate::cpu::bf16::round_f32;
+    let rounded = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| round_f32(x)).collect() };
+    let stored = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|x| f64::from(round_f32(x as f32))).collect() };
+    let widen = |v: Vec<f32>| -> Vec<f64> { v.into_iter().map(f64::from).collect() };
+    let mut rng = StdRng::seed_from_u64(31);
+    for (n, hw, c, f) in [(2, 16, 32, 48), (8, 8, 16, 32)] {
+        let g = Conv2dGeom { n, c, h: hw, w: hw, f, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let (x, w, dout) =
+            (random(n * hw * hw * c, &mut rng), random(f * 9 * c, &mut rng), random(n * hw * hw * f, &mut rng));
+        let (xr, wr, dr) = (rounded(&x), rounded(&w), rounded(&dout));
+        let passes = [
+            (
+                "forward",
+                widen(forward(&x, &w, None, false, &g, Precision::Bf16)),
+                stored(direct(&xr, &wr, &g)),
+                direct(&x, &w, &g),
+            ),
+            (
+                "backward-input",
+                widen(backward_input(&dout, &w, &g, Precision::Bf16)),
+                stored(direct_input_grad(&dr, &wr, &g)),
+                direct_input_grad(&dout, &w, &g),
+            ),
+            (
+                "backward-weight",
+                widen(backward_weight(&x, &dout, &g, Precision::Bf16)),
+                stored(direct_weight_grad(&xr, &dr, &g)),
+                direct_weight_grad(&x, &dout, &g),
+            ),
+        ];
+        for (pass, wino, direct_bf16, exact) in passes {
+            let (ours, theirs) = (rms_error(&wino, &exact), rms_error(&direct_bf16, &exact));
+            // Above bf16's own error (the products really were bf16), below twice it.
+            assert!(
+                ours > 0.5 * theirs && ours < 2.0 * theirs,
+                "{g:?} {pass}: Winograd {ours:.2e}, direct {theirs:.2e}"
+            );
+        }
+    }
+}
