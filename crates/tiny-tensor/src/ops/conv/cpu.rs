@@ -12,6 +12,7 @@ use super::winograd;
 use super::{Conv2dGeom, ConvKernels};
 use crate::autocast::Precision;
 use crate::cpu::{Cpu, alloc, bf16, num_threads, parallel};
+use crate::ops::matmul::bf16 as gemm16;
 use crate::ops::matmul::cpu::{Mat, MatMut, Rhs, gemm, gemm_rhs};
 use crate::{Result, Storage, Tensor};
 
@@ -174,6 +175,16 @@ fn im2col(x: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, col: &mut [f32]) {
     });
 }
 
+/// Writes the im2col rows of images `n0..n1` into `pairs` as bf16 pairs (`kkc / 2` a row): the same walk as
+/// [`im2col`], each run converted as it is copied. Needs an even channel count, so that every run is whole pairs.
+fn im2col_bf16(x: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, pairs: &mut [u32], vector: bool) {
+    debug_assert!(g.c.is_multiple_of(2));
+    for_each_run(g, n0, n1, |d, s, len| match s {
+        Some(s) => gemm16::pairs(&x[s..s + len], &mut pairs[d / 2..], vector),
+        None => pairs[d / 2..(d + len) / 2].fill(0),
+    });
+}
+
 /// Sums the im2col rows in `col` into images `n0..n1` of `dx` (the adjoint of `im2col`), overwriting
 /// them; `dx` holds exactly those images.
 fn col2im(col: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dx: &mut [f32]) {
@@ -302,11 +313,27 @@ fn conv2d_forward(
         return out;
     }
     let wt = Rhs::new(Mat::rows(w, g.f, p.kkc).t(), precision);
+    // In bf16, an im2col whose runs are whole pairs (an even channel count) is written straight into bf16 rows.
+    let fused = match &wt {
+        Rhs::Bf16(packed) if !p.pointwise && g.c.is_multiple_of(2) => Some(packed),
+        _ => None,
+    };
     run_chunks(p.chunks, |range, threads| {
-        let mut col = alloc::take(if p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
+        let f32_col = !p.pointwise && fused.is_none();
+        let mut col = alloc::take(if f32_col { p.imgs_per_chunk * p.rows_per_img * p.kkc } else { 0 });
+        let padded = (p.imgs_per_chunk * p.rows_per_img).div_ceil(gemm16::ROW_PADDING) * gemm16::ROW_PADDING;
+        let mut pairs = vec![0u32; if fused.is_some() { padded * p.kkc / 2 } else { 0 }];
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             let rows = (n1 - n0) * p.rows_per_img;
+            if let Some(packed) = fused {
+                im2col_bf16(x, g, n0, n1, &mut pairs, packed.vector());
+                let lhs = gemm16::Lhs::Rows { data: &pairs, rows, k: p.kkc };
+                let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
+                gemm16::gemm_packed(MatMut::rows(&mut guard, rows, g.f), false, lhs, packed, threads);
+                epilogue(&mut guard, g.f, bias, relu);
+                continue;
+            }
             let lhs = if p.pointwise {
                 Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(x, rows, p.kkc) }
             } else {
@@ -468,6 +495,35 @@ impl Drop for Operand<'_> {
     fn drop(&mut self) {
         if let Operand::Rounded(v) = self {
             alloc::give(std::mem::take(v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bf16 forward that writes im2col straight into bf16 pairs gives the bits of an f32 im2col packed by the
+    /// GEMM: the same roundings of the same values, summed in the same order.
+    #[test]
+    fn the_fused_bf16_im2col_changes_no_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for g in [
+            Conv2dGeom { n: 3, c: 16, h: 9, w: 7, f: 32, kh: 3, kw: 3, stride: 2, pad: 1 },
+            Conv2dGeom { n: 2, c: 6, h: 5, w: 5, f: 40, kh: 3, kw: 3, stride: 1, pad: 0 },
+            Conv2dGeom { n: 1, c: 2, h: 11, w: 11, f: 8, kh: 7, kw: 7, stride: 2, pad: 3 },
+        ] {
+            let x: Vec<f32> = (0..g.n * g.h * g.w * g.c).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..g.f * g.kh * g.kw * g.c).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let fused = conv2d_forward(&x, &w, None, false, &g, Precision::Bf16);
+            let (rows, kkc) = (g.n * g.oh() * g.ow(), g.kh * g.kw * g.c);
+            let mut col = vec![0.0; rows * kkc];
+            im2col(&x, &g, 0, g.n, &mut col);
+            let mut want = vec![0.0; rows * g.f];
+            let wt = Mat::rows(&w, g.f, kkc).t();
+            gemm(MatMut::rows(&mut want, rows, g.f), false, Mat::rows(&col, rows, kkc), wt, 1, Precision::Bf16);
+            assert!(fused.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?}");
         }
     }
 }

@@ -163,7 +163,7 @@ impl<'a> Rhs<'a> {
 pub(crate) fn gemm_rhs(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: &Rhs<'_>, threads: usize) {
     match b {
         Rhs::F32(b) => gemm(dst, accumulate, a, *b, threads, Precision::Fp32),
-        Rhs::Bf16(b) => bf16::gemm_packed(dst, accumulate, a, b, threads),
+        Rhs::Bf16(b) => bf16::gemm_packed(dst, accumulate, bf16::Lhs::F32(a), b, threads),
     }
 }
 

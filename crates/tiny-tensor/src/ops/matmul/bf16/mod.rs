@@ -13,6 +13,8 @@
 
 mod kernel;
 mod pack;
+
+pub(crate) use pack::pairs;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +71,11 @@ impl PackedB {
         PackedB { data, k, n, nv, vector }
     }
 
+    /// Whether it was packed for the AVX512-BF16 kernel.
+    pub(crate) fn vector(&self) -> bool {
+        self.vector
+    }
+
     /// The pairs of the block of k starting at `k0`, all its panels.
     fn block(&self, k0: usize) -> &[u32] {
         let width = self.n.div_ceil(16 * self.nv) * 16 * self.nv;
@@ -84,7 +91,7 @@ fn pack_b(b: Mat<'_>, k0: usize, kc: usize, cols: Range<usize>, nv: usize, out: 
 }
 
 /// Whether the AVX512-BF16 kernel runs; says once that the portable one does, when it does.
-fn vector_kernel() -> bool {
+pub(crate) fn vector_kernel() -> bool {
     match bf16_kernel() {
         Bf16Kernel::Avx512Bf16 => true,
         Bf16Kernel::Portable => {
@@ -98,13 +105,46 @@ fn vector_kernel() -> bool {
 pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, threads: usize) {
     assert!(a.cols == b.rows, "gemm: inner shapes checked by the caller");
     let vector = vector_kernel();
-    product(dst, accumulate, a, Rhs::Streamed { b, nv: tile_vectors(b.cols), vector }, threads);
+    product(dst, accumulate, Lhs::F32(a), Rhs::Streamed { b, nv: tile_vectors(b.cols), vector }, threads);
 }
 
-/// [`gemm`] with B packed beforehand.
-pub(crate) fn gemm_packed(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: &PackedB, threads: usize) {
-    assert!(a.cols == b.k && dst.cols == b.n, "gemm: shapes checked by the caller");
+/// [`gemm`] with B packed beforehand, and A as f32 or as rows of pairs already converted ([`Lhs::Rows`]).
+pub(crate) fn gemm_packed(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: &PackedB, threads: usize) {
+    assert!(a.cols() == b.k && dst.cols == b.n, "gemm: shapes checked by the caller");
     product(dst, accumulate, a, Rhs::Packed(b), threads);
+}
+
+/// The left operand of a product: f32, rounded and packed by the product, or rows already rounded into pairs
+/// by their maker (an im2col written straight into bf16: `pack::rows` lays out what the kernels read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lhs<'a> {
+    F32(Mat<'a>),
+    /// `rows` rows of `k` values as `k.div_ceil(2)` pairs each, row `i` at `data[i * k.div_ceil(2)..]`, with
+    /// zero rows after them up to a multiple of [`ROW_PADDING`] (the kernels read whole tiles of rows).
+    Rows {
+        data: &'a [u32],
+        rows: usize,
+        k: usize,
+    },
+}
+
+/// What the rows of an [`Lhs::Rows`] are padded to: a multiple of every tile height.
+pub(crate) const ROW_PADDING: usize = 24;
+
+impl Lhs<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Lhs::F32(a) => a.rows,
+            Lhs::Rows { rows, .. } => *rows,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Lhs::F32(a) => a.cols,
+            Lhs::Rows { k, .. } => *k,
+        }
+    }
 }
 
 /// The right operand of one product: packed whole beforehand, or packed a block at a time by each thread.
@@ -137,9 +177,12 @@ impl Rhs<'_> {
     }
 }
 
-fn product(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Rhs<'_>, threads: usize) {
-    let (m, n, k) = (dst.rows, dst.cols, a.cols);
-    assert!(a.rows == m, "gemm: shapes checked by the caller");
+fn product(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: Rhs<'_>, threads: usize) {
+    let (m, n, k) = (dst.rows, dst.cols, a.cols());
+    assert!(a.rows() == m, "gemm: shapes checked by the caller");
+    if let Lhs::Rows { data, rows, k } = a {
+        assert!(data.len() >= rows.div_ceil(ROW_PADDING) * ROW_PADDING * k.div_ceil(2), "gemm: unpadded rows");
+    }
     if m == 0 || n == 0 {
         return;
     }
@@ -176,8 +219,8 @@ unsafe impl Send for Dst {}
 unsafe impl Sync for Dst {}
 
 /// The loops around the kernel, for `MR x 16 * NV` tiles, with rows or panels shared among threads.
-fn run<const MR: usize, const NV: usize>(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Rhs<'_>, threads: usize) {
-    let (m, n, k) = (dst.rows, dst.cols, a.cols);
+fn run<const MR: usize, const NV: usize>(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: Rhs<'_>, threads: usize) {
+    let (m, n, k) = (dst.rows, dst.cols, a.cols());
     let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(16 * NV));
     let out = Dst { ptr: dst.data.as_mut_ptr(), len: dst.data.len(), offset: dst.offset, rs: dst.rs, cs: dst.cs };
     let by_rows = m >= n;
@@ -193,15 +236,21 @@ fn run<const MR: usize, const NV: usize>(dst: MatMut<'_>, accumulate: bool, a: M
 fn part<const MR: usize, const NV: usize>(
     out: Dst,
     accumulate: bool,
-    a: Mat<'_>,
+    a: Lhs<'_>,
     b: Rhs<'_>,
     rows: Range<usize>,
     panels: Range<usize>,
 ) {
-    let (k, n, nr, vector) = (a.cols, b.cols(), 16 * NV, b.vector());
+    let (k, n, nr, vector) = (a.cols(), b.cols(), 16 * NV, b.vector());
     // Rows contiguous in k (an im2col matrix) pack row-major, each row one run; others panel-major.
-    let layout = if a.cs == 1 { Layout::RowMajor } else { Layout::PanelMajor };
-    let mut packed_a = vec![0u32; MC.div_ceil(MR) * MR * KC.div_ceil(2)];
+    let layout = match a {
+        Lhs::F32(a) if a.cs != 1 => Layout::PanelMajor,
+        _ => Layout::RowMajor,
+    };
+    let mut packed_a = match a {
+        Lhs::F32(_) => vec![0u32; MC.div_ceil(MR) * MR * KC.div_ceil(2)],
+        Lhs::Rows { .. } => Vec::new(),
+    };
     let mut streamed = match b {
         Rhs::Streamed { .. } => vec![0u32; panels.len() * nr * KC.div_ceil(2)],
         Rhs::Packed(_) => Vec::new(),
@@ -222,19 +271,28 @@ fn part<const MR: usize, const NV: usize>(
         };
         for i0 in rows.clone().step_by(MC) {
             let mc = MC.min(rows.end - i0);
-            let src =
-                Source { data: a.data, offset: a.offset + i0 * a.rs + k0 * a.cs, lane_stride: a.rs, k_stride: a.cs };
-            pack::block(src, mc, MR, kc, layout, &mut packed_a, vector);
-            // Pair (r, kp) of a packed panel of A.
-            let (a_rs, a_ks) = match layout {
-                Layout::RowMajor => (kc2, 1),
-                Layout::PanelMajor => (1, MR),
+            // This block of A, from row i0 and k0, with pair (r, kp) of its panel `ib` at
+            // `a_block[ib * a_step + r * a_rs + kp * a_ks]`.
+            let (a_block, a_step, a_rs, a_ks): (&[u32], usize, usize, usize) = match a {
+                Lhs::F32(a) => {
+                    let at = a.offset + i0 * a.rs + k0 * a.cs;
+                    let src = Source { data: a.data, offset: at, lane_stride: a.rs, k_stride: a.cs };
+                    pack::block(src, mc, MR, kc, layout, &mut packed_a, vector);
+                    match layout {
+                        Layout::RowMajor => (&packed_a, MR * kc2, kc2, 1),
+                        Layout::PanelMajor => (&packed_a, MR * kc2, 1, MR),
+                    }
+                }
+                Lhs::Rows { data, k, .. } => {
+                    let k2 = k.div_ceil(2);
+                    (&data[i0 * k2 + k0 / 2..], MR * k2, k2, 1)
+                }
             };
             for jp in panels.clone() {
                 let at = (jp - first_panel) * nr * kc2;
                 let panel = &b_block[at..at + nr * kc2];
                 for ib in 0..mc.div_ceil(MR) {
-                    let a_panel = APanel { data: &packed_a[ib * MR * kc2..(ib + 1) * MR * kc2], rs: a_rs, ks: a_ks };
+                    let a_panel = APanel { data: &a_block[ib * a_step..], rs: a_rs, ks: a_ks };
                     let (i, j) = (i0 + ib * MR, jp * nr);
                     let to = Out {
                         ptr: out.ptr,

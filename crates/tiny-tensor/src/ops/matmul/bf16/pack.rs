@@ -38,6 +38,22 @@ impl Source<'_> {
     }
 }
 
+/// Converts `src` (unit stride) into `src.len().div_ceil(2)` pairs at the start of `out`, the odd one's upper half
+/// zero: one run of a row-major block, for makers of [`Lhs::Rows`](super::Lhs::Rows).
+pub(crate) fn pairs(src: &[f32], out: &mut [u32], vector: bool) {
+    let n = src.len().div_ceil(2);
+    assert!(out.len() >= n);
+    #[cfg(target_arch = "x86_64")]
+    if vector {
+        // SAFETY: `vector` means the CPU has AVX512-BF16; the run and its pairs fit `src` and `out`.
+        unsafe { avx512::convert_slice(src, out) };
+        return;
+    }
+    let _ = vector;
+    let run = Source { data: src, offset: 0, lane_stride: 0, k_stride: 1 };
+    out[..n].iter_mut().enumerate().for_each(|(kp, p)| *p = run.pair_at(0, kp, src.len()));
+}
+
 /// How a block's panels are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Layout {
@@ -133,6 +149,17 @@ mod avx512 {
                 _mm512_mask_storeu_epi32(out.add(t / 2).cast(), first(left.div_ceil(2)), bf);
             }
         }
+    }
+
+    /// [`super::pairs`] with the instructions.
+    ///
+    /// # Safety
+    /// The CPU must have AVX512-F, -BW and -BF16, and `out` hold `src.len().div_ceil(2)` pairs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn convert_slice(src: &[f32], out: &mut [u32]) {
+        assert!(out.len() >= src.len().div_ceil(2));
+        // SAFETY: as for `convert_run`, on `src` and `out`.
+        unsafe { convert_run(src.as_ptr(), src.len(), out.as_mut_ptr()) };
     }
 
     /// Row-major panels from lanes contiguous in k: each lane one run, the padding lanes zeros.

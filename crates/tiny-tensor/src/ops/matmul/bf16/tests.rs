@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{PackedB, Rhs, product as run_product, tile_vectors};
+use super::{Lhs, PackedB, Rhs, product as run_product, tile_vectors};
 use crate::cpu::bf16::{Bf16Kernel, bf16_kernel, round_f32};
 use crate::ops::matmul::cpu::{Mat, MatMut};
 
@@ -43,9 +43,9 @@ fn product_with(
     let mut out = init.to_vec();
     let dst = MatMut::rows(&mut out, a.rows, b.cols);
     if packed {
-        run_product(dst, acc, a, Rhs::Packed(&PackedB::for_kernel(b, vector)), threads);
+        run_product(dst, acc, Lhs::F32(a), Rhs::Packed(&PackedB::for_kernel(b, vector)), threads);
     } else {
-        run_product(dst, acc, a, Rhs::Streamed { b, nv: tile_vectors(b.cols), vector }, threads);
+        run_product(dst, acc, Lhs::F32(a), Rhs::Streamed { b, nv: tile_vectors(b.cols), vector }, threads);
     }
     out
 }
