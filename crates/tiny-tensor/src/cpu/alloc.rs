@@ -58,6 +58,21 @@ pub(crate) fn give(v: Vec<f32>) {
     }
 }
 
+/// A buffer of `n` 32-bit words with unspecified contents (bf16 pairs), from the same pool as the floats.
+pub(crate) fn take_words(n: usize) -> Vec<u32> {
+    let mut v = std::mem::ManuallyDrop::new(take(n));
+    // SAFETY: f32 and u32 have the same size and alignment and every bit pattern is valid for both, so the
+    // allocation (pointer, length, capacity) is a valid Vec<u32>; the Vec<f32> is not dropped.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<u32>(), v.len(), v.capacity()) }
+}
+
+/// Returns a buffer of words to the pool (see [`take_words`]).
+pub(crate) fn give_words(v: Vec<u32>) {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: as in `take_words`, the other way round.
+    give(unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) });
+}
+
 /// Releases every idle buffer to the system allocator.
 pub fn empty_cache() {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());

@@ -133,6 +133,7 @@ pub fn bf16_kernel() -> Bf16Kernel {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512bf16")
         {
             return Bf16Kernel::Avx512Bf16;

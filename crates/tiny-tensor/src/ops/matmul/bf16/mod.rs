@@ -14,7 +14,7 @@
 mod kernel;
 mod pack;
 
-pub(crate) use pack::pairs;
+pub(crate) use pack::{as_halves, halves};
 #[cfg(test)]
 mod tests;
 
@@ -241,21 +241,57 @@ fn part<const MR: usize, const NV: usize>(
     rows: Range<usize>,
     panels: Range<usize>,
 ) {
-    let (k, n, nr, vector) = (a.cols(), b.cols(), 16 * NV, b.vector());
+    let nr = 16 * NV;
     // Rows contiguous in k (an im2col matrix) pack row-major, each row one run; others panel-major.
     let layout = match a {
         Lhs::F32(a) if a.cs != 1 => Layout::PanelMajor,
         _ => Layout::RowMajor,
     };
-    let mut packed_a = match a {
-        Lhs::F32(_) => vec![0u32; MC.div_ceil(MR) * MR * KC.div_ceil(2)],
-        Lhs::Rows { .. } => Vec::new(),
-    };
-    let mut streamed = match b {
-        Rhs::Streamed { .. } => vec![0u32; panels.len() * nr * KC.div_ceil(2)],
-        Rhs::Packed(_) => Vec::new(),
-    };
-    let mut tile = vec![0f32; MR * nr];
+    // Scratch kept by each thread from call to call: a product's packing writes every pair it then reads, so
+    // the buffers are neither zeroed nor given back (a fresh zeroed one per call cost 1-4% of a step).
+    SCRATCH.with_borrow_mut(|scratch| {
+        let Scratch { a: packed_a, b: streamed, tile } = scratch;
+        grow(packed_a, if matches!(a, Lhs::F32(_)) { MC.div_ceil(MR) * MR * KC.div_ceil(2) } else { 0 });
+        grow(streamed, if matches!(b, Rhs::Streamed { .. }) { panels.len() * nr * KC.div_ceil(2) } else { 0 });
+        grow(tile, MR * nr);
+        blocks::<MR, NV>(out, accumulate, a, b, rows, panels, layout, packed_a, streamed, tile);
+    });
+}
+
+/// A thread's packing buffers (see `part`).
+#[derive(Default)]
+struct Scratch {
+    a: Vec<u32>,
+    b: Vec<u32>,
+    tile: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Makes `v` at least `len` long.
+fn grow<T: Default + Clone>(v: &mut Vec<T>, len: usize) {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+}
+
+/// `part`'s loops over blocks of k, of rows and of panels, with its scratch buffers.
+#[allow(clippy::too_many_arguments)]
+fn blocks<const MR: usize, const NV: usize>(
+    out: Dst,
+    accumulate: bool,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+    layout: Layout,
+    packed_a: &mut [u32],
+    streamed: &mut [u32],
+    tile: &mut [f32],
+) {
+    let (k, n, nr, vector) = (a.cols(), b.cols(), 16 * NV, b.vector());
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         let kc2 = kc.div_ceil(2);
@@ -277,10 +313,10 @@ fn part<const MR: usize, const NV: usize>(
                 Lhs::F32(a) => {
                     let at = a.offset + i0 * a.rs + k0 * a.cs;
                     let src = Source { data: a.data, offset: at, lane_stride: a.rs, k_stride: a.cs };
-                    pack::block(src, mc, MR, kc, layout, &mut packed_a, vector);
+                    pack::block(src, mc, MR, kc, layout, packed_a, vector);
                     match layout {
-                        Layout::RowMajor => (&packed_a, MR * kc2, kc2, 1),
-                        Layout::PanelMajor => (&packed_a, MR * kc2, 1, MR),
+                        Layout::RowMajor => (&*packed_a, MR * kc2, kc2, 1),
+                        Layout::PanelMajor => (&*packed_a, MR * kc2, 1, MR),
                     }
                 }
                 Lhs::Rows { data, k, .. } => {
@@ -306,7 +342,7 @@ fn part<const MR: usize, const NV: usize>(
                     };
                     // SAFETY: the destination outlives the call and no other thread writes these rows and
                     // columns (the kernel checks them against the destination's length).
-                    unsafe { kernel::run::<MR, NV>(vector, kc2, a_panel, panel, to, &mut tile) };
+                    unsafe { kernel::run::<MR, NV>(vector, kc2, a_panel, panel, to, tile) };
                 }
             }
         }

@@ -38,20 +38,26 @@ impl Source<'_> {
     }
 }
 
-/// Converts `src` (unit stride) into `src.len().div_ceil(2)` pairs at the start of `out`, the odd one's upper half
-/// zero: one run of a row-major block, for makers of [`Lhs::Rows`](super::Lhs::Rows).
-pub(crate) fn pairs(src: &[f32], out: &mut [u32], vector: bool) {
-    let n = src.len().div_ceil(2);
-    assert!(out.len() >= n);
+/// Converts `src` into bf16 values at the start of `out`, one 16-bit half each: one run of a row of pairs, for
+/// makers of [`Lhs::Rows`](super::Lhs::Rows), whose rows are halves in k order two to a pair.
+pub(crate) fn halves(src: &[f32], out: &mut [u16], vector: bool) {
+    assert!(out.len() >= src.len());
     #[cfg(target_arch = "x86_64")]
     if vector {
-        // SAFETY: `vector` means the CPU has AVX512-BF16; the run and its pairs fit `src` and `out`.
-        unsafe { avx512::convert_slice(src, out) };
+        // SAFETY: `vector` means the CPU has AVX512-BF16; the run and its halves fit `src` and `out`.
+        unsafe { avx512::convert_halves(src, out) };
         return;
     }
     let _ = vector;
-    let run = Source { data: src, offset: 0, lane_stride: 0, k_stride: 1 };
-    out[..n].iter_mut().enumerate().for_each(|(kp, p)| *p = run.pair_at(0, kp, src.len()));
+    out.iter_mut().zip(src).for_each(|(h, &v)| *h = round(v));
+}
+
+/// The 16-bit halves of `pairs`, low half first (the order of k within a pair on a little-endian machine).
+#[cfg(target_endian = "little")]
+pub(crate) fn as_halves(pairs: &mut [u32]) -> &mut [u16] {
+    // SAFETY: a u32 is two u16 with no padding and every bit pattern valid, u16's alignment divides u32's, and
+    // the new slice covers exactly the old one's bytes for the same borrow.
+    unsafe { std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u16>(), pairs.len() * 2) }
 }
 
 /// How a block's panels are laid out.
@@ -151,15 +157,23 @@ mod avx512 {
         }
     }
 
-    /// [`super::pairs`] with the instructions.
+    /// [`super::halves`] with the instructions, 16 floats at a time (masked at the end).
     ///
     /// # Safety
-    /// The CPU must have AVX512-F, -BW and -BF16, and `out` hold `src.len().div_ceil(2)` pairs.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn convert_slice(src: &[f32], out: &mut [u32]) {
-        assert!(out.len() >= src.len().div_ceil(2));
-        // SAFETY: as for `convert_run`, on `src` and `out`.
-        unsafe { convert_run(src.as_ptr(), src.len(), out.as_mut_ptr()) };
+    /// The CPU must have AVX512-F, -BW, -VL and -BF16 (every CPU with AVX512-BF16 has the others), and `out` hold
+    /// `src.len()` halves.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub(super) unsafe fn convert_halves(src: &[f32], out: &mut [u16]) {
+        assert!(out.len() >= src.len());
+        for t in (0..src.len()).step_by(16) {
+            let mask = first(src.len() - t);
+            // SAFETY: the masked load and store touch only elements `t..` of the two slices' lengths.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(t));
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_mask_storeu_epi16(out.as_mut_ptr().add(t).cast(), mask, h);
+            }
+        }
     }
 
     /// Row-major panels from lanes contiguous in k: each lane one run, the padding lanes zeros.
