@@ -75,6 +75,9 @@ impl Running {
         let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::other("an empty command"))?;
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
+        // A relative path with a folder in it is the repository's (`.device-bin/bench_step`): made absolute here, as
+        // the standard library leaves open whether it would be taken from `dir` or from the runner's own folder.
+        let program = if program.contains('/') { dir.join(program) } else { program.into() };
         let mut command = Command::new(program);
         command.args(args).current_dir(dir).envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
         let child = spawn(command.stdout(out).stderr(err).process_group(0))?;
