@@ -128,12 +128,14 @@ fn start(args: Args) -> anyhow::Result<u8> {
     for f in plan::out_files() {
         let _ = std::fs::remove_file(out.join(f));
     }
-    if let Some(files) = payload::unpack(&dir)? {
-        say(&format!("== unpacked {files} files from {}", dir.join(payload::PAYLOAD).display()));
-    }
     let tmp = std::env::var_os("TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let work = tmp.join(format!("tiny-gpu-run.{}", std::process::id()));
     std::fs::create_dir_all(work.join("logs")).with_context(|| format!("creating {}", work.display()))?;
+    // Last of what may fail before the run: from here on, what was unpacked is removed again at the end.
+    let unpacked = payload::unpack(&dir)?.unwrap_or_default();
+    if !unpacked.is_empty() {
+        say(&format!("== unpacked {} files from {}", unpacked.len(), dir.join(payload::PAYLOAD).display()));
+    }
     // A copy that lost the executable bits still runs.
     for exe in
         bundle.tests().iter().map(|t| dir.join("tests").join(t)).chain(["bench_step", "train"].map(|e| dir.join(e)))
@@ -177,6 +179,7 @@ fn start(args: Args) -> anyhow::Result<u8> {
     }
     let code = finish(&mut run, &bundle, &rows);
     let _ = std::fs::remove_dir_all(&work);
+    payload::remove(&unpacked);
     Ok(code)
 }
 

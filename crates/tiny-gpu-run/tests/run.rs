@@ -546,7 +546,7 @@ fn only_runs_the_steps_named_with_the_probe_and_the_gate() {
 }
 
 #[test]
-fn the_payload_is_unpacked_before_the_run() {
+fn the_payload_is_unpacked_for_the_run_and_removed_after_it() {
     let b = Bundle::new("payload");
     // What cargo xtask gpu-bundle does: everything the runner runs in one gzip'd tar, the files gone.
     let file = std::fs::File::create(b.bin().join("payload.tar.gz")).unwrap();
@@ -566,4 +566,9 @@ fn the_payload_is_unpacked_before_the_run() {
     for name in ["gate/step", "parity/tiny-tensor-cuda", "tests/tiny-nn-cuda"] {
         assert_eq!(step(&s, name)["status"], "passed", "{name}");
     }
+    // The bundle is again what was carried: what was unpacked is gone, the payload is there.
+    let mut left: Vec<String> =
+        std::fs::read_dir(b.bin()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["gpu-run", "payload.tar.gz", "reference", "sources.sha256"]);
 }
