@@ -25,6 +25,7 @@
 #include <functional>
 #include <mutex>
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -35,8 +36,8 @@
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 enum {
-    OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, ILLEGAL_STATE = 401, NOT_FOUND = 500,
-    NOT_READY = 600, CAPTURE_UNSUPPORTED = 900, CAPTURE_INVALIDATED = 901, CAPTURE_ISOLATION = 905,
+    OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_IMAGE = 200, INVALID_HANDLE = 400, ILLEGAL_STATE = 401,
+    NOT_FOUND = 500, NOT_READY = 600, CAPTURE_UNSUPPORTED = 900, CAPTURE_INVALIDATED = 901, CAPTURE_ISOLATION = 905,
     CAPTURE_WRONG_THREAD = 908
 };
 
@@ -148,6 +149,8 @@ struct Stream {
 };
 // An event's records are numbered; a wait is for one record, which is done once it has left `pending`.
 struct Event {
+    bool timing = true;  // created without CU_EVENT_DISABLE_TIMING: cuEventElapsedTime may read it
+    double ran_ms = -1;  // when its last record ran, in host milliseconds (-1: never)
     uint64_t recorded = 0;
     std::map<uint64_t, Stream*> pending;  // the records not yet run, with the stream each is queued on
     uint64_t captured = 0;  // the capture its last record was made in (0: none)
@@ -296,6 +299,11 @@ static void drain_all() {
 
 static Event* record_on(Event* e, Stream* s);
 
+// Host time in milliseconds: when an event's record runs here, the "GPU" time between two events.
+static double now_ms() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // Queues `run` on `s` (after the legacy stream's work for a blocking stream, and after every blocking
 // stream's work for the legacy one, as CUDA's implicit synchronisation does). On a capturing stream it is
 // recorded into the capture's graph instead (and dropped once the capture is invalid).
@@ -327,7 +335,10 @@ static Event* record_on(Event* e, Stream* s) {
     e->captured = 0;
     uint64_t id = ++e->recorded;
     e->pending[id] = s;
-    s->queue.push_back({&no_event, 0, [e, id] { e->pending.erase(id); }, true});
+    s->queue.push_back({&no_event, 0, [e, id] {
+        e->pending.erase(id);
+        e->ran_ms = now_ms();
+    }, true});
     return e;
 }
 
@@ -416,7 +427,13 @@ CUresult cuStreamWaitEvent(void* s, void* e, unsigned) {
     if (copy_first()) advance_others();
     return OK;
 }
-CUresult cuEventCreate(void** e, unsigned) { *e = new Event; return OK; }
+// Flag 2 is CU_EVENT_DISABLE_TIMING (cudarc's default).
+CUresult cuEventCreate(void** e, unsigned flags) {
+    Event* ev = new Event;
+    ev->timing = (flags & 2) == 0;
+    *e = ev;
+    return OK;
+}
 CUresult cuEventDestroy_v2(void*) { return OK; }
 CUresult cuEventRecord(void* e, void* s) {
     LOCKED;
@@ -444,8 +461,19 @@ CUresult cuEventQuery(void* e) {
     if (ev->captured) return captured_event(ev);
     return ev->done(ev->recorded) ? OK : NOT_READY;
 }
-CUresult cuEventElapsedTime(float* ms, void*, void*) { *ms = 0; return OK; }
-CUresult cuEventElapsedTime_v2(float* ms, void*, void*) { *ms = 0; return OK; }
+// The host time between the runs of the two events' last records: both must time, have been recorded outside a
+// capture, and have run (else NOT_READY, as CUDA says of an event whose work is still queued).
+CUresult cuEventElapsedTime(float* ms, void* start, void* end) {
+    LOCKED;
+    Event* a = (Event*)start;
+    Event* b = (Event*)end;
+    if (!a->timing || !b->timing || a->captured || b->captured) return INVALID_HANDLE;
+    if (!a->done(a->recorded) || !b->done(b->recorded)) return NOT_READY;
+    if (a->ran_ms < 0 || b->ran_ms < 0) return INVALID_HANDLE;
+    *ms = (float)(b->ran_ms - a->ran_ms);
+    return OK;
+}
+CUresult cuEventElapsedTime_v2(float* ms, void* start, void* end) { return cuEventElapsedTime(ms, start, end); }
 
 // ---- memory ----
 static CUresult alloc_from(Pool* pool, CUdeviceptr* p, size_t n) {
@@ -494,9 +522,14 @@ CUresult cuMemFree_v2(CUdeviceptr p) {
 }
 // On a capturing stream only the capture's own graph memory may be freed (a free node); outside a capture,
 // graph memory may be freed once a launch has allocated it.
+// With TINY_FAKE_CUDA_FAIL_FREE_IN_CAPTURE=1 a free on a stream that does not capture fails while another
+// stream captures (the memory stays allocated): cudarc's drops store such an error for their context to report
+// later, which is how a capture's end meets an error that is not its own.
 CUresult cuMemFreeAsync(CUdeviceptr p, void* s) {
     LOCKED;
     Stream* st = stream_of(s);
+    static const bool fail_in_capture = getenv("TINY_FAKE_CUDA_FAIL_FREE_IN_CAPTURE") != nullptr;
+    if (fail_in_capture && !st->capture && !captures.empty()) return INVALID_VALUE;
     auto g = graph_mem.find((uintptr_t)p);
     if (st->capture) {
         if (g == graph_mem.end() || g->second->graph_gone || g->second->graph != st->capture->graph ||

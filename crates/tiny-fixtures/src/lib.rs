@@ -7,7 +7,7 @@
 
 mod gpu;
 
-pub use gpu::gpu_or_skip;
+pub use gpu::{cuda_example, gpu_or_skip};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

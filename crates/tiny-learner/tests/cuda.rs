@@ -10,7 +10,6 @@ mod common;
 #[path = "../examples/train/graph.rs"]
 mod graph;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
@@ -182,22 +181,6 @@ fn a_fit_replayed_from_cuda_graphs_is_the_eager_fit() {
     assert_eq!(weights, eager_weights, "the weights after the fit, to the bit");
 }
 
-/// The binary of the train example, built with `--features cuda` by the cargo running these tests (a `--test
-/// cuda` run builds no example) into the same target folder and profile.
-fn train_example() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let profile = profile_dir.file_name().and_then(|p| p.to_str()).expect("a profile folder");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "tiny-learner", "--features", "cuda", "--example", "train", "--profile"])
-        .arg(if profile == "debug" { "dev" } else { profile })
-        .env("CARGO_TARGET_DIR", profile_dir.parent().expect("the target folder"))
-        .output()
-        .expect("run cargo");
-    assert!(out.status.success(), "building the train example: {}", String::from_utf8_lossy(&out.stderr));
-    profile_dir.join("examples").join("train")
-}
-
 /// The value of `"key":` in a JSON line, as written.
 fn field<'a>(json: &'a str, key: &str) -> &'a str {
     let at = json.find(&format!("\"{key}\":")).map(|i| i + key.len() + 3).unwrap_or(json.len());
@@ -207,7 +190,7 @@ fn field<'a>(json: &'a str, key: &str) -> &'a str {
 #[test]
 fn train_runs_with_cuda_graphs() {
     let Some((_, _alone)) = gpu("train_runs_with_cuda_graphs") else { return };
-    let train = train_example();
+    let train = tiny_fixtures::cuda_example("tiny-learner", "train");
     let data = temp_dir("cuda-graph-train").join("data");
     tiny_data::synth::generate_with(&data, 0.02, 7, 2).unwrap();
     let run = |extra: &[&str]| -> Output {

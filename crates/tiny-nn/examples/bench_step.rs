@@ -2,23 +2,88 @@
 //! reference's `--bench-step`.
 //!
 //! `cargo run --release -p tiny-nn --example bench_step -- --model simple_cnn --bs 128 --size 64 --threads 1`
-//! runs a few warm-up steps, then times `--steps` steps (stopping early after `--max-secs`), and ends
-//! with one JSON line: model, bs, size, threads, device, tf32, median and best step time, img_per_s (median)
-//! and the process's peak resident memory. On a GPU (`--features cuda`, `--device cuda`, optionally `--tf32`)
-//! the steps are queued back to back and the host waits once at the end, as PyTorch's `bench_gpu.py` does;
-//! `ms_per_step` is then the mean. With `--cuda-graph` the whole step is captured once after the warm-up into a
-//! CUDA graph (`tiny_tensor::cuda::Graph`) and each timed step is one replay of it (the JSON line says
-//! `"cuda_graph":true`).
+//! runs a few warm-up steps, then times `--steps` steps (on the CPU stopping early after `--max-secs`), and ends
+//! with one JSON line: model, bs, size, threads, device, precision, tf32, cuda_graph, steps, the median step time
+//! (`ms_per_step`), the best and the mean, img_per_s (at the median), how the steps were timed and the process's
+//! peak resident memory. On a GPU (`--features cuda`, `--device cuda`, optionally `--tf32`) the steps are queued
+//! back to back, as PyTorch's `bench_gpu.py` does, with a CUDA event recorded after each one: each step's time is
+//! the GPU time between two events (`"timing":"cuda-events"`), and the host waits once, at the end (`wall_ms`,
+//! the host's mean, is what `bench_gpu.py` reports). With `--cuda-graph` the whole step is captured once after the
+//! warm-up into a CUDA graph (`tiny_tensor::cuda::Graph`) and each timed step is one replay of it (the JSON line
+//! says `"cuda_graph":true`). `--help` lists the flags; an unknown flag or a bad value is refused.
 
 use std::time::Instant;
 
+use clap::{Parser, ValueEnum};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
 use tiny_tensor::{Device, Tensor, UpdateOp, UpdateProgram, foreach_update_, no_grad};
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(about = "Times training steps (forward, backward, plain SGD) of simple_cnn or resnet18 on random data")]
+struct Args {
+    /// The model.
+    #[arg(long, value_enum, default_value_t = Model::SimpleCnn)]
+    model: Model,
+    /// The batch size.
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    bs: usize,
+    /// The images' side in pixels.
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    size: usize,
+    /// CPU threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The steps timed.
+    #[arg(long, default_value_t = 30, value_parser = positive)]
+    steps: usize,
+    /// The steps run before the clock starts.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// On the CPU, stop timing after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    max_secs: f64,
+    /// SGD's learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f32,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// The floating-point precision of the step.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
+    /// Let matmuls and convolutions round their inputs to TF32 on a GPU.
+    #[arg(long)]
+    tf32: bool,
+    /// Capture the step into a CUDA graph once and replay it for each timed step (needs --device cuda).
+    #[arg(long)]
+    cuda_graph: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum Model {
+    /// The chapter's simple_cnn.
+    #[value(name = "simple_cnn")]
+    SimpleCnn,
+    /// torchvision's resnet18.
+    #[value(name = "resnet18")]
+    Resnet18,
+}
+
+/// The precisions a step can run in.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum Precision {
+    /// Every tensor in f32.
+    Fp32,
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
 }
 
 /// The peak resident set size of this process in MiB, from /proc (0 where unavailable).
@@ -31,31 +96,22 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let model_name: String = arg(&args, "--model", "simple_cnn".to_string());
-    let (bs, size) = (arg(&args, "--bs", 128usize), arg(&args, "--size", 64usize));
-    let threads = arg(&args, "--threads", 0usize);
-    let (steps, warmup, max_secs) =
-        (arg(&args, "--steps", 30usize), arg(&args, "--warmup", 3usize), arg(&args, "--max-secs", 120.0f64));
-    let lr = arg(&args, "--lr", 0.01f32);
-    let device: Device = arg(&args, "--device", "cpu".to_string()).parse()?;
-    let tf32 = args.iter().any(|a| a == "--tf32");
-    let cuda_graph = args.iter().any(|a| a == "--cuda-graph");
+    let args = Args::parse();
+    let (device, bs, size, lr) = (args.device, args.bs, args.size, args.lr);
     #[cfg(feature = "cuda")]
-    tiny_tensor::cuda::set_allow_tf32(tf32);
+    tiny_tensor::cuda::set_allow_tf32(args.tf32);
     #[cfg(not(feature = "cuda"))]
-    if tf32 || cuda_graph || device != Device::Cpu {
+    if args.tf32 || args.cuda_graph || device != Device::Cpu {
         return Err("--tf32, --cuda-graph and --device cuda need a build with `--features cuda`".into());
     }
-    if cuda_graph && device == Device::Cpu {
+    if args.cuda_graph && device == Device::Cpu {
         return Err("--cuda-graph records GPU work into a CUDA graph: it needs --device cuda".into());
     }
-    tiny_tensor::set_num_threads(threads);
+    tiny_tensor::set_num_threads(args.threads);
     tiny_nn::manual_seed(0);
-    let model: Box<dyn Module> = match model_name.as_str() {
-        "simple_cnn" => Box::new(simple_cnn(10)?),
-        "resnet18" => Box::new(resnet18(10)?),
-        other => return Err(format!("unknown model {other}; expected simple_cnn or resnet18").into()),
+    let (model_name, model): (&str, Box<dyn Module>) = match args.model {
+        Model::SimpleCnn => ("simple_cnn", Box::new(simple_cnn(10)?)),
+        Model::Resnet18 => ("resnet18", Box::new(resnet18(10)?)),
     };
     model.to_device(device)?;
     model.train(true);
@@ -80,70 +136,103 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         params.iter().for_each(|p| p.zero_grad());
         Ok(loss)
     };
-    for _ in 0..warmup {
+    for _ in 0..args.warmup {
         step()?.item()?;
     }
-    let mut times = Vec::new();
-    #[cfg(feature = "cuda")]
-    let graph = if cuda_graph {
+    let start = Instant::now();
+    // Each step's seconds: from CUDA events on a GPU, from the host's clock on the CPU.
+    let (mut times, timing) = match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => (time_on_gpu(device, args.steps, args.cuda_graph, &step)?, "cuda-events"),
+        _ => {
+            let mut times = Vec::new();
+            for _ in 0..args.steps {
+                let t = Instant::now();
+                step()?.item()?;
+                times.push(t.elapsed().as_secs_f64());
+                if start.elapsed().as_secs_f64() > args.max_secs {
+                    break;
+                }
+            }
+            (times, "host")
+        }
+    };
+    let wall = start.elapsed().as_secs_f64() / times.len().max(1) as f64;
+    let timed = times.len();
+    let mean = times.iter().sum::<f64>() / timed.max(1) as f64;
+    times.sort_by(f64::total_cmp);
+    let (median, best) = (median_of(&times), times.first().copied().unwrap_or(f64::NAN));
+    println!(
+        "step {model_name} bs {bs} size {size} threads {}: median {:.1} ms ({:.0} img/s), best {:.1} ms, {timed} steps \
+         ({timing})",
+        tiny_tensor::num_threads(),
+        median * 1e3,
+        bs as f64 / median,
+        best * 1e3,
+    );
+    println!(
+        "{{\"model\":\"{model_name}\",\"bs\":{bs},\"size\":{size},\"threads\":{},\"device\":\"{device}\",\
+         \"precision\":\"{}\",\"tf32\":{},\"cuda_graph\":{},\"steps\":{timed},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\
+         \"mean_ms\":{:.3},\"wall_ms\":{:.3},\"img_per_s\":{:.1},\"timing\":\"{timing}\",\"peak_rss_mib\":{:.0}}}",
+        tiny_tensor::num_threads(),
+        args.precision.to_possible_value().map_or("?".into(), |v| v.get_name().to_owned()),
+        args.tf32,
+        args.cuda_graph,
+        median * 1e3,
+        best * 1e3,
+        mean * 1e3,
+        wall * 1e3,
+        bs as f64 / median,
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+/// The median of sorted values: the middle one, or the mean of the two middle ones.
+fn median_of(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Runs `steps` steps on the GPU, queued back to back with a CUDA event after each, and returns each step's GPU
+/// time in seconds. With `graph` the step is captured once and each timed step is a replay; one replay before
+/// the first event uploads the graph to the GPU.
+#[cfg(feature = "cuda")]
+fn time_on_gpu(
+    device: Device,
+    steps: usize,
+    graph: bool,
+    step: &dyn Fn() -> Result<Tensor, Box<dyn std::error::Error>>,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    use tiny_tensor::cuda::{EventTimer, Graph};
+    let graph = if graph {
         // The whole step (forward, backward, SGD, zero_grad) recorded once on the fixed input, then replayed; the
-        // loss is the graph's static output. One replay before the clock starts uploads the graph to the GPU.
-        let (graph, loss) = tiny_tensor::cuda::Graph::capture(device, step)?;
+        // loss is the graph's static output.
+        let (graph, loss) = Graph::capture(device, step)?;
         graph.replay()?;
         loss.item()?;
         Some((graph, loss))
     } else {
         None
     };
-    let start = Instant::now();
-    // The steps timed: each one on the CPU, all of them together (one mean) on a GPU.
-    let mut timed = 0;
-    if let Device::Cuda(_) = device {
-        // Like the PyTorch reference: queue the steps, wait once at the end, report the mean.
-        let mut last = None;
-        for _ in 0..steps {
-            #[cfg(feature = "cuda")]
-            if let Some((graph, loss)) = &graph {
+    let mut timer = EventTimer::new(device)?;
+    timer.mark()?;
+    let mut last = None;
+    for _ in 0..steps {
+        last = Some(match &graph {
+            Some((graph, loss)) => {
                 graph.replay()?;
-                last = Some(loss.clone());
-                continue;
+                loss.clone()
             }
-            last = Some(step()?);
-        }
-        if let Some(loss) = last {
-            loss.item()?;
-        }
-        times = vec![start.elapsed().as_secs_f64() / steps.max(1) as f64];
-        timed = steps;
-    } else {
-        for _ in 0..steps {
-            let t = Instant::now();
-            step()?.item()?;
-            times.push(t.elapsed().as_secs_f64());
-            timed += 1;
-            if start.elapsed().as_secs_f64() > max_secs {
-                break;
-            }
-        }
+            None => step()?,
+        });
+        timer.mark()?;
     }
-    times.sort_by(f64::total_cmp);
-    let (median, best) = (times[times.len() / 2], times[0]);
-    println!(
-        "step {model_name} bs {bs} size {size} threads {}: median {:.1} ms ({:.0} img/s), best {:.1} ms, {} steps",
-        tiny_tensor::num_threads(),
-        median * 1e3,
-        bs as f64 / median,
-        best * 1e3,
-        timed
-    );
-    println!(
-        "{{\"model\":\"{model_name}\",\"bs\":{bs},\"size\":{size},\"threads\":{},\"device\":\"{device}\",\"tf32\":{tf32},\"cuda_graph\":{cuda_graph},\"steps\":{},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\"img_per_s\":{:.1},\"peak_rss_mib\":{:.0}}}",
-        tiny_tensor::num_threads(),
-        timed,
-        median * 1e3,
-        best * 1e3,
-        bs as f64 / median,
-        peak_rss_mib()
-    );
-    Ok(())
+    if let Some(loss) = last {
+        loss.item()?;
+    }
+    Ok(timer.intervals_ms()?.into_iter().map(|ms| ms / 1e3).collect())
 }

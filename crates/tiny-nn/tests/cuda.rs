@@ -4,7 +4,6 @@
 //! Built only with `--features cuda`; without a GPU each test prints that it was skipped and passes.
 #![cfg(feature = "cuda")]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
@@ -145,28 +144,12 @@ fn a_cuda_graph_of_simple_cnn_replays_its_eager_steps() {
     assert_eq!(state(&net, &bufs), state(&eager, &eager_bufs), "weights, statistics and momentum match to the bit");
 }
 
-/// The binary of example `name` of `package`, built with `--features cuda` by the cargo running these tests (a
-/// `--test cuda` run builds no example) into the same target folder and profile.
-pub fn cuda_example(package: &str, name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let profile = profile_dir.file_name().and_then(|p| p.to_str()).expect("a profile folder");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", package, "--features", "cuda", "--example", name, "--profile"])
-        .arg(if profile == "debug" { "dev" } else { profile })
-        .env("CARGO_TARGET_DIR", profile_dir.parent().expect("the target folder"))
-        .output()
-        .expect("run cargo");
-    assert!(out.status.success(), "building example {name}: {}", String::from_utf8_lossy(&out.stderr));
-    profile_dir.join("examples").join(name)
-}
-
 #[test]
 fn bench_step_runs_with_a_cuda_graph() {
     if tiny_fixtures::gpu_or_skip("bench_step_runs_with_a_cuda_graph", Device::new_cuda(0)).is_none() {
         return;
     }
-    let bench = cuda_example("tiny-nn", "bench_step");
+    let bench = tiny_fixtures::cuda_example("tiny-nn", "bench_step");
     let run = |extra: &[&str]| {
         let base = ["--device", "cuda", "--bs", "4", "--size", "16", "--steps", "3", "--warmup", "1", "--threads", "1"];
         // On the fake driver, its count of queued work says how often the graph was launched.

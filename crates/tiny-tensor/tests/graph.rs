@@ -256,3 +256,44 @@ fn the_driver_refuses_what_a_capture_does_not_allow() {
     }
     ctx.check_err().unwrap();
 }
+
+/// A drop that fails while a step is captured stores its error in the context (cudarc's drops cannot return
+/// one). The capture must still end: the error is reported then, the graph discarded, and the next op works. The
+/// fake driver makes such a failure with `TINY_FAKE_CUDA_FAIL_FREE_IN_CAPTURE=1`, which holds for a whole process,
+/// so the case runs in a process of its own: this test's binary again, with only the ignored test below.
+#[test]
+fn a_drop_that_fails_during_a_capture_ends_it_and_the_next_op_works() {
+    let Some((_, _turn)) = gpu("a_drop_that_fails_during_a_capture_ends_it_and_the_next_op_works") else { return };
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "a_drop_failing_during_a_capture_in_this_process", "--ignored", "--nocapture"])
+        .env("TINY_FAKE_CUDA_FAIL_FREE_IN_CAPTURE", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}{stderr}");
+}
+
+/// The body of the test above, in the process it starts.
+#[test]
+#[ignore = "run in a process of its own by a_drop_that_fails_during_a_capture_ends_it_and_the_next_op_works"]
+fn a_drop_failing_during_a_capture_in_this_process() {
+    let Some((device, _turn)) = gpu("a_drop_failing_during_a_capture_in_this_process") else { return };
+    let x = Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap().to_device(device).unwrap();
+    // The temporary is the capture's own memory, freed on the capture's side stream when it is dropped.
+    let captured = Graph::capture(device, || {
+        let temporary = x.mul_scalar(2.0)?;
+        temporary.add_scalar(1.0)
+    });
+    assert_eq!(x.mul_scalar(3.0).unwrap().to_vec(), vec![3.0, 6.0], "the capture ended: the stream works again");
+    match captured {
+        Err(e) => assert!(e.to_string().contains("could not report its error"), "{e}"),
+        // A real GPU ignores the fake's variable: its free worked, and so did the capture.
+        Ok((graph, y)) => {
+            graph.replay().unwrap();
+            assert_eq!(y.to_vec(), vec![3.0, 5.0]);
+        }
+    }
+    assert_eq!(x.sum_all().unwrap().item().unwrap(), 3.0);
+}

@@ -1,10 +1,11 @@
-//! `cargo xtask gpu-bundle`: builds the CUDA tests and examples here and packs them, with `run.sh`, into
-//! `.device-bin/` for a GPU machine that has no cargo (pass that folder in the device tool's `carry`).
+//! `cargo xtask gpu-bundle`: builds the CUDA tests and examples here and packs them, with the runner that runs
+//! them, into `.device-bin/` for a GPU machine that has no cargo (pass that folder in the device tool's `carry`).
 //!
-//! The bundle holds `tests/<package>-<target>` (one stripped test binary per test target, `lib` for a crate's
-//! unit tests), `bench_step` and `train`, `reference/` (PyTorch's side, copied when `../shared/reference`
-//! exists), `sources.sha256` (the sources the binaries were built from, which run.sh checks before anything
-//! else), `bundle.json` (commit, sizes) and `run.sh` (see `script.rs` and the comments at the top of run.sh).
+//! The bundle holds `gpu-run` (the runner, `crates/tiny-gpu-run`) and `run.sh` (which starts it); `payload.tar.gz`,
+//! which the runner unpacks first: `tests/<package>-<target>` (one stripped test binary per test target with device
+//! code, `lib` for a crate's unit tests), `bench_step` and `train`; `reference/` (PyTorch's side, copied when
+//! `../shared/reference` exists), `sources.sha256` (the sources the binaries were built from, which the runner
+//! checks first) and `bundle.json` (commit, sizes).
 
 mod script;
 
@@ -21,34 +22,39 @@ const USAGE: &str = "\
 usage: cargo xtask gpu-bundle [--reference DIR]
 
 Builds, in release mode with the `cuda` feature, the device tests of tiny-tensor (unit tests, cuda, values,
-gradients, torch_fixtures, warp, foreach, kernel_cache, graph), tiny-nn and tiny-learner (unit tests, cuda) and tiny-optim (fused),
-and the bench_step and train examples; strips them into .device-bin/ with run.sh, the list of the sources they
-were built from, and, from --reference DIR (default ../shared/reference when it exists), PyTorch's bench_gpu.py
-and ch19_reference.py. On the GPU machine, from anywhere: `bash .device-bin/run.sh` (its first lines say what
-it does and which variables it reads). The bundle must stay under 60 MiB: the device tool carries 64 MiB,
-working tree included.";
+gradients, torch_fixtures, warp, foreach, kernel_cache, graph), tiny-nn and tiny-learner (cuda) and tiny-optim
+(fused), the bench_step and train examples, and the runner gpu-run (crates/tiny-gpu-run); strips them, packs all
+but the runner into .device-bin/payload.tar.gz (the runner unpacks it), and writes beside them run.sh, the list of
+the sources they were built from, and, from --reference DIR (default ../shared/reference when it exists),
+PyTorch's bench_gpu.py and ch19_reference.py. On the GPU machine, from anywhere: `bash .device-bin/run.sh`
+(`--help` lists its flags, `--list` its phases). The bundle must stay under 40 MiB: the device tool carries
+64 MiB, working tree included.";
 
-/// The test binaries of the bundle: each package with its test targets (`--lib` for its unit tests).
+/// The test binaries of the bundle: each package with its test targets (`--lib` for its unit tests). Only the
+/// targets with device code: tiny-nn's and tiny-learner's unit tests have none (the CPU runs them in CI).
 const TESTS: &[(&str, &[&str])] = &[
     (
         "tiny-tensor",
         &["--lib", "cuda", "values", "gradients", "torch_fixtures", "warp", "foreach", "kernel_cache", "graph"],
     ),
-    ("tiny-nn", &["--lib", "cuda"]),
-    ("tiny-learner", &["--lib", "cuda"]),
+    ("tiny-nn", &["cuda"]),
+    ("tiny-learner", &["cuda"]),
     ("tiny-optim", &["fused"]),
 ];
 
 /// The examples of the bundle, by package.
 const EXAMPLES: &[(&str, &str)] = &[("tiny-nn", "bench_step"), ("tiny-learner", "train")];
 
-/// The most the bundle may weigh.
-const MAX_BUNDLE: u64 = 60 << 20;
+/// The runner: its package and binary.
+const RUNNER: (&str, &str) = ("tiny-gpu-run", "gpu-run");
+
+/// The most the bundle may weigh, so that the working tree (and what the bf16 work adds) still fits beside it.
+const MAX_BUNDLE: u64 = 40 << 20;
 
 /// The most the device tool carries: the working tree and the bundle together.
 const MAX_CARRIED: u64 = 64 << 20;
 
-/// What run.sh's first step checks: the files whose change would make the binaries stale, or the fixtures wrong.
+/// What the runner's first step checks: the files whose change would make the binaries stale, or the fixtures wrong.
 const SOURCES: &[&str] = &["crates", "Cargo.toml", "Cargo.lock"];
 
 pub fn run(args: &[String], root: &Path) -> anyhow::Result<()> {
@@ -87,6 +93,11 @@ pub fn run(args: &[String], root: &Path) -> anyhow::Result<()> {
         let Some(artifact) = found else { bail!("cargo built no {example} example binary") };
         files.push((artifact.executable.clone(), example.to_owned()));
     }
+    let (package, bin) = RUNNER;
+    let runner = build(cargo(root, &["build", "--release", "-p", package, "--bin", bin]), "the runner")?;
+    let found = runner.iter().find(|a| a.kinds.iter().any(|k| k == "bin") && a.target == bin);
+    let Some(artifact) = found else { bail!("cargo built no {bin} binary") };
+    files.push((artifact.executable.clone(), bin.to_owned()));
     let names: BTreeSet<&str> = files.iter().map(|(_, name)| name.as_str()).collect();
     if names.len() != files.len() {
         bail!("two binaries of the bundle have the same name: {files:?}");
@@ -96,16 +107,23 @@ pub fn run(args: &[String], root: &Path) -> anyhow::Result<()> {
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
     }
-    std::fs::create_dir_all(out.join("tests"))?;
-    for (from, name) in &files {
-        let to = out.join(name);
-        std::fs::copy(from, &to).with_context(|| format!("copying {}", from.display()))?;
-        strip(&to, "--strip-debug");
-    }
-    if bundle_bytes(&out)? > MAX_BUNDLE {
-        // Without their symbols too: panics then name no functions, but the bundle travels.
-        for (_, name) in &files {
-            strip(&out.join(name), "--strip-all");
+    // Without debug information, packed; without symbols too when that is still too heavy (panics then name no
+    // functions, but the bundle travels).
+    let mut payload = BTreeMap::new();
+    for how in ["--strip-debug", "--strip-all"] {
+        std::fs::create_dir_all(out.join("tests"))?;
+        let mut packed = Vec::new();
+        for (from, name) in &files {
+            let to = out.join(name);
+            std::fs::copy(from, &to).with_context(|| format!("copying {}", from.display()))?;
+            strip(&to, how);
+            if name != RUNNER.1 {
+                packed.push(name.clone());
+            }
+        }
+        payload = pack(&out, &packed)?;
+        if bundle_bytes(&out)? <= MAX_BUNDLE {
+            break;
         }
     }
     if let Some(dir) = reference.filter(|d| d.join("bench_gpu.py").is_file()) {
@@ -116,12 +134,12 @@ pub fn run(args: &[String], root: &Path) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "no ../shared/reference/bench_gpu.py (see --reference): run.sh will time tiny without PyTorch beside it"
+            "no ../shared/reference/bench_gpu.py (see --reference): the runner will time tiny without PyTorch beside it"
         );
     }
     std::fs::write(out.join("sources.sha256"), sources_sha256(root)?)?;
     script::write_run_sh(&out)?;
-    std::fs::write(out.join("bundle.json"), bundle_json(root, &out)?)?;
+    std::fs::write(out.join("bundle.json"), bundle_json(root, &out, &payload)?)?;
 
     let listing = listing(&out)?;
     let total: u64 = listing.iter().map(|(_, n)| n).sum();
@@ -148,7 +166,7 @@ pub fn run(args: &[String], root: &Path) -> anyhow::Result<()> {
             total as f64 / 1048576.0
         );
     }
-    println!("run it on the GPU machine with `bash .device-bin/run.sh` (carry .device-bin)");
+    println!("run it on the GPU machine with `bash .device-bin/run.sh` (carry .device-bin; see the README)");
     Ok(())
 }
 
@@ -238,6 +256,27 @@ fn strip(path: &Path, how: &str) {
     }
 }
 
+/// The runner's payload (`crates/tiny-gpu-run/src/payload.rs` unpacks it): what the runner runs, in one gzip'd
+/// tar. Stripped binaries that share most of their code compress to about a third.
+const PAYLOAD: &str = "payload.tar.gz";
+
+/// Packs `names` (paths in `out`) into [`PAYLOAD`] in `out`, removes them there, and returns their sizes.
+fn pack(out: &Path, names: &[String]) -> anyhow::Result<BTreeMap<String, u64>> {
+    let file = std::fs::File::create(out.join(PAYLOAD)).with_context(|| format!("creating {PAYLOAD}"))?;
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::best()));
+    let mut sizes = BTreeMap::new();
+    for name in names {
+        tar.append_path_with_name(out.join(name), name).with_context(|| format!("packing {name}"))?;
+        sizes.insert(name.clone(), std::fs::metadata(out.join(name))?.len());
+    }
+    tar.into_inner()?.finish()?;
+    for name in names {
+        std::fs::remove_file(out.join(name))?;
+    }
+    let _ = std::fs::remove_dir(out.join("tests"));
+    Ok(sizes)
+}
+
 /// Every file of the bundle, as (path inside it, bytes), sorted.
 fn listing(out: &Path) -> anyhow::Result<Vec<(String, u64)>> {
     let mut files = Vec::new();
@@ -282,7 +321,7 @@ fn git_files(root: &Path, paths: &[&str]) -> Option<Vec<String>> {
     Some(files)
 }
 
-/// `sha256sum` lines (`<hex>  <path>`) for the sources of [`SOURCES`], which run.sh checks with `sha256sum -c`.
+/// `sha256sum` lines (`<hex>  <path>`) for the sources of [`SOURCES`], which the runner checks first.
 fn sources_sha256(root: &Path) -> anyhow::Result<String> {
     let files = match git_files(root, SOURCES) {
         Some(files) => files,
@@ -322,8 +361,9 @@ fn working_tree_bytes(root: &Path) -> Option<u64> {
     Some(files.iter().filter_map(|f| std::fs::metadata(root.join(f)).ok()).map(|m| m.len()).sum())
 }
 
-/// What run.sh copies into summary.json as `bundle`: the commit, whether the tree had changes, and the files.
-fn bundle_json(root: &Path, out: &Path) -> anyhow::Result<String> {
+/// What the runner copies into summary.json as `bundle`: the commit, whether the tree had changes, the files, and
+/// the payload's files with their unpacked sizes.
+fn bundle_json(root: &Path, out: &Path, payload: &BTreeMap<String, u64>) -> anyhow::Result<String> {
     let git = |args: &[&str]| {
         Command::new("git")
             .current_dir(root)
@@ -343,6 +383,7 @@ fn bundle_json(root: &Path, out: &Path) -> anyhow::Result<String> {
         "commit": git(&["rev-parse", "HEAD"]),
         "uncommitted_changes": git(&["status", "--porcelain"]).map(|s| !s.is_empty()),
         "files": files,
+        "payload": payload,
     });
     Ok(json.to_string() + "\n")
 }
@@ -392,6 +433,7 @@ mod tests {
             .iter()
             .flat_map(|(p, ts)| ts.iter().map(move |t| format!("tests/{p}-{}", t.trim_start_matches("--"))))
             .chain(EXAMPLES.iter().map(|(_, e)| e.to_string()))
+            .chain([RUNNER.1.to_owned(), "run.sh".to_owned()])
             .collect();
         let n = names.len();
         names.sort();

@@ -1,11 +1,11 @@
-//! The GPU machine's run script: `run.sh` beside this file, embedded here and written into the bundle.
+//! The GPU machine's entry: `run.sh` beside this file, embedded here and written into the bundle.
 //!
 //! Kept apart from the build, and free of other dependencies, so that `xtask/tests/gpu_run.rs` can write the very
-//! same script around fake binaries and run it without building anything.
+//! same script beside a stand-in runner and run it without building anything.
 
 use std::path::{Path, PathBuf};
 
-/// The script, as the bundle holds it.
+/// The script, as the bundle holds it: it starts the runner, `gpu-run`, beside it.
 const RUN_SH: &str = include_str!("run.sh");
 
 /// Writes `run.sh` into `dir`, executable, and returns its path.

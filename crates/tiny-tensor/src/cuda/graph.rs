@@ -35,7 +35,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, Weak};
 
-use cudarc::driver::{CudaEvent, CudaGraph, CudaSlice, CudaStream, DevicePtr, sys};
+use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DevicePtr, result, sys};
 
 use super::{Gpu, err, gpu};
 use crate::{Device, Result, TensorError};
@@ -64,7 +64,7 @@ const HOST_CHUNK: usize = 64 << 10;
 /// ```
 pub struct Graph {
     // The executable graph goes first; CUDA frees one still running once it has finished.
-    exec: CudaGraph,
+    exec: Recorded,
     /// Held for its `Drop`, which frees what the graph kept once the replays are done.
     _owned: Owned,
     ordinal: usize,
@@ -112,18 +112,8 @@ impl Graph {
         let out = step();
         let (graph, owned) = ending.end();
         let out = out?;
-        match graph {
-            Ok(Some(exec)) => Ok((Graph { exec, _owned: owned, ordinal, _not_sync: PhantomData }, out)),
-            Ok(None) => Err(capture_error(ordinal, "the driver returned no graph".into()).into()),
-            Err(e) => Err(capture_error(
-                ordinal,
-                format!(
-                    "{e}: a call that is not allowed while a stream captures (a host synchronisation, a copy from \
-                     pageable memory, a wait on an event of another stream) was made inside the step"
-                ),
-            )
-            .into()),
-        }
+        let exec = graph?;
+        Ok((Graph { exec, _owned: owned, ordinal, _not_sync: PhantomData }, out))
     }
 
     /// Runs the recorded step once more on the compute stream, in order with the work queued before it (such
@@ -135,7 +125,9 @@ impl Graph {
                 msg: format!("cuda:{} is capturing another graph; replay this one before or after", self.ordinal),
             });
         }
-        self.exec.launch().map_err(err("Graph::replay"))
+        let stream = &self.exec.stream;
+        stream.context().bind_to_thread().map_err(err("Graph::replay"))?;
+        unsafe { result::graph::launch(self.exec.exec, stream.cu_stream()) }.map_err(err("Graph::replay"))
     }
 
     /// The device the graph runs on.
@@ -159,11 +151,28 @@ pub(crate) fn while_capturing(op: &'static str, ordinal: usize) -> TensorError {
     }
 }
 
+/// An instantiated graph and the graph it was made from, destroyed when dropped. cudarc's `CudaGraph` would do,
+/// but only its own `end_capture` makes one, and that returns early, with the stream still capturing, when an
+/// earlier drop stored an error (see [`Gpu::end_capture`]).
+struct Recorded {
+    graph: sys::CUgraph,
+    exec: sys::CUgraphExec,
+    stream: Arc<CudaStream>,
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        let ctx = self.stream.context();
+        ctx.record_err(unsafe { result::graph::exec_destroy(self.exec) });
+        ctx.record_err(unsafe { result::graph::destroy(self.graph) });
+    }
+}
+
 /// Ends a capture when dropped, also when the captured step panicked.
 struct EndOnDrop(Option<&'static Gpu>);
 
 impl EndOnDrop {
-    fn end(&mut self) -> (Result<Option<CudaGraph>>, Owned) {
+    fn end(&mut self) -> (Result<Recorded>, Owned) {
         let g = self.0.take().expect("a capture ends once");
         g.end_capture()
     }
@@ -344,11 +353,38 @@ impl Gpu {
         Ok(())
     }
 
-    fn end_capture(&self) -> (Result<Option<CudaGraph>>, Owned) {
-        let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0)).map_err(err("Graph::capture"));
+    /// Ends the capture, always: `cuStreamEndCapture` runs first, whatever happened during the step, so that the
+    /// stream takes work again. Only then come the graph's instantiation and the error that a drop during the
+    /// capture may have stored in the context (cudarc's drops cannot return theirs), which discards the graph: a
+    /// free or a wait that failed while the step was recorded leaves it incomplete. cudarc's own `end_capture`
+    /// checks that stored error first and returns with the stream still capturing, which fails every later call.
+    fn end_capture(&self) -> (Result<Recorded>, Owned) {
+        let ended = unsafe { result::stream::end_capture(self.stream.cu_stream()) };
         self.capturing.store(false, Ordering::Release);
         let owned = self.capture_slot().take().expect("a capture in progress has its state");
-        (graph, owned)
+        let graph = match ended {
+            Ok(graph) if graph.is_null() => Err("the driver returned no graph".to_owned()),
+            Ok(graph) => match unsafe { result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)) } {
+                Ok(exec) => Ok(Recorded { graph, exec, stream: self.stream.clone() }),
+                Err(e) => {
+                    self.ctx.record_err(unsafe { result::graph::destroy(graph) });
+                    Err(format!("{e} (instantiating the graph)"))
+                }
+            },
+            Err(e) => Err(format!(
+                "{e}: a call that is not allowed while a stream captures (a host synchronisation, a copy from \
+                 pageable memory, a wait on an event of another stream) was made inside the step"
+            )),
+        };
+        // A graph made despite a stored error is dropped here, once the capture has ended.
+        let graph = match self.ctx.check_err() {
+            Ok(()) => graph,
+            Err(stored) => Err(format!(
+                "a CUDA call that could not report its error at once (a free or an event wait in a drop) failed \
+                 while the step was captured: {stored}; the capture was ended and discarded"
+            )),
+        };
+        (graph.map_err(|msg| capture_error(self.ordinal, msg)), owned)
     }
 
     /// `len` elements of device memory during a capture, from the capture's pool.

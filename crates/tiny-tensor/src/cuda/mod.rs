@@ -11,10 +11,12 @@
 mod cache;
 mod graph;
 pub(crate) mod strided;
+mod timer;
 mod upload;
 
 pub use cache::{KernelOrigin, kernel_origin};
 pub use graph::{Graph, HostInput};
+pub use timer::EventTimer;
 
 use upload::{Staging, Streams};
 
