@@ -18,7 +18,7 @@ use clap::{Parser, ValueEnum};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
-use tiny_tensor::{Device, Tensor, UpdateOp, UpdateProgram, foreach_update_, no_grad};
+use tiny_tensor::{Device, Precision, Tensor, UpdateOp, UpdateProgram, autocast, foreach_update_, no_grad};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -51,8 +51,9 @@ struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
-    /// The floating-point precision of the step.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    /// The precision of the model's products: fp32, or bf16 (autocast: convolutions and linear layers multiply in
+    /// bf16 and sum in f32; the loss, the weights and SGD stay f32).
+    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: Precision,
     /// Let matmuls and convolutions round their inputs to TF32 on a GPU.
     #[arg(long)]
@@ -72,11 +73,9 @@ enum Model {
     Resnet18,
 }
 
-/// The precisions a step can run in.
-#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
-enum Precision {
-    /// Every tensor in f32.
-    Fp32,
+/// Parses `--precision`: fp32 or bf16, and an error listing those for anything else.
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -120,7 +119,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let y: Vec<u32> = (0..bs as u32).map(|i| i % 10).collect();
     let params = model.parameters();
     let step = || -> Result<Tensor, Box<dyn std::error::Error>> {
-        let loss = cross_entropy(&model.forward(&x)?, &y)?;
+        // The forward and the loss under autocast, as fastai's to_bf16() and the reference's --amp bf16 do; the
+        // loss is f32 either way (the policy), and the backward keeps the precision its ops recorded.
+        let loss = {
+            let _precision = autocast(args.precision);
+            cross_entropy(&model.forward(&x)?, &y)?
+        };
         loss.backward()?;
         let _guard = no_grad();
         // Plain SGD, p -= lr * g, for all parameters in one fused update (one kernel launch on a GPU).
@@ -175,7 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          \"precision\":\"{}\",\"tf32\":{},\"cuda_graph\":{},\"steps\":{timed},\"ms_per_step\":{:.3},\"best_ms\":{:.3},\
          \"mean_ms\":{:.3},\"wall_ms\":{:.3},\"img_per_s\":{:.1},\"timing\":\"{timing}\",\"peak_rss_mib\":{:.0}}}",
         tiny_tensor::num_threads(),
-        args.precision.to_possible_value().map_or("?".into(), |v| v.get_name().to_owned()),
+        args.precision,
         args.tf32,
         args.cuda_graph,
         median * 1e3,
