@@ -8,6 +8,7 @@
 //! 3x3 stride-1 layers that `winograd::eligible` takes to Winograd F(2x2, 3x3).
 
 use super::cpu_rgb as conv_rgb;
+use super::cpu_rgb_bf16 as conv_rgb16;
 use super::winograd;
 use super::{Conv2dGeom, ConvKernels};
 use crate::autocast::Precision;
@@ -312,11 +313,24 @@ fn conv2d_forward(
     }
     let chunk_out = p.imgs_per_chunk * p.rows_per_img * g.f;
     let out_chunks: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(chunk_out).map(std::sync::Mutex::new).collect();
+    if conv_rgb::eligible(g) && precision == Precision::Bf16 && conv_rgb16::available() {
+        // The stem's own bf16 kernel. (Through the bf16 GEMM instead, simple_cnn's stem took 2.35 ms at batch 128,
+        // the f32 kernel on rounded copies 2.0: with 16 filters each broadcast feeds one vector either way, and the
+        // im2col of 3 channels costs more than the products it saves.)
+        let wp = conv_rgb16::pack_weights(w, g.f);
+        run_chunks(p.chunks, |range, _| {
+            for ch in range {
+                let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+                let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
+                conv_rgb16::forward(x, &wp, bias, relu, g, n0, n1, &mut guard);
+            }
+        });
+        drop(out_chunks);
+        return out;
+    }
     if conv_rgb::eligible(g) {
-        // The direct kernel multiplies in f32; in bf16 its operands are rounded first, so each product is the
-        // same exact product of two bf16 that a bf16 GEMM would sum. (Through the bf16 GEMM instead, simple_cnn's
-        // stem took 2.35 ms against this path's 2.0 at batch 128: with 16 filters each broadcast feeds one vector
-        // either way, and the im2col of 3 channels costs more than the products it saves.)
+        // The direct kernel multiplies in f32; in bf16 (on a CPU without AVX512-BF16) its operands are rounded
+        // first, so each product is the same exact product of two bf16 that a bf16 GEMM would sum.
         let (x, w) = (Operand::new(x, precision), Operand::new(w, precision));
         let wt = transpose(&w, g.f, p.kkc);
         run_chunks(p.chunks, |range, _| {
@@ -425,7 +439,10 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
         return winograd::backward_weight(x, dout, g, precision);
     }
     let direct = conv_rgb::eligible(g);
-    let (x, dout) = if direct {
+    // The stem in bf16 on AVX512-BF16 has its own kernel, which rounds as it gathers; otherwise a direct kernel
+    // multiplies rounded copies.
+    let direct16 = direct && precision == Precision::Bf16 && conv_rgb16::available();
+    let (x, dout) = if direct && !direct16 {
         (Operand::new(x, precision), Operand::new(dout, precision))
     } else {
         (Operand::Borrowed(x), Operand::Borrowed(dout))
@@ -438,6 +455,10 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
         let mut col = alloc::take(if direct || p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            if direct16 {
+                conv_rgb16::weight_grad(&x, &dout, g, n0, n1, &mut dw);
+                continue;
+            }
             if direct {
                 conv_rgb::weight_grad(&x, &dout, g, n0, n1, &mut dw);
                 continue;

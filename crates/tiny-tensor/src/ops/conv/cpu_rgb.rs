@@ -11,7 +11,7 @@
 use super::Conv2dGeom;
 
 /// The patch size this kernel is written for: a 3x3 window over 3 channels.
-const K: usize = 27;
+pub(super) const K: usize = 27;
 
 /// Whether `g` is a 3x3, 3-channel convolution with a multiple of 16 filters on an AVX-512 CPU.
 pub(crate) fn eligible(g: &Conv2dGeom) -> bool {
@@ -28,7 +28,7 @@ pub(crate) fn eligible(g: &Conv2dGeom) -> bool {
 
 /// Gathers the `(ky, kx, c)` patch of output pixel `(n, oy, ox)`; zeros in the padding.
 #[inline(always)]
-fn gather(x: &[f32], g: &Conv2dGeom, n: usize, oy: usize, ox: usize, patch: &mut [f32; K]) {
+pub(super) fn gather(x: &[f32], g: &Conv2dGeom, n: usize, oy: usize, ox: usize, patch: &mut [f32; K]) {
     let x0 = (ox * g.stride) as isize - g.pad as isize;
     let inside_x = x0 >= 0 && x0 as usize + 3 <= g.w;
     for ky in 0..3 {

@@ -2,6 +2,7 @@
 
 mod cpu;
 mod cpu_rgb;
+mod cpu_rgb_bf16;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 mod winograd;
