@@ -154,9 +154,12 @@ fn run_with(src: &[f32], u: &[f32], s: &Problem, bias: Option<&[f32]>, relu: boo
         rest = tail;
     }
     // The 16 weight matrices, prepared once for every chunk (packed into bf16 for bf16 products).
-    let weights: Vec<Rhs<'_>> = (0..16)
-        .map(|xi| Rhs::new(Mat { offset: xi * s.cin * s.cout, ..Mat::rows(u, s.cin, s.cout) }, s.precision))
-        .collect();
+    // Packed by all the threads: for 512 channels the 16 matrices are 4M values, which one thread would pack
+    // while the other waits.
+    let pack = |xi: usize| Rhs::new(Mat { offset: xi * s.cin * s.cout, ..Mat::rows(u, s.cin, s.cout) }, s.precision);
+    let ranges = crate::cpu::parallel::ranges(16, if s.precision == Precision::Bf16 { s.cin * s.cout } else { 0 });
+    let weights: Vec<Rhs<'_>> =
+        crate::cpu::parallel::each_range(&ranges, |r| r.map(pack).collect::<Vec<_>>()).into_iter().flatten().collect();
     run_chunks(chunks, |range, threads| {
         let mut v = alloc::take(16 * per_chunk * tw * s.cin);
         let mut m = alloc::take(16 * per_chunk * tw * s.cout);
