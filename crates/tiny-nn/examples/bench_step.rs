@@ -115,7 +115,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     model.to_device(device)?;
     model.train(true);
     let mut rng = StdRng::seed_from_u64(0);
-    let x = Tensor::randn(&[bs, 3, size, size], &mut rng).to_device(device)?;
+    // Channels-last, as tiny's loader delivers a batch (NHWC permuted to NCHW) and as the reference's
+    // --channels-last makes it once before timing: the stem then reads it in place instead of copying it each step.
+    let x = Tensor::randn(&[bs, 3, size, size], &mut rng).to_device(device)?.to_channels_last()?;
     let y: Vec<u32> = (0..bs as u32).map(|i| i % 10).collect();
     let params = model.parameters();
     let step = || -> Result<Tensor, Box<dyn std::error::Error>> {
