@@ -57,6 +57,28 @@ impl ConvKernels for Cpu {
         let (xs, ds) = (&sx.host()[x.layout().offset..], &sd.host()[dout.layout().offset..]);
         Ok(Storage::Cpu(conv2d_backward_weight(xs, ds, g, precision)))
     }
+
+    fn conv2d_relu_backward_params(
+        &self,
+        x: &Tensor,
+        dout: &Tensor,
+        out: &Tensor,
+        g: &Conv2dGeom,
+        precision: Precision,
+        bias: bool,
+    ) -> Result<Option<(Storage, Option<Storage>)>> {
+        if !(conv_rgb::eligible(g) && precision == Precision::Bf16 && conv_rgb16::available()) {
+            return Ok(None);
+        }
+        let (sx, sd, so) = (x.storage(), dout.storage(), out.storage());
+        let xs = &sx.host()[x.layout().offset..];
+        let d = conv_rgb16::Grad {
+            dout: &sd.host()[dout.layout().offset..],
+            relu_out: Some(&so.host()[out.layout().offset..]),
+        };
+        let (dw, db) = stem_relu_params_bf16(xs, &d, g, bias);
+        Ok(Some((Storage::Cpu(dw), db.map(Storage::Cpu))))
+    }
 }
 
 /// The target size, in floats, of one chunk's im2col buffer.
@@ -456,7 +478,8 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             if direct16 {
-                conv_rgb16::weight_grad(&x, &dout, g, n0, n1, &mut dw);
+                let d = conv_rgb16::Grad { dout: &dout, relu_out: None };
+                conv_rgb16::weight_grad(&x, &d, g, (n0, n1), &mut dw, None);
                 continue;
             }
             if direct {
@@ -488,6 +511,40 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
     let t = transpose(&dw, p.kkc, g.f);
     alloc::give(dw);
     t
+}
+
+/// The RGB stem's weight gradient (`[f, 3, 3, 3]`) and, when `bias`, bias gradient in bf16 from its input and the
+/// ReLU-masked output gradient, each thread adding its chunks into its own partial sums.
+fn stem_relu_params_bf16(
+    x: &[f32],
+    d: &conv_rgb16::Grad<'_>,
+    g: &Conv2dGeom,
+    bias: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let p = plan(g);
+    let partials = run_chunks(p.chunks, |range, _| {
+        let mut dw = alloc::take_filled(p.kkc * g.f, 0.0);
+        let mut db = bias.then(|| vec![0.0f32; g.f]);
+        for ch in range {
+            let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
+            conv_rgb16::weight_grad(x, d, g, (n0, n1), &mut dw, db.as_deref_mut());
+        }
+        (dw, db)
+    });
+    let mut partials = partials.into_iter();
+    let (mut dw, mut db) =
+        partials.next().unwrap_or_else(|| (alloc::take_filled(p.kkc * g.f, 0.0), bias.then(|| vec![0.0; g.f])));
+    for (part_w, part_b) in partials {
+        dw.iter_mut().zip(&part_w).for_each(|(a, b)| *a += b);
+        alloc::give(part_w);
+        if let (Some(db), Some(pb)) = (db.as_mut(), part_b) {
+            db.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
+        }
+    }
+    // The kernel writes `[kkc, f]`; the result is `[f, kkc]`.
+    let t = transpose(&dw, p.kkc, g.f);
+    alloc::give(dw);
+    (t, db)
 }
 
 /// The transpose of a row-major `rows x cols` matrix, into a recycled buffer (a fresh one would cost a page
@@ -571,6 +628,33 @@ mod tests {
             let wt = Mat::rows(&w, g.f, kkc).t();
             gemm(MatMut::rows(&mut want, rows, g.f), false, Mat::rows(&col, rows, kkc), wt, 1, Precision::Bf16);
             assert!(fused.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?}");
+        }
+    }
+
+    /// A bf16 stem whose input needs no gradient masks the ReLU and sums the bias inside its weight-gradient
+    /// kernel: the same weight gradient as masking first (bit for bit), and the bias sum within f32 rounding.
+    #[test]
+    fn the_stems_fused_relu_backward_matches_masking_first() {
+        use rand::SeedableRng;
+
+        use crate::{Precision, Tensor, autocast};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let x = Tensor::randn(&[4, 16, 16, 3], &mut rng).permute(&[0, 3, 1, 2]).unwrap();
+        let w = Tensor::randn(&[16, 3, 3, 3], &mut rng).set_requires_grad(true);
+        let b = Tensor::randn(&[16], &mut rng).set_requires_grad(true);
+        let r = Tensor::randn(&[4, 16, 8, 8], &mut rng);
+        let grads = |x: &Tensor| {
+            w.zero_grad();
+            b.zero_grad();
+            let _bf16 = autocast(Precision::Bf16);
+            x.conv2d_relu(&w, Some(&b), 2, 1).unwrap().mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+            (w.grad().unwrap().to_vec(), b.grad().unwrap().to_vec())
+        };
+        let (fused_w, fused_b) = grads(&x);
+        let (plain_w, plain_b) = grads(&x.detach().set_requires_grad(true));
+        assert!(fused_w.iter().zip(&plain_w).all(|(a, b)| a.to_bits() == b.to_bits()));
+        for (a, b) in fused_b.iter().zip(&plain_b) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
 }

@@ -50,23 +50,39 @@ pub(crate) fn forward(
     let _ = (x, wp, bias, relu, g, n0, n1, out);
 }
 
-/// The weight gradient of images `n0..n1` added into `dw` (`[27, f]`), from `x` and `dout` (`[n, oh, ow, f]`);
-/// only call when `available()` and `cpu_rgb::eligible(g)`.
-pub(crate) fn weight_grad(x: &[f32], dout: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dw: &mut [f32]) {
+/// The output gradient of a stem, and what to do with it as it is read.
+pub(crate) struct Grad<'a> {
+    /// `[n, oh, ow, f]`.
+    pub dout: &'a [f32],
+    /// The ReLU's output, also `[n, oh, ow, f]`, when the gradient is to be masked where it is not positive.
+    pub relu_out: Option<&'a [f32]>,
+}
+
+/// The weight gradient of images `n0..n1` added into `dw` (`[27, f]`), from `x` and the (masked) output gradient,
+/// whose f32 sum over the pixels is added into `db` (`[f]`) when given; only call when `available()` and
+/// `cpu_rgb::eligible(g)`.
+pub(crate) fn weight_grad(
+    x: &[f32],
+    d: &Grad<'_>,
+    g: &Conv2dGeom,
+    (n0, n1): (usize, usize),
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller checked `available()`: the CPU has AVX512-F, -BW and -BF16.
     unsafe {
-        avx512::weight_grad(x, dout, g, n0, n1, dw)
+        avx512::weight_grad(x, d, g, (n0, n1), dw, db)
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (x, dout, g, n0, n1, dw);
+    let _ = (x, d, g, n0, n1, dw, db);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Conv2dGeom, K, gather};
+    use super::{Conv2dGeom, Grad, K, gather};
 
     /// Pairs in a patch: 27 values and a zero.
     const PAIRS: usize = K.div_ceil(2);
@@ -152,11 +168,36 @@ mod avx512 {
         }
     }
 
-    /// See [`super::weight_grad`]: two pixels a pair, 27 accumulators of 16 filters.
+    /// See [`super::weight_grad`]: two pixels a pair, 27 accumulators of 16 filters (and one for the bias).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn weight_grad(x: &[f32], dout: &[f32], g: &Conv2dGeom, n0: usize, n1: usize, dw: &mut [f32]) {
+    pub(super) unsafe fn weight_grad(
+        x: &[f32],
+        d: &Grad<'_>,
+        g: &Conv2dGeom,
+        (n0, n1): (usize, usize),
+        dw: &mut [f32],
+        mut db: Option<&mut [f32]>,
+    ) {
         let (oh, ow, f) = (g.oh(), g.ow(), g.f);
+        let dout = d.dout;
         assert!(dw.len() >= K * f && dout.len() >= n1 * oh * ow * f && f.is_multiple_of(16));
+        assert!(d.relu_out.is_none_or(|o| o.len() >= dout.len()) && db.as_ref().is_none_or(|b| b.len() >= f));
+        // Pixel `i`'s 16 gradients from filter `fb`, masked by the ReLU's output when there is one.
+        let grad = |i: usize, fb: usize| {
+            let at = (n0 * oh * ow + i) * f + fb;
+            // SAFETY: pixel `i` of the chunk and `fb + 16 <= f` lie inside `dout` (and the ReLU's output).
+            unsafe {
+                let v = _mm512_loadu_ps(dout.as_ptr().add(at));
+                match d.relu_out {
+                    Some(o) => {
+                        let positive =
+                            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_loadu_ps(o.as_ptr().add(at)), _mm512_setzero_ps());
+                        _mm512_maskz_mov_ps(positive, v)
+                    }
+                    None => v,
+                }
+            }
+        };
         let pixels = (n1 - n0) * oh * ow;
         // Pixel `i` of the chunk, in its images' row-major order.
         let at = |i: usize| (n0 + i / (oh * ow), i / ow % oh, i % ow);
@@ -166,17 +207,21 @@ mod avx512 {
             let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
             for fb in (0..f).step_by(16) {
                 let mut acc = [_mm512_setzero_ps(); K];
+                let mut bias = _mm512_setzero_ps();
                 for i in (0..pixels).step_by(2) {
                     let second = i + 1 < pixels;
                     patch_pairs(x, g, at(i), &mut p0);
-                    let d0 = _mm512_loadu_ps(dout.as_ptr().add((n0 * oh * ow + i) * f + fb));
+                    let d0 = grad(i, fb);
                     let d1 = if second {
                         patch_pairs(x, g, at(i + 1), &mut p1);
-                        _mm512_loadu_ps(dout.as_ptr().add((n0 * oh * ow + i + 1) * f + fb))
+                        grad(i + 1, fb)
                     } else {
                         p1 = [0; 16];
                         _mm512_setzero_ps()
                     };
+                    if db.is_some() {
+                        bias = _mm512_add_ps(_mm512_add_ps(bias, d0), d1);
+                    }
                     // (d0[f], d1[f]) pairs, and (patch0[k], patch1[k]) pairs for k = 0..32.
                     let d: __m512bh = std::mem::transmute(_mm512_permutexvar_epi16(
                         idx,
@@ -196,6 +241,10 @@ mod avx512 {
                 for (k, a) in acc.iter().enumerate() {
                     let dst = dw.as_mut_ptr().add(k * f + fb);
                     _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), *a));
+                }
+                if let Some(db) = db.as_deref_mut() {
+                    let dst = db.as_mut_ptr().add(fb);
+                    _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), bias));
                 }
             }
         }
@@ -243,7 +292,7 @@ mod tests {
             let mut out = vec![0.0; g.n * oh * ow * g.f];
             forward(&x, &pack_weights(&w, g.f), None, false, &g, 0, g.n, &mut out);
             let mut dw = vec![0.0; K * g.f];
-            weight_grad(&x, &dout, &g, 0, g.n, &mut dw);
+            weight_grad(&x, &Grad { dout: &dout, relu_out: None }, &g, (0, g.n), &mut dw, None);
             // The exact sums of rounded products: out[pixel, f] and dw[k, f], with the sums of magnitudes.
             let (mut want_out, mut mag_out) = (vec![0f64; out.len()], vec![0f64; out.len()]);
             let (mut want_dw, mut mag_dw) = (vec![0f64; dw.len()], vec![0f64; dw.len()]);

@@ -69,6 +69,21 @@ pub(crate) trait ConvKernels {
         g: &Conv2dGeom,
         precision: Precision,
     ) -> Result<Storage>;
+    /// For a convolution followed by ReLU: the weight gradient (`[f, kh, kw, c]`) and, when `bias`, the bias
+    /// gradient (`[f]`), from the ReLU's output `out` and its output gradient `dout` (both `[n, oh, ow, f]`),
+    /// masking `dout` as it is read; `None` where the backend has no such kernel for `g`, and the caller masks
+    /// first. (The RGB stem in bf16 on the CPU has one: it saves two passes over its large output gradient.)
+    fn conv2d_relu_backward_params(
+        &self,
+        _x: &Tensor,
+        _dout: &Tensor,
+        _out: &Tensor,
+        _g: &Conv2dGeom,
+        _precision: Precision,
+        _bias: bool,
+    ) -> Result<Option<(Storage, Option<Storage>)>> {
+        Ok(None)
+    }
 }
 
 /// Forward convolution with weights already in `weight_fkkc` order; the result is NCHW with channels-last
@@ -106,8 +121,32 @@ fn backward_weight(
     let be = backend::on_all("conv2d_backward_weight", x, &[dout])?;
     let dw = be.conv2d_backward_weight(&nhwc(x)?, &nhwc(dout)?, g, precision)?;
     // [f, kh, kw, c] -> [f, c, kh, kw]
+    weight_in_order(dw, g, channels_last)
+}
+
+/// A weight gradient in the kernels' `[f, kh, kw, c]` memory as a `[f, c, kh, kw]` tensor: in that memory order
+/// when `channels_last` (no copy), else row-major.
+fn weight_in_order(dw: Storage, g: &Conv2dGeom, channels_last: bool) -> Result<Tensor> {
     let dw = Tensor::from_storage(dw, Layout::contiguous(&[g.f, g.kh, g.kw, g.c])).permute(&[0, 3, 1, 2])?;
     if channels_last { Ok(dw) } else { dw.contiguous_copy() }
+}
+
+/// The weight and bias gradients of a ReLU'd convolution from one kernel that masks as it reads, where the
+/// backend has one (see `ConvKernels::conv2d_relu_backward_params`).
+fn relu_backward_params(
+    x: &Tensor,
+    dout: &Tensor,
+    out: &Tensor,
+    g: &Conv2dGeom,
+    (channels_last, precision, bias): (bool, Precision, bool),
+) -> Result<Option<(Tensor, Option<Tensor>)>> {
+    let be = backend::on_all("conv2d_backward_weight", x, &[dout, out])?;
+    let Some((dw, db)) = be.conv2d_relu_backward_params(&nhwc(x)?, &nhwc(dout)?, &nhwc(out)?, g, precision, bias)?
+    else {
+        return Ok(None);
+    };
+    let db = db.map(|db| Tensor::from_storage(db, Layout::contiguous(&[g.f])));
+    Ok(Some((weight_in_order(dw, g, channels_last)?, db)))
 }
 
 impl Tensor {
@@ -176,6 +215,15 @@ impl Tensor {
         let w_channels_last = weight_is_channels_last(weight);
         let w_saved = self.requires_grad().then_some(w_fkkc);
         Ok(Tensor::record(out, if relu { "conv2d_relu" } else { "conv2d" }, &inputs, move |grad, out, x| {
+            // A ReLU'd convolution whose input needs no gradient (a stem): a backend may mask the gradient and
+            // sum the bias as it computes the weight gradient.
+            let want_bias = x.get(2).is_some_and(|b| b.requires_grad());
+            if let Some(x_cl) = saved.as_ref().filter(|_| relu && !x[0].requires_grad() && x[1].requires_grad()) {
+                let how = (w_channels_last, precision, want_bias);
+                if let Some((dw, db)) = relu_backward_params(x_cl, grad, out, &g, how)? {
+                    return Ok([vec![None, Some(dw)], if x.len() > 2 { vec![db] } else { vec![] }].concat());
+                }
+            }
             let masked;
             let grad = if relu {
                 masked = Tensor::relu_grad(grad, out)?;
