@@ -72,11 +72,20 @@ impl PackedB {
         // buffer pool (packing writes every pair): a fresh zeroed buffer cost page faults each step, 3% of a
         // resnet18 step at 128 px, whose Winograd layers pack 16 weight matrices per call.
         let mut data = crate::cpu::alloc::take_words(k.div_ceil(2) * width);
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
-            let at = k0 / 2 * width;
-            pack_b(b, k0, kc, 0..n, nv, &mut data[at..at + kc.div_ceil(2) * width], vector);
-        }
+        // The blocks of k are packed by all the threads: a convolution's weights (2.4M values for resnet18's
+        // 512 -> 512 layers) are packed on every call, which one thread would do while the others wait.
+        let blocks = k.div_ceil(KC);
+        let ranges = parallel::ranges(blocks, KC * width);
+        let pieces = parallel::split(&mut data, &ranges, KC / 2 * width);
+        parallel::each(&ranges, pieces, |r, piece| {
+            let mut at = 0;
+            for k0 in r.map(|blk| blk * KC) {
+                let kc = KC.min(k - k0);
+                let len = kc.div_ceil(2) * width;
+                pack_b(b, k0, kc, 0..n, nv, &mut piece[at..at + len], vector);
+                at += len;
+            }
+        });
         PackedB { data, k, n, nv, vector }
     }
 
