@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The accuracy gap, measured from the same weights: tiny against the PyTorch reference over many seeds.
 
-    python parity/gap.py --data DIR --seeds 0-11 --epochs 1 [--onecycle] --out results.jsonl
+    python parity/gap.py --data DIR --seeds 0-11 --epochs 1 [--onecycle] [--bf16] --out results.jsonl
     python parity/gap.py --summary results.jsonl
 
 For each seed S it
@@ -11,7 +11,7 @@ For each seed S it
   3. trains tiny: `train --init W_S --stats imagenet --seed S --epochs N [--onecycle]`,
   4. trains the reference: `ch19_reference.py --init W_S --stats imagenet --seed S ...` (its own shuffle),
   5. and, with --paired, the reference again in tiny's batch order (`parity/paired.py`),
-(with --own-init, steps 1, 2 and 5 are skipped and each side starts from its own initialisation and the
+(with --bf16, steps 3 and 4 run in bf16 mixed precision on both sides; with --own-init, steps 1, 2 and 5 are skipped and each side starts from its own initialisation and the
 first batch's statistics, as in the chapter),
 and appends one JSON line per seed to --out. Build tiny first:
 `cargo build --release -p tiny-learner --example train`.
@@ -56,10 +56,12 @@ def run_seed(a, seed, tmp):
                   "--workers", str(a.workers)]
         tiny0 = last_json([tiny, *common, "--epochs", "0"])
     sched = ["--onecycle"] if a.onecycle else []
-    t = last_json([tiny, *common, "--epochs", str(a.epochs), "--lr", str(a.lr), *sched])
+    # Mixed precision on both sides: tiny's autocast and the reference's torch.autocast(bfloat16).
+    t_amp, r_amp = (["--precision", "bf16"], ["--amp", "bf16"]) if a.bf16 else ([], [])
+    t = last_json([tiny, *common, "--epochs", str(a.epochs), "--lr", str(a.lr), *sched, *t_amp])
     r = last_json([py, str(ref / "ch19_reference.py"), *common, "--loader", "torch", "--epochs", str(a.epochs),
-                   "--lr", str(a.lr), *sched])
-    row = dict(seed=seed, epochs=a.epochs, onecycle=a.onecycle, lr=a.lr,
+                   "--lr", str(a.lr), *sched, *r_amp])
+    row = dict(seed=seed, epochs=a.epochs, onecycle=a.onecycle, lr=a.lr, bf16=a.bf16,
                init_valid_loss_torch=init["valid_loss"], init_valid_loss_tiny=tiny0["valid_loss"],
                tiny_train_loss=t["train_loss"], tiny_valid_loss=t["valid_loss"], tiny_valid_acc=t["valid_acc"],
                ref_train_loss=[h for h in r["history"] if h["train"]][-1]["loss"],
@@ -80,7 +82,7 @@ def summary(rows):
             return None
         return dict(mean=statistics.fmean(v), sd=statistics.stdev(v) if len(v) > 1 else 0.0, min=min(v), max=max(v))
 
-    keys = [k for k in rows[0] if k not in ("seed", "epochs", "onecycle", "lr")]
+    keys = [k for k in rows[0] if k not in ("seed", "epochs", "onecycle", "lr", "bf16")]
     out = {k: stat(k) for k in keys}
     d = [r["tiny_valid_acc"] - r["ref_valid_acc"] for r in rows]
     out["acc_gap_tiny_minus_ref"] = dict(mean=statistics.fmean(d), sd=statistics.stdev(d) if len(d) > 1 else 0.0,
@@ -108,6 +110,8 @@ def main():
     ap.add_argument("--paired", action="store_true", help="also run the reference in tiny's batch order")
     ap.add_argument("--own-init", action="store_true",
                     help="each side initialises itself and normalises with its first batch (no shared weights)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="both sides in bf16 mixed precision: tiny's --precision bf16, the reference's --amp bf16")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--summary", type=Path, help="only summarise an earlier --out file")

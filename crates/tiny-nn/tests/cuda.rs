@@ -164,6 +164,15 @@ fn bench_step_runs_with_a_cuda_graph() {
         // One replay before the clock starts, then one per timed step.
         assert_eq!(launches.split_whitespace().nth(2), Some("4"), "{stderr}");
     }
+    // bf16 autocast inside a graph: every product is a bf16 GemmEx, captured once and replayed.
+    let out = run(&["--cuda-graph", "--precision", "bf16"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("\"precision\":\"bf16\"") && stdout.contains("\"cuda_graph\":true"), "{stdout}");
+    if stderr.contains("graph launch") {
+        let count = |what: &str| stderr.lines().find(|l| l.trim_start().starts_with(what)).map(str::to_owned);
+        assert!(count("gemm ex (bf16)").is_some() && count("sgemm").is_none(), "{stderr}");
+    }
     let out = Command::new(&bench).args(["--device", "cpu", "--cuda-graph"]).output().expect("run bench_step");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--device cuda"), "{}", String::from_utf8_lossy(&out.stderr));
