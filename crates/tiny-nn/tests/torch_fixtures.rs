@@ -151,10 +151,8 @@ fn sgd_momentum_steps(
     losses
 }
 
-#[test]
-fn simple_cnn_from_the_same_weights_matches_pytorch_in_eval_and_over_three_training_steps() {
-    let fx = fixtures();
-    let case = fx.case("simple_cnn");
+/// simple_cnn with the fixture's initial weights (`simple_cnn.init.*`).
+fn fixture_simple_cnn(fx: &Fixtures) -> tiny_nn::Sequential {
     let model = simple_cnn(10).unwrap();
     let init: Vec<(String, Tensor)> = fx
         .names_with_prefix("simple_cnn.init.")
@@ -162,6 +160,14 @@ fn simple_cnn_from_the_same_weights_matches_pytorch_in_eval_and_over_three_train
         .map(|n| (n.trim_start_matches("simple_cnn.init.").to_string(), tensor(fx.get(n))))
         .collect();
     load_state_dict(&model, init, true).unwrap();
+    model
+}
+
+#[test]
+fn simple_cnn_from_the_same_weights_matches_pytorch_in_eval_and_over_three_training_steps() {
+    let fx = fixtures();
+    let case = fx.case("simple_cnn");
+    let model = fixture_simple_cnn(&fx);
     let (x, y) = (tensor(fx.get("simple_cnn.x")), labels(fx.get("simple_cnn.y")));
     model.train(false);
     let logits = model.forward(&x).unwrap();
@@ -398,13 +404,7 @@ fn bf16_within_pytorchs_bf16_noise(name: &str, model: &dyn Module, x: &Tensor, y
 #[test]
 fn simple_cnn_in_bf16_stays_within_pytorchs_own_bf16_noise() {
     let fx = fixtures();
-    let model = simple_cnn(10).unwrap();
-    let init: Vec<(String, Tensor)> = fx
-        .names_with_prefix("simple_cnn.init.")
-        .into_iter()
-        .map(|n| (n.trim_start_matches("simple_cnn.init.").to_string(), tensor(fx.get(n))))
-        .collect();
-    load_state_dict(&model, init, true).unwrap();
+    let model = fixture_simple_cnn(&fx);
     let (x, y) = (tensor(fx.get("simple_cnn.x")), labels(fx.get("simple_cnn.y")));
     bf16_within_pytorchs_bf16_noise("simple_cnn", &model, &x, &y);
 }

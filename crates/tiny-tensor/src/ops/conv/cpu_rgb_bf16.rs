@@ -83,21 +83,10 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Conv2dGeom, Grad, K, gather};
+    use crate::ops::matmul::bf16::INTERLEAVE;
 
     /// Pairs in a patch: 27 values and a zero.
     const PAIRS: usize = K.div_ceil(2);
-
-    /// Lane `j` of two vectors' bf16 (`[a0..a15, b0..b15]`) to pair `j`: `[a0, b0, a1, b1, ...]`.
-    const INTERLEAVE: [u16; 32] = {
-        let mut idx = [0u16; 32];
-        let mut j = 0;
-        while j < 16 {
-            idx[2 * j] = j as u16;
-            idx[2 * j + 1] = 16 + j as u16;
-            j += 1;
-        }
-        idx
-    };
 
     /// The patch of output pixel `(n, oy, ox)` as bf16 pairs along `(ky, kx, c)`, the last pair's upper half zero.
     #[inline(always)]

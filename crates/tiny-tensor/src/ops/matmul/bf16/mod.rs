@@ -14,7 +14,7 @@
 mod kernel;
 mod pack;
 
-pub(crate) use pack::{as_halves, halves};
+pub(crate) use pack::{INTERLEAVE, as_halves, halves};
 #[cfg(test)]
 mod tests;
 

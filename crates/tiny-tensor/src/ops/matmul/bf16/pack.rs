@@ -60,6 +60,19 @@ pub(crate) fn as_halves(pairs: &mut [u32]) -> &mut [u16] {
     unsafe { std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u16>(), pairs.len() * 2) }
 }
 
+/// The `vpermw` indices that take lane `j` of two vectors' bf16 (`[a0..a15, b0..b15]`, as `vcvtne2ps2bf16` leaves
+/// them) to pair `j`: `[a0, b0, a1, b1, ...]`.
+pub(crate) const INTERLEAVE: [u16; 32] = {
+    let mut idx = [0u16; 32];
+    let mut j = 0;
+    while j < 16 {
+        idx[2 * j] = j as u16;
+        idx[2 * j + 1] = 16 + j as u16;
+        j += 1;
+    }
+    idx
+};
+
 /// How a block's panels are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Layout {
@@ -118,19 +131,7 @@ pub(super) fn block(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::Source;
-
-    /// Lane `j` of two vectors' bf16 (`[a0..a15, b0..b15]`) to pair `j`: `[a0, b0, a1, b1, ...]`.
-    const INTERLEAVE: [u16; 32] = {
-        let mut idx = [0u16; 32];
-        let mut j = 0;
-        while j < 16 {
-            idx[2 * j] = j as u16;
-            idx[2 * j + 1] = 16 + j as u16;
-            j += 1;
-        }
-        idx
-    };
+    use super::{INTERLEAVE, Source};
 
     /// The mask of the first `n` (at most 16) lanes.
     #[inline(always)]
