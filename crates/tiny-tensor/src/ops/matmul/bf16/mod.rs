@@ -137,8 +137,9 @@ pub(crate) fn gemm_packed(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: &Pac
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Lhs<'a> {
     F32(Mat<'a>),
-    /// `rows` rows of `k` values as `k.div_ceil(2)` pairs each, row `i` at `data[i * k.div_ceil(2)..]`, with
-    /// zero rows after them up to a multiple of [`ROW_PADDING`] (the kernels read whole tiles of rows).
+    /// `rows` rows of `k` values as `k.div_ceil(2)` pairs each, row `i` at `data[i * k.div_ceil(2)..]`, followed
+    /// by readable rows (of any values) up to a multiple of [`ROW_PADDING`]: the kernels read whole tiles of rows
+    /// and write only the valid ones.
     Rows {
         data: &'a [u32],
         rows: usize,
@@ -173,24 +174,11 @@ enum Rhs<'a> {
 }
 
 impl Rhs<'_> {
-    fn nv(&self) -> usize {
+    /// The tile's vectors of 16 columns, the number of columns, and whether the AVX512-BF16 kernel runs.
+    fn shape(&self) -> (usize, usize, bool) {
         match self {
-            Rhs::Packed(p) => p.nv,
-            Rhs::Streamed { nv, .. } => *nv,
-        }
-    }
-
-    fn cols(&self) -> usize {
-        match self {
-            Rhs::Packed(p) => p.n,
-            Rhs::Streamed { b, .. } => b.cols,
-        }
-    }
-
-    fn vector(&self) -> bool {
-        match self {
-            Rhs::Packed(p) => p.vector,
-            Rhs::Streamed { vector, .. } => *vector,
+            Rhs::Packed(p) => (p.nv, p.n, p.vector),
+            Rhs::Streamed { b, nv, vector } => (*nv, b.cols, *vector),
         }
     }
 }
@@ -214,7 +202,7 @@ fn product(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: Rhs<'_>, threads: u
     assert!(dst_last < dst.data.len(), "gemm: destination out of bounds");
     // Blocks of rows (or of panels) are disjoint in memory only if no two elements share an address.
     assert!(dst.rs > (n - 1) * dst.cs || dst.cs > (m - 1) * dst.rs || m == 1 || n == 1);
-    match b.nv() {
+    match b.shape().0 {
         1 => run::<24, 1>(dst, accumulate, a, b, threads),
         3 => run::<8, 3>(dst, accumulate, a, b, threads),
         4 => run::<6, 4>(dst, accumulate, a, b, threads),
@@ -260,11 +248,6 @@ fn part<const MR: usize, const NV: usize>(
     panels: Range<usize>,
 ) {
     let nr = 16 * NV;
-    // Rows contiguous in k (an im2col matrix) pack row-major, each row one run; others panel-major.
-    let layout = match a {
-        Lhs::F32(a) if a.cs != 1 => Layout::PanelMajor,
-        _ => Layout::RowMajor,
-    };
     // Scratch kept by each thread from call to call: a product's packing writes every pair it then reads, so
     // the buffers are neither zeroed nor given back (a fresh zeroed one per call cost 1-4% of a step).
     SCRATCH.with_borrow_mut(|scratch| {
@@ -272,7 +255,7 @@ fn part<const MR: usize, const NV: usize>(
         grow(packed_a, if matches!(a, Lhs::F32(_)) { MC.div_ceil(MR) * MR * KC.div_ceil(2) } else { 0 });
         grow(streamed, if matches!(b, Rhs::Streamed { .. }) { panels.len() * nr * KC.div_ceil(2) } else { 0 });
         grow(tile, MR * nr);
-        blocks::<MR, NV>(out, accumulate, a, b, rows, panels, layout, packed_a, streamed, tile);
+        blocks::<MR, NV>(out, accumulate, a, b, rows, panels, packed_a, streamed, tile);
     });
 }
 
@@ -304,12 +287,16 @@ fn blocks<const MR: usize, const NV: usize>(
     b: Rhs<'_>,
     rows: Range<usize>,
     panels: Range<usize>,
-    layout: Layout,
     packed_a: &mut [u32],
     streamed: &mut [u32],
     tile: &mut [f32],
 ) {
-    let (k, n, nr, vector) = (a.cols(), b.cols(), 16 * NV, b.vector());
+    let ((_, n, vector), k, nr) = (b.shape(), a.cols(), 16 * NV);
+    // Rows contiguous in k (an im2col matrix) pack row-major, each row one run; others panel-major.
+    let layout = match a {
+        Lhs::F32(a) if a.cs != 1 => Layout::PanelMajor,
+        _ => Layout::RowMajor,
+    };
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         let kc2 = kc.div_ceil(2);

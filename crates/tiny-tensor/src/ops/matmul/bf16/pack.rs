@@ -99,18 +99,17 @@ pub(super) fn block(
     #[cfg(target_arch = "x86_64")]
     if vector && kc > 0 {
         // SAFETY: `vector` means the CPU has AVX512-BF16; the assert above bounds every read and write.
-        let done = unsafe {
+        unsafe {
             match layout {
-                Layout::RowMajor if src.k_stride == 1 => avx512::row_major(src, lanes, padded, kc, out),
-                Layout::PanelMajor if src.lane_stride == 1 => avx512::panel_major(src, lanes, width, padded, kc, out),
-                Layout::PanelMajor if src.k_stride == 1 => {
-                    avx512::panel_major_k_runs(src, lanes, width, padded, kc, out)
+                Layout::RowMajor if src.k_stride == 1 => return avx512::row_major(src, lanes, padded, kc, out),
+                Layout::PanelMajor if src.lane_stride == 1 => {
+                    return avx512::panel_major(src, lanes, width, padded, kc, out);
                 }
-                _ => false,
+                Layout::PanelMajor if src.k_stride == 1 => {
+                    return avx512::panel_major_k_runs(src, lanes, width, padded, kc, out);
+                }
+                _ => {}
             }
-        };
-        if done {
-            return;
         }
     }
     let _ = vector;
@@ -183,7 +182,7 @@ mod avx512 {
     /// The CPU must have AVX512-F, -BW and -BF16; the block must fit `src.data` and `out` hold
     /// `padded * kc.div_ceil(2)` pairs (checked by the caller).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn row_major(src: Source<'_>, lanes: usize, padded: usize, kc: usize, out: &mut [u32]) -> bool {
+    pub(super) unsafe fn row_major(src: Source<'_>, lanes: usize, padded: usize, kc: usize, out: &mut [u32]) {
         let kc2 = kc.div_ceil(2);
         // Panel p's lane i sits at (p * width + i) * kc2 = l * kc2: the panels of a row-major block are one
         // row-major matrix.
@@ -195,7 +194,6 @@ mod avx512 {
             }
         }
         out[lanes * kc2..padded * kc2].fill(0);
-        true
     }
 
     /// Panel-major panels from lanes contiguous in memory: per pair of k, two masked loads, one conversion and
@@ -211,7 +209,7 @@ mod avx512 {
         padded: usize,
         kc: usize,
         out: &mut [u32],
-    ) -> bool {
+    ) {
         let kc2 = kc.div_ceil(2);
         // SAFETY: masked loads touch only valid lanes of columns below `kc`, inside `src.data`; stores touch
         // `out[p * width * kc2 + kp * width ..][..width]`.
@@ -237,7 +235,6 @@ mod avx512 {
                 }
             }
         }
-        true
     }
 
     /// Panel-major panels from lanes contiguous in k (the transposed weights of a convolution, packed once per
@@ -253,7 +250,7 @@ mod avx512 {
         padded: usize,
         kc: usize,
         out: &mut [u32],
-    ) -> bool {
+    ) {
         let kc2 = kc.div_ceil(2);
         let mut run = vec![0u32; kc2];
         for l in 0..padded {
@@ -270,6 +267,5 @@ mod avx512 {
             let at = panel * width * kc2 + i;
             run.iter().enumerate().for_each(|(kp, &p)| out[at + kp * width] = p);
         }
-        true
     }
 }
