@@ -53,7 +53,7 @@ struct Args {
     device: Device,
     /// The precision of the model's products: fp32, or bf16 (autocast: convolutions and linear layers multiply in
     /// bf16 and sum in f32; the loss, the weights and SGD stay f32).
-    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    #[arg(long, default_value = "fp32")]
     precision: Precision,
     /// Let matmuls and convolutions round their inputs to TF32 on a GPU.
     #[arg(long)]
@@ -71,11 +71,6 @@ enum Model {
     /// torchvision's resnet18.
     #[value(name = "resnet18")]
     Resnet18,
-}
-
-/// Parses `--precision`: fp32 or bf16, and an error listing those for anything else.
-fn parse_precision(s: &str) -> Result<Precision, String> {
-    s.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
 }
 
 fn positive(s: &str) -> Result<usize, String> {

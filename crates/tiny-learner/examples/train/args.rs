@@ -80,7 +80,7 @@ pub struct Args {
     pub device: Device,
     /// The precision of the model's products: fp32, or bf16 (fastai's to_bf16(): convolutions and linear layers
     /// compute in bf16 with f32 sums; weights, gradients, optimizer, loss, checkpoints and exports stay f32).
-    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    #[arg(long, default_value = "fp32")]
     pub precision: Precision,
     /// Seed of initialisation, shuffling and Mixup.
     #[arg(long, default_value_t = 42)]
@@ -248,11 +248,6 @@ fn parse_stats(v: &str) -> Result<Stats, String> {
 
 /// Parses `--device`.
 fn parse_device(v: &str) -> Result<Device, String> {
-    v.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
-}
-
-/// Parses `--precision`: fp32 or bf16, and an error listing those for anything else.
-fn parse_precision(v: &str) -> Result<Precision, String> {
     v.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
 }
 

@@ -9,6 +9,8 @@
 //! run time) and `f` is a multiple of 16.
 
 use super::Conv2dGeom;
+use crate::autocast::Precision;
+use crate::cpu::{alloc, bf16};
 
 /// The patch size this kernel is written for: a 3x3 window over 3 channels.
 pub(super) const K: usize = 27;
@@ -319,4 +321,39 @@ pub(crate) fn weight_grad(x: &[f32], dout: &[f32], g: &Conv2dGeom, n0: usize, n1
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (x, dout, g, n0, n1, dw);
+}
+
+/// An operand of a direct kernel: borrowed as it is, or, for a bf16 product, a copy rounded to bf16.
+pub(super) enum Operand<'a> {
+    Borrowed(&'a [f32]),
+    Rounded(Vec<f32>),
+}
+
+impl<'a> Operand<'a> {
+    /// `data` as a kernel in `precision` reads it.
+    pub(super) fn new(data: &'a [f32], precision: Precision) -> Self {
+        match precision {
+            Precision::Fp32 => Operand::Borrowed(data),
+            Precision::Bf16 => Operand::Rounded(bf16::rounded(data)),
+        }
+    }
+}
+
+impl std::ops::Deref for Operand<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            Operand::Borrowed(d) => d,
+            Operand::Rounded(v) => v,
+        }
+    }
+}
+
+impl Drop for Operand<'_> {
+    fn drop(&mut self) {
+        if let Operand::Rounded(v) = self {
+            alloc::give(std::mem::take(v));
+        }
+    }
 }

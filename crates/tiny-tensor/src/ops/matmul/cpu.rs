@@ -188,10 +188,15 @@ fn matmul3(a: &[f32], al: &Layout, b: &[f32], bl: &Layout, precision: Precision)
         rs: l.strides[1],
         cs: l.strides[2],
     };
+    // One matrix against a batch (a batch stride of 0) is prepared once: in bf16 it is packed once, not per item.
+    let shared = (bl.strides[0] == 0).then(|| Rhs::new(batch_mat(b, bl, 0), precision));
     for i in 0..batch {
-        let (lhs, rhs) = (batch_mat(a, al, i), batch_mat(b, bl, i));
+        let lhs = batch_mat(a, al, i);
         let dst = MatMut { offset: i * m * n, ..MatMut::rows(&mut out, m, n) };
-        gemm(dst, false, lhs, rhs, num_threads(), precision);
+        match &shared {
+            Some(rhs) => gemm_rhs(dst, false, lhs, rhs, num_threads()),
+            None => gemm(dst, false, lhs, batch_mat(b, bl, i), num_threads(), precision),
+        }
     }
     (out, vec![batch, m, n])
 }
