@@ -4,16 +4,23 @@ use tiny_tensor::Tensor;
 
 use crate::{DataError, ImageItem, Result};
 
-/// A batch as the chapter's `collate` returns it: images and their class indices.
+/// A batch as the chapter's `collate` returns it: inputs and their class indices. From a loader the inputs are
+/// images `[bs, height, width, 3]` (NHWC) in `[0, 1]`; a learner's callbacks may replace them with whatever the
+/// model takes (normalised NCHW, on the GPU).
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Images, shape `[bs, height, width, 3]` (NHWC), values in `[0, 1]`.
+    /// The inputs, batch dimension first.
     pub x: Tensor,
-    /// One class index per image.
+    /// One class index per item.
     pub y: Vec<u32>,
 }
 
 impl Batch {
+    /// An empty batch, a learner's placeholder before the first one arrives.
+    pub fn empty() -> Self {
+        Batch { x: Tensor::zeros(&[0]), y: Vec::new() }
+    }
+
     /// Wraps a raw batch's buffer in a tensor without copying it.
     ///
     /// # Errors

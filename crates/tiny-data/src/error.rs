@@ -17,14 +17,21 @@ pub enum DataError {
         /// The folder that was looked for.
         path: PathBuf,
     },
-    /// Walking a folder tree failed, for instance on a permission error.
-    #[error("cannot walk folder {path}")]
-    Walk {
-        /// The entry that could not be read, or the root when walkdir names none.
+    /// An entry of a data folder could not be walked: a dangling link, a link loop, a permission error.
+    #[error("cannot read {path} while walking the data folder: {why}")]
+    BadEntry {
+        /// The entry (file, folder or link) at fault.
         path: PathBuf,
-        /// The underlying walkdir error.
-        #[source]
-        source: walkdir::Error,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A data folder's layout gives no training data as asked: no split folders and no `valid_pct`, say.
+    #[error("{root}: {why}")]
+    Layout {
+        /// The data set root.
+        root: PathBuf,
+        /// What is wrong, and what would do.
+        why: String,
     },
     /// Reading, writing, creating or renaming a file failed.
     #[error("I/O error on {path}")]
@@ -234,6 +241,7 @@ impl DataError {
         matches!(
             self,
             DataError::Io { .. }
+                | DataError::BadEntry { .. }
                 | DataError::EmptyFile { .. }
                 | DataError::TruncatedJpeg { .. }
                 | DataError::Decode { .. }

@@ -1,4 +1,4 @@
-//! Finding image files, labelling them by parent folder and splitting them by grandparent folder.
+//! Finding image files, labelling them by parent folder (the chapter's `Vocab`) and splitting them by grandparent folder.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,28 +18,14 @@ pub fn has_image_extension(path: &Path) -> bool {
 /// Returns every image file under `path`, recursively, in sorted path order.
 ///
 /// This is the chapter's `get_image_files`: files are kept by extension, case-insensitively,
-/// so a CSV or README beside the images is skipped. The order is deterministic.
+/// so a CSV or README beside the images is skipped. The order is deterministic. See [`crate::walk_image_files`]
+/// for the walk that also says what it left out, and can skip unreadable entries.
 ///
 /// # Errors
-/// [`DataError::MissingFolder`] when `path` is not a folder, [`DataError::Walk`] when part of
-/// the tree cannot be read.
+/// [`DataError::MissingFolder`] when `path` is not a folder, [`DataError::BadEntry`] when part of
+/// the tree cannot be read or a link loops.
 pub fn get_image_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-    let root = path.as_ref();
-    if !root.is_dir() {
-        return Err(DataError::MissingFolder { path: root.to_path_buf() });
-    }
-    let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(root).follow_links(true) {
-        let entry = entry.map_err(|source| DataError::Walk {
-            path: source.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
-            source,
-        })?;
-        if entry.file_type().is_file() && has_image_extension(entry.path()) {
-            files.push(entry.into_path());
-        }
-    }
-    files.sort();
-    Ok(files)
+    Ok(crate::walk_image_files(path, crate::BadFilePolicy::Fail)?.0)
 }
 
 /// Returns the name of the folder holding `path`, the chapter's label.
@@ -62,7 +48,7 @@ fn grandparent_name(path: &Path) -> Option<&str> {
 }
 
 /// The sorted class names and their reverse map, the chapter's `vocab` and `val2idx`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Vocab {
     names: Vec<String>,
     val2idx: HashMap<String, u32>,
@@ -139,69 +125,4 @@ pub struct Splits {
 pub fn grandparent_split(files: &[PathBuf], train_name: &str, valid_name: &str) -> Splits {
     let pick = |name: &str| files.iter().filter(|f| grandparent_name(f) == Some(name)).cloned().collect::<Vec<_>>();
     Splits { train: pick(train_name), valid: pick(valid_name) }
-}
-
-/// An image-folder data set on disk: its vocabulary and its two splits, checked for sense.
-#[derive(Debug, Clone)]
-pub struct ImageFolder {
-    /// The data set root.
-    pub root: PathBuf,
-    /// The classes, sorted by name.
-    pub vocab: Vocab,
-    /// The training and validation files.
-    pub splits: Splits,
-}
-
-impl ImageFolder {
-    /// Reads the layout `<root>/train/<class>/*` and `<root>/val/<class>/*` (Imagenette's).
-    ///
-    /// A validation folder named `valid` is accepted when there is no `val`.
-    ///
-    /// # Errors
-    /// [`DataError::MissingFolder`], [`DataError::NoImages`], [`DataError::EmptySplit`] or
-    /// [`DataError::ClassMissingFromSplit`] when the layout is not usable for training.
-    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let root = root.as_ref();
-        let valid_name = if root.join("val").is_dir() || !root.join("valid").is_dir() { "val" } else { "valid" };
-        Self::open_with(root, "train", valid_name)
-    }
-
-    /// Like [`ImageFolder::open`] with explicit split folder names.
-    pub fn open_with(root: impl AsRef<Path>, train_name: &str, valid_name: &str) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
-        let files = get_image_files(&root)?;
-        if files.is_empty() {
-            return Err(DataError::NoImages { path: root });
-        }
-        let splits = grandparent_split(&files, train_name, valid_name);
-        for (split, list) in [(train_name, &splits.train), (valid_name, &splits.valid)] {
-            if list.is_empty() {
-                return Err(DataError::EmptySplit { split: split.to_string(), root });
-            }
-        }
-        let train_vocab = Vocab::from_parent_names(&splits.train)?;
-        let valid_vocab = Vocab::from_parent_names(&splits.valid)?;
-        check_same_classes(&train_vocab, train_name, &valid_vocab, valid_name)?;
-        Ok(ImageFolder { root, vocab: train_vocab, splits })
-    }
-}
-
-/// Fails with [`DataError::ClassMissingFromSplit`] on the first class in only one split.
-fn check_same_classes(a: &Vocab, a_name: &str, b: &Vocab, b_name: &str) -> Result<()> {
-    let missing = |from: &Vocab, to: &Vocab| from.names().iter().find(|n| to.index(n).is_none()).cloned();
-    if let Some(class) = missing(a, b) {
-        return Err(DataError::ClassMissingFromSplit {
-            class,
-            present_in: a_name.to_string(),
-            absent_from: b_name.to_string(),
-        });
-    }
-    if let Some(class) = missing(b, a) {
-        return Err(DataError::ClassMissingFromSplit {
-            class,
-            present_in: b_name.to_string(),
-            absent_from: a_name.to_string(),
-        });
-    }
-    Ok(())
 }

@@ -37,15 +37,18 @@ mod dataset;
 mod decode;
 mod error;
 mod files;
+mod image_folder;
 mod loader;
 mod normalize;
 mod pil_modes;
 mod rng;
+mod source;
 pub mod synth;
+mod walk;
 
 pub use batch::{Batch, RawBatch, collate, collate_raw};
 pub use cache::{CacheBudget, CacheMode};
-pub use dataloaders::{DataLoaders, FolderConfig};
+pub use dataloaders::{DataLoaders, FolderConfig, ImageDataLoaders};
 pub use dataset::{Dataset, ImageFolderDataset, ImageItem};
 pub use decode::{
     Crop, ItemTransform, MAX_IMAGE_PIXELS, RandomResizedCrop, ResizeMethod, RgbImage, decode_rgb, decode_rgb_bytes,
@@ -53,12 +56,23 @@ pub use decode::{
 };
 pub use error::{DataError, Result};
 pub use files::{
-    IMAGE_EXTENSIONS, ImageFolder, Splits, Vocab, get_image_files, grandparent_split, has_image_extension, parent_label,
+    IMAGE_EXTENSIONS, Splits, Vocab, get_image_files, grandparent_split, has_image_extension, parent_label,
 };
+pub use image_folder::ImageFolder;
 pub use loader::{BadFilePolicy, BatchIter, DataLoader, SkippedFiles, default_num_workers};
 pub use normalize::{ChannelStats, Normalize};
 pub use pil_modes::SourceKind;
 pub use rng::{Rng, mix, splitmix64};
+pub use source::{BatchSource, Batches, InMemory};
+pub use walk::{LeftOut, LeftOutReason, walk_image_files};
+
+/// The chapter's data pipeline, in one import: `use tiny_data::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Batch, BatchSource, DataError, DataLoader, DataLoaders, Dataset, FolderConfig, ImageDataLoaders, InMemory,
+        Normalize, Vocab,
+    };
+}
 
 /// The crate README's example, compiled and run as a doctest so it stays true.
 #[doc = include_str!("../README.md")]

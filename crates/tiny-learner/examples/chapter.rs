@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use tiny_data::{DataLoaders, FolderConfig, Normalize};
-use tiny_learner::{Callback, Learner, Loaders, OneCycle, SetupLearner, TrackResults};
+use tiny_learner::{Callback, Learner, OneCycle, SetupLearner, TrackResults};
 use tiny_nn::{cross_entropy, simple_cnn};
 use tiny_tensor::Device;
 
@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         Box::new(OneCycle::new(0.1)),
     ];
     let model = simple_cnn(dls.vocab.len())?;
-    let mut learn = Learner::new(Box::new(model), Loaders::from(dls), cross_entropy, 0.1, cbs);
+    let mut learn = Learner::new(model, dls, cross_entropy, 0.1, cbs);
     learn.fit(5)?;
     Ok(())
 }

@@ -1,85 +1,87 @@
-//! The events of the training loop and the typed cancellations that callbacks raise.
+//! The events of the training loop, written once in one table, and the typed cancellations that callbacks raise.
 
 use std::fmt;
 
-/// A point in the training loop at which every callback is called, in `order`.
+/// Writes every event from one table of `(Variant, method_name, "doc sentence")` rows.
 ///
-/// `fit` nests them as fastai does: fit > epoch > train or validate > batch, and inside a training
-/// batch pred, loss, backward and step. Each phase `X` fires `BeforeX`, its body, then `AfterX`; when
-/// the body is cancelled with the phase's `Cancel` kind, `AfterCancelX` fires before `AfterX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
-    /// Once, before anything else of a fit and before the optimizer is created.
-    BeforeFit,
-    /// After a fit cancelled with `Cancel::Fit`.
-    AfterCancelFit,
-    /// Once, at the end of a fit.
-    AfterFit,
-    /// At the start of each epoch (a training phase followed by a validation phase).
-    BeforeEpoch,
-    /// After an epoch cancelled with `Cancel::Epoch`.
-    AfterCancelEpoch,
-    /// At the end of each epoch.
-    AfterEpoch,
-    /// Before the training phase, with the model in training mode.
-    BeforeTrain,
-    /// After a training phase cancelled with `Cancel::Train`.
-    AfterCancelTrain,
-    /// After the training phase.
-    AfterTrain,
-    /// Before the validation phase, with the model in evaluation mode and gradients off.
-    BeforeValidate,
-    /// After a validation phase cancelled with `Cancel::Valid`.
-    AfterCancelValidate,
-    /// After the validation phase.
-    AfterValidate,
-    /// Before each batch; `learn.batch` holds it and may be replaced.
-    BeforeBatch,
-    /// After the model computed `learn.preds`.
-    AfterPred,
-    /// After the loss function computed `learn.loss`.
-    AfterLoss,
-    /// Before `loss.backward()` (training only).
-    BeforeBackward,
-    /// After the gradients are computed (training only).
-    AfterBackward,
-    /// Before the optimizer step (training only): the place for gradient clipping.
-    BeforeStep,
-    /// After the optimizer step, before the gradients are zeroed (training only).
-    AfterStep,
-    /// After a batch cancelled with `Cancel::Batch`.
-    AfterCancelBatch,
-    /// After each batch.
-    AfterBatch,
+/// From the table come the `Event` enum (each variant with its sentence), `Event::ALL`, `Event::name()` (the
+/// method's name, so an event and its method cannot disagree), and `callback_methods!`, which the `Callback`
+/// trait (`callbacks/mod.rs`) invokes in its body to get `on`'s dispatch and one no-op default method per event,
+/// documented with the same sentence.
+macro_rules! events {
+    ($(($variant:ident, $method:ident, $doc:literal)),+ $(,)?) => {
+        /// A point in the training loop at which every callback is called, in `order`.
+        ///
+        /// `fit` nests them as fastai does: fit > epoch > train or validate > batch, and inside a training
+        /// batch pred, loss, backward and step. Each phase `X` fires `BeforeX`, its body, then `AfterX`; when
+        /// the body is cancelled with the phase's `Cancel` kind, `AfterCancelX` fires before `AfterX`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Event {
+            $(#[doc = $doc] $variant,)+
+        }
+
+        impl Event {
+            /// Every event, in the order they are declared.
+            pub const ALL: &'static [Event] = &[$(Event::$variant),+];
+
+            /// The fastai name of the event, such as `before_fit` or `after_cancel_batch`, which is also the name of
+            /// the `Callback` method that handles it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Event::$variant => stringify!($method),)+
+                }
+            }
+        }
+
+        /// The `Callback` trait's event methods: `on`, which dispatches each event to its method, and a no-op
+        /// default method per event.
+        macro_rules! callback_methods {
+            () => {
+                /// Handles one event by calling the method of that name; override this instead to see every event.
+                fn on(&mut self, event: Event, learn: &mut LearnerState) -> CbResult {
+                    match event {
+                        $(Event::$variant => self.$method(learn),)+
+                    }
+                }
+
+                $(
+                    #[doc = $doc]
+                    fn $method(&mut self, _learn: &mut LearnerState) -> CbResult {
+                        Ok(())
+                    }
+                )+
+            };
+        }
+        pub(crate) use callback_methods;
+    };
 }
 
-impl Event {
-    /// The fastai name of the event, such as `before_fit` or `after_cancel_batch`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Event::BeforeFit => "before_fit",
-            Event::AfterCancelFit => "after_cancel_fit",
-            Event::AfterFit => "after_fit",
-            Event::BeforeEpoch => "before_epoch",
-            Event::AfterCancelEpoch => "after_cancel_epoch",
-            Event::AfterEpoch => "after_epoch",
-            Event::BeforeTrain => "before_train",
-            Event::AfterCancelTrain => "after_cancel_train",
-            Event::AfterTrain => "after_train",
-            Event::BeforeValidate => "before_validate",
-            Event::AfterCancelValidate => "after_cancel_validate",
-            Event::AfterValidate => "after_validate",
-            Event::BeforeBatch => "before_batch",
-            Event::AfterPred => "after_pred",
-            Event::AfterLoss => "after_loss",
-            Event::BeforeBackward => "before_backward",
-            Event::AfterBackward => "after_backward",
-            Event::BeforeStep => "before_step",
-            Event::AfterStep => "after_step",
-            Event::AfterCancelBatch => "after_cancel_batch",
-            Event::AfterBatch => "after_batch",
-        }
-    }
+events! {
+    (BeforeFit, before_fit, "Once, before anything else of a fit and before the optimizer is created."),
+    (AfterCancelFit, after_cancel_fit, "After a fit cancelled with `Cancel::Fit`."),
+    (AfterFit, after_fit, "Once, at the end of a fit."),
+    (BeforeEpoch, before_epoch, "At the start of each epoch (a training phase followed by a validation phase)."),
+    (AfterCancelEpoch, after_cancel_epoch, "After an epoch cancelled with `Cancel::Epoch`."),
+    (AfterEpoch, after_epoch, "At the end of each epoch."),
+    (BeforeTrain, before_train, "Before the training phase, with the model in training mode."),
+    (AfterCancelTrain, after_cancel_train, "After a training phase cancelled with `Cancel::Train`."),
+    (AfterTrain, after_train, "After the training phase."),
+    (
+        BeforeValidate,
+        before_validate,
+        "Before the validation phase, with the model in evaluation mode and gradients off."
+    ),
+    (AfterCancelValidate, after_cancel_validate, "After a validation phase cancelled with `Cancel::Valid`."),
+    (AfterValidate, after_validate, "After the validation phase."),
+    (BeforeBatch, before_batch, "Before each batch; `learn.batch` holds it and may be replaced."),
+    (AfterPred, after_pred, "After the model computed `learn.preds`."),
+    (AfterLoss, after_loss, "After the loss function computed `learn.loss`."),
+    (BeforeBackward, before_backward, "Before `loss.backward()` (training only)."),
+    (AfterBackward, after_backward, "After the gradients are computed (training only)."),
+    (BeforeStep, before_step, "Before the optimizer step (training only): the place for gradient clipping."),
+    (AfterStep, after_step, "After the optimizer step, before the gradients are zeroed (training only)."),
+    (AfterCancelBatch, after_cancel_batch, "After a batch cancelled with `Cancel::Batch`."),
+    (AfterBatch, after_batch, "After each batch."),
 }
 
 impl fmt::Display for Event {

@@ -5,21 +5,19 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use tiny_data::{ItemTransform, Normalize, ResizeMethod};
-use tiny_nn::Module;
 use tiny_tensor::Device;
 
-use crate::{Learner, LearnerError, Loaders, Result, SetupLearner};
+use tiny_data::DataLoaders;
+
+use crate::{Arch, Learner, LearnerError, Result, SetupLearner};
 
 /// The value of `tiny.format` in an export; another number is another layout, refused by [`load_learner`].
 pub const EXPORT_FORMAT: &str = "tiny-learner-export-1";
 
-/// The architectures [`build_model`] knows, as an export names them.
-pub const ARCHITECTURES: &[&str] = &["simple_cnn", "resnet18"];
-
 /// What an export records besides the weights: enough to rebuild the model and to turn an image file into a class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportInfo {
-    /// The architecture, one of [`ARCHITECTURES`].
+    /// The architecture, one of [`ARCHS`](crate::ARCHS).
     pub arch: String,
     /// The class names, indexed by the model's outputs.
     pub vocab: Vec<String>,
@@ -115,23 +113,6 @@ impl ExportInfo {
     }
 }
 
-/// Builds a freshly initialised model of architecture `arch` with `n_classes` outputs.
-///
-/// # Errors
-/// [`LearnerError::InvalidArgument`] for an architecture not in [`ARCHITECTURES`].
-pub fn build_model(arch: &str, n_classes: usize) -> Result<Box<dyn Module>> {
-    Ok(match arch {
-        "simple_cnn" => Box::new(tiny_nn::simple_cnn(n_classes)?),
-        "resnet18" => Box::new(tiny_nn::resnet18(n_classes)?),
-        other => {
-            return Err(LearnerError::InvalidArgument {
-                what: "build_model",
-                msg: format!("unknown architecture {other:?}; tiny knows {}", ARCHITECTURES.join(", ")),
-            });
-        }
-    })
-}
-
 impl Learner {
     /// Tells the learner what it was trained on, so that it can [`predict`](Learner::predict) files and
     /// [`export`](Learner::export) itself.
@@ -183,13 +164,14 @@ pub fn load_learner(path: impl AsRef<Path>, device: Device) -> Result<Learner> {
         e => bad(format!("it is truncated or not a safetensors file ({e})")),
     })?;
     let info = ExportInfo::from_metadata(path, &meta)?;
-    let model = build_model(&info.arch, info.n_classes()).map_err(|e| bad(e.to_string()))?;
+    let arch = Arch::named(&info.arch).map_err(|e| bad(e.to_string()))?;
+    let model = (arch.build)(info.n_classes())?;
     tiny_nn::load_state_dict(model.as_ref(), tensors, true).map_err(|e| {
         bad(format!("its weights are not those of {} with {} classes: {e}", info.arch, info.n_classes()))
     })?;
     let setup = SetupLearner::normalize(device, info.normalize.mean, info.normalize.std);
     let empty = crate::inference::no_batches()?;
-    let dls = Loaders::new(empty.clone(), empty);
+    let dls = DataLoaders::new(empty.clone(), empty);
     let mut learn = Learner::new(model, dls, tiny_nn::cross_entropy, 0.0, vec![Box::new(setup)]).with_export_info(info);
     learn.state_mut().model.to_device(device)?;
     Ok(learn)

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use tiny_data::{DataLoader, ImageFolderDataset, ItemTransform};
+use tiny_data::{BatchSource, DataLoader, ImageFolderDataset, InMemory, ItemTransform};
 use tiny_tensor::Tensor;
 
-use crate::{BatchSource, Callback, CbResult, Learner, LearnerError, LearnerState, Result};
+use crate::callbacks::GatherPreds;
+use crate::{Learner, LearnerError, Result};
 
 /// The batch size of the loaders that [`Learner::test_dl`] builds.
 pub const TEST_BS: usize = 64;
@@ -100,53 +101,6 @@ impl Default for Tta {
     }
 }
 
-/// Keeps the probabilities (and, if asked, the per-item losses) of every batch of an inference pass, as tensors on
-/// the learner's device until the pass ends, so that the host waits once per pass and not once per batch.
-struct GatherPreds {
-    with_loss: bool,
-    probs: Vec<Tensor>,
-    losses: Vec<Tensor>,
-    targets: Vec<u32>,
-}
-
-impl Callback for GatherPreds {
-    fn order(&self) -> i32 {
-        // After every callback that changes the predictions or the loss.
-        90
-    }
-
-    fn after_loss(&mut self, learn: &mut LearnerState) -> CbResult {
-        let _no_grad = tiny_tensor::no_grad();
-        let log_probs = tiny_nn::log_softmax(&learn.preds.detach())?;
-        if self.with_loss {
-            self.losses.push(log_probs.pick(&learn.batch.y)?.neg()?);
-        }
-        self.probs.push(log_probs.exp()?);
-        self.targets.extend_from_slice(&learn.batch.y);
-        Ok(())
-    }
-}
-
-impl GatherPreds {
-    /// Brings the pass's results to the CPU as one tensor of probabilities and one list of losses.
-    fn finish(self) -> Result<Preds> {
-        let cpu = |ts: Vec<Tensor>| -> Result<Vec<Tensor>> {
-            ts.iter().map(|t| t.to_device(tiny_tensor::Device::Cpu).map_err(LearnerError::from)).collect()
-        };
-        let probs = cpu(self.probs)?;
-        let probs = match probs.as_slice() {
-            [] => Tensor::zeros(&[0, 0]),
-            parts => Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?,
-        };
-        let losses = if self.with_loss {
-            Some(cpu(self.losses)?.iter().map(Tensor::try_to_vec).collect::<tiny_tensor::Result<Vec<_>>>()?.concat())
-        } else {
-            None
-        };
-        Ok(Preds { probs, targets: self.targets, losses })
-    }
-}
-
 impl Learner {
     /// fastai's `learn.get_preds()`: the probabilities, targets and (with `with_loss`) per-item losses of the
     /// validation set, in its order, from one pass in evaluation mode without gradients. The callbacks that prepare
@@ -201,9 +155,19 @@ impl Learner {
             .collect())
     }
 
-    /// fastai's `learn.tta()` over the files and labels of `ds` (a validation set, say): see [`Tta`]. Returns the
-    /// mixed probabilities with the targets; each augmented pass draws its own crops and flips.
-    pub fn tta(&mut self, ds: &ImageFolderDataset, tta: Tta) -> Result<Preds> {
+    /// fastai's `learn.tta()` over the validation set: see [`Tta`]. Returns the mixed probabilities with the
+    /// targets; each augmented pass draws its own crops and flips.
+    ///
+    /// # Errors
+    /// [`LearnerError::InvalidArgument`] when the validation loader holds no image files (an [`InMemory`] source:
+    /// TTA decodes the files again with augmentation); the inference passes' own errors.
+    pub fn tta(&mut self, tta: Tta) -> Result<Preds> {
+        let ds = valid_files(self, "tta")?;
+        self.tta_on(&ds, tta)
+    }
+
+    /// [`Learner::tta`] over the files and labels of `ds`, a test set with labels, say (fastai's `tta(dl=...)`).
+    pub fn tta_on(&mut self, ds: &ImageFolderDataset, tta: Tta) -> Result<Preds> {
         let plain_tfm = ds.transform().deterministic();
         let augment = tta.augment.unwrap_or_else(|| plain_tfm.with_augmentation());
         let loader = |tfm: ItemTransform, seed: u64| -> Result<DataLoader<ImageFolderDataset>> {
@@ -230,7 +194,7 @@ impl Learner {
     /// that log or keep results left out; the callback list and the loaders are put back as they were, even on error.
     fn inference_pass(&mut self, source: Option<Box<dyn BatchSource>>, with_loss: bool) -> Result<Preds> {
         let muted = self.mute_for_inference();
-        let gather = GatherPreds { with_loss, probs: Vec::new(), losses: Vec::new(), targets: Vec::new() };
+        let gather = GatherPreds::new(with_loss);
         self.add_cb(Box::new(gather));
         let saved = source.map(|s| std::mem::replace(&mut self.state_mut().dls.valid, s));
         let outcome = self.one_epoch(false);
@@ -246,6 +210,18 @@ impl Learner {
     }
 }
 
+/// The validation set's files, labels and item transform (without its cache), or an error naming `what` when the
+/// validation loader is not an image folder.
+pub(crate) fn valid_files(learn: &Learner, what: &'static str) -> Result<ImageFolderDataset> {
+    let Some(v) = learn.state().dls.valid.image_dataset() else {
+        return Err(LearnerError::InvalidArgument {
+            what,
+            msg: "the validation loader holds no image files (it is not an image folder's DataLoader)".into(),
+        });
+    };
+    Ok(ImageFolderDataset::from_labelled(v.files().to_vec(), v.labels().to_vec(), *v.transform())?)
+}
+
 /// A loader over unlabelled image files with `tfm`, in the given order.
 pub(crate) fn test_loader(files: Vec<PathBuf>, tfm: ItemTransform) -> Result<DataLoader<ImageFolderDataset>> {
     let labels = vec![0; files.len()];
@@ -254,6 +230,6 @@ pub(crate) fn test_loader(files: Vec<PathBuf>, tfm: ItemTransform) -> Result<Dat
 }
 
 /// The placeholder loader of a learner that only predicts: no batch at all.
-pub(crate) fn no_batches() -> Result<crate::InMemory> {
-    crate::InMemory::new(Tensor::zeros(&[0, 1]), Vec::new(), 1)
+pub(crate) fn no_batches() -> Result<InMemory> {
+    Ok(InMemory::new(Tensor::zeros(&[0, 1]), Vec::new(), 1)?)
 }

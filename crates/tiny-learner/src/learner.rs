@@ -9,7 +9,9 @@ use tiny_optim::{Optimizer, OptimizerState, Sgd};
 use tiny_tensor::{Precision, Tensor, autocast};
 
 use crate::metrics::{Metric, accuracy};
-use crate::{Batch, Callback, Cancel, CbResult, EpochStats, Event, Loaders, PhaseRecord, Result, Stop, TrackResults};
+use tiny_data::{Batch, DataLoaders};
+
+use crate::{Callback, Cancel, CbResult, EpochStats, Event, LearnerError, PhaseRecord, Recorder, Result, Stop};
 
 /// A loss function of predictions and targets, such as `tiny_nn::cross_entropy`.
 pub type LossFn = Box<dyn Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor>>;
@@ -26,8 +28,9 @@ pub fn sgd() -> OptFunc {
 pub struct LearnerState {
     /// The model being trained.
     pub model: Box<dyn Module>,
-    /// The training and validation batches.
-    pub dls: Loaders,
+    /// The training and validation loaders with their vocabulary, kept whole: `dls.valid.image_dataset()` is the
+    /// validation set's files, which `tta` and the interpretation views read.
+    pub dls: DataLoaders,
     /// The loss of predictions against targets.
     pub loss_func: LossFn,
     /// How `fit` builds the optimizer, after `before_fit`.
@@ -66,6 +69,16 @@ pub struct LearnerState {
     /// One entry per finished epoch, written by the `Recorder` and read by `EarlyStopping`,
     /// `SaveModel` and `CsvLogger`.
     pub history: Vec<EpochStats>,
+    /// One entry per finished training or validation phase, written by the `Recorder` (its tally of the loss
+    /// and the metrics) and printed by `TrackResults`.
+    pub phases: Vec<PhaseRecord>,
+    /// Whether the Recorder measures the metrics over training phases too, fastai's `Recorder(train_metrics=True)`
+    /// (false by default: metrics are measured on the validation set); `TrackResults` turns it on, as the chapter
+    /// prints the training accuracy.
+    pub train_metrics: bool,
+    /// The callbacks that change the training step from batch to batch, by name with what they change (see
+    /// [`Callback::varies_per_batch`]), gathered as each fit begins for `GraphStep`.
+    pub varying_callbacks: Vec<(String, &'static str)>,
     /// An optimizer state loaded from a checkpoint, applied when the optimizer is next created.
     pub(crate) pending_opt_state: Option<OptimizerState>,
     /// What the learner was trained on (architecture, classes, normalisation, item transform), for `predict` and
@@ -85,12 +98,37 @@ pub struct LearnerState {
 }
 
 impl LearnerState {
+    /// The Recorder's results of the current epoch, for the callbacks that read them in `after_epoch`
+    /// (`EarlyStopping`, `SaveModel`, `CsvLogger`), or an error naming `callback` when no Recorder wrote them.
+    pub fn epoch_stats(&self, callback: &'static str) -> Result<&EpochStats> {
+        self.history.last().filter(|s| s.epoch == self.epoch).ok_or(LearnerError::NeedsRecorder { callback })
+    }
+
     /// The optimizer, or an error naming `what` when it does not exist yet.
     pub fn opt_mut(&mut self, what: &'static str) -> Result<&mut Box<dyn Optimizer>> {
         self.opt.as_mut().ok_or_else(|| crate::LearnerError::InvalidArgument {
             what,
             msg: "the learner has no optimizer yet (it is created after before_fit)".into(),
         })
+    }
+
+    /// fastai's `pct_train`: how far through the fit's training batches this one is,
+    /// `(epoch * n_iter + iter) / (n_epochs * n_iter)`, from 0 at the first batch towards 1. This is the `pos` that
+    /// every schedule reads; it means something only while training, when `n_iter` counts training batches.
+    ///
+    /// ```
+    /// use tiny_learner::{InMemory, Learner, DataLoaders};
+    /// use tiny_nn::{Linear, cross_entropy};
+    /// use tiny_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0], &[2, 2]).unwrap();
+    /// let dls = DataLoaders::new(InMemory::new(x.clone(), vec![1, 0], 1).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
+    /// let mut learn = Learner::new(Box::new(Linear::new(2, 2).unwrap()), dls, cross_entropy, 0.1, vec![]);
+    /// (learn.n_epochs, learn.n_iter, learn.epoch, learn.iter) = (4, 2, 1, 1);
+    /// assert_eq!(learn.pct_train(), 3.0 / 8.0);
+    /// ```
+    pub fn pct_train(&self) -> f32 {
+        let done = self.epoch * self.n_iter + self.iter;
+        (done as f64 / (self.n_epochs * self.n_iter).max(1) as f64) as f32
     }
 }
 
@@ -132,15 +170,15 @@ impl Phase {
 impl Learner {
     /// The chapter's `Learner(model, dls, loss_func, lr, cbs)`, with plain SGD as `opt_func` and seed 0.
     pub fn new(
-        model: Box<dyn Module>,
-        dls: Loaders,
+        model: impl Module + 'static,
+        dls: impl Into<DataLoaders>,
         loss_func: impl Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor> + 'static,
         lr: f32,
         cbs: Vec<Box<dyn Callback>>,
     ) -> Self {
         let state = LearnerState {
-            model,
-            dls,
+            model: Box::new(model),
+            dls: dls.into(),
             loss_func: Box::new(loss_func),
             opt_func: sgd(),
             opt: None,
@@ -157,6 +195,9 @@ impl Learner {
             data_wait: Duration::ZERO,
             seed: 0,
             history: Vec::new(),
+            phases: Vec::new(),
+            train_metrics: false,
+            varying_callbacks: Vec::new(),
             pending_opt_state: None,
             export_info: None,
             splitter: Box::new(crate::single_group),
@@ -165,6 +206,8 @@ impl Learner {
             precision: Precision::Fp32,
         };
         let mut learn = Learner { state, cbs: Vec::new() };
+        // fastai's default callbacks: the Recorder, quiet (TrackResults or `Recorder::new()` print).
+        learn.add_cb(Box::new(Recorder::new().show_table(false)));
         for cb in cbs {
             learn.add_cb(cb);
         }
@@ -182,11 +225,11 @@ impl Learner {
     ///
     /// ```
     /// use tiny_learner::metrics::{accuracy, error_rate};
-    /// use tiny_learner::{InMemory, Learner, Loaders, metrics_from_names};
+    /// use tiny_learner::{InMemory, Learner, DataLoaders, metrics_from_names};
     /// use tiny_nn::{Linear, cross_entropy};
     /// use tiny_tensor::Tensor;
     /// let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0], &[2, 2]).unwrap();
-    /// let dls = Loaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
+    /// let dls = DataLoaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
     /// let learn = Learner::new(Box::new(Linear::new(2, 2).unwrap()), dls, cross_entropy, 0.1, vec![])
     ///     .with_metrics(vec![accuracy(), error_rate()]);
     /// assert_eq!(learn.metrics.len(), 2);
@@ -210,11 +253,11 @@ impl Learner {
     /// exports stay f32.
     ///
     /// ```
-    /// use tiny_learner::{InMemory, Learner, Loaders};
+    /// use tiny_learner::{InMemory, Learner, DataLoaders};
     /// use tiny_nn::{Linear, cross_entropy};
     /// use tiny_tensor::{Precision, Tensor};
     /// let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0], &[2, 2]).unwrap();
-    /// let dls = Loaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
+    /// let dls = DataLoaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
     /// let mut learn = Learner::new(Box::new(Linear::new(2, 2).unwrap()), dls, cross_entropy, 0.1, vec![]).to_bf16();
     /// assert_eq!(learn.precision, Precision::Bf16);
     /// learn.fit(1).unwrap();
@@ -245,8 +288,12 @@ impl Learner {
         &mut self.state
     }
 
-    /// Adds a callback, keeping the list sorted by `order` (ties keep insertion order).
+    /// Adds a callback, keeping the list sorted by `order` (ties keep insertion order). A [`Recorder`] replaces the
+    /// learner's one, as fastai's `learn.recorder` is one.
     pub fn add_cb(&mut self, cb: Box<dyn Callback>) {
+        if (cb.as_ref() as &dyn Any).is::<Recorder>() {
+            self.remove_cb::<Recorder>();
+        }
         let at = self.cbs.partition_point(|c| c.order() <= cb.order());
         self.cbs.insert(at, cb);
     }
@@ -327,6 +374,8 @@ impl Learner {
     pub fn fit_from(&mut self, n_epochs: usize, start_epoch: usize) -> Result<()> {
         self.state.n_epochs = n_epochs;
         self.state.epoch = start_epoch;
+        self.state.varying_callbacks =
+            self.cbs.iter().filter_map(|c| Some((c.name().to_string(), c.varies_per_batch()?))).collect();
         self.with_events(Phase::Fit, |l| {
             l.create_opt()?;
             for epoch in start_epoch..n_epochs {
@@ -352,25 +401,26 @@ impl Learner {
     /// gives the loss of the starting weights.
     ///
     /// ```
-    /// use tiny_learner::{InMemory, Learner, Loaders};
+    /// use tiny_learner::{InMemory, Learner, DataLoaders};
     /// use tiny_nn::{Linear, cross_entropy};
     /// use tiny_tensor::Tensor;
     /// let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0], &[2, 2]).unwrap();
-    /// let dls = Loaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
+    /// let dls = DataLoaders::new(InMemory::new(x.clone(), vec![1, 0], 2).unwrap(), InMemory::new(x, vec![1, 0], 2).unwrap());
     /// let mut learn = Learner::new(Box::new(Linear::new(2, 2).unwrap()), dls, cross_entropy, 0.1, vec![]);
     /// let valid = learn.validate().unwrap();
     /// assert_eq!((valid.n, valid.train), (2, false));
     /// assert!(valid.loss.is_finite());
     /// ```
+    ///
+    /// # Errors
+    /// [`LearnerError::NeedsRecorder`] when the learner's Recorder, whose tally it returns, was removed.
     pub fn validate(&mut self) -> Result<PhaseRecord> {
-        self.add_cb(Box::new(ValidateTally(TrackResults::quiet())));
-        let outcome = self.do_epoch(false);
-        let tally = self.remove_cb::<ValidateTally>();
-        outcome?;
-        tally.and_then(|mut t| t.0.history.pop()).ok_or_else(|| crate::LearnerError::InvalidArgument {
-            what: "validate",
-            msg: "the validation phase was cancelled before it ended".into(),
-        })
+        let before = self.state.phases.len();
+        self.do_epoch(false)?;
+        match self.state.phases.last() {
+            Some(rec) if self.state.phases.len() > before => Ok(rec.clone()),
+            _ => Err(LearnerError::NeedsRecorder { callback: "validate" }),
+        }
     }
 
     /// Runs the current `batch` through the model (and, when training, backward and step) with its
@@ -432,7 +482,7 @@ impl Learner {
             let Some((i, batch)) = batches.next() else { break };
             self.state.data_wait += asked.elapsed();
             self.state.iter = i;
-            self.state.batch = batch?;
+            self.state.batch = batch.map_err(LearnerError::from)?;
             self.do_batch()?;
         }
         Ok(())
@@ -465,20 +515,6 @@ impl Learner {
             l.state.model.zero_grad();
             Ok(())
         })
-    }
-}
-
-/// The quiet `TrackResults` that [`Learner::validate`] adds for one pass, a type of its own so that it is found
-/// and removed again whatever other trackers the learner holds.
-struct ValidateTally(TrackResults);
-
-impl Callback for ValidateTally {
-    fn order(&self) -> i32 {
-        self.0.order()
-    }
-
-    fn on(&mut self, event: Event, learn: &mut LearnerState) -> CbResult {
-        self.0.on(event, learn)
     }
 }
 

@@ -2,7 +2,7 @@
 //! the lighting formula, and a fit that augments training batches only.
 
 use tiny_data::Normalize;
-use tiny_learner::{AugTransforms, Callback, CbResult, InMemory, Learner, LearnerState, Loaders, find_coeffs};
+use tiny_learner::{AugTransforms, Callback, CbResult, DataLoaders, InMemory, Learner, LearnerState, find_coeffs};
 use tiny_tensor::Tensor;
 
 const STATS: Normalize = Normalize { mean: [0.5, 0.4, 0.3], std: [0.25, 0.2, 0.3] };
@@ -27,7 +27,7 @@ fn learner(aug: AugTransforms) -> Learner {
     let x: Vec<f32> = (0..8 * 12 * 12 * 3).map(|i| 0.05 + 0.9 * ((i * 37 % 101) as f32 / 101.0)).collect();
     let x = Tensor::from_vec(x, &[8, 12, 12, 3]).unwrap();
     let y: Vec<u32> = (0..8).map(|i| i % 2).collect();
-    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 4).unwrap(), InMemory::new(x, y, 4).unwrap());
+    let dls = DataLoaders::new(InMemory::new(x.clone(), y.clone(), 4).unwrap(), InMemory::new(x, y, 4).unwrap());
     let model = Box::new(tiny_nn::Sequential::new(vec![
         Box::new(tiny_nn::Flatten::new()),
         Box::new(tiny_nn::Linear::new(12 * 12 * 3, 2).unwrap()),
@@ -135,6 +135,7 @@ fn a_flip_alone_mirrors_exactly_the_images_it_draws() {
 /// Writes `/tmp/aug_batch.png`, sixteen augmented synthetic images, to look at; run with `--ignored`.
 #[test]
 #[ignore]
+#[cfg(feature = "plot")]
 fn sample_picture_of_augmented_images() {
     let dir = std::env::temp_dir().join("tiny-aug-sample");
     let _ = std::fs::remove_dir_all(&dir);
@@ -147,7 +148,7 @@ fn sample_picture_of_augmented_images() {
     let setup = tiny_learner::SetupLearner::normalize(tiny_tensor::Device::Cpu, stats.mean, stats.std);
     let cbs: Vec<Box<dyn Callback>> = vec![Box::new(setup), Box::new(AugTransforms::new(stats))];
     let model = Box::new(tiny_nn::simple_cnn(vocab.len()).unwrap());
-    let mut learn = Learner::new(model, tiny_learner::Loaders::from(dls), tiny_nn::cross_entropy, 0.1, cbs);
+    let mut learn = Learner::new(model, dls, tiny_nn::cross_entropy, 0.1, cbs);
     learn.state_mut().batch = tiny_learner::Batch { x: b.x, y: b.y };
     learn.state_mut().training = true;
     learn.event(tiny_learner::Event::BeforeBatch).unwrap();

@@ -110,11 +110,12 @@ fn save_model_best_saves_only_on_improvement() {
 }
 
 #[test]
-fn save_model_best_without_a_recorder_is_an_error() {
+fn save_model_best_once_the_recorder_is_removed_is_an_error() {
     let dir = temp_dir("norec");
     tiny_nn::manual_seed(1);
     let cb = SaveModel::best(dir.join("x.safetensors"), Monitor::metric("accuracy"));
     let mut learn = Learner::new(mlp(), point_loaders(16, 8, 8, None), cross_entropy, 0.1, vec![Box::new(cb)]);
+    learn.remove_cb::<tiny_learner::Recorder>();
     assert!(matches!(learn.fit(1), Err(LearnerError::NeedsRecorder { callback: "SaveModel" })));
 }
 

@@ -1,20 +1,22 @@
 //! The Learner on a CUDA GPU: a fit with OneCycle, Mixup and momentum learns the textures as on the CPU,
 //! the LR finder restores the model, and a checkpoint saved from the GPU loads back onto it. The train example's
-//! `--cuda-graph` (its `GraphStep` callback, included from the example) fits exactly as the eager loop does, and
+//! `GraphStep` (`--cuda-graph`) fits exactly as the eager loop does and refuses callbacks that change the step, and
 //! `train --cuda-graph` runs end to end.
 //!
 //! Built only with `--features cuda`; without a GPU each test prints that it was skipped and passes.
 #![cfg(feature = "cuda")]
 
 mod common;
-#[path = "../examples/train/graph.rs"]
-mod graph;
 
+#[cfg(feature = "plot")]
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
 use common::{temp_dir, textures, weights};
-use tiny_learner::{Callback, InMemory, Learner, Loaders, LrFinder, Mixup, OneCycle, SetupLearner, TrackResults};
+use tiny_learner::{
+    Callback, DataLoaders, GraphStep, InMemory, Learner, LearnerError, LrFinder, Mixup, OneCycle, SetupLearner,
+    TrackResults,
+};
 use tiny_nn::{cross_entropy, simple_cnn};
 use tiny_optim::Sgd;
 use tiny_tensor::{Device, Tensor, cuda};
@@ -34,7 +36,7 @@ fn learner(device: Device, cbs: Vec<Box<dyn Callback>>) -> Learner {
     let (vx, vy) = textures(90, 2);
     let x = Tensor::from_vec(x, &[240, 16, 16, 3]).unwrap();
     let vx = Tensor::from_vec(vx, &[90, 16, 16, 3]).unwrap();
-    let dls = Loaders::new(InMemory::new(x, y, 32).unwrap().shuffle(3), InMemory::new(vx, vy, 45).unwrap());
+    let dls = DataLoaders::new(InMemory::new(x, y, 32).unwrap().shuffle(3), InMemory::new(vx, vy, 45).unwrap());
     let mut all: Vec<Box<dyn Callback>> = vec![Box::new(SetupLearner::normalize(device, [0.5; 3], [0.3; 3]))];
     all.extend(cbs);
     tiny_nn::manual_seed(0);
@@ -163,13 +165,13 @@ fn a_fit_replayed_from_cuda_graphs_is_the_eager_fit() {
     let run = |graphs: bool| {
         let mut cbs: Vec<Box<dyn Callback>> = vec![Box::new(TrackResults::quiet())];
         if graphs {
-            cbs.push(Box::new(graph::GraphStep::new(device)));
+            cbs.push(Box::new(GraphStep::new(device)));
         }
         let mut learn = learner(device, cbs);
         learn.fit(2).unwrap();
         let history = learn.callback::<TrackResults>().unwrap().history.clone();
         let losses: Vec<(f32, f32)> = history.iter().map(|r| (r.loss, r.acc)).collect();
-        let replayed = learn.callback::<graph::GraphStep>().map_or(0, |g| g.replayed);
+        let replayed = learn.callback::<GraphStep>().map_or(0, |g| g.replayed);
         (losses, weights(learn.model.as_ref()), replayed)
     };
     let (eager_losses, eager_weights, _) = run(false);
@@ -181,13 +183,37 @@ fn a_fit_replayed_from_cuda_graphs_is_the_eager_fit() {
     assert_eq!(weights, eager_weights, "the weights after the fit, to the bit");
 }
 
+#[test]
+fn graph_step_refuses_callbacks_and_optimizers_that_change_the_step() {
+    // Refused in before_fit, before any GPU work, so the CPU learner shows it.
+    let cbs: Vec<Box<dyn Callback>> = vec![Box::new(GraphStep::new(Device::Cpu)), Box::new(OneCycle::new(0.1))];
+    let mut learn = learner(Device::Cpu, cbs);
+    match learn.fit(1) {
+        Err(LearnerError::InvalidArgument { what: "GraphStep", msg }) => {
+            assert!(msg.contains("OneCycle changes the learning rate every batch"), "{msg}")
+        }
+        other => panic!("expected GraphStep to refuse OneCycle, got {other:?}"),
+    }
+    let mut learn = learner(Device::Cpu, vec![Box::new(GraphStep::new(Device::Cpu))])
+        .with_opt_func(|ps, lr| Box::new(tiny_optim::Adam::new(ps, lr)));
+    match learn.fit(1) {
+        Err(LearnerError::InvalidArgument { what: "GraphStep", msg }) => {
+            assert!(msg.contains("the optimizer corrects its moments by a step count"), "{msg}")
+        }
+        other => panic!("expected GraphStep to refuse Adam, got {other:?}"),
+    }
+}
+
 /// The value of `"key":` in a JSON line, as written.
+#[cfg(feature = "plot")]
 fn field<'a>(json: &'a str, key: &str) -> &'a str {
     let at = json.find(&format!("\"{key}\":")).map(|i| i + key.len() + 3).unwrap_or(json.len());
     json[at..].split([',', '}']).next().unwrap_or_default()
 }
 
+// The train example needs the `plot` feature.
 #[test]
+#[cfg(feature = "plot")]
 fn train_runs_with_cuda_graphs() {
     let Some((_, _alone)) = gpu("train_runs_with_cuda_graphs") else { return };
     let train = tiny_fixtures::cuda_example("tiny-learner", "train");
@@ -219,9 +245,12 @@ fn train_runs_with_cuda_graphs() {
         assert_eq!(field(&graphed, key), field(&eager, key), "{key}: {graphed} vs {eager}");
     }
 
-    // A schedule changes the learning rate that a graph would keep: refused, as is the CPU.
+    // A schedule changes the learning rate that a graph would keep: GraphStep refuses it, and the CLI the CPU.
     let out = run(&["--cuda-graph", "--onecycle"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("learning-rate schedule"));
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("OneCycle changes the learning rate every batch")
+    );
     let out = Command::new(&train).args(["--data"]).arg(&data).args(["--cuda-graph"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--device cuda"));
 }

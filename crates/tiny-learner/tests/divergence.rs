@@ -31,7 +31,7 @@ fn a_checkpoint_of_non_finite_weights_is_refused_and_the_good_one_kept() {
     good.fit(1).unwrap();
     let saved = std::fs::read(&path).unwrap();
     // Diverge without TerminateOnNaN: the epoch ends with NaN weights and SaveModel tries to write them.
-    let mut bad = point_learner(point_loaders(64, 16, 8, Some(3)), 1e6, vec![Box::new(SaveModel::every_epoch(&path))]);
+    let mut bad = point_learner(point_loaders(64, 16, 8, Some(3)), 1e20, vec![Box::new(SaveModel::every_epoch(&path))]);
     match bad.fit(1) {
         Err(LearnerError::NonFiniteCheckpoint { path: p, count, .. }) => assert!(p == path && count > 0),
         other => panic!("expected the checkpoint to be refused, got {other:?}"),

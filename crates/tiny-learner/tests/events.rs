@@ -198,9 +198,10 @@ fn callbacks_run_by_order_then_insertion() {
     for (n, o) in [("late", 10), ("first", -5), ("a", 0), ("b", 0)] {
         learn.add_cb(Box::new(Named(n, o)));
     }
-    assert_eq!(learn.callback_names(), ["first", "a", "b", "late"]);
+    // The learner's own Recorder runs at order 50.
+    assert_eq!(learn.callback_names(), ["first", "a", "b", "late", "Recorder"]);
     assert!(learn.remove_cb::<Named>().is_some());
-    assert_eq!(learn.callback_names(), ["a", "b", "late"]);
+    assert_eq!(learn.callback_names(), ["a", "b", "late", "Recorder"]);
 }
 
 /// Replaces the targets of every batch with class 0, to show callbacks may change the state.
@@ -243,4 +244,62 @@ fn the_batch_count_is_known_before_each_phase() {
     let mut learn = point_learner(point_loaders(12, 4, 4, None), 0.1, vec![Box::new(PhaseSize::default())]);
     learn.fit(2).unwrap();
     assert_eq!(learn.callback::<PhaseSize>().unwrap().0, [(true, 3), (false, 1), (true, 3), (false, 1)]);
+}
+
+/// A callback that overrides every event method by hand, each recording its own name.
+#[derive(Default)]
+struct EveryMethod {
+    ran: Vec<&'static str>,
+}
+
+/// Writes `EveryMethod`'s methods, each pushing the name it is spelled with.
+macro_rules! record_methods {
+    ($($method:ident),+ $(,)?) => {
+        $(fn $method(&mut self, _learn: &mut LearnerState) -> CbResult {
+            self.ran.push(stringify!($method));
+            Ok(())
+        })+
+    };
+}
+
+impl Callback for EveryMethod {
+    record_methods!(
+        before_fit,
+        after_cancel_fit,
+        after_fit,
+        before_epoch,
+        after_cancel_epoch,
+        after_epoch,
+        before_train,
+        after_cancel_train,
+        after_train,
+        before_validate,
+        after_cancel_validate,
+        after_validate,
+        before_batch,
+        after_pred,
+        after_loss,
+        before_backward,
+        after_backward,
+        before_step,
+        after_step,
+        after_cancel_batch,
+        after_batch,
+    );
+}
+
+#[test]
+fn every_event_calls_the_method_of_its_name() {
+    let mut learn = learner(EventLog::default());
+    let mut cb = EveryMethod::default();
+    for &event in Event::ALL {
+        cb.on(event, &mut learn).unwrap();
+        assert_eq!(cb.ran.last().copied(), Some(event.name()), "{event:?}");
+        assert_eq!(event.to_string(), event.name());
+    }
+    assert_eq!(cb.ran.len(), 21, "one method per event, each called once");
+    let mut names: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 21, "the events' names are distinct");
 }

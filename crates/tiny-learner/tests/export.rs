@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tiny_data::{DataLoaders, Dataset, FolderConfig, ImageFolderDataset, ItemTransform, Normalize};
-use tiny_learner::{ExportInfo, Learner, LearnerError, Loaders, SetupLearner, TrackResults, Tta, load_learner};
+use tiny_learner::{ExportInfo, Learner, LearnerError, SetupLearner, TrackResults, Tta, load_learner};
 use tiny_nn::{cross_entropy, simple_cnn};
 use tiny_tensor::Device;
 
@@ -33,7 +33,7 @@ fn trained(dir: &Path) -> (Learner, ImageFolderDataset) {
     let model = Box::new(simple_cnn(dls.vocab.len()).unwrap());
     let setup = SetupLearner::normalize(Device::Cpu, STATS.mean, STATS.std);
     let cbs: Vec<Box<dyn tiny_learner::Callback>> = vec![Box::new(setup), Box::new(TrackResults::quiet())];
-    let mut learn = Learner::new(model, Loaders::from(dls), cross_entropy, 0.1, cbs).with_export_info(info);
+    let mut learn = Learner::new(model, dls, cross_entropy, 0.1, cbs).with_export_info(info);
     learn.fit(2).unwrap();
     (learn, valid)
 }
@@ -100,18 +100,18 @@ fn get_preds_matches_the_fit_and_an_export_predicts_the_same_classes() {
 #[test]
 fn tta_mixes_augmented_passes_with_the_plain_one() {
     let dir = temp_dir("tta");
-    let (mut learn, valid) = trained(&dir);
+    let (mut learn, _) = trained(&dir);
     let plain = learn.get_preds(false).unwrap();
     // beta = 1 keeps only the plain pass.
-    let only_plain = learn.tta(&valid, Tta { beta: 1.0, ..Tta::default() }).unwrap();
+    let only_plain = learn.tta(Tta { beta: 1.0, ..Tta::default() }).unwrap();
     assert_eq!(only_plain.probs.to_vec(), plain.probs.to_vec());
-    let mixed = learn.tta(&valid, Tta::default()).unwrap();
+    let mixed = learn.tta(Tta::default()).unwrap();
     assert_eq!(mixed.targets, plain.targets);
     assert_ne!(mixed.probs.to_vec(), plain.probs.to_vec(), "the augmented passes change the probabilities");
     for row in mixed.probs.to_vec().chunks(mixed.n_classes()) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
-    let again = learn.tta(&valid, Tta::default()).unwrap();
+    let again = learn.tta(Tta::default()).unwrap();
     assert_eq!(again.probs.to_vec(), mixed.probs.to_vec(), "the passes are seeded, so TTA is repeatable");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -131,7 +131,7 @@ fn predict_names_a_missing_or_corrupt_file() {
     let err = loaded.predict(&text).unwrap_err().to_string();
     assert!(err.contains("notes.jpg"), "{err}");
     // A learner that was never told its classes says what predict needs.
-    let dls = Loaders::new(
+    let dls = DataLoaders::new(
         tiny_learner::InMemory::new(tiny_tensor::Tensor::zeros(&[0, 1]), vec![], 1).unwrap(),
         tiny_learner::InMemory::new(tiny_tensor::Tensor::zeros(&[0, 1]), vec![], 1).unwrap(),
     );

@@ -5,7 +5,7 @@ mod common;
 
 use common::{mlp, point_loaders, points, weights};
 use tiny_learner::{
-    Callback, FitOneCycle, GradientAccumulation, InMemory, Learner, Loaders, LrRange, TrackResults, head_split,
+    Callback, DataLoaders, FitOneCycle, GradientAccumulation, InMemory, Learner, LrRange, TrackResults, head_split,
     resnet_split,
 };
 use tiny_nn::{Module, cross_entropy, resnet18};
@@ -18,7 +18,7 @@ fn small_resnet(cbs: Vec<Box<dyn Callback>>) -> Learner {
     let x: Vec<f32> = (0..12 * 3 * 32 * 32).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
     let x = Tensor::from_vec(x, &[12, 3, 32, 32]).unwrap();
     let y: Vec<u32> = (0..12).map(|i| i % 3).collect();
-    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 4).unwrap(), InMemory::new(x, y, 6).unwrap());
+    let dls = DataLoaders::new(InMemory::new(x.clone(), y.clone(), 4).unwrap(), InMemory::new(x, y, 6).unwrap());
     Learner::new(Box::new(resnet18(3).unwrap()), dls, cross_entropy, 0.05, cbs)
         .with_splitter(Box::new(resnet_split))
         .with_opt_func(|ps, lr| Box::new(Sgd::new(ps, lr).momentum(0.9)))
@@ -88,7 +88,7 @@ fn fit_one_cycle_gives_each_group_fastai_s_rates() {
     // The same rates reach the optimizer's groups during a fit: 3 epochs of 3 batches on the resnet.
     let mut learn = small_resnet(vec![Box::new(FitOneCycle::new(LrRange::Slice(1e-5, 1e-3)))]);
     learn.fit(3).unwrap();
-    let lrs = &learn.callback::<FitOneCycle>().unwrap().lrs;
+    let lrs = &learn.callback::<FitOneCycle>().unwrap().lrs();
     assert_eq!(lrs.len(), 9);
     for (g, &peak) in peaks.iter().enumerate() {
         assert!((lrs[0][g] - peak / 25.0).abs() <= 1e-6 * peak, "group {g} at the start: {}", lrs[0][g]);
@@ -127,7 +127,7 @@ fn accumulating_two_batches_of_64_equals_one_batch_of_128() {
 #[test]
 fn fine_tune_trains_the_head_first_then_everything() {
     let (x, y) = points(64, 3);
-    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 16).unwrap(), InMemory::new(x, y, 32).unwrap());
+    let dls = DataLoaders::new(InMemory::new(x.clone(), y.clone(), 16).unwrap(), InMemory::new(x, y, 32).unwrap());
     tiny_nn::manual_seed(4);
     let mut learn = Learner::new(mlp(), dls, cross_entropy, 0.1, vec![Box::new(TrackResults::quiet())])
         .with_splitter(head_split("2"))
@@ -141,7 +141,7 @@ fn fine_tune_trains_the_head_first_then_everything() {
 
     tiny_nn::manual_seed(4);
     let (x, y) = points(64, 3);
-    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 16).unwrap(), InMemory::new(x, y, 32).unwrap());
+    let dls = DataLoaders::new(InMemory::new(x.clone(), y.clone(), 16).unwrap(), InMemory::new(x, y, 32).unwrap());
     let mut learn = Learner::new(mlp(), dls, cross_entropy, 0.1, vec![Box::new(TrackResults::quiet())])
         .with_splitter(head_split("2"))
         .with_opt_func(|ps, lr| Box::new(Sgd::new(ps, lr)));

@@ -3,7 +3,7 @@
 mod common;
 
 use common::textures;
-use tiny_learner::{InMemory, Learner, Loaders, OneCycle, Recorder, SetupLearner, TrackResults};
+use tiny_learner::{DataLoaders, InMemory, Learner, OneCycle, Recorder, SetupLearner, TrackResults};
 use tiny_nn::{cross_entropy, simple_cnn};
 use tiny_tensor::{Device, Precision, Tensor};
 
@@ -14,7 +14,7 @@ fn fit_textures(precision: Precision) -> Learner {
     let (vx, vy) = textures(90, 12);
     let x = Tensor::from_vec(x, &[240, 16, 16, 3]).unwrap();
     let vx = Tensor::from_vec(vx, &[90, 16, 16, 3]).unwrap();
-    let dls = Loaders::new(InMemory::new(x, y, 32).unwrap().shuffle(0), InMemory::new(vx, vy, 64).unwrap());
+    let dls = DataLoaders::new(InMemory::new(x, y, 32).unwrap().shuffle(0), InMemory::new(vx, vy, 64).unwrap());
     let setup = SetupLearner::normalize(Device::Cpu, [0.5; 3], [0.3; 3]);
     let cbs: Vec<Box<dyn tiny_learner::Callback>> = vec![
         Box::new(setup),
@@ -54,4 +54,19 @@ fn bf16_mixed_precision_learns_as_fp32_does() {
     // The master weights stay f32 values, not bf16 ones.
     let w = bf16.model.parameters()[0].to_vec();
     assert!(w.iter().any(|v| v.to_bits() & 0xffff != 0), "the weights were stored as bf16");
+}
+
+#[test]
+fn the_prelude_is_enough_for_the_chapter() {
+    use tiny_learner::prelude::*;
+    let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, 0.0, 2.0, 1.0, -2.0, 1.0], &[4, 2]).unwrap();
+    let y = vec![1, 0, 1, 0];
+    let dls = DataLoaders::new(InMemory::new(x.clone(), y.clone(), 2).unwrap(), InMemory::new(x, y, 4).unwrap());
+    let cbs: Vec<Box<dyn Callback>> = vec![Box::new(TrackResults::quiet())];
+    let mut learn = Learner::new(Linear::new(2, 2).unwrap(), dls, cross_entropy, 0.5, cbs)
+        .with_opt_func(|ps, lr| Box::new(Sgd::new(ps, lr)))
+        .with_metrics(vec![accuracy()]);
+    learn.fit(20).unwrap();
+    assert_eq!(learn.callback::<TrackResults>().unwrap().last_valid().unwrap().acc, 1.0);
+    assert_eq!(learn.precision, Precision::Fp32);
 }

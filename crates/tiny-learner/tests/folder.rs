@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::{temp_dir, textures};
 use tiny_data::{DataLoaders, FolderConfig, Normalize};
-use tiny_learner::{Callback, Learner, Loaders, OneCycle, SetupLearner, TrackResults};
+use tiny_learner::{Callback, Learner, OneCycle, SetupLearner, TrackResults};
 use tiny_nn::{cross_entropy, simple_cnn};
 use tiny_tensor::Device;
 
@@ -44,7 +44,7 @@ fn simple_cnn_learns_png_folders_through_tiny_data() {
         Box::new(TrackResults::quiet()),
         Box::new(OneCycle::new(0.2)),
     ];
-    let mut learn = Learner::new(Box::new(simple_cnn(3).unwrap()), Loaders::from(dls), cross_entropy, 0.2, cbs);
+    let mut learn = Learner::new(Box::new(simple_cnn(3).unwrap()), dls, cross_entropy, 0.2, cbs);
     learn.fit(6).unwrap();
     let track = learn.callback::<TrackResults>().unwrap();
     let valid = track.last_valid().unwrap();

@@ -1,6 +1,6 @@
 //! Mixup: mixed inputs are convex pairs, the loss is the matching mix, validation is untouched.
 
-use tiny_learner::{Callback, CbResult, InMemory, Learner, LearnerError, LearnerState, Loaders, Mixup};
+use tiny_learner::{Callback, CbResult, DataLoaders, InMemory, Learner, LearnerError, LearnerState, Mixup};
 use tiny_nn::{Linear, cross_entropy, cross_entropy_items};
 use tiny_tensor::Tensor;
 
@@ -82,7 +82,8 @@ fn learner(seed: u64, alpha: f32) -> Learner {
 fn learner_with(seed: u64, mixup: Mixup, per_batch: bool) -> Learner {
     let x = Tensor::from_vec((0..64).map(|i| if i % 9 == 0 { 1.0 } else { 0.0 }).collect(), &[8, 8]).unwrap();
     let y: Vec<u32> = (0..8).collect();
-    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap().shuffle(3), InMemory::new(x, y, 8).unwrap());
+    let dls =
+        DataLoaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap().shuffle(3), InMemory::new(x, y, 8).unwrap());
     let cbs: Vec<Box<dyn Callback>> = vec![Box::new(mixup), Box::new(Probe { per_batch, ..Probe::default() })];
     Learner::new(Box::new(Linear::new(8, 8).unwrap()), dls, cross_entropy, 0.1, cbs).with_seed(seed)
 }
@@ -161,12 +162,12 @@ impl tiny_learner::Callback for CutProbe {
 
 #[test]
 fn cutmix_pastes_one_box_of_a_partner_and_mixes_the_losses_by_area() {
-    use tiny_learner::{CutMix, InMemory, Learner, Loaders};
+    use tiny_learner::{CutMix, DataLoaders, InMemory, Learner};
     // Eight 1-channel 10x10 images, image i filled with the value i, so every pixel tells whose it is.
     let x: Vec<f32> = (0..8).flat_map(|i| std::iter::repeat_n(i as f32, 100)).collect();
     let x = tiny_tensor::Tensor::from_vec(x, &[8, 1, 10, 10]).unwrap();
     let y: Vec<u32> = (0..8).map(|i| i % 2).collect();
-    let dls = Loaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap(), InMemory::new(x, y, 8).unwrap());
+    let dls = DataLoaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap(), InMemory::new(x, y, 8).unwrap());
     let model = Box::new(tiny_nn::Sequential::new(vec![
         Box::new(tiny_nn::Flatten::new()),
         Box::new(tiny_nn::Linear::new(100, 2).unwrap()),

@@ -25,12 +25,21 @@ pub use error::{NnError, Result};
 pub use init::manual_seed;
 pub use layers::{AdaptivePool, BatchNorm2d, Conv2d, ConvLayer, Flatten, Lambda, Linear, MaxPool2d, ReLU, Sequential};
 pub use loss::{
-    LabelSmoothingCrossEntropy, accuracy, cross_entropy, cross_entropy_items, cross_entropy_smooth,
-    cross_entropy_smooth_items, log_softmax, nll, nll_items,
+    LabelSmoothingCrossEntropy, cross_entropy, cross_entropy_items, cross_entropy_smooth, cross_entropy_smooth_items,
+    log_softmax, nll, nll_items,
 };
 pub use models::{BasicBlock, ResNet, resnet18, simple_cnn};
 pub use module::{ForwardHook, HookHandle, Hooks, Module};
 pub use parameter::Parameter;
+
+/// The chapter's layers, models and losses, and tiny-tensor's prelude, in one import: `use tiny_nn::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        AdaptivePool, BatchNorm2d, ConvLayer, Flatten, Linear, Module, NnError, Parameter, ReLU, Sequential,
+        cross_entropy, log_softmax, resnet18, simple_cnn,
+    };
+    pub use tiny_tensor::prelude::*;
+}
 pub use safetensors::{TensorFile, load_tensors, save_tensors};
 pub use state_dict::{
     LoadReport, ShapeMismatch, StateDictMismatch, load_pretrained, load_state_dict, load_state_dict_file,

@@ -1,4 +1,4 @@
-//! The chapter's losses (`log_softmax` via LogSumExp, `nll`, `cross_entropy`) and `accuracy`, plus label smoothing.
+//! The chapter's losses (`log_softmax` via LogSumExp, `nll`, `cross_entropy`), plus label smoothing.
 
 use tiny_tensor::Tensor;
 
@@ -120,17 +120,4 @@ impl Default for LabelSmoothingCrossEntropy {
     fn default() -> Self {
         LabelSmoothingCrossEntropy { eps: 0.1 }
     }
-}
-
-/// The fraction of rows whose largest logit is at the target class.
-pub fn accuracy(preds: &Tensor, target: &[u32]) -> Result<f32> {
-    let predicted = preds.argmax(-1)?;
-    if predicted.len() != target.len() {
-        return Err(NnError::InvalidArgument {
-            layer: "accuracy",
-            msg: format!("{} predictions for {} targets", predicted.len(), target.len()),
-        });
-    }
-    let hits = predicted.iter().zip(target).filter(|(p, t)| p == t).count();
-    Ok(hits as f32 / target.len().max(1) as f32)
 }

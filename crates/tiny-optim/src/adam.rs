@@ -134,6 +134,10 @@ fn adam_group(params: Vec<Parameter>, lr: f32) -> ParamGroup {
 }
 
 impl Optimizer for Adam {
+    fn varies_per_step(&self) -> Option<&'static str> {
+        Some("corrects its moments by a step count that grows every step")
+    }
+
     fn step(&mut self) -> Result<()> {
         check_groups(&self.core.groups)?;
         for (i, group) in self.core.groups.iter().enumerate() {
@@ -172,6 +176,10 @@ impl Optimizer for Adam {
 impl Optimizer for AdamW {
     fn step(&mut self) -> Result<()> {
         self.0.step()
+    }
+
+    fn varies_per_step(&self) -> Option<&'static str> {
+        self.0.varies_per_step()
     }
 
     fn param_groups(&self) -> &[ParamGroup] {

@@ -39,6 +39,11 @@ pub use error::{OptimError, Result};
 pub use group::ParamGroup;
 pub use optimizer::Optimizer;
 pub use sgd::Sgd;
+
+/// The optimizers and their trait, in one import: `use tiny_optim::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Adam, AdamW, OptimError, Optimizer, Sgd};
+}
 pub use state::{GroupState, OptimizerState};
 
 /// The crate README's example, compiled and run as a doctest so it stays true.

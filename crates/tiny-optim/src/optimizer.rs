@@ -68,4 +68,11 @@ pub trait Optimizer: Send {
             group.momentum = momentum;
         }
     }
+
+    /// What changes in the update from one step to the next besides the gradients and the state buffers, such
+    /// as Adam's bias correction by the step count; `None` (the default, and SGD's) when a step recorded once
+    /// (a CUDA graph) may be replayed for every later one.
+    fn varies_per_step(&self) -> Option<&'static str> {
+        None
+    }
 }

@@ -49,6 +49,11 @@ pub use ops::{
 pub use storage::{CudaStorage, Element, Storage};
 pub use tensor::Tensor;
 
+/// What most users of tiny-tensor need, in one import (as `burn::prelude`): `use tiny_tensor::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Device, Precision, Tensor, TensorError, autocast, no_grad};
+}
+
 /// The crate README's example, compiled and run as a doctest so it stays true.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

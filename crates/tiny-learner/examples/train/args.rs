@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
 use tiny_data::Normalize;
+use tiny_learner::{ARCHS, Arch, IMAGENET_STATS};
 use tiny_tensor::{Device, Precision};
-
-/// ImageNet's channel statistics, fastai's `imagenet_stats`.
-pub const IMAGENET: Normalize = Normalize { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
 /// The chapter's pipeline (loaders, Normalize, simple_cnn or resnet18, Learner) on an image folder, with fastai's
 /// recipes around it. Prints the chapter's line per phase and ends with one JSON line.
@@ -22,9 +21,9 @@ pub struct Args {
     /// Imagenette-shaped set generated into data/synth-imagenette).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The architecture.
-    #[arg(long, value_enum, default_value_t = Model::SimpleCnn)]
-    pub model: Model,
+    /// The architecture, from tiny-learner's registry.
+    #[arg(long, default_value = "simple_cnn", value_parser = parse_arch())]
+    pub model: &'static Arch,
     /// Image side in pixels.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub size: u32,
@@ -149,6 +148,10 @@ pub struct Args {
     /// Write the loss curves as a PNG at the end.
     #[arg(long, value_name = "PATH")]
     pub plot: Option<PathBuf>,
+    /// Write fastai's CSVLogger rows to FILE: a header, then one row per epoch (losses, metrics, time), flushed
+    /// as each epoch ends.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
     /// Leave unreadable or undecodable images out of their batch (counted in the JSON line as skipped_files)
     /// instead of stopping at the first one.
     #[arg(long)]
@@ -178,25 +181,9 @@ pub struct Args {
     pub interpret: Option<PathBuf>,
 }
 
-/// The architectures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Model {
-    /// The chapter's simple_cnn.
-    #[value(name = "simple_cnn")]
-    SimpleCnn,
-    /// resnet18 with torchvision's names.
-    #[value(name = "resnet18")]
-    Resnet18,
-}
-
-impl Model {
-    /// The name an export records.
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::SimpleCnn => "simple_cnn",
-            Model::Resnet18 => "resnet18",
-        }
-    }
+/// `--model`: one of the registry's architectures by name, listed by `--help`.
+fn parse_arch() -> impl TypedValueParser<Value = &'static Arch> {
+    clap::builder::PossibleValuesParser::new(ARCHS.iter().map(|a| a.name)).try_map(|name: String| Arch::named(&name))
 }
 
 /// The optimizers.
@@ -232,7 +219,7 @@ pub enum Stats {
 fn parse_stats(v: &str) -> Result<Stats, String> {
     match v {
         "batch" => return Ok(Stats::Batch),
-        "imagenet" => return Ok(Stats::Fixed(IMAGENET)),
+        "imagenet" => return Ok(Stats::Fixed(IMAGENET_STATS)),
         _ => {}
     }
     let nums: Vec<f32> = v
@@ -277,7 +264,7 @@ impl Args {
         if self.fine_tune.is_some() && (self.resume.is_some() || self.stop_after.is_some()) {
             anyhow::bail!("--fine-tune runs two fits in one process; it cannot --resume or --stop-after");
         }
-        if self.pretrained && self.model != Model::Resnet18 {
+        if self.pretrained && self.model.name != "resnet18" {
             anyhow::bail!("--pretrained: the ImageNet weights are resnet18's; add --model resnet18");
         }
         if self.pretrained && self.init.is_some() {
@@ -287,7 +274,7 @@ impl Args {
             anyhow::bail!("--onecycle is the chapter's schedule; it excludes --schedule fastai");
         }
         self.check_cuda_graph()?;
-        if self.model == Model::Resnet18 && self.size < 32 {
+        if self.model.name == "resnet18" && self.size < 32 {
             eprintln!(
                 "warning: --size {} with resnet18: its stride-32 body sees less than one pixel; 64 or more is usual",
                 self.size
@@ -300,8 +287,8 @@ impl Args {
         Ok(())
     }
 
-    /// `--cuda-graph` replays one captured step: only on a GPU, and with nothing that changes the step's
-    /// hyper-parameters, or what runs between its parts, from one batch to the next.
+    /// `--cuda-graph` replays one captured step, only on a GPU; `GraphStep` itself refuses what changes the step
+    /// from one batch to the next (schedules, Mixup, Adam, ...) as the fit begins.
     fn check_cuda_graph(&self) -> anyhow::Result<()> {
         if !self.cuda_graph {
             return Ok(());
@@ -311,22 +298,6 @@ impl Args {
         }
         if self.device == Device::Cpu {
             anyhow::bail!("--cuda-graph records GPU work into a CUDA graph: it needs --device cuda, not the CPU");
-        }
-        let conflicts = [
-            (self.schedule().is_some(), "a learning-rate schedule", "changes the learning rate every batch"),
-            (self.fine_tune.is_some(), "--fine-tune", "brings schedules and unfreezes the body"),
-            (self.lr_find, "--lr-find", "changes the learning rate every batch"),
-            (self.mixup.is_some(), "--mixup", "mixes each batch and its loss with new random weights"),
-            (self.cutmix.is_some(), "--cutmix", "mixes each batch and its loss with new random boxes"),
-            (self.accum.is_some(), "--accum", "skips steps between backward passes"),
-            (self.grad_clip.is_some(), "--grad-clip", "rescales the gradients between backward and step"),
-            (self.opt != Opt::Sgd, "--opt adam/adamw", "corrects its moments by a step count that grows every step"),
-        ];
-        if let Some((_, flag, why)) = conflicts.iter().find(|(on, _, _)| *on) {
-            anyhow::bail!(
-                "--cuda-graph replays one captured step with its hyper-parameters fixed, and {flag} {why}; leave \
-                 one of the two out"
-            );
         }
         Ok(())
     }
@@ -343,6 +314,6 @@ impl Args {
 
     /// The statistics in force: `--stats`, else ImageNet's when starting from given weights, else the batch's.
     pub fn stats(&self) -> Stats {
-        self.stats.unwrap_or(if self.init().is_some() { Stats::Fixed(IMAGENET) } else { Stats::Batch })
+        self.stats.unwrap_or(if self.init().is_some() { Stats::Fixed(self.model.stats) } else { Stats::Batch })
     }
 }

@@ -1,16 +1,20 @@
-//! What the train example writes after the fit: the JSON summary line and fastai's interpretation views.
+//! What the train example writes: the JSON line's settings and extras, the skipped files, and the interpretation views.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
-use tiny_data::ImageFolderDataset;
-use tiny_learner::{ClassificationInterpretation, Learner, Recorder};
+use tiny_data::Normalize;
+use tiny_learner::{ClassificationInterpretation, Learner, Recorder, SaveModel};
+use tiny_tensor::Precision;
 
-/// The JSON line that ends a training run, in the order its fields are written.
+use crate::args::{Args, Schedule};
+use crate::stop::StoppedAt;
+
+/// The settings of a training run, the first fields of its JSON line (`JsonSummary` adds the results after them).
 #[derive(Serialize, Debug)]
-pub struct Summary {
+pub struct Run {
     pub mode: &'static str,
     pub data: String,
     pub model: &'static str,
@@ -19,9 +23,8 @@ pub struct Summary {
     /// `--precision`, written only when it is not the default fp32 (so an fp32 run's line is as before).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precision: Option<String>,
-    /// Whether `--cuda-graph` was on, and how many training steps were replayed from a graph.
+    /// Whether `--cuda-graph` was on.
     pub cuda_graph: bool,
-    pub graph_steps: usize,
     pub epochs: usize,
     pub start_epoch: usize,
     pub lr: f32,
@@ -37,19 +40,53 @@ pub struct Summary {
     pub threads: usize,
     pub n_train: usize,
     pub n_valid: usize,
-    pub train_loss: Option<f32>,
-    pub valid_loss: Option<f32>,
-    pub valid_acc: Option<f32>,
-    pub metrics: BTreeMap<String, f32>,
+}
+
+impl Run {
+    /// The settings of `args`, with the values in force after --resume and the data's counts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        args: &Args,
+        data: &Path,
+        lr: f32,
+        seed: u64,
+        start_epoch: usize,
+        norm: Normalize,
+        counts: [usize; 2],
+    ) -> Run {
+        Run {
+            mode: "train",
+            data: data.display().to_string(),
+            model: args.model.name,
+            opt: format!("{:?}", args.opt).to_lowercase(),
+            device: args.device.to_string(),
+            precision: (args.precision != Precision::Fp32).then(|| args.precision.to_string()),
+            cuda_graph: args.cuda_graph,
+            epochs: args.fine_tune.map_or(args.epochs, |n| n + args.freeze_epochs),
+            start_epoch,
+            lr,
+            onecycle: args.schedule() == Some(Schedule::Chapter),
+            schedule: args.schedule().map(|s| format!("{s:?}").to_lowercase()),
+            fine_tune: args.fine_tune,
+            bs: args.bs,
+            size: args.size,
+            seed,
+            init: args.init(),
+            stats_mean: norm.mean,
+            stats_std: norm.std,
+            threads: tiny_tensor::num_threads(),
+            n_train: counts[0],
+            n_valid: counts[1],
+        }
+    }
+}
+
+/// What the run measured after the fit, the last fields of its JSON line.
+#[derive(Serialize, Debug)]
+pub struct After {
+    /// How many training steps were replayed from a CUDA graph.
+    pub graph_steps: usize,
     pub tta_acc: Option<f32>,
-    pub seconds: f64,
-    pub train_img_per_s: f64,
-    /// Time the training loop waited for the loader, in seconds and as a share of training time.
-    pub train_data_wait_s: f64,
-    pub train_data_wait_pct: f64,
-    /// The loader's share of each training epoch, in percent: with the decode-once cache, the first epoch decodes
-    /// and the later ones read memory.
-    pub epoch_data_wait_pct: Vec<f64>,
     pub skipped_files: usize,
 }
 
@@ -64,18 +101,12 @@ pub struct LrFindSummary {
     pub max_lr: Option<f32>,
 }
 
-/// Writes fastai's interpretation views of the trained `learn` over the validation set `valid` into `dir`.
-pub fn interpret(
-    learn: &mut Learner,
-    valid: &ImageFolderDataset,
-    first: tiny_data::Batch,
-    dir: &Path,
-) -> anyhow::Result<()> {
+/// Writes fastai's interpretation views of the trained `learn` over its validation set into `dir`.
+pub fn interpret(learn: &mut Learner, first: tiny_data::Batch, dir: &Path) -> anyhow::Result<()> {
     let vocab = learn.state().export_info.as_ref().map(|i| i.vocab.clone()).unwrap_or_default();
-    let batch = tiny_learner::Batch { x: first.x, y: first.y };
-    tiny_learner::show_batch(&batch, &vocab, &dir.join("show_batch.png"), 16)?;
+    tiny_learner::show_batch(&first, &vocab, &dir.join("show_batch.png"), 16)?;
     learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(&dir.join("loss.png"))?;
-    let interp = ClassificationInterpretation::from_learner(learn, valid)?;
+    let interp = ClassificationInterpretation::from_learner(learn)?;
     let write =
         |name: &str, text: String| std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"));
     write("confusion_matrix.txt", interp.confusion_table() + "\n")?;
@@ -95,4 +126,28 @@ pub fn interpret(
         })
         .collect();
     write("preds.csv", format!("file,actual,predicted,probability,loss\n{}\n", lines.join("\n")))
+}
+
+/// Says which unreadable files `--skip-bad-files` left out, five by name.
+pub fn skipped_files(skipped: &[PathBuf]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = skipped.iter().take(5).map(|p| p.display().to_string()).collect();
+    let more = skipped.len().saturating_sub(shown.len());
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    eprintln!("skipped {} unreadable files: {}{more}", skipped.len(), shown.join(", "));
+}
+
+/// After Ctrl-C stopped the fit: says where, and which checkpoint to resume from, and exits with 130.
+pub fn interrupted(learn: &Learner, args: &Args, (epoch, training, iter, n_iter): StoppedAt) -> ! {
+    let phase = if training { "training" } else { "validation" };
+    let saved = learn.callback::<SaveModel>().and_then(|s| s.saved.last().cloned());
+    let last = match saved.or_else(|| args.resume.clone()) {
+        Some(path) => format!("the last checkpoint written is {0}; continue with --resume {0}", path.display()),
+        None if args.save.is_some() => "no checkpoint was written yet".to_owned(),
+        None => "nothing was saved (pass --save PATH to keep checkpoints)".to_owned(),
+    };
+    eprintln!("interrupted in epoch {epoch} of {}, {phase} batch {} of {n_iter}; {last}", args.epochs, iter + 1);
+    std::process::exit(130);
 }

@@ -6,8 +6,8 @@ use rand::{Rng, SeedableRng};
 use tiny_data::Normalize;
 use tiny_tensor::{Tensor, WarpPad};
 
-use crate::data::mix;
 use crate::{Callback, CbResult, LearnerError, LearnerState, Result};
+use tiny_data::mix;
 
 /// A tag that keeps the augmentation's random stream apart from others derived from the same seed.
 const STREAM: u64 = 0x4155_4754_4652_4d53;
@@ -126,7 +126,7 @@ impl AugTransforms {
 
     /// The random stream of batch `iter` of `epoch`.
     pub fn rng(seed: u64, epoch: usize, iter: usize) -> StdRng {
-        StdRng::seed_from_u64(mix(mix(seed ^ STREAM, epoch as u64), iter as u64))
+        StdRng::seed_from_u64(mix(&[seed ^ STREAM, epoch as u64, iter as u64]))
     }
 
     /// Draws one image's homography (fastai: `flip_mat @ rotate_mat @ zoom_mat`, then the warp's perspective on

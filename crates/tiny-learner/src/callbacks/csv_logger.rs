@@ -63,7 +63,7 @@ impl Callback for CsvLogger {
     }
 
     fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
-        let s = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "CsvLogger" })?;
+        let s = learn.epoch_stats("CsvLogger")?;
         let opt = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
         let mut row = vec![s.epoch.to_string(), s.train_loss.to_string(), opt(s.valid_loss)];
         row.extend(self.metric_names.iter().map(|name| opt(s.metric(name))));

@@ -7,8 +7,8 @@ use rand_distr::{Beta, Distribution};
 use tiny_tensor::Tensor;
 
 use super::mixup::{lerp_loss, shuffled};
-use crate::data::mix;
 use crate::{Callback, CbResult, LearnerError, LearnerState, Result};
+use tiny_data::mix;
 
 /// A tag that keeps CutMix's random stream apart from others derived from the same seed.
 const STREAM: u64 = 0x0000_4355_544d_4958;
@@ -54,8 +54,12 @@ impl CutMix {
 }
 
 impl Callback for CutMix {
+    fn varies_per_batch(&self) -> Option<&'static str> {
+        Some("mixes each batch and its loss with new random boxes")
+    }
+
     fn before_train(&mut self, learn: &mut LearnerState) -> CbResult {
-        self.rng = StdRng::seed_from_u64(mix(learn.seed ^ STREAM, learn.epoch as u64));
+        self.rng = StdRng::seed_from_u64(mix(&[learn.seed ^ STREAM, learn.epoch as u64]));
         Ok(())
     }
 

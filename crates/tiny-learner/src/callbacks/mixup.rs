@@ -7,8 +7,8 @@ use rand_distr::{Beta, Distribution};
 
 use tiny_tensor::Tensor;
 
-use crate::data::mix;
 use crate::{Callback, CbResult, LearnerError, LearnerState, Result};
+use tiny_data::mix;
 
 /// A loss with one value per item (no reduction), like `tiny_nn::cross_entropy_items`.
 pub type ItemLoss = Box<dyn Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor>>;
@@ -75,8 +75,12 @@ impl Mixup {
 }
 
 impl Callback for Mixup {
+    fn varies_per_batch(&self) -> Option<&'static str> {
+        Some("mixes each batch and its loss with new random weights")
+    }
+
     fn before_train(&mut self, learn: &mut LearnerState) -> CbResult {
-        self.rng = StdRng::seed_from_u64(mix(learn.seed ^ STREAM, learn.epoch as u64));
+        self.rng = StdRng::seed_from_u64(mix(&[learn.seed ^ STREAM, learn.epoch as u64]));
         Ok(())
     }
 

@@ -1,6 +1,7 @@
-//! `Recorder`: per-batch losses and learning rates, per-epoch results in a fastai-style table, a
-//! progress bar per phase, and the loss plot.
+//! `Recorder`: the one tally of every phase, per-batch losses and learning rates, per-epoch results in a
+//! fastai-style table, a progress bar per phase, and the loss plot.
 
+#[cfg(feature = "plot")]
 use std::path::Path;
 use std::time::Instant;
 
@@ -8,8 +9,57 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tiny_tensor::Tensor;
 
 use super::tally::{PhaseTally, PhaseTotals};
+#[cfg(feature = "plot")]
 use crate::plot::{LinePlot, Series};
 use crate::{Callback, CbResult, LearnerState, Result};
+
+/// The results of one training or validation phase, as the `Recorder` tallies it and the chapter's
+/// `TrackResults` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseRecord {
+    /// The epoch, from 0.
+    pub epoch: usize,
+    /// Whether this was the training phase.
+    pub train: bool,
+    /// The mean loss per item.
+    pub loss: f32,
+    /// The fraction of items whose top prediction is the target: the `accuracy` metric, NaN when the learner
+    /// has none. It is also among `metrics`; this field is the chapter's `acc`.
+    pub acc: f32,
+    /// Every metric of the learner by name, in order, measured over this phase.
+    pub metrics: Vec<(String, f32)>,
+    /// The number of items.
+    pub n: usize,
+    /// The phase's wall time in seconds.
+    pub secs: f64,
+    /// Items per second.
+    pub img_per_s: f64,
+    /// Seconds spent waiting for the loader's next batch (see `LearnerState::data_wait`).
+    pub data_wait_secs: f64,
+}
+
+impl PhaseRecord {
+    /// The chapter's line: `{epoch} {train!s:5} loss {loss:.4f} acc {acc:.4f} n {n} time {secs:.2f}s
+    /// {img_per_s:.0f} img/s`, with Python's `True`/`False`. The other metrics follow `acc` as `{name} {value:.4f}`;
+    /// `acc` is left out when it is NaN (no accuracy metric).
+    pub fn line(&self) -> String {
+        let train = if self.train { "True" } else { "False" };
+        let mut line = format!("{} {train:5} loss {:.4}", self.epoch, self.loss);
+        if !self.acc.is_nan() {
+            line.push_str(&format!(" acc {:.4}", self.acc));
+        }
+        for (name, v) in self.metrics.iter().filter(|(name, _)| name != "accuracy") {
+            line.push_str(&format!(" {name} {v:.4}"));
+        }
+        line.push_str(&format!(" n {} time {:.2}s {:.0} img/s", self.n, self.secs, self.img_per_s));
+        line
+    }
+
+    /// The value of the metric called `name` (such as `error_rate`), if the learner measured it.
+    pub fn metric(&self, name: &str) -> Option<f32> {
+        self.metrics.iter().find(|(n, _)| n == name).map(|m| m.1)
+    }
+}
 
 /// The results of one epoch, as the `Recorder` writes them into `LearnerState::history`.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,9 +88,13 @@ impl EpochStats {
     }
 }
 
-/// Records what happens during training, fastai's `Recorder` plus its `ProgressCallback`.
+/// Records what happens during training, fastai's `Recorder` (with its `AvgLoss` and `AvgMetrics`) plus its
+/// `ProgressCallback`. Every learner has one from [`Learner::new`](crate::Learner::new), quiet (no table), and
+/// adding another replaces it.
 ///
-/// Per training batch it keeps the loss (as a tensor until the phase ends, so no per-batch host
+/// It is the one tally of the loop: over each training and validation phase it adds up the loss weighted by
+/// batch size and the learner's metrics (in training phases only with `LearnerState::train_metrics`), and appends a [`PhaseRecord`] to `LearnerState::phases`, which
+/// `TrackResults` prints. Per training batch it keeps the loss (as a tensor until the phase ends, so no per-batch host
 /// synchronisation) and the learning rate; per epoch the mean training loss, the validation loss, the learner's
 /// metrics on the validation set (as fastai, which measures metrics on the training set only when asked) and
 /// the wall time, which it appends to `LearnerState::history` and prints as a row of a fastai-style table, one
@@ -63,6 +117,7 @@ pub struct Recorder {
     metric_names: Vec<String>,
     pending: Vec<Tensor>,
     tally: PhaseTally,
+    phase_start: Option<Instant>,
     train_loss: f32,
     valid: Option<PhaseTotals>,
     start: Option<Instant>,
@@ -89,6 +144,7 @@ impl Recorder {
             metric_names: Vec::new(),
             pending: Vec::new(),
             tally: PhaseTally::default(),
+            phase_start: None,
             train_loss: f32::NAN,
             valid: None,
             start: None,
@@ -151,6 +207,7 @@ impl Recorder {
     }
 
     /// Writes a PNG of the training loss per batch and the validation loss per epoch.
+    #[cfg(feature = "plot")]
     pub fn plot_loss(&self, path: &Path) -> Result<()> {
         let train = self.losses.iter().enumerate().map(|(i, &l)| (i as f64, l as f64)).collect();
         let valid = self
@@ -166,12 +223,11 @@ impl Recorder {
     }
 
     fn begin_phase(&mut self, learn: &LearnerState) {
-        if learn.training {
-            self.tally.begin(&[]);
-        } else {
+        if !learn.training {
             self.metric_names = learn.metrics.iter().map(|m| m.name()).collect();
-            self.tally.begin(&learn.metrics);
         }
+        self.tally.begin(if learn.training && !learn.train_metrics { &[] } else { &learn.metrics });
+        self.phase_start = Some(Instant::now());
         if self.show_progress {
             let bar = ProgressBar::with_draw_target(Some(learn.n_iter as u64), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise}");
@@ -184,11 +240,27 @@ impl Recorder {
         }
     }
 
-    fn end_phase(&mut self) -> Result<PhaseTotals> {
+    /// Reads the phase's tally back and appends its record to `learn.phases`.
+    fn end_phase(&mut self, learn: &mut LearnerState) -> Result<PhaseTotals> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        self.tally.finish()
+        // Read the results first: on a GPU that waits for the phase's queued work, which its time includes.
+        let totals = self.tally.finish()?;
+        let secs = self.phase_start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let acc = totals.metrics.iter().find(|(name, _)| name == "accuracy").map_or(f32::NAN, |m| m.1);
+        learn.phases.push(PhaseRecord {
+            epoch: learn.epoch,
+            train: learn.training,
+            loss: totals.loss.unwrap_or(0.0),
+            acc,
+            metrics: totals.metrics.clone(),
+            n: totals.n,
+            secs,
+            img_per_s: totals.n as f64 / secs.max(1e-9),
+            data_wait_secs: learn.data_wait.as_secs_f64(),
+        });
+        Ok(totals)
     }
 }
 
@@ -241,16 +313,16 @@ impl Callback for Recorder {
         Ok(())
     }
 
-    fn after_train(&mut self, _learn: &mut LearnerState) -> CbResult {
+    fn after_train(&mut self, learn: &mut LearnerState) -> CbResult {
         for t in self.pending.drain(..) {
             self.losses.push(t.item()?);
         }
-        self.train_loss = self.end_phase()?.loss.unwrap_or(f32::NAN);
+        self.train_loss = self.end_phase(learn)?.loss.unwrap_or(f32::NAN);
         Ok(())
     }
 
-    fn after_validate(&mut self, _learn: &mut LearnerState) -> CbResult {
-        self.valid = Some(self.end_phase()?).filter(|v| v.n > 0);
+    fn after_validate(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.valid = Some(self.end_phase(learn)?).filter(|v| v.n > 0);
         Ok(())
     }
 

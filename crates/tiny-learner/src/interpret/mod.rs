@@ -1,14 +1,18 @@
 //! fastai's `ClassificationInterpretation`: the confusion matrix, the most confused pairs and the top losses of a
 //! classifier's validation set, as numbers, a text table and PNG pictures (in `show.rs`, with `show_batch`).
 
+#[cfg(feature = "plot")]
 mod show;
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "plot")]
+use std::path::Path;
+use std::path::PathBuf;
 
-use tiny_data::{ImageFolderDataset, ItemTransform};
+use tiny_data::ItemTransform;
 
 use crate::{Learner, LearnerError, Preds, Result};
 
+#[cfg(feature = "plot")]
 pub use show::{show_batch, show_batch_denormalized};
 
 /// The side of the thumbnails of [`ClassificationInterpretation::plot_top_losses`] when the items are smaller.
@@ -57,35 +61,20 @@ pub struct ClassificationInterpretation {
 
 impl ClassificationInterpretation {
     /// fastai's `ClassificationInterpretation.from_learner(learn)`: the predictions and losses of one pass over the
-    /// learner's validation set (see [`Learner::get_preds`]), with `ds`, the same items in the same order, for
-    /// their files. The class names are those of the learner's [`crate::ExportInfo`], or the class indices when it
-    /// has none.
+    /// learner's validation set (see [`Learner::get_preds`]), with its files. The class names are those of the
+    /// learner's [`crate::ExportInfo`], else its loaders' vocabulary, else the class indices.
     ///
     /// # Errors
-    /// [`LearnerError::InvalidArgument`] when `ds` does not hold the validation set's items (another count, or
-    /// other labels in that order); the inference pass's own errors.
-    pub fn from_learner(learn: &mut Learner, ds: &ImageFolderDataset) -> Result<Self> {
+    /// [`LearnerError::InvalidArgument`] when the validation loader is not an image folder's (there are no files to
+    /// show); the inference pass's own errors.
+    pub fn from_learner(learn: &mut Learner) -> Result<Self> {
+        let ds = crate::inference::valid_files(learn, "ClassificationInterpretation::from_learner")?;
         let preds = learn.get_preds(true)?;
-        let bad =
-            |msg: String| LearnerError::InvalidArgument { what: "ClassificationInterpretation::from_learner", msg };
-        if preds.len() != ds.files().len() {
-            return Err(bad(format!(
-                "the learner's validation set has {} items but the dataset {}: give the validation dataset",
-                preds.len(),
-                ds.files().len()
-            )));
-        }
-        if let Some(i) = (0..preds.len()).find(|&i| preds.targets[i] != ds.labels()[i]) {
-            return Err(bad(format!(
-                "item {i} is of class {} in the validation set but {} in the dataset: give the validation dataset, \
-                 in its order",
-                preds.targets[i],
-                ds.labels()[i]
-            )));
-        }
-        let vocab = match &learn.state().export_info {
-            Some(info) => info.vocab.clone(),
-            None => (0..preds.n_classes()).map(|c| c.to_string()).collect(),
+        let s = learn.state();
+        let vocab = match (&s.export_info, s.dls.vocab.names()) {
+            (Some(info), _) => info.vocab.clone(),
+            (None, names) if names.len() == preds.n_classes() => names.to_vec(),
+            (None, _) => (0..preds.n_classes()).map(|c| c.to_string()).collect(),
         };
         Ok(Self::new(preds, vocab, ds.files().to_vec())?.with_item_tfm(ds.transform().deterministic()))
     }
@@ -129,8 +118,8 @@ impl ClassificationInterpretation {
         })
     }
 
-    /// Shows the images with `tfm`'s method (squash or centre crop) in [`Self::plot_top_losses`], as the model saw
-    /// them; its size is raised to 160 pixels when smaller.
+    /// Shows the images with `tfm`'s method (squash or centre crop) in `plot_top_losses` (feature `plot`), as the
+    /// model saw them; its size is raised to 160 pixels when smaller.
     pub fn with_item_tfm(mut self, tfm: ItemTransform) -> Self {
         self.item_tfm = tfm.deterministic();
         self
@@ -240,6 +229,7 @@ impl ClassificationInterpretation {
 
     /// fastai's `plot_confusion_matrix()`: a PNG heat map of [`Self::confusion_matrix`] titled "Confusion matrix",
     /// predicted classes along the bottom, actual classes down the side, each cell's count written in it.
+    #[cfg(feature = "plot")]
     pub fn plot_confusion_matrix(&self, path: &Path) -> Result<()> {
         crate::plot::MatrixPlot::new(
             "Confusion matrix",
@@ -256,6 +246,7 @@ impl ClassificationInterpretation {
     ///
     /// # Errors
     /// An error naming the file when an image cannot be read; the PNG's own errors.
+    #[cfg(feature = "plot")]
     pub fn plot_top_losses(&self, k: usize, path: &Path) -> Result<()> {
         show::plot_top_losses(&self.top_losses(k), self.item_tfm, path)
     }

@@ -6,7 +6,9 @@ use tiny_data::{ItemTransform, Normalize, decode_rgb};
 
 use super::{THUMB, TopLoss};
 use crate::plot::{ImageGrid, Tile};
-use crate::{Batch, LearnerError, Result};
+use tiny_data::Batch;
+
+use crate::{LearnerError, Result};
 
 /// The size the images of `show_batch` are scaled up to (by whole factors), so that a 16-pixel item is visible.
 const BATCH_THUMB: usize = 128;

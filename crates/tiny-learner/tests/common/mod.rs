@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use tiny_learner::{Callback, Cancel, CbResult, Event, InMemory, Learner, LearnerState, Loaders};
+use tiny_learner::{Callback, Cancel, CbResult, DataLoaders, Event, InMemory, Learner, LearnerState};
 use tiny_nn::{Linear, Module, ReLU, Sequential, cross_entropy};
 use tiny_tensor::Tensor;
 
@@ -60,14 +60,14 @@ pub fn points(n: usize, seed: u64) -> (Tensor, Vec<u32>) {
 }
 
 /// Training and validation sources of `points`.
-pub fn point_loaders(n_train: usize, n_valid: usize, bs: usize, shuffle: Option<u64>) -> Loaders {
+pub fn point_loaders(n_train: usize, n_valid: usize, bs: usize, shuffle: Option<u64>) -> DataLoaders {
     let (x, y) = points(n_train, 1);
     let mut train = InMemory::new(x, y, bs).unwrap();
     if let Some(seed) = shuffle {
         train = train.shuffle(seed);
     }
     let (vx, vy) = points(n_valid, 2);
-    Loaders::new(train, InMemory::new(vx, vy, bs).unwrap())
+    DataLoaders::new(train, InMemory::new(vx, vy, bs).unwrap()).into()
 }
 
 /// A two-layer perceptron for `points`.
@@ -80,7 +80,7 @@ pub fn mlp() -> Box<dyn Module> {
 }
 
 /// A learner on `points` with the given callbacks, plain SGD and cross entropy.
-pub fn point_learner(loaders: Loaders, lr: f32, cbs: Vec<Box<dyn Callback>>) -> Learner {
+pub fn point_learner(loaders: DataLoaders, lr: f32, cbs: Vec<Box<dyn Callback>>) -> Learner {
     Learner::new(mlp(), loaders, cross_entropy, lr, cbs)
 }
 

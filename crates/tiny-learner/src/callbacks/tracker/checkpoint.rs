@@ -1,5 +1,4 @@
-//! Checkpoints: one safetensors file with the model, the optimizer state, the epoch and the seed,
-//! written atomically; `SaveModel` writes them during a fit and `load_checkpoint` resumes from one.
+//! Checkpoints (model, optimizer, epoch and seed in one safetensors file), `SaveModel` and `load_checkpoint`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -269,7 +268,7 @@ impl Callback for SaveModel {
         let save = if self.every_epoch {
             true
         } else {
-            let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback: "SaveModel" })?;
+            let stats = learn.epoch_stats("SaveModel")?;
             match self.monitor.value(stats) {
                 Some(v) if Monitor::improved(self.lower_is_better, v, self.best, self.min_delta) => {
                     self.best = Some(v);

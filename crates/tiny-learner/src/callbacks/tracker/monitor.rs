@@ -102,7 +102,7 @@ impl Tracker {
         learn: &crate::LearnerState,
         callback: &'static str,
     ) -> Result<Option<usize>> {
-        let stats = learn.history.last().ok_or(LearnerError::NeedsRecorder { callback })?;
+        let stats = learn.epoch_stats(callback)?;
         let Some(value) = monitor.value(stats) else { return Ok(None) };
         if Monitor::improved(self.lower_is_better, value, self.best, min_delta) {
             self.best = Some(value);

@@ -52,6 +52,10 @@ impl ReduceLROnPlateau {
 }
 
 impl Callback for ReduceLROnPlateau {
+    fn varies_per_batch(&self) -> Option<&'static str> {
+        Some("lowers the learning rate between epochs")
+    }
+
     fn order(&self) -> i32 {
         64
     }

@@ -1,12 +1,14 @@
-//! `LrFinder` and `Learner::lr_find`: the chapter's learning-rate finder, which restores the model and
-//! optimizer afterwards and suggests a rate.
+//! `LrFinder` and `Learner::lr_find`: the chapter's LR finder, which puts the learner back and suggests a rate.
 
+#[cfg(feature = "plot")]
 use std::path::Path;
 
 use tiny_optim::{Optimizer, OptimizerState};
 use tiny_tensor::Tensor;
 
+#[cfg(feature = "plot")]
 use crate::plot::{LinePlot, Series};
+use crate::schedule::{Sched, geometric};
 use crate::{Callback, Cancel, CbResult, Learner, LearnerError, LearnerState, Result};
 
 /// How the finder raises the learning rate from batch to batch.
@@ -21,6 +23,26 @@ pub enum LrSchedule {
         /// The number of batches.
         steps: usize,
     },
+}
+
+impl LrSchedule {
+    /// The rate of training batch `step` (from 0) of a search from `start`: for `Mult(m)` the chapter's
+    /// `start * m^(step + 1)`, an exponential of the step count ([`geometric`]); for `Exp`, fastai's
+    /// `SchedExp(start, end_lr)` at `pos = step / (steps - 1)`, which holds `end_lr` past the last step.
+    ///
+    /// ```
+    /// use tiny_learner::LrSchedule;
+    /// assert_eq!(LrSchedule::Mult(2.0).lr_at(1e-3, 0), 2e-3);
+    /// let exp = LrSchedule::Exp { end_lr: 1.0, steps: 5 };
+    /// assert_eq!(exp.lr_at(1e-4, 0), 1e-4);
+    /// assert!((exp.lr_at(1e-4, 4) - 1.0).abs() < 1e-6 && exp.lr_at(1e-4, 9) == exp.lr_at(1e-4, 4));
+    /// ```
+    pub fn lr_at(self, start: f32, step: usize) -> f32 {
+        match self {
+            LrSchedule::Mult(m) => geometric(start, m, step + 1),
+            LrSchedule::Exp { end_lr, steps } => Sched::exp(start, end_lr).at(step as f32 / (steps.max(2) - 1) as f32),
+        }
+    }
 }
 
 /// Why the finder stopped.
@@ -41,7 +63,8 @@ pub enum FinderStop {
 /// the loss is NaN or exceeds `stop_div` (4) times its minimum. Validation is skipped. It saves the
 /// model's tensors (parameters and buffers), the optimizer (and any optimizer state a checkpoint left
 /// pending) and `lr` in `before_fit` and puts them back in `after_fit`, so the search leaves the
-/// learner as it found it. Run it with [`Learner::lr_find`].
+/// learner as it found it. Run it with [`Learner::lr_find`]. Its rates come from [`LrSchedule::lr_at`], built on the
+/// same schedules as the [`ParamScheduler`](crate::ParamScheduler).
 #[derive(Debug)]
 pub struct LrFinder {
     /// The first learning rate.
@@ -114,16 +137,6 @@ impl LrFinder {
             }
             LrSchedule::Mult(_) => 1000,
             LrSchedule::Exp { steps, .. } => steps.max(1),
-        }
-    }
-
-    fn lr_at(&self, step: usize) -> f32 {
-        match self.schedule {
-            LrSchedule::Mult(m) => self.start_lr * m.powi(step as i32 + 1),
-            LrSchedule::Exp { end_lr, steps } => {
-                let t = step as f32 / (steps.max(2) - 1) as f32;
-                self.start_lr * (end_lr / self.start_lr).powf(t)
-            }
         }
     }
 
@@ -318,6 +331,7 @@ impl LrFindResult {
     }
 
     /// Writes a PNG of loss against learning rate (log scale) with the suggestion marked.
+    #[cfg(feature = "plot")]
     pub fn plot(&self, path: &Path) -> Result<()> {
         let pts = |v: &[f32]| self.lrs.iter().zip(v).map(|(&x, &y)| (x as f64, y as f64)).collect();
         let mut plot = LinePlot::new("learning rate finder", "learning rate (log scale)", "loss")
@@ -332,6 +346,10 @@ impl LrFindResult {
 }
 
 impl Callback for LrFinder {
+    fn varies_per_batch(&self) -> Option<&'static str> {
+        Some("changes the learning rate every batch")
+    }
+
     fn runs_in_inference(&self) -> bool {
         false
     }
@@ -365,7 +383,7 @@ impl Callback for LrFinder {
 
     fn before_batch(&mut self, learn: &mut LearnerState) -> CbResult {
         if learn.training {
-            let lr = self.lr_at(self.lrs.len());
+            let lr = self.schedule.lr_at(self.start_lr, self.lrs.len());
             learn.opt_mut("LrFinder")?.set_lr(lr);
         }
         Ok(())

@@ -6,7 +6,7 @@ use crate::{Callback, Cancel, CbResult, LearnerState, Monitor};
 /// fastai's `EarlyStoppingCallback`: after each epoch it reads the monitored value from the history
 /// the `Recorder` writes, and cancels the fit once `patience` epochs in a row failed to beat the best
 /// by more than `min_delta`. A monitored metric is one of the learner's, whose direction says what is better;
-/// `before_fit` fails with [`LearnerError::UnknownMetric`] when the learner has no metric of that name. It runs
+/// `before_fit` fails with [`LearnerError::UnknownMetric`](crate::LearnerError::UnknownMetric) when the learner has no metric of that name. It runs
 /// last (order 65), after the logger and the checkpoints.
 #[derive(Debug, Clone)]
 pub struct EarlyStopping {

@@ -1,6 +1,6 @@
-//! `--cuda-graph`: the training step captured once into a CUDA graph and replayed for every batch of its shape.
+//! `GraphStep`: the training step captured once into a CUDA graph and replayed for every batch of its shape.
 
-use tiny_learner::{Callback, Cancel, CbResult, LearnerError, LearnerState};
+use crate::{Callback, Cancel, CbResult, LearnerError, LearnerState};
 use tiny_tensor::cuda::{Graph, HostInput};
 use tiny_tensor::{Device, Tensor, no_grad};
 
@@ -13,10 +13,12 @@ use tiny_tensor::{Device, Tensor, no_grad};
 ///
 /// The fit's first batch runs eagerly: the optimizer creates its momentum buffers at its first step, which the
 /// graph must find in place. A batch of another shape (the last, smaller one) also runs eagerly. The graph bakes in
-/// the optimizer's hyper-parameters, so the learning rate must stay constant: `args.rs` refuses the schedules, and
-/// whatever changes a batch or a step per batch (Mixup, CutMix, gradient clipping or accumulation, Adam's step
-/// count). Runs last among the callbacks' `before_batch` (after `SetupLearner` and `AugTransforms`, which run
-/// eagerly on the batch). `TerminateOnNaN` sees the replayed batches' losses only through the validation loss.
+/// the optimizer's hyper-parameters and what runs between the step's parts, so `before_fit` refuses a learner
+/// with a callback that changes them from batch to batch (schedules, the LR finder, Mixup, CutMix, gradient
+/// clipping or accumulation: each says so through [`Callback::varies_per_batch`]), and the first capture refuses
+/// an optimizer whose update changes per step (Adam's step count, through `Optimizer::varies_per_step`). Runs last
+/// among the callbacks' `before_batch` (after `SetupLearner` and `AugTransforms`, which run eagerly on the batch).
+/// `TerminateOnNaN` sees the replayed batches' losses only through the validation loss.
 pub struct GraphStep {
     device: Device,
     /// The shape of the fit's first training batch, the one the graph is captured for.
@@ -75,8 +77,12 @@ impl Callback for GraphStep {
         false
     }
 
-    /// A fit creates a new optimizer, whose buffers the graph of the last fit does not know.
-    fn before_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+    /// Refuses the callbacks that change the step from batch to batch. A fit creates a new optimizer, whose
+    /// buffers the graph of the last fit does not know, so the graph is captured again.
+    fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        if let Some((name, why)) = learn.varying_callbacks.first() {
+            return Err(graph_conflict(name, why).into());
+        }
         self.captured = None;
         self.full = None;
         Ok(())
@@ -100,6 +106,9 @@ impl Callback for GraphStep {
             return Ok(());
         }
         if self.captured.is_none() {
+            if let Some(why) = learn.opt.as_ref().and_then(|o| o.varies_per_step()) {
+                return Err(graph_conflict("the optimizer", why).into());
+            }
             self.captured = Some(self.capture(learn)?);
         }
         let Some(c) = self.captured.as_mut() else { return Ok(()) };
@@ -112,5 +121,16 @@ impl Callback for GraphStep {
         learn.loss = c.loss.mul_scalar(1.0)?;
         self.replayed += 1;
         Err(Cancel::Batch.into())
+    }
+}
+
+/// The error of a fit whose step `name` changes from batch to batch, as `why` says.
+fn graph_conflict(name: &str, why: &str) -> LearnerError {
+    LearnerError::InvalidArgument {
+        what: "GraphStep",
+        msg: format!(
+            "a CUDA graph replays one captured step with its hyper-parameters fixed, and {name} {why}; leave one of \
+             the two out"
+        ),
     }
 }
