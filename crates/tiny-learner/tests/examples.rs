@@ -277,3 +277,26 @@ fn precision_bf16_trains_close_to_fp32_and_says_so() {
     assert!(a != b && (a - b).abs() < 0.05 * a, "fp32 {a} vs bf16 {b}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_unsplit_folder_trains_with_valid_pct_and_the_json_line_counts_what_was_left_out() {
+    let dir = temp_dir("unsplit");
+    // The small set's train/ alone is one folder of class folders, fastai's layout for from_folder(valid_pct=).
+    let data = small_set(&dir).join("train");
+    let class = std::fs::read_dir(&data).unwrap().flatten().map(|e| e.path()).find(|p| p.is_dir()).unwrap();
+    let image = std::fs::read_dir(&class).unwrap().flatten().map(|e| e.path()).next().unwrap();
+    std::fs::create_dir_all(class.join("deeper")).unwrap();
+    std::fs::copy(&image, class.join("deeper/nested.JPEG")).unwrap();
+    std::fs::write(data.join("README.txt"), "not an image").unwrap();
+
+    let out = train(&data, &["--epochs", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--valid-pct"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let json = train_json(&data, &["--epochs", "1", "--valid-pct", "0.2", "--accept-missing-classes"]);
+    let (n_train, n_valid) = (json["n_train"].as_u64().unwrap(), json["n_valid"].as_u64().unwrap());
+    assert_eq!(n_valid, (n_train + n_valid) / 5, "{json}");
+    assert_eq!(json["left_out"]["not_an_image"], 1, "{json}");
+    assert!(json["valid_loss"].as_f64().unwrap().is_finite(), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,8 +17,8 @@ use tiny_tensor::{Device, Precision};
                   checkpoint is the last one written; a second Ctrl-C exits at once."
 )]
 pub struct Args {
-    /// Image folders train/<class>/*, val/<class>/* (default data/imagenette2-160, or a synthetic
-    /// Imagenette-shaped set generated into data/synth-imagenette).
+    /// Image folders train/<class>/**, val/<class>/** (or fastai's valid/; with --valid-pct, DATA/<class>/**)
+    /// (default data/imagenette2-160, or a synthetic Imagenette-shaped set generated into data/synth-imagenette).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// The architecture, from tiny-learner's registry.
@@ -156,6 +156,13 @@ pub struct Args {
     /// instead of stopping at the first one.
     #[arg(long)]
     pub skip_bad_files: bool,
+    /// Split one folder of class folders (`DATA/<class>/**`) at random, this fraction for validation, as fastai's
+    /// `from_folder(valid_pct=, seed=)`; for data without train/ and val/ folders.
+    #[arg(long, value_name = "FRACTION")]
+    pub valid_pct: Option<f32>,
+    /// Train on a class that has no validation images (or the reverse) with a warning, instead of stopping.
+    #[arg(long)]
+    pub accept_missing_classes: bool,
     /// Validation metrics, comma-separated: accuracy, error_rate, top_k:K, f1, precision, recall (macro).
     #[arg(long, default_value = "accuracy", value_name = "LIST")]
     pub metrics: String,

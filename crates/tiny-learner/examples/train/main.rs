@@ -12,6 +12,7 @@ mod recipe;
 mod report;
 mod stop;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -19,7 +20,7 @@ use args::{Args, Stats};
 use clap::Parser;
 use report::{After, LrFindSummary, Run};
 use stop::Interrupt;
-use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, ImageDataLoaders, Normalize};
+use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, ImageDataLoaders, ImageFolder, LeftOut, Normalize};
 use tiny_learner::{CheckpointInfo, JsonSummary, Learner, LrFinder, Recorder, Tta, metrics_from_names};
 
 const DEFAULT_DATA: &str = "data/imagenette2-160";
@@ -36,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     let resume = args.resume.as_deref().map(CheckpointInfo::read).transpose()?;
     let (lr, seed) = recipe::lr_and_seed(&args, resume.as_ref());
     let data = data_dir(&args)?;
-    let dls = loaders(&args, &data, seed)?;
+    let (dls, left_out) = loaders(&args, &data, seed)?;
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
     let counts = [dls.train.dataset().len(), dls.valid.dataset().len()];
     // The first training batch: the chapter's statistics come from it, and --interpret shows it.
@@ -75,12 +76,18 @@ fn main() -> anyhow::Result<()> {
     if let Some(at) = learn.callback::<Interrupt>().and_then(|i| i.at) {
         report::interrupted(&learn, &args, at);
     }
-    after_fit(&mut learn, &args, first, skipped.len())
+    after_fit(&mut learn, &args, first, skipped.len(), left_out.counts())
 }
 
 /// What comes after the fit: the loss plot, the export, the interpretation views, TTA, `validate` for a fit of no
 /// epochs (as fastai's `learn.validate()`), and the JSON line.
-fn after_fit(learn: &mut Learner, args: &Args, first: Option<tiny_data::Batch>, skipped: usize) -> anyhow::Result<()> {
+fn after_fit(
+    learn: &mut Learner,
+    args: &Args,
+    first: Option<tiny_data::Batch>,
+    skipped: usize,
+    left_out: BTreeMap<&'static str, usize>,
+) -> anyhow::Result<()> {
     if let Some(path) = &args.plot {
         learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(path)?;
     }
@@ -101,7 +108,7 @@ fn after_fit(learn: &mut Learner, args: &Args, first: Option<tiny_data::Batch>, 
     #[cfg(not(feature = "cuda"))]
     let graph_steps = 0;
     let summary = learn.callback::<JsonSummary<Run>>().context("the JsonSummary callback is gone")?;
-    println!("{}", summary.line(learn, After { graph_steps, tta_acc, skipped_files: skipped })?);
+    println!("{}", summary.line(learn, After { graph_steps, tta_acc, skipped_files: skipped, left_out })?);
     Ok(())
 }
 
@@ -147,8 +154,10 @@ fn check_paths(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The chapter's loaders of the data folder, with the flags' size, batch size, workers and caching.
-fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<ImageDataLoaders> {
+/// The chapter's loaders of the data folder, with the flags' size, batch size, workers, caching and split, and what
+/// the folder walk left out. The folder's warnings (one class, fewer images than a batch, a class in one split only)
+/// are printed here, before any work.
+fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<(ImageDataLoaders, LeftOut)> {
     let mut cfg = FolderConfig {
         size: args.size,
         bs: args.bs,
@@ -156,6 +165,8 @@ fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<ImageDataLoade
         augment: args.item_aug,
         cache: args.cache,
         cache_mb: args.cache_mb,
+        valid_pct: args.valid_pct,
+        accept_missing_classes: args.accept_missing_classes,
         ..FolderConfig::default()
     };
     if let Some(w) = args.workers {
@@ -164,7 +175,14 @@ fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<ImageDataLoade
     if args.skip_bad_files {
         cfg.on_bad_file = BadFilePolicy::Skip;
     }
-    DataLoaders::from_folder(data, &cfg).with_context(|| format!("reading {}", data.display()))
+    let folder = ImageFolder::scan(data, &cfg).with_context(|| format!("reading {}", data.display()))?;
+    for warning in &folder.warnings {
+        eprintln!("warning: {}: {warning}", data.display());
+    }
+    let left_out = folder.left_out.clone();
+    report::left_out(&left_out);
+    let dls = DataLoaders::from_image_folder(folder, &cfg).with_context(|| format!("reading {}", data.display()))?;
+    Ok((dls, left_out))
 }
 
 /// Runs the LR finder, writes lr_find.png, and prints the suggestion and a JSON line.

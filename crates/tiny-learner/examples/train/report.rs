@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
-use tiny_data::Normalize;
+use tiny_data::{LeftOut, Normalize};
 use tiny_learner::{ClassificationInterpretation, Learner, Recorder, SaveModel};
 use tiny_tensor::Precision;
 
@@ -88,6 +88,8 @@ pub struct After {
     pub graph_steps: usize,
     pub tta_acc: Option<f32>,
     pub skipped_files: usize,
+    /// What the folder walk left out, by reason (`not_an_image`, `unreadable`, `link_loop`, `outside_splits`).
+    pub left_out: BTreeMap<&'static str, usize>,
 }
 
 /// The JSON line of `--lr-find`.
@@ -126,6 +128,15 @@ pub fn interpret(learn: &mut Learner, first: tiny_data::Batch, dir: &Path) -> an
         })
         .collect();
     write("preds.csv", format!("file,actual,predicted,probability,loss\n{}\n", lines.join("\n")))
+}
+
+/// Says what the folder walk left out, by reason, with the first file of each reason.
+pub fn left_out(left_out: &LeftOut) {
+    for (reason, n) in left_out.counts() {
+        let first = left_out.entries.iter().find(|(_, r)| r.name() == reason);
+        let example = first.map_or_else(String::new, |(p, _)| format!(", such as {}", p.display()));
+        eprintln!("left out {n} {} ({reason}){example}", if n == 1 { "entry" } else { "entries" });
+    }
 }
 
 /// Says which unreadable files `--skip-bad-files` left out, five by name.
