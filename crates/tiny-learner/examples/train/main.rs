@@ -175,11 +175,11 @@ fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<(ImageDataLoad
     if args.skip_bad_files {
         cfg.on_bad_file = BadFilePolicy::Skip;
     }
-    let folder = ImageFolder::scan(data, &cfg).with_context(|| format!("reading {}", data.display()))?;
+    let mut folder = ImageFolder::scan(data, &cfg).with_context(|| format!("reading {}", data.display()))?;
     for warning in &folder.warnings {
         eprintln!("warning: {}: {warning}", data.display());
     }
-    let left_out = folder.left_out.clone();
+    let left_out = std::mem::take(&mut folder.left_out);
     report::left_out(&left_out);
     let dls = DataLoaders::from_image_folder(folder, &cfg).with_context(|| format!("reading {}", data.display()))?;
     Ok((dls, left_out))
