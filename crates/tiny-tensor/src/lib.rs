@@ -39,7 +39,7 @@ mod tensor;
 
 pub use autocast::{AutocastGuard, Precision, autocast, autocast_precision};
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
-pub use cpu::{Bf16Kernel, bf16_kernel, empty_cache, num_threads, set_num_threads};
+pub use cpu::{Bf16Kernel, amx_tiles, bf16_kernel, empty_cache, num_threads, set_num_threads};
 pub use device::Device;
 pub use error::{Result, TensorError};
 pub use layout::{Layout, broadcast_shapes, contiguous_strides};

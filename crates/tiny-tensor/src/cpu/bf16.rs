@@ -1,5 +1,5 @@
 //! bfloat16 on the CPU: the rounding and dot-product step of the x86 instructions, in portable code, and which
-//! instructions this CPU has.
+//! instructions this CPU has (AMX tiles, AVX512-BF16 or neither).
 //!
 //! A bf16 is the top half of an f32: the same 8-bit exponent, 7 bits of mantissa. The conversion and the
 //! multiply-add below are bit for bit what `vcvtne2ps2bf16` and `vdpbf16ps` (AVX512-BF16) compute, measured on
@@ -38,7 +38,7 @@ pub(crate) fn round_f32(x: f32) -> f32 {
 pub(crate) fn rounded(x: &[f32]) -> Vec<f32> {
     let mut out = crate::cpu::alloc::take(x.len());
     #[cfg(target_arch = "x86_64")]
-    if bf16_kernel() == Bf16Kernel::Avx512Bf16 {
+    if bf16_kernel().has_avx512_bf16() {
         // SAFETY: the CPU has AVX512-BF16; `out` is as long as `x`.
         unsafe { rounded_avx512(x, &mut out) };
         return out;
@@ -110,15 +110,26 @@ pub(crate) fn dot_pair(acc: f32, a: u32, b: u32) -> f32 {
 /// The bf16 instructions the CPU kernels use on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Kernel {
+    /// AMX-BF16 tiles (`tdpbf16ps`, Intel Sapphire Rapids on) for the matrix products whose left operand is
+    /// row-major in k, and AVX512-BF16 for the rest: every AMX CPU has both.
+    AmxBf16,
     /// AVX512-BF16 (`vdpbf16ps`): Intel Cooper Lake and Sapphire Rapids on, AMD Zen 4 on.
     Avx512Bf16,
-    /// No bf16 instructions: the portable kernel, which gives the same numbers, more slowly.
+    /// No bf16 instructions: the portable kernel, which gives the same numbers as AVX512-BF16, more slowly.
     Portable,
+}
+
+impl Bf16Kernel {
+    /// Whether the AVX512-BF16 instructions are there: for the packing and for every kernel but the tiles.
+    pub fn has_avx512_bf16(self) -> bool {
+        self != Bf16Kernel::Portable
+    }
 }
 
 impl std::fmt::Display for Bf16Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Bf16Kernel::AmxBf16 => "amx-bf16",
             Bf16Kernel::Avx512Bf16 => "avx512-bf16",
             Bf16Kernel::Portable => "portable",
         })
@@ -126,7 +137,7 @@ impl std::fmt::Display for Bf16Kernel {
 }
 
 /// Which bf16 kernel this CPU runs (checked once per process). The portable one says so on standard error the
-/// first time a bf16 product runs.
+/// first time a bf16 product runs. `TINY_AMX=0` keeps an AMX CPU on AVX512-BF16 (to compare the two).
 pub fn bf16_kernel() -> Bf16Kernel {
     static KERNEL: OnceLock<Bf16Kernel> = OnceLock::new();
     *KERNEL.get_or_init(|| {
@@ -136,10 +147,69 @@ pub fn bf16_kernel() -> Bf16Kernel {
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512bf16")
         {
-            return Bf16Kernel::Avx512Bf16;
+            return if amx_tiles().is_ok() { Bf16Kernel::AmxBf16 } else { Bf16Kernel::Avx512Bf16 };
         }
         Bf16Kernel::Portable
     })
+}
+
+/// Whether the AMX tiles run here, or why not: the CPU must have AMX-TILE and AMX-BF16, `TINY_AMX=0` must not
+/// be set, and Linux must let this process use the tiles. The tile data is 8 KiB of state per thread that the
+/// kernel saves only for a process that asked for it, once, with `arch_prctl(ARCH_REQ_XCOMP_PERM,
+/// XFEATURE_XTILEDATA)` (the permission covers every thread of the process). Checked once per process.
+pub fn amx_tiles() -> Result<(), &'static str> {
+    static TILES: OnceLock<Result<(), &'static str>> = OnceLock::new();
+    *TILES.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // CPUID leaf 7, sub-leaf 0: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE (leaf 7 exists on every CPU
+            // with AVX512, and reads as zeros on older ones).
+            let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+            if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
+                return Err("this CPU has no AMX-BF16 tiles");
+            }
+            if !std::arch::is_x86_feature_detected!("avx512bf16") {
+                return Err("this CPU has AMX but not AVX512-BF16, which the packing uses");
+            }
+            if std::env::var("TINY_AMX").as_deref() == Ok("0") {
+                return Err("TINY_AMX=0 turns the AMX tiles off");
+            }
+            if !request_tile_data() {
+                return Err("Linux refused this process the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM)");
+            }
+            Ok(())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Err("AMX exists only on x86-64")
+    })
+}
+
+/// Asks Linux for the tile data permission; false where the kernel refuses or is not Linux.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: the arch_prctl system call with these arguments only changes this process's permission to
+    // use the tile state; `syscall` clobbers rcx and r11, declared below, and touches no memory of ours.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret == 0
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_data() -> bool {
+    false
 }
 
 /// Says once per process, on standard error, that bf16 products run on the portable kernel.
@@ -196,7 +266,7 @@ mod tests {
     #[test]
     fn the_portable_functions_match_avx512_bf16_bit_for_bit() {
         use rand::{Rng, SeedableRng};
-        if bf16_kernel() != Bf16Kernel::Avx512Bf16 {
+        if !bf16_kernel().has_avx512_bf16() {
             eprintln!("skipped: this CPU has no AVX512-BF16 to compare with");
             return;
         }

@@ -7,7 +7,7 @@ pub(crate) mod simd;
 pub(crate) mod strided;
 
 pub use alloc::empty_cache;
-pub use bf16::{Bf16Kernel, bf16_kernel};
+pub use bf16::{Bf16Kernel, amx_tiles, bf16_kernel};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -12,7 +12,7 @@ use super::cpu_rgb::{K, gather};
 
 /// Whether this CPU runs the stem's bf16 kernels (it has AVX512-BF16).
 pub(crate) fn available() -> bool {
-    crate::cpu::bf16::bf16_kernel() == crate::cpu::bf16::Bf16Kernel::Avx512Bf16
+    crate::cpu::bf16::bf16_kernel().has_avx512_bf16()
 }
 
 /// The weights `w` (`[f, 27]`) as 14 rows of `f` pairs, pair `(i, f)` holding positions `2i` and `2i + 1`.

@@ -2,10 +2,11 @@
 //!
 //! Both kernels read the same packed operands and compute the same numbers: the AVX512-BF16 one with
 //! `vdpbf16ps`, the portable one with [`dot_pair`], the instruction's step written out (see `cpu/bf16.rs`).
+//! The AMX kernel (`amx.rs`) reads them too, for A packed row-major, and differs in the last bits.
 //! A row of A is read as a broadcast pair per k-pair, from `a + r * rs + kp * ks` (row-major or panel-major
 //! packing, see `pack.rs`); B is panel-major, `16 * NV` pairs per k-pair.
 
-use crate::cpu::bf16::dot_pair;
+use crate::cpu::bf16::{Bf16Kernel, dot_pair};
 
 /// A packed panel of A: `MR` rows of k-pairs, pair `(r, kp)` at `ptr[r * rs + kp * ks]`.
 #[derive(Debug, Clone, Copy)]
@@ -31,20 +32,21 @@ pub(super) struct Out {
 
 impl Out {
     /// Checks that the corner lies inside the destination.
-    fn check(&self, mr_max: usize, nr_max: usize) {
+    pub(super) fn check(&self, mr_max: usize, nr_max: usize) {
         assert!(self.mr <= mr_max && self.nr <= nr_max);
         assert!(self.mr == 0 || self.nr == 0 || self.at + (self.mr - 1) * self.rs + (self.nr - 1) * self.cs < self.len);
     }
 }
 
 /// Sums `kc2` k-pairs of `a` (`MR` rows) against a B panel (`16 * NV` columns, `kc2 * 16 * NV` pairs), starting
-/// from zero, and adds the tile to `out`: with the AVX512-BF16 kernel when `vector`.
+/// from zero, and adds the tile to `out`, with `kernel`'s instructions. The tiles (`amx.rs`) need `MR` = 32,
+/// A packed row-major (`a.ks` = 1) and the tiles configured on this thread (`amx::Tiles`), and may sum in place.
 ///
 /// # Safety
 /// `out.ptr` must be valid for `out.len` floats, and no one else may touch the corner's elements meanwhile.
 #[inline(always)]
 pub(super) unsafe fn run<const MR: usize, const NV: usize>(
-    vector: bool,
+    kernel: Bf16Kernel,
     kc2: usize,
     a: APanel<'_>,
     b: &[u32],
@@ -56,13 +58,23 @@ pub(super) unsafe fn run<const MR: usize, const NV: usize>(
     assert!(kc2 == 0 || (MR - 1) * a.rs + (kc2 - 1) * a.ks < a.data.len());
     out.check(MR, nr);
     #[cfg(target_arch = "x86_64")]
-    if vector {
-        // SAFETY: the caller checked the CPU for AVX512-BF16 (`vector`); every index read or written lies inside
-        // the slices or the destination, by the asserts above, and the caller owns the destination's corner.
-        unsafe { avx512::<MR, NV>(kc2, a.data.as_ptr(), a.rs, a.ks, b.as_ptr(), out, tile.as_mut_ptr()) };
-        return;
+    match kernel {
+        Bf16Kernel::AmxBf16 => {
+            assert!(MR == super::amx::MR && a.ks == 1, "the tiles read 32 rows of A packed row-major");
+            // SAFETY: the CPU has AMX and the tiles are configured on this thread, as the caller promised; the
+            // asserts above bound every read and write, and the caller owns the destination's corner.
+            unsafe { super::amx::product::<NV>(kc2, a.data.as_ptr(), a.rs, b.as_ptr(), out, tile.as_mut_ptr()) };
+            return;
+        }
+        Bf16Kernel::Avx512Bf16 => {
+            // SAFETY: the caller checked the CPU for AVX512-BF16; every index read or written lies inside the
+            // slices or the destination, by the asserts above, and the caller owns the destination's corner.
+            unsafe { avx512::<MR, NV>(kc2, a.data.as_ptr(), a.rs, a.ks, b.as_ptr(), out, tile.as_mut_ptr()) };
+            return;
+        }
+        Bf16Kernel::Portable => {}
     }
-    let _ = vector;
+    let _ = kernel;
     portable::<MR>(kc2, a, b, nr, tile);
     // SAFETY: as the caller promised, and checked by `out.check`.
     unsafe { write_back(out, tile, nr) };
@@ -145,17 +157,49 @@ unsafe fn avx512<const MR: usize, const NV: usize>(
     }
 }
 
-/// Adds (or writes) the valid corner of `tile` (row-major, `ldt` floats a row) into `out`.
+/// Adds (or writes) the valid corner of `tile` (row-major, `ldt` floats a row) into `out`: 16 floats at a time
+/// where the destination's columns are contiguous and the CPU has AVX512-F.
 ///
 /// # Safety
 /// As for [`run`]; the corner was checked against `out.len`.
-unsafe fn write_back(out: Out, tile: &[f32], ldt: usize) {
+pub(super) unsafe fn write_back(out: Out, tile: &[f32], ldt: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if out.cs == 1 && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX512-F; the rest as the caller promised.
+        unsafe { write_back_avx512(out, tile, ldt) };
+        return;
+    }
     for i in 0..out.mr {
         for (j, &t) in tile[i * ldt..i * ldt + out.nr].iter().enumerate() {
             // SAFETY: inside `out.len` (checked by `Out::check`); the caller owns these elements.
             unsafe {
                 let d = out.ptr.add(out.at + i * out.rs + j * out.cs);
                 *d = if out.add { *d + t } else { t };
+            }
+        }
+    }
+}
+
+/// [`write_back`] for a destination with contiguous columns, with masked loads and stores at its right edge.
+///
+/// # Safety
+/// The CPU must have AVX512-F; `out.cs` is 1; the rest as for [`write_back`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn write_back_avx512(out: Out, tile: &[f32], ldt: usize) {
+    use std::arch::x86_64::*;
+    assert!(out.mr == 0 || (out.mr - 1) * ldt + out.nr <= tile.len());
+    for i in 0..out.mr {
+        for j in (0..out.nr).step_by(16) {
+            let lanes = (out.nr - j).min(16);
+            let mask = if lanes == 16 { u16::MAX } else { (1u16 << lanes) - 1 };
+            // SAFETY: the masked lanes lie inside the tile row (asserted) and the destination's corner (checked by
+            // `Out::check`), which the caller owns.
+            unsafe {
+                let p = out.ptr.add(out.at + i * out.rs + j);
+                let t = _mm512_maskz_loadu_ps(mask, tile.as_ptr().add(i * ldt + j));
+                let value = if out.add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), t) } else { t };
+                _mm512_mask_storeu_ps(p, mask, value);
             }
         }
     }

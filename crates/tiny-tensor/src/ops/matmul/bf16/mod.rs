@@ -9,8 +9,13 @@
 //! destination. The tile's width follows `n` (the fewest padded columns), and `MR * NV` is always 24
 //! accumulators. So every element is summed in the same order (k blocks in turn, pairs in turn within a
 //! block) whatever the thread count and whichever kernel runs: the AVX512-BF16 and the portable kernel give
-//! the same bits.
+//! the same bits. On a CPU with AMX the products whose A can be packed row-major (all of the models') run on
+//! the tiles instead (`amx.rs`): 32 rows at a time, the same blocks, their own order of sums within each tile
+//! instruction, so their bits differ from the vector kernels' in the last places but still not with the thread
+//! count.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod kernel;
 mod pack;
 
@@ -48,7 +53,7 @@ pub(crate) struct PackedB {
     k: usize,
     n: usize,
     nv: usize,
-    vector: bool,
+    kernel: Bf16Kernel,
 }
 
 impl Drop for PackedB {
@@ -60,11 +65,13 @@ impl Drop for PackedB {
 impl PackedB {
     /// Packs `b` for this CPU's kernel.
     pub(crate) fn new(b: Mat<'_>) -> PackedB {
-        PackedB::for_kernel(b, vector_kernel())
+        PackedB::for_kernel(b, cpu_kernel())
     }
 
-    /// Packs `b` for the AVX512-BF16 kernel (`vector`, which the CPU must have) or the portable one.
-    fn for_kernel(b: Mat<'_>, vector: bool) -> PackedB {
+    /// Packs `b` for `kernel` (whose instructions the CPU must have): the layout is the same for all three,
+    /// the packing faster with AVX512-BF16.
+    fn for_kernel(b: Mat<'_>, kernel: Bf16Kernel) -> PackedB {
+        let vector = kernel.has_avx512_bf16();
         let (k, n) = (b.rows, b.cols);
         let nv = tile_vectors(n);
         let width = n.div_ceil(16 * nv) * 16 * nv;
@@ -86,12 +93,12 @@ impl PackedB {
                 at += len;
             }
         });
-        PackedB { data, k, n, nv, vector }
+        PackedB { data, k, n, nv, kernel }
     }
 
-    /// Whether it was packed for the AVX512-BF16 kernel.
+    /// Whether it was packed for a kernel with the AVX512-BF16 instructions.
     pub(crate) fn vector(&self) -> bool {
-        self.vector
+        self.kernel.has_avx512_bf16()
     }
 
     /// The pairs of the block of k starting at `k0`, all its panels.
@@ -108,22 +115,20 @@ fn pack_b(b: Mat<'_>, k0: usize, kc: usize, cols: Range<usize>, nv: usize, out: 
     pack::block(src, cols.len(), 16 * nv, kc, Layout::PanelMajor, out, vector);
 }
 
-/// Whether the AVX512-BF16 kernel runs; says once that the portable one does, when it does.
-pub(crate) fn vector_kernel() -> bool {
-    match bf16_kernel() {
-        Bf16Kernel::Avx512Bf16 => true,
-        Bf16Kernel::Portable => {
-            notice_portable();
-            false
-        }
+/// The kernel this CPU runs; says once that it is the portable one, when it is.
+pub(crate) fn cpu_kernel() -> Bf16Kernel {
+    let kernel = bf16_kernel();
+    if kernel == Bf16Kernel::Portable {
+        notice_portable();
     }
+    kernel
 }
 
 /// `dst = a @ b`, or `dst += a @ b` when `accumulate`, in bf16 with f32 sums; `threads` may share the work.
 pub(crate) fn gemm(dst: MatMut<'_>, accumulate: bool, a: Mat<'_>, b: Mat<'_>, threads: usize) {
     assert!(a.cols == b.rows, "gemm: inner shapes checked by the caller");
-    let vector = vector_kernel();
-    product(dst, accumulate, Lhs::F32(a), Rhs::Streamed { b, nv: tile_vectors(b.cols), vector }, threads);
+    let kernel = cpu_kernel();
+    product(dst, accumulate, Lhs::F32(a), Rhs::Streamed { b, nv: tile_vectors(b.cols), kernel }, threads);
 }
 
 /// [`gemm`] with B packed beforehand, and A as f32 or as rows of pairs already converted ([`Lhs::Rows`]).
@@ -147,8 +152,9 @@ pub(crate) enum Lhs<'a> {
     },
 }
 
-/// What the rows of an [`Lhs::Rows`] are padded to: a multiple of every tile height.
-pub(crate) const ROW_PADDING: usize = 24;
+/// What the rows of an [`Lhs::Rows`] are padded to: a multiple of every tile height (24, 12, 8, 6, and the
+/// tiles' 32).
+pub(crate) const ROW_PADDING: usize = 96;
 
 impl Lhs<'_> {
     fn rows(&self) -> usize {
@@ -170,15 +176,15 @@ impl Lhs<'_> {
 #[derive(Clone, Copy)]
 enum Rhs<'a> {
     Packed(&'a PackedB),
-    Streamed { b: Mat<'a>, nv: usize, vector: bool },
+    Streamed { b: Mat<'a>, nv: usize, kernel: Bf16Kernel },
 }
 
 impl Rhs<'_> {
-    /// The tile's vectors of 16 columns, the number of columns, and whether the AVX512-BF16 kernel runs.
-    fn shape(&self) -> (usize, usize, bool) {
+    /// The tile's vectors of 16 columns, the number of columns, and the kernel it was packed for.
+    fn shape(&self) -> (usize, usize, Bf16Kernel) {
         match self {
-            Rhs::Packed(p) => (p.nv, p.n, p.vector),
-            Rhs::Streamed { b, nv, vector } => (*nv, b.cols, *vector),
+            Rhs::Packed(p) => (p.nv, p.n, p.kernel),
+            Rhs::Streamed { b, nv, kernel } => (*nv, b.cols, *kernel),
         }
     }
 }
@@ -202,11 +208,26 @@ fn product(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: Rhs<'_>, threads: u
     assert!(dst_last < dst.data.len(), "gemm: destination out of bounds");
     // Blocks of rows (or of panels) are disjoint in memory only if no two elements share an address.
     assert!(dst.rs > (n - 1) * dst.cs || dst.cs > (m - 1) * dst.rs || m == 1 || n == 1);
-    match b.shape().0 {
-        1 => run::<24, 1>(dst, accumulate, a, b, threads),
-        3 => run::<8, 3>(dst, accumulate, a, b, threads),
-        4 => run::<6, 4>(dst, accumulate, a, b, threads),
-        _ => run::<12, 2>(dst, accumulate, a, b, threads),
+    let (nv, _, kernel) = b.shape();
+    // The tiles read A packed row-major: an A contiguous neither in k nor across rows (no product of the
+    // models has one) goes to AVX512-BF16 instead.
+    let kernel = match (kernel, a) {
+        (Bf16Kernel::AmxBf16, Lhs::F32(a)) if a.cs != 1 && a.rs != 1 => Bf16Kernel::Avx512Bf16,
+        _ => kernel,
+    };
+    if kernel == Bf16Kernel::AmxBf16 {
+        return match nv {
+            1 => run::<32, 1>(dst, accumulate, a, b, kernel, threads),
+            3 => run::<32, 3>(dst, accumulate, a, b, kernel, threads),
+            4 => run::<32, 4>(dst, accumulate, a, b, kernel, threads),
+            _ => run::<32, 2>(dst, accumulate, a, b, kernel, threads),
+        };
+    }
+    match nv {
+        1 => run::<24, 1>(dst, accumulate, a, b, kernel, threads),
+        3 => run::<8, 3>(dst, accumulate, a, b, kernel, threads),
+        4 => run::<6, 4>(dst, accumulate, a, b, kernel, threads),
+        _ => run::<12, 2>(dst, accumulate, a, b, kernel, threads),
     }
 }
 
@@ -225,7 +246,14 @@ unsafe impl Send for Dst {}
 unsafe impl Sync for Dst {}
 
 /// The loops around the kernel, for `MR x 16 * NV` tiles, with rows or panels shared among threads.
-fn run<const MR: usize, const NV: usize>(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: Rhs<'_>, threads: usize) {
+fn run<const MR: usize, const NV: usize>(
+    dst: MatMut<'_>,
+    accumulate: bool,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    kernel: Bf16Kernel,
+    threads: usize,
+) {
     let (m, n, k) = (dst.rows, dst.cols, a.cols());
     let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(16 * NV));
     let out = Dst { ptr: dst.data.as_mut_ptr(), len: dst.data.len(), offset: dst.offset, rs: dst.rs, cs: dst.cs };
@@ -234,7 +262,7 @@ fn run<const MR: usize, const NV: usize>(dst: MatMut<'_>, accumulate: bool, a: L
     let parts = threads.min(m.saturating_mul(n).saturating_mul(k) / MIN_MACS_PER_THREAD).clamp(1, units);
     parallel::each_range(&parallel::even(units, parts), |r| {
         let (rows, cols) = if by_rows { ((r.start * MR).min(m)..(r.end * MR).min(m), 0..panels) } else { (0..m, r) };
-        part::<MR, NV>(out, accumulate, a, b, rows, cols);
+        part::<MR, NV>(out, accumulate, a, b, kernel, rows, cols);
     });
 }
 
@@ -244,10 +272,14 @@ fn part<const MR: usize, const NV: usize>(
     accumulate: bool,
     a: Lhs<'_>,
     b: Rhs<'_>,
+    kernel: Bf16Kernel,
     rows: Range<usize>,
     panels: Range<usize>,
 ) {
     let nr = 16 * NV;
+    // SAFETY: `kernel` is AMX only where `bf16_kernel` found the tiles and the permission to use them.
+    #[cfg(target_arch = "x86_64")]
+    let _tiles = (kernel == Bf16Kernel::AmxBf16).then(|| unsafe { amx::Tiles::configure() });
     // Scratch kept by each thread from call to call: a product's packing writes every pair it then reads, so
     // the buffers are neither zeroed nor given back (a fresh zeroed one per call cost 1-4% of a step).
     SCRATCH.with_borrow_mut(|scratch| {
@@ -255,7 +287,7 @@ fn part<const MR: usize, const NV: usize>(
         grow(packed_a, if matches!(a, Lhs::F32(_)) { MC.div_ceil(MR) * MR * KC.div_ceil(2) } else { 0 });
         grow(streamed, if matches!(b, Rhs::Streamed { .. }) { panels.len() * nr * KC.div_ceil(2) } else { 0 });
         grow(tile, MR * nr);
-        blocks::<MR, NV>(out, accumulate, a, b, rows, panels, packed_a, streamed, tile);
+        blocks::<MR, NV>(out, accumulate, a, b, kernel, rows, panels, packed_a, streamed, tile);
     });
 }
 
@@ -285,16 +317,19 @@ fn blocks<const MR: usize, const NV: usize>(
     accumulate: bool,
     a: Lhs<'_>,
     b: Rhs<'_>,
+    kernel: Bf16Kernel,
     rows: Range<usize>,
     panels: Range<usize>,
     packed_a: &mut [u32],
     streamed: &mut [u32],
     tile: &mut [f32],
 ) {
-    let ((_, n, vector), k, nr) = (b.shape(), a.cols(), 16 * NV);
-    // Rows contiguous in k (an im2col matrix) pack row-major, each row one run; others panel-major.
+    let ((_, n, packed_for), k, nr) = (b.shape(), a.cols(), 16 * NV);
+    let vector = packed_for.has_avx512_bf16();
+    // Rows contiguous in k (an im2col matrix) pack row-major, each row one run; others panel-major, but always
+    // row-major for the tiles.
     let layout = match a {
-        Lhs::F32(a) if a.cs != 1 => Layout::PanelMajor,
+        Lhs::F32(a) if a.cs != 1 && kernel != Bf16Kernel::AmxBf16 => Layout::PanelMajor,
         _ => Layout::RowMajor,
     };
     for k0 in (0..k).step_by(KC) {
@@ -303,7 +338,7 @@ fn blocks<const MR: usize, const NV: usize>(
         // This block of B, from its first panel: the part's own panels, packed now, or the packed whole.
         let (b_block, first_panel) = match b {
             Rhs::Packed(p) => (p.block(k0), 0),
-            Rhs::Streamed { b, nv, vector } => {
+            Rhs::Streamed { b, nv, .. } => {
                 let cols = panels.start * nr..(panels.end * nr).min(n);
                 let len = panels.len() * nr * kc2;
                 pack_b(b, k0, kc, cols, nv, &mut streamed[..len], vector);
@@ -347,7 +382,7 @@ fn blocks<const MR: usize, const NV: usize>(
                     };
                     // SAFETY: the destination outlives the call and no other thread writes these rows and
                     // columns (the kernel checks them against the destination's length).
-                    unsafe { kernel::run::<MR, NV>(vector, kc2, a_panel, panel, to, tile) };
+                    unsafe { kernel::run::<MR, NV>(kernel, kc2, a_panel, panel, to, tile) };
                 }
             }
         }

@@ -102,6 +102,9 @@ pub(super) fn block(
         unsafe {
             match layout {
                 Layout::RowMajor if src.k_stride == 1 => return avx512::row_major(src, lanes, padded, kc, out),
+                Layout::RowMajor if src.lane_stride == 1 && padded.is_multiple_of(16) => {
+                    return avx512::row_major_lane_runs(src, lanes, padded, kc, out);
+                }
                 Layout::PanelMajor if src.lane_stride == 1 => {
                     return avx512::panel_major(src, lanes, width, padded, kc, out);
                 }
@@ -194,6 +197,43 @@ mod avx512 {
             }
         }
         out[lanes * kc2..padded * kc2].fill(0);
+    }
+
+    /// Row-major panels from lanes contiguous in memory (a transposed operand, for the tiles): the pairs of 16
+    /// lanes made as [`panel_major`] makes them, then scattered each to its lane's row.
+    ///
+    /// # Safety
+    /// As for [`row_major`], and `padded` is a multiple of 16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn row_major_lane_runs(src: Source<'_>, lanes: usize, padded: usize, kc: usize, out: &mut [u32]) {
+        let kc2 = kc.div_ceil(2);
+        assert!(padded.is_multiple_of(16) && i32::try_from(16 * kc2).is_ok());
+        // SAFETY: masked loads touch only valid lanes of k below `kc`, inside `src.data`; the scatter writes
+        // `out[(g + i) * kc2 + kp]` for `i < 16`, `g + i < padded`, inside `out` (checked by the caller).
+        unsafe {
+            let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
+            let rows = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(kc2 as i32),
+            );
+            let base = src.data.as_ptr().wrapping_add(src.offset);
+            for g in (0..padded).step_by(16) {
+                let load = first(lanes.saturating_sub(g));
+                let rows_out = out.as_mut_ptr().add(g * kc2);
+                for kp in 0..kc2 {
+                    let (k0, k1) = (2 * kp, 2 * kp + 1);
+                    let lo = _mm512_maskz_loadu_ps(load, base.wrapping_add(k0 * src.k_stride + g));
+                    let hi = if k1 < kc {
+                        _mm512_maskz_loadu_ps(load, base.wrapping_add(k1 * src.k_stride + g))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                    let pairs = _mm512_permutexvar_epi16(idx, bf);
+                    _mm512_i32scatter_epi32::<4>(rows_out.add(kp).cast(), rows, pairs);
+                }
+            }
+        }
     }
 
     /// Panel-major panels from lanes contiguous in memory: per pair of k, two masked loads, one conversion and
