@@ -200,40 +200,77 @@ mod avx512 {
     }
 
     /// Row-major panels from lanes contiguous in memory (a transposed operand, for the tiles): the pairs of 16
-    /// lanes made as [`panel_major`] makes them, then scattered each to its lane's row.
+    /// lanes made as [`panel_major`] makes them, 16 k-pairs at a time, then turned into 16 runs of a lane's
+    /// pairs by a 16 x 16 transpose in registers (scattering each vector to its lanes' rows cost three times
+    /// as much).
     ///
     /// # Safety
     /// As for [`row_major`], and `padded` is a multiple of 16.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn row_major_lane_runs(src: Source<'_>, lanes: usize, padded: usize, kc: usize, out: &mut [u32]) {
         let kc2 = kc.div_ceil(2);
-        assert!(padded.is_multiple_of(16) && i32::try_from(16 * kc2).is_ok());
-        // SAFETY: masked loads touch only valid lanes of k below `kc`, inside `src.data`; the scatter writes
-        // `out[(g + i) * kc2 + kp]` for `i < 16`, `g + i < padded`, inside `out` (checked by the caller).
+        assert!(padded.is_multiple_of(16) && out.len() >= padded * kc2);
+        // SAFETY: masked loads touch only valid lanes of k below `kc`, inside `src.data`; the masked stores
+        // write `out[(g + i) * kc2 + kp]` for `i < 16`, `g + i < padded` and `kp < kc2`, inside `out`.
         unsafe {
             let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
-            let rows = _mm512_mullo_epi32(
-                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                _mm512_set1_epi32(kc2 as i32),
-            );
             let base = src.data.as_ptr().wrapping_add(src.offset);
             for g in (0..padded).step_by(16) {
                 let load = first(lanes.saturating_sub(g));
-                let rows_out = out.as_mut_ptr().add(g * kc2);
-                for kp in 0..kc2 {
-                    let (k0, k1) = (2 * kp, 2 * kp + 1);
-                    let lo = _mm512_maskz_loadu_ps(load, base.wrapping_add(k0 * src.k_stride + g));
-                    let hi = if k1 < kc {
-                        _mm512_maskz_loadu_ps(load, base.wrapping_add(k1 * src.k_stride + g))
-                    } else {
-                        _mm512_setzero_ps()
-                    };
-                    let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-                    let pairs = _mm512_permutexvar_epi16(idx, bf);
-                    _mm512_i32scatter_epi32::<4>(rows_out.add(kp).cast(), rows, pairs);
+                for kp0 in (0..kc2).step_by(16) {
+                    let mut v = [_mm512_setzero_si512(); 16];
+                    for (r, slot) in v.iter_mut().enumerate().take(kc2 - kp0) {
+                        let (k0, k1) = (2 * (kp0 + r), 2 * (kp0 + r) + 1);
+                        let lo = _mm512_maskz_loadu_ps(load, base.wrapping_add(k0 * src.k_stride + g));
+                        let hi = if k1 < kc {
+                            _mm512_maskz_loadu_ps(load, base.wrapping_add(k1 * src.k_stride + g))
+                        } else {
+                            _mm512_setzero_ps()
+                        };
+                        let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                        *slot = _mm512_permutexvar_epi16(idx, bf);
+                    }
+                    let store = first(kc2 - kp0);
+                    for (i, row) in transpose16(v).into_iter().enumerate() {
+                        _mm512_mask_storeu_epi32(out.as_mut_ptr().add((g + i) * kc2 + kp0).cast(), store, row);
+                    }
                 }
             }
         }
+    }
+
+    /// The 16 x 16 transpose of 32-bit words: word `c` of vector `r` becomes word `r` of vector `c`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
+        // Within each 128-bit lane: pairs of rows interleaved by words, then by double words, so that
+        // `u[4 * q + j]` holds, in lane `l`, word `4 * l + j` of rows `4 * q .. 4 * q + 4`.
+        let mut t = [_mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_si512(); 16];
+        for q in 0..4 {
+            let (a, b) = (4 * q, 4 * q + 2);
+            u[4 * q] = _mm512_unpacklo_epi64(t[a], t[b]);
+            u[4 * q + 1] = _mm512_unpackhi_epi64(t[a], t[b]);
+            u[4 * q + 2] = _mm512_unpacklo_epi64(t[a + 1], t[b + 1]);
+            u[4 * q + 3] = _mm512_unpackhi_epi64(t[a + 1], t[b + 1]);
+        }
+        // Across lanes: output `4 * l + j` gathers lane `l` of `u[j]`, `u[4 + j]`, `u[8 + j]` and `u[12 + j]`.
+        let mut out = [_mm512_setzero_si512(); 16];
+        for j in 0..4 {
+            let w0 = _mm512_shuffle_i32x4::<0x44>(u[j], u[4 + j]);
+            let w1 = _mm512_shuffle_i32x4::<0xEE>(u[j], u[4 + j]);
+            let w2 = _mm512_shuffle_i32x4::<0x44>(u[8 + j], u[12 + j]);
+            let w3 = _mm512_shuffle_i32x4::<0xEE>(u[8 + j], u[12 + j]);
+            out[j] = _mm512_shuffle_i32x4::<0x88>(w0, w2);
+            out[4 + j] = _mm512_shuffle_i32x4::<0xDD>(w0, w2);
+            out[8 + j] = _mm512_shuffle_i32x4::<0x88>(w1, w3);
+            out[12 + j] = _mm512_shuffle_i32x4::<0xDD>(w1, w3);
+        }
+        out
     }
 
     /// Panel-major panels from lanes contiguous in memory: per pair of k, two masked loads, one conversion and
