@@ -33,6 +33,32 @@ pub enum DataError {
         /// What is wrong, and what would do.
         why: String,
     },
+    /// A labels CSV (fastai's `from_csv`) that cannot be used as it is: the file, the line and the fault.
+    #[error("{path}, line {line}: {why}")]
+    Csv {
+        /// The CSV file.
+        path: PathBuf,
+        /// The line at fault, counted from 1 (the header is line 1).
+        line: u64,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A pattern for labels from file names (fastai's `from_name_re`) that is not a usable regular expression.
+    #[error("label pattern {pattern:?}: {why}")]
+    LabelPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A file whose name gives no label (its name does not match the pattern, say).
+    #[error("{path}: no label in its name: {why}")]
+    NameWithoutLabel {
+        /// The file.
+        path: PathBuf,
+        /// Why its name gives none.
+        why: String,
+    },
     /// Reading, writing, creating or renaming a file failed.
     #[error("I/O error on {path}")]
     Io {
@@ -230,7 +256,9 @@ impl DataError {
             | DataError::Encode { path, .. }
             | DataError::UnknownLabel { path, .. }
             | DataError::NoLabel { path }
-            | DataError::NonUtf8Label { path, .. } => Some(path),
+            | DataError::NonUtf8Label { path, .. }
+            | DataError::Csv { path, .. }
+            | DataError::NameWithoutLabel { path, .. } => Some(path),
             _ => None,
         }
     }

@@ -79,14 +79,10 @@ impl ImageFolder {
                 _ => left_out.entries.push((file, LeftOutReason::OutsideSplits)),
             }
         };
+        if let Some(pct) = cfg.valid_pct {
+            check_valid_pct(pct)?;
+        }
         match cfg.valid_pct {
-            Some(pct) if !(pct > 0.0 && pct < 1.0) => {
-                return Err(DataError::InvalidOption {
-                    option: "valid_pct",
-                    value: pct.to_string(),
-                    expected: "a fraction strictly between 0 and 1",
-                });
-            }
             Some(_) if has_train => {
                 return Err(DataError::Layout {
                     root,
@@ -94,13 +90,7 @@ impl ImageFolder {
                 });
             }
             Some(pct) => {
-                let mut order: Vec<usize> = (0..files.len()).collect();
-                Rng::from_parts(&[cfg.seed, SPLIT_TAG]).shuffle(&mut order);
-                let cut = (pct as f64 * files.len() as f64) as usize;
-                let mut valid = vec![false; files.len()];
-                for &i in &order[..cut] {
-                    valid[i] = true;
-                }
+                let valid = random_split(files.len(), pct, cfg.seed)?;
                 for (file, is_valid) in files.into_iter().zip(valid) {
                     classed(file, 0, Some(!is_valid));
                 }
@@ -133,9 +123,9 @@ impl ImageFolder {
         Self::labelled(root, kept, left_out, cfg, [train_name, valid_name])
     }
 
-    /// Builds the vocabulary and the labelled splits of `kept` files, checking that both splits hold images and
-    /// the same classes, and noting what looks degenerate.
-    fn labelled(
+    /// Builds the vocabulary and the labelled splits of `kept` files (each with whether it trains, and its
+    /// class), checking that both splits hold images and the same classes, and noting what looks degenerate.
+    pub(crate) fn labelled(
         root: PathBuf,
         kept: Vec<(PathBuf, bool, String)>,
         left_out: LeftOut,
@@ -192,6 +182,34 @@ impl ImageFolder {
         }
         Ok(ImageFolder { root, vocab, splits, train_labels, valid_labels, left_out, warnings })
     }
+}
+
+/// Which of `n` items go to validation: a fraction `pct` of them, chosen at random from `seed` (fastai's
+/// `RandomSplitter(valid_pct, seed)`).
+///
+/// # Errors
+/// [`DataError::InvalidOption`] for a `pct` outside (0, 1).
+pub(crate) fn random_split(n: usize, pct: f32, seed: u64) -> Result<Vec<bool>> {
+    check_valid_pct(pct)?;
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::from_parts(&[seed, SPLIT_TAG]).shuffle(&mut order);
+    let mut valid = vec![false; n];
+    for &i in &order[..(pct as f64 * n as f64) as usize] {
+        valid[i] = true;
+    }
+    Ok(valid)
+}
+
+/// Refuses a `valid_pct` outside (0, 1) with [`DataError::InvalidOption`].
+fn check_valid_pct(pct: f32) -> Result<()> {
+    if pct > 0.0 && pct < 1.0 {
+        return Ok(());
+    }
+    Err(DataError::InvalidOption {
+        option: "valid_pct",
+        value: pct.to_string(),
+        expected: "a fraction strictly between 0 and 1",
+    })
 }
 
 /// The names of the folders (and the file) of `file` below `root`.

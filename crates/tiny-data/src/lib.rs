@@ -38,6 +38,7 @@ mod decode;
 mod error;
 mod files;
 mod image_folder;
+mod labels;
 mod loader;
 mod normalize;
 mod pil_modes;
@@ -59,6 +60,7 @@ pub use files::{
     IMAGE_EXTENSIONS, Splits, Vocab, get_image_files, grandparent_split, has_image_extension, parent_label,
 };
 pub use image_folder::ImageFolder;
+pub use labels::{Column, CsvColumns, DEFAULT_VALID_PCT};
 pub use loader::{BadFilePolicy, BatchIter, DataLoader, SkippedFiles, default_num_workers};
 pub use normalize::{ChannelStats, Normalize};
 pub use pil_modes::SourceKind;

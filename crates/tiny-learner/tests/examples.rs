@@ -279,6 +279,44 @@ fn precision_bf16_trains_close_to_fp32_and_says_so() {
 }
 
 #[test]
+fn labels_from_a_csv_or_from_file_names_train_one_epoch() {
+    let dir = temp_dir("labels");
+    // The small set's train/ images, copied flat into images/ with their class in a CSV and in their names.
+    let src = small_set(&dir).join("train");
+    let flat = dir.join("flat");
+    std::fs::create_dir_all(flat.join("images")).unwrap();
+    let mut rows = String::from("name,breed,is_valid\n");
+    let mut n = 0usize;
+    for class in std::fs::read_dir(&src).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let label = class.file_name().unwrap().to_string_lossy().into_owned();
+        for image in std::fs::read_dir(&class).unwrap().flatten().map(|e| e.path()) {
+            let name = format!("{label}_{n}.jpg");
+            std::fs::copy(&image, flat.join("images").join(&name)).unwrap();
+            rows.push_str(&format!("{name},{label},{}\n", if n.is_multiple_of(4) { "True" } else { "False" }));
+            n += 1;
+        }
+    }
+    std::fs::write(flat.join("labels.csv"), &rows).unwrap();
+    let csv = ["--labels-csv", "labels.csv", "--folder", "images", "--label-col", "breed", "--valid-col", "is_valid"];
+    let json = train_json(&flat, &[&["--epochs", "1", "--accept-missing-classes"][..], &csv[..]].concat());
+    assert_eq!(json["n_valid"].as_u64().unwrap(), n.div_ceil(4) as u64, "{json}");
+    assert!(json["valid_loss"].as_f64().unwrap().is_finite(), "{json}");
+
+    let json = train_json(
+        &flat.join("images"),
+        &["--epochs", "1", "--accept-missing-classes", "--label-re", r"^(.+)_\d+\.jpg$", "--valid-pct", "0.25"],
+    );
+    assert_eq!(json["n_train"].as_u64().unwrap() + json["n_valid"].as_u64().unwrap(), n as u64, "{json}");
+
+    // A bad row stops before any training, naming the file and the line.
+    std::fs::write(flat.join("labels.csv"), format!("{rows}missing.jpg,x,False\n")).unwrap();
+    let out = train(&flat, &[&["--epochs", "1"][..], &csv[..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("labels.csv, line {}", n + 2)), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unsplit_folder_trains_with_valid_pct_and_the_json_line_counts_what_was_left_out() {
     let dir = temp_dir("unsplit");
     // The small set's train/ alone is one folder of class folders, fastai's layout for from_folder(valid_pct=).

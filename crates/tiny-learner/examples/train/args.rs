@@ -163,6 +163,29 @@ pub struct Args {
     /// Train on a class that has no validation images (or the reverse) with a warning, instead of stopping.
     #[arg(long)]
     pub accept_missing_classes: bool,
+    /// Read the labels from this CSV (with a header; relative to --data), as fastai's `from_csv`: file names
+    /// in --fn-col, labels in --label-col, split by --valid-col or at random by --valid-pct (default 0.2).
+    #[arg(long, value_name = "FILE", conflicts_with = "label_re")]
+    pub labels_csv: Option<PathBuf>,
+    /// With --labels-csv: the folder of the images, relative to --data (fastai's `folder`; default: --data).
+    #[arg(long, value_name = "DIR", requires = "labels_csv")]
+    pub folder: Option<PathBuf>,
+    /// With --labels-csv: the file name column, a position from 0 or a header name.
+    #[arg(long, value_name = "COL", default_value = "0", requires = "labels_csv")]
+    pub fn_col: String,
+    /// With --labels-csv: the label column, a position from 0 or a header name.
+    #[arg(long, value_name = "COL", default_value = "1", requires = "labels_csv")]
+    pub label_col: String,
+    /// With --labels-csv: the column of true/false (or 1/0) that marks validation rows (fastai's `is_valid`).
+    #[arg(long, value_name = "COL", requires = "labels_csv", conflicts_with = "valid_pct")]
+    pub valid_col: Option<String>,
+    /// With --labels-csv: appended to every file name (fastai's `suffix`, as `.jpg`).
+    #[arg(long, value_name = "SUFFIX", default_value = "", requires = "labels_csv")]
+    pub suffix: String,
+    /// Label every image under --data by the first group of this regular expression on its file name, as
+    /// fastai's `from_name_re` (pets: '^(.+)_\d+\.jpg$'), split at random by --valid-pct (default 0.2).
+    #[arg(long, value_name = "REGEX")]
+    pub label_re: Option<String>,
     /// Validation metrics, comma-separated: accuracy, error_rate, top_k:K, f1, precision, recall (macro).
     #[arg(long, default_value = "accuracy", value_name = "LIST")]
     pub metrics: String,

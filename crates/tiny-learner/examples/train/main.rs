@@ -20,7 +20,10 @@ use args::{Args, Stats};
 use clap::Parser;
 use report::{After, LrFindSummary, Run};
 use stop::Interrupt;
-use tiny_data::{BadFilePolicy, DataLoaders, Dataset, FolderConfig, ImageDataLoaders, ImageFolder, LeftOut, Normalize};
+use tiny_data::{
+    BadFilePolicy, Column, CsvColumns, DataLoaders, Dataset, FolderConfig, ImageDataLoaders, ImageFolder, LeftOut,
+    Normalize,
+};
 use tiny_learner::{CheckpointInfo, JsonSummary, Learner, LrFinder, Recorder, Tta, metrics_from_names};
 
 const DEFAULT_DATA: &str = "data/imagenette2-160";
@@ -154,8 +157,8 @@ fn check_paths(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The chapter's loaders of the data folder, with the flags' size, batch size, workers, caching and split, and what
-/// the folder walk left out. The folder's warnings (one class, fewer images than a batch, a class in one split only)
+/// The chapter's loaders of the data folder (labelled by its class folders, a CSV or a pattern on file names), with
+/// the flags' size, batch size, workers, caching and split, and what the folder walk left out. The folder's warnings (one class, fewer images than a batch, a class in one split only)
 /// are printed here, before any work.
 fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<(ImageDataLoaders, LeftOut)> {
     let mut cfg = FolderConfig {
@@ -175,7 +178,21 @@ fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<(ImageDataLoad
     if args.skip_bad_files {
         cfg.on_bad_file = BadFilePolicy::Skip;
     }
-    let mut folder = ImageFolder::scan(data, &cfg).with_context(|| format!("reading {}", data.display()))?;
+    let mut folder = match (&args.labels_csv, &args.label_re) {
+        (Some(csv), _) => {
+            let columns = CsvColumns {
+                file: Column::from(args.fn_col.as_str()),
+                label: Column::from(args.label_col.as_str()),
+                valid: args.valid_col.as_deref().map(Column::from),
+                folder: args.folder.clone(),
+                suffix: args.suffix.clone(),
+            };
+            ImageFolder::from_csv(data, csv, &columns, &cfg)
+        }
+        (None, Some(pattern)) => ImageFolder::from_name_re(data, pattern, &cfg),
+        (None, None) => ImageFolder::scan(data, &cfg),
+    }
+    .with_context(|| format!("reading {}", data.display()))?;
     for warning in &folder.warnings {
         eprintln!("warning: {}: {warning}", data.display());
     }
