@@ -230,6 +230,19 @@ fn a_broken_file_in_place_is_downloaded_again() {
 }
 
 #[test]
+fn a_broken_file_in_place_is_kept_when_the_download_fails() {
+    // Issue 29: offline, a hand-placed file that failed the check was deleted before the download was tried.
+    let tmp = TempDir::new("weights-broken-offline");
+    let plan = plan(closed_port_url(), tmp.path());
+    std::fs::create_dir_all(plan.target.parent().unwrap()).unwrap();
+    std::fs::write(&plan.target, b"not safetensors").unwrap();
+    let err = format!("{:#}", run(&plan, quiet()).unwrap_err());
+    assert_eq!(std::fs::read(&plan.target).unwrap(), b"not safetensors", "the file is left as it was");
+    assert!(err.contains("failed the check and was left as it is"), "{err}");
+    assert!(!unverified_path(&plan.target).exists());
+}
+
+#[test]
 fn a_header_with_torchvision_resnet18s_tensors_passes_the_real_table() {
     for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {
         let mut tensors = tensors_of(RESNET18, dtype);

@@ -55,8 +55,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
 
 fn main() -> anyhow::Result<()> {
     let Some(args) = parse_args()? else {
-        println!("{USAGE}");
-        return Ok(());
+        return write_out(USAGE);
     };
     let mut learn = load_learner(&args.model, args.device)?;
     let info = learn.state().export_info.clone().context("the export carries no class names")?;
@@ -72,12 +71,19 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         let line = json!({"model": args.model.display().to_string(), "arch": info.arch, "predictions": items});
-        println!("{line}");
-        return Ok(());
+        return write_out(&line.to_string());
     }
     for (file, p) in args.images.iter().zip(&predictions) {
         let top: Vec<String> = p.top(args.top, &info.vocab).iter().map(|(c, pr)| format!("{c} {pr:.3}")).collect();
-        println!("{}: {}", file.display(), top.join(", "));
+        write_out(&format!("{}: {}", file.display(), top.join(", ")))?;
     }
     Ok(())
+}
+
+/// Writes a line of results on standard output; a closed or full standard output (`predict ... | head -1`) is an
+/// error that says so, not a panic.
+fn write_out(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).context("writing the predictions to standard output")
 }

@@ -34,6 +34,7 @@ mod learner;
 pub mod metrics;
 #[cfg(feature = "plot")]
 pub mod plot;
+mod progress;
 pub mod schedule;
 
 #[cfg(feature = "cuda")]
@@ -59,6 +60,7 @@ pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};
 pub use metrics::{
     Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy, metric_from_name, metrics_from_names,
 };
+pub use progress::print_progress;
 
 /// The Learner, its callbacks and metrics, and the preludes of the crates below, in one import:
 /// `use tiny_learner::prelude::*;` (the metric `Precision` stays `metrics::Precision`, as the prelude's

@@ -187,6 +187,38 @@ fn an_exported_model_predicts_in_a_fresh_process_what_get_preds_gave() {
 }
 
 #[test]
+fn a_full_or_closed_stdout_is_an_error_after_the_work_not_a_panic() {
+    // Issue 29: `train ... > /dev/full` panicked in the progress table (exit 101) and never wrote the export;
+    // `predict ... | head -1` panicked too.
+    let dir = temp_dir("full-stdout");
+    let data = small_set(&dir);
+    let export = dir.join("model.tiny");
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+    let out = Command::new(example("train"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--size", "16", "--bs", "16", "--workers", "1", "--threads", "1", "--epochs", "1", "--export"])
+        .arg(&export)
+        .stdout(full())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the train example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "an error, not a panic: {stderr}");
+    assert!(stderr.contains("the fit goes on without it"), "said once, as the progress stops: {stderr}");
+    assert!(stderr.contains("writing the JSON line to standard output"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(export.is_file(), "the export is written before the JSON line: {stderr}");
+
+    let image = tiny_data::get_image_files(data.join("val")).unwrap()[0].clone();
+    let out = Command::new(example("predict")).arg(&export).arg(&image).stdout(full()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writing the predictions to standard output") && !stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unknown_metric_is_refused_before_any_data_is_read() {
     let out = train(Path::new("/no/such/folder"), &["--metrics", "accuracy,acuracy"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -189,10 +189,11 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
                 reporter.say(format!("{} is already present and verified; nothing to do", target.display()));
                 return Ok(Outcome::AlreadyPresent { path: target.clone(), sha256 });
             }
-            Err(err) => {
-                reporter.say(format!("{err:#}; downloading it again"));
-                remove(target)?;
-            }
+            // The file stays until a verified download replaces it: it may be a copy put there by hand for an
+            // offline machine, which the user can then inspect (or that a failed download must not cost them).
+            Err(err) => reporter.say(format!(
+                "{err:#}; downloading a verified copy to replace it (it stays there until one is verified)"
+            )),
         }
     }
     if let Some(dest) = target.parent() {
@@ -210,7 +211,14 @@ pub fn run(plan: &Plan, reporter: Reporter) -> Result<Outcome> {
     let attempts = plan.attempts.max(1);
     let download =
         Download { url: &plan.url, target: &staging, expected: &expected, attempts, reporter, offline_hint: &hint };
-    fetch::download(&download).with_context(|| format!("could not fetch the {} weights", plan.name))?;
+    fetch::download(&download).with_context(|| {
+        let kept = if target.exists() {
+            format!(" ({} failed the check and was left as it is)", target.display())
+        } else {
+            String::new()
+        };
+        format!("could not fetch the {} weights{kept}", plan.name)
+    })?;
     reporter.say(format!("checking the tensors in {}", staging.display()));
     let sha256 = match verify(&staging, plan) {
         Ok(sha256) => sha256,

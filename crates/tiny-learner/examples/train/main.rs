@@ -24,7 +24,7 @@ use tiny_data::{
     BadFilePolicy, Column, CsvColumns, DataLoaders, Dataset, FolderConfig, ImageDataLoaders, ImageFolder, LeftOut,
     Normalize,
 };
-use tiny_learner::{CheckpointInfo, JsonSummary, Learner, LrFinder, Recorder, Tta, metrics_from_names};
+use tiny_learner::{CheckpointInfo, JsonSummary, Learner, LrFinder, Recorder, Tta, metrics_from_names, print_progress};
 
 const DEFAULT_DATA: &str = "data/imagenette2-160";
 const SYNTH_DATA: &str = "data/synth-imagenette";
@@ -54,7 +54,10 @@ fn main() -> anyhow::Result<()> {
         (Stats::Batch, None) => bail!("the training split holds no image"),
     };
     let (n_classes, [n_train, n_valid]) = (dls.vocab.len(), counts);
-    println!("classes {n_classes} train {n_train} valid {n_valid} stats mean {:?} std {:?}", norm.mean, norm.std);
+    print_progress(&format!(
+        "classes {n_classes} train {n_train} valid {n_valid} stats mean {:?} std {:?}",
+        norm.mean, norm.std
+    ));
 
     let mut learn = recipe::learner(&args, dls, norm, lr, seed, metrics)?;
     if args.lr_find {
@@ -111,8 +114,8 @@ fn after_fit(
     #[cfg(not(feature = "cuda"))]
     let graph_steps = 0;
     let summary = learn.callback::<JsonSummary<Run>>().context("the JsonSummary callback is gone")?;
-    println!("{}", summary.line(learn, After { graph_steps, tta_acc, skipped_files: skipped, left_out })?);
-    Ok(())
+    let line = summary.line(learn, After { graph_steps, tta_acc, skipped_files: skipped, left_out })?;
+    result_line(&line)
 }
 
 /// The data folder: `--data`, else Imagenette, else the synthetic set (generated on first use).
@@ -210,13 +213,13 @@ fn lr_find(learn: &mut Learner) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     let each: Vec<String> = res.suggestions.iter().map(|(m, lr)| format!("{} {lr:.2e}", m.name())).collect();
-    println!(
+    print_progress(&format!(
         "lr_find: {} steps, stopped: {}; suggested lr {:.2e} (valley; {}); plot in lr_find.png",
         res.lrs.len(),
         res.stop.map_or("out of epochs".to_string(), |s| format!("{s:?}")),
         res.suggestion.unwrap_or(f32::NAN),
         each.join(", ")
-    );
+    ));
     let summary = LrFindSummary {
         mode: "lr_find",
         suggested_lr: res.suggestion,
@@ -225,6 +228,13 @@ fn lr_find(learn: &mut Learner) -> anyhow::Result<()> {
         min_lr: res.lrs.first().copied(),
         max_lr: res.lrs.last().copied(),
     };
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
+    result_line(&serde_json::to_string(&summary)?)
+}
+
+/// Writes the run's result, its JSON line, on standard output; a closed or full standard output is an error that
+/// says so (after the work and its files are done), not a panic.
+fn result_line(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).context("writing the JSON line to standard output")
 }

@@ -342,10 +342,10 @@ impl Callback for Recorder {
         };
         if self.show_table {
             if !self.header_done {
-                println!("{}", self.header());
+                crate::progress::print_progress(&self.header());
                 self.header_done = true;
             }
-            println!("{}", self.row(&stats));
+            crate::progress::print_progress(&self.row(&stats));
         }
         self.epoch_iters.push(self.losses.len());
         self.epochs.push(stats.clone());

@@ -47,7 +47,7 @@ impl TrackResults {
         };
         self.seen = learn.phases.len();
         if !self.quiet {
-            println!("{}", rec.line());
+            crate::progress::print_progress(&rec.line());
         }
         self.history.push(rec.clone());
         Ok(())
