@@ -127,6 +127,11 @@ impl<D: Dataset<Item = ImageItem> + 'static> DataLoader<D> {
         self
     }
 
+    /// Returns what happens to unreadable files.
+    pub fn bad_file_policy(&self) -> BadFilePolicy {
+        self.policy
+    }
+
     /// Returns the dataset.
     pub fn dataset(&self) -> &Arc<D> {
         &self.dataset

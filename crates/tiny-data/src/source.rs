@@ -1,10 +1,11 @@
 //! `BatchSource`, what a learner iterates, with its two sources: an image `DataLoader` and `InMemory`.
 
 use std::any::Any;
+use std::path::PathBuf;
 
 use tiny_tensor::Tensor;
 
-use crate::{Batch, DataError, DataLoader, Dataset, ImageFolderDataset, ImageItem, Result, Rng};
+use crate::{BadFilePolicy, Batch, DataError, DataLoader, Dataset, ImageFolderDataset, ImageItem, Result, Rng};
 
 /// The batches of one epoch, owned so that a learner can hand itself to callbacks while iterating.
 pub type Batches = Box<dyn Iterator<Item = Result<Batch>>>;
@@ -31,6 +32,13 @@ pub trait BatchSource {
     fn image_dataset(&self) -> Option<&ImageFolderDataset> {
         None
     }
+
+    /// The files this source has left out of its batches so far (with [`BadFilePolicy::Skip`]), and what it
+    /// does with unreadable files: a pass over the same files (test-time augmentation, the interpretation views)
+    /// leaves out the same ones and lines its items up with the batches'.
+    fn skipped_files(&self) -> (Vec<PathBuf>, BadFilePolicy) {
+        (Vec::new(), BadFilePolicy::Fail)
+    }
 }
 
 /// A loader yields the batches of epoch `e` with `iter_epoch(e)`, whose shuffle is seeded by `(seed, e)`.
@@ -45,6 +53,10 @@ impl<D: Dataset<Item = ImageItem> + 'static> BatchSource for DataLoader<D> {
 
     fn image_dataset(&self) -> Option<&ImageFolderDataset> {
         (self.dataset().as_ref() as &dyn Any).downcast_ref()
+    }
+
+    fn skipped_files(&self) -> (Vec<PathBuf>, BadFilePolicy) {
+        (DataLoader::skipped_files(self), self.bad_file_policy())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tiny_data::{BatchSource, DataLoader, ImageFolderDataset, InMemory, ItemTransform};
+use tiny_data::{BadFilePolicy, BatchSource, DataLoader, ImageFolderDataset, InMemory, ItemTransform};
 use tiny_tensor::Tensor;
 
 use crate::callbacks::GatherPreds;
@@ -162,17 +162,22 @@ impl Learner {
     /// [`LearnerError::InvalidArgument`] when the validation loader holds no image files (an [`InMemory`] source:
     /// TTA decodes the files again with augmentation); the inference passes' own errors.
     pub fn tta(&mut self, tta: Tta) -> Result<Preds> {
-        let ds = valid_files(self, "tta")?;
-        self.tta_on(&ds, tta)
+        let (ds, policy) = valid_files(self, "tta")?;
+        self.tta_with(&ds, tta, policy)
     }
 
     /// [`Learner::tta`] over the files and labels of `ds`, a test set with labels, say (fastai's `tta(dl=...)`).
     pub fn tta_on(&mut self, ds: &ImageFolderDataset, tta: Tta) -> Result<Preds> {
+        self.tta_with(ds, tta, BadFilePolicy::Fail)
+    }
+
+    /// [`Learner::tta_on`] with `policy` for unreadable files (the validation loader's, for [`Learner::tta`]).
+    fn tta_with(&mut self, ds: &ImageFolderDataset, tta: Tta, policy: BadFilePolicy) -> Result<Preds> {
         let plain_tfm = ds.transform().deterministic();
         let augment = tta.augment.unwrap_or_else(|| plain_tfm.with_augmentation());
         let loader = |tfm: ItemTransform, seed: u64| -> Result<DataLoader<ImageFolderDataset>> {
             let ds = ImageFolderDataset::from_labelled(ds.files().to_vec(), ds.labels().to_vec(), tfm)?;
-            Ok(DataLoader::new(ds, TEST_BS)?.seed(seed))
+            Ok(DataLoader::new(ds, TEST_BS)?.seed(seed).on_bad_file(policy))
         };
         let plain = self.get_preds_on(Box::new(loader(plain_tfm, 0)?), false)?;
         let mut sum: Option<Tensor> = None;
@@ -210,16 +215,23 @@ impl Learner {
     }
 }
 
-/// The validation set's files, labels and item transform (without its cache), or an error naming `what` when the
-/// validation loader is not an image folder.
-pub(crate) fn valid_files(learn: &Learner, what: &'static str) -> Result<ImageFolderDataset> {
-    let Some(v) = learn.state().dls.valid.image_dataset() else {
+/// The validation set's files, labels and item transform (without its cache) less the files its loader has
+/// skipped, with its policy for unreadable files, or an error naming `what` when the validation loader is not an
+/// image folder. So a pass over them has the items of the validation batches, in their order.
+pub(crate) fn valid_files(learn: &Learner, what: &'static str) -> Result<(ImageFolderDataset, BadFilePolicy)> {
+    let valid = &learn.state().dls.valid;
+    let Some(v) = valid.image_dataset() else {
         return Err(LearnerError::InvalidArgument {
             what,
             msg: "the validation loader holds no image files (it is not an image folder's DataLoader)".into(),
         });
     };
-    Ok(ImageFolderDataset::from_labelled(v.files().to_vec(), v.labels().to_vec(), *v.transform())?)
+    let (skipped, policy) = valid.skipped_files();
+    let kept = |i: &usize| !skipped.contains(&v.files()[*i]);
+    let items: Vec<usize> = (0..v.files().len()).filter(kept).collect();
+    let files = items.iter().map(|&i| v.files()[i].clone()).collect();
+    let labels = items.iter().map(|&i| v.labels()[i]).collect();
+    Ok((ImageFolderDataset::from_labelled(files, labels, *v.transform())?, policy))
 }
 
 /// A loader over unlabelled image files with `tfm`, in the given order.

@@ -85,6 +85,17 @@ fn skip_bad_files_leaves_them_out_and_counts_them() {
         stderr.contains("skipped 2 unreadable files") && stderr.contains(&*bad_valid.to_string_lossy()),
         "{stderr}"
     );
+
+    // Issue 29: after the fit, the interpretation views and TTA leave out the files the fit skipped (they failed
+    // on the count, and on the bad file).
+    let views = dir.join("views");
+    let view_args = ["--epochs", "1", "--skip-bad-files", "--tta", "--interpret"];
+    let out = train(&data, &[&view_args[..], &[views.to_str().unwrap()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&json_line(&out)).unwrap();
+    assert!(json["tta_acc"].as_f64().is_some_and(f64::is_finite), "{json}");
+    assert!(views.join("confusion.png").is_file() || std::fs::read_dir(&views).unwrap().count() > 0, "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -68,8 +68,9 @@ impl ClassificationInterpretation {
     /// [`LearnerError::InvalidArgument`] when the validation loader is not an image folder's (there are no files to
     /// show); the inference pass's own errors.
     pub fn from_learner(learn: &mut Learner) -> Result<Self> {
-        let ds = crate::inference::valid_files(learn, "ClassificationInterpretation::from_learner")?;
+        // The predictions first: the files their pass skips are then known, and left out of `ds` too.
         let preds = learn.get_preds(true)?;
+        let (ds, _) = crate::inference::valid_files(learn, "ClassificationInterpretation::from_learner")?;
         let s = learn.state();
         let vocab = match (&s.export_info, s.dls.vocab.names()) {
             (Some(info), _) => info.vocab.clone(),
