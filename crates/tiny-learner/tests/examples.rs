@@ -102,7 +102,19 @@ fn skip_bad_files_leaves_them_out_and_counts_them() {
 #[test]
 fn ctrl_c_says_where_the_fit_stopped_and_which_checkpoint_is_the_last() {
     // Issue 19: SIGINT printed nothing, neither where the fit stopped nor which checkpoint was the last good one.
-    let dir = temp_dir("sigint");
+    interrupted_by("INT");
+}
+
+#[test]
+fn sigterm_stops_the_fit_as_ctrl_c_does() {
+    // Issue 29: SIGTERM (a job scheduler's stop) ended the process at once, exit 143, with no word of the checkpoint.
+    interrupted_by("TERM");
+}
+
+/// Sends `signal` to a training run once its first checkpoint is written, and checks that the fit ends after its
+/// batch, saying which checkpoint to resume from, with exit code 130.
+fn interrupted_by(signal: &str) {
+    let dir = temp_dir(&format!("sig{}", signal.to_lowercase()));
     let data = small_set(&dir);
     let save = dir.join("ck-{epoch}.safetensors");
     let child = Command::new(example("train"))
@@ -120,7 +132,7 @@ fn ctrl_c_says_where_the_fit_stopped_and_which_checkpoint_is_the_last() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(first.exists(), "the first epoch's checkpoint appears");
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("run kill");
+    let kill = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("run kill");
     assert!(kill.success());
     let out = child.wait_with_output().expect("wait for the train example");
     let stderr = String::from_utf8_lossy(&out.stderr);

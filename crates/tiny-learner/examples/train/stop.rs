@@ -31,6 +31,7 @@ pub struct Interrupt {
 
 impl Interrupt {
     /// Catches Ctrl-C from now on: the first press asks the fit to stop after its batch, a second exits at once.
+    /// SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) come here too, through ctrlc's `termination`.
     pub fn install() -> anyhow::Result<Interrupt> {
         let pressed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&pressed);
