@@ -242,6 +242,23 @@ fn a_full_or_closed_stdout_is_an_error_after_the_work_not_a_panic() {
 }
 
 #[test]
+fn an_output_that_is_a_folder_or_named_twice_is_refused_before_any_data_is_read() {
+    // Issue 29: `--export DIR` failed only after the fit, and `--save X --export X` let the export replace the
+    // checkpoint.
+    let dir = temp_dir("outputs");
+    let out = train(Path::new("/no/such/folder"), &["--export", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("it is a folder"), "{stderr}");
+    assert!(!stderr.contains("no such folder"), "the output is checked first: {stderr}");
+    let same = dir.join("model.safetensors");
+    let out =
+        train(Path::new("/no/such/folder"), &["--save", same.to_str().unwrap(), "--export", same.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--save and --export both name"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unknown_metric_is_refused_before_any_data_is_read() {
     let out = train(Path::new("/no/such/folder"), &["--metrics", "accuracy,acuracy"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

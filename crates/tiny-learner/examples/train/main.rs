@@ -142,8 +142,17 @@ fn data_dir(args: &Args) -> anyhow::Result<PathBuf> {
 /// Checks every output path, and the starting weights, before any data is read, so that a bad one fails at once.
 fn check_paths(args: &Args) -> anyhow::Result<()> {
     let save = args.save.as_ref().map(|p| PathBuf::from(p.to_string_lossy().replace("{epoch}", "0")));
-    let outputs = [&args.plot, &save, &args.save_best, &args.export, &args.csv].into_iter().flatten();
-    for path in outputs.map(PathBuf::as_path).chain(args.lr_find.then_some(Path::new("lr_find.png"))) {
+    let named =
+        [("--plot", &args.plot), ("--save", &save), ("--save-best", &args.save_best), ("--export", &args.export)];
+    let named: Vec<(&str, &PathBuf)> =
+        named.into_iter().chain([("--csv", &args.csv)]).filter_map(|(f, p)| Some((f, p.as_ref()?))).collect();
+    // Two outputs at one path would overwrite each other: the export would replace the checkpoint, say.
+    for (i, (flag, path)) in named.iter().enumerate() {
+        if let Some((other, _)) = named[..i].iter().find(|(_, p)| p == path) {
+            bail!("{other} and {flag} both name {}; the later file would replace the earlier", path.display());
+        }
+    }
+    for path in named.iter().map(|(_, p)| p.as_path()).chain(args.lr_find.then_some(Path::new("lr_find.png"))) {
         tiny_learner::check_writable(path)?;
     }
     if let Some(dir) = &args.interpret {

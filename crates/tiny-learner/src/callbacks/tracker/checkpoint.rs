@@ -61,13 +61,17 @@ pub struct Overrides {
     pub weight_decay: Option<f32>,
 }
 
-/// An error unless a file can be written at `path`: its folder exists and takes a new file (probed with an empty
-/// hidden file, removed again). Call it on every output path before a long run, so that a typo or a read-only folder
+/// An error unless a file can be written at `path`: it is not a folder, and its folder exists and takes a new file
+/// (probed with an empty hidden file, removed again). Call it on every output path before a long run, so that a typo or a read-only folder
 /// fails at once, naming the path, instead of after the work whose result it was to hold.
 ///
 /// # Errors
 /// [`LearnerError::Io`] naming `path`.
 pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        let source = std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a folder; give a file name in it");
+        return Err(LearnerError::io(path)(source));
+    }
     let folder = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
