@@ -10,12 +10,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use tiny_learner::load_learner;
+use tiny_learner::{Prediction, load_learner};
 use tiny_tensor::Device;
 
-const USAGE: &str = "usage: predict MODEL IMAGE [IMAGE ...] [options]
+const USAGE: &str = "usage: predict MODEL IMAGE [IMAGE ...] [options] [-- PATH ...]
   MODEL          an export written by `train --export PATH` (or Learner::export)
-  IMAGE          JPEG or PNG files
+  IMAGE          JPEG or PNG files, or folders of them (searched to any depth); after --, every
+                 argument is a path, even one that starts with --
+                 A file that cannot be predicted is named on standard error, the others are
+                 predicted, and the exit status is 1
   --top K        how many classes to show per image (default 3)
   --json         print one JSON line instead of text
   --device D     cpu (default) or cuda";
@@ -35,6 +38,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            "--" => paths.extend(it.by_ref().map(PathBuf::from)),
             "-h" | "--help" => return Ok(None),
             "--json" => json = true,
             "--top" => {
@@ -50,7 +54,29 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         bail!("give a model and at least one image\n{USAGE}");
     }
     let model = paths.remove(0);
-    Ok(Some(Args { model, images: paths, top, json, device }))
+    // A folder stands for its image files, as fastai's get_image_files finds them.
+    let mut images = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let found = tiny_data::get_image_files(&path).with_context(|| format!("reading {}", path.display()))?;
+            if found.is_empty() {
+                bail!("{}: no image files in this folder", path.display());
+            }
+            images.extend(found);
+        } else {
+            images.push(path);
+        }
+    }
+    Ok(Some(Args { model, images, top, json, device }))
+}
+
+/// Each file's prediction, or why it has none: all in batches, or, when a file fails, one by one, so that the good
+/// files are still predicted.
+fn predict_each(learn: &mut tiny_learner::Learner, files: &[PathBuf]) -> Vec<Result<Prediction, String>> {
+    match learn.predict_all(files) {
+        Ok(all) => all.into_iter().map(Ok).collect(),
+        Err(_) => files.iter().map(|f| learn.predict(f).map_err(|e| format!("{e:#}"))).collect(),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,23 +85,32 @@ fn main() -> anyhow::Result<()> {
     };
     let mut learn = load_learner(&args.model, args.device)?;
     let info = learn.state().export_info.clone().context("the export carries no class names")?;
-    let predictions = learn.predict_all(&args.images)?;
+    let results = predict_each(&mut learn, &args.images);
+    let failed: Vec<(&PathBuf, &String)> =
+        args.images.iter().zip(&results).filter_map(|(f, r)| Some((f, r.as_ref().err()?))).collect();
+    for (file, why) in &failed {
+        eprintln!("cannot predict {}: {why}", file.display());
+    }
+    let good = args.images.iter().zip(&results).filter_map(|(f, r)| Some((f, r.as_ref().ok()?)));
     if args.json {
-        let items: Vec<_> = args
-            .images
-            .iter()
-            .zip(&predictions)
+        let items: Vec<_> = good
             .map(|(file, p)| {
                 let top: Vec<_> = p.top(args.top, &info.vocab).into_iter().map(|(c, pr)| json!({"class": c, "prob": pr})).collect();
                 json!({"file": file.display().to_string(), "class": p.class, "index": p.index, "prob": p.probs[p.index as usize], "top": top})
             })
             .collect();
-        let line = json!({"model": args.model.display().to_string(), "arch": info.arch, "predictions": items});
-        return write_out(&line.to_string());
+        let failures: Vec<_> =
+            failed.iter().map(|(f, why)| json!({"file": f.display().to_string(), "error": why})).collect();
+        let line = json!({"model": args.model.display().to_string(), "arch": info.arch, "predictions": items, "failed": failures});
+        write_out(&line.to_string())?;
+    } else {
+        for (file, p) in good {
+            let top: Vec<String> = p.top(args.top, &info.vocab).iter().map(|(c, pr)| format!("{c} {pr:.3}")).collect();
+            write_out(&format!("{}: {}", file.display(), top.join(", ")))?;
+        }
     }
-    for (file, p) in args.images.iter().zip(&predictions) {
-        let top: Vec<String> = p.top(args.top, &info.vocab).iter().map(|(c, pr)| format!("{c} {pr:.3}")).collect();
-        write_out(&format!("{}: {}", file.display(), top.join(", ")))?;
+    if !failed.is_empty() {
+        bail!("{} of {} files could not be predicted (named above)", failed.len(), args.images.len());
     }
     Ok(())
 }

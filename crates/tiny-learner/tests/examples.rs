@@ -206,6 +206,31 @@ fn an_exported_model_predicts_in_a_fresh_process_what_get_preds_gave() {
     let out = Command::new(example("predict")).arg(&model).arg(&copies[0]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with(&format!("{}: {}", copies[0].display(), rows[0][2])), "{text}");
+
+    // Issue 29: a missing or broken file no longer hides the others' predictions; a folder stands for its images,
+    // and after `--` a name that starts with `--` is a file.
+    let odd = images.join("--odd.jpg");
+    std::fs::copy(&copies[1], &odd).unwrap();
+    let broken = dir.join("broken.jpg");
+    std::fs::write(&broken, b"not a JPEG").unwrap();
+    let out = Command::new(example("predict"))
+        .arg(&model)
+        .arg(&copies[0])
+        .arg(dir.join("missing.jpg"))
+        .arg(&broken)
+        .arg(&images)
+        .arg("--")
+        .arg(&odd)
+        .output()
+        .unwrap();
+    let (text, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(text.lines().count(), 1 + copies.len() + 1 + 1, "the good files, the folder's and --odd.jpg: {text}");
+    assert!(
+        stderr.contains("cannot predict") && stderr.contains("missing.jpg") && stderr.contains("broken.jpg"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 of"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
