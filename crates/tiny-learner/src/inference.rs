@@ -105,7 +105,7 @@ impl Learner {
     /// fastai's `learn.get_preds()`: the probabilities, targets and (with `with_loss`) per-item losses of the
     /// validation set, in its order, from one pass in evaluation mode without gradients. The callbacks that prepare
     /// batches (normalising, moving to the device) run; those that log or keep results (see
-    /// [`Callback::runs_in_inference`]) do not, so the pass leaves no trace in the history.
+    /// [`Callback::runs_in_inference`](crate::Callback::runs_in_inference)) do not, so the pass leaves no trace in the history.
     pub fn get_preds(&mut self, with_loss: bool) -> Result<Preds> {
         self.inference_pass(None, with_loss)
     }

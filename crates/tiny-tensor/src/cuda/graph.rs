@@ -47,8 +47,8 @@ const CONSTANT_LIMIT: usize = 64 << 10;
 /// The pinned memory that constant uploads during a capture are packed into, a buffer at a time.
 const HOST_CHUNK: usize = 64 << 10;
 
-/// A recorded step, replayed on its GPU's compute stream by [`Graph::replay`]. See the [module
-/// docs](self) for what the captured step may do.
+/// A recorded step, replayed on its GPU's compute stream by [`Graph::replay`]. See [`Graph::capture`] and the notes
+/// at the top of `cuda/graph.rs` for what the captured step may do.
 ///
 /// ```no_run
 /// use tiny_tensor::{Device, Tensor, cuda::Graph};

@@ -3,7 +3,7 @@
 use super::{Hyper, ParamScheduler, Preset};
 use crate::schedule::{Schedule, Shape, combined};
 
-/// The chapter's `OneCycle`: before every training batch, the learning rate at `pos` = [`LearnerState::pct_train`],
+/// The chapter's `OneCycle`: before every training batch, the learning rate at `pos` = [`LearnerState::pct_train`](crate::LearnerState::pct_train),
 /// from `base_lr / 10` up to `base_lr` over the first 25% of training, then down to 0, linearly. With `cosine()`
 /// both stretches are half cosines; with `cycle_momentum()` the momentum goes 0.95 -> 0.85 -> 0.95 meanwhile, as
 /// fastai's `fit_one_cycle`.

@@ -22,7 +22,7 @@ impl Tensor {
         Ok(Tensor::record(out, "log", &[self], |g, _, x| Ok(vec![Some(g.div(&x[0])?)])))
     }
 
-    /// `max(x, 0)`. d/dx = 1[x > 0].
+    /// `max(x, 0)`. d/dx = `1[x > 0]`.
     pub fn relu(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Relu, [0.0; 2])?;
         Ok(Tensor::record(out, "relu", &[self], |g, _, x| Ok(vec![Some(Tensor::relu_grad(g, &x[0])?)])))

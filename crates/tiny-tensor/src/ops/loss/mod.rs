@@ -31,8 +31,8 @@ impl Tensor {
     /// chapter's five (max, exp, sum, log and pick), like PyTorch's fused `cross_entropy`.
     ///
     /// Forward: `lse[i] = m + ln(sum_j exp(x[i, j] - m))` with `m` the row's maximum, so logits of +-1e4 stay
-    /// finite, and `loss[i] = lse[i] - x[i, targets[i]]`. Backward: `dx[i, j] = g[i] * (exp(x[i, j] - lse[i])
-    /// - [j == targets[i]])`, the softmax minus the one-hot target. This is
+    /// finite, and `loss[i] = lse[i] - x[i, targets[i]]`. Backward:
+    /// `dx[i, j] = g[i] * (exp(x[i, j] - lse[i]) - [j == targets[i]])`, the softmax minus the one-hot target. This is
     /// [`log_softmax_nll_smooth`](Tensor::log_softmax_nll_smooth) with `eps = 0`.
     ///
     /// ```
