@@ -40,13 +40,20 @@ impl ExportInfo {
 
     /// The export's metadata entries.
     fn to_metadata(&self) -> HashMap<String, String> {
+        let mut meta = self.fields();
+        meta.insert("tiny.format".to_owned(), EXPORT_FORMAT.to_owned());
+        meta.insert("tiny.version".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
+        meta
+    }
+
+    /// What the learner was trained on, as metadata entries: an export's, and a checkpoint's too, so that a resumed
+    /// fit normalises as the one that wrote it did.
+    pub(crate) fn fields(&self) -> HashMap<String, String> {
         let method = match self.item_tfm.method {
             ResizeMethod::Squash => "squash",
             ResizeMethod::CenterCrop => "center_crop",
         };
         HashMap::from([
-            ("tiny.format".to_owned(), EXPORT_FORMAT.to_owned()),
-            ("tiny.version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
             ("tiny.arch".to_owned(), self.arch.clone()),
             ("tiny.n_classes".to_owned(), self.n_classes().to_string()),
             ("tiny.vocab".to_owned(), json!(self.vocab).to_string()),
@@ -82,8 +89,14 @@ impl ExportInfo {
                 ));
             }
         }
+        Self::from_fields(meta).map_err(bad)
+    }
+
+    /// Reads the entries [`ExportInfo::fields`] wrote, or says which one is missing or unreadable.
+    pub(crate) fn from_fields(meta: &HashMap<String, String>) -> std::result::Result<Self, String> {
+        let bad = |msg: String| msg;
         let get = |key: &str| meta.get(key).ok_or_else(|| bad(format!("metadata {key} is missing")));
-        let json = |key: &str| -> Result<Value> {
+        let json = |key: &str| -> std::result::Result<Value, String> {
             serde_json::from_str(get(key)?).map_err(|e| bad(format!("metadata {key} is not valid JSON: {e}")))
         };
         let unreadable = |key: &str| bad(format!("metadata {key} has an unreadable value"));

@@ -67,7 +67,8 @@ fn four_epochs_straight_equal_two_then_resume_for_two_more() {
     // A fresh learner, built from another initialisation and seed, as a new process would.
     let mut resumed = learner(99, vec![]).with_seed(7);
     let info = resumed.load_checkpoint(&path).unwrap();
-    assert_eq!(info, CheckpointInfo { next_epoch: 2, n_epochs: 4, seed: 42, lr: 0.2, has_opt: true });
+    let want = CheckpointInfo { next_epoch: 2, n_epochs: 4, seed: 42, lr: 0.2, has_opt: true, export_info: None };
+    assert_eq!(info, want, "a learner without export info writes none");
     resumed.fit_from(info.n_epochs, info.next_epoch).unwrap();
 
     assert_eq!(weights(resumed.model.as_ref()), weights(straight.model.as_ref()));

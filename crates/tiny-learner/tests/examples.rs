@@ -284,6 +284,29 @@ fn an_output_that_is_a_folder_or_named_twice_is_refused_before_any_data_is_read(
 }
 
 #[test]
+fn a_resumed_fit_normalises_with_the_checkpoints_statistics() {
+    // Issue 29: --resume recomputed the statistics from its own first batch, so the same checkpoint gave another
+    // validation accuracy at another batch size.
+    let dir = temp_dir("resume-stats");
+    let data = small_set(&dir);
+    let save = dir.join("ck-{epoch}.safetensors");
+    let stats = "0.25,0.5,0.75,0.125,0.25,0.375";
+    let first = train_json(&data, &["--epochs", "1", "--stats", stats, "--save", save.to_str().unwrap()]);
+    assert_eq!(first["stats_from"], "--stats", "{first}");
+    let ck = dir.join("ck-0.safetensors");
+    let resumed = train_json(&data, &["--epochs", "2", "--resume", ck.to_str().unwrap()]);
+    assert_eq!(resumed["stats_from"], "the checkpoint", "{resumed}");
+    assert_eq!(resumed["stats_mean"], serde_json::json!([0.25, 0.5, 0.75]), "{resumed}");
+    assert_eq!(resumed["stats_std"], serde_json::json!([0.125, 0.25, 0.375]), "{resumed}");
+    let fresh = train_json(&data, &["--epochs", "1"]);
+    assert_eq!(fresh["stats_from"], "the first training batch", "{fresh}");
+    // --stats still wins.
+    let fixed = train_json(&data, &["--epochs", "2", "--stats", "imagenet", "--resume", ck.to_str().unwrap()]);
+    assert_eq!(fixed["stats_from"], "--stats", "{fixed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unknown_metric_is_refused_before_any_data_is_read() {
     let out = train(Path::new("/no/such/folder"), &["--metrics", "accuracy,acuracy"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

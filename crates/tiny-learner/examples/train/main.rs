@@ -44,11 +44,12 @@ fn main() -> anyhow::Result<()> {
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
     let counts = [dls.train.dataset().len(), dls.valid.dataset().len()];
     // The first training batch: the chapter's statistics come from it, and --interpret shows it.
-    let first = match (args.stats(), &args.interpret) {
+    let (stats, stats_from) = args.stats(resume.as_ref());
+    let first = match (stats, &args.interpret) {
         (Stats::Fixed(_), None) => None,
         _ => Some(dls.train.iter_epoch(0).next().context("the training split holds no image")??),
     };
-    let norm = match (args.stats(), &first) {
+    let norm = match (stats, &first) {
         (Stats::Fixed(norm), _) => norm,
         (Stats::Batch, Some(first)) => Normalize::from_batch(first)?,
         (Stats::Batch, None) => bail!("the training split holds no image"),
@@ -65,7 +66,7 @@ fn main() -> anyhow::Result<()> {
     }
     recipe::add_callbacks(&mut learn, &args, lr, norm)?;
     let start = recipe::resume(&mut learn, &args)?;
-    learn.add_cb(Box::new(JsonSummary::new(Run::new(&args, &data, lr, seed, start, norm, counts))));
+    learn.add_cb(Box::new(JsonSummary::new(Run::new(&args, &data, lr, seed, start, (norm, stats_from), counts))));
     learn.add_cb(Box::new(Interrupt::install()?));
     let outcome = match args.fine_tune {
         Some(epochs) => learn.fine_tune(epochs, lr, args.freeze_epochs),

@@ -37,6 +37,8 @@ pub struct Run {
     pub init: Option<PathBuf>,
     pub stats_mean: [f32; 3],
     pub stats_std: [f32; 3],
+    /// Where the statistics came from: --stats, the checkpoint, the architecture's, or the first training batch.
+    pub stats_from: &'static str,
     pub threads: usize,
     pub n_train: usize,
     pub n_valid: usize,
@@ -51,7 +53,7 @@ impl Run {
         lr: f32,
         seed: u64,
         start_epoch: usize,
-        norm: Normalize,
+        (norm, stats_from): (Normalize, &'static str),
         counts: [usize; 2],
     ) -> Run {
         Run {
@@ -74,6 +76,7 @@ impl Run {
             init: args.init(),
             stats_mean: norm.mean,
             stats_std: norm.std,
+            stats_from,
             threads: tiny_tensor::num_threads(),
             n_train: counts[0],
             n_valid: counts[1],

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tiny_optim::OptimizerState;
 
-use crate::{Callback, CbResult, LearnerError, LearnerState, Monitor, Result};
+use crate::{Callback, CbResult, ExportInfo, LearnerError, LearnerState, Monitor, Result};
 
 const FORMAT: &str = "tiny-learner-checkpoint-1";
 
@@ -22,6 +22,9 @@ pub struct CheckpointInfo {
     pub lr: f32,
     /// Whether it holds an optimizer state.
     pub has_opt: bool,
+    /// What the learner that wrote it was trained on (its normalisation statistics and item transform among it),
+    /// when it knew (`Learner::with_export_info`); `None` for checkpoints written before tiny kept it.
+    pub export_info: Option<ExportInfo>,
 }
 
 impl CheckpointInfo {
@@ -46,6 +49,10 @@ impl CheckpointInfo {
             seed: get(meta, "tiny.seed").map_err(bad)?,
             lr: get(meta, "tiny.lr").map_err(bad)?,
             has_opt: get(meta, "tiny.has_opt").map_err(bad)?,
+            export_info: match meta.contains_key("tiny.normalize") {
+                true => Some(ExportInfo::from_fields(meta).map_err(bad)?),
+                false => None,
+            },
         })
     }
 }
@@ -151,6 +158,9 @@ impl LearnerState {
             ("tiny.lr".to_string(), self.lr.to_string()),
             ("tiny.has_opt".to_string(), self.opt.is_some().to_string()),
         ]);
+        if let Some(info) = &self.export_info {
+            meta.extend(info.fields());
+        }
         if let Some(opt) = &self.opt {
             let state = opt.state_dict()?;
             meta.extend(state.to_metadata());
