@@ -59,6 +59,32 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
     decode_rgb_bytes(&bytes, path)
 }
 
+/// Reads the file at `path` and its image header without decoding a pixel, and returns the image's size: a check
+/// that finds, before any training, the bad files a decode would find later (empty, a cut-off JPEG, not an image,
+/// an image too large), though not damage in the middle of the compressed data.
+///
+/// # Errors
+/// As [`decode_rgb`], except a [`DataError::Decode`] that only the pixels would show.
+pub fn probe_image(path: &Path) -> Result<(u32, u32)> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if bytes.is_empty() {
+        return Err(DataError::EmptyFile { path: path.to_path_buf() });
+    }
+    if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_eoi(&bytes) {
+        return Err(DataError::TruncatedJpeg { path: path.to_path_buf() });
+    }
+    let (width, height) = image::ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .into_dimensions()
+        .map_err(|source| DataError::Decode { path: path.to_path_buf(), source })?;
+    check_pixels(path, width, height)?;
+    if width == 0 || height == 0 {
+        return Err(DataError::EmptyImage { path: path.to_path_buf(), width, height });
+    }
+    Ok((width, height))
+}
+
 /// Decodes image bytes to RGB; `path` is only used to name the file in errors.
 pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     if bytes.is_empty() {

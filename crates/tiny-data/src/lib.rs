@@ -53,7 +53,7 @@ pub use dataloaders::{DataLoaders, FolderConfig, ImageDataLoaders};
 pub use dataset::{Dataset, ImageFolderDataset, ImageItem};
 pub use decode::{
     Crop, ItemTransform, MAX_IMAGE_PIXELS, RandomResizedCrop, ResizeMethod, RgbImage, decode_rgb, decode_rgb_bytes,
-    flip_horizontal, resize_crop,
+    flip_horizontal, probe_image, resize_crop,
 };
 pub use error::{DataError, Result};
 pub use files::{

@@ -75,7 +75,8 @@ fn skip_bad_files_leaves_them_out_and_counts_them() {
     let out = train(&data, &["--epochs", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad file stops the fit without the switch");
-    assert!(stderr.contains("--skip-bad-files") && stderr.contains(&*bad_train.to_string_lossy()), "{stderr}");
+    // The validation images' headers are read first, before the fit, so the bad validation file is named.
+    assert!(stderr.contains("--skip-bad-files") && stderr.contains(&*bad_valid.to_string_lossy()), "{stderr}");
 
     let out = train(&data, &["--epochs", "1", "--skip-bad-files"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -96,6 +97,21 @@ fn skip_bad_files_leaves_them_out_and_counts_them() {
     let json: serde_json::Value = serde_json::from_str(&json_line(&out)).unwrap();
     assert!(json["tta_acc"].as_f64().is_some_and(f64::is_finite), "{json}");
     assert!(views.join("confusion.png").is_file() || std::fs::read_dir(&views).unwrap().count() > 0, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_validation_image_stops_the_run_before_the_first_epoch() {
+    // Issue 29: a bad validation image was found only after the first epoch's training.
+    let dir = temp_dir("bad-valid");
+    let data = small_set(&dir);
+    let bad = tiny_data::get_image_files(data.join("val")).unwrap()[1].clone();
+    std::fs::write(&bad, b"not an image").unwrap();
+    let out = train(&data, &["--epochs", "1"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success());
+    assert!(stderr.contains("before the fit") && stderr.contains(&*bad.to_string_lossy()), "{stderr}");
+    assert!(!stdout.lines().any(|l| l.starts_with("0 ")), "no epoch ran: {stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

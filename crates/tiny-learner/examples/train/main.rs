@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let (lr, seed) = recipe::lr_and_seed(&args, resume.as_ref());
     let data = data_dir(&args)?;
     let (dls, left_out) = loaders(&args, &data, seed)?;
+    probe_validation(&args, &dls)?;
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
     let counts = [dls.train.dataset().len(), dls.valid.dataset().len()];
     // The first training batch: the chapter's statistics come from it, and --interpret shows it.
@@ -213,6 +214,19 @@ fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<(ImageDataLoad
     report::left_out(&left_out);
     let dls = DataLoaders::from_image_folder(folder, &cfg).with_context(|| format!("reading {}", data.display()))?;
     Ok((dls, left_out))
+}
+
+/// Reads every validation image's header before the fit, so that a bad one stops the run now rather than after the
+/// first epoch's training; with --skip-bad-files the loader leaves such files out instead.
+fn probe_validation(args: &Args, dls: &ImageDataLoaders) -> anyhow::Result<()> {
+    if args.skip_bad_files {
+        return Ok(());
+    }
+    for file in dls.valid.dataset().files() {
+        tiny_data::probe_image(file)
+            .context("a bad validation image, found before the fit; --skip-bad-files leaves such files out")?;
+    }
+    Ok(())
 }
 
 /// Runs the LR finder, writes lr_find.png, and prints the suggestion and a JSON line.
