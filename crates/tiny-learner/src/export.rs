@@ -33,6 +33,19 @@ impl ExportInfo {
         ExportInfo { arch: arch.to_owned(), vocab: vocab.to_vec(), normalize, item_tfm: item_tfm.deterministic() }
     }
 
+    /// What the export at `path` was trained on, or `None` when the file is not a tiny export (a PyTorch
+    /// state_dict, say), so that `--init` from an export normalises as its model was trained.
+    ///
+    /// # Errors
+    /// When the file cannot be read as safetensors, or is an export whose metadata is unreadable.
+    pub fn read(path: &Path) -> Result<Option<Self>> {
+        let (_, meta) = tiny_nn::load_tensors(path)?;
+        match meta.get("tiny.format").map(String::as_str) {
+            Some(EXPORT_FORMAT) => Self::from_metadata(path, &meta).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The number of classes.
     pub fn n_classes(&self) -> usize {
         self.vocab.len()

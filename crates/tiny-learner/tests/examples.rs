@@ -316,6 +316,12 @@ fn a_resumed_fit_normalises_with_the_checkpoints_statistics() {
     assert_eq!(resumed["stats_std"], serde_json::json!([0.125, 0.25, 0.375]), "{resumed}");
     let fresh = train_json(&data, &["--epochs", "1"]);
     assert_eq!(fresh["stats_from"], "the first training batch", "{fresh}");
+    // An export given to --init brings its statistics (ImageNet's were used before).
+    let export = dir.join("model.safetensors");
+    train_json(&data, &["--epochs", "1", "--stats", stats, "--export", export.to_str().unwrap()]);
+    let init = train_json(&data, &["--epochs", "1", "--init", export.to_str().unwrap()]);
+    assert_eq!(init["stats_from"], "the --init export", "{init}");
+    assert_eq!(init["stats_mean"], serde_json::json!([0.25, 0.5, 0.75]), "{init}");
     // --stats still wins.
     let fixed = train_json(&data, &["--epochs", "2", "--stats", "imagenet", "--resume", ck.to_str().unwrap()]);
     assert_eq!(fixed["stats_from"], "--stats", "{fixed}");

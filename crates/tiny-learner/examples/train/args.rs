@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
 use tiny_data::Normalize;
-use tiny_learner::{ARCHS, Arch, CheckpointInfo, IMAGENET_STATS};
+use tiny_learner::{ARCHS, Arch, CheckpointInfo, ExportInfo, IMAGENET_STATS};
 use tiny_tensor::{Device, Precision};
 
 /// The chapter's pipeline (loaders, Normalize, simple_cnn or resnet18, Learner) on an image folder, with fastai's
@@ -94,8 +94,8 @@ pub struct Args {
     #[arg(long)]
     pub pretrained: bool,
     /// Normalisation statistics: batch (the first training batch's, as the chapter), imagenet, or
-    /// m1,m2,m3,s1,s2,s3 [default: the checkpoint's with --resume, imagenet with --init or --pretrained, else
-    /// batch].
+    /// m1,m2,m3,s1,s2,s3 [default: the checkpoint's with --resume, an export's with --init EXPORT, imagenet with
+    /// --init or --pretrained, else batch].
     #[arg(long, value_parser = parse_stats)]
     pub stats: Option<Stats>,
     /// fastai's fine_tune: --freeze-epochs with the body frozen, then N epochs of everything with discriminative
@@ -344,14 +344,17 @@ impl Args {
     }
 
     /// The statistics in force and where they come from: `--stats`; else those of the checkpoint resumed from
-    /// (so a resumed fit normalises as the one that wrote it); else ImageNet's when starting from given weights;
-    /// else the first training batch's.
-    pub fn stats(&self, resume: Option<&CheckpointInfo>) -> (Stats, &'static str) {
-        match (self.stats, resume.and_then(|r| r.export_info.as_ref())) {
-            (Some(stats), _) => (stats, "--stats"),
-            (None, Some(info)) => (Stats::Fixed(info.normalize), "the checkpoint"),
-            (None, None) if self.init().is_some() => (Stats::Fixed(self.model.stats), "the architecture's (ImageNet)"),
-            (None, None) => (Stats::Batch, "the first training batch"),
-        }
+    /// (so a resumed fit normalises as the one that wrote it); else, starting from given weights, the export's own
+    /// when they are a tiny export, or the architecture's (ImageNet's); else the first training batch's.
+    pub fn stats(&self, resume: Option<&CheckpointInfo>) -> anyhow::Result<(Stats, &'static str)> {
+        Ok(match (self.stats, resume.and_then(|r| r.export_info.as_ref()), self.init()) {
+            (Some(stats), _, _) => (stats, "--stats"),
+            (None, Some(info), _) => (Stats::Fixed(info.normalize), "the checkpoint"),
+            (None, None, Some(init)) => match ExportInfo::read(&init)? {
+                Some(export) => (Stats::Fixed(export.normalize), "the --init export"),
+                None => (Stats::Fixed(self.model.stats), "the architecture's (ImageNet)"),
+            },
+            (None, None, None) => (Stats::Batch, "the first training batch"),
+        })
     }
 }

@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
     let counts = [dls.train.dataset().len(), dls.valid.dataset().len()];
     // The first training batch: the chapter's statistics come from it, and --interpret shows it.
-    let (stats, stats_from) = args.stats(resume.as_ref());
+    let (stats, stats_from) = args.stats(resume.as_ref())?;
     let first = match (stats, &args.interpret) {
         (Stats::Fixed(_), None) => None,
         _ => Some(dls.train.iter_epoch(0).next().context("the training split holds no image")??),
