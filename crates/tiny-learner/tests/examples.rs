@@ -329,6 +329,30 @@ fn a_resumed_fit_normalises_with_the_checkpoints_statistics() {
 }
 
 #[test]
+fn surprising_flag_combinations_are_warned_of() {
+    // Issue 29: --fine-tune without pretrained weights trained a random body without a word, and --lr-find ignored
+    // --export and --save silently (and printed its stop as `LrAboveMax`).
+    let dir = temp_dir("warnings");
+    let data = small_set(&dir);
+    let out = train(&data, &["--fine-tune", "1", "--freeze-epochs", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("--fine-tune without --pretrained or --init"), "{stderr}");
+    let export = dir.join("m.safetensors");
+    let out = Command::new(example("train"))
+        .current_dir(&dir)
+        .arg("--data")
+        .arg(&data)
+        .args(["--size", "16", "--bs", "8", "--workers", "1", "--threads", "1", "--lr-find", "--export"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stderr.contains("--export not used"), "{stderr}");
+    assert!(!stdout.contains("LrAboveMax") && !export.exists(), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unknown_metric_is_refused_before_any_data_is_read() {
     let out = train(Path::new("/no/such/folder"), &["--metrics", "accuracy,acuracy"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -295,6 +295,31 @@ impl Args {
         if self.fine_tune.is_some() && (self.resume.is_some() || self.stop_after.is_some()) {
             anyhow::bail!("--fine-tune runs two fits in one process; it cannot --resume or --stop-after");
         }
+        if self.fine_tune.is_some() && self.init().is_none() {
+            eprintln!(
+                "warning: --fine-tune without --pretrained or --init trains a randomly initialised body in two stages; \
+                 fine_tune is for pretrained weights (plain training is --epochs N)"
+            );
+        }
+        if self.lr_find {
+            let ignored: Vec<&str> = [
+                ("--export", self.export.is_some()),
+                ("--save", self.save.is_some()),
+                ("--save-best", self.save_best.is_some()),
+                ("--fine-tune", self.fine_tune.is_some()),
+                ("--resume", self.resume.is_some()),
+                ("--plot", self.plot.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, given)| given.then_some(flag))
+            .collect();
+            if !ignored.is_empty() {
+                eprintln!(
+                    "warning: --lr-find runs the LR finder, writes lr_find.png and stops: {} not used",
+                    ignored.join(", ")
+                );
+            }
+        }
         if self.pretrained && self.model.name != "resnet18" {
             anyhow::bail!("--pretrained: the ImageNet weights are resnet18's; add --model resnet18");
         }

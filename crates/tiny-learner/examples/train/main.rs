@@ -240,7 +240,7 @@ fn lr_find(learn: &mut Learner) -> anyhow::Result<()> {
     print_progress(&format!(
         "lr_find: {} steps, stopped: {}; suggested lr {:.2e} (valley; {}); plot in lr_find.png",
         res.lrs.len(),
-        res.stop.map_or("out of epochs".to_string(), |s| format!("{s:?}")),
+        res.stop.map_or("out of epochs".to_string(), |s| s.to_string()),
         res.suggestion.unwrap_or(f32::NAN),
         each.join(", ")
     ));

@@ -58,6 +58,17 @@ pub enum FinderStop {
     StepsDone,
 }
 
+impl std::fmt::Display for FinderStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FinderStop::LrAboveMax => "the learning rate passed its maximum",
+            FinderStop::Diverged => "the loss diverged (past stop_div times its minimum)",
+            FinderStop::NotANumber => "the loss was not a number",
+            FinderStop::StepsDone => "every step was done",
+        })
+    }
+}
+
 /// The chapter's `LRFinder` callback: starting from `start_lr` (1e-6) it raises the learning rate
 /// every training batch and records the loss, and cancels the fit when the rate passes `max_lr` (10),
 /// the loss is NaN or exceeds `stop_div` (4) times its minimum. Validation is skipped. It saves the

@@ -12,9 +12,9 @@
 //! only, and the blocks of k are taken in turn, so a product's bits do not depend on the thread count; they
 //! differ from AVX512-BF16's in the last places: the tile unit sums each row of products in its own order and
 //! rounding, which Intel does not document (measured here, it matches neither `vdpbf16ps`'s order nor one
-//! rounding per instruction). A 32-row block of k by 16 * NV columns reads its B panel once per pair of
-//! column tiles; keeping sums in the tiles over several blocks of k was slower (31.0 against 32.8 ms a
-//! simple_cnn step with four blocks: the panels then outgrow L1).
+//! rounding per instruction). The kernel reads its B panel (one block of k) once per pair of column tiles;
+//! keeping sums in the tiles over four blocks of k was slower (a simple_cnn step 32.3-33.0 ms against 30.8-32.4,
+//! alternated): the panels then outgrow L1.
 //!
 //! The tile instructions are written with `asm!`: Rust has no stable AMX intrinsics. Each `asm!` names its tile
 //! registers, which the compiler never allocates, so the tiles keep their values from one `asm!` to the next.
@@ -30,7 +30,7 @@ const KP: usize = 16;
 #[repr(C, align(64))]
 struct Config([u8; 64]);
 
-const CONFIG: Config = {
+static CONFIG: Config = {
     let mut c = [0u8; 64];
     c[0] = 1;
     let mut t = 0;
