@@ -98,10 +98,11 @@ pub fn python() -> Option<PathBuf> {
     Some(PathBuf::from("/opt/torch/.venv/bin/python")).filter(|p| is_executable(p)).or_else(|| find_tool("python3"))
 }
 
-/// The Python code that prints the interpreter's site-packages folders, one per line.
+/// The Python code that prints the interpreter's site-packages folders, one per line, in the order Python imports
+/// from them: `sys.path`'s (where `PYTHONPATH` comes before the system's), then any the site module adds.
 pub const PYTHON_SITES: &str = "import site, sys
-dirs = list(getattr(site, 'getsitepackages', lambda: [])()) + [site.getusersitepackages()]
-print('\\n'.join(dirs + [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]))";
+dirs = [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]
+print('\\n'.join(dirs + list(getattr(site, 'getsitepackages', lambda: [])()) + [site.getusersitepackages()]))";
 
 #[cfg(test)]
 mod tests {
