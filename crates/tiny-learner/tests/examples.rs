@@ -353,6 +353,28 @@ fn surprising_flag_combinations_are_warned_of() {
 }
 
 #[test]
+fn a_second_run_on_the_same_save_path_is_refused() {
+    // Issue 29: two runs on one --save clobbered each other's checkpoints silently.
+    let dir = temp_dir("save-lock");
+    let data = small_set(&dir);
+    let save = dir.join("ck-{epoch}.safetensors");
+    let lock = dir.join(".ck-{epoch}.safetensors.lock");
+    // A live process (this test) holds the lock: the run is refused, naming it, and the lock stays.
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let out = train(&data, &["--epochs", "1", "--save", save.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&format!("process {}", std::process::id())), "{stderr}");
+    assert!(lock.exists() && !dir.join("ck-0.safetensors").exists());
+    // A lock whose process is gone is taken over, and the run's own lock is removed when it ends.
+    std::fs::write(&lock, "4294967294\n").unwrap();
+    let out = train(&data, &["--epochs", "1", "--save", save.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("taking over"), "{stderr}");
+    assert!(dir.join("ck-0.safetensors").exists() && !lock.exists(), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unknown_metric_is_refused_before_any_data_is_read() {
     let out = train(Path::new("/no/such/folder"), &["--metrics", "accuracy,acuracy"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -8,6 +8,7 @@
 //! every flag. `recipe.rs` turns the flags into a learner and its callbacks, `report.rs` writes what comes after.
 
 mod args;
+mod lock;
 mod recipe;
 mod report;
 mod stop;
@@ -33,6 +34,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.check()?;
     check_paths(&args)?;
+    // Held until main returns: a second run on the same --save is refused instead of overwriting these epochs.
+    let _lock = args.save.as_deref().map(lock::SaveLock::take).transpose()?;
     // So is every metric name, which the error lists when one is unknown.
     let metrics = metrics_from_names(&args.metrics)?;
     tiny_tensor::set_num_threads(args.threads);
