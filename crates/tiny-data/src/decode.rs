@@ -67,12 +67,7 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
 /// As [`decode_rgb`], except a [`DataError::Decode`] that only the pixels would show.
 pub fn probe_image(path: &Path) -> Result<(u32, u32)> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if bytes.is_empty() {
-        return Err(DataError::EmptyFile { path: path.to_path_buf() });
-    }
-    if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_eoi(&bytes) {
-        return Err(DataError::TruncatedJpeg { path: path.to_path_buf() });
-    }
+    check_complete(&bytes, path)?;
     let (width, height) = image::ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
@@ -87,19 +82,11 @@ pub fn probe_image(path: &Path) -> Result<(u32, u32)> {
 
 /// Decodes image bytes to RGB; `path` is only used to name the file in errors.
 pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
-    if bytes.is_empty() {
-        return Err(DataError::EmptyFile { path: path.to_path_buf() });
-    }
-    // zune-jpeg is lenient and pads a cut-off scan with grey, so a truncated download would
-    // otherwise decode "successfully". A complete JPEG ends with an EOI marker (FF D9); a byte
-    // pair that cannot occur inside entropy-coded data, so looking near the end is enough.
-    if bytes.starts_with(&[0xFF, 0xD8]) {
-        if !has_jpeg_eoi(bytes) {
-            return Err(DataError::TruncatedJpeg { path: path.to_path_buf() });
-        }
-        if let Some(img) = decode_ycbcr_jpeg(bytes, path)? {
-            return Ok(img);
-        }
+    check_complete(bytes, path)?;
+    if bytes.starts_with(&[0xFF, 0xD8])
+        && let Some(img) = decode_ycbcr_jpeg(bytes, path)?
+    {
+        return Ok(img);
     }
     let decode_err = |source| DataError::Decode { path: path.to_path_buf(), source };
     // One header parse: the claimed size is checked before the decoder reads any pixel.
@@ -124,6 +111,20 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     }
     let kind = if indexed { SourceKind::Indexed } else { SourceKind::Opaque };
     Ok(RgbImage { width, height, data: img.into_rgb8().into_raw(), kind })
+}
+
+/// Refuses an empty file and a cut-off JPEG, the checks both [`decode_rgb_bytes`] and [`probe_image`] make first.
+/// zune-jpeg is lenient and pads a cut-off scan with grey, so a truncated download would otherwise decode
+/// "successfully". A complete JPEG ends with an EOI marker (FF D9), a byte pair that cannot occur inside
+/// entropy-coded data, so looking near the end is enough.
+fn check_complete(bytes: &[u8], path: &Path) -> Result<()> {
+    if bytes.is_empty() {
+        return Err(DataError::EmptyFile { path: path.to_path_buf() });
+    }
+    if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_eoi(bytes) {
+        return Err(DataError::TruncatedJpeg { path: path.to_path_buf() });
+    }
+    Ok(())
 }
 
 /// Decodes a three-component (YCbCr) JPEG straight to RGB with zune-jpeg, the decoder `image` uses inside,

@@ -35,17 +35,17 @@ fn small_set(dir: &Path) -> PathBuf {
     data
 }
 
+/// The train example on `data` at 16 px with `args`, ready to run (to redirect its output first, say).
+fn train_command(data: &Path, args: &[&str]) -> Command {
+    let base = ["--size", "16", "--bs", "16", "--workers", "1", "--threads", "1"];
+    let mut cmd = Command::new(example("train"));
+    cmd.arg("--data").arg(data).args(base).args(args).env("RUST_BACKTRACE", "0");
+    cmd
+}
+
 /// Runs the train example on `data` at 16 px with `args`, and waits for it.
 fn train(data: &Path, args: &[&str]) -> Output {
-    let base = ["--size", "16", "--bs", "16", "--workers", "1", "--threads", "1"];
-    Command::new(example("train"))
-        .arg("--data")
-        .arg(data)
-        .args(base)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run the train example")
+    train_command(data, args).output().expect("run the train example")
 }
 
 /// The JSON line the train example ends with.
@@ -258,13 +258,8 @@ fn a_full_or_closed_stdout_is_an_error_after_the_work_not_a_panic() {
     let data = small_set(&dir);
     let export = dir.join("model.tiny");
     let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
-    let out = Command::new(example("train"))
-        .arg("--data")
-        .arg(&data)
-        .args(["--size", "16", "--bs", "16", "--workers", "1", "--threads", "1", "--epochs", "1", "--export"])
-        .arg(&export)
+    let out = train_command(&data, &["--epochs", "1", "--export", export.to_str().unwrap()])
         .stdout(full())
-        .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run the train example");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -338,14 +333,9 @@ fn surprising_flag_combinations_are_warned_of() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.contains("--fine-tune without --pretrained or --init"), "{stderr}");
     let export = dir.join("m.safetensors");
-    let out = Command::new(example("train"))
-        .current_dir(&dir)
-        .arg("--data")
-        .arg(&data)
-        .args(["--size", "16", "--bs", "8", "--workers", "1", "--threads", "1", "--lr-find", "--export"])
-        .arg(&export)
-        .output()
-        .unwrap();
+    // From `dir`, where the finder writes its lr_find.png.
+    let out =
+        train_command(&data, &["--lr-find", "--export", export.to_str().unwrap()]).current_dir(&dir).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stderr.contains("--export not used"), "{stderr}");
     assert!(!stdout.contains("LrAboveMax") && !export.exists(), "{stdout}");
