@@ -19,7 +19,9 @@ Writes, each a safetensors file whose `cases` metadata (JSON) describes every ca
                                                          torch.autocast("cpu", dtype=torch.bfloat16)
   crates/tiny-nn/tests/fixtures/autocast_bf16.safetensors      simple_cnn's and resnet18's logits and first-step
                                                          gradients under the same autocast
-(`make_fixtures.py ops nn optim inputs label_smoothing warp autocast autocast_models` writes only the parts named.)
+  crates/tiny-nn/tests/fixtures/zoo.safetensors          resnet34's and resnet50's state_dict names and shapes and
+                                                         eval logits from hashed weights; Dropout's mask semantics
+(`make_fixtures.py ops nn optim inputs label_smoothing warp autocast autocast_models zoo` writes only the parts named.)
 
 A case's tensors are named `<case>.in<i>` (inputs, contiguous), `<case>.out<j>` (outputs), `<case>.cot`
 (the cotangent: the gradient of `sum(out0 * cot)` is taken) and `<case>.grad<i>` (that gradient for each
@@ -913,10 +915,50 @@ def autocast_models():
     w.save(ROOT / "crates/tiny-nn/tests/fixtures/autocast_bf16.safetensors")
 
 
+# ----------------------------------------------------------------------------- tiny-nn: the model zoo
+def zoo():
+    """torchvision's resnet34 and resnet50 from hashed weights (`hashed_state`, which tiny's test rebuilds): their
+    state_dict names and shapes in order, and eval logits on a hashed batch of two 64 px images, with PyTorch's own
+    float32 distance from float64 for the note. And Dropout: PyTorch's mask semantics on one seeded draw."""
+    import torchvision
+
+    w = Writer()
+    for name in ["resnet34", "resnet50"]:
+        m = getattr(torchvision.models, name)(num_classes=10)
+        m.load_state_dict(hashed_state(m))
+        m.eval()
+        salt = f"zoo.{name}.input"
+        x = hashed_uniform(salt, (2, 3, 64, 64))
+        with torch.no_grad():
+            logits = m(x)
+            exact = m.double()(x.double())
+        own = ((logits.double() - exact).abs().max() / exact.abs().max()).item()
+        print(f"{name}: float32 logits {own:.1e} from float64 (of the largest)")
+        w.put(f"{name}.eval_logits", logits)
+        keys = [[k, list(v.shape)] for k, v in m.state_dict().items()]
+        w.cases.append(dict(name=name, op="model", params=dict(keys=keys, input=salt, float32_vs_float64=own),
+                            views=[], grads=[], outputs=1, rtol=2e-5))
+    # Dropout in training: each element zeroed with probability p, the rest scaled by 1 / (1 - p); the gradient
+    # of sum(y * cot) is cot where kept, scaled alike. x has no zeros, so y's zeros are exactly the dropped ones.
+    torch.manual_seed(0)
+    p = 0.3
+    x = (torch.rand(64, 48) + 0.5) * torch.sign(torch.randn(64, 48))
+    x.requires_grad_()
+    y = F.dropout(x, p, training=True)
+    cot = torch.randn(64, 48)
+    (y * cot).sum().backward()
+    for k, t in dict(x=x, y=y, cot=cot, grad=x.grad, eval=F.dropout(x, p, training=False)).items():
+        w.put(f"dropout.{k}", t)
+    w.cases.append(dict(name="dropout", op="dropout", params=dict(p=p), views=[], grads=[True], outputs=1, rtol=0,
+                        note="tiny's own mask: zeros where it drops, x * scale where not, with PyTorch's scale"))
+    w.save(ROOT / "crates/tiny-nn/tests/fixtures/zoo.safetensors")
+
+
 if __name__ == "__main__":
     import sys
 
-    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing", "warp", "autocast", "autocast_models"]
+    parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing", "warp", "autocast", "autocast_models",
+                             "zoo"]
     for part in parts:
         {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs, "label_smoothing": label_smoothing,
-         "warp": warp, "autocast": autocast, "autocast_models": autocast_models}[part]()
+         "warp": warp, "autocast": autocast, "autocast_models": autocast_models, "zoo": zoo}[part]()

@@ -13,6 +13,8 @@ use tiny_nn::Module;
 use xtask::fetch::part_path;
 use xtask::fetch_weights::header::{self, Header, TensorSpec, spec};
 use xtask::fetch_weights::resnet18::RESNET18;
+use xtask::fetch_weights::resnet34::RESNET34;
+use xtask::fetch_weights::resnet50::RESNET50;
 use xtask::fetch_weights::{Args, Outcome, Plan, WEIGHTS, run, unverified_path};
 use xtask::progress::{Reporter, Style};
 
@@ -269,24 +271,37 @@ fn the_real_table_names_what_a_header_lacks_or_gets_wrong() {
 }
 
 #[test]
-fn the_resnet18_table_is_tiny_nns_resnet18_state_dict() {
-    let model = tiny_nn::resnet18(1000).unwrap();
-    let ours: Vec<(String, Vec<usize>)> = model
-        .state_dict()
-        .into_iter()
-        .filter(|(name, _)| !name.ends_with(".num_batches_tracked"))
-        .map(|(name, t)| (name, t.shape().to_vec()))
-        .collect();
-    let table: Vec<(String, Vec<usize>)> = RESNET18.iter().map(|s| (s.name.to_owned(), s.shape.to_vec())).collect();
-    let (mut ours_sorted, mut table_sorted) = (ours, table);
-    ours_sorted.sort();
-    table_sorted.sort();
-    assert_eq!(table_sorted, ours_sorted);
-    let count = |running: bool| -> usize {
-        let specs = RESNET18.iter().filter(|s| s.name.contains(".running_") == running);
-        specs.map(|s| s.shape.iter().product::<usize>()).sum()
-    };
-    assert_eq!((RESNET18.len(), count(false), count(true)), (102, 11_689_512, 9_600));
+fn each_table_is_tiny_nns_state_dict_of_that_model() {
+    type Build = fn(usize) -> tiny_nn::Result<tiny_nn::ResNet>;
+    /// The table's length, its parameters and its running statistics.
+    type Counts = (usize, usize, usize);
+    let models: [(&str, Build, &[TensorSpec], Counts); 3] = [
+        ("resnet18", tiny_nn::resnet18, RESNET18, (102, 11_689_512, 9_600)),
+        ("resnet34", tiny_nn::resnet34, RESNET34, (182, 21_797_672, 17_024)),
+        ("resnet50", tiny_nn::resnet50, RESNET50, (267, 25_557_032, 53_120)),
+    ];
+    for (name, build, table, counts) in models {
+        let model = build(1000).unwrap();
+        let ours: Vec<(String, Vec<usize>)> = model
+            .state_dict()
+            .into_iter()
+            .filter(|(name, _)| !name.ends_with(".num_batches_tracked"))
+            .map(|(name, t)| (name, t.shape().to_vec()))
+            .collect();
+        let theirs: Vec<(String, Vec<usize>)> = table.iter().map(|s| (s.name.to_owned(), s.shape.to_vec())).collect();
+        let (mut ours_sorted, mut table_sorted) = (ours, theirs);
+        ours_sorted.sort();
+        table_sorted.sort();
+        assert_eq!(table_sorted, ours_sorted, "{name}");
+        let count = |running: bool| -> usize {
+            let specs = table.iter().filter(|s| s.name.contains(".running_") == running);
+            specs.map(|s| s.shape.iter().product::<usize>()).sum()
+        };
+        assert_eq!((table.len(), count(false), count(true)), counts, "{name}");
+        let weights = WEIGHTS.iter().find(|w| w.name == name).unwrap();
+        assert_eq!(weights.tensors.len(), table.len(), "{name}");
+        assert_eq!(weights.url, format!("https://huggingface.co/timm/{name}.tv_in1k/resolve/main/model.safetensors"));
+    }
 }
 
 fn parse(args: &[&str]) -> anyhow::Result<Plan> {
@@ -300,7 +315,11 @@ fn the_default_is_timms_resnet18_into_data_weights() {
     assert_eq!(plan.url, "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors");
     assert_eq!(plan.target, PathBuf::from("/ws/data/weights/resnet18.safetensors"));
     assert_eq!((plan.tensors, plan.sha256, plan.attempts), (RESNET18, None, 3));
-    assert_eq!(WEIGHTS.len(), 1);
+    let names: Vec<&str> = WEIGHTS.iter().map(|w| w.name).collect();
+    assert_eq!(names, ["resnet18", "resnet34", "resnet50"]);
+    let plan = parse(&["resnet50"]).unwrap();
+    assert_eq!(plan.target, PathBuf::from("/ws/data/weights/resnet50.safetensors"));
+    assert_eq!(plan.tensors, RESNET50);
 }
 
 #[test]
@@ -317,7 +336,7 @@ fn dest_url_and_sha256_are_taken_as_given() {
 fn bad_options_say_what_is_wrong() {
     let message = |args: &[&str]| parse(args).unwrap_err().to_string();
     assert!(message(&[]).starts_with("name the weights to fetch: resnet18"));
-    assert!(message(&["resnet50"]).contains("unknown weights `resnet50`: use resnet18"));
+    assert!(message(&["resnet101"]).contains("unknown weights `resnet101`: use resnet18, resnet34, resnet50"));
     assert!(message(&["resnet18", "resnet18"]).contains("unexpected argument `resnet18`"));
     assert!(message(&["resnet18", "--sha256", "abc"]).contains("not a SHA-256"));
     assert!(message(&["resnet18", "--md5", "abc"]).contains("unknown option `--md5`"));

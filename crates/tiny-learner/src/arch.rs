@@ -19,7 +19,7 @@ pub type SplitFn = fn(&dyn Module) -> Vec<Vec<String>>;
 /// let arch = Arch::named("resnet18").unwrap();
 /// let model = (arch.build)(10).unwrap();
 /// assert_eq!(arch.splitter()(model.as_ref()).len(), 3);
-/// assert!(Arch::named("vgg16").unwrap_err().to_string().contains("simple_cnn, resnet18"));
+/// assert!(Arch::named("vgg16").unwrap_err().to_string().contains("simple_cnn, resnet18, resnet34, resnet50"));
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Arch {
@@ -28,13 +28,18 @@ pub struct Arch {
     /// Builds a freshly initialised model with this many classes.
     pub build: fn(usize) -> tiny_nn::Result<Box<dyn Module>>,
     /// The module path of the classifier head, which a pretrained body gets afresh for other classes (`fc` is
-    /// torchvision's name in resnet18; simple_cnn's Linear is its sixth layer, `5`).
+    /// torchvision's name in its resnets; simple_cnn's Linear is its sixth layer, `5`).
     pub head: &'static str,
     /// fastai's `split`: the parameter groups for discriminative learning rates and `freeze`; `None` splits into
     /// the body and the head.
     pub split: Option<SplitFn>,
     /// The statistics to normalise with when starting from saved weights (fastai's `stats`).
     pub stats: Normalize,
+    /// The file of published ImageNet weights that `cargo xtask fetch-weights NAME` puts in `data/weights/`
+    /// (torchvision's, from timm's `tv_in1k`), if there are any.
+    pub pretrained: Option<&'static str>,
+    /// The total stride of the body: inputs smaller than this leave less than one pixel for the head.
+    pub stride: usize,
 }
 
 /// Every architecture the learner knows, in the order errors list them.
@@ -45,6 +50,8 @@ pub const ARCHS: &[Arch] = &[
         head: "5",
         split: None,
         stats: IMAGENET_STATS,
+        pretrained: None,
+        stride: 16,
     },
     Arch {
         name: "resnet18",
@@ -52,6 +59,26 @@ pub const ARCHS: &[Arch] = &[
         head: "fc",
         split: Some(resnet_split),
         stats: IMAGENET_STATS,
+        pretrained: Some("resnet18.safetensors"),
+        stride: 32,
+    },
+    Arch {
+        name: "resnet34",
+        build: |n| Ok(Box::new(tiny_nn::resnet34(n)?)),
+        head: "fc",
+        split: Some(resnet_split),
+        stats: IMAGENET_STATS,
+        pretrained: Some("resnet34.safetensors"),
+        stride: 32,
+    },
+    Arch {
+        name: "resnet50",
+        build: |n| Ok(Box::new(tiny_nn::resnet50(n)?)),
+        head: "fc",
+        split: Some(resnet_split),
+        stats: IMAGENET_STATS,
+        pretrained: Some("resnet50.safetensors"),
+        stride: 32,
     },
 ];
 

@@ -516,3 +516,35 @@ fn an_unsplit_folder_trains_with_valid_pct_and_the_json_line_counts_what_was_lef
     assert!(json["valid_loss"].as_f64().unwrap().is_finite(), "{json}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_predict() {
+    // Issue 30: resnet34 trains by name; resnet50 fine-tunes from a state_dict with torchvision's names and a
+    // 1000-class head, exports, and predicts in a fresh process.
+    let dir = temp_dir("zoo");
+    let data = small_set(&dir);
+    let json = train_json(&data, &["--model", "resnet34", "--epochs", "1"]);
+    assert_eq!(json["model"], "resnet34", "{json}");
+    let weights = dir.join("r50.safetensors");
+    tiny_nn::save_state_dict(&tiny_nn::resnet50(1000).unwrap(), &weights).unwrap();
+    let model = dir.join("r50-export.safetensors");
+    let (w, m) = (weights.to_str().unwrap(), model.to_str().unwrap());
+    let args = ["--model", "resnet50", "--init", w, "--fine-tune", "1", "--freeze-epochs", "1"];
+    let out = train(&data, &[&args[..], &["--export", m]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("its head does not fit 10 classes"), "{stderr}");
+    let image = tiny_data::get_image_files(data.join("val")).unwrap().remove(0);
+    let out = Command::new(example("predict")).arg(&model).arg(&image).args(["--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["predictions"].as_array().map(Vec::len), Some(1), "{line}");
+    // --pretrained names the model's own weights file and how to fetch it; simple_cnn has none.
+    let out = train_command(&data, &["--model", "resnet50", "--pretrained"]).current_dir(&dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resnet50.safetensors") && stderr.contains("fetch-weights resnet50"), "{stderr}");
+    let out = train(&data, &["--model", "simple_cnn", "--pretrained"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no ImageNet weights for simple_cnn"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,12 +17,12 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tiny_nn::{Module, cross_entropy, resnet18, simple_cnn};
+use tiny_nn::{Module, cross_entropy, resnet18, resnet34, resnet50, simple_cnn};
 use tiny_tensor::{Device, Precision, Tensor, UpdateOp, UpdateProgram, autocast, foreach_update_, no_grad};
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(about = "Times training steps (forward, backward, plain SGD) of simple_cnn or resnet18 on random data")]
+#[command(about = "Times training steps (forward, backward, plain SGD) of simple_cnn or a resnet on random data")]
 struct Args {
     /// The model.
     #[arg(long, value_enum, default_value_t = Model::SimpleCnn)]
@@ -71,6 +71,12 @@ enum Model {
     /// torchvision's resnet18.
     #[value(name = "resnet18")]
     Resnet18,
+    /// torchvision's resnet34.
+    #[value(name = "resnet34")]
+    Resnet34,
+    /// torchvision's resnet50 (bottleneck blocks).
+    #[value(name = "resnet50")]
+    Resnet50,
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -106,6 +112,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (model_name, model): (&str, Box<dyn Module>) = match args.model {
         Model::SimpleCnn => ("simple_cnn", Box::new(simple_cnn(10)?)),
         Model::Resnet18 => ("resnet18", Box::new(resnet18(10)?)),
+        Model::Resnet34 => ("resnet34", Box::new(resnet34(10)?)),
+        Model::Resnet50 => ("resnet50", Box::new(resnet50(10)?)),
     };
     model.to_device(device)?;
     model.train(true);

@@ -52,3 +52,9 @@ pub fn xavier_normal(shape: &[usize]) -> Result<Tensor> {
     let (fan_in, fan_out) = fans(shape);
     normal(shape, (2.0 / (fan_in + fan_out) as f32).sqrt())
 }
+
+/// A seed drawn from this thread's generator, for a layer that keeps a generator of its own (`Dropout`), so
+/// that `manual_seed` before building a model also fixes its masks.
+pub(crate) fn next_seed() -> u64 {
+    RNG.with(|r| rand::Rng::random(&mut *r.borrow_mut()))
+}

@@ -23,12 +23,14 @@ mod state_dict;
 
 pub use error::{NnError, Result};
 pub use init::manual_seed;
-pub use layers::{AdaptivePool, BatchNorm2d, Conv2d, ConvLayer, Flatten, Lambda, Linear, MaxPool2d, ReLU, Sequential};
+pub use layers::{
+    AdaptivePool, BatchNorm2d, Conv2d, ConvLayer, Dropout, Flatten, Lambda, Linear, MaxPool2d, ReLU, Sequential,
+};
 pub use loss::{
     LabelSmoothingCrossEntropy, cross_entropy, cross_entropy_items, cross_entropy_smooth, cross_entropy_smooth_items,
     log_softmax, nll, nll_items,
 };
-pub use models::{BasicBlock, ResNet, resnet18, simple_cnn};
+pub use models::{BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, simple_cnn};
 pub use module::{ForwardHook, HookHandle, Hooks, Module};
 pub use parameter::Parameter;
 

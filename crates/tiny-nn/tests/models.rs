@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use tiny_nn::layers::Sequential;
 use tiny_nn::{
     BasicBlock, BatchNorm2d, ConvLayer, Linear, Module, cross_entropy, cross_entropy_items, init, log_softmax, nll,
-    nll_items, resnet18, simple_cnn,
+    nll_items, resnet18, resnet34, resnet50, simple_cnn,
 };
 use tiny_tensor::gradcheck::{Tolerance, check_direction};
 use tiny_tensor::{Device, Tensor};
@@ -54,6 +54,23 @@ fn resnet18_has_torchvisions_parameter_count_and_names() {
         let y = m.forward(&input(&[1, 3, size, size], 2)).unwrap();
         assert_eq!(y.shape(), &[1, 10], "at {size} px");
     }
+}
+
+#[test]
+fn resnet34_and_resnet50_have_torchvisions_parameter_counts_and_run_at_64_px() {
+    // torchvision's counts for 1000 classes less their fc (513,000 and 2,049,000), plus a 10-class fc.
+    let (r34, r50) = (resnet34(10).unwrap(), resnet50(10).unwrap());
+    assert_eq!(r34.num_parameters(), 21_289_802);
+    assert_eq!(r50.num_parameters(), 23_528_522);
+    assert_eq!(r34.named_buffers().len(), 3 * 36, "36 batchnorms");
+    assert_eq!(r50.named_buffers().len(), 3 * 53, "53 batchnorms");
+    assert_eq!(r50.fc.w.shape(), &[10, 2048]);
+    let names: Vec<String> = r50.state_dict().into_iter().map(|(n, _)| n).collect();
+    for expected in ["layer1.0.downsample.0.weight", "layer3.5.conv3.weight", "layer4.2.bn3.running_var"] {
+        assert!(names.iter().any(|n| n == expected), "missing {expected}");
+    }
+    r50.train(false);
+    assert_eq!(r50.forward(&input(&[1, 3, 64, 64], 3)).unwrap().shape(), &[1, 10]);
 }
 
 #[test]

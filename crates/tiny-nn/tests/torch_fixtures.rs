@@ -423,3 +423,89 @@ fn resnet18_in_bf16_stays_within_pytorchs_own_bf16_noise() {
     let x = Tensor::from_vec(hashed_uniform(input, 4 * 3 * 64 * 64), &[4, 3, 64, 64]).unwrap();
     bf16_within_pytorchs_bf16_noise("resnet18", &model, &x, &labels(fx.get("resnet18.y")));
 }
+
+/// The zoo's fixtures (`tests/fixtures/zoo.safetensors`, `make_fixtures.py zoo`).
+fn zoo() -> Fixtures {
+    Fixtures::load(fixture_path!("zoo.safetensors"))
+}
+
+/// `model`'s state_dict is torchvision's (`case.params["keys"]`), name for name and shape for shape (tiny lists
+/// parameters before buffers, so the orders differ); returns the hashed state the script loaded.
+fn torchvision_state(model: &dyn Module, case: &Case) -> Vec<(String, Tensor)> {
+    let ours: Vec<(String, Vec<usize>)> =
+        model.state_dict().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
+    let theirs: Vec<(String, Vec<usize>)> = case.params["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let shape = k[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            (k[0].as_str().unwrap().to_string(), shape)
+        })
+        .collect();
+    let (mut a, mut b) = (ours, theirs.clone());
+    a.sort();
+    b.sort();
+    assert_eq!(a.len(), b.len(), "{}: tiny's state_dict has {} entries, torchvision's {}", case.name, a.len(), b.len());
+    if let Some((x, y)) = a.iter().zip(&b).find(|(x, y)| x != y) {
+        panic!("{}: tiny's state_dict has {x:?} where torchvision's has {y:?}", case.name);
+    }
+    theirs.iter().map(|(n, s)| (n.clone(), Tensor::from_vec(hashed_value(n, s), s).unwrap())).collect()
+}
+
+#[test]
+fn resnet34_and_resnet50_load_torchvisions_state_dict_and_give_its_eval_logits() {
+    let fx = zoo();
+    for (name, model) in [("resnet34", tiny_nn::resnet34(10).unwrap()), ("resnet50", tiny_nn::resnet50(10).unwrap())] {
+        let case = fx.case(name);
+        load_state_dict(&model, torchvision_state(&model, case), true).unwrap();
+        let input = case.params["input"].as_str().unwrap();
+        let x = Tensor::from_vec(hashed_uniform(input, 2 * 3 * 64 * 64), &[2, 3, 64, 64]).unwrap();
+        model.train(false);
+        let logits = {
+            let _no_grad = no_grad();
+            model.forward(&x).unwrap()
+        };
+        // Within 2e-5 of the largest logit; PyTorch's own float32 logits are ~5e-7 from float64.
+        let what = format!("{name} eval logits");
+        assert_close(&what, logits.shape(), &logits.to_vec(), fx.get(&format!("{name}.eval_logits")), case.rtol);
+    }
+}
+
+#[test]
+fn dropout_keeps_pytorchs_semantics_zero_or_scaled_by_one_over_one_minus_p_and_the_identity_in_eval() {
+    let fx = zoo();
+    let p = fx.case("dropout").f32("p");
+    let x = tensor(fx.get("dropout.x")).set_requires_grad(true);
+    let (theirs, cot, their_grad) = (fx.get("dropout.y"), fx.get("dropout.cot"), fx.get("dropout.grad"));
+    // PyTorch's scale, read off its kept elements.
+    let their_scale = theirs.data.iter().zip(&x.to_vec()).find(|(y, _)| **y != 0.0).map(|(y, x)| y / x).unwrap();
+    let drop = tiny_nn::Dropout::new(p).unwrap();
+    assert!((drop.scale() - their_scale).abs() <= 1e-6 * their_scale, "scale {} vs {their_scale}", drop.scale());
+    let y = drop.forward(&x).unwrap();
+    y.mul(&tensor(cot)).unwrap().sum_all().unwrap().backward().unwrap();
+    let (xs, ys, gs) = (x.to_vec(), y.to_vec(), x.grad().unwrap().to_vec());
+    let mut dropped = 0;
+    for i in 0..xs.len() {
+        if ys[i] == 0.0 {
+            dropped += 1;
+            assert_eq!(gs[i], 0.0, "element {i}: dropped, yet a gradient");
+        } else {
+            // Kept: the value PyTorch gives a kept element, and the gradient it gives one.
+            let (want_y, want_g) = (xs[i] * their_scale, cot.data[i] * their_scale);
+            assert!((ys[i] - want_y).abs() <= 1e-6 * want_y.abs(), "element {i}: {} vs {want_y}", ys[i]);
+            assert!((gs[i] - want_g).abs() <= 1e-6 * want_g.abs().max(1e-6), "gradient {i}: {} vs {want_g}", gs[i]);
+        }
+    }
+    // Both drop about p of the 3072 elements (a binomial's standard deviation is 25 here).
+    let theirs_dropped = theirs.data.iter().filter(|&&v| v == 0.0).count();
+    for (who, n) in [("tiny", dropped), ("PyTorch", theirs_dropped)] {
+        assert!((n as f32 - p * 3072.0).abs() < 100.0, "{who} dropped {n} of 3072 at p = {p}");
+    }
+    // PyTorch's stored gradient is the same rule on its own mask.
+    for ((g, c), y) in their_grad.data.iter().zip(&cot.data).zip(&theirs.data) {
+        assert_eq!(*g, if *y == 0.0 { 0.0 } else { c * their_scale }, "PyTorch's rule");
+    }
+    drop.train(false);
+    assert_close("dropout in eval", x.shape(), &drop.forward(&x).unwrap().to_vec(), fx.get("dropout.eval"), 0.0);
+}

@@ -6,6 +6,8 @@
 
 pub mod header;
 pub mod resnet18;
+pub mod resnet34;
+pub mod resnet50;
 
 use std::path::{Path, PathBuf};
 
@@ -21,10 +23,10 @@ use header::TensorSpec;
 
 /// How `cargo xtask fetch-weights` is used.
 pub const USAGE: &str = "\
-usage: cargo xtask fetch-weights resnet18 [--dest DIR] [--url URL] [--sha256 HEX]
+usage: cargo xtask fetch-weights resnet18|resnet34|resnet50 [--dest DIR] [--url URL] [--sha256 HEX]
 
-Downloads torchvision's ImageNet resnet18 as safetensors (timm/resnet18.tv_in1k on the Hugging Face hub) to
-DIR/resnet18.safetensors, checks that it holds every tensor of torchvision's resnet18 with its shape, and prints
+Downloads torchvision's ImageNet weights of the model as safetensors (timm/NAME.tv_in1k on the Hugging Face hub)
+to DIR/NAME.safetensors, checks that it holds every tensor of torchvision's model with its shape, and prints
 its SHA-256. A second run finds the verified file and does nothing; an interrupted download resumes where it
 stopped.
 
@@ -47,12 +49,26 @@ pub struct Weights {
 }
 
 /// The weights `fetch-weights` knows.
-pub const WEIGHTS: [Weights; 1] = [Weights {
-    name: "resnet18",
-    url: "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors",
-    file: "resnet18.safetensors",
-    tensors: resnet18::RESNET18,
-}];
+pub const WEIGHTS: [Weights; 3] = [
+    Weights {
+        name: "resnet18",
+        url: "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors",
+        file: "resnet18.safetensors",
+        tensors: resnet18::RESNET18,
+    },
+    Weights {
+        name: "resnet34",
+        url: "https://huggingface.co/timm/resnet34.tv_in1k/resolve/main/model.safetensors",
+        file: "resnet34.safetensors",
+        tensors: resnet34::RESNET34,
+    },
+    Weights {
+        name: "resnet50",
+        url: "https://huggingface.co/timm/resnet50.tv_in1k/resolve/main/model.safetensors",
+        file: "resnet50.safetensors",
+        tensors: resnet50::RESNET50,
+    },
+];
 
 /// Looks up weights by name.
 pub fn weights(name: &str) -> Result<&'static Weights> {

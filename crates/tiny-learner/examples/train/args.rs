@@ -1,6 +1,6 @@
 //! The train example's command line, declared with clap: every flag, its default and its check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
@@ -85,12 +85,12 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Start from a PyTorch state_dict saved as safetensors (0.w ... 5.b for simple_cnn, torchvision's names for
-    /// resnet18); a head of another size is left out and freshly initialised, as fastai does with a pretrained
+    /// the resnets); a head of another size is left out and freshly initialised, as fastai does with a pretrained
     /// body, and the statistics default to ImageNet's.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
-    /// Start resnet18 from the ImageNet weights of `cargo xtask fetch-weights resnet18`
-    /// (data/weights/resnet18.safetensors): --init with that file.
+    /// Start a resnet from the ImageNet weights of `cargo xtask fetch-weights MODEL`
+    /// (data/weights/MODEL.safetensors): --init with that file.
     #[arg(long)]
     pub pretrained: bool,
     /// Normalisation statistics: batch (the first training batch's, as the chapter), imagenet, or
@@ -320,8 +320,14 @@ impl Args {
                 );
             }
         }
-        if self.pretrained && self.model.name != "resnet18" {
-            anyhow::bail!("--pretrained: the ImageNet weights are resnet18's; add --model resnet18");
+        if self.pretrained && self.model.pretrained.is_none() {
+            let with: Vec<&str> =
+                tiny_learner::ARCHS.iter().filter(|a| a.pretrained.is_some()).map(|a| a.name).collect();
+            anyhow::bail!(
+                "--pretrained: there are no ImageNet weights for {}; add --model with one of {}",
+                self.model.name,
+                with.join(", ")
+            );
         }
         if self.pretrained && self.init.is_some() {
             anyhow::bail!("--pretrained and --init both name the starting weights; give one");
@@ -330,10 +336,10 @@ impl Args {
             anyhow::bail!("--onecycle is the chapter's schedule; it excludes --schedule fastai");
         }
         self.check_cuda_graph()?;
-        if self.model.name == "resnet18" && self.size < 32 {
+        if self.model.stride == 32 && self.size < 32 {
             eprintln!(
-                "warning: --size {} with resnet18: its stride-32 body sees less than one pixel; 64 or more is usual",
-                self.size
+                "warning: --size {} with {}: its stride-32 body sees less than one pixel; 64 or more is usual",
+                self.size, self.model.name
             );
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -363,9 +369,10 @@ impl Args {
         self.schedule.or((self.onecycle || self.cosine).then_some(Schedule::Chapter))
     }
 
-    /// The starting weights: `--init`, or the fetched ImageNet resnet18 with `--pretrained`.
+    /// The starting weights: `--init`, or the model's fetched ImageNet weights with `--pretrained`.
     pub fn init(&self) -> Option<PathBuf> {
-        self.init.clone().or_else(|| self.pretrained.then(|| PathBuf::from("data/weights/resnet18.safetensors")))
+        let fetched = self.model.pretrained.map(|file| Path::new("data/weights").join(file));
+        self.init.clone().or_else(|| fetched.filter(|_| self.pretrained))
     }
 
     /// The statistics in force and where they come from: `--stats`; else those of the checkpoint resumed from

@@ -168,7 +168,11 @@ fn check_paths(args: &Args) -> anyhow::Result<()> {
     if let Some(init) = args.init()
         && !init.is_file()
     {
-        let hint = if args.pretrained { "; get it with `cargo xtask fetch-weights resnet18`" } else { "" };
+        let hint = if args.pretrained {
+            format!("; get it with `cargo xtask fetch-weights {}`", args.model.name)
+        } else {
+            String::new()
+        };
         bail!("{}: no such file{hint}", init.display());
     }
     Ok(())

@@ -1,14 +1,16 @@
-//! The layers of the chapter and of resnet18, one small file each.
+//! The layers of the chapter, of the resnets and of fastai's head, one small file each.
 
 mod basic;
 mod batchnorm;
 mod conv;
+mod dropout;
 mod linear;
 mod sequential;
 
 pub use basic::{AdaptivePool, Flatten, Lambda, MaxPool2d, ReLU};
 pub use batchnorm::BatchNorm2d;
 pub use conv::{Conv2d, ConvLayer};
+pub use dropout::Dropout;
 pub use linear::Linear;
 pub use sequential::Sequential;
 
