@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod plot;
 mod progress;
 pub mod schedule;
+mod summary;
 
 #[cfg(feature = "cuda")]
 pub use callbacks::GraphStep;

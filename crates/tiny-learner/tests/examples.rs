@@ -519,11 +519,16 @@ fn an_unsplit_folder_trains_with_valid_pct_and_the_json_line_counts_what_was_lef
 
 #[test]
 fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_predict() {
-    // Issue 30: resnet34 trains by name; resnet50 fine-tunes from a state_dict with torchvision's names and a
+    // Issue 30: resnet34 trains by name (after its summary); resnet50 fine-tunes from a state_dict with torchvision's names and a
     // 1000-class head, exports, and predicts in a fresh process.
     let dir = temp_dir("zoo");
     let data = small_set(&dir);
-    let json = train_json(&data, &["--model", "resnet34", "--epochs", "1"]);
+    let out = train(&data, &["--model", "resnet34", "--epochs", "1", "--summary"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ResNet (Input shape: 16 x 3 x 16 x 16)"), "{stdout}");
+    assert!(stdout.contains("Total params: 21,289,802"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&json_line(&out)).unwrap();
     assert_eq!(json["model"], "resnet34", "{json}");
     let weights = dir.join("r50.safetensors");
     tiny_nn::save_state_dict(&tiny_nn::resnet50(1000).unwrap(), &weights).unwrap();

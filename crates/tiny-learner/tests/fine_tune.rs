@@ -154,3 +154,27 @@ fn fine_tune_trains_the_head_first_then_everything() {
     assert_eq!(groups.len(), 2);
     assert!(groups.iter().all(|g| g.params.len() == 2), "both groups are whole again");
 }
+
+#[test]
+fn summary_follows_the_freezing_and_lists_the_callbacks() {
+    // Issue 30: fastai's learn.summary(), on one training item at the loader's batch size.
+    let mut learn = small_resnet(vec![Box::new(TrackResults::quiet())]);
+    let table = learn.summary().unwrap();
+    assert!(table.starts_with("ResNet (Input shape: 4 x 3 x 32 x 32)"), "{table}");
+    assert!(table.contains("Total trainable params: 11,178,051\nTotal non-trainable params: 0\n"), "{table}");
+    assert!(table.ends_with("Model unfrozen\n\nCallbacks:\n  - Recorder\n  - TrackResults\n"), "{table}");
+    // Frozen as fine_tune's first stage: the head and the body's batchnorms train (train_bn), the rest not.
+    learn.freeze().unwrap();
+    let table = learn.summary().unwrap();
+    assert!(table.contains("Model frozen up to parameter group #2"), "{table}");
+    let trained: usize = learn
+        .state()
+        .model
+        .named_parameters()
+        .iter()
+        .filter(|(n, _)| n.starts_with("fc.") || n.contains("bn") || n.contains("downsample.1"))
+        .map(|(_, p)| p.numel())
+        .sum();
+    let line = table.lines().find(|l| l.starts_with("Total trainable params:")).unwrap();
+    assert_eq!(line.replace(',', ""), format!("Total trainable params: {trained}"));
+}

@@ -1,4 +1,4 @@
-//! tiny-nn: `Parameter`, `Module` and the chapter's layers, losses and models, plus resnet18.
+//! tiny-nn: `Parameter`, `Module` and the chapter's layers, losses and models, plus torchvision's resnets and fastai's summary.
 //!
 //! ```
 //! use tiny_nn::{Module, cross_entropy, simple_cnn};
@@ -20,6 +20,7 @@ mod module;
 mod parameter;
 mod safetensors;
 mod state_dict;
+mod summary;
 
 pub use error::{NnError, Result};
 pub use init::manual_seed;
@@ -33,6 +34,7 @@ pub use loss::{
 pub use models::{BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, simple_cnn};
 pub use module::{ForwardHook, HookHandle, Hooks, Module};
 pub use parameter::Parameter;
+pub use summary::{LayerInfo, layer_info, module_summary};
 
 /// The chapter's layers, models and losses, and tiny-tensor's prelude, in one import: `use tiny_nn::prelude::*;`.
 pub mod prelude {

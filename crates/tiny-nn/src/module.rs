@@ -68,6 +68,11 @@ pub trait Module: Send + Sync {
     /// Switches this module alone between training and evaluation behaviour; `train` recurses.
     fn set_own_training(&self, _training: bool) {}
 
+    /// Whether this module alone is in training mode, for a module that has a mode (batchnorm, dropout).
+    fn own_training(&self) -> Option<bool> {
+        None
+    }
+
     /// A short name for hooks and printing; the type name by default.
     fn name(&self) -> &str {
         let full = std::any::type_name::<Self>();

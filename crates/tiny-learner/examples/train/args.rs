@@ -197,6 +197,10 @@ pub struct Args {
     /// After the fit, also measure test-time augmentation's accuracy (tta_acc).
     #[arg(long)]
     pub tta: bool,
+    /// Before the fit, print fastai's learn.summary(): each layer's output shape and parameters on one training
+    /// item, what trains, and the callbacks.
+    #[arg(long)]
+    pub summary: bool,
     /// Capture the training step (forward, backward, SGD step) into a CUDA graph once per fit and replay it for
     /// every batch of the first batch's shape, copying each batch into the graph's static inputs (needs --device
     /// cuda and a build with --features cuda). The first batch of a fit and a smaller last batch run eagerly. The

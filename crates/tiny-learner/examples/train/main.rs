@@ -70,6 +70,9 @@ fn main() -> anyhow::Result<()> {
     }
     recipe::add_callbacks(&mut learn, &args, lr, norm)?;
     let start = recipe::resume(&mut learn, &args)?;
+    if args.summary {
+        write_out(&learn.summary()?, "the summary")?;
+    }
     learn.add_cb(Box::new(JsonSummary::new(Run::new(&args, &data, lr, seed, start, (norm, stats_from), counts))));
     learn.add_cb(Box::new(Interrupt::install()?));
     let outcome = match args.fine_tune {
@@ -265,7 +268,14 @@ fn lr_find(learn: &mut Learner) -> anyhow::Result<()> {
 /// Writes the run's result, its JSON line, on standard output; a closed or full standard output is an error that
 /// says so (after the work and its files are done), not a panic.
 fn result_line(line: &str) -> anyhow::Result<()> {
+    write_out(&format!("{line}\n"), "the JSON line")
+}
+
+/// Writes `text` on standard output; a closed or full standard output is an error naming `what`, not a panic.
+fn write_out(text: &str, what: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush()).context("writing the JSON line to standard output")
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .with_context(|| format!("writing {what} to standard output"))
 }

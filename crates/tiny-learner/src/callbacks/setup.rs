@@ -44,6 +44,18 @@ impl SetupLearner {
     pub fn device(&self) -> Device {
         self.device
     }
+
+    /// A batch's input as the model receives it: on the device, then through the transform.
+    ///
+    /// # Errors
+    /// A failed copy to the device, or the transform's error.
+    pub fn prepare(&self, x: &Tensor) -> crate::Result<Tensor> {
+        let x = x.to_device(self.device)?;
+        match &self.tfm {
+            Some(tfm) => tfm(&x),
+            None => Ok(x),
+        }
+    }
 }
 
 impl Callback for SetupLearner {
@@ -57,11 +69,7 @@ impl Callback for SetupLearner {
     }
 
     fn before_batch(&mut self, learn: &mut LearnerState) -> CbResult {
-        let x = learn.batch.x.to_device(self.device)?;
-        learn.batch.x = match &self.tfm {
-            Some(tfm) => tfm(&x)?,
-            None => x,
-        };
+        learn.batch.x = self.prepare(&learn.batch.x)?;
         Ok(())
     }
 }

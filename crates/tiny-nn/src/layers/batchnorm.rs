@@ -98,5 +98,9 @@ impl Module for BatchNorm2d {
         self.training.store(training, Ordering::Relaxed);
     }
 
+    fn own_training(&self) -> Option<bool> {
+        Some(self.is_training())
+    }
+
     with_hooks!();
 }

@@ -92,5 +92,9 @@ impl Module for Dropout {
         self.training.store(training, Ordering::Relaxed);
     }
 
+    fn own_training(&self) -> Option<bool> {
+        Some(self.is_training())
+    }
+
     with_hooks!();
 }
