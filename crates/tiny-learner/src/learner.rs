@@ -95,6 +95,18 @@ pub struct LearnerState {
     /// so convolutions and linear layers compute in bf16 and everything else, the loss, the weights and the
     /// optimizer stay f32. `Fp32` by default.
     pub precision: Precision,
+    /// What callbacks keep across epochs and resumes, by callback name (`Ema`'s averaged weights): checkpoints
+    /// save it and `load_checkpoint` restores it, as PyTorch Lightning's callback `state_dict`.
+    pub callback_state: std::collections::BTreeMap<String, CallbackState>,
+}
+
+/// One callback's state in a checkpoint: named tensors and named numbers (as text).
+#[derive(Debug, Clone, Default)]
+pub struct CallbackState {
+    /// The tensors, by name.
+    pub tensors: Vec<(String, Tensor)>,
+    /// The numbers and settings, by name, as their text.
+    pub values: std::collections::BTreeMap<String, String>,
 }
 
 impl LearnerState {
@@ -204,6 +216,7 @@ impl Learner {
             frozen_groups: 0,
             train_bn: true,
             precision: Precision::Fp32,
+            callback_state: Default::default(),
         };
         let mut learn = Learner { state, cbs: Vec::new() };
         // fastai's default callbacks: the Recorder, quiet (TrackResults or `Recorder::new()` print).

@@ -41,10 +41,10 @@ mod summary;
 #[cfg(feature = "cuda")]
 pub use callbacks::GraphStep;
 pub use callbacks::{
-    AugTransforms, Callback, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, EpochStats, FinderStop, FitOneCycle,
-    FitResults, GradientAccumulation, GradientClip, GroupSched, Hyper, JsonSummary, LrFindResult, LrFinder, LrSchedule,
-    Mixup, Monitor, OneCycle, Overrides, ParamScheduler, PhaseRecord, Recorder, ReduceLROnPlateau, SaveModel,
-    SetupLearner, Suggest, TerminateOnNaN, TrackResults, check_writable, find_coeffs,
+    AugTransforms, Callback, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, Ema, EmaWarmup, EpochStats, FinderStop,
+    FitOneCycle, FitResults, GradientAccumulation, GradientClip, GroupSched, Hyper, JsonSummary, LrFindResult,
+    LrFinder, LrSchedule, Mixup, Monitor, OneCycle, Overrides, ParamScheduler, PhaseRecord, Recorder,
+    ReduceLROnPlateau, SaveModel, SetupLearner, Suggest, TerminateOnNaN, TrackResults, check_writable, find_coeffs,
 };
 pub use tiny_data::{Batch, BatchSource, DataLoaders, InMemory};
 
@@ -57,7 +57,7 @@ pub use inference::{Prediction, Preds, TEST_BS, Tta};
 pub use interpret::{ClassificationInterpretation, TopLoss};
 #[cfg(feature = "plot")]
 pub use interpret::{show_batch, show_batch_denormalized};
-pub use learner::{Learner, LearnerState, LossFn, OptFunc, sgd};
+pub use learner::{CallbackState, Learner, LearnerState, LossFn, OptFunc, sgd};
 pub use metrics::{
     Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy, metric_from_name, metrics_from_names,
 };

@@ -2,25 +2,10 @@
 
 mod common;
 
-use common::{mlp, point_loaders, temp_dir, weights};
-use tiny_learner::{
-    Callback, Cancel, CbResult, CheckpointInfo, Learner, LearnerError, LearnerState, Mixup, Monitor, OneCycle,
-    Recorder, SaveModel,
-};
+use common::{InterruptAfter, mlp, point_loaders, temp_dir, weights};
+use tiny_learner::{Callback, CheckpointInfo, Learner, LearnerError, Mixup, Monitor, OneCycle, Recorder, SaveModel};
 use tiny_nn::cross_entropy;
 use tiny_optim::Sgd;
-
-/// Stops the fit after epoch `epoch`, as a crash would (but after the checkpoint is written).
-struct InterruptAfter(usize);
-
-impl Callback for InterruptAfter {
-    fn order(&self) -> i32 {
-        100
-    }
-    fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
-        if learn.epoch == self.0 { Err(Cancel::Fit.into()) } else { Ok(()) }
-    }
-}
 
 /// A learner whose every piece of state matters for resuming: shuffled data, SGD with momentum and
 /// weight decay, a one-cycle schedule with momentum cycling, and Mixup.

@@ -63,6 +63,41 @@ fn a_fit_on_the_gpu_matches_the_cpu() {
 }
 
 #[test]
+fn ema_averages_on_the_gpu_as_on_the_cpu_and_its_checkpoint_round_trips() {
+    // Issue 30: the average is one foreach launch per step on the GPU.
+    let Some((device, _alone)) = gpu("ema_averages_on_the_gpu_as_on_the_cpu_and_its_checkpoint_round_trips") else {
+        return;
+    };
+    let run = |device| {
+        let mut learn = learner(device, vec![Box::new(tiny_learner::Ema::new(0.9).unwrap())]);
+        learn.fit(2).unwrap();
+        let (avg, updates) = tiny_learner::Ema::averaged(learn.state()).unwrap();
+        assert_eq!(avg[0].1.device(), device);
+        (avg.iter().map(|(_, t)| t.to_vec()).collect::<Vec<_>>(), updates, learn)
+    };
+    let (cpu, cpu_updates, _) = run(Device::Cpu);
+    let (gpu, gpu_updates, learn) = run(device);
+    assert_eq!(cpu_updates, gpu_updates);
+    for (c, g) in cpu.iter().zip(&gpu) {
+        let largest = c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let gap = c.iter().zip(g).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(gap <= 1e-3 * largest.max(1.0), "the GPU's average is {gap} from the CPU's");
+    }
+    let path = temp_dir("cuda-ema").join("ckpt.safetensors");
+    learn.save_checkpoint(&path, 2).unwrap();
+    let mut fresh = learner(device, vec![Box::new(tiny_learner::Ema::new(0.9).unwrap())]);
+    fresh.load_checkpoint(&path).unwrap();
+    let (loaded, updates) = tiny_learner::Ema::averaged(fresh.state()).unwrap();
+    assert_eq!(updates, gpu_updates);
+    let mut loaded: Vec<(String, Vec<f32>)> = loaded.iter().map(|(n, t)| (n.clone(), t.to_vec())).collect();
+    let mut saved: Vec<(String, Vec<f32>)> =
+        tiny_learner::Ema::averaged(learn.state()).unwrap().0.iter().map(|(n, t)| (n.clone(), t.to_vec())).collect();
+    loaded.sort_by(|a, b| a.0.cmp(&b.0));
+    saved.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(loaded, saved);
+}
+
+#[test]
 fn lr_find_restores_the_model_on_the_gpu() {
     let Some((device, _alone)) = gpu("lr_find_restores_the_model_on_the_gpu") else { return };
     let mut learn = learner(device, vec![]);

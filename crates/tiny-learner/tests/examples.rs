@@ -553,3 +553,21 @@ fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_pr
     assert!(stderr.contains("no ImageNet weights for simple_cnn"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ema_trains_validates_on_the_average_and_refuses_a_decay_of_one() {
+    // Issue 30: --ema DECAY [--ema-warmup].
+    let dir = temp_dir("ema");
+    let data = small_set(&dir);
+    let json = train_json(&data, &["--epochs", "2", "--ema", "0.99", "--ema-warmup"]);
+    assert_eq!(json["ema"].as_f64().map(|d| (d * 100.0).round()), Some(99.0), "{json}");
+    let plain = train_json(&data, &["--epochs", "2"]);
+    assert!(plain.get("ema").is_none(), "{plain}");
+    assert_ne!(json["valid_loss"], plain["valid_loss"], "validation ran on the average");
+    let out = train(&data, &["--epochs", "1", "--ema", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("the decay must be in [0, 1), got 1"), "{stderr}");
+    let out = train(&data, &["--epochs", "1", "--ema-warmup"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--ema"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

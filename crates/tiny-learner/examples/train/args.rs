@@ -111,6 +111,14 @@ pub struct Args {
     /// Clip the gradients' total norm to this value before each step.
     #[arg(long, value_name = "NORM")]
     pub grad_clip: Option<f32>,
+    /// Keep an exponential moving average of the weights with this decay (timm's ModelEma, fastxtend's
+    /// EMACallback; 0.999 or 0.9998 are usual): validation runs on it, checkpoints carry it, and the model
+    /// takes it at the end, so --export writes it.
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f32>,
+    /// With --ema, timm's warm-up of the decay: 1 - (1 + update)^-2/3, up to DECAY.
+    #[arg(long, requires = "ema")]
+    pub ema_warmup: bool,
     /// Stop when the validation loss has not improved for N epochs.
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub early_stop: Option<usize>,
@@ -332,6 +340,9 @@ impl Args {
                 self.model.name,
                 with.join(", ")
             );
+        }
+        if let Some(decay) = self.ema {
+            tiny_learner::Ema::new(decay)?;
         }
         if self.pretrained && self.init.is_some() {
             anyhow::bail!("--pretrained and --init both name the starting weights; give one");

@@ -108,6 +108,10 @@ pub fn add_callbacks(learn: &mut Learner, args: &Args, lr: f32, norm: Normalize)
     if let Some(max_norm) = args.grad_clip {
         learn.add_cb(Box::new(GradientClip::new(max_norm)));
     }
+    if let Some(decay) = args.ema {
+        let ema = tiny_learner::Ema::new(decay)?.replace_weights(true);
+        learn.add_cb(Box::new(if args.ema_warmup { ema.warmup(tiny_learner::EmaWarmup::default()) } else { ema }));
+    }
     if let Some(patience) = args.early_stop {
         learn.add_cb(Box::new(EarlyStopping::new(Monitor::ValidLoss, patience)));
     }

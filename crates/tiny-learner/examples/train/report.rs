@@ -25,6 +25,9 @@ pub struct Run {
     pub precision: Option<String>,
     /// Whether `--cuda-graph` was on.
     pub cuda_graph: bool,
+    /// `--ema`'s decay, written only when there is one (so a run without it keeps its line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f32>,
     pub epochs: usize,
     pub start_epoch: usize,
     pub lr: f32,
@@ -64,6 +67,7 @@ impl Run {
             device: args.device.to_string(),
             precision: (args.precision != Precision::Fp32).then(|| args.precision.to_string()),
             cuda_graph: args.cuda_graph,
+            ema: args.ema,
             epochs: args.fine_tune.map_or(args.epochs, |n| n + args.freeze_epochs),
             start_epoch,
             lr,

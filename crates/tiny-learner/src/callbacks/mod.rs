@@ -11,6 +11,7 @@ use crate::{CbResult, Event, LearnerState};
 mod aug;
 mod csv_logger;
 mod cutmix;
+mod ema;
 mod gather_preds;
 #[cfg(feature = "cuda")]
 mod graph;
@@ -27,6 +28,7 @@ mod training;
 pub use aug::{AugTransforms, Mat3, find_coeffs};
 pub use csv_logger::CsvLogger;
 pub use cutmix::CutMix;
+pub use ema::{Ema, EmaWarmup};
 pub(crate) use gather_preds::GatherPreds;
 #[cfg(feature = "cuda")]
 pub use graph::GraphStep;

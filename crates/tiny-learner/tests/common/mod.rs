@@ -150,3 +150,15 @@ pub const TRAIN_BATCH: [&str; 8] = [
     "after_batch",
 ];
 pub const VALID_BATCH: [&str; 4] = ["before_batch", "after_pred", "after_loss", "after_batch"];
+
+/// Stops the fit after epoch `epoch`, as a crash would (but after the checkpoint is written).
+pub struct InterruptAfter(pub usize);
+
+impl Callback for InterruptAfter {
+    fn order(&self) -> i32 {
+        100
+    }
+    fn after_epoch(&mut self, learn: &mut LearnerState) -> CbResult {
+        if learn.epoch == self.0 { Err(Cancel::Fit.into()) } else { Ok(()) }
+    }
+}

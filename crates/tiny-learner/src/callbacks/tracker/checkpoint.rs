@@ -142,8 +142,9 @@ impl LearnerState {
     }
 
     /// Writes the model's parameters and buffers (prefixed `model.`), the optimizer's state tensors
-    /// (prefixed `opt.`) and, as metadata, the optimizer's numbers, `next_epoch`, `n_epochs`, the seed
-    /// and `lr`, atomically (a temporary file renamed into place).
+    /// (prefixed `opt.`), each callback's state tensors (`cb.NAME.`) and, as metadata, the optimizer's numbers,
+    /// `next_epoch`, `n_epochs`, the seed, `lr` and the callbacks' values (`tiny.cb.NAME.`), atomically (a
+    /// temporary file renamed into place).
     ///
     /// # Errors
     /// [`LearnerError::NonFiniteCheckpoint`] when a weight or optimizer value is NaN or infinite: a diverged fit
@@ -166,6 +167,11 @@ impl LearnerState {
             meta.extend(state.to_metadata());
             tensors.extend(state.tensors.into_iter().map(|(n, t)| (format!("opt.{n}"), t)));
         }
+        for (cb, state) in &self.callback_state {
+            tensors.extend(state.tensors.iter().map(|(n, t)| (format!("cb.{cb}.{n}"), t.clone())));
+            meta.extend(state.values.iter().map(|(k, v)| (format!("tiny.cb.{cb}.{k}"), v.clone())));
+            meta.insert(format!("tiny.cb.{cb}"), String::new());
+        }
         check_finite(path, &tensors)?;
         tiny_nn::save_tensors(path, &tensors, &meta)?;
         Ok(())
@@ -183,13 +189,32 @@ impl LearnerState {
         let (tensors, meta) = tiny_nn::load_tensors(path)?;
         let info = CheckpointInfo::from_metadata(path, &meta)?;
         let (mut model, mut opt) = (Vec::new(), Vec::new());
+        // Each callback's state, from the metadata key `tiny.cb.NAME` that marks it, its values and its tensors.
+        let mut callbacks: std::collections::BTreeMap<String, crate::CallbackState> = meta
+            .keys()
+            .filter_map(|k| k.strip_prefix("tiny.cb."))
+            .filter(|rest| !rest.contains('.'))
+            .map(|cb| (cb.to_string(), crate::CallbackState::default()))
+            .collect();
+        for (key, value) in &meta {
+            let Some(rest) = key.strip_prefix("tiny.cb.") else { continue };
+            if let Some((cb, k)) = rest.split_once('.')
+                && let Some(state) = callbacks.get_mut(cb)
+            {
+                state.values.insert(k.to_string(), value.clone());
+            }
+        }
         for (name, t) in tensors {
             if let Some(n) = name.strip_prefix("model.") {
                 model.push((n.to_string(), t));
             } else if let Some(n) = name.strip_prefix("opt.") {
                 opt.push((n.to_string(), t));
+            } else if let Some((cb, n)) = name.strip_prefix("cb.").and_then(|rest| rest.split_once('.'))
+                && let Some(state) = callbacks.get_mut(cb)
+            {
+                state.tensors.push((n.to_string(), t));
             } else {
-                let msg = format!("tensor {name} is neither model.* nor opt.*");
+                let msg = format!("tensor {name} is neither model.*, opt.* nor a callback's cb.*");
                 return Err(LearnerError::Checkpoint { path: path.to_path_buf(), msg });
             }
         }
@@ -210,6 +235,7 @@ impl LearnerState {
             opt.load_state_dict(state)?;
         }
         self.pending_opt_state = opt_state;
+        self.callback_state = callbacks;
         self.seed = info.seed;
         self.lr = info.lr;
         Ok(info)
