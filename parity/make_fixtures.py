@@ -916,15 +916,95 @@ def autocast_models():
 
 
 # ----------------------------------------------------------------------------- tiny-nn: the model zoo
+def fastai_conv_layer(ni, nf, ks=3, stride=1, zero_bn=False, act=True):
+    """fastai's `ConvLayer` with its defaults (fastai/layers.py): a bias-free conv with padding ks//2, a batchnorm
+    (weight 0 for NormType.BatchZero), ReLU when `act`; fastai is not installed here, so this follows its source."""
+    bn = torch.nn.BatchNorm2d(nf)
+    torch.nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
+    layers = [torch.nn.Conv2d(ni, nf, ks, stride=stride, padding=ks // 2, bias=False), bn]
+    if act:
+        layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+class FastaiResBlock(torch.nn.Module):
+    """fastai's `ResBlock` (fastai/layers.py) with xresnet's arguments: convpath, and idpath = [AvgPool2d(2,
+    ceil_mode=True) if strided, ConvLayer 1x1 if the width changes] (pool_first)."""
+
+    def __init__(self, expansion, ni, nf, stride=1):
+        super().__init__()
+        nh, nf, ni = nf, nf * expansion, ni * expansion
+        self.convpath = torch.nn.Sequential(*([fastai_conv_layer(ni, nh, 3, stride), fastai_conv_layer(nh, nf, 3, zero_bn=True, act=False)]
+                                              if expansion == 1 else
+                                              [fastai_conv_layer(ni, nh, 1), fastai_conv_layer(nh, nh, 3, stride),
+                                               fastai_conv_layer(nh, nf, 1, zero_bn=True, act=False)]))
+        idpath = []
+        if ni != nf:
+            idpath.append(fastai_conv_layer(ni, nf, 1, act=False))
+        if stride != 1:
+            idpath.insert(0, torch.nn.AvgPool2d(stride, ceil_mode=True))
+        self.idpath = torch.nn.Sequential(*idpath)
+
+    def forward(self, x):
+        return F.relu(self.convpath(x) + self.idpath(x))
+
+
+def fastai_create_head(nf, n_out, ps=0.5):
+    """fastai's `create_head(nf, n_out, ps=ps)` with its defaults (fastai/vision/learner.py and `LinBnDrop` in
+    fastai/layers.py): concat pooling, flatten, then [BatchNorm1d, Dropout (if p), Linear(bias=False)] twice, ReLU
+    between, and `vision_learner`'s `apply_init(head, kaiming_normal_)`."""
+
+    class ConcatPool(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1)], 1)
+
+    layers = [ConcatPool(), torch.nn.Flatten()]
+    for ni, no, p, act in [(2 * nf, 512, ps / 2, True), (512, n_out, ps, False)]:
+        layers.append(torch.nn.BatchNorm1d(ni))
+        if p != 0:
+            layers.append(torch.nn.Dropout(p))
+        lin = torch.nn.Linear(ni, no, bias=False)
+        torch.nn.init.kaiming_normal_(lin.weight)
+        layers.append(lin)
+        if act:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def fastai_xresnet(expansion, layers, n_out=1000, p=0.0):
+    """fastai's `XResNet` (fastai/vision/models/xresnet.py) as the nn.Sequential it is, with `init_cnn`."""
+    stem = [fastai_conv_layer(3, 32, 3, 2), fastai_conv_layer(32, 32), fastai_conv_layer(32, 64)]
+    szs = [64 // expansion, 64, 128, 256, 512]
+    blocks = [torch.nn.Sequential(*[FastaiResBlock(expansion, szs[i] if j == 0 else szs[i + 1], szs[i + 1],
+                                                   stride=(1 if i == 0 else 2) if j == 0 else 1) for j in range(n)])
+              for i, n in enumerate(layers)]
+    m = torch.nn.Sequential(*stem, torch.nn.MaxPool2d(3, 2, 1), *blocks, torch.nn.AdaptiveAvgPool2d(1),
+                            torch.nn.Flatten(), torch.nn.Dropout(p), torch.nn.Linear(szs[-1] * expansion, n_out))
+
+    def init_cnn(mod):
+        if getattr(mod, "bias", None) is not None:
+            torch.nn.init.constant_(mod.bias, 0)
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(mod.weight)
+        for child in mod.children():
+            init_cnn(child)
+
+    init_cnn(m)
+    return m
+
 def zoo():
-    """torchvision's resnet34 and resnet50 from hashed weights (`hashed_state`, which tiny's test rebuilds): their
+    """torchvision's resnet34 and resnet50 and fastai's xresnet18/34/50 (`fastai_xresnet`) from hashed weights (`hashed_state`, which tiny's test rebuilds): their
     state_dict names and shapes in order, and eval logits on a hashed batch of two 64 px images, with PyTorch's own
     float32 distance from float64 for the note. And Dropout: PyTorch's mask semantics on one seeded draw."""
     import torchvision
 
     w = Writer()
-    for name in ["resnet34", "resnet50"]:
-        m = getattr(torchvision.models, name)(num_classes=10)
+    xresnets = {"xresnet18": (1, [2, 2, 2, 2]), "xresnet34": (1, [3, 4, 6, 3]), "xresnet50": (4, [3, 4, 6, 3])}
+    for name in ["resnet34", "resnet50", "xresnet18", "xresnet34", "xresnet50"]:
+        if name in xresnets:
+            m = fastai_xresnet(*xresnets[name], n_out=10)
+        else:
+            m = getattr(torchvision.models, name)(num_classes=10)
         m.load_state_dict(hashed_state(m))
         m.eval()
         salt = f"zoo.{name}.input"
@@ -938,6 +1018,38 @@ def zoo():
         keys = [[k, list(v.shape)] for k, v in m.state_dict().items()]
         w.cases.append(dict(name=name, op="model", params=dict(keys=keys, input=salt, float32_vs_float64=own),
                             views=[], grads=[], outputs=1, rtol=2e-5))
+    # fastai's vision_learner model for resnet18 (create_body cut at -2, create_head(512, 10)) from hashed weights.
+    rn = torchvision.models.resnet18(num_classes=10)
+    m = torch.nn.Sequential(torch.nn.Sequential(*list(rn.children())[:-2]), fastai_create_head(512, 10))
+    m.load_state_dict(hashed_state(m))
+    m.eval()
+    salt = "zoo.vision_resnet18.input"
+    with torch.no_grad():
+        w.put("vision_resnet18.eval_logits", m(hashed_uniform(salt, (2, 3, 64, 64))))
+    keys = [[k, list(v.shape)] for k, v in m.state_dict().items()]
+    w.cases.append(dict(name="vision_resnet18", op="model", params=dict(keys=keys, input=salt), views=[], grads=[],
+                        outputs=1, rtol=2e-5))
+    # The head alone in training, without Dropout (ps=0, so fastai leaves it out): batch statistics in both
+    # BatchNorm1d, concat pooling's gradients, the bias-free Linear layers; one step of SGD moves the running stats.
+    torch.manual_seed(1)
+    head = fastai_create_head(8, 5, ps=0.0)
+    x = torch.randn(6, 8, 3, 3, requires_grad=True)
+    cot = torch.randn(6, 5)
+    for k, t in head.state_dict().items():
+        w.put(f"head.init.{k}", t.float())
+    out = head(x)
+    (out * cot).sum().backward()
+    w.put("head.x", x)
+    w.put("head.cot", cot)
+    w.put("head.out", out)
+    w.put("head.grad_x", x.grad)
+    for k, p_ in head.named_parameters():
+        w.put(f"head.grad.{k}", p_.grad)
+    for k, t in head.state_dict().items():
+        if "running" in k:
+            w.put(f"head.after.{k}", t)
+    w.cases.append(dict(name="head", op="create_head", params=dict(nf=8, n_out=5, ps=0.0), views=[], grads=[True],
+                        outputs=1, rtol=1e-5))
     # Dropout in training: each element zeroed with probability p, the rest scaled by 1 / (1 - p); the gradient
     # of sum(y * cot) is cot where kept, scaled alike. x has no zeros, so y's zeros are exactly the dropped ones.
     torch.manual_seed(0)

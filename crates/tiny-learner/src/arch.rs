@@ -26,9 +26,9 @@ pub struct Arch {
     /// The name an export records and `--model` takes.
     pub name: &'static str,
     /// Builds a freshly initialised model with this many classes.
-    pub build: fn(usize) -> tiny_nn::Result<Box<dyn Module>>,
+    pub build: Build,
     /// The module path of the classifier head, which a pretrained body gets afresh for other classes (`fc` is
-    /// torchvision's name in its resnets; simple_cnn's Linear is its sixth layer, `5`).
+    /// torchvision's name in its resnets, `11` fastai's in its xresnets; simple_cnn's Linear is its sixth layer, `5`).
     pub head: &'static str,
     /// fastai's `split`: the parameter groups for discriminative learning rates and `freeze`; `None` splits into
     /// the body and the head.
@@ -40,6 +40,40 @@ pub struct Arch {
     pub pretrained: Option<&'static str>,
     /// The total stride of the body: inputs smaller than this leave less than one pixel for the head.
     pub stride: usize,
+    /// Whether input sizes must be multiples of `stride` (fastai's xresnets: their shortcuts pool only even maps).
+    pub whole_strides: bool,
+}
+
+/// A model builder of the registry.
+type Build = fn(usize) -> tiny_nn::Result<Box<dyn Module>>;
+
+/// A torchvision resnet: head `fc`, the resnet splitter, published ImageNet weights in `file`.
+const fn torchvision(name: &'static str, build: Build, file: &'static str) -> Arch {
+    let split: Option<SplitFn> = Some(resnet_split);
+    Arch {
+        name,
+        build,
+        head: "fc",
+        split,
+        stats: IMAGENET_STATS,
+        pretrained: Some(file),
+        stride: 32,
+        whole_strides: false,
+    }
+}
+
+/// A fastai xresnet: head `11` (the last layer of its `nn.Sequential`), no published weights, sizes multiples of 32.
+const fn fastai(name: &'static str, build: Build) -> Arch {
+    Arch {
+        name,
+        build,
+        head: "11",
+        split: None,
+        stats: IMAGENET_STATS,
+        pretrained: None,
+        stride: 32,
+        whole_strides: true,
+    }
 }
 
 /// Every architecture the learner knows, in the order errors list them.
@@ -52,34 +86,14 @@ pub const ARCHS: &[Arch] = &[
         stats: IMAGENET_STATS,
         pretrained: None,
         stride: 16,
+        whole_strides: false,
     },
-    Arch {
-        name: "resnet18",
-        build: |n| Ok(Box::new(tiny_nn::resnet18(n)?)),
-        head: "fc",
-        split: Some(resnet_split),
-        stats: IMAGENET_STATS,
-        pretrained: Some("resnet18.safetensors"),
-        stride: 32,
-    },
-    Arch {
-        name: "resnet34",
-        build: |n| Ok(Box::new(tiny_nn::resnet34(n)?)),
-        head: "fc",
-        split: Some(resnet_split),
-        stats: IMAGENET_STATS,
-        pretrained: Some("resnet34.safetensors"),
-        stride: 32,
-    },
-    Arch {
-        name: "resnet50",
-        build: |n| Ok(Box::new(tiny_nn::resnet50(n)?)),
-        head: "fc",
-        split: Some(resnet_split),
-        stats: IMAGENET_STATS,
-        pretrained: Some("resnet50.safetensors"),
-        stride: 32,
-    },
+    torchvision("resnet18", |n| Ok(Box::new(tiny_nn::resnet18(n)?)), "resnet18.safetensors"),
+    torchvision("resnet34", |n| Ok(Box::new(tiny_nn::resnet34(n)?)), "resnet34.safetensors"),
+    torchvision("resnet50", |n| Ok(Box::new(tiny_nn::resnet50(n)?)), "resnet50.safetensors"),
+    fastai("xresnet18", |n| Ok(Box::new(tiny_nn::xresnet18(n)?))),
+    fastai("xresnet34", |n| Ok(Box::new(tiny_nn::xresnet34(n)?))),
+    fastai("xresnet50", |n| Ok(Box::new(tiny_nn::xresnet50(n)?))),
 ];
 
 impl Arch {

@@ -519,7 +519,7 @@ fn an_unsplit_folder_trains_with_valid_pct_and_the_json_line_counts_what_was_lef
 
 #[test]
 fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_predict() {
-    // Issue 30: resnet34 trains by name (after its summary); resnet50 fine-tunes from a state_dict with torchvision's names and a
+    // Issue 30: resnet34 and xresnet18 train by name (resnet34 after its summary); resnet50 fine-tunes from a state_dict with torchvision's names and a
     // 1000-class head, exports, and predicts in a fresh process.
     let dir = temp_dir("zoo");
     let data = small_set(&dir);
@@ -544,6 +544,16 @@ fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_pr
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert_eq!(line["predictions"].as_array().map(Vec::len), Some(1), "{line}");
+    // fastai's xresnet trains at a size its shortcuts can pool (a multiple of 32), and refuses 16 px before any work.
+    let out = train(&data, &["--model", "xresnet18", "--epochs", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("must be a multiple of 32"), "{stderr}");
+    let base = ["--bs", "16", "--workers", "1", "--threads", "1", "--size", "32", "--epochs", "1"];
+    let out =
+        Command::new(example("train")).arg("--data").arg(&data).args(base).args(["--model", "xresnet18"]).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(json_line(&out).contains("\"model\":\"xresnet18\""), "{}", json_line(&out));
     // --pretrained names the model's own weights file and how to fetch it; simple_cnn has none.
     let out = train_command(&data, &["--model", "resnet50", "--pretrained"]).current_dir(&dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -77,6 +77,15 @@ enum Model {
     /// torchvision's resnet50 (bottleneck blocks).
     #[value(name = "resnet50")]
     Resnet50,
+    /// fastai's xresnet18.
+    #[value(name = "xresnet18")]
+    Xresnet18,
+    /// fastai's xresnet34.
+    #[value(name = "xresnet34")]
+    Xresnet34,
+    /// fastai's xresnet50.
+    #[value(name = "xresnet50")]
+    Xresnet50,
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -114,6 +123,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Model::Resnet18 => ("resnet18", Box::new(resnet18(10)?)),
         Model::Resnet34 => ("resnet34", Box::new(resnet34(10)?)),
         Model::Resnet50 => ("resnet50", Box::new(resnet50(10)?)),
+        Model::Xresnet18 => ("xresnet18", Box::new(tiny_nn::xresnet18(10)?)),
+        Model::Xresnet34 => ("xresnet34", Box::new(tiny_nn::xresnet34(10)?)),
+        Model::Xresnet50 => ("xresnet50", Box::new(tiny_nn::xresnet50(10)?)),
     };
     model.to_device(device)?;
     model.train(true);

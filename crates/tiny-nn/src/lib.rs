@@ -25,13 +25,17 @@ mod summary;
 pub use error::{NnError, Result};
 pub use init::manual_seed;
 pub use layers::{
-    AdaptivePool, BatchNorm2d, Conv2d, ConvLayer, Dropout, Flatten, Lambda, Linear, MaxPool2d, ReLU, Sequential,
+    AdaptiveConcatPool2d, AdaptivePool, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvLayer, Dropout, Flatten,
+    Lambda, Linear, MaxPool2d, ReLU, Sequential,
 };
 pub use loss::{
     LabelSmoothingCrossEntropy, cross_entropy, cross_entropy_items, cross_entropy_smooth, cross_entropy_smooth_items,
     log_softmax, nll, nll_items,
 };
-pub use models::{BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, simple_cnn};
+pub use models::{
+    BasicBlock, Bottleneck, ResBlock, ResNet, XResNet, create_head, resnet18, resnet34, resnet50, simple_cnn,
+    torchvision_to_fastai, vision_resnet, xresnet18, xresnet34, xresnet50,
+};
 pub use module::{ForwardHook, HookHandle, Hooks, Module};
 pub use parameter::Parameter;
 pub use summary::{LayerInfo, layer_info, module_summary};

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use tiny_nn::layers::Sequential;
 use tiny_nn::{
     BasicBlock, BatchNorm2d, ConvLayer, Linear, Module, cross_entropy, cross_entropy_items, init, log_softmax, nll,
-    nll_items, resnet18, resnet34, resnet50, simple_cnn,
+    nll_items, resnet18, resnet34, resnet50, simple_cnn, xresnet18, xresnet34, xresnet50,
 };
 use tiny_tensor::gradcheck::{Tolerance, check_direction};
 use tiny_tensor::{Device, Tensor};
@@ -74,6 +74,35 @@ fn resnet34_and_resnet50_have_torchvisions_parameter_counts_and_run_at_64_px() {
 }
 
 #[test]
+fn xresnets_have_fastais_counts_init_and_refuse_sizes_their_shortcuts_cannot_pool() {
+    // fastai's counts with 10 classes (parity/make_fixtures.py's fastai_xresnet, which follows fastai's source).
+    let (x18, x34, x50) = (xresnet18(10).unwrap(), xresnet34(10).unwrap(), xresnet50(10).unwrap());
+    assert_eq!(
+        [x18.num_parameters(), x34.num_parameters(), x50.num_parameters()],
+        [11_200_874, 21_309_034, 23_547_754]
+    );
+    assert_eq!(x50.named_buffers().len(), 3 * 55);
+    // Bag of tricks: each block's last batchnorm starts at zero, the others at one, every bias at zero; the
+    // convolutions are kaiming-normal fan-in (a 3x3 from 64 channels: std sqrt(2 / 576) = 0.0589).
+    let params = x18.named_parameters();
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, p)| p.to_vec()).unwrap();
+    assert!(get("4.0.convpath.1.1.weight").iter().all(|&v| v == 0.0));
+    assert!(get("4.0.convpath.0.1.weight").iter().all(|&v| v == 1.0));
+    assert!(get("5.0.idpath.1.1.weight").iter().all(|&v| v == 1.0), "the shortcut's batchnorm is not zeroed");
+    assert!(get("5.0.convpath.0.1.bias").iter().chain(&get("11.bias")).all(|&v| v == 0.0));
+    let w = get("4.1.convpath.0.0.weight");
+    let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+    assert!((std - (2.0f32 / 576.0).sqrt()).abs() < 0.003, "std {std}");
+    x18.train(false);
+    for size in [64, 96, 128] {
+        assert_eq!(x18.forward(&input(&[1, 3, size, size], 4)).unwrap().shape(), &[1, 10], "at {size} px");
+    }
+    // 80 px leaves a 5x5 map for the last stage's 2x2 ceil-mode pool.
+    let err = x18.forward(&input(&[1, 3, 80, 80], 4)).unwrap_err().to_string();
+    assert!(err.contains("AvgPool2d") && err.contains("5x5") && err.contains("multiple of 32"), "{err}");
+}
+
+#[test]
 fn init_standard_deviations() {
     // Kaiming: sqrt(2 / fan_in) with fan_in = 64 * 3 * 3.
     let conv = ConvLayer::new(64, 128, 1, true, true).unwrap();
@@ -83,7 +112,7 @@ fn init_standard_deviations() {
     let lin = Linear::new(512, 256).unwrap();
     let want = (2.0f32 / 768.0).sqrt();
     assert!((std_of(&lin.w) / want - 1.0).abs() < 0.03, "{} vs {want}", std_of(&lin.w));
-    assert!(lin.b.to_vec().iter().all(|&b| b == 0.0));
+    assert!(lin.b.as_ref().unwrap().to_vec().iter().all(|&b| b == 0.0));
     // Without an activation the chapter's ConvLayer uses xavier.
     let plain = ConvLayer::new(64, 128, 1, false, false).unwrap();
     let want = (2.0f32 / (576.0 + 1152.0)).sqrt();

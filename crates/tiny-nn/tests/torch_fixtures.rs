@@ -454,11 +454,19 @@ fn torchvision_state(model: &dyn Module, case: &Case) -> Vec<(String, Tensor)> {
 }
 
 #[test]
-fn resnet34_and_resnet50_load_torchvisions_state_dict_and_give_its_eval_logits() {
+fn the_zoos_models_load_torchvision_and_fastai_state_dicts_and_give_their_eval_logits() {
     let fx = zoo();
-    for (name, model) in [("resnet34", tiny_nn::resnet34(10).unwrap()), ("resnet50", tiny_nn::resnet50(10).unwrap())] {
+    let models: [(&str, Box<dyn Module>); 5] = [
+        ("resnet34", Box::new(tiny_nn::resnet34(10).unwrap())),
+        ("resnet50", Box::new(tiny_nn::resnet50(10).unwrap())),
+        ("xresnet18", Box::new(tiny_nn::xresnet18(10).unwrap())),
+        ("xresnet34", Box::new(tiny_nn::xresnet34(10).unwrap())),
+        ("xresnet50", Box::new(tiny_nn::xresnet50(10).unwrap())),
+    ];
+    for (name, model) in models {
+        let model = model.as_ref();
         let case = fx.case(name);
-        load_state_dict(&model, torchvision_state(&model, case), true).unwrap();
+        load_state_dict(model, torchvision_state(model, case), true).unwrap();
         let input = case.params["input"].as_str().unwrap();
         let x = Tensor::from_vec(hashed_uniform(input, 2 * 3 * 64 * 64), &[2, 3, 64, 64]).unwrap();
         model.train(false);
@@ -508,4 +516,78 @@ fn dropout_keeps_pytorchs_semantics_zero_or_scaled_by_one_over_one_minus_p_and_t
     }
     drop.train(false);
     assert_close("dropout in eval", x.shape(), &drop.forward(&x).unwrap().to_vec(), fx.get("dropout.eval"), 0.0);
+}
+
+#[test]
+fn fastais_vision_model_renames_torchvision_weights_and_gives_its_eval_logits() {
+    // Issue 30: vision_learner's model for resnet18, Sequential[create_body, create_head(512, 10)].
+    let fx = zoo();
+    let case = fx.case("vision_resnet18");
+    let model = tiny_nn::vision_resnet(resnet18(10).unwrap(), 10, 0.5).unwrap();
+    load_state_dict(&model, torchvision_state(&model, case), true).unwrap();
+    let x = Tensor::from_vec(hashed_uniform(case.params["input"].as_str().unwrap(), 2 * 3 * 64 * 64), &[2, 3, 64, 64]);
+    model.train(false);
+    let logits = model.forward(&x.unwrap()).unwrap();
+    assert_close(
+        "vision_resnet18 eval logits",
+        logits.shape(),
+        &logits.to_vec(),
+        fx.get("vision_resnet18.eval_logits"),
+        2e-5,
+    );
+    // A torchvision state_dict renamed for the body covers it exactly, less the head.
+    let body: Vec<String> = model.state_dict().into_iter().map(|(n, _)| n).filter(|n| n.starts_with("0.")).collect();
+    let mut renamed: Vec<String> = resnet18(1000)
+        .unwrap()
+        .state_dict()
+        .into_iter()
+        .filter_map(|(n, _)| tiny_nn::torchvision_to_fastai(&n))
+        .collect();
+    let mut body_sorted = body.clone();
+    body_sorted.sort();
+    renamed.sort();
+    assert_eq!(renamed, body_sorted);
+    assert_eq!(
+        tiny_nn::torchvision_to_fastai("layer2.0.downsample.0.weight").as_deref(),
+        Some("0.5.0.downsample.0.weight")
+    );
+    assert_eq!(tiny_nn::torchvision_to_fastai("fc.weight"), None);
+}
+
+#[test]
+fn create_head_trains_as_fastais_batchnorm1d_concat_pooling_and_bias_free_linears() {
+    let fx = zoo();
+    let case = fx.case("head");
+    let head = tiny_nn::create_head(8, 5, 0.0).unwrap();
+    let init: Vec<(String, Tensor)> = fx
+        .names_with_prefix("head.init.")
+        .into_iter()
+        .map(|n| (n.trim_start_matches("head.init.").to_string(), tensor(fx.get(n))))
+        .collect();
+    load_state_dict(&head, init, true).unwrap();
+    let x = tensor(fx.get("head.x")).set_requires_grad(true);
+    let out = head.forward(&x).unwrap();
+    assert_close("head output", out.shape(), &out.to_vec(), fx.get("head.out"), case.rtol);
+    out.mul(&tensor(fx.get("head.cot"))).unwrap().sum_all().unwrap().backward().unwrap();
+    let gx = x.grad().unwrap();
+    assert_close("head: gradient of x", gx.shape(), &gx.to_vec(), fx.get("head.grad_x"), case.rtol);
+    for (name, p) in head.named_parameters() {
+        let g = p.grad().unwrap();
+        assert_close(
+            &format!("head: gradient of {name}"),
+            g.shape(),
+            &g.to_vec(),
+            fx.get(&format!("head.grad.{name}")),
+            case.rtol,
+        );
+    }
+    for (name, t) in head.state_dict().into_iter().filter(|(n, _)| n.contains("running")) {
+        assert_close(
+            &format!("head: {name}"),
+            t.shape(),
+            &t.to_vec(),
+            fx.get(&format!("head.after.{name}")),
+            case.rtol,
+        );
+    }
 }

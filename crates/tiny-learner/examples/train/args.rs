@@ -351,6 +351,15 @@ impl Args {
             anyhow::bail!("--onecycle is the chapter's schedule; it excludes --schedule fastai");
         }
         self.check_cuda_graph()?;
+        if self.model.whole_strides && !self.size.is_multiple_of(self.model.stride as u32) {
+            anyhow::bail!(
+                "--size {}: {}'s shortcuts pool 2x2 only on even maps, so the size must be a multiple of {} (64, 128, \
+                 160, 224)",
+                self.size,
+                self.model.name,
+                self.model.stride
+            );
+        }
         if self.model.stride == 32 && self.size < 32 {
             eprintln!(
                 "warning: --size {} with {}: its stride-32 body sees less than one pixel; 64 or more is usual",

@@ -1,4 +1,4 @@
-//! `BatchNorm2d` from scratch: batch statistics in training, running statistics in evaluation.
+//! `BatchNorm2d` from scratch (batch statistics in training, running statistics in evaluation), and `BatchNorm1d`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -100,6 +100,58 @@ impl Module for BatchNorm2d {
 
     fn own_training(&self) -> Option<bool> {
         Some(self.is_training())
+    }
+
+    with_hooks!();
+}
+
+/// `nn.BatchNorm1d` on `[n, c]` features: [`BatchNorm2d`] over `n` values per channel (the `[n, c, 1, 1]` view),
+/// with the same parameters, buffers, momentum and modes. fastai's head normalises its pooled features with it.
+#[derive(Debug)]
+pub struct BatchNorm1d {
+    inner: BatchNorm2d,
+    hooks: Hooks,
+}
+
+impl BatchNorm1d {
+    /// A batchnorm over `c` features with PyTorch's defaults, in training mode.
+    pub fn new(c: usize) -> Self {
+        BatchNorm1d { inner: BatchNorm2d::new(c), hooks: Hooks::default() }
+    }
+
+    /// The 2-D batchnorm it runs, with its parameters and running statistics.
+    pub fn inner(&self) -> &BatchNorm2d {
+        &self.inner
+    }
+}
+
+impl Module for BatchNorm1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.inner.weight.shape()[0];
+        if x.rank() != 2 || x.shape()[1] != c {
+            return Err(NnError::InvalidArgument {
+                layer: "BatchNorm1d",
+                msg: format!("expects [n, {c}] input, got {:?}", x.shape()),
+            });
+        }
+        let n = x.shape()[0];
+        Ok(self.inner.forward(&x.reshape(&[n, c, 1, 1])?)?.reshape(&[n, c])?)
+    }
+
+    fn own_parameters(&self) -> Vec<(String, Parameter)> {
+        self.inner.own_parameters()
+    }
+
+    fn own_buffers(&self) -> Vec<(String, Tensor)> {
+        self.inner.own_buffers()
+    }
+
+    fn set_own_training(&self, training: bool) {
+        self.inner.set_own_training(training);
+    }
+
+    fn own_training(&self) -> Option<bool> {
+        self.inner.own_training()
     }
 
     with_hooks!();

@@ -36,6 +36,15 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// [`Conv2d::new`] without a bias and initialised kaiming-normal with `mode="fan_in"` (std `sqrt(2 / fan_in)`),
+    /// as fastai's `init_cnn` leaves every convolution of its xresnet.
+    pub fn kaiming_fan_in(ni: usize, nf: usize, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
+        let weight = Parameter::new(channels_last(init::kaiming_normal(&[nf, ni, kernel, kernel])?)?);
+        Ok(Conv2d { weight, bias: None, stride, padding, hooks: Hooks::default() })
+    }
+}
+
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.conv2d(&self.weight, self.bias.as_deref(), self.stride, self.padding)?)

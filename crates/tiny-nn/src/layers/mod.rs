@@ -7,8 +7,8 @@ mod dropout;
 mod linear;
 mod sequential;
 
-pub use basic::{AdaptivePool, Flatten, Lambda, MaxPool2d, ReLU};
-pub use batchnorm::BatchNorm2d;
+pub use basic::{AdaptiveConcatPool2d, AdaptivePool, AvgPool2d, Flatten, Lambda, MaxPool2d, ReLU};
+pub use batchnorm::{BatchNorm1d, BatchNorm2d};
 pub use conv::{Conv2d, ConvLayer};
 pub use dropout::Dropout;
 pub use linear::Linear;
