@@ -3,7 +3,7 @@
 use tiny_data::Normalize;
 use tiny_nn::Module;
 
-use crate::{LearnerError, Result, Splitter, head_split, resnet_split};
+use crate::{LearnerError, Result, Splitter, fastai_resnet_split, head_split, resnet_split};
 
 /// ImageNet's channel statistics, fastai's `imagenet_stats`: what pretrained weights expect their inputs
 /// normalised with.
@@ -12,14 +12,56 @@ pub const IMAGENET_STATS: Normalize = Normalize { mean: [0.485, 0.456, 0.406], s
 /// A splitter as a plain function, so that the registry can be a constant.
 pub type SplitFn = fn(&dyn Module) -> Vec<Vec<String>>;
 
+/// Which head ends a model: the architecture's own, or fastai's `create_head` on its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Head {
+    /// The architecture's own head: torchvision's `fc`, simple_cnn's `Linear`, an xresnet's last `Linear`.
+    #[default]
+    Own,
+    /// fastai's `vision_learner` model: `create_head` (concat pooling, batchnorm, Dropout 0.25 and 0.5, two
+    /// bias-free Linear layers) on the body of a torchvision resnet, the body's tensors under `0.` and the head's
+    /// under `1.`.
+    Fastai,
+}
+
+impl Head {
+    /// The name the command line takes and an export records: `own` or `fastai`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Head::Own => "own",
+            Head::Fastai => "fastai",
+        }
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = LearnerError;
+
+    /// `own` or `fastai`.
+    fn from_str(s: &str) -> Result<Head> {
+        match s {
+            "own" => Ok(Head::Own),
+            "fastai" => Ok(Head::Fastai),
+            other => Err(LearnerError::InvalidArgument {
+                what: "head",
+                msg: format!("unknown head {other:?}; the heads are own (the architecture's) and fastai (create_head)"),
+            }),
+        }
+    }
+}
+
 /// One architecture the learner knows by name, fastai's `model_meta[arch]` with the constructor beside it.
 ///
 /// ```
-/// use tiny_learner::Arch;
+/// use tiny_learner::{Arch, Head};
 /// let arch = Arch::named("resnet18").unwrap();
 /// let model = (arch.build)(10).unwrap();
 /// assert_eq!(arch.splitter()(model.as_ref()).len(), 3);
 /// assert!(Arch::named("vgg16").unwrap_err().to_string().contains("simple_cnn, resnet18, resnet34, resnet50"));
+/// // fastai's vision_learner model: the resnet's body under create_head.
+/// let model = arch.build_with(10, Head::Fastai).unwrap();
+/// assert!(model.named_parameters().iter().any(|(n, _)| n == "1.8.weight"));
+/// assert!(Arch::named("xresnet18").unwrap().build_with(10, Head::Fastai).is_err());
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Arch {
@@ -42,13 +84,16 @@ pub struct Arch {
     pub stride: usize,
     /// Whether input sizes must be multiples of `stride` (fastai's xresnets: their shortcuts pool only even maps).
     pub whole_strides: bool,
+    /// Builds fastai's `vision_learner` model on this architecture's body ([`Head::Fastai`]), where it has one.
+    pub vision: Option<Build>,
 }
 
 /// A model builder of the registry.
 type Build = fn(usize) -> tiny_nn::Result<Box<dyn Module>>;
 
-/// A torchvision resnet: head `fc`, the resnet splitter, published ImageNet weights in `file`.
-const fn torchvision(name: &'static str, build: Build, file: &'static str) -> Arch {
+/// A torchvision resnet: head `fc`, the resnet splitter, published ImageNet weights in `file`, and fastai's
+/// `vision_learner` model built by `vision`.
+const fn torchvision(name: &'static str, build: Build, vision: Build, file: &'static str) -> Arch {
     let split: Option<SplitFn> = Some(resnet_split);
     Arch {
         name,
@@ -59,7 +104,13 @@ const fn torchvision(name: &'static str, build: Build, file: &'static str) -> Ar
         pretrained: Some(file),
         stride: 32,
         whole_strides: false,
+        vision: Some(vision),
     }
+}
+
+/// fastai's head on a resnet's body, with fastai's Dropout (`ps = 0.5`).
+fn vision(resnet: tiny_nn::ResNet, n: usize) -> tiny_nn::Result<Box<dyn Module>> {
+    Ok(Box::new(tiny_nn::vision_resnet(resnet, n, 0.5)?))
 }
 
 /// A fastai xresnet: head `11` (the last layer of its `nn.Sequential`), no published weights, sizes multiples of 32.
@@ -73,6 +124,7 @@ const fn fastai(name: &'static str, build: Build) -> Arch {
         pretrained: None,
         stride: 32,
         whole_strides: true,
+        vision: None,
     }
 }
 
@@ -87,10 +139,26 @@ pub const ARCHS: &[Arch] = &[
         pretrained: None,
         stride: 16,
         whole_strides: false,
+        vision: None,
     },
-    torchvision("resnet18", |n| Ok(Box::new(tiny_nn::resnet18(n)?)), "resnet18.safetensors"),
-    torchvision("resnet34", |n| Ok(Box::new(tiny_nn::resnet34(n)?)), "resnet34.safetensors"),
-    torchvision("resnet50", |n| Ok(Box::new(tiny_nn::resnet50(n)?)), "resnet50.safetensors"),
+    torchvision(
+        "resnet18",
+        |n| Ok(Box::new(tiny_nn::resnet18(n)?)),
+        |n| vision(tiny_nn::resnet18(n)?, n),
+        "resnet18.safetensors",
+    ),
+    torchvision(
+        "resnet34",
+        |n| Ok(Box::new(tiny_nn::resnet34(n)?)),
+        |n| vision(tiny_nn::resnet34(n)?, n),
+        "resnet34.safetensors",
+    ),
+    torchvision(
+        "resnet50",
+        |n| Ok(Box::new(tiny_nn::resnet50(n)?)),
+        |n| vision(tiny_nn::resnet50(n)?, n),
+        "resnet50.safetensors",
+    ),
     fastai("xresnet18", |n| Ok(Box::new(tiny_nn::xresnet18(n)?))),
     fastai("xresnet34", |n| Ok(Box::new(tiny_nn::xresnet34(n)?))),
     fastai("xresnet50", |n| Ok(Box::new(tiny_nn::xresnet50(n)?))),
@@ -118,6 +186,55 @@ impl Arch {
         match self.split {
             Some(split) => Box::new(split),
             None => head_split(self.head),
+        }
+    }
+
+    /// A freshly initialised model with `n_classes` outputs and this head.
+    ///
+    /// # Errors
+    /// [`LearnerError::InvalidArgument`] for fastai's head on an architecture without a torchvision body.
+    pub fn build_with(&self, n_classes: usize, head: Head) -> Result<Box<dyn Module>> {
+        match (head, self.vision) {
+            (Head::Own, _) => Ok((self.build)(n_classes)?),
+            (Head::Fastai, Some(vision)) => Ok(vision(n_classes)?),
+            (Head::Fastai, None) => {
+                let with: Vec<&str> = ARCHS.iter().filter(|a| a.vision.is_some()).map(|a| a.name).collect();
+                Err(LearnerError::InvalidArgument {
+                    what: "head",
+                    msg: format!(
+                        "fastai's head goes on a torchvision resnet body ({}), not {}",
+                        with.join(", "),
+                        self.name
+                    ),
+                })
+            }
+        }
+    }
+
+    /// The module path of the head with `head`: the architecture's own, or `1` for fastai's.
+    pub fn head_path(&self, head: Head) -> &'static str {
+        match head {
+            Head::Own => self.head,
+            Head::Fastai => "1",
+        }
+    }
+
+    /// The splitter with `head`: fastai's `_resnet_split` for its vision model.
+    pub fn splitter_with(&self, head: Head) -> Splitter {
+        match head {
+            Head::Own => self.splitter(),
+            Head::Fastai => Box::new(fastai_resnet_split),
+        }
+    }
+
+    /// The name a tensor of a pretrained file gets in a model with `head`: as it is, or for fastai's model a
+    /// torchvision name moved into the body (`conv1.weight` -> `0.0.weight`) and torchvision's `fc` dropped; a
+    /// name that already is fastai's stays.
+    pub fn pretrained_name(head: Head, name: &str) -> Option<String> {
+        match head {
+            Head::Own => Some(name.to_string()),
+            Head::Fastai => tiny_nn::torchvision_to_fastai(name)
+                .or_else(|| (name.starts_with("0.") || name.starts_with("1.")).then(|| name.to_string())),
         }
     }
 }

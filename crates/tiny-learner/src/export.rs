@@ -9,7 +9,7 @@ use tiny_tensor::Device;
 
 use tiny_data::DataLoaders;
 
-use crate::{Arch, Learner, LearnerError, Result, SetupLearner};
+use crate::{Arch, Head, Learner, LearnerError, Result, SetupLearner};
 
 /// The value of `tiny.format` in an export; another number is another layout, refused by [`load_learner`].
 pub const EXPORT_FORMAT: &str = "tiny-learner-export-1";
@@ -25,12 +25,22 @@ pub struct ExportInfo {
     pub normalize: Normalize,
     /// How each image was fitted to the model's input (its deterministic part: size and method).
     pub item_tfm: ItemTransform,
+    /// The model's head: the architecture's own, or fastai's `create_head` (written as `tiny.head` only then, so
+    /// exports of the architectures' own heads are as before).
+    pub head: Head,
 }
 
 impl ExportInfo {
     /// The information for `arch` trained on `vocab`'s classes, with these statistics and item transform.
     pub fn new(arch: &str, vocab: &[String], normalize: Normalize, item_tfm: ItemTransform) -> Self {
-        ExportInfo { arch: arch.to_owned(), vocab: vocab.to_vec(), normalize, item_tfm: item_tfm.deterministic() }
+        let item_tfm = item_tfm.deterministic();
+        ExportInfo { arch: arch.to_owned(), vocab: vocab.to_vec(), normalize, item_tfm, head: Head::Own }
+    }
+
+    /// The same information for a model that ends in `head`.
+    pub fn with_head(mut self, head: Head) -> Self {
+        self.head = head;
+        self
     }
 
     /// What the export at `path` was trained on, or `None` when the file is not a tiny export (a PyTorch
@@ -66,13 +76,17 @@ impl ExportInfo {
             ResizeMethod::Squash => "squash",
             ResizeMethod::CenterCrop => "center_crop",
         };
-        HashMap::from([
+        let mut fields = HashMap::from([
             ("tiny.arch".to_owned(), self.arch.clone()),
             ("tiny.n_classes".to_owned(), self.n_classes().to_string()),
             ("tiny.vocab".to_owned(), json!(self.vocab).to_string()),
             ("tiny.normalize".to_owned(), json!({"mean": self.normalize.mean, "std": self.normalize.std}).to_string()),
             ("tiny.item_tfm".to_owned(), json!({"size": self.item_tfm.size, "method": method}).to_string()),
-        ])
+        ]);
+        if self.head != Head::Own {
+            fields.insert("tiny.head".to_owned(), self.head.name().to_owned());
+        }
+        fields
     }
 
     /// Reads the metadata of an export at `path`, saying what the file is when it is not one.
@@ -135,7 +149,11 @@ impl ExportInfo {
         };
         let (Some(size), Some(method)) = (size, method) else { return Err(unreadable("tiny.item_tfm")) };
         let item_tfm = ItemTransform { method, ..ItemTransform::squash(size) };
-        Ok(ExportInfo { arch, vocab, normalize: Normalize { mean, std }, item_tfm })
+        let head = match meta.get("tiny.head") {
+            Some(h) => h.parse().map_err(|_| unreadable("tiny.head"))?,
+            None => Head::Own,
+        };
+        Ok(ExportInfo { arch, vocab, normalize: Normalize { mean, std }, item_tfm, head })
     }
 }
 
@@ -191,7 +209,7 @@ pub fn load_learner(path: impl AsRef<Path>, device: Device) -> Result<Learner> {
     })?;
     let info = ExportInfo::from_metadata(path, &meta)?;
     let arch = Arch::named(&info.arch).map_err(|e| bad(e.to_string()))?;
-    let model = (arch.build)(info.n_classes())?;
+    let model = arch.build_with(info.n_classes(), info.head)?;
     tiny_nn::load_state_dict(model.as_ref(), tensors, true).map_err(|e| {
         bad(format!("its weights are not those of {} with {} classes: {e}", info.arch, info.n_classes()))
     })?;

@@ -15,14 +15,14 @@ pub fn single_group(model: &dyn Module) -> Vec<Vec<String>> {
     vec![model.named_parameters().into_iter().map(|(n, _)| n).collect()]
 }
 
-/// fastai's `resnet_split` for tiny's torchvision-named resnet18: the stem with `layer1` and `layer2`, then
-/// `layer3` and `layer4`, then the head `fc`.
-pub fn resnet_split(model: &dyn Module) -> Vec<Vec<String>> {
+/// A resnet's three groups: the head (names starting with `head`), then `layer3` and `layer4` (names starting
+/// with one of `late`), then everything else first.
+fn resnet_groups(model: &dyn Module, late: [&str; 2], head: &str) -> Vec<Vec<String>> {
     let mut groups = vec![Vec::new(), Vec::new(), Vec::new()];
     for (name, _) in model.named_parameters() {
-        let g = if name.starts_with("fc.") {
+        let g = if name.starts_with(head) {
             2
-        } else if name.starts_with("layer3.") || name.starts_with("layer4.") {
+        } else if late.iter().any(|l| name.starts_with(l)) {
             1
         } else {
             0
@@ -30,6 +30,18 @@ pub fn resnet_split(model: &dyn Module) -> Vec<Vec<String>> {
         groups[g].push(name);
     }
     groups
+}
+
+/// fastai's `resnet_split` for tiny's torchvision-named resnets: the stem with `layer1` and `layer2`, then
+/// `layer3` and `layer4`, then the head `fc`.
+pub fn resnet_split(model: &dyn Module) -> Vec<Vec<String>> {
+    resnet_groups(model, ["layer3.", "layer4."], "fc.")
+}
+
+/// fastai's `_resnet_split` for its `vision_learner` model (`tiny_nn::vision_resnet`): the body's stem with
+/// `layer1` and `layer2` (`0.0` to `0.5`), then `layer3` and `layer4` (`0.6`, `0.7`), then the head (`1.`).
+pub fn fastai_resnet_split(model: &dyn Module) -> Vec<Vec<String>> {
+    resnet_groups(model, ["0.6.", "0.7."], "1.")
 }
 
 /// A splitter into a body and the head whose parameters are under `head` (`"5"` for simple_cnn's last layer).

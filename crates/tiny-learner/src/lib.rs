@@ -48,11 +48,11 @@ pub use callbacks::{
 };
 pub use tiny_data::{Batch, BatchSource, DataLoaders, InMemory};
 
-pub use arch::{ARCHS, Arch, IMAGENET_STATS, SplitFn};
+pub use arch::{ARCHS, Arch, Head, IMAGENET_STATS, SplitFn};
 pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
 pub use export::{EXPORT_FORMAT, ExportInfo, load_learner};
-pub use fine_tune::{LrRange, Splitter, head_split, resnet_split, single_group};
+pub use fine_tune::{LrRange, Splitter, fastai_resnet_split, head_split, resnet_split, single_group};
 pub use inference::{Prediction, Preds, TEST_BS, Tta};
 pub use interpret::{ClassificationInterpretation, TopLoss};
 #[cfg(feature = "plot")]

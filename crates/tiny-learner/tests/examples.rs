@@ -554,6 +554,23 @@ fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_pr
     let out = out.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(json_line(&out).contains("\"model\":\"xresnet18\""), "{}", json_line(&out));
+    // fastai's vision_learner model: the torchvision file's body under create_head, fine-tuned in fastai's three
+    // groups, exported with its head and predicted from in a fresh process.
+    let r18 = dir.join("r18.safetensors");
+    tiny_nn::save_state_dict(&tiny_nn::resnet18(1000).unwrap(), &r18).unwrap();
+    let fastai_export = dir.join("fastai-head.safetensors");
+    let args = ["--model", "resnet18", "--head", "fastai", "--fine-tune", "1", "--freeze-epochs", "1", "--init"];
+    let out =
+        train(&data, &[&args[..], &[r18.to_str().unwrap(), "--export", fastai_export.to_str().unwrap()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("its head does not fit 10 classes; 1.2.bias"), "{stderr}");
+    assert!(json_line(&out).contains("\"head\":\"fastai\""), "{}", json_line(&out));
+    let out = Command::new(example("predict")).arg(&fastai_export).arg(&image).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = train(&data, &["--model", "xresnet18", "--head", "fastai"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("fastai's head goes on a torchvision resnet body"), "{stderr}");
     // --pretrained names the model's own weights file and how to fetch it; simple_cnn has none.
     let out = train_command(&data, &["--model", "resnet50", "--pretrained"]).current_dir(&dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -178,3 +178,17 @@ fn summary_follows_the_freezing_and_lists_the_callbacks() {
     let line = table.lines().find(|l| l.starts_with("Total trainable params:")).unwrap();
     assert_eq!(line.replace(',', ""), format!("Total trainable params: {trained}"));
 }
+
+#[test]
+fn fastais_vision_model_splits_as_fastais_resnet_split() {
+    // Issue 30: `_resnet_split`: the body to layer2, layer3 and layer4, the head.
+    let model = tiny_learner::Arch::named("resnet18").unwrap().build_with(10, tiny_learner::Head::Fastai).unwrap();
+    let groups = tiny_learner::fastai_resnet_split(model.as_ref());
+    assert_eq!(groups.len(), 3);
+    assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), model.named_parameters().len());
+    assert!(groups[0].contains(&"0.0.weight".to_string()) && groups[0].contains(&"0.5.1.bn2.bias".to_string()));
+    assert!(
+        groups[1].contains(&"0.6.0.conv1.weight".to_string()) && groups[1].contains(&"0.7.1.bn2.weight".to_string())
+    );
+    assert_eq!(groups[2], ["1.2.weight", "1.2.bias", "1.4.weight", "1.6.weight", "1.6.bias", "1.8.weight"]);
+}

@@ -50,8 +50,8 @@ pub mod prelude {
 }
 pub use safetensors::{TensorFile, load_tensors, save_tensors};
 pub use state_dict::{
-    LoadReport, ShapeMismatch, StateDictMismatch, load_pretrained, load_state_dict, load_state_dict_file,
-    save_state_dict,
+    LoadReport, ShapeMismatch, StateDictMismatch, load_pretrained, load_pretrained_renamed, load_state_dict,
+    load_state_dict_file, save_state_dict,
 };
 
 /// The crate README's example, compiled and run as a doctest so it stays true.

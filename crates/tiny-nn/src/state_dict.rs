@@ -114,7 +114,23 @@ pub fn save_state_dict(module: &dyn Module, path: &Path) -> Result<()> {
 /// # Errors
 /// As [`load_state_dict_file`], for any key outside the head.
 pub fn load_pretrained(module: &dyn Module, path: &Path, head: &str) -> Result<LoadReport> {
+    load_pretrained_renamed(module, path, head, &|name| Some(name.to_string()))
+}
+
+/// [`load_pretrained`] with the file's names first passed through `rename`, which drops a tensor by answering
+/// `None`: a torchvision state_dict for the body of fastai's `vision_learner` model, say (`conv1.weight` ->
+/// `0.0.weight`, `fc.*` dropped: [`torchvision_to_fastai`](crate::torchvision_to_fastai)).
+///
+/// # Errors
+/// As [`load_pretrained`].
+pub fn load_pretrained_renamed(
+    module: &dyn Module,
+    path: &Path,
+    head: &str,
+    rename: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadReport> {
     let (tensors, _) = load_tensors(path)?;
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter_map(|(k, t)| Some((rename(&k)?, t))).collect();
     let prefix = format!("{head}.");
     let in_head = |k: &str| k.starts_with(&prefix);
     let ours: HashMap<String, Vec<usize>> =

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
 use tiny_data::Normalize;
-use tiny_learner::{ARCHS, Arch, CheckpointInfo, ExportInfo, IMAGENET_STATS};
+use tiny_learner::{ARCHS, Arch, CheckpointInfo, ExportInfo, Head, IMAGENET_STATS};
 use tiny_tensor::{Device, Precision};
 
 /// The chapter's pipeline (loaders, Normalize, simple_cnn or resnet18, Learner) on an image folder, with fastai's
@@ -89,6 +89,10 @@ pub struct Args {
     /// body, and the statistics default to ImageNet's.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
+    /// The model's head: own (the architecture's: torchvision's fc, ...) or fastai (vision_learner's create_head:
+    /// concat pooling, batchnorm, Dropout and two Linear layers on a resnet's body, fastai's parameter groups).
+    #[arg(long, default_value = "own", value_parser = parse_head)]
+    pub head: Head,
     /// Start a resnet from the ImageNet weights of `cargo xtask fetch-weights MODEL`
     /// (data/weights/MODEL.safetensors): --init with that file.
     #[arg(long)]
@@ -281,6 +285,11 @@ fn parse_device(v: &str) -> Result<Device, String> {
     v.parse().map_err(|e: tiny_tensor::TensorError| e.to_string())
 }
 
+/// Parses `--head`: own or fastai.
+fn parse_head(v: &str) -> Result<Head, String> {
+    v.parse().map_err(|e: tiny_learner::LearnerError| e.to_string())
+}
+
 /// Parses a count of at least one.
 fn at_least_one(v: &str) -> Result<usize, String> {
     match v.parse::<usize>() {
@@ -340,6 +349,9 @@ impl Args {
                 self.model.name,
                 with.join(", ")
             );
+        }
+        if self.head == Head::Fastai && self.model.vision.is_none() {
+            self.model.build_with(1, self.head)?;
         }
         if let Some(decay) = self.ema {
             tiny_learner::Ema::new(decay)?;

@@ -2,9 +2,9 @@
 
 use tiny_data::{ImageDataLoaders, ItemTransform, Normalize};
 use tiny_learner::{
-    AugTransforms, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, ExportInfo, FitOneCycle, GradientAccumulation,
-    GradientClip, Learner, LrRange, Metric, Mixup, Monitor, OneCycle, Overrides, SaveModel, SetupLearner,
-    TerminateOnNaN, TrackResults,
+    Arch, AugTransforms, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, ExportInfo, FitOneCycle,
+    GradientAccumulation, GradientClip, Learner, LrRange, Metric, Mixup, Monitor, OneCycle, Overrides, SaveModel,
+    SetupLearner, TerminateOnNaN, TrackResults,
 };
 use tiny_nn::Module;
 use tiny_optim::{Adam, AdamW, Sgd};
@@ -22,7 +22,8 @@ pub fn learner(
     seed: u64,
     metrics: Vec<Box<dyn Metric>>,
 ) -> anyhow::Result<Learner> {
-    let info = ExportInfo::new(args.model.name, dls.vocab.names(), norm, ItemTransform::squash(args.size));
+    let info = ExportInfo::new(args.model.name, dls.vocab.names(), norm, ItemTransform::squash(args.size))
+        .with_head(args.head);
     let model = model(args, dls.vocab.len())?;
     let setup = SetupLearner::normalize(args.device, norm.mean, norm.std);
     let (momentum, wd, nesterov) = (args.momentum.unwrap_or(0.0), args.wd.unwrap_or(0.0), args.nesterov);
@@ -31,7 +32,7 @@ pub fn learner(
         .with_precision(args.precision)
         .with_metrics(metrics)
         .with_export_info(info)
-        .with_splitter(args.model.splitter());
+        .with_splitter(args.model.splitter_with(args.head));
     Ok(match args.opt {
         Opt::Adam => learn.with_opt_func(move |ps, lr| Box::new(Adam::new(ps, lr).weight_decay(wd))),
         Opt::Adamw => learn.with_opt_func(move |ps, lr| Box::new(AdamW::new(ps, lr).weight_decay(wd))),
@@ -41,11 +42,13 @@ pub fn learner(
     })
 }
 
-/// The model, from `--init` when given (the body's weights under a fresh head of `n_classes`).
+/// The model with `--head`'s head, from `--init` when given (the body's weights under a fresh head of `n_classes`;
+/// for fastai's head, a torchvision file's names moved into the body).
 fn model(args: &Args, n_classes: usize) -> anyhow::Result<Box<dyn Module>> {
-    let model = (args.model.build)(n_classes)?;
+    let model = args.model.build_with(n_classes, args.head)?;
     if let Some(path) = args.init() {
-        let report = tiny_nn::load_pretrained(model.as_ref(), &path, args.model.head)?;
+        let (head, rename) = (args.model.head_path(args.head), |n: &str| Arch::pretrained_name(args.head, n));
+        let report = tiny_nn::load_pretrained_renamed(model.as_ref(), &path, head, &rename)?;
         if !report.missing_keys.is_empty() {
             eprintln!(
                 "{}: its head does not fit {n_classes} classes; {} start freshly initialised",

@@ -28,6 +28,9 @@ pub struct Run {
     /// `--ema`'s decay, written only when there is one (so a run without it keeps its line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ema: Option<f32>,
+    /// `--head`, written only for fastai's (so a run with the architecture's own keeps its line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<&'static str>,
     pub epochs: usize,
     pub start_epoch: usize,
     pub lr: f32,
@@ -68,6 +71,7 @@ impl Run {
             precision: (args.precision != Precision::Fp32).then(|| args.precision.to_string()),
             cuda_graph: args.cuda_graph,
             ema: args.ema,
+            head: (args.head != tiny_learner::Head::Own).then_some(args.head.name()),
             epochs: args.fine_tune.map_or(args.epochs, |n| n + args.freeze_epochs),
             start_epoch,
             lr,
