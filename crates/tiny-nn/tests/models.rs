@@ -10,8 +10,8 @@ use tiny_nn::{
     BasicBlock, BatchNorm2d, ConvLayer, Linear, Module, cross_entropy, cross_entropy_items, init, log_softmax, nll,
     nll_items, resnet18, resnet34, resnet50, simple_cnn, xresnet18, xresnet34, xresnet50,
 };
-use tiny_tensor::gradcheck::{Tolerance, check_direction};
-use tiny_tensor::{Device, Tensor};
+use tiny_tensor::gradcheck::{Tolerance, check_direction, check_elements};
+use tiny_tensor::{Device, Tensor, TensorError};
 
 fn input(shape: &[usize], seed: u64) -> Tensor {
     Tensor::uniform(shape, -1.0, 1.0, &mut StdRng::seed_from_u64(seed)).unwrap()
@@ -344,4 +344,32 @@ fn sequential_reports_bad_input_as_an_error() {
     let m = Sequential::new(vec![Box::new(Linear::new(4, 2).unwrap())]);
     let err = m.forward(&Tensor::zeros(&[3, 5])).unwrap_err();
     assert_eq!(err.to_string(), "Linear: expects [batch, 4] input, got [3, 5]");
+}
+
+#[test]
+fn dropout_is_seeded_keeps_about_one_minus_p_and_passes_a_finite_difference_check() {
+    // The same seed draws the same mask; a drawn mask is a constant of the product, so the gradient flows through
+    // the kept elements scaled by 1 / (1 - p), which the central differences confirm element by element.
+    let drop = tiny_nn::Dropout::new(0.4).unwrap();
+    let x = input(&[4, 6], 5).set_requires_grad(true);
+    let masked = |t: &[Tensor]| {
+        drop.seed(7);
+        drop.forward(&t[0]).map_err(|e| TensorError::InvalidArgument { op: "dropout", msg: e.to_string() })
+    };
+    check_elements(std::slice::from_ref(&x), masked, Tolerance::default()).unwrap();
+    drop.seed(7);
+    let a = drop.forward(&x).unwrap().to_vec();
+    drop.seed(7);
+    assert_eq!(a, drop.forward(&x).unwrap().to_vec(), "one seed, one mask");
+    assert_ne!(a, drop.forward(&x).unwrap().to_vec(), "the next draw is another mask");
+    let kept = drop.mask(&[10_000]).unwrap().to_vec();
+    let share = kept.iter().filter(|&&v| v != 0.0).count() as f32 / 10_000.0;
+    assert!((share - 0.6).abs() < 0.02, "kept {share}");
+    assert!(kept.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.6).abs() < 1e-6));
+    // Built after the same manual_seed, two layers draw the same masks.
+    tiny_nn::manual_seed(11);
+    let first = tiny_nn::Dropout::new(0.5).unwrap().mask(&[64]).unwrap().to_vec();
+    tiny_nn::manual_seed(11);
+    assert_eq!(first, tiny_nn::Dropout::new(0.5).unwrap().mask(&[64]).unwrap().to_vec());
+    assert!(tiny_nn::Dropout::new(1.0).is_err() && tiny_nn::Dropout::new(-0.1).is_err());
 }
