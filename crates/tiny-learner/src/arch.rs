@@ -189,6 +189,31 @@ impl Arch {
         }
     }
 
+    /// Checks that the file at `path` is ImageNet weights for this architecture: its own head's weight ends in
+    /// ImageNet's 1000 classes, as torchvision's published weights do (`--pretrained`). Another head, such as a
+    /// fine-tuned export put in their place, would otherwise be loaded as it is whenever it fits the data's classes.
+    ///
+    /// # Errors
+    /// [`LearnerError::InvalidArgument`] naming the file and the head it holds; the file's own read errors.
+    pub fn check_imagenet_weights(&self, path: &std::path::Path) -> Result<()> {
+        let (tensors, _) = tiny_nn::load_tensors(path)?;
+        let name = format!("{}.weight", self.head);
+        let found = match tensors.iter().find(|(n, _)| *n == name).map(|(_, t)| t.shape().first().copied()) {
+            Some(Some(1000)) => return Ok(()),
+            Some(Some(n)) => format!("a {n}-class head"),
+            _ => format!("no {name}"),
+        };
+        Err(LearnerError::InvalidArgument {
+            what: "pretrained weights",
+            msg: format!(
+                "{} has {found}, not ImageNet's 1000 classes, so it is not {}'s published ImageNet weights; start \
+                 from it with --init {0} instead",
+                path.display(),
+                self.name
+            ),
+        })
+    }
+
     /// A freshly initialised model with `n_classes` outputs and this head.
     ///
     /// # Errors

@@ -1,7 +1,7 @@
 //! `Learner::export` and `load_learner`: one safetensors file with the weights and all that predicting needs.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tiny_data::{ItemTransform, Normalize, ResizeMethod};
@@ -190,6 +190,32 @@ impl Learner {
         tiny_nn::save_tensors(path, &tensors, &info.to_metadata())?;
         Ok(())
     }
+
+    /// [`Learner::export`] to `path`, and when that write fails (a full disk, a folder gone, no permission), the same
+    /// export into `fallback_dir` (named after `path`, with the process id), so that a trained model is not lost with
+    /// the file. Returns where the model went and, after a fallback, why `path` failed.
+    ///
+    /// # Errors
+    /// What [`Learner::export`] refuses before writing anything (no export information, a non-finite weight), and
+    /// [`LearnerError::Export`] naming both failures when the fallback cannot be written either.
+    pub fn export_or_fallback(&self, path: &Path, fallback_dir: &Path) -> Result<(PathBuf, Option<LearnerError>)> {
+        let first = match self.export(path) {
+            Ok(()) => return Ok((path.to_path_buf(), None)),
+            Err(e @ (LearnerError::InvalidArgument { .. } | LearnerError::NonFiniteCheckpoint { .. })) => {
+                return Err(e);
+            }
+            Err(e) => e,
+        };
+        let stem = path.file_stem().map_or("export".into(), |s| s.to_string_lossy().into_owned());
+        let fallback = fallback_dir.join(format!("{stem}-{}.safetensors", std::process::id()));
+        match self.export(&fallback) {
+            Ok(()) => Ok((fallback, Some(first))),
+            Err(second) => Err(LearnerError::Export {
+                path: path.to_path_buf(),
+                msg: format!("{first}; the fallback {} could not be written either: {second}", fallback.display()),
+            }),
+        }
+    }
 }
 
 /// fastai's `load_learner(path)`: rebuilds, from an export alone, a learner that predicts on `device` without the
@@ -213,6 +239,9 @@ pub fn load_learner(path: impl AsRef<Path>, device: Device) -> Result<Learner> {
     tiny_nn::load_state_dict(model.as_ref(), tensors, true).map_err(|e| {
         bad(format!("its weights are not those of {} with {} classes: {e}", info.arch, info.n_classes()))
     })?;
+    // An image size no machine can predict at (an edited export, say) is an error naming the export, not an abort.
+    crate::memory::check_inference_memory(model.as_ref(), info.item_tfm.size, crate::TEST_BS)
+        .map_err(|e| bad(format!("its item transform resizes to {} px: {e}", info.item_tfm.size)))?;
     let setup = SetupLearner::normalize(device, info.normalize.mean, info.normalize.std);
     let empty = crate::inference::no_batches()?;
     let dls = DataLoaders::new(empty.clone(), empty);

@@ -31,6 +31,7 @@ mod fine_tune;
 mod inference;
 mod interpret;
 mod learner;
+pub mod memory;
 pub mod metrics;
 #[cfg(feature = "plot")]
 pub mod plot;

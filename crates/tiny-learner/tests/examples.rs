@@ -571,10 +571,22 @@ fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_pr
     let out = train(&data, &["--model", "xresnet18", "--head", "fastai"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("fastai's head goes on a torchvision resnet body"), "{stderr}");
-    // --pretrained names the model's own weights file and how to fetch it; simple_cnn has none.
-    let out = train_command(&data, &["--model", "resnet50", "--pretrained"]).current_dir(&dir).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("resnet50.safetensors") && stderr.contains("fetch-weights resnet50"), "{stderr}");
+    // --pretrained names the model's own weights file in the workspace's data/weights (issue 29: run from another
+    // folder, train reads and writes the workspace's data, never ./data) and how to fetch it; simple_cnn has none.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let weights = workspace.join("data/weights/resnet50.safetensors");
+    if !weights.exists() {
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let out = train_command(&data, &["--model", "resnet50", "--pretrained"]).current_dir(&elsewhere).output();
+        let out = out.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&weights.display().to_string()) && stderr.contains("fetch-weights resnet50"),
+            "{stderr}"
+        );
+        assert!(!elsewhere.join("data").exists());
+    }
     let out = train(&data, &["--model", "simple_cnn", "--pretrained"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no ImageNet weights for simple_cnn"), "{stderr}");
@@ -596,5 +608,11 @@ fn ema_trains_validates_on_the_average_and_refuses_a_decay_of_one() {
     assert!(!out.status.success() && stderr.contains("the decay must be in [0, 1), got 1"), "{stderr}");
     let out = train(&data, &["--epochs", "1", "--ema-warmup"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--ema"));
+    // Issue 29: a batch no machine holds is refused by name before the first one is loaded, not killed.
+    let out = Command::new(example("train")).arg("--data").arg(&data).args(["--size", "4096", "--bs", "64"]).output();
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("64 images at 4096 px") && stderr.contains("(--bs)"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

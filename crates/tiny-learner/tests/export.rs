@@ -20,6 +20,11 @@ fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// The values of a model's tensors, in state_dict order.
+fn weights_of(model: &dyn tiny_nn::Module) -> Vec<Vec<f32>> {
+    model.state_dict().iter().map(|(_, t)| t.to_vec()).collect()
+}
+
 /// A simple_cnn learner trained for two epochs on a 270-image synthetic Imagenette in `dir`, with its validation set.
 fn trained(dir: &Path) -> (Learner, ImageFolderDataset) {
     let data = dir.join("data");
@@ -113,6 +118,19 @@ fn tta_mixes_augmented_passes_with_the_plain_one() {
     }
     let again = learn.tta(Tta::default()).unwrap();
     assert_eq!(again.probs.to_vec(), mixed.probs.to_vec(), "the passes are seeded, so TTA is repeatable");
+
+    // Issue 29: an export whose write fails leaves the trained model in the fallback folder, and says why.
+    let (gone, spare) = (dir.join("gone/model.safetensors"), dir.join("spare"));
+    std::fs::create_dir_all(&spare).unwrap();
+    let (saved, failed) = learn.export_or_fallback(&gone, &spare).unwrap();
+    assert_eq!(saved, spare.join(format!("model-{}.safetensors", std::process::id())));
+    assert!(failed.unwrap().to_string().contains("gone"));
+    let reloaded = load_learner(&saved, Device::Cpu).unwrap();
+    assert_eq!(weights_of(reloaded.state().model.as_ref()), weights_of(learn.state().model.as_ref()));
+    let (saved, failed) = learn.export_or_fallback(&dir.join("here.safetensors"), &spare).unwrap();
+    assert!(failed.is_none() && saved == dir.join("here.safetensors") && saved.is_file());
+    let err = learn.export_or_fallback(&gone, &dir.join("missing-too")).unwrap_err().to_string();
+    assert!(err.contains("gone") && err.contains("missing-too") && err.contains("either"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -192,5 +210,52 @@ fn load_learner_says_what_a_file_is_when_it_is_not_an_export() {
     let nan = dir.join("nan.safetensors");
     assert!(matches!(learn.export(&nan), Err(LearnerError::NonFiniteCheckpoint { .. })));
     assert!(!nan.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pretrained_weights_must_end_in_imagenets_thousand_classes() {
+    // Issue 29: `--pretrained` took any file at data/weights/MODEL.safetensors, and loaded its head whenever it fit.
+    let dir = std::env::temp_dir().join(format!("tiny-imagenet-head-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let arch = tiny_learner::Arch::named("resnet18").unwrap();
+    let (imagenet, ten) = (dir.join("imagenet.safetensors"), dir.join("ten.safetensors"));
+    tiny_nn::save_state_dict(&tiny_nn::resnet18(1000).unwrap(), &imagenet).unwrap();
+    tiny_nn::save_state_dict(&tiny_nn::resnet18(10).unwrap(), &ten).unwrap();
+    arch.check_imagenet_weights(&imagenet).unwrap();
+    let err = arch.check_imagenet_weights(&ten).unwrap_err().to_string();
+    assert!(err.contains("a 10-class head") && err.contains("--init"), "{err}");
+    let err = tiny_learner::Arch::named("resnet34").unwrap().check_imagenet_weights(&dir.join("none")).unwrap_err();
+    assert!(err.to_string().contains("none"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_batch_or_an_export_too_large_for_this_machine_is_refused_by_name_before_any_allocation() {
+    // Issue 29: `--size 4096 --bs 64`, or an export edited to size 100000, aborted in an allocation.
+    use tiny_learner::memory::{check_training_memory, training_bytes};
+    let model = tiny_nn::resnet18(10).unwrap();
+    check_training_memory(&model, 64, 64).unwrap();
+    let err = check_training_memory(&model, 4096, 64).unwrap_err().to_string();
+    assert!(err.contains("64 images at 4096 px") && err.contains("--bs") && err.contains("--size"), "{err}");
+    // Area scales the estimate: 128 px is four times 64 px, both above the probe's size and below it.
+    let (a, b) = (training_bytes(&model, 64, 8).unwrap(), training_bytes(&model, 128, 8).unwrap());
+    assert!((b / a - 4.0).abs() < 1e-9, "{a} {b}");
+    assert!((training_bytes(&model, 64, 16).unwrap() / a - 2.0).abs() < 1e-9);
+
+    let dir = temp_dir("huge-export");
+    let x = tiny_tensor::Tensor::zeros(&[4, 3, 8, 8]);
+    let dls = DataLoaders::new(
+        tiny_learner::InMemory::new(x.clone(), vec![0, 1, 0, 1], 2).unwrap(),
+        tiny_learner::InMemory::new(x, vec![0, 1, 0, 1], 2).unwrap(),
+    );
+    let vocab = ["a".to_string(), "b".to_string()];
+    let info = ExportInfo::new("simple_cnn", &vocab, STATS, ItemTransform::squash(100_000));
+    let learn = Learner::new(simple_cnn(2).unwrap(), dls, cross_entropy, 0.1, vec![]).with_export_info(info);
+    let path = dir.join("huge.safetensors");
+    learn.export(&path).unwrap();
+    let Err(err) = load_learner(&path, Device::Cpu) else { panic!("an export at 100000 px was loaded") };
+    let err = err.to_string();
+    assert!(err.contains("huge.safetensors") && err.contains("100000 px") && err.contains("GiB"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,6 @@
 //! The train example's command line, declared with clap: every flag, its default and its check.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
@@ -94,7 +94,7 @@ pub struct Args {
     #[arg(long, default_value = "own", value_parser = parse_head)]
     pub head: Head,
     /// Start a resnet from the ImageNet weights of `cargo xtask fetch-weights MODEL`
-    /// (data/weights/MODEL.safetensors): --init with that file.
+    /// (data/weights/MODEL.safetensors in the workspace): --init with that file.
     #[arg(long)]
     pub pretrained: bool,
     /// Normalisation statistics: batch (the first training batch's, as the chapter), imagenet, or
@@ -407,7 +407,7 @@ impl Args {
 
     /// The starting weights: `--init`, or the model's fetched ImageNet weights with `--pretrained`.
     pub fn init(&self) -> Option<PathBuf> {
-        let fetched = self.model.pretrained.map(|file| Path::new("data/weights").join(file));
+        let fetched = self.model.pretrained.map(|file| crate::in_workspace("data/weights").join(file));
         self.init.clone().or_else(|| fetched.filter(|_| self.pretrained))
     }
 

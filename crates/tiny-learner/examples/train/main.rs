@@ -30,6 +30,18 @@ use tiny_learner::{CheckpointInfo, JsonSummary, Learner, LrFinder, Recorder, Tta
 const DEFAULT_DATA: &str = "data/imagenette2-160";
 const SYNTH_DATA: &str = "data/synth-imagenette";
 
+/// `rel` (such as `data/synth-imagenette`) in the workspace this example was built in, wherever it is run from, so
+/// that a run from another folder reads the workspace's data and never writes a data set into the current folder;
+/// as given when the current folder is the workspace.
+pub fn in_workspace(rel: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let here = std::env::current_dir().and_then(|d| d.canonicalize()).ok();
+    match root.canonicalize() {
+        Ok(root) if here.as_ref() != Some(&root) => root.join(rel),
+        _ => PathBuf::from(rel),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.check()?;
@@ -44,6 +56,11 @@ fn main() -> anyhow::Result<()> {
     let (lr, seed) = recipe::lr_and_seed(&args, resume.as_ref());
     let data = data_dir(&args)?;
     let (dls, left_out) = loaders(&args, &data, seed)?;
+    // A batch that cannot fit is refused here, naming --bs and --size, before the first one is loaded (an allocation
+    // that fails aborts the process, and the kernel's out-of-memory killer gives no message at all).
+    let fresh = args.model.build_with(dls.vocab.len().max(1), args.head)?;
+    tiny_learner::memory::check_training_memory(fresh.as_ref(), args.size, args.bs)?;
+    drop(fresh);
     probe_validation(&args, &dls)?;
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
     let counts = [dls.train.dataset().len(), dls.valid.dataset().len()];
@@ -106,7 +123,11 @@ fn after_fit(
         learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(path)?;
     }
     if let Some(path) = &args.export {
-        learn.export(path)?;
+        // A failed write (a full disk, say) still leaves the trained model somewhere, named in the error.
+        let (saved, failed) = learn.export_or_fallback(path, &std::env::temp_dir())?;
+        if let Some(e) = failed {
+            bail!("--export {}: {e}; the trained model was saved to {} instead", path.display(), saved.display());
+        }
         eprintln!("exported the model to {0}; predict with `--example predict -- {0} IMAGE...`", path.display());
     }
     if let (Some(dir), Some(first)) = (&args.interpret, first) {
@@ -134,17 +155,18 @@ fn data_dir(args: &Args) -> anyhow::Result<PathBuf> {
         }
         return Ok(d.clone());
     }
-    if Path::new(DEFAULT_DATA).is_dir() {
-        return Ok(DEFAULT_DATA.into());
+    let (imagenette, synth) = (in_workspace(DEFAULT_DATA), in_workspace(SYNTH_DATA));
+    if imagenette.is_dir() {
+        return Ok(imagenette);
     }
-    eprintln!("{DEFAULT_DATA} is not here; get Imagenette with `cargo xtask fetch-data`.");
-    eprintln!("Training on the synthetic Imagenette-shaped set in {SYNTH_DATA} instead.");
-    if !Path::new(SYNTH_DATA).is_dir() {
+    eprintln!("{} is not here; get Imagenette with `cargo xtask fetch-data`.", imagenette.display());
+    eprintln!("Training on the synthetic Imagenette-shaped set in {} instead.", synth.display());
+    if !synth.is_dir() {
         eprintln!("Generating it once (9,469 + 3,925 JPEGs, as `cargo xtask synth-data`)...");
-        let s = tiny_data::synth::generate(Path::new(SYNTH_DATA), 1.0, 0)?;
+        let s = tiny_data::synth::generate(&synth, 1.0, 0)?;
         eprintln!("wrote {} train + {} val images", s.train, s.valid);
     }
-    Ok(SYNTH_DATA.into())
+    Ok(synth)
 }
 
 /// Checks every output path, and the starting weights, before any data is read, so that a bad one fails at once.

@@ -46,6 +46,11 @@ pub fn learner(
 /// for fastai's head, a torchvision file's names moved into the body).
 fn model(args: &Args, n_classes: usize) -> anyhow::Result<Box<dyn Module>> {
     let model = args.model.build_with(n_classes, args.head)?;
+    if args.pretrained
+        && let Some(path) = args.init()
+    {
+        args.model.check_imagenet_weights(&path)?;
+    }
     if let Some(path) = args.init() {
         let (head, rename) = (args.model.head_path(args.head), |n: &str| Arch::pretrained_name(args.head, n));
         let report = tiny_nn::load_pretrained_renamed(model.as_ref(), &path, head, &rename)?;
