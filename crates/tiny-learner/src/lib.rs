@@ -45,7 +45,8 @@ pub use callbacks::{
     AugTransforms, Callback, CheckpointInfo, CsvLogger, CutMix, EarlyStopping, Ema, EmaWarmup, EpochStats, FinderStop,
     FitOneCycle, FitResults, GradientAccumulation, GradientClip, GroupSched, Hyper, JsonSummary, LrFindResult,
     LrFinder, LrSchedule, Mixup, Monitor, OneCycle, Overrides, ParamScheduler, PhaseRecord, Recorder,
-    ReduceLROnPlateau, SaveModel, SetupLearner, Suggest, TerminateOnNaN, TrackResults, check_writable, find_coeffs,
+    ReduceLROnPlateau, SaveModel, SetupLearner, Suggest, TerminateOnNaN, TrackResults, check_space, check_writable,
+    find_coeffs,
 };
 pub use tiny_data::{Batch, BatchSource, DataLoaders, InMemory};
 

@@ -190,3 +190,15 @@ fn save_model_best_loads_the_best_weights_back_at_the_end_of_the_fit() {
         assert_eq!(t.to_vec(), want.to_vec(), "{name} is the best epoch's, not the blown-up last one");
     }
 }
+
+#[test]
+fn an_output_without_room_on_its_disk_is_refused_before_the_fit() {
+    // Issue 29: an export on a full disk lost the trained model; train now checks the room first.
+    let dir = temp_dir("space");
+    let path = dir.join("model.safetensors");
+    tiny_learner::check_space(&path, 1).unwrap();
+    let err = tiny_learner::check_space(&path, u64::MAX / 2).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("MiB free"), "{err}");
+    assert!(!path.exists(), "nothing is written");
+    let _ = std::fs::remove_dir_all(&dir);
+}

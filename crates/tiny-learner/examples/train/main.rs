@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
     // that fails aborts the process, and the kernel's out-of-memory killer gives no message at all).
     let fresh = args.model.build_with(dls.vocab.len().max(1), args.head)?;
     tiny_learner::memory::check_training_memory(fresh.as_ref(), args.size, args.bs)?;
+    check_space(&args, fresh.as_ref())?;
     drop(fresh);
     probe_validation(&args, &dls)?;
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
@@ -167,6 +168,19 @@ fn data_dir(args: &Args) -> anyhow::Result<PathBuf> {
         eprintln!("wrote {} train + {} val images", s.train, s.valid);
     }
     Ok(synth)
+}
+
+/// Checks that each file the run will write has room: an export holds the model's tensors, a checkpoint those and
+/// the optimizer's state (at most two more of each parameter, Adam's moments).
+fn check_space(args: &Args, model: &dyn tiny_nn::Module) -> anyhow::Result<()> {
+    let bytes: u64 = model.state_dict().iter().map(|(_, t)| 4 * t.numel() as u64).sum();
+    let save = args.save.as_ref().map(|p| PathBuf::from(p.to_string_lossy().replace("{epoch}", "0")));
+    for (path, copies) in [(&args.export, 1), (&save, 3), (&args.save_best, 3)] {
+        if let Some(path) = path {
+            tiny_learner::check_space(path, copies * bytes)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks every output path, and the starting weights, before any data is read, so that a bad one fails at once.

@@ -43,7 +43,8 @@ pub use setup::SetupLearner;
 pub use track::TrackResults;
 pub(crate) use tracker::check_finite;
 pub use tracker::{
-    CheckpointInfo, EarlyStopping, Monitor, Overrides, ReduceLROnPlateau, SaveModel, TerminateOnNaN, check_writable,
+    CheckpointInfo, EarlyStopping, Monitor, Overrides, ReduceLROnPlateau, SaveModel, TerminateOnNaN, check_space,
+    check_writable,
 };
 pub use training::{GradientAccumulation, GradientClip};
 

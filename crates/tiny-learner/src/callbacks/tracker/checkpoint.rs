@@ -90,6 +90,50 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the file system under `path` has `bytes` free for it (the size of the export or checkpoint it will
+/// be), so that a full disk is found before a fit rather than after it. Where the free space cannot be read (not a
+/// Unix system, a folder that does not exist yet) nothing is refused.
+///
+/// # Errors
+/// [`LearnerError::Io`] naming the path, what it needs and what is free.
+pub fn check_space(path: &Path, bytes: u64) -> Result<()> {
+    let Some(free) = free_bytes(path) else { return Ok(()) };
+    if free >= bytes {
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let why = format!("it needs about {:.1} MiB and its file system has {:.1} MiB free", mib(bytes), mib(free));
+    Err(LearnerError::io(path)(std::io::Error::new(std::io::ErrorKind::StorageFull, why)))
+}
+
+/// The bytes free to an unprivileged user on the file system that holds `path`'s folder.
+#[cfg(unix)]
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let folder = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = std::ffi::CString::new(folder.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `name` is a NUL-terminated path and `st` a writable statvfs, which the call fills when it returns 0.
+    let st = unsafe {
+        if libc::statvfs(name.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    // The fields are u64 on 64-bit Linux and narrower on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+    Some(blocks.saturating_mul(size))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_path: &Path) -> Option<u64> {
+    None
+}
+
 /// An error naming the first of `tensors` that holds a NaN or an infinity, so that nothing non-finite is written to
 /// the checkpoint or export at `path`.
 pub(crate) fn check_finite(path: &Path, tensors: &[(String, tiny_tensor::Tensor)]) -> Result<()> {

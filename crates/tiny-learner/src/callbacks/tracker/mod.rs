@@ -7,7 +7,7 @@ mod reduce_lr;
 mod terminate_nan;
 
 pub(crate) use checkpoint::check_finite;
-pub use checkpoint::{CheckpointInfo, Overrides, SaveModel, check_writable};
+pub use checkpoint::{CheckpointInfo, Overrides, SaveModel, check_space, check_writable};
 pub use early_stopping::EarlyStopping;
 pub use monitor::Monitor;
 pub use reduce_lr::ReduceLROnPlateau;
