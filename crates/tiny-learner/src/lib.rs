@@ -38,6 +38,7 @@ pub mod plot;
 mod progress;
 pub mod schedule;
 mod summary;
+pub mod tensorboard;
 
 #[cfg(feature = "cuda")]
 pub use callbacks::GraphStep;
@@ -64,6 +65,7 @@ pub use metrics::{
     Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy, metric_from_name, metrics_from_names,
 };
 pub use progress::print_progress;
+pub use tensorboard::TensorBoard;
 
 /// The Learner, its callbacks and metrics, and the preludes of the crates below, in one import:
 /// `use tiny_learner::prelude::*;` (the metric `Precision` stays `metrics::Precision`, as the prelude's

@@ -595,10 +595,23 @@ fn the_zoos_resnets_train_fine_tune_from_torchvision_named_weights_export_and_pr
 
 #[test]
 fn ema_trains_validates_on_the_average_and_refuses_a_decay_of_one() {
-    // Issue 30: --ema DECAY [--ema-warmup].
+    // Issue 30: --ema DECAY [--ema-warmup], here with --tensorboard (issue 29) too.
     let dir = temp_dir("ema");
     let data = small_set(&dir);
-    let json = train_json(&data, &["--epochs", "2", "--ema", "0.99", "--ema-warmup"]);
+    let logs = dir.join("logs");
+    let json =
+        train_json(&data, &["--epochs", "2", "--ema", "0.99", "--ema-warmup", "--tensorboard", logs.to_str().unwrap()]);
+    // Issue 29: --tensorboard's event file holds the batches, the epochs and the confusion matrix as a PNG.
+    let file = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap().path();
+    let events = tiny_learner::tensorboard::read_events(&file).unwrap();
+    let tags: std::collections::BTreeSet<&str> =
+        events.iter().flat_map(|e| e.values.iter().map(|(t, _)| t.as_str())).collect();
+    for tag in ["train_loss", "lr_0", "mom_0", "valid_loss", "accuracy", "confusion_matrix"] {
+        assert!(tags.contains(tag), "{tag} missing from {tags:?}");
+    }
+    let image = events.iter().flat_map(|e| &e.values).find(|(t, _)| t == "confusion_matrix").unwrap();
+    let tiny_learner::tensorboard::Value::Image { width, png, .. } = &image.1 else { panic!("not an image") };
+    assert!(*width > 100 && png.starts_with(b"\x89PNG"), "{width}");
     assert_eq!(json["ema"].as_f64().map(|d| (d * 100.0).round()), Some(99.0), "{json}");
     let plain = train_json(&data, &["--epochs", "2"]);
     assert!(plain.get("ema").is_none(), "{plain}");

@@ -209,6 +209,11 @@ pub struct Args {
     /// After the fit, also measure test-time augmentation's accuracy (tta_acc).
     #[arg(long)]
     pub tta: bool,
+    /// Log to TensorBoard event files in this folder (fastai's TensorBoardCallback): each training batch's loss,
+    /// learning rate and momentum, each epoch's validation loss and metrics, and the confusion matrix as an image at
+    /// the end; `tensorboard --logdir DIR` shows them.
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// Before the fit, print fastai's learn.summary(): each layer's output shape and parameters on one training
     /// item, what trains, and the callbacks.
     #[arg(long)]

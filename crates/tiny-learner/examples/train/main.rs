@@ -135,6 +135,9 @@ fn after_fit(
         report::interpret(learn, first, dir)?;
         eprintln!("wrote the interpretation views to {}", dir.display());
     }
+    if args.tensorboard.is_some() {
+        report::confusion_to_tensorboard(learn)?;
+    }
     let tta_acc = if args.tta { Some(learn.tta(Tta::default())?.accuracy()?) } else { None };
     if args.epochs == 0 && args.fine_tune.is_none() {
         learn.validate()?;

@@ -132,6 +132,9 @@ pub fn add_callbacks(learn: &mut Learner, args: &Args, lr: f32, norm: Normalize)
     if let Some(path) = &args.csv {
         learn.add_cb(Box::new(CsvLogger::new(path)));
     }
+    if let Some(dir) = &args.tensorboard {
+        learn.add_cb(Box::new(tiny_learner::TensorBoard::new(dir)));
+    }
     if let Some(n) = args.stop_after {
         learn.add_cb(Box::new(StopAfter(n)));
     }

@@ -114,6 +114,24 @@ pub struct LrFindSummary {
     pub max_lr: Option<f32>,
 }
 
+/// Writes the validation set's confusion matrix, drawn as `--interpret` draws it, into the TensorBoard event file.
+pub fn confusion_to_tensorboard(learn: &mut Learner) -> anyhow::Result<()> {
+    let interp = ClassificationInterpretation::from_learner(learn)?;
+    let png = std::env::temp_dir().join(format!("tiny-confusion-{}.png", std::process::id()));
+    interp.plot_confusion_matrix(&png)?;
+    let bytes = std::fs::read(&png).with_context(|| format!("reading {}", png.display()))?;
+    let _ = std::fs::remove_file(&png);
+    // A PNG's width and height are the big-endian words at bytes 16 and 20 of its header.
+    let word = |at: usize| bytes.get(at..at + 4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let (width, height) = (word(16), word(20));
+    let tb = learn.callback_mut::<tiny_learner::TensorBoard>().context("the TensorBoard callback is gone")?;
+    if let Some((writer, step)) = tb.writer() {
+        writer.image(step, "confusion_matrix", (width, height), bytes)?;
+        writer.flush()?;
+    }
+    Ok(())
+}
+
 /// Writes fastai's interpretation views of the trained `learn` over its validation set into `dir`.
 pub fn interpret(learn: &mut Learner, first: tiny_data::Batch, dir: &Path) -> anyhow::Result<()> {
     let vocab = learn.state().export_info.as_ref().map(|i| i.vocab.clone()).unwrap_or_default();
