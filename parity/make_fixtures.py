@@ -741,7 +741,7 @@ def optim():
 
 # ----------------------------------------------------------------------------- tiny-data: PIL's input
 def inputs(size=64):
-    """A few small images in every format tiny decodes, and what the chapter's
+    """A few small images in every format tiny decodes (JPEG, PNG, BMP, WebP), and what the chapter's
     `Image.open(f).resize((64, 64)).convert('RGB')` makes of each (PIL 13: BICUBIC with antialiasing before
     the conversion; NEAREST for palette and 1-bit images; premultiplied alpha for RGBA)."""
     from PIL import Image
@@ -770,7 +770,14 @@ def inputs(size=64):
         "palette.png": lambda p: im.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(p),
         "grey_1bit.png": lambda p: im.convert("1").save(p),
         "rgba.png": lambda p: rgba(im).save(p),
+        "colour.bmp": lambda p: im.save(p, format="BMP"),
+        "palette.bmp": lambda p: im.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(p, format="BMP"),
+        "grey.bmp": lambda p: im.convert("L").save(p, format="BMP"),
+        "lossless.webp": lambda p: im.save(p, format="WEBP", lossless=True),
+        "lossy.webp": lambda p: im.save(p, format="WEBP", quality=80),
     }
+    # The formats added later also keep PIL's decode at full size, `convert('RGB')`, to hold the decoders to it.
+    full_size = {"colour.bmp", "palette.bmp", "grey.bmp", "lossless.webp", "lossy.webp"}
 
     def rgba(im):
         a = im.copy()
@@ -780,10 +787,14 @@ def inputs(size=64):
     w = Writer()
     for name, write in files.items():
         path = out_dir / name
-        write(path)
+        # Committed images are kept as they are (another encoder version would rewrite their bytes).
+        if not path.exists():
+            write(path)
         with Image.open(path) as f:
             mode = f.mode
             px = np.asarray(f.resize((size, size)).convert("RGB"))
+            if name in full_size:
+                w.put(f"{name}.full", torch.tensor(np.asarray(f.convert("RGB")).astype(np.float32)))
         w.put(name, torch.tensor(px.astype(np.float32)))
         w.cases.append(dict(name=name, op="pil_input", params=dict(mode=mode, size=size), views=[], grads=[],
                             outputs=1, rtol=0, note=None))

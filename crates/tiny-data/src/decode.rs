@@ -102,7 +102,7 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     if width == 0 || height == 0 {
         return Err(DataError::EmptyImage { path: path.to_path_buf(), width, height });
     }
-    let indexed = pil_modes::png_is_indexed(bytes);
+    let indexed = pil_modes::png_is_indexed(bytes) || pil_modes::bmp_is_indexed(bytes);
     if img.color().has_alpha() && !indexed {
         let rgba = img.into_rgba8().into_raw();
         let data = rgba.chunks_exact(4).flat_map(|px| [px[0], px[1], px[2]]).collect();

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::{DataError, Result};
 
-/// File extensions treated as images, compared case-insensitively (Imagenette's are `.JPEG`).
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+/// File extensions treated as images, compared case-insensitively (Imagenette's are `.JPEG`): the formats of the
+/// reference's PIL that tiny decodes to the same pixels (JPEG, PNG, BMP, WebP; `tests/pil_input.rs`).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
 
 /// Tells whether `path` has one of [`IMAGE_EXTENSIONS`], ignoring case.
 pub fn has_image_extension(path: &Path) -> bool {

@@ -32,6 +32,36 @@ pub(crate) fn png_is_indexed(bytes: &[u8]) -> bool {
     colour == 3 || (colour == 0 && depth == 1)
 }
 
+/// Tells whether BMP bytes hold an image PIL opens as mode `"P"` or `"1"`: 1 to 8 bits a pixel with a palette that
+/// is not the grey ramp PIL's BMP reader turns into mode `"L"` (entry `i` grey level `i`, or black and white for two
+/// colours, which is mode `"1"`: still resized by nearest neighbour).
+pub(crate) fn bmp_is_indexed(bytes: &[u8]) -> bool {
+    let word = |at: usize, n: usize| -> Option<usize> {
+        let b = bytes.get(at..at + n)?;
+        Some(b.iter().rev().fold(0usize, |v, &x| v << 8 | usize::from(x)))
+    };
+    if !bytes.starts_with(b"BM") {
+        return false;
+    }
+    let Some(header) = word(14, 4) else { return false };
+    // The 12-byte OS/2 core header keeps its bit count at 24 and palette entries of 3 bytes; the others at 28 and 4.
+    let (bpp, entry) = if header == 12 { (word(24, 2), 3) } else { (word(28, 2), 4) };
+    let Some(bpp) = bpp.filter(|&b| (1..=8).contains(&b)) else { return false };
+    let colours = match if header == 12 { None } else { word(46, 4) } {
+        Some(n) if n > 0 => n,
+        _ => 1 << bpp,
+    };
+    if colours == 2 {
+        return true;
+    }
+    let palette = 14 + header;
+    let grey = (0..colours).all(|i| {
+        let v = i.min(255) as u8;
+        bytes.get(palette + i * entry..palette + i * entry + 3).is_some_and(|rgb| rgb == [v, v, v])
+    });
+    !grey
+}
+
 /// PIL's `MULDIV255(a, b)`: `a * b / 255`, rounded as its integer arithmetic does.
 fn muldiv255(a: u8, b: u8) -> u8 {
     let t = u32::from(a) * u32::from(b) + 128;

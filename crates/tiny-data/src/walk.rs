@@ -8,7 +8,7 @@ use crate::{BadFilePolicy, DataError, Result, has_image_extension};
 /// Why a walk or a layout left a file out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LeftOutReason {
-    /// Its extension is not one of [`crate::IMAGE_EXTENSIONS`] (a CSV, a README, a `.webp`).
+    /// Its extension is not one of [`crate::IMAGE_EXTENSIONS`] (a CSV, a README, a `.gif`).
     NotAnImage,
     /// It could not be read: a dangling link, a permission error (only under [`BadFilePolicy::Skip`]).
     Unreadable,

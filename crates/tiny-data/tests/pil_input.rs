@@ -9,12 +9,20 @@ use tiny_fixtures::{Fixtures, fixture_path};
 #[test]
 fn decode_and_resize_match_pil_within_half_a_grey_level() {
     let fx = Fixtures::load(fixture_path!("pil_64.safetensors"));
-    assert_eq!(fx.cases.len(), 8);
+    assert_eq!(fx.cases.len(), 13);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pil");
     let mut report = Vec::new();
     for case in &fx.cases {
         let path = dir.join(&case.name);
         let img = decode_rgb(&path).unwrap();
+        // BMP and WebP (issue 28) are held to PIL's own decode at full size too, exactly: image-webp's lossy decode
+        // gives libwebp's pixels here.
+        if let Some(full) = fx.try_get(&format!("{}.full", case.name)) {
+            assert_eq!(full.shape, [img.height as usize, img.width as usize, 3], "{}", case.name);
+            let worst = img.data.iter().zip(&full.data).map(|(&g, &w)| (f32::from(g) - w).abs()).fold(0.0f32, f32::max);
+            report.push(format!("{}: full-size decode max {worst}", case.name));
+            assert_eq!(worst, 0.0, "{}: decoded pixels differ from PIL's by {worst} levels", case.name);
+        }
         let got = ItemTransform::squash(64).apply(&img, None, &path).unwrap();
         let want = &fx.get(&case.name).data;
         let diffs: Vec<f32> = got.iter().zip(want).map(|(&g, &w)| (f32::from(g) - w).abs()).collect();
@@ -41,4 +49,19 @@ fn decode_and_resize_match_pil_within_half_a_grey_level() {
         assert!(mean <= limit, "{}: mean difference {mean} grey levels from PIL", case.name);
     }
     eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn the_folder_walk_takes_every_format_the_fixtures_hold() {
+    // Issue 28: `.bmp` and `.webp` files were left out as "not an image"; PIL opens them and so does tiny.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pil");
+    let files = tiny_data::get_image_files(&dir).unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 13, "{names:?}");
+    for ext in ["bmp", "webp", "png", "jpg"] {
+        assert!(names.iter().any(|n| n.ends_with(ext)), "no .{ext} in {names:?}");
+    }
+    assert!(
+        tiny_data::has_image_extension(Path::new("a/B.WEBP")) && !tiny_data::has_image_extension(Path::new("a.gif"))
+    );
 }
