@@ -971,6 +971,8 @@ def fastai_create_head(nf, n_out, ps=0.5):
 
     layers = [ConcatPool(), torch.nn.Flatten()]
     for ni, no, p, act in [(2 * nf, 512, ps / 2, True), (512, n_out, ps, False)]:
+        # fastai's BatchNorm(ni, ndim=1) starts its bias at 1e-3; the fixture loads its own initial values into tiny's
+        # head, so the plain BatchNorm1d here serves as well (tiny's start is tested by itself).
         layers.append(torch.nn.BatchNorm1d(ni))
         if p != 0:
             layers.append(torch.nn.Dropout(p))

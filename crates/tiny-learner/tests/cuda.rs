@@ -237,6 +237,18 @@ fn graph_step_refuses_callbacks_and_optimizers_that_change_the_step() {
         }
         other => panic!("expected GraphStep to refuse Adam, got {other:?}"),
     }
+    // A model with a training Dropout: a replay would repeat its captured mask (fastai's head, issue 30).
+    let (x, y) = textures(16, 1);
+    let x = Tensor::from_vec(x, &[16, 16, 16, 3]).unwrap();
+    let dls = DataLoaders::new(InMemory::new(x.clone(), y.clone(), 8).unwrap(), InMemory::new(x, y, 8).unwrap());
+    let head = tiny_nn::vision_resnet(tiny_nn::resnet18(3).unwrap(), 3, 0.5).unwrap();
+    let mut learn = Learner::new(head, dls, cross_entropy, 0.1, vec![Box::new(GraphStep::new(Device::Cpu))]);
+    match learn.fit(1) {
+        Err(LearnerError::InvalidArgument { what: "GraphStep", msg }) => {
+            assert!(msg.contains("layer 1.3") && msg.contains("dropout mask"), "{msg}")
+        }
+        other => panic!("expected GraphStep to refuse a Dropout, got {other:?}"),
+    }
 }
 
 /// The value of `"key":` in a JSON line, as written.

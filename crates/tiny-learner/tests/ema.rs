@@ -126,3 +126,68 @@ fn a_resumed_fit_continues_the_average_exactly() {
     assert_eq!(weights(resumed.model.as_ref()), weights(straight.model.as_ref()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Cancels the fit in the middle of a validation phase.
+struct CancelInValidation;
+
+impl Callback for CancelInValidation {
+    fn after_batch(&mut self, learn: &mut LearnerState) -> CbResult {
+        if !learn.training && learn.epoch == 1 { Err(tiny_learner::Cancel::Fit.into()) } else { Ok(()) }
+    }
+}
+
+#[test]
+fn the_lr_finder_leaves_the_average_alone_and_a_cancelled_validation_gives_the_weights_back() {
+    // The finder's growing rates are not training: the average sits the search out.
+    let mut learn = learner(vec![Box::new(Ema::new(0.9).unwrap())]);
+    learn.lr_find(tiny_learner::LrFinder::new()).unwrap();
+    assert!(Ema::averaged(learn.state()).is_none(), "no average from the search");
+    learn.fit(1).unwrap();
+    assert_eq!(averaged(&learn).1, 6, "the fit's six steps only");
+    assert!(learn.callback::<Ema>().is_some(), "the callback is back");
+
+    // A fit cancelled during validation (on the average) ends with the model's own weights.
+    let cbs: Vec<Box<dyn Callback>> =
+        vec![Box::new(StepWeights::default()), Box::new(Ema::new(0.5).unwrap()), Box::new(CancelInValidation)];
+    let mut cancelled = learner(cbs);
+    cancelled.fit(3).unwrap();
+    let last = cancelled.callback::<StepWeights>().unwrap().0.last().unwrap().clone();
+    assert_eq!(weights(cancelled.model.as_ref()), last);
+    assert_ne!(averaged(&cancelled).0, last);
+}
+
+/// Makes the last epoch's validation loss ten times worse, so that the best epoch is an earlier one.
+struct SpoilLastValidation;
+
+impl Callback for SpoilLastValidation {
+    fn after_loss(&mut self, learn: &mut LearnerState) -> CbResult {
+        if !learn.training && learn.epoch + 1 == learn.n_epochs {
+            learn.loss = learn.loss.mul_scalar(10.0)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn with_save_best_the_model_ends_on_the_best_epochs_average() {
+    // SaveModel::best puts back the best epoch's weights and average; replace_weights then takes that average, not
+    // the last epoch's.
+    let dir = temp_dir("ema-best");
+    let path = dir.join("best.safetensors");
+    let cbs: Vec<Box<dyn Callback>> = vec![
+        Box::new(Ema::new(0.8).unwrap().replace_weights(true)),
+        Box::new(SaveModel::best(&path, tiny_learner::Monitor::ValidLoss)),
+        Box::new(SpoilLastValidation),
+    ];
+    let mut learn = learner(cbs);
+    learn.fit(3).unwrap();
+    let (tensors, _) = tiny_nn::load_tensors(&path).unwrap();
+    let mut saved: Vec<(String, Vec<f32>)> =
+        tensors.into_iter().filter_map(|(n, t)| Some((n.strip_prefix("cb.Ema.")?.to_string(), t.to_vec()))).collect();
+    let mut model: Vec<(String, Vec<f32>)> =
+        learn.model.state_dict().into_iter().map(|(n, t)| (n, t.to_vec())).collect();
+    saved.sort_by(|a, b| a.0.cmp(&b.0));
+    model.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(model, saved);
+    let _ = std::fs::remove_dir_all(&dir);
+}

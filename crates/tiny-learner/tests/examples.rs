@@ -399,7 +399,7 @@ fn contradictory_or_bad_flags_are_refused_before_any_data_is_read() {
     let missing = Path::new("/no/such/folder");
     for (args, needle) in [
         (&["--fine-tune", "1", "--resume", "x.safetensors"][..], "cannot --resume"),
-        (&["--pretrained"][..], "--model resnet18"),
+        (&["--pretrained"][..], "add --model with one of resnet18, resnet34, resnet50"),
         (&["--label-smoothing", "2"][..], "epsilon in [0, 1]"),
         (&["--opt", "lamb"][..], "possible values: sgd, adam, adamw"),
         (&["--accum", "0"][..], "at least 1"),

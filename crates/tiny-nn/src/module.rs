@@ -73,6 +73,24 @@ pub trait Module: Send + Sync {
         None
     }
 
+    /// What this module alone draws afresh at random on every forward pass in its current mode (a training
+    /// `Dropout`'s mask), which a replayed CUDA graph would repeat; `None` by default.
+    fn draws_per_forward(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The first [`Module::draws_per_forward`] of this module or a descendant, with its dotted path.
+    fn first_random_draw(&self) -> Option<(String, &'static str)> {
+        if let Some(why) = self.draws_per_forward() {
+            return Some((String::new(), why));
+        }
+        self.children().into_iter().find_map(|(name, child)| {
+            child
+                .first_random_draw()
+                .map(|(path, why)| (if path.is_empty() { name } else { format!("{name}.{path}") }, why))
+        })
+    }
+
     /// A short name for hooks and printing; the type name by default.
     fn name(&self) -> &str {
         let full = std::any::type_name::<Self>();

@@ -372,4 +372,18 @@ fn dropout_is_seeded_keeps_about_one_minus_p_and_passes_a_finite_difference_chec
     tiny_nn::manual_seed(11);
     assert_eq!(first, tiny_nn::Dropout::new(0.5).unwrap().mask(&[64]).unwrap().to_vec());
     assert!(tiny_nn::Dropout::new(1.0).is_err() && tiny_nn::Dropout::new(-0.1).is_err());
+    // What a replayed CUDA graph would repeat: a training Dropout with p > 0, found by its path.
+    let head = tiny_nn::vision_resnet(resnet18(3).unwrap(), 3, 0.5).unwrap();
+    head.train(true);
+    assert_eq!(head.first_random_draw().map(|(path, _)| path).as_deref(), Some("1.3"));
+    head.train(false);
+    assert!(head.first_random_draw().is_none());
+    let x18 = xresnet18(3).unwrap();
+    x18.train(true);
+    assert!(x18.first_random_draw().is_none(), "xresnet's Dropout(0.0) draws nothing");
+    // fastai's head: its BatchNorm1d layers start at weight 1 and bias 1e-3 (fastai's `_get_norm`).
+    let params = tiny_nn::create_head(8, 5, 0.5).unwrap().named_parameters();
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, p)| p.to_vec()).unwrap();
+    assert!(get("2.bias").iter().chain(&get("6.bias")).all(|&b| b == 1e-3));
+    assert!(get("2.weight").iter().all(|&w| w == 1.0) && get("2.bias").len() == 16);
 }

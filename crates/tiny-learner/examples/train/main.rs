@@ -62,6 +62,9 @@ fn main() -> anyhow::Result<()> {
     tiny_learner::memory::check_training_memory(fresh.as_ref(), args.size, args.bs)?;
     check_space(&args, fresh.as_ref())?;
     drop(fresh);
+    // Building that model drew from the seeded generator: seed it again, so that --seed gives the weights it gave
+    // before the check existed.
+    tiny_nn::manual_seed(args.seed);
     probe_validation(&args, &dls)?;
     let skipped = [dls.train.skipped(), dls.valid.skipped()];
     let counts = [dls.train.dataset().len(), dls.valid.dataset().len()];
@@ -103,6 +106,10 @@ fn main() -> anyhow::Result<()> {
         }
         _ => e.into(),
     })?;
+    // With --ema the model takes the average (the best epoch's, with --save-best), which validation measured.
+    if args.ema.is_some() {
+        tiny_learner::Ema::load_average(learn.state())?;
+    }
     let skipped: Vec<PathBuf> = skipped.iter().flat_map(|s| s.files()).collect();
     report::skipped_files(&skipped);
     if let Some(at) = learn.callback::<Interrupt>().and_then(|i| i.at) {
@@ -173,12 +180,14 @@ fn data_dir(args: &Args) -> anyhow::Result<PathBuf> {
     Ok(synth)
 }
 
-/// Checks that each file the run will write has room: an export holds the model's tensors, a checkpoint those and
-/// the optimizer's state (at most two more of each parameter, Adam's moments).
+/// Checks that each file the run will write has room: an export holds the model's tensors, a checkpoint those, the
+/// optimizer's state (at most two more of each parameter, Adam's moments) and with `--ema` the average. A `--save`
+/// path with `{epoch}` is checked for its first file only: a fit may stop long before its last epoch.
 fn check_space(args: &Args, model: &dyn tiny_nn::Module) -> anyhow::Result<()> {
     let bytes: u64 = model.state_dict().iter().map(|(_, t)| 4 * t.numel() as u64).sum();
+    let checkpoint = if args.ema.is_some() { 4 } else { 3 };
     let save = args.save.as_ref().map(|p| PathBuf::from(p.to_string_lossy().replace("{epoch}", "0")));
-    for (path, copies) in [(&args.export, 1), (&save, 3), (&args.save_best, 3)] {
+    for (path, copies) in [(&args.export, 1), (&save, checkpoint), (&args.save_best, checkpoint)] {
         if let Some(path) = path {
             tiny_learner::check_space(path, copies * bytes)?;
         }

@@ -117,7 +117,8 @@ pub fn add_callbacks(learn: &mut Learner, args: &Args, lr: f32, norm: Normalize)
         learn.add_cb(Box::new(GradientClip::new(max_norm)));
     }
     if let Some(decay) = args.ema {
-        let ema = tiny_learner::Ema::new(decay)?.replace_weights(true);
+        // The model takes the average after the whole fit (main), not after each of fine_tune's two fits.
+        let ema = tiny_learner::Ema::new(decay)?;
         learn.add_cb(Box::new(if args.ema_warmup { ema.warmup(tiny_learner::EmaWarmup::default()) } else { ema }));
     }
     if let Some(patience) = args.early_stop {

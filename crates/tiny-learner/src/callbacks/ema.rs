@@ -31,8 +31,11 @@ impl Default for EmaWarmup {
 /// The update is one `foreach_update_` over every tensor (one pass on the CPU, one launch on a GPU). The average
 /// lives in [`LearnerState::callback_state`], so checkpoints carry it with its update count and a resumed fit
 /// continues it exactly. With [`Ema::validate_ema`] (on by default, as fastxtend) validation runs on the averaged
-/// weights, the model's own put back afterwards; with [`Ema::replace_weights`] the model takes the average at the
-/// end of the fit, so that `export` writes it. [`Ema::averaged`] reads it.
+/// weights, the model's own put back afterwards (also when validation stops on an error or a cancellation: by the
+/// next validation or the end of the fit at the latest); with [`Ema::replace_weights`] the model takes the average
+/// at the end of each fit, after [`SaveModel::best`](crate::SaveModel::best) has put back the best epoch's weights
+/// and average, so that `export` writes what validation measured. `fine_tune` runs two fits: call
+/// [`Ema::load_average`] after it instead. [`Ema::averaged`] reads the average.
 #[derive(Debug)]
 pub struct Ema {
     decay: f32,
@@ -70,7 +73,7 @@ impl Ema {
         self
     }
 
-    /// Whether the model takes the averaged weights at the end of the fit (false by default).
+    /// Whether the model takes the averaged weights at the end of each fit (false by default).
     pub fn replace_weights(mut self, on: bool) -> Self {
         self.replace_weights = on;
         self
@@ -85,6 +88,30 @@ impl Ema {
                 (d as f32).clamp(0.0, self.decay)
             }
         }
+    }
+
+    /// Puts the average into the model, where a fit has made one; returns whether it did.
+    ///
+    /// # Errors
+    /// A failed copy (tensors on different devices).
+    pub fn load_average(learn: &LearnerState) -> crate::Result<bool> {
+        if !learn.callback_state.contains_key(NAME) {
+            return Ok(false);
+        }
+        take_average(learn)?;
+        Ok(true)
+    }
+
+    /// The model's own weights back from `backup`, where validation left the average in it.
+    fn restore_own(&mut self, learn: &LearnerState) -> tiny_tensor::Result<()> {
+        if self.backup.is_empty() {
+            return Ok(());
+        }
+        let model = learn.model.state_dict();
+        let pairs: Vec<(&Tensor, &Tensor)> = model.iter().map(|(_, t)| t).zip(&self.backup).collect();
+        copy_all(&pairs)?;
+        self.backup.clear();
+        Ok(())
     }
 
     /// The averaged weights and statistics by state_dict name, and how many updates made them, if a fit began.
@@ -115,19 +142,30 @@ fn copy_like(like: &Tensor, src: &Tensor) -> tiny_tensor::Result<Tensor> {
     Ok(dst)
 }
 
-/// The model's tensors take the average's values, where there is one.
-fn take_average(learn: &LearnerState) -> CbResult {
+/// The model's tensors take the average's values, where there is one, matched by name (an average read back from a
+/// checkpoint keeps the file's order) and brought to each tensor's device.
+fn take_average(learn: &LearnerState) -> crate::Result<()> {
     let Some(state) = learn.callback_state.get(NAME) else { return Ok(()) };
+    let by_name: std::collections::HashMap<&str, &Tensor> =
+        state.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let model = learn.model.state_dict();
-    let pairs: Vec<(&Tensor, &Tensor)> = model.iter().zip(&state.tensors).map(|((_, t), (_, e))| (t, e)).collect();
+    let mut sources = Vec::with_capacity(model.len());
+    for (name, t) in &model {
+        let e = by_name
+            .get(name.as_str())
+            .ok_or_else(|| LearnerError::InvalidArgument { what: "Ema", msg: format!("the average has no {name}") })?;
+        sources.push(e.to_device(t.device())?);
+    }
+    let pairs: Vec<(&Tensor, &Tensor)> = model.iter().map(|(_, t)| t).zip(&sources).collect();
     copy_all(&pairs)?;
     Ok(())
 }
 
 impl Callback for Ema {
-    /// After the optimizer (whose `after_step` work, if any, is done) and before the loggers.
+    /// After `SaveModel` (62), so that at the end of a fit the best epoch's average is the one put in the model;
+    /// an optimizer step is over before any callback's `after_step`, so the order does not matter there.
     fn order(&self) -> i32 {
-        5
+        65
     }
 
     fn runs_in_inference(&self) -> bool {
@@ -214,6 +252,7 @@ impl Callback for Ema {
 
     /// Validation on the averaged weights: the model's own are kept aside.
     fn before_validate(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.restore_own(learn)?;
         if !self.validate_ema {
             return Ok(());
         }
@@ -222,26 +261,22 @@ impl Callback for Ema {
         }
         self.backup =
             learn.model.state_dict().iter().map(|(_, t)| copy_like(t, t)).collect::<tiny_tensor::Result<_>>()?;
-        take_average(learn)
+        Ok(take_average(learn)?)
     }
 
     /// The model's own weights back, for the next epoch's training.
     fn after_validate(&mut self, learn: &mut LearnerState) -> CbResult {
-        if self.backup.is_empty() {
-            return Ok(());
-        }
-        let model = learn.model.state_dict();
-        let pairs: Vec<(&Tensor, &Tensor)> = model.iter().map(|(_, t)| t).zip(&self.backup).collect();
-        copy_all(&pairs)?;
-        self.backup.clear();
+        self.restore_own(learn)?;
         Ok(())
     }
 
-    /// With `replace_weights`, the model takes the average.
+    /// The model's own weights back if a validation left the average in it, then, with `replace_weights`, the
+    /// average.
     fn after_fit(&mut self, learn: &mut LearnerState) -> CbResult {
+        self.restore_own(learn)?;
         if !self.replace_weights {
             return Ok(());
         }
-        take_average(learn)
+        Ok(take_average(learn)?)
     }
 }

@@ -83,6 +83,11 @@ impl Callback for GraphStep {
         if let Some((name, why)) = learn.varying_callbacks.first() {
             return Err(graph_conflict(name, why).into());
         }
+        // A layer that draws at random in training (Dropout) would repeat its captured draw on every replay.
+        learn.model.train(true);
+        if let Some((path, why)) = learn.model.first_random_draw() {
+            return Err(graph_conflict(&format!("the model's layer {path}"), why).into());
+        }
         self.captured = None;
         self.full = None;
         Ok(())

@@ -29,14 +29,18 @@ fn now() -> f64 {
 }
 
 impl EventWriter {
-    /// Creates `dir` if needed and a new file in it, `events.out.tfevents.<seconds>.tiny.<pid>`, that starts with the
-    /// file-version event.
+    /// Creates `dir` if needed and a new file in it, `events.out.tfevents.<seconds>.tiny.<pid>.<count>`, that starts
+    /// with the file-version event.
     ///
     /// # Errors
     /// [`LearnerError::Io`] naming the folder or file that could not be made.
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(LearnerError::io(dir))?;
-        let name = format!("events.out.tfevents.{}.tiny.{}", now() as u64, std::process::id());
+        // A count within the process too, as PyTorch's writer has, so that two writers in one second never share a
+        // name (which would truncate the first file).
+        static WRITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("events.out.tfevents.{}.tiny.{}.{n}", now() as u64, std::process::id());
         let path = dir.join(name);
         let out = BufWriter::new(File::create(&path).map_err(LearnerError::io(&path))?);
         let mut w = EventWriter { path, out };
@@ -106,9 +110,10 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
         .collect()
 }
 
-/// fastai's `TensorBoardCallback`: for every training batch the loss (`train_loss`) and each parameter group's
-/// learning rate and momentum (`lr_0`, `mom_0`, ...), and after every epoch the validation loss (`valid_loss`) and
-/// the metrics by name, all at the count of training batches so far. The batches' losses are read (and the file
+/// fastai's `TensorBoardCallback`: for every training batch the smoothed loss (`train_loss`: fastai's exponential
+/// moving average with weight 0.98, debiased, over the fit) and each parameter group's learning rate, momentum and
+/// weight decay (`lr_0`, `mom_0`, `wd_0`, ...), and after every epoch the validation loss (`valid_loss`) and the
+/// metrics by name, all at the count of training batches so far. The batches' losses are read (and the file
 /// flushed) at the end of each epoch, so that a GPU is not waited for after every batch. Images (the confusion
 /// matrix) go in with [`TensorBoard::writer`].
 #[derive(Debug)]
@@ -118,6 +123,8 @@ pub struct TensorBoard {
     step: i64,
     /// This epoch's training batches, not yet written.
     pending: Vec<PendingBatch>,
+    /// The smoothed loss's running average and the batches it has seen this fit.
+    smooth: (f32, i32),
 }
 
 /// A training batch's step, loss (not yet read from its device) and hyper-parameters by tag.
@@ -126,7 +133,7 @@ type PendingBatch = (i64, tiny_tensor::Tensor, Vec<(String, f32)>);
 impl TensorBoard {
     /// Logs into a new event file in `dir` (made when the fit begins).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        TensorBoard { dir: dir.into(), writer: None, step: 0, pending: Vec::new() }
+        TensorBoard { dir: dir.into(), writer: None, step: 0, pending: Vec::new(), smooth: (0.0, 0) }
     }
 
     /// The event file's writer, once the fit has begun, and the step it has reached.
@@ -147,6 +154,7 @@ impl Callback for TensorBoard {
     }
 
     fn before_fit(&mut self, _learn: &mut LearnerState) -> CbResult {
+        self.smooth = (0.0, 0);
         if self.writer.is_none() {
             self.writer = Some(EventWriter::create(&self.dir)?);
         }
@@ -163,6 +171,7 @@ impl Callback for TensorBoard {
             for (i, g) in opt.param_groups().iter().enumerate() {
                 hypers.push((format!("lr_{i}"), g.lr));
                 hypers.push((format!("mom_{i}"), g.momentum));
+                hypers.push((format!("wd_{i}"), g.weight_decay));
             }
         }
         self.pending.push((self.step, learn.loss.detach(), hypers));
@@ -194,9 +203,13 @@ impl TensorBoard {
     /// Writes the training batches logged since the last epoch ended.
     fn write_pending(&mut self) -> Result<()> {
         let Some(w) = self.writer.as_mut() else { return Ok(()) };
+        const BETA: f32 = 0.98;
         for (step, loss, hypers) in self.pending.drain(..) {
             let loss = loss.try_to_vec()?.first().copied().unwrap_or(f32::NAN);
-            let mut values = vec![("train_loss".to_string(), loss)];
+            let (avg, n) = &mut self.smooth;
+            *avg = BETA * *avg + (1.0 - BETA) * loss;
+            *n += 1;
+            let mut values = vec![("train_loss".to_string(), *avg / (1.0 - BETA.powi(*n)))];
             values.extend(hypers);
             w.scalars(step, &values)?;
         }

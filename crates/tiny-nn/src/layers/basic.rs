@@ -155,14 +155,15 @@ impl AvgPool2d {
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
-        if self.ceil_mode && x.rank() == 4 {
-            let hangs = |len: usize| (len + 2 * p).checked_sub(k).is_some_and(|r| r % s != 0);
+        if self.ceil_mode && x.rank() == 4 && s > 0 {
+            // A map smaller than the window hangs over too (PyTorch's ceil_mode pools it into one partial window).
+            let hangs = |len: usize| (len + 2 * p).checked_sub(k).is_none_or(|r| r % s != 0);
             if hangs(x.shape()[2]) || hangs(x.shape()[3]) {
                 return Err(NnError::InvalidArgument {
                     layer: "AvgPool2d",
                     msg: format!(
                         "with ceil_mode on a {}x{} input a window hangs over the edge, which tiny does not compute; \
-                         use an input size that keeps every pooled map even (a multiple of 32 for xresnet)",
+                         use an input size that keeps every pooled map even (any multiple of 32 does for xresnet)",
                         x.shape()[2],
                         x.shape()[3]
                     ),

@@ -119,6 +119,13 @@ impl BatchNorm1d {
         BatchNorm1d { inner: BatchNorm2d::new(c), hooks: Hooks::default() }
     }
 
+    /// fastai's `BatchNorm(nf, ndim=1)`: weight 1 and bias 1e-3 (`_get_norm`), as its head's `LinBnDrop` builds it.
+    pub fn fastai(c: usize) -> Self {
+        let mut bn = BatchNorm1d::new(c);
+        bn.inner.bias = Parameter::new(Tensor::full(&[c], 1e-3));
+        bn
+    }
+
     /// The 2-D batchnorm it runs, with its parameters and running statistics.
     pub fn inner(&self) -> &BatchNorm2d {
         &self.inner

@@ -92,6 +92,10 @@ impl Module for Dropout {
         self.training.store(training, Ordering::Relaxed);
     }
 
+    fn draws_per_forward(&self) -> Option<&'static str> {
+        (self.is_training() && self.p > 0.0).then_some("draws a new dropout mask every step")
+    }
+
     fn own_training(&self) -> Option<bool> {
         Some(self.is_training())
     }

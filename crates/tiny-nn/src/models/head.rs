@@ -6,14 +6,14 @@ use crate::{Module, Parameter, Result, init};
 
 /// fastai's `create_head(nf, n_out, ps=ps)` with its other defaults (`lin_ftrs=[512]`, concat pooling, `first_bn`,
 /// no final batchnorm): `AdaptiveConcatPool2d`, `Flatten`, then for `2 * nf -> 512` (ReLU after) and
-/// `512 -> n_out` each `BatchNorm1d`, `Dropout` (`ps / 2`, then `ps`; left out at 0, as fastai does) and a bias-free
-/// `Linear`, kaiming-normal as `vision_learner`'s `apply_init` leaves it. With `ps > 0` the layers are numbered
+/// `512 -> n_out` each `BatchNorm1d` (fastai's: bias 1e-3), `Dropout` (`ps / 2`, then `ps`; left out at 0, as
+/// fastai does) and a bias-free `Linear`, kaiming-normal as `vision_learner`'s `apply_init` leaves it. With `ps > 0` the layers are numbered
 /// `0` to `8` (`2.weight` is the first batchnorm, `8.weight` the last Linear), as fastai's.
 pub fn create_head(nf: usize, n_out: usize, ps: f32) -> Result<Sequential> {
     let mut layers: Vec<Box<dyn Module>> = vec![Box::new(AdaptiveConcatPool2d::new()), Box::new(Flatten::new())];
     let sizes = [(2 * nf, 512, ps / 2.0, true), (512, n_out, ps, false)];
     for (ni, no, p, relu) in sizes {
-        layers.push(Box::new(BatchNorm1d::new(ni)));
+        layers.push(Box::new(BatchNorm1d::fastai(ni)));
         if p != 0.0 {
             layers.push(Box::new(Dropout::new(p)?));
         }

@@ -86,8 +86,9 @@ impl Module for ResBlock {
 /// convolution and the head kaiming-normal (fan-in), every bias 0. Its tensors have fastai's names (`0.0.weight`,
 /// `4.0.convpath.0.0.weight`, `5.0.idpath.1.0.weight`, `11.weight`), so fastai's state_dicts load as they are.
 ///
-/// Its strided shortcuts pool 2x2 with `ceil_mode`, which tiny computes only on even maps: input sizes must be
-/// multiples of 32 (64, 128, 160, 224...); others are an error naming the size.
+/// Its strided shortcuts pool 2x2 with `ceil_mode`, which tiny computes only on even maps: every input size that is
+/// a multiple of 32 works (64, 128, 160, 224...), as do a few others whose maps all stay even (such as 95); any other
+/// is an error naming the size of the map that cannot be pooled.
 #[derive(Debug)]
 pub struct XResNet {
     /// The layers, fastai's `nn.Sequential`.

@@ -435,7 +435,9 @@ impl Callback for LrFinder {
 
 impl Learner {
     /// Runs `finder` (e.g. `LrFinder::new()`) as a fit long enough for its schedule, then removes it.
-    /// The model's tensors, the optimizer and `lr` are as before, even when the search fails.
+    /// The model's tensors, the optimizer and `lr` are as before, even when the search fails. The callbacks that keep
+    /// a record across fits, [`Ema`](crate::Ema)'s average and [`TensorBoard`](crate::TensorBoard)'s log, sit the
+    /// search out, as fastai's skip it: its ever larger rates are not training.
     pub fn lr_find(&mut self, finder: LrFinder) -> Result<LrFindResult> {
         let n = self.dls.train.len();
         if n == 0 {
@@ -446,9 +448,16 @@ impl Learner {
         }
         let epochs = finder.max_steps().div_ceil(n);
         let n_epochs_before = self.n_epochs;
+        let (ema, board) = (self.remove_cb::<crate::Ema>(), self.remove_cb::<crate::TensorBoard>());
         self.add_cb(Box::new(finder));
         let outcome = self.fit(epochs);
         self.state_mut().n_epochs = n_epochs_before;
+        if let Some(ema) = ema {
+            self.add_cb(ema);
+        }
+        if let Some(board) = board {
+            self.add_cb(board);
+        }
         let mut finder = self.remove_cb::<LrFinder>().ok_or_else(|| LearnerError::InvalidArgument {
             what: "lr_find",
             msg: "the LrFinder callback disappeared during the search".into(),

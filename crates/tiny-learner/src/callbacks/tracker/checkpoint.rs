@@ -233,21 +233,7 @@ impl LearnerState {
         let (tensors, meta) = tiny_nn::load_tensors(path)?;
         let info = CheckpointInfo::from_metadata(path, &meta)?;
         let (mut model, mut opt) = (Vec::new(), Vec::new());
-        // Each callback's state, from the metadata key `tiny.cb.NAME` that marks it, its values and its tensors.
-        let mut callbacks: std::collections::BTreeMap<String, crate::CallbackState> = meta
-            .keys()
-            .filter_map(|k| k.strip_prefix("tiny.cb."))
-            .filter(|rest| !rest.contains('.'))
-            .map(|cb| (cb.to_string(), crate::CallbackState::default()))
-            .collect();
-        for (key, value) in &meta {
-            let Some(rest) = key.strip_prefix("tiny.cb.") else { continue };
-            if let Some((cb, k)) = rest.split_once('.')
-                && let Some(state) = callbacks.get_mut(cb)
-            {
-                state.values.insert(k.to_string(), value.clone());
-            }
-        }
+        let mut callbacks = callback_states(&meta);
         for (name, t) in tensors {
             if let Some(n) = name.strip_prefix("model.") {
                 model.push((n.to_string(), t));
@@ -284,6 +270,26 @@ impl LearnerState {
         self.lr = info.lr;
         Ok(info)
     }
+}
+
+/// The callbacks' states a checkpoint's metadata marks (`tiny.cb.NAME`), with their values (`tiny.cb.NAME.KEY`)
+/// and as yet no tensors.
+fn callback_states(meta: &HashMap<String, String>) -> std::collections::BTreeMap<String, crate::CallbackState> {
+    let mut callbacks: std::collections::BTreeMap<String, crate::CallbackState> = meta
+        .keys()
+        .filter_map(|k| k.strip_prefix("tiny.cb."))
+        .filter(|rest| !rest.contains('.'))
+        .map(|cb| (cb.to_string(), crate::CallbackState::default()))
+        .collect();
+    for (key, value) in meta {
+        let Some(rest) = key.strip_prefix("tiny.cb.") else { continue };
+        if let Some((cb, k)) = rest.split_once('.')
+            && let Some(state) = callbacks.get_mut(cb)
+        {
+            state.values.insert(k.to_string(), value.clone());
+        }
+    }
+    callbacks
 }
 
 /// fastai's `SaveModelCallback`: after every epoch, or only when the monitored value improves, writes
@@ -370,15 +376,29 @@ impl Callback for SaveModel {
     }
 
     /// With [`SaveModel::best`], puts the best epoch's weights back into the model at the end of the fit, as
-    /// fastai's `SaveModelCallback` loads its file in `after_fit` (the model only, like its `with_opt=False`).
+    /// fastai's `SaveModelCallback` loads its file in `after_fit` (the model only, like its `with_opt=False`), and
+    /// the callbacks' states of that epoch (the [`Ema`](crate::Ema) average that its validation measured).
     fn after_fit(&mut self, learn: &mut LearnerState) -> CbResult {
         if self.every_epoch {
             return Ok(());
         }
         let Some(best) = self.saved.last() else { return Ok(()) };
-        let (tensors, _) = tiny_nn::load_tensors(best)?;
-        let model = tensors.into_iter().filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_owned(), t)));
-        tiny_nn::load_state_dict(learn.model.as_ref(), model.collect(), true)?;
+        let (tensors, meta) = tiny_nn::load_tensors(best)?;
+        let mut callbacks = callback_states(&meta);
+        let mut model = Vec::new();
+        for (name, t) in tensors {
+            if let Some(n) = name.strip_prefix("model.") {
+                model.push((n.to_owned(), t));
+            } else if let Some((cb, n)) = name.strip_prefix("cb.").and_then(|rest| rest.split_once('.'))
+                && let Some(state) = callbacks.get_mut(cb)
+            {
+                state.tensors.push((n.to_owned(), t));
+            }
+        }
+        tiny_nn::load_state_dict(learn.model.as_ref(), model, true)?;
+        for (cb, state) in callbacks {
+            learn.callback_state.insert(cb, state);
+        }
         Ok(())
     }
 }
