@@ -164,7 +164,11 @@ pub fn amx_tiles() -> Result<(), &'static str> {
         {
             // CPUID leaf 7, sub-leaf 0: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE (leaf 7 exists on every CPU
             // with AVX512, and reads as zeros on older ones).
-            let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+            // `__cpuid_count` is an unsafe fn up to Rust 1.93 (the workspace's rust-version is older) and safe
+            // after, where the block is unused.
+            #[allow(unused_unsafe)]
+            // SAFETY: every x86_64 CPU has CPUID; the leaf and sub-leaf are plain numbers.
+            let edx = unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.edx;
             if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
                 return Err("this CPU has no AMX-BF16 tiles");
             }
