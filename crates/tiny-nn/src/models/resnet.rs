@@ -22,6 +22,18 @@ fn identity(downsample: &Option<Sequential>, x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// A block's children: its layers by torchvision's names, then the shortcut's projection when it has one.
+fn block_children<'a>(
+    layers: &[(&str, &'a dyn Module)],
+    downsample: &'a Option<Sequential>,
+) -> Vec<(String, &'a dyn Module)> {
+    let mut c: Vec<(String, &dyn Module)> = layers.iter().map(|(n, m)| (n.to_string(), *m)).collect();
+    if let Some(d) = downsample {
+        c.push(("downsample".into(), d));
+    }
+    c
+}
+
 /// resnet's basic block: two 3x3 conv + batchnorm pairs with a shortcut; the shortcut is a 1x1
 /// stride-`stride` conv + batchnorm (`downsample`) when the shape changes. Its children have torchvision's
 /// names (`conv1`, `bn1`, `conv2`, `bn2`, `downsample.0`, `downsample.1`).
@@ -65,16 +77,10 @@ impl Module for BasicBlock {
     }
 
     fn children(&self) -> Vec<(String, &dyn Module)> {
-        let mut c: Vec<(String, &dyn Module)> = vec![
-            ("conv1".into(), &self.conv1),
-            ("bn1".into(), &self.bn1),
-            ("conv2".into(), &self.conv2),
-            ("bn2".into(), &self.bn2),
-        ];
-        if let Some(d) = &self.downsample {
-            c.push(("downsample".into(), d));
-        }
-        c
+        block_children(
+            &[("conv1", &self.conv1), ("bn1", &self.bn1), ("conv2", &self.conv2), ("bn2", &self.bn2)],
+            &self.downsample,
+        )
     }
 
     fn hooks(&self) -> Option<&Hooks> {
@@ -133,18 +139,15 @@ impl Module for Bottleneck {
     }
 
     fn children(&self) -> Vec<(String, &dyn Module)> {
-        let mut c: Vec<(String, &dyn Module)> = vec![
-            ("conv1".into(), &self.conv1),
-            ("bn1".into(), &self.bn1),
-            ("conv2".into(), &self.conv2),
-            ("bn2".into(), &self.bn2),
-            ("conv3".into(), &self.conv3),
-            ("bn3".into(), &self.bn3),
+        let layers: [(&str, &dyn Module); 6] = [
+            ("conv1", &self.conv1),
+            ("bn1", &self.bn1),
+            ("conv2", &self.conv2),
+            ("bn2", &self.bn2),
+            ("conv3", &self.conv3),
+            ("bn3", &self.bn3),
         ];
-        if let Some(d) = &self.downsample {
-            c.push(("downsample".into(), d));
-        }
-        c
+        block_children(&layers, &self.downsample)
     }
 
     fn hooks(&self) -> Option<&Hooks> {

@@ -232,22 +232,10 @@ impl LearnerState {
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<CheckpointInfo> {
         let (tensors, meta) = tiny_nn::load_tensors(path)?;
         let info = CheckpointInfo::from_metadata(path, &meta)?;
-        let (mut model, mut opt) = (Vec::new(), Vec::new());
-        let mut callbacks = callback_states(&meta);
-        for (name, t) in tensors {
-            if let Some(n) = name.strip_prefix("model.") {
-                model.push((n.to_string(), t));
-            } else if let Some(n) = name.strip_prefix("opt.") {
-                opt.push((n.to_string(), t));
-            } else if let Some((cb, n)) = name.strip_prefix("cb.").and_then(|rest| rest.split_once('.'))
-                && let Some(state) = callbacks.get_mut(cb)
-            {
-                state.tensors.push((n.to_string(), t));
-            } else {
-                let msg = format!("tensor {name} is neither model.*, opt.* nor a callback's cb.*");
-                return Err(LearnerError::Checkpoint { path: path.to_path_buf(), msg });
-            }
-        }
+        let Parts { model, opt, callbacks } = split(tensors, &meta).map_err(|name| {
+            let msg = format!("tensor {name} is neither model.*, opt.* nor a callback's cb.*");
+            LearnerError::Checkpoint { path: path.to_path_buf(), msg }
+        })?;
         let opt_state = if info.has_opt {
             let pairs: Vec<(String, String)> = meta.into_iter().collect();
             Some(OptimizerState::from_metadata(&pairs, opt)?)
@@ -270,6 +258,37 @@ impl LearnerState {
         self.lr = info.lr;
         Ok(info)
     }
+}
+
+/// A checkpoint's tensors by owner: the model's (`model.*`), the optimizer's (`opt.*`) and each callback's
+/// (`cb.NAME.*`), each under its own name.
+struct Parts {
+    model: Vec<(String, tiny_tensor::Tensor)>,
+    opt: Vec<(String, tiny_tensor::Tensor)>,
+    callbacks: std::collections::BTreeMap<String, crate::CallbackState>,
+}
+
+/// Splits a checkpoint's tensors by owner, the callbacks' values read from `meta`; `Err` names a tensor that
+/// belongs to no one.
+fn split(
+    tensors: Vec<(String, tiny_tensor::Tensor)>,
+    meta: &HashMap<String, String>,
+) -> std::result::Result<Parts, String> {
+    let mut parts = Parts { model: Vec::new(), opt: Vec::new(), callbacks: callback_states(meta) };
+    for (name, t) in tensors {
+        if let Some(n) = name.strip_prefix("model.") {
+            parts.model.push((n.to_string(), t));
+        } else if let Some(n) = name.strip_prefix("opt.") {
+            parts.opt.push((n.to_string(), t));
+        } else if let Some((cb, n)) = name.strip_prefix("cb.").and_then(|rest| rest.split_once('.'))
+            && let Some(state) = parts.callbacks.get_mut(cb)
+        {
+            state.tensors.push((n.to_string(), t));
+        } else {
+            return Err(name);
+        }
+    }
+    Ok(parts)
 }
 
 /// The callbacks' states a checkpoint's metadata marks (`tiny.cb.NAME`), with their values (`tiny.cb.NAME.KEY`)
@@ -384,17 +403,10 @@ impl Callback for SaveModel {
         }
         let Some(best) = self.saved.last() else { return Ok(()) };
         let (tensors, meta) = tiny_nn::load_tensors(best)?;
-        let mut callbacks = callback_states(&meta);
-        let mut model = Vec::new();
-        for (name, t) in tensors {
-            if let Some(n) = name.strip_prefix("model.") {
-                model.push((n.to_owned(), t));
-            } else if let Some((cb, n)) = name.strip_prefix("cb.").and_then(|rest| rest.split_once('.'))
-                && let Some(state) = callbacks.get_mut(cb)
-            {
-                state.tensors.push((n.to_owned(), t));
-            }
-        }
+        let Parts { model, callbacks, .. } = split(tensors, &meta).map_err(|name| LearnerError::Checkpoint {
+            path: best.clone(),
+            msg: format!("tensor {name} is neither model.*, opt.* nor a callback's cb.*"),
+        })?;
         tiny_nn::load_state_dict(learn.model.as_ref(), model, true)?;
         for (cb, state) in callbacks {
             learn.callback_state.insert(cb, state);
