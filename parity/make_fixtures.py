@@ -21,7 +21,10 @@ Writes, each a safetensors file whose `cases` metadata (JSON) describes every ca
                                                          gradients under the same autocast
   crates/tiny-nn/tests/fixtures/zoo.safetensors          resnet34's and resnet50's state_dict names and shapes and
                                                          eval logits from hashed weights; Dropout's mask semantics
-(`make_fixtures.py ops nn optim inputs label_smoothing warp autocast autocast_models zoo` writes only the parts named.)
+  crates/tiny-tensor/tests/fixtures/bce.safetensors      F.binary_cross_entropy_with_logits per element (the
+  crates/tiny-nn/tests/fixtures/bce.safetensors          fused op) and as the mean (fastai's BCEWithLogitsLossFlat)
+(`make_fixtures.py ops nn optim inputs label_smoothing warp autocast autocast_models zoo multi_label` writes only the
+parts named.)
 
 A case's tensors are named `<case>.in<i>` (inputs, contiguous), `<case>.out<j>` (outputs), `<case>.cot`
 (the cotangent: the gradient of `sum(out0 * cot)` is taken) and `<case>.grad<i>` (that gradient for each
@@ -654,6 +657,39 @@ def label_smoothing():
     w.save(ROOT / "crates/tiny-nn/tests/fixtures/label_smoothing.safetensors")
 
 
+# ----------------------------------------------------------------------------- multi-label: binary cross entropy
+def multi_label():
+    """`F.binary_cross_entropy_with_logits`: per element (tiny-tensor's fused op, gradients to the logits and to soft
+    targets) and averaged (tiny-nn's loss, which is fastai's `BCEWithLogitsLossFlat`), on ordinary, strided and
+    +-1e4 logits. Its own files, so that the other fixtures are not rewritten."""
+    s = iter(range(22_000, 23_000))
+    hot = (torch.rand(6, 10, generator=torch.Generator().manual_seed(next(s))) < 0.3).float()
+    extreme = torch.tensor([[1e4, -1e4, 0.0, 88.0, -88.0], [-1e4, 1e4, 1e-6, 30.0, -30.0]])
+    hot_extreme = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0, 0.0]])
+    bce = lambda x, t: F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    w = Writer()
+    case(w, "bce_with_logits", "bce_with_logits", bce, [randn(6, 10, seed=next(s)) * 3, hot], grads=[True, False])
+    case(w, "bce_with_logits_soft", "bce_with_logits", bce,
+         [randn(6, 10, seed=next(s)) * 3, torch.rand(6, 10, generator=torch.Generator().manual_seed(next(s)))],
+         note="soft targets (a mix of two rows), both differentiated")
+    case(w, "bce_with_logits_transposed", "bce_with_logits", bce, [randn(10, 6, seed=next(s)) * 3, hot],
+         views=[[["t"]], []], grads=[True, False])
+    case(w, "bce_with_logits_extreme", "bce_with_logits", bce, [extreme.clone(), hot_extreme], grads=[True, False],
+         note="logits of +-1e4 and +-88: the loss stays finite and exact")
+    w.save(ROOT / "crates/tiny-tensor/tests/fixtures/bce.safetensors")
+    # tiny-nn: the loss averaged over every element, fastai's BCEWithLogitsLossFlat(), with flags as targets.
+    w = Writer()
+    for i, (n, c) in enumerate([(6, 10), (3, 1), (4, 20)]):
+        t = (torch.rand(n, c, generator=torch.Generator().manual_seed(next(s))) < 0.4).float()
+        case(w, f"bce_with_logits_flat_{i}", "bce_with_logits_flat",
+             lambda x, t=t: F.binary_cross_entropy_with_logits(x, t), [randn(n, c, seed=next(s)) * 2],
+             params=dict(flags=[int(v) for v in t.flatten().tolist()]))
+    case(w, "bce_with_logits_flat_extreme", "bce_with_logits_flat",
+         lambda x: F.binary_cross_entropy_with_logits(x, hot_extreme), [extreme.clone()],
+         params=dict(flags=[int(v) for v in hot_extreme.flatten().tolist()]))
+    w.save(ROOT / "crates/tiny-nn/tests/fixtures/bce.safetensors")
+
+
 # ----------------------------------------------------------------------------- tiny-tensor: warp_perspective
 def perspective_grid(mats, h, w):
     """fastai's sampling grid for one 3x3 matrix per image: the pixel centres in [-1, 1] (align_corners=True),
@@ -1083,7 +1119,8 @@ if __name__ == "__main__":
     import sys
 
     parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing", "warp", "autocast", "autocast_models",
-                             "zoo"]
+                             "zoo", "multi_label"]
     for part in parts:
         {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs, "label_smoothing": label_smoothing,
-         "warp": warp, "autocast": autocast, "autocast_models": autocast_models, "zoo": zoo}[part]()
+         "warp": warp, "autocast": autocast, "autocast_models": autocast_models, "zoo": zoo,
+         "multi_label": multi_label}[part]()

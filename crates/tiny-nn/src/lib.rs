@@ -11,6 +11,7 @@
 //! assert!(model.parameters()[0].grad().is_some());
 //! ```
 
+mod bce;
 mod error;
 pub mod init;
 pub mod layers;
@@ -22,6 +23,7 @@ mod safetensors;
 mod state_dict;
 mod summary;
 
+pub use bce::{bce_with_logits_flat, bce_with_logits_items, binary_cross_entropy_with_logits, multi_hot};
 pub use error::{NnError, Result};
 pub use init::manual_seed;
 pub use layers::{

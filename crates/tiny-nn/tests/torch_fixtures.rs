@@ -4,8 +4,8 @@
 
 use tiny_fixtures::{Case, Fixtures, Stored, assert_close, fixture_path};
 use tiny_nn::{
-    BatchNorm2d, LabelSmoothingCrossEntropy, Module, cross_entropy, cross_entropy_smooth, load_state_dict, log_softmax,
-    nll, resnet18, simple_cnn,
+    BatchNorm2d, LabelSmoothingCrossEntropy, Module, bce_with_logits_flat, bce_with_logits_items, cross_entropy,
+    cross_entropy_smooth, load_state_dict, log_softmax, nll, resnet18, simple_cnn,
 };
 use tiny_tensor::{Tensor, no_grad};
 
@@ -61,6 +61,19 @@ fn label_smoothing_matches_pytorch_and_fastai() {
         let (y, eps): (Vec<u32>, f32) = (case.ints("targets").iter().map(|&t| t as u32).collect(), case.f32("eps"));
         replay(&fx, case, |x| cross_entropy_smooth(&x[0], &y, eps));
         replay(&fx, case, |x| LabelSmoothingCrossEntropy::new(eps)?.loss(&x[0], &y));
+    }
+}
+
+#[test]
+fn multi_label_bce_matches_pytorch_and_fastai() {
+    // `F.binary_cross_entropy_with_logits(x, t)`, fastai's BCEWithLogitsLossFlat(), from flags, for 10, 1 and 20
+    // classes and logits of +-1e4; the items' losses average to it.
+    let fx = Fixtures::load(fixture_path!("bce.safetensors"));
+    assert_eq!(fx.cases.len(), 4);
+    for case in &fx.cases {
+        let flags: Vec<u32> = case.ints("flags").iter().map(|&t| t as u32).collect();
+        replay(&fx, case, |x| bce_with_logits_flat(&x[0], &flags));
+        replay(&fx, case, |x| Ok(bce_with_logits_items(&x[0], &flags)?.mean_all()?));
     }
 }
 

@@ -281,6 +281,8 @@ fn indexing_and_joins() {
     parity("log_softmax_nll_smooth 1000 classes", vec![wide], |t| t[0].log_softmax_nll_smooth(&[999, 0, 500], 0.3));
     let big = randn(&[5, 7], 56).mul_scalar(20.0).unwrap();
     parity("log_softmax_nll_smooth everything", vec![big], |t| t[0].log_softmax_nll_smooth(&[6, 0, 3, 3, 1], 1.0));
+    let hot = Tensor::from_vec((0..60).map(|i| f32::from(i % 4 == 1)).collect(), &[6, 10]).unwrap();
+    parity("bce_with_logits", vec![randn(&[6, 10], 57).mul_scalar(8.0).unwrap(), hot], |t| t[0].bce_with_logits(&t[1]));
     parity("narrow", vec![x.clone()], |t| t[0].narrow(1, 2, 5));
     parity("cat", vec![x.clone(), randn(&[6, 3], 51)], |t| Tensor::cat(&[&t[0], &t[1]], 1));
     parity("stack", vec![x.clone(), randn(&[6, 10], 52)], |t| Tensor::stack(&[&t[0], &t[1]], 0));

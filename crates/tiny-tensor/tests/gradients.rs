@@ -242,6 +242,25 @@ test_device!(
     fused_log_softmax_nll_with_label_smoothing_cuda
 );
 
+fn fused_binary_cross_entropy_with_logits(device: Device) {
+    // d loss / dx = sigmoid(x) - t and d loss / dt = -x, for hard targets, soft (mixed) ones, and logits of range 20.
+    let x = p(device, &[4, 5], -3.0, 3.0, 32);
+    let hard = leaf(&Tensor::from_vec((0..20).map(|i| f32::from(i % 3 == 0)).collect(), &[4, 5]).unwrap(), device);
+    gradcheck(&[x.clone(), hard], |t| t[0].bce_with_logits(&t[1]));
+    let soft = p(device, &[4, 5], 0.0, 1.0, 33);
+    gradcheck(&[x, soft], |t| t[0].bce_with_logits(&t[1])?.mean_all());
+    // On a transposed view, against targets that take no gradient.
+    let wide = p(device, &[5, 4], -10.0, 10.0, 34);
+    let t =
+        Tensor::from_vec((0..20).map(|i| f32::from(i % 2 == 0)).collect(), &[4, 5]).unwrap().to_device(device).unwrap();
+    gradcheck(&[wide], |x| x[0].t()?.bce_with_logits(&t)?.sum_all());
+}
+test_device!(
+    fused_binary_cross_entropy_with_logits,
+    fused_binary_cross_entropy_with_logits_cpu,
+    fused_binary_cross_entropy_with_logits_cuda
+);
+
 fn fused_batch_norm_matches_its_definition_and_gradients(device: Device) {
     let x = p(device, &[3, 2, 3, 3], -1.0, 2.0, 25);
     let w = p(device, &[2], 0.5, 1.5, 26);

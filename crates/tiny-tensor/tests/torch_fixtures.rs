@@ -70,6 +70,7 @@ fn the_fixtures_cover_every_differentiable_op() {
         "batch_norm",
         "log_softmax_nll",
         "log_softmax_nll_smooth",
+        "bce_with_logits",
         "round_bf16",
     ] {
         assert!(ops.contains(op), "no PyTorch fixture for {op}");

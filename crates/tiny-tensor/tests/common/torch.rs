@@ -14,6 +14,11 @@ pub fn label_smoothing_fixtures() -> Fixtures {
     Fixtures::load(tiny_fixtures::fixture_path!("label_smoothing.safetensors"))
 }
 
+/// The binary cross entropy cases of the fused multi-label loss (`make_fixtures.py multi_label`).
+pub fn bce_fixtures() -> Fixtures {
+    Fixtures::load(tiny_fixtures::fixture_path!("bce.safetensors"))
+}
+
 /// The bf16 autocast cases of conv2d and matmul (`make_fixtures.py autocast`), each with its `autocast` parameter.
 pub fn autocast_fixtures() -> Fixtures {
     Fixtures::load(tiny_fixtures::fixture_path!("autocast_bf16.safetensors"))
@@ -21,7 +26,7 @@ pub fn autocast_fixtures() -> Fixtures {
 
 /// Every op fixture file of this crate.
 pub fn all_fixtures() -> Vec<Fixtures> {
-    vec![op_fixtures(), label_smoothing_fixtures(), autocast_fixtures()]
+    vec![op_fixtures(), label_smoothing_fixtures(), bce_fixtures(), autocast_fixtures()]
 }
 
 /// The precision a case ran in: its `autocast` parameter (`"bf16"`), else f32.
@@ -132,6 +137,7 @@ fn run(f: &Fixtures, case: &Case, x: &[Tensor], device: Device) -> tiny_tensor::
         }
         "log_softmax_nll" => one(x[0].log_softmax_nll(&targets())?),
         "log_softmax_nll_smooth" => one(x[0].log_softmax_nll_smooth(&targets(), case.f32("eps"))?),
+        "bce_with_logits" => one(x[0].bce_with_logits(&x[1])?),
         other => panic!("{}: no tiny op for {other}", case.name),
     }
 }

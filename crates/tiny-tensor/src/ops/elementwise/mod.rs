@@ -101,6 +101,12 @@ op_table! {
         Gt = 5 => |x, y| f32::from(x > y), "x > y ? 1.0f : 0.0f";
         /// `x` where `y > 0`, else 0: the backward of ReLU with `y` its input.
         ReluGrad = 6 => |x, y| if y > 0.0 { x } else { 0.0 }, "y > 0.0f ? x : 0.0f";
+        /// `max(x, 0) - x * y + ln(1 + e^-|x|)`: the binary cross entropy of logit `x` against target `y`,
+        /// PyTorch's `binary_cross_entropy_with_logits` form, finite for any finite logit.
+        BceWithLogits = 7 => |x, y| x.max(0.0) - x * y + (-x.abs()).exp().ln_1p(),
+            "fmaxf(x, 0.0f) - x * y + log1pf(expf(-fabsf(x)))";
+        /// `sigmoid(x) - y`: the backward of [`BinaryOp::BceWithLogits`] with respect to its logit.
+        SigmoidSub = 8 => |x, y| 1.0 / (1.0 + (-x).exp()) - y, "1.0f / (1.0f + expf(-x)) - y";
     }
 }
 

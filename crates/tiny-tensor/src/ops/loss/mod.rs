@@ -1,4 +1,5 @@
-//! `log_softmax_nll`: the chapter's `nll(log_softmax(x), target)` per item, fused into one op, with label smoothing.
+//! `log_softmax_nll`: the chapter's `nll(log_softmax(x), target)` per item, fused into one op, with label smoothing;
+//! and `bce_with_logits`, the multi-label loss per element, fused as one pass forward and one backward.
 
 mod cpu;
 #[cfg(feature = "cuda")]
@@ -6,6 +7,7 @@ mod cuda;
 
 use crate::backend;
 use crate::layout::format::row_major;
+use crate::ops::elementwise::{BinaryOp, binary};
 use crate::storage::Indices;
 use crate::{Result, Tensor, TensorError};
 
@@ -83,6 +85,49 @@ impl Tensor {
             let (dloss, logits) = (row_major(g)?, row_major(&x[0])?);
             let be = backend::on_all("log_softmax_nll", &logits, &[&dloss])?;
             Ok(vec![Some(be.log_softmax_nll_backward(&dloss, &logits, &lse, &targets, eps)?)])
+        }))
+    }
+}
+
+impl Tensor {
+    /// The binary cross entropy of logits `self` against targets of the same shape, element by element:
+    /// PyTorch's `F.binary_cross_entropy_with_logits(x, t, reduction='none')`, the loss of multi-label
+    /// classification (fastbook chapter 6), one pass forward and one backward.
+    ///
+    /// Forward: `loss = max(x, 0) - x * t + ln(1 + e^-|x|)`, which is `-(t ln sigmoid(x) + (1 - t) ln(1 -
+    /// sigmoid(x)))` written so that no logit overflows. Backward: `dx = g * (sigmoid(x) - t)` and, when the
+    /// targets take part in autograd (soft targets from a mix), `dt = -g * x`. Targets are usually 0 or 1;
+    /// any value is accepted, as in PyTorch.
+    ///
+    /// ```
+    /// use tiny_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0, 1e4, -1e4, 2.0], &[2, 2]).unwrap();
+    /// let t = Tensor::from_vec(vec![1.0, 1.0, 0.0, 0.0], &[2, 2]).unwrap();
+    /// let loss = x.bce_with_logits(&t).unwrap().to_vec();
+    /// assert!((loss[0] - 2f32.ln()).abs() < 1e-7 && loss[1] == 0.0 && loss[2] == 0.0);
+    /// assert!((loss[3] - (1.0 + (-2f32).exp()).ln() - 2.0).abs() < 1e-6);
+    /// ```
+    ///
+    /// # Errors
+    /// [`TensorError::ShapeMismatch`] when the shapes differ, or a device error when the tensors are on two
+    /// devices.
+    pub fn bce_with_logits(&self, target: &Tensor) -> Result<Tensor> {
+        if self.shape() != target.shape() {
+            return Err(TensorError::ShapeMismatch {
+                op: "bce_with_logits",
+                lhs: self.shape().to_vec(),
+                rhs: target.shape().to_vec(),
+            });
+        }
+        let loss = binary("bce_with_logits", self, target, BinaryOp::BceWithLogits)?;
+        Ok(Tensor::record(loss, "bce_with_logits", &[self, target], |g, _, x| {
+            let dx = if x[0].requires_grad() {
+                Some(binary("bce_with_logits backward", &x[0], &x[1], BinaryOp::SigmoidSub)?.mul(g)?)
+            } else {
+                None
+            };
+            let dt = if x[1].requires_grad() { Some(g.mul(&x[0])?.neg()?) } else { None };
+            Ok(vec![dx, dt])
         }))
     }
 }
