@@ -2,23 +2,23 @@
 
 use tiny_tensor::Tensor;
 
-use crate::{DataError, ImageItem, Result};
+use crate::{DataError, ImageItem, Result, Targets};
 
-/// A batch as the chapter's `collate` returns it: inputs and their class indices. From a loader the inputs are
+/// A batch as the chapter's `collate` returns it: inputs and their targets (class indices, or multi-hot rows). From a loader the inputs are
 /// images `[bs, height, width, 3]` (NHWC) in `[0, 1]`; a learner's callbacks may replace them with whatever the
 /// model takes (normalised NCHW, on the GPU).
 #[derive(Debug, Clone)]
 pub struct Batch {
     /// The inputs, batch dimension first.
     pub x: Tensor,
-    /// One class index per item.
-    pub y: Vec<u32>,
+    /// The targets: one class index per item, or one multi-hot row per item for multi-label data.
+    pub y: Targets,
 }
 
 impl Batch {
     /// An empty batch, a learner's placeholder before the first one arrives.
     pub fn empty() -> Self {
-        Batch { x: Tensor::zeros(&[0]), y: Vec::new() }
+        Batch { x: Tensor::zeros(&[0]), y: Targets::default() }
     }
 
     /// Wraps a raw batch's buffer in a tensor without copying it.
@@ -40,15 +40,15 @@ impl Batch {
     }
 }
 
-/// A collated batch as raw buffers: `x` is NHWC `f32` in `[0, 1]`, `y` the class indices.
+/// A collated batch as raw buffers: `x` is NHWC `f32` in `[0, 1]`, `y` the targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawBatch {
     /// Pixel values, `shape.iter().product()` of them, row-major NHWC.
     pub x: Vec<f32>,
     /// `[batch, height, width, channels]`.
     pub shape: [usize; 4],
-    /// One class index per image.
-    pub y: Vec<u32>,
+    /// The targets, one class index or one multi-hot row per image.
+    pub y: Targets,
 }
 
 impl RawBatch {
@@ -67,11 +67,11 @@ impl RawBatch {
 ///
 /// ```
 /// use tiny_data::{collate, ImageItem};
-/// let item = |v, label| ImageItem { pixels: vec![v; 2 * 2 * 3], height: 2, width: 2, label };
+/// let item = |v, label| ImageItem { pixels: vec![v; 2 * 2 * 3], height: 2, width: 2, target: vec![label].into() };
 /// let b = collate(&[item(255, 3), item(0, 1)]).unwrap();
 /// assert_eq!(b.x.shape(), &[2, 2, 2, 3]);
 /// assert_eq!((b.x.to_vec()[0], b.x.to_vec()[12]), (1.0, 0.0));
-/// assert_eq!(b.y, [3, 1]);
+/// assert_eq!(b.y.as_slice(), [3, 1]);
 /// ```
 ///
 /// # Errors
@@ -84,7 +84,7 @@ pub fn collate(items: &[ImageItem]) -> Result<Batch> {
 ///
 /// # Errors
 /// [`DataError::ShapeMismatch`] when the items differ in size, or [`DataError::InvalidOption`]
-/// for an item whose byte count does not match its size.
+/// for an item whose byte count does not match its size or whose targets are of another kind than the first's.
 pub fn collate_raw(items: &[ImageItem]) -> Result<RawBatch> {
     let (h, w) = items.first().map_or((0, 0), |i| (i.height, i.width));
     let per = h * w * 3;
@@ -94,7 +94,7 @@ pub fn collate_raw(items: &[ImageItem]) -> Result<RawBatch> {
     // return to the system allocator, which gives the same memory to the worker's next batch (peak
     // RSS of that pass: 23 MiB).
     let mut x = Vec::with_capacity(items.len() * per + 1);
-    let mut y = Vec::with_capacity(items.len());
+    let mut y = items.first().map_or_else(Targets::default, |i| i.target.empty_like());
     for (index, item) in items.iter().enumerate() {
         if (item.height, item.width) != (h, w) {
             return Err(DataError::ShapeMismatch { index, expected: [h, w, 3], got: [item.height, item.width, 3] });
@@ -108,7 +108,7 @@ pub fn collate_raw(items: &[ImageItem]) -> Result<RawBatch> {
         }
         // The chapter's `float() / 255`, as a division the compiler vectorises.
         x.extend(item.pixels.iter().map(|&p| f32::from(p) / 255.0));
-        y.push(item.label);
+        y.extend(&item.target)?;
     }
     Ok(RawBatch { x, shape: [items.len(), h, w, 3], y })
 }

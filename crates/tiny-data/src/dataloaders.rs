@@ -31,6 +31,8 @@ pub struct DataLoaders<L = Box<dyn BatchSource>> {
     pub valid: L,
     /// The class names, indexed by label (empty unless the loaders were built from named classes).
     pub vocab: Vocab,
+    /// Whether the targets are multi-hot rows over `vocab` (multi-label data) rather than class indices.
+    pub multi_label: bool,
 }
 
 /// The loaders of an image folder, as [`DataLoaders::from_folder`] returns them: fastai's `ImageDataLoaders`.
@@ -39,7 +41,7 @@ pub type ImageDataLoaders = DataLoaders<DataLoader<ImageFolderDataset>>;
 impl<L> DataLoaders<L> {
     /// Pairs two loaders, the chapter's `DataLoaders(train, valid)`, with an empty vocabulary.
     pub fn new(train: L, valid: L) -> Self {
-        DataLoaders { train, valid, vocab: Vocab::default() }
+        DataLoaders { train, valid, vocab: Vocab::default(), multi_label: false }
     }
 
     /// Sets the class names the labels index.
@@ -47,12 +49,23 @@ impl<L> DataLoaders<L> {
         self.vocab = vocab;
         self
     }
+
+    /// Says whether the batches' targets are multi-hot rows (multi-label) rather than class indices.
+    pub fn with_multi_label(mut self, multi_label: bool) -> Self {
+        self.multi_label = multi_label;
+        self
+    }
 }
 
 impl<S: BatchSource + 'static> From<DataLoaders<S>> for DataLoaders {
     /// The same loaders boxed, with the vocabulary.
     fn from(dls: DataLoaders<S>) -> Self {
-        DataLoaders { train: Box::new(dls.train), valid: Box::new(dls.valid), vocab: dls.vocab }
+        DataLoaders {
+            train: Box::new(dls.train),
+            valid: Box::new(dls.valid),
+            vocab: dls.vocab,
+            multi_label: dls.multi_label,
+        }
     }
 }
 
@@ -136,10 +149,11 @@ impl ImageDataLoaders {
         let base = ItemTransform { method: cfg.method, ..ItemTransform::squash(cfg.size) };
         let train_tfm = if cfg.augment { base.with_augmentation() } else { base };
         let budget = cfg.cache_mb.map_or_else(CacheBudget::quarter_of_ram, CacheBudget::mebibytes);
-        let train_ds = ImageFolderDataset::from_labelled(folder.splits.train, folder.train_labels, train_tfm)?
+        let multi_label = folder.train_labels.is_multi_label();
+        let train_ds = ImageFolderDataset::from_targets(folder.splits.train, folder.train_labels, train_tfm)?
             .cached(cfg.cache, budget.clone());
-        let valid_ds = ImageFolderDataset::from_labelled(folder.splits.valid, folder.valid_labels, base)?
-            .cached(cfg.cache, budget);
+        let valid_ds =
+            ImageFolderDataset::from_targets(folder.splits.valid, folder.valid_labels, base)?.cached(cfg.cache, budget);
         let train = DataLoader::new(train_ds, cfg.bs)?
             .shuffle(true)
             .drop_last(cfg.drop_last)
@@ -160,6 +174,6 @@ impl ImageDataLoaders {
             .num_workers(cfg.num_workers)
             .seed(cfg.seed)
             .on_bad_file(cfg.on_bad_file);
-        Ok(DataLoaders::new(train, valid).with_vocab(folder.vocab))
+        Ok(DataLoaders::new(train, valid).with_vocab(folder.vocab).with_multi_label(multi_label))
     }
 }

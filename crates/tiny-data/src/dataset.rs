@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use crate::cache::{CacheBudget, CacheMode};
 
 use crate::decode::{ItemTransform, RgbImage, decode_rgb};
-use crate::{DataError, Result, Rng, Vocab};
+use crate::{DataError, Result, Rng, Targets, Vocab};
 
 /// A random-access collection of items, the chapter's `Dataset` (`__len__` and `__getitem__`).
 ///
@@ -36,7 +36,7 @@ pub trait Dataset: Send + Sync {
     }
 }
 
-/// One image ready for batching: `height x width x 3` bytes and its class index.
+/// One image ready for batching: `height x width x 3` bytes and its target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageItem {
     /// RGB bytes in HWC order.
@@ -45,8 +45,8 @@ pub struct ImageItem {
     pub height: usize,
     /// Width in pixels.
     pub width: usize,
-    /// Class index into the vocabulary.
-    pub label: u32,
+    /// Its target, as one item's [`Targets`]: a class index into the vocabulary, or a multi-hot row.
+    pub target: Targets,
 }
 
 /// Image files with labels: decoded, converted to RGB and resized on every `get`.
@@ -57,7 +57,7 @@ pub struct ImageItem {
 #[derive(Debug)]
 pub struct ImageFolderDataset {
     files: Vec<PathBuf>,
-    labels: Vec<u32>,
+    targets: Targets,
     tfm: ItemTransform,
     cache: Option<Vec<OnceLock<RgbImage>>>,
     budget: Option<CacheBudget>,
@@ -76,17 +76,26 @@ impl ImageFolderDataset {
 
     /// Builds a dataset from files and their class indices, which must be as many.
     pub fn from_labelled(files: Vec<PathBuf>, labels: Vec<u32>, tfm: ItemTransform) -> Result<Self> {
+        Self::from_targets(files, Targets::classes(labels), tfm)
+    }
+
+    /// Builds a dataset from files and their targets (class indices or multi-hot rows), one item of targets per
+    /// file.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidOption`] for a zero size or a count of targets that is not the count of files.
+    pub fn from_targets(files: Vec<PathBuf>, targets: Targets, tfm: ItemTransform) -> Result<Self> {
         if tfm.size == 0 {
             return Err(DataError::InvalidOption { option: "size", value: "0".into(), expected: "at least 1 pixel" });
         }
-        if files.len() != labels.len() {
+        if files.len() != targets.len() {
             return Err(DataError::InvalidOption {
                 option: "labels",
-                value: format!("{} labels for {} files", labels.len(), files.len()),
+                value: format!("{} labels for {} files", targets.len(), files.len()),
                 expected: "one label per file",
             });
         }
-        Ok(ImageFolderDataset { files, labels, tfm, cache: None, budget: None })
+        Ok(ImageFolderDataset { files, targets, tfm, cache: None, budget: None })
     }
 
     /// Turns the in-memory cache of resized images on, with no limit, or off (off by default):
@@ -114,9 +123,14 @@ impl ImageFolderDataset {
         &self.files
     }
 
-    /// Returns the class index of every file, in index order.
+    /// Returns the class index of every file, in index order; for multi-label data, every file's row of flags.
     pub fn labels(&self) -> &[u32] {
-        &self.labels
+        self.targets.as_slice()
+    }
+
+    /// Returns the targets of every file, in index order.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
     }
 
     /// Returns the transform applied to each image.
@@ -162,7 +176,8 @@ impl ImageFolderDataset {
                 }
             }
         };
-        Ok(ImageItem { pixels, height: size, width: size, label: self.labels[index] })
+        let target = self.targets.select(&[index as u32]);
+        Ok(ImageItem { pixels, height: size, width: size, target })
     }
 }
 

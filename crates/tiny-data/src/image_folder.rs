@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 
-use crate::{DataError, FolderConfig, LeftOut, LeftOutReason, Result, Rng, Splits, Vocab, walk_image_files};
+use crate::{DataError, FolderConfig, LeftOut, LeftOutReason, Result, Rng, Splits, Targets, Vocab, walk_image_files};
 
 /// Stream tag that keeps the random split apart from shuffling and augmentation.
 const SPLIT_TAG: u64 = 0x5350_4C49_5400;
@@ -24,10 +24,11 @@ pub struct ImageFolder {
     pub vocab: Vocab,
     /// The training and validation files.
     pub splits: Splits,
-    /// The class index of each training file, in order.
-    pub train_labels: Vec<u32>,
-    /// The class index of each validation file, in order.
-    pub valid_labels: Vec<u32>,
+    /// The target of each training file, in order: its class index, or (multi-label, from a CSV with a label
+    /// delimiter) its multi-hot row.
+    pub train_labels: Targets,
+    /// The target of each validation file, in order.
+    pub valid_labels: Targets,
     /// What the walk and the layout left out, and why.
     pub left_out: LeftOut,
     /// What looks degenerate but was accepted: one class, fewer training images than a batch, a class missing
@@ -63,7 +64,7 @@ impl ImageFolder {
         let has_train = root.join("train").is_dir();
         let valid_name = if root.join("val").is_dir() || !root.join("valid").is_dir() { "val" } else { "valid" };
         // Each file with its split (true for training) and its class, or left out.
-        let mut kept: Vec<(PathBuf, bool, String)> = Vec::with_capacity(files.len());
+        let mut kept: Vec<(PathBuf, bool, Vec<String>)> = Vec::with_capacity(files.len());
         let mut non_utf8: Option<DataError> = None;
         let mut classed = |file: PathBuf, depth: usize, train: Option<bool>| {
             let parts = relative_parts(&root, &file);
@@ -72,7 +73,7 @@ impl ImageFolder {
                 parts[depth].to_str().map(str::to_owned).ok_or_else(|| parts[depth].to_string_lossy().into_owned())
             });
             match (class, train) {
-                (Some(Ok(class)), Some(train)) => kept.push((file, train, class)),
+                (Some(Ok(class)), Some(train)) => kept.push((file, train, vec![class])),
                 (Some(Err(folder)), Some(_)) => {
                     non_utf8.get_or_insert(DataError::NonUtf8Label { path: file, folder });
                 }
@@ -120,22 +121,27 @@ impl ImageFolder {
             return Err(err);
         }
         let (train_name, valid_name) = if cfg.valid_pct.is_some() { ("train", "valid") } else { ("train", valid_name) };
-        Self::labelled(root, kept, left_out, cfg, [train_name, valid_name])
+        Self::labelled(root, kept, left_out, cfg, [train_name, valid_name], false)
     }
 
     /// Builds the vocabulary and the labelled splits of `kept` files (each with whether it trains, and its
-    /// class), checking that both splits hold images and the same classes, and noting what looks degenerate.
+    /// classes: one, or any number when `multi_label`), checking that both splits hold images and the same
+    /// classes, and noting what looks degenerate.
     pub(crate) fn labelled(
         root: PathBuf,
-        kept: Vec<(PathBuf, bool, String)>,
+        kept: Vec<(PathBuf, bool, Vec<String>)>,
         left_out: LeftOut,
         cfg: &FolderConfig,
         names: [&str; 2],
+        multi_label: bool,
     ) -> Result<Self> {
-        let classes = |train: bool| kept.iter().filter(|k| k.1 == train).map(|k| k.2.clone()).collect::<BTreeSet<_>>();
+        let classes = |train: bool| {
+            kept.iter().filter(|k| k.1 == train).flat_map(|k| k.2.iter().cloned()).collect::<BTreeSet<_>>()
+        };
         let (train_classes, valid_classes) = (classes(true), classes(false));
-        for (split, set) in [(names[0], &train_classes), (names[1], &valid_classes)] {
-            if set.is_empty() {
+        let count = |train: bool| kept.iter().filter(|k| k.1 == train).count();
+        for (split, n) in [(names[0], count(true)), (names[1], count(false))] {
+            if n == 0 {
                 return Err(DataError::EmptySplit { split: split.to_string(), root });
             }
         }
@@ -155,24 +161,39 @@ impl ImageFolder {
             }
         }
         let vocab = Vocab::new(train_classes.union(&valid_classes).cloned());
-        if vocab.len() == 1 {
+        if vocab.is_empty() {
+            return Err(DataError::InvalidOption {
+                option: "labels",
+                value: "no image has a label".into(),
+                expected: "at least one class",
+            });
+        }
+        if vocab.len() == 1 && !multi_label {
             warnings.push(format!(
                 "only one class, {:?}: a model learns to answer it always, with a loss of 0",
                 vocab.names()[0]
             ));
         }
-        let (mut splits, mut train_labels, mut valid_labels) =
-            (Splits { train: Vec::new(), valid: Vec::new() }, Vec::new(), Vec::new());
-        for (file, train, class) in kept {
-            let label = vocab.index(&class).unwrap_or_default();
+        let mut splits = Splits { train: Vec::new(), valid: Vec::new() };
+        let (mut train_sets, mut valid_sets) = (Vec::new(), Vec::new());
+        for (file, train, classes) in kept {
+            let set: Vec<u32> = classes.iter().map(|c| vocab.index(c).unwrap_or_default()).collect();
             if train {
                 splits.train.push(file);
-                train_labels.push(label);
+                train_sets.push(set);
             } else {
                 splits.valid.push(file);
-                valid_labels.push(label);
+                valid_sets.push(set);
             }
         }
+        let targets = |sets: Vec<Vec<u32>>| {
+            if multi_label {
+                Targets::from_label_sets(&sets, vocab.len())
+            } else {
+                Ok(Targets::classes(sets.into_iter().map(|s| s[0]).collect()))
+            }
+        };
+        let (train_labels, valid_labels) = (targets(train_sets)?, targets(valid_sets)?);
         if splits.train.len() < cfg.bs {
             warnings.push(format!(
                 "{} training images, fewer than one batch of {}: every step sees them all",

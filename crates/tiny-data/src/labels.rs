@@ -49,17 +49,29 @@ pub struct CsvColumns {
     pub folder: Option<PathBuf>,
     /// Appended to every file name (fastai's `suffix`, for CSVs that name images without their extension).
     pub suffix: String,
+    /// fastai's `label_delim`: with one, a label field holds any number of classes separated by it (`"dog cat"`
+    /// with `' '`), and the data is multi-label, each image's target a multi-hot row. A field with no class then
+    /// means an image of none of them. Without one, each field is one class and must not be empty.
+    pub label_delim: Option<char>,
 }
 
 impl Default for CsvColumns {
     fn default() -> Self {
-        CsvColumns { file: Column::Index(0), label: Column::Index(1), valid: None, folder: None, suffix: String::new() }
+        CsvColumns {
+            file: Column::Index(0),
+            label: Column::Index(1),
+            valid: None,
+            folder: None,
+            suffix: String::new(),
+            label_delim: None,
+        }
     }
 }
 
 impl ImageFolder {
     /// Reads labels from the CSV file `csv` (with a header line; relative to `root` unless absolute) for images
-    /// under `root` (or `columns.folder` below it), as fastai's `ImageDataLoaders.from_csv`. The split is the
+    /// under `root` (or `columns.folder` below it), as fastai's `ImageDataLoaders.from_csv`; multi-label with
+    /// `columns.label_delim`. The split is the
     /// validation column's, else random with `cfg.valid_pct` ([`DEFAULT_VALID_PCT`] when `None`) and `cfg.seed`.
     ///
     /// # Errors
@@ -96,7 +108,7 @@ impl ImageFolder {
         let (file_at, label_at) = (position(&columns.file)?, position(&columns.label)?);
         let valid_at = columns.valid.as_ref().map(&position).transpose()?;
         // Each row's file, label and (with a validation column) split, and where each file was first named.
-        let mut rows: Vec<(PathBuf, String, Option<bool>)> = Vec::new();
+        let mut rows: Vec<(PathBuf, Vec<String>, Option<bool>)> = Vec::new();
         let mut seen: HashMap<String, u64> = HashMap::new();
         for record in reader.records() {
             let record = record.map_err(|e| csv_error(&csv, e))?;
@@ -112,9 +124,19 @@ impl ImageFolder {
             if name.is_empty() {
                 return Err(fault(line, format!("the file name ({}) is empty", columns.file)));
             }
-            if label.is_empty() {
-                return Err(fault(line, format!("the label of {name} ({}) is empty", columns.label)));
-            }
+            let classes: Vec<String> = match columns.label_delim {
+                None if label.is_empty() => {
+                    return Err(fault(line, format!("the label of {name} ({}) is empty", columns.label)));
+                }
+                None => vec![label.to_owned()],
+                Some(delim) => {
+                    let mut set: Vec<String> =
+                        label.split(delim).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+                    set.sort();
+                    set.dedup();
+                    set
+                }
+            };
             if let Some(first) = seen.insert(name.to_owned(), line) {
                 return Err(fault(line, format!("{name} was already labelled on line {first}")));
             }
@@ -130,7 +152,7 @@ impl ImageFolder {
                 }),
                 _ => None,
             };
-            rows.push((file, label.to_owned(), split));
+            rows.push((file, classes, split));
         }
         if rows.is_empty() {
             return Err(fault(1, "no rows below the header".into()));
@@ -142,7 +164,7 @@ impl ImageFolder {
         let kept = rows.into_iter().zip(valid).map(|((file, label, _), valid)| (file, !valid, label)).collect();
         let names =
             if valid_at.is_some() { ["train (is_valid false)", "valid (is_valid true)"] } else { ["train", "valid"] };
-        Self::labelled(root, kept, LeftOut::default(), cfg, names)
+        Self::labelled(root, kept, LeftOut::default(), cfg, names, columns.label_delim.is_some())
     }
 
     /// Labels every image under `root` (walked as [`ImageFolder::scan`] walks) by the first capture group of
@@ -196,8 +218,8 @@ impl ImageFolder {
             labels.push(label);
         }
         let valid = random_split(files.len(), cfg.valid_pct.unwrap_or(DEFAULT_VALID_PCT), cfg.seed)?;
-        let kept = files.into_iter().zip(labels).zip(valid).map(|((file, label), v)| (file, !v, label)).collect();
-        Self::labelled(root, kept, left_out, cfg, ["train", "valid"])
+        let kept = files.into_iter().zip(labels).zip(valid).map(|((file, label), v)| (file, !v, vec![label])).collect();
+        Self::labelled(root, kept, left_out, cfg, ["train", "valid"], false)
     }
 }
 

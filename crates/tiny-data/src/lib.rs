@@ -45,6 +45,7 @@ mod pil_modes;
 mod rng;
 mod source;
 pub mod synth;
+mod targets;
 mod walk;
 
 pub use batch::{Batch, RawBatch, collate, collate_raw};
@@ -66,6 +67,7 @@ pub use normalize::{ChannelStats, Normalize};
 pub use pil_modes::SourceKind;
 pub use rng::{Rng, mix, splitmix64};
 pub use source::{BatchSource, Batches, InMemory};
+pub use targets::Targets;
 pub use walk::{LeftOut, LeftOutReason, walk_image_files};
 
 /// The chapter's data pipeline, in one import: `use tiny_data::prelude::*;`.

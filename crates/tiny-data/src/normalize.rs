@@ -94,7 +94,7 @@ impl Normalize {
     ///
     /// ```
     /// use tiny_data::{Normalize, RawBatch};
-    /// let b = RawBatch { x: vec![0.0, 0.5, 1.0, 1.0, 0.5, 0.0], shape: [1, 1, 2, 3], y: vec![0] };
+    /// let b = RawBatch { x: vec![0.0, 0.5, 1.0, 1.0, 0.5, 0.0], shape: [1, 1, 2, 3], y: vec![0].into() };
     /// let n = Normalize::from_raw_batch(&b).unwrap();
     /// assert_eq!(n.mean, [0.5, 0.5, 0.5]);
     /// assert!((n.std[0] - 0.5f32.sqrt()).abs() < 1e-6);

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use tiny_tensor::Tensor;
 
-use crate::{BadFilePolicy, Batch, DataError, DataLoader, Dataset, ImageFolderDataset, ImageItem, Result, Rng};
+use crate::{
+    BadFilePolicy, Batch, DataError, DataLoader, Dataset, ImageFolderDataset, ImageItem, Result, Rng, Targets,
+};
 
 /// The batches of one epoch, owned so that a learner can hand itself to callbacks while iterating.
 pub type Batches = Box<dyn Iterator<Item = Result<Batch>>>;
@@ -75,17 +77,25 @@ impl<D: Dataset<Item = ImageItem> + 'static> BatchSource for DataLoader<D> {
 #[derive(Debug, Clone)]
 pub struct InMemory {
     x: Tensor,
-    y: Vec<u32>,
+    y: Targets,
     bs: usize,
     shuffle: Option<u64>,
 }
 
 impl InMemory {
-    /// A source over `x` (`[n, ...]`) and `y` (`n` labels) in batches of `bs`, in order.
+    /// A source over `x` (`[n, ...]`) and `y` (`n` class indices) in batches of `bs`, in order.
     ///
     /// # Errors
     /// [`DataError::InvalidOption`] when `bs` is 0 or the labels do not match `x`'s first dimension.
     pub fn new(x: Tensor, y: Vec<u32>, bs: usize) -> Result<Self> {
+        Self::with_targets(x, Targets::classes(y), bs)
+    }
+
+    /// A source over `x` (`[n, ...]`) and any targets of `n` items (multi-hot rows, say) in batches of `bs`.
+    ///
+    /// # Errors
+    /// As [`InMemory::new`].
+    pub fn with_targets(x: Tensor, y: Targets, bs: usize) -> Result<Self> {
         if bs == 0 {
             return Err(DataError::InvalidOption { option: "batch size", value: "0".into(), expected: "at least 1" });
         }
@@ -125,7 +135,7 @@ impl BatchSource for InMemory {
         let (x, y, bs) = (self.x.clone(), self.y.clone(), self.bs);
         Box::new((0..order.len()).step_by(bs).map(move |start| {
             let idx = &order[start..(start + bs).min(order.len())];
-            Ok(Batch { x: x.index_select(0, idx)?, y: idx.iter().map(|&i| y[i as usize]).collect() })
+            Ok(Batch { x: x.index_select(0, idx)?, y: y.select(idx) })
         }))
     }
 }

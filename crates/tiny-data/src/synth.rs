@@ -16,6 +16,7 @@ use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use crate::{DataError, Result, RgbImage, Rng};
 
 mod paint;
+pub mod shapes;
 
 pub use paint::render;
 
@@ -179,6 +180,20 @@ pub fn generate_with(out: &Path, scale: f32, seed: u64, threads: usize) -> Resul
         });
     }
     let items = plan(scale, seed);
+    let bytes = replace_dir(out, |tmp| write_all(tmp, &items, threads))?;
+    let train = items.iter().filter(|i| i.rel_path.starts_with("train")).count();
+    Ok(SynthSummary {
+        root: out.to_path_buf(),
+        train,
+        valid: items.len() - train,
+        greyscale: items.iter().filter(|i| i.greyscale).count(),
+        bytes,
+    })
+}
+
+/// Fills a temporary sibling folder of `out` with `fill` and renames it into place when `fill` succeeds (replacing
+/// an existing `out`), so that `out` never holds half a data set; on failure the temporary folder is removed.
+pub(crate) fn replace_dir<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let name = out.file_name().map_or_else(|| "synth".into(), |n| n.to_string_lossy().into_owned());
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
@@ -186,9 +201,8 @@ pub fn generate_with(out: &Path, scale: f32, seed: u64, threads: usize) -> Resul
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     }
-    let written = write_all(&tmp, &items, threads);
-    let bytes = match written {
-        Ok(b) => b,
+    let value = match fill(&tmp) {
+        Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
@@ -202,14 +216,7 @@ pub fn generate_with(out: &Path, scale: f32, seed: u64, threads: usize) -> Resul
     } else {
         std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
     }
-    let train = items.iter().filter(|i| i.rel_path.starts_with("train")).count();
-    Ok(SynthSummary {
-        root: out.to_path_buf(),
-        train,
-        valid: items.len() - train,
-        greyscale: items.iter().filter(|i| i.greyscale).count(),
-        bytes,
-    })
+    Ok(value)
 }
 
 /// Writes the folders, the CSV and every planned image under `root`; returns the bytes written.

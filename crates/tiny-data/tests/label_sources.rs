@@ -42,7 +42,7 @@ fn labelled(f: &ImageFolder) -> (Named, Named) {
             })
             .collect::<Vec<_>>()
     };
-    (named(&f.splits.train, &f.train_labels), named(&f.splits.valid, &f.valid_labels))
+    (named(&f.splits.train, f.train_labels.as_slice()), named(&f.splits.valid, f.valid_labels.as_slice()))
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn a_csv_without_a_valid_column_is_split_at_random_by_position_and_suffix() {
     assert_eq!((f.splits.train.len(), f.splits.valid.len()), (8, 2));
     let again = ImageFolder::from_csv(dir.path(), "labels.csv", &columns, &cfg()).unwrap();
     assert_eq!(again.splits.valid, f.splits.valid, "the same seed gives the same split");
-    for (file, &label) in f.splits.train.iter().zip(&f.train_labels) {
+    for (file, &label) in f.splits.train.iter().zip(f.train_labels.as_slice()) {
         let i: usize = file.file_stem().unwrap().to_str().unwrap()[3..].parse().unwrap();
         assert_eq!(f.vocab.names()[label as usize], ["x", "y"][i % 2], "{}", file.display());
     }
@@ -170,4 +170,55 @@ fn a_bad_pattern_or_an_unmatched_name_is_an_error_naming_it() {
     let err = ImageFolder::from_name_re(dir.path(), r"^(.+)_\d+\.jpg$", &cfg).unwrap_err();
     assert!(matches!(&err, DataError::NameWithoutLabel { path, .. } if path.ends_with("nodigits.jpg")), "{err}");
     assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+#[test]
+fn a_csv_with_a_label_delimiter_gives_multi_hot_targets_and_batches() {
+    // fastai's planet layout: space-separated tags, an is_valid column; a tag listed twice counts once, and an empty
+    // field is an image of none of the classes.
+    let dir = TempDir::new("csv-multi");
+    images(dir.path(), &["a", "b", "c", "d", "e", "f"]);
+    labels_csv(
+        dir.path(),
+        "fname,tags,is_valid\na.jpg,cat dog,False\nb.jpg, dog ,False\nc.jpg,,False\nd.jpg,bird cat cat,False\n\
+         e.jpg,dog bird,True\nf.jpg,cat,True\n",
+    );
+    let columns = CsvColumns {
+        label: Column::from("tags"),
+        valid: Some(Column::from("is_valid")),
+        label_delim: Some(' '),
+        ..in_images()
+    };
+    let f = ImageFolder::from_csv(dir.path(), "labels.csv", &columns, &cfg()).unwrap();
+    assert_eq!(f.vocab.names(), ["bird", "cat", "dog"]);
+    assert!(f.train_labels.is_multi_label() && f.valid_labels.is_multi_label());
+    assert_eq!((f.train_labels.len(), f.train_labels.width()), (4, 3));
+    assert_eq!(f.train_labels.as_slice(), [0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 0]);
+    assert_eq!(f.valid_labels.as_slice(), [1, 0, 1, 0, 1, 0]);
+    assert_eq!(f.train_labels.label_set(3), [0, 1]);
+    // The loaders carry the rows through collate: one [n, 3] row per image, in the loader's order.
+    let dls = ImageDataLoaders::from_image_folder(f, &FolderConfig { bs: 4, size: 8, ..cfg() }).unwrap();
+    assert!(dls.multi_label);
+    let batch = dls.valid.iter_epoch(0).next().unwrap().unwrap();
+    assert_eq!((batch.len(), batch.y.width(), batch.y.as_slice()), (2, 3, &[1, 0, 1, 0, 1, 0][..]));
+    let item = dls.train.dataset().get(2).unwrap();
+    assert_eq!(item.target.as_slice(), [0, 0, 0]);
+    // Without the delimiter the same field is one class, "bird cat cat".
+    let single = CsvColumns { label_delim: None, ..columns };
+    labels_csv(dir.path(), "fname,tags,is_valid\na.jpg,cat dog,False\nb.jpg,dog,True\n");
+    let f = ImageFolder::from_csv(dir.path(), "labels.csv", &single, &cfg()).unwrap_err();
+    assert!(f.to_string().contains("cat dog"), "{f}");
+}
+
+#[test]
+fn collate_refuses_items_of_two_kinds_of_target() {
+    use tiny_data::{ImageItem, Targets, collate};
+    let item = |target: Targets| ImageItem { pixels: vec![0; 12], height: 2, width: 2, target };
+    let err = collate(&[item(vec![1].into()), item(Targets::multi_hot(vec![0, 1], 2).unwrap())]).unwrap_err();
+    assert!(err.to_string().contains("multi-hot rows of 2 classes beside class indices"), "{err}");
+    let rows =
+        collate(&[item(Targets::multi_hot(vec![0, 1], 2).unwrap()), item(Targets::multi_hot(vec![1, 1], 2).unwrap())]);
+    assert_eq!(rows.unwrap().y.as_slice(), [0, 1, 1, 1]);
+    assert!(Targets::multi_hot(vec![0, 2], 2).is_err() && Targets::multi_hot(vec![0, 1, 1], 2).is_err());
+    assert!(Targets::from_label_sets(&[vec![3]], 3).is_err());
 }

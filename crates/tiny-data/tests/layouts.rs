@@ -33,7 +33,7 @@ fn an_unsplit_folder_is_split_at_random_as_fastais_random_splitter() {
     assert_eq!((a.splits.train.len(), a.splits.valid.len()), (16, 4));
     assert_eq!(a.vocab.names(), ["cat", "dog"]);
     assert_eq!(a.train_labels.len(), 16);
-    for (file, &label) in a.splits.valid.iter().zip(&a.valid_labels) {
+    for (file, &label) in a.splits.valid.iter().zip(a.valid_labels.as_slice()) {
         let class = file.parent().unwrap().file_name().unwrap().to_str().unwrap();
         assert_eq!(a.vocab.names()[label as usize], class, "{}", file.display());
     }
@@ -81,7 +81,7 @@ fn images_below_a_class_folder_at_any_depth_are_that_class() {
         rel(root, &f.splits.train),
         ["train/a/0.jpg", "train/a/sub/deeper/2.jpg", "train/b/0.jpg", "train/b/sub/3.jpg"]
     );
-    assert_eq!(f.train_labels, [0, 0, 1, 1]);
+    assert_eq!(f.train_labels.as_slice(), [0, 0, 1, 1]);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn linked_class_folders_and_files_are_followed() {
     assert!(left_out.is_empty());
     let f = ImageFolder::open(root).unwrap();
     assert_eq!(f.vocab.names(), ["a", "b"]);
-    assert_eq!(f.valid_labels, [0, 0, 1]);
+    assert_eq!(f.valid_labels.as_slice(), [0, 0, 1]);
 }
 
 #[test]

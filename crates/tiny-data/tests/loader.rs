@@ -40,7 +40,7 @@ impl Dataset for Counting {
         assert_ne!(Some(i), self.panic_at, "deliberate test panic");
         std::thread::sleep(self.delay);
         self.built.fetch_add(1, Ordering::SeqCst);
-        Ok(ImageItem { pixels: vec![(i % 256) as u8; 12], height: 2, width: 2, label: i as u32 })
+        Ok(ImageItem { pixels: vec![(i % 256) as u8; 12], height: 2, width: 2, target: vec![i as u32].into() })
     }
 
     fn get_random(&self, i: usize, rng: &mut Rng) -> Result<ImageItem> {
@@ -54,7 +54,7 @@ impl Dataset for Counting {
 type Plain = (Vec<usize>, Vec<f32>, Vec<u32>);
 
 fn plain(b: &Batch) -> Plain {
-    (b.x.shape().to_vec(), b.x.to_vec(), b.y.clone())
+    (b.x.shape().to_vec(), b.x.to_vec(), b.y.as_slice().to_vec())
 }
 
 fn labels(batches: &[Plain]) -> Vec<u32> {

@@ -4,7 +4,8 @@
 //! cargo run --release -p tiny-learner --example predict -- model.safetensors a.jpg [b.jpg ...]
 //! ```
 //!
-//! Prints each file's most probable classes with their probabilities, or one JSON line with `--json`.
+//! Prints each file's most probable classes with their probabilities, or one JSON line with `--json`. A multi-label
+//! model prints the classes above its threshold first (`--thresh` changes it).
 
 use std::path::PathBuf;
 
@@ -20,6 +21,8 @@ const USAGE: &str = "usage: predict MODEL IMAGE [IMAGE ...] [options] [-- PATH .
                  A file that cannot be predicted is named on standard error, the others are
                  predicted, and the exit status is 1
   --top K        how many classes to show per image (default 3)
+  --thresh T     for a multi-label model: predict every class whose probability exceeds T
+                 (default: the threshold the model was exported with, 0.5 unless train --thresh)
   --json         print one JSON line instead of text
   --device D     cpu (default) or cuda";
 
@@ -28,6 +31,7 @@ struct Args {
     model: PathBuf,
     images: Vec<PathBuf>,
     top: usize,
+    thresh: Option<f32>,
     json: bool,
     device: Device,
 }
@@ -35,6 +39,7 @@ struct Args {
 /// Parses `std::env::args`; `None` means `--help` was asked for.
 fn parse_args() -> anyhow::Result<Option<Args>> {
     let (mut top, mut json, mut device, mut paths) = (3, false, Device::Cpu, Vec::new());
+    let mut thresh = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -44,6 +49,11 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             "--top" => {
                 let v = it.next().context("--top needs a value")?;
                 top = v.parse().ok().filter(|&k| k > 0).with_context(|| format!("--top {v}: expected a count"))?;
+            }
+            "--thresh" => {
+                let v = it.next().context("--thresh needs a value")?;
+                let t = v.parse().ok().filter(|t: &f32| (0.0..1.0).contains(t));
+                thresh = Some(t.with_context(|| format!("--thresh {v}: expected a probability in [0, 1)"))?);
             }
             "--device" => device = it.next().context("--device needs a value")?.parse()?,
             flag if flag.starts_with("--") => bail!("unknown option {flag}\n{USAGE}"),
@@ -67,7 +77,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             images.push(path);
         }
     }
-    Ok(Some(Args { model, images, top, json, device }))
+    Ok(Some(Args { model, images, top, thresh, json, device }))
 }
 
 /// Each file's prediction, or why it has none: all in batches, or, when a file fails, one by one, so that the good
@@ -84,7 +94,17 @@ fn main() -> anyhow::Result<()> {
         return write_out(USAGE);
     };
     let mut learn = load_learner(&args.model, args.device)?;
-    let info = learn.state().export_info.clone().context("the export carries no class names")?;
+    let info = learn.state_mut().export_info.as_mut().context("the export carries no class names")?;
+    if let Some(t) = args.thresh {
+        if !info.multi_label {
+            bail!(
+                "--thresh {t}: {} is a single-label model, which predicts its most probable class",
+                args.model.display()
+            );
+        }
+        info.thresh = t;
+    }
+    let info = info.clone();
     let results = predict_each(&mut learn, &args.images);
     let failed: Vec<(&PathBuf, &String)> =
         args.images.iter().zip(&results).filter_map(|(f, r)| Some((f, r.as_ref().err()?))).collect();
@@ -96,7 +116,11 @@ fn main() -> anyhow::Result<()> {
         let items: Vec<_> = good
             .map(|(file, p)| {
                 let top: Vec<_> = p.top(args.top, &info.vocab).into_iter().map(|(c, pr)| json!({"class": c, "prob": pr})).collect();
-                json!({"file": file.display().to_string(), "class": p.class, "index": p.index, "prob": p.probs[p.index as usize], "top": top})
+                let mut item = json!({"file": file.display().to_string(), "class": p.class, "index": p.index, "prob": p.probs[p.index as usize], "top": top});
+                if info.multi_label {
+                    item["labels"] = json!(p.labels);
+                }
+                item
             })
             .collect();
         let failures: Vec<_> =
@@ -106,7 +130,12 @@ fn main() -> anyhow::Result<()> {
     } else {
         for (file, p) in good {
             let top: Vec<String> = p.top(args.top, &info.vocab).iter().map(|(c, pr)| format!("{c} {pr:.3}")).collect();
-            write_out(&format!("{}: {}", file.display(), top.join(", ")))?;
+            if info.multi_label {
+                let labels = if p.labels.is_empty() { "(none)".to_owned() } else { p.labels.join(" ") };
+                write_out(&format!("{}: [{labels}] above {}; {}", file.display(), info.thresh, top.join(", ")))?;
+            } else {
+                write_out(&format!("{}: {}", file.display(), top.join(", ")))?;
+            }
         }
     }
     if !failed.is_empty() {

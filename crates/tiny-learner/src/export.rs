@@ -28,13 +28,34 @@ pub struct ExportInfo {
     /// The model's head: the architecture's own, or fastai's `create_head` (written as `tiny.head` only then, so
     /// exports of the architectures' own heads are as before).
     pub head: Head,
+    /// Whether the model is multi-label (a sigmoid per class, trained with binary cross entropy); written as
+    /// `tiny.multi_label` only then.
+    pub multi_label: bool,
+    /// A multi-label prediction's threshold: the classes whose probability exceeds it are predicted (fastai's
+    /// `thresh`, 0.5 by default).
+    pub thresh: f32,
 }
 
 impl ExportInfo {
     /// The information for `arch` trained on `vocab`'s classes, with these statistics and item transform.
     pub fn new(arch: &str, vocab: &[String], normalize: Normalize, item_tfm: ItemTransform) -> Self {
         let item_tfm = item_tfm.deterministic();
-        ExportInfo { arch: arch.to_owned(), vocab: vocab.to_vec(), normalize, item_tfm, head: Head::Own }
+        ExportInfo {
+            arch: arch.to_owned(),
+            vocab: vocab.to_vec(),
+            normalize,
+            item_tfm,
+            head: Head::Own,
+            multi_label: false,
+            thresh: crate::DEFAULT_THRESH,
+        }
+    }
+
+    /// The same information for a multi-label model whose predictions are the classes above `thresh`.
+    pub fn with_multi_label(mut self, thresh: f32) -> Self {
+        self.multi_label = true;
+        self.thresh = thresh;
+        self
     }
 
     /// The same information for a model that ends in `head`.
@@ -85,6 +106,9 @@ impl ExportInfo {
         ]);
         if self.head != Head::Own {
             fields.insert("tiny.head".to_owned(), self.head.name().to_owned());
+        }
+        if self.multi_label {
+            fields.insert("tiny.multi_label".to_owned(), json!({"thresh": self.thresh}).to_string());
         }
         fields
     }
@@ -153,7 +177,14 @@ impl ExportInfo {
             Some(h) => h.parse().map_err(|_| unreadable("tiny.head"))?,
             None => Head::Own,
         };
-        Ok(ExportInfo { arch, vocab, normalize: Normalize { mean, std }, item_tfm, head })
+        let (multi_label, thresh) = match meta.get("tiny.multi_label") {
+            None => (false, crate::DEFAULT_THRESH),
+            Some(_) => {
+                let thresh = json("tiny.multi_label")?["thresh"].as_f64().map(|t| t as f32);
+                (true, thresh.filter(|t| t.is_finite()).ok_or_else(|| unreadable("tiny.multi_label"))?)
+            }
+        };
+        Ok(ExportInfo { arch, vocab, normalize: Normalize { mean, std }, item_tfm, head, multi_label, thresh })
     }
 }
 
@@ -244,8 +275,9 @@ pub fn load_learner(path: impl AsRef<Path>, device: Device) -> Result<Learner> {
         .map_err(|e| bad(format!("its item transform resizes to {} px: {e}", info.item_tfm.size)))?;
     let setup = SetupLearner::normalize(device, info.normalize.mean, info.normalize.std);
     let empty = crate::inference::no_batches()?;
-    let dls = DataLoaders::new(empty.clone(), empty);
-    let mut learn = Learner::new(model, dls, tiny_nn::cross_entropy, 0.0, vec![Box::new(setup)]).with_export_info(info);
+    let dls = DataLoaders::new(empty.clone(), empty).with_multi_label(info.multi_label);
+    let loss_func = if info.multi_label { tiny_nn::bce_with_logits_flat } else { tiny_nn::cross_entropy };
+    let mut learn = Learner::new(model, dls, loss_func, 0.0, vec![Box::new(setup)]).with_export_info(info);
     learn.state_mut().model.to_device(device)?;
     Ok(learn)
 }

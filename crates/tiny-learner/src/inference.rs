@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tiny_data::{BadFilePolicy, BatchSource, DataLoader, ImageFolderDataset, InMemory, ItemTransform};
+use tiny_data::{BadFilePolicy, BatchSource, DataLoader, ImageFolderDataset, InMemory, ItemTransform, Targets};
 use tiny_tensor::Tensor;
 
 use crate::callbacks::GatherPreds;
@@ -11,14 +11,19 @@ use crate::{Learner, LearnerError, Result};
 /// The batch size of the loaders that [`Learner::test_dl`] builds.
 pub const TEST_BS: usize = 64;
 
+/// fastai's default threshold of a multi-label prediction (`accuracy_multi`'s and `predict`'s 0.5).
+pub const DEFAULT_THRESH: f32 = 0.5;
+
 /// What [`Learner::get_preds`] returns: fastai's `(preds, targs, losses)`.
 #[derive(Debug, Clone)]
 pub struct Preds {
-    /// The class probabilities (the softmax of the model's outputs), `[items, classes]`, on the CPU.
+    /// The probabilities, `[items, classes]`, on the CPU: the softmax of the model's outputs, or for multi-label
+    /// targets the sigmoid of each output (every class its own yes or no).
     pub probs: Tensor,
-    /// The target of each item, as the loader gave it (0 for the unlabelled items of a `test_dl`).
-    pub targets: Vec<u32>,
-    /// Each item's cross-entropy loss, when asked for.
+    /// The target of each item, as the loader gave it (class 0, or no class, for the unlabelled items of a
+    /// `test_dl`).
+    pub targets: Targets,
+    /// Each item's loss, when asked for: its cross entropy, or its binary cross entropy averaged over the classes.
     pub losses: Option<Vec<f32>>,
 }
 
@@ -38,7 +43,13 @@ impl Preds {
         self.probs.shape().get(1).copied().unwrap_or(0)
     }
 
-    /// The predicted class of each item, the argmax of its probabilities (fastai's `decoded`).
+    /// Whether the targets are multi-label (multi-hot rows), so the probabilities are sigmoids.
+    pub fn is_multi_label(&self) -> bool {
+        self.targets.is_multi_label()
+    }
+
+    /// The predicted class of each item, the argmax of its probabilities (fastai's `decoded`; for multi-label
+    /// predictions the most probable class, see [`Preds::decoded_multi`]).
     pub fn decoded(&self) -> Result<Vec<u32>> {
         if self.is_empty() {
             return Ok(Vec::new());
@@ -46,9 +57,23 @@ impl Preds {
         Ok(self.probs.argmax(-1)?)
     }
 
-    /// The fraction of items whose predicted class is their target.
+    /// The multi-label prediction of each item: every class whose probability exceeds `thresh`, as multi-hot rows
+    /// (fastai's decoded `MultiCategory`, `probs > thresh`).
+    pub fn decoded_multi(&self, thresh: f32) -> Result<Targets> {
+        let flags = self.probs.try_to_vec()?.iter().map(|&p| u32::from(p > thresh)).collect();
+        Ok(Targets::multi_hot(flags, self.n_classes().max(1))?)
+    }
+
+    /// The fraction of items whose predicted class is their target; for multi-label predictions, fastai's
+    /// `accuracy_multi` at [`DEFAULT_THRESH`]: the fraction of item-class pairs predicted right.
     pub fn accuracy(&self) -> Result<f32> {
-        let hits = self.decoded()?.iter().zip(&self.targets).filter(|(p, t)| p == t).count();
+        if self.is_multi_label() {
+            let decoded = self.decoded_multi(DEFAULT_THRESH)?;
+            let pairs = decoded.as_slice().iter().zip(self.targets.as_slice());
+            let hits = pairs.filter(|(p, t)| p == t).count();
+            return Ok(hits as f32 / self.targets.as_slice().len().max(1) as f32);
+        }
+        let hits = self.decoded()?.iter().zip(self.targets.as_slice()).filter(|(p, t)| p == t).count();
         Ok(hits as f32 / self.len().max(1) as f32)
     }
 
@@ -66,11 +91,15 @@ impl Preds {
 /// What [`Learner::predict`] returns: fastai's `(decoded, index, probs)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// The predicted class's name.
+    /// The predicted class's name; for a multi-label model, the predicted classes' names joined by `;` (empty
+    /// when no class passes the threshold).
     pub class: String,
-    /// Its index in the vocabulary.
+    /// The most probable class's index in the vocabulary.
     pub index: u32,
-    /// The probability of every class, in vocabulary order.
+    /// The predicted classes' names: the one class, or every class whose probability exceeds the multi-label
+    /// threshold (fastai's decoded `MultiCategory`), in vocabulary order.
+    pub labels: Vec<String>,
+    /// The probability of every class, in vocabulary order (sigmoids for a multi-label model).
     pub probs: Vec<f32>,
 }
 
@@ -123,7 +152,8 @@ impl Learner {
     /// [`Learner::with_export_info`]).
     pub fn test_dl(&self, files: Vec<PathBuf>) -> Result<DataLoader<ImageFolderDataset>> {
         let info = self.export_info("test_dl")?;
-        test_loader(files, info.item_tfm)
+        let classes = self.state().dls.multi_label.then_some(info.vocab.len());
+        test_loader(files, info.item_tfm, classes)
     }
 
     /// fastai's `learn.predict(item)`: the class of one image file, its index and every class's probability.
@@ -136,21 +166,24 @@ impl Learner {
         self.predict_all(&[path]).map(|mut all| all.remove(0))
     }
 
-    /// [`Learner::predict`] for several files at once, in batches.
+    /// [`Learner::predict`] for several files at once, in batches. A multi-label model predicts every class whose
+    /// probability exceeds its export's `thresh` (fastai's `predict` with `BCEWithLogitsLossFlat(thresh)`).
     pub fn predict_all(&mut self, paths: &[PathBuf]) -> Result<Vec<Prediction>> {
-        let vocab = self.export_info("predict")?.vocab.clone();
+        let info = self.export_info("predict")?;
+        let (vocab, thresh) = (info.vocab.clone(), info.thresh);
         let dl = self.test_dl(paths.to_vec())?;
         let preds = self.get_preds_on(Box::new(dl), false)?;
         let decoded = preds.decoded()?;
+        let multi = preds.is_multi_label().then(|| preds.decoded_multi(thresh)).transpose()?;
         let c = preds.n_classes();
         let probs = preds.probs.try_to_vec()?;
         Ok(decoded
             .iter()
             .enumerate()
-            .map(|(i, &index)| Prediction {
-                class: vocab.get(index as usize).cloned().unwrap_or_default(),
-                index,
-                probs: probs[i * c..(i + 1) * c].to_vec(),
+            .map(|(i, &index)| {
+                let set = multi.as_ref().map_or_else(|| vec![index], |m| m.label_set(i));
+                let labels: Vec<String> = set.iter().map(|&c| label_names(&[c], &vocab)).collect();
+                Prediction { class: labels.join(";"), index, labels, probs: probs[i * c..(i + 1) * c].to_vec() }
             })
             .collect())
     }
@@ -176,7 +209,7 @@ impl Learner {
         let plain_tfm = ds.transform().deterministic();
         let augment = tta.augment.unwrap_or_else(|| plain_tfm.with_augmentation());
         let loader = |tfm: ItemTransform, seed: u64| -> Result<DataLoader<ImageFolderDataset>> {
-            let ds = ImageFolderDataset::from_labelled(ds.files().to_vec(), ds.labels().to_vec(), tfm)?;
+            let ds = ImageFolderDataset::from_targets(ds.files().to_vec(), ds.targets().clone(), tfm)?;
             Ok(DataLoader::new(ds, TEST_BS)?.seed(seed).on_bad_file(policy))
         };
         let plain = self.get_preds_on(Box::new(loader(plain_tfm, 0)?), false)?;
@@ -230,15 +263,30 @@ pub(crate) fn valid_files(learn: &Learner, what: &'static str) -> Result<(ImageF
     let kept = |i: &usize| !skipped.contains(&v.files()[*i]);
     let items: Vec<usize> = (0..v.files().len()).filter(kept).collect();
     let files = items.iter().map(|&i| v.files()[i].clone()).collect();
-    let labels = items.iter().map(|&i| v.labels()[i]).collect();
-    Ok((ImageFolderDataset::from_labelled(files, labels, *v.transform())?, policy))
+    let order: Vec<u32> = items.iter().map(|&i| i as u32).collect();
+    Ok((ImageFolderDataset::from_targets(files, v.targets().select(&order), *v.transform())?, policy))
 }
 
-/// A loader over unlabelled image files with `tfm`, in the given order.
-pub(crate) fn test_loader(files: Vec<PathBuf>, tfm: ItemTransform) -> Result<DataLoader<ImageFolderDataset>> {
-    let labels = vec![0; files.len()];
-    let ds = ImageFolderDataset::from_labelled(files, labels, tfm.deterministic())?;
+/// A loader over unlabelled image files with `tfm`, in the given order: every target class 0, or with
+/// `multi_label_classes` an empty multi-hot row of that many classes.
+pub(crate) fn test_loader(
+    files: Vec<PathBuf>,
+    tfm: ItemTransform,
+    multi_label_classes: Option<usize>,
+) -> Result<DataLoader<ImageFolderDataset>> {
+    let targets = match multi_label_classes {
+        Some(c) => Targets::multi_hot(vec![0; files.len() * c], c)?,
+        None => Targets::classes(vec![0; files.len()]),
+    };
+    let ds = ImageFolderDataset::from_targets(files, targets, tfm.deterministic())?;
     Ok(DataLoader::new(ds, TEST_BS)?)
+}
+
+/// The names of the classes `set` in `vocab`, joined by `;` (a class index without a name as its number).
+pub(crate) fn label_names(set: &[u32], vocab: &[String]) -> String {
+    let names: Vec<String> =
+        set.iter().map(|&c| vocab.get(c as usize).cloned().unwrap_or_else(|| c.to_string())).collect();
+    names.join(";")
 }
 
 /// The placeholder loader of a learner that only predicts: no batch at all.

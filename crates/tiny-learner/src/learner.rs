@@ -8,7 +8,7 @@ use tiny_nn::{Module, Parameter};
 use tiny_optim::{Optimizer, OptimizerState, Sgd};
 use tiny_tensor::{Precision, Tensor, autocast};
 
-use crate::metrics::{Metric, accuracy};
+use crate::metrics::{Metric, accuracy, accuracy_multi};
 use tiny_data::{Batch, DataLoaders};
 
 use crate::{Callback, Cancel, CbResult, EpochStats, Event, LearnerError, PhaseRecord, Recorder, Result, Stop};
@@ -180,7 +180,8 @@ impl Phase {
 }
 
 impl Learner {
-    /// The chapter's `Learner(model, dls, loss_func, lr, cbs)`, with plain SGD as `opt_func` and seed 0.
+    /// The chapter's `Learner(model, dls, loss_func, lr, cbs)`, with plain SGD as `opt_func` and seed 0. The metric
+    /// is `accuracy`, or `accuracy_multi` at 0.5 when the loaders are multi-label.
     pub fn new(
         model: impl Module + 'static,
         dls: impl Into<DataLoaders>,
@@ -188,14 +189,16 @@ impl Learner {
         lr: f32,
         cbs: Vec<Box<dyn Callback>>,
     ) -> Self {
+        let dls: DataLoaders = dls.into();
+        let metrics = vec![if dls.multi_label { accuracy_multi(crate::DEFAULT_THRESH) } else { accuracy() }];
         let state = LearnerState {
             model: Box::new(model),
-            dls: dls.into(),
+            dls,
             loss_func: Box::new(loss_func),
             opt_func: sgd(),
             opt: None,
             lr,
-            metrics: vec![accuracy()],
+            metrics,
             epoch: 0,
             n_epochs: 0,
             iter: 0,
@@ -510,7 +513,7 @@ impl Learner {
             s.preds = s.model.call(&s.batch.x)?;
             l.event(Event::AfterPred)?;
             let s = &mut l.state;
-            s.loss = (s.loss_func)(&s.preds, &s.batch.y)?;
+            s.loss = (s.loss_func)(&s.preds, s.batch.y.as_slice())?;
             l.event(Event::AfterLoss)?;
             drop(autocast);
             if !l.state.training {

@@ -49,20 +49,21 @@ pub use callbacks::{
     ReduceLROnPlateau, SaveModel, SetupLearner, Suggest, TerminateOnNaN, TrackResults, check_space, check_writable,
     find_coeffs,
 };
-pub use tiny_data::{Batch, BatchSource, DataLoaders, InMemory};
+pub use tiny_data::{Batch, BatchSource, DataLoaders, InMemory, Targets};
 
 pub use arch::{ARCHS, Arch, Head, IMAGENET_STATS, SplitFn};
 pub use error::{CbResult, LearnerError, Result, Stop};
 pub use event::{Cancel, Event};
 pub use export::{EXPORT_FORMAT, ExportInfo, load_learner};
 pub use fine_tune::{LrRange, Splitter, fastai_resnet_split, head_split, resnet_split, single_group};
-pub use inference::{Prediction, Preds, TEST_BS, Tta};
-pub use interpret::{ClassificationInterpretation, TopLoss};
+pub use inference::{DEFAULT_THRESH, Prediction, Preds, TEST_BS, Tta};
+pub use interpret::{ClassificationInterpretation, MultiLabelInterpretation, TopLoss};
 #[cfg(feature = "plot")]
 pub use interpret::{show_batch, show_batch_denormalized};
 pub use learner::{CallbackState, Learner, LearnerState, LossFn, OptFunc, sgd};
 pub use metrics::{
-    Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy, metric_from_name, metrics_from_names,
+    Accuracy, AccuracyMulti, ErrorRate, F1Score, F1ScoreMulti, Metric, Precision, Recall, TopKAccuracy,
+    metric_from_name, metrics_from_names,
 };
 pub use progress::print_progress;
 pub use tensorboard::TensorBoard;
@@ -71,7 +72,7 @@ pub use tensorboard::TensorBoard;
 /// `use tiny_learner::prelude::*;` (the metric `Precision` stays `metrics::Precision`, as the prelude's
 /// `Precision` is tiny-tensor's bf16 switch).
 pub mod prelude {
-    pub use crate::metrics::{accuracy, error_rate};
+    pub use crate::metrics::{accuracy, accuracy_multi, error_rate};
     pub use crate::{
         Arch, Callback, Cancel, CbResult, ClassificationInterpretation, CsvLogger, EarlyStopping, Event, FitOneCycle,
         JsonSummary, Learner, LearnerError, LearnerState, LrFinder, LrRange, Metric, Mixup, Monitor, OneCycle,

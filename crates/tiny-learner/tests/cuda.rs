@@ -249,6 +249,21 @@ fn graph_step_refuses_callbacks_and_optimizers_that_change_the_step() {
         }
         other => panic!("expected GraphStep to refuse a Dropout, got {other:?}"),
     }
+    // Multi-label data: its binary loss builds the multi-hot targets on the host each step.
+    let (x, _) = textures(16, 1);
+    let x = Tensor::from_vec(x, &[16, 16, 16, 3]).unwrap();
+    let hot = tiny_data::Targets::multi_hot((0..48).map(|i| u32::from(i % 3 == 0)).collect(), 3).unwrap();
+    let source = || InMemory::with_targets(x.clone(), hot.clone(), 8).unwrap();
+    let dls = DataLoaders::new(source(), source()).with_multi_label(true);
+    let model = tiny_nn::simple_cnn(3).unwrap();
+    let cbs: Vec<Box<dyn Callback>> = vec![Box::new(GraphStep::new(Device::Cpu))];
+    let mut learn = Learner::new(model, dls, tiny_nn::bce_with_logits_flat, 0.1, cbs);
+    match learn.fit(1) {
+        Err(LearnerError::InvalidArgument { what: "GraphStep", msg }) => {
+            assert!(msg.contains("multi-label data"), "{msg}")
+        }
+        other => panic!("expected GraphStep to refuse multi-label data, got {other:?}"),
+    }
 }
 
 /// The value of `"key":` in a JSON line, as written.

@@ -209,7 +209,7 @@ struct AllZero;
 
 impl Callback for AllZero {
     fn before_batch(&mut self, learn: &mut LearnerState) -> CbResult {
-        learn.batch.y.iter_mut().for_each(|y| *y = 0);
+        learn.batch.y = vec![0; learn.batch.y.len()].into();
         Ok(())
     }
 }

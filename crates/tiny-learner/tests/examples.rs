@@ -629,3 +629,66 @@ fn ema_trains_validates_on_the_average_and_refuses_a_decay_of_one() {
     assert!(stderr.contains("64 images at 4096 px") && stderr.contains("(--bs)"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_multi_label_csv_trains_exports_and_predicts_a_fresh_folder() {
+    // fastbook chapter 6 through the examples: space-separated labels in a CSV, binary cross entropy, accuracy_multi
+    // and f1_multi at a threshold, the per-class views, then predict on a folder of images the fit never saw.
+    let dir = temp_dir("multi");
+    let data = dir.join("shapes");
+    let set = tiny_data::synth::shapes::ShapesConfig { train: 96, valid: 32, size: 32, seed: 5 };
+    tiny_data::synth::shapes::generate(&data, &set).unwrap();
+    let (model, views) = (dir.join("model.safetensors"), dir.join("views"));
+    let csv = ["--labels-csv", "labels.csv", "--folder", "images", "--label-col", "labels", "--valid-col", "is_valid"];
+    let multi = ["--label-delim", " ", "--thresh", "0.4", "--metrics", "accuracy,f1_multi", "--epochs", "2"];
+    let out = [&["--export", model.to_str().unwrap(), "--interpret", views.to_str().unwrap()][..]].concat();
+    let json = train_json(&data, &[&csv[..], &multi[..], &out[..]].concat());
+    let acc = json["metrics"]["accuracy_multi"].as_f64().unwrap_or(f64::NAN);
+    assert!((0.0..=1.0).contains(&acc) && json["metrics"]["f1_score"].as_f64().is_some(), "{json}");
+    for view in ["per_class_confusion.txt", "top_losses.png", "show_batch.png", "loss.png", "preds.csv"] {
+        assert!(views.join(view).is_file(), "{view}");
+    }
+    let table = std::fs::read_to_string(views.join("per_class_confusion.txt")).unwrap();
+    assert_eq!(table.lines().count(), 6, "{table}");
+
+    // A fresh folder: the predict example gives every class above the export's threshold, or --thresh's.
+    let fresh = dir.join("fresh");
+    let other = tiny_data::synth::shapes::ShapesConfig { train: 1, valid: 3, size: 40, seed: 99 };
+    tiny_data::synth::shapes::generate(&fresh, &other).unwrap();
+    let predict = |extra: &[&str]| {
+        let out = Command::new(example("predict"))
+            .arg(&model)
+            .arg(fresh.join("images"))
+            .args(["--json", "--top", "5"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(&json_line(&out)).unwrap()
+    };
+    for (extra, thresh) in [(&[][..], 0.4), (&["--thresh", "0.9"][..], 0.9)] {
+        let json = predict(extra);
+        let items = json["predictions"].as_array().unwrap();
+        assert_eq!(items.len(), 4, "{json}");
+        for item in items {
+            let mut above: Vec<String> = item["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["prob"].as_f64().unwrap() > thresh)
+                .map(|t| t["class"].as_str().unwrap().to_owned())
+                .collect();
+            above.sort();
+            let labels: Vec<String> = serde_json::from_value(item["labels"].clone()).unwrap();
+            assert_eq!(labels, above, "{item}");
+        }
+    }
+
+    // A single-label metric on multi-label data, and the reverse, are refused before any data is read.
+    let out = train(&data, &[&csv[..], &["--label-delim", " ", "--metrics", "error_rate"][..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("single-label metric"), "{err}");
+    let out = train(&data, &["--metrics", "accuracy_multi"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multi-label metric"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -52,7 +52,7 @@ fn get_preds_matches_the_fit_and_an_export_predicts_the_same_classes() {
 
     let preds = learn.get_preds(true).unwrap();
     assert_eq!(preds.len(), valid.len());
-    assert_eq!(preds.targets, valid.labels());
+    assert_eq!(preds.targets.as_slice(), valid.labels());
     let probs = preds.probs.to_vec();
     for row in probs.chunks(preds.n_classes()) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "each row is a distribution: {row:?}");

@@ -44,7 +44,7 @@ fn hand_made(losses: Option<Vec<f32>>) -> Preds {
         0.1, 0.2, 0.7, //
         0.3, 0.3, 0.4,
     ];
-    Preds { probs: Tensor::from_vec(probs, &[6, 3]).unwrap(), targets: vec![0, 0, 0, 1, 2, 1], losses }
+    Preds { probs: Tensor::from_vec(probs, &[6, 3]).unwrap(), targets: vec![0, 0, 0, 1, 2, 1].into(), losses }
 }
 
 fn files(n: usize) -> Vec<PathBuf> {
@@ -112,9 +112,9 @@ fn mismatched_inputs_are_errors() {
     bad(ClassificationInterpretation::new(hand_made(None), vocab.clone(), files(5)));
     bad(ClassificationInterpretation::new(hand_made(Some(vec![1.0; 4])), vocab.clone(), files(6)));
     let mut p = hand_made(None);
-    p.targets[0] = 3;
+    p.targets = vec![3, 0, 0, 1, 2, 1].into();
     bad(ClassificationInterpretation::new(p, vocab.clone(), files(6)));
-    let empty = Preds { probs: Tensor::zeros(&[0, 3]), targets: vec![], losses: Some(vec![]) };
+    let empty = Preds { probs: Tensor::zeros(&[0, 3]), targets: vec![].into(), losses: Some(vec![]) };
     let i = ClassificationInterpretation::new(empty, vocab, vec![]).unwrap();
     assert!(i.is_empty() && i.top_losses(5).is_empty() && i.most_confused(1).is_empty());
     assert_eq!(i.confusion_matrix(), vec![vec![0; 3]; 3]);
@@ -171,7 +171,7 @@ fn every_png_writer_writes_a_decodable_png_of_a_sensible_size() {
 
     let x =
         Tensor::from_vec((0..4 * 16 * 16 * 3).map(|v| (v % 256) as f32 / 255.0).collect(), &[4, 16, 16, 3]).unwrap();
-    let batch = Batch { x, y: vec![0, 1, 2, 1] };
+    let batch = Batch { x, y: vec![0, 1, 2, 1].into() };
     let shown = dir.join("batch.png");
     show_batch(&batch, i.vocab(), &shown, 9).unwrap();
     let (w, h) = png_size(&shown);
@@ -185,7 +185,7 @@ fn every_png_writer_writes_a_decodable_png_of_a_sensible_size() {
     };
     let stats = Normalize { mean: [0.5; 3], std: [0.25; 3] };
     show_batch_denormalized(&nchw, i.vocab(), &stats, &shown, 9).unwrap();
-    let bad = Batch { x: Tensor::zeros(&[2, 16, 16]), y: vec![0, 1] };
+    let bad = Batch { x: Tensor::zeros(&[2, 16, 16]), y: vec![0, 1].into() };
     assert!(matches!(show_batch(&bad, i.vocab(), &shown, 9), Err(LearnerError::InvalidArgument { .. })));
 
     let plot = dir.join("loss.png");

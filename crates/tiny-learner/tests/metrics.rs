@@ -143,10 +143,12 @@ fn metrics_come_from_names() {
     for (short, long) in [("f1", "f1_score"), ("precision", "precision_score"), ("recall", "recall_score")] {
         assert_eq!((name(short), name(long)), (long.to_string(), long.to_string()));
     }
+    assert_eq!((name("accuracy_multi"), name("f1_multi:0.2")), ("accuracy_multi".into(), "f1_score".into()));
     match metric_from_name("acuracy") {
         Err(LearnerError::UnknownMetric { name, known }) => {
             assert_eq!(name, "acuracy");
-            assert_eq!(known, ["accuracy", "error_rate", "top_k:K", "f1", "precision", "recall"]);
+            let single = ["accuracy", "error_rate", "top_k:K", "f1", "precision", "recall"];
+            assert_eq!(known, [&single[..], &["accuracy_multi[:T]", "f1_multi[:T]"]].concat());
         }
         other => panic!("expected UnknownMetric, got {other:?}"),
     }
@@ -193,7 +195,7 @@ fn a_fit_reports_every_metric_in_the_history_table_and_csv() {
     // The accuracy is the model's, computed here by hand on the validation set.
     let x =
         Tensor::from_vec(learn.dls.valid.batches(0).flat_map(|b| b.unwrap().x.to_vec()).collect(), &[24, 2]).unwrap();
-    let y: Vec<u32> = learn.dls.valid.batches(0).flat_map(|b| b.unwrap().y).collect();
+    let y: Vec<u32> = learn.dls.valid.batches(0).flat_map(|b| b.unwrap().y.as_slice().to_vec()).collect();
     learn.model.train(false);
     let preds = learn.model.call(&x).unwrap().argmax(-1).unwrap();
     let hits = preds.iter().zip(&y).filter(|(p, y)| p == y).count();

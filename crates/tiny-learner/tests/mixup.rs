@@ -26,11 +26,13 @@ impl Callback for Probe {
         let rows: Vec<&[f32]> = x.chunks(8).collect();
         if !learn.training {
             // Each validation row is the one-hot of its label.
-            self.valid_rows_untouched =
-                rows.iter().zip(&learn.batch.y).all(|(r, &y)| r[y as usize] == 1.0 && r.iter().sum::<f32>() == 1.0);
+            self.valid_rows_untouched = rows
+                .iter()
+                .zip(learn.batch.y.as_slice())
+                .all(|(r, &y)| r[y as usize] == 1.0 && r.iter().sum::<f32>() == 1.0);
             return Ok(());
         }
-        self.mixes.push(read_mix(&rows, &learn.batch.y[..n], self.per_batch));
+        self.mixes.push(read_mix(&rows, &learn.batch.y.as_slice()[..n], self.per_batch));
         Ok(())
     }
 
@@ -39,7 +41,7 @@ impl Callback for Probe {
             return Ok(());
         }
         let (lam, partners) = self.mixes.last().unwrap().clone();
-        let y = &learn.batch.y;
+        let y = learn.batch.y.as_slice();
         let y_perm: Vec<u32> = partners.iter().map(|&p| y[p]).collect();
         let want = if self.per_batch {
             let l = lam.iter().copied().find(|&l| l < 1.0).unwrap_or(1.0);

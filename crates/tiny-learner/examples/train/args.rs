@@ -195,11 +195,21 @@ pub struct Args {
     /// With --labels-csv: appended to every file name (fastai's `suffix`, as `.jpg`).
     #[arg(long, value_name = "SUFFIX", default_value = "", requires = "labels_csv")]
     pub suffix: String,
+    /// With --labels-csv: multi-label data, each label field a list of classes separated by this character
+    /// (fastai's `label_delim`, such as ' '): trained with binary cross entropy (BCEWithLogitsLossFlat) and
+    /// measured by accuracy_multi.
+    #[arg(long, value_name = "CHAR", requires = "labels_csv")]
+    pub label_delim: Option<char>,
+    /// For multi-label data: a class is predicted when its probability exceeds this threshold (accuracy_multi's,
+    /// the export's for predict, and the interpretation's).
+    #[arg(long, value_name = "T", default_value_t = tiny_learner::DEFAULT_THRESH)]
+    pub thresh: f32,
     /// Label every image under --data by the first group of this regular expression on its file name, as
     /// fastai's `from_name_re` (pets: '^(.+)_\d+\.jpg$'), split at random by --valid-pct (default 0.2).
     #[arg(long, value_name = "REGEX")]
     pub label_re: Option<String>,
-    /// Validation metrics, comma-separated: accuracy, error_rate, top_k:K, f1, precision, recall (macro).
+    /// Validation metrics, comma-separated: accuracy, error_rate, top_k:K, f1, precision, recall (macro); for
+    /// multi-label data accuracy_multi[:T] and f1_multi[:T] (the default there is accuracy_multi at --thresh).
     #[arg(long, default_value = "accuracy", value_name = "LIST")]
     pub metrics: String,
     /// After the fit, write the model with its classes, statistics and item transform, for `--example predict`
@@ -228,7 +238,8 @@ pub struct Args {
     pub cuda_graph: bool,
     /// After the fit, write fastai's interpretation views into DIR: confusion_matrix.png and .txt,
     /// most_confused.txt, top_losses.png, show_batch.png, loss.png, and preds.csv (every validation file's
-    /// target, prediction, probability and loss).
+    /// target, prediction, probability and loss); for multi-label data per_class_confusion.txt instead of the
+    /// confusion matrix and most_confused.
     #[arg(long, value_name = "DIR")]
     pub interpret: Option<PathBuf>,
 }
@@ -318,6 +329,12 @@ impl Args {
         finite("cutmix", self.cutmix, |v| v > 0.0, "an alpha > 0")?;
         finite("grad-clip", self.grad_clip, |v| v > 0.0, "a norm > 0")?;
         finite("label-smoothing", self.label_smoothing, |v| (0.0..=1.0).contains(&v), "an epsilon in [0, 1]")?;
+        finite("thresh", Some(self.thresh), |v| (0.0..1.0).contains(&v), "a probability in [0, 1)")?;
+        if self.label_delim.is_some() && self.label_smoothing.is_some() {
+            anyhow::bail!(
+                "--label-smoothing smooths a softmax over one class; multi-label data (--label-delim) has none"
+            );
+        }
         if self.fine_tune.is_some() && (self.resume.is_some() || self.stop_after.is_some()) {
             anyhow::bail!("--fine-tune runs two fits in one process; it cannot --resume or --stop-after");
         }
@@ -403,6 +420,40 @@ impl Args {
             anyhow::bail!("--cuda-graph records GPU work into a CUDA graph: it needs --device cuda, not the CPU");
         }
         Ok(())
+    }
+
+    /// The metrics to measure: `--metrics`, where for multi-label data (`--label-delim`) `accuracy` is
+    /// `accuracy_multi` at `--thresh`.
+    ///
+    /// # Errors
+    /// When a metric is of the other kind of data: a single-label metric for multi-label data, or the reverse.
+    pub fn metric_names(&self) -> anyhow::Result<String> {
+        let multi_label = self.label_delim.is_some();
+        let names: Vec<String> =
+            self.metrics
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(|m| {
+                    if multi_label && m == "accuracy" {
+                        format!("accuracy_multi:{}", self.thresh)
+                    } else {
+                        m.to_owned()
+                    }
+                })
+                .collect();
+        for name in &names {
+            let is_multi = name.starts_with("accuracy_multi") || name.starts_with("f1_multi");
+            if is_multi != multi_label {
+                anyhow::bail!(
+                    "--metrics {name}: a {} metric, but the data is {} (multi-label data comes from --labels-csv with \
+                     --label-delim; its metrics are accuracy_multi and f1_multi)",
+                    if is_multi { "multi-label" } else { "single-label" },
+                    if multi_label { "multi-label" } else { "single-label" }
+                );
+            }
+        }
+        Ok(names.join(","))
     }
 
     /// The schedule in force: `--schedule`, or the chapter's with `--onecycle` / `--cosine`.

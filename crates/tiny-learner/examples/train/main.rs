@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     // Held until main returns: a second run on the same --save is refused instead of overwriting these epochs.
     let _lock = args.save.as_deref().map(lock::SaveLock::take).transpose()?;
     // So is every metric name, which the error lists when one is unknown.
-    let metrics = metrics_from_names(&args.metrics)?;
+    let metrics = metrics_from_names(&args.metric_names()?)?;
     tiny_tensor::set_num_threads(args.threads);
     tiny_nn::manual_seed(args.seed);
     let resume = args.resume.as_deref().map(CheckpointInfo::read).transpose()?;
@@ -258,6 +258,7 @@ fn loaders(args: &Args, data: &Path, seed: u64) -> anyhow::Result<(ImageDataLoad
                 valid: args.valid_col.as_deref().map(Column::from),
                 folder: args.folder.clone(),
                 suffix: args.suffix.clone(),
+                label_delim: args.label_delim,
             };
             ImageFolder::from_csv(data, csv, &columns, &cfg)
         }

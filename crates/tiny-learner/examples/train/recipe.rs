@@ -22,12 +22,16 @@ pub fn learner(
     seed: u64,
     metrics: Vec<Box<dyn Metric>>,
 ) -> anyhow::Result<Learner> {
-    let info = ExportInfo::new(args.model.name, dls.vocab.names(), norm, ItemTransform::squash(args.size))
+    let mut info = ExportInfo::new(args.model.name, dls.vocab.names(), norm, ItemTransform::squash(args.size))
         .with_head(args.head);
+    if dls.multi_label {
+        info = info.with_multi_label(args.thresh);
+    }
     let model = model(args, dls.vocab.len())?;
     let setup = SetupLearner::normalize(args.device, norm.mean, norm.std);
     let (momentum, wd, nesterov) = (args.momentum.unwrap_or(0.0), args.wd.unwrap_or(0.0), args.nesterov);
-    let learn = Learner::new(model, dls, loss_func(args)?, lr, vec![Box::new(setup)])
+    let loss = loss_func(args, dls.multi_label)?;
+    let learn = Learner::new(model, dls, loss, lr, vec![Box::new(setup)])
         .with_seed(seed)
         .with_precision(args.precision)
         .with_metrics(metrics)
@@ -65,9 +69,11 @@ fn model(args: &Args, n_classes: usize) -> anyhow::Result<Box<dyn Module>> {
     Ok(model)
 }
 
-/// The loss: the chapter's cross entropy, or with `--label-smoothing` fastai's `LabelSmoothingCrossEntropy`.
-fn loss_func(args: &Args) -> anyhow::Result<tiny_learner::LossFn> {
+/// The loss: the chapter's cross entropy, or with `--label-smoothing` fastai's `LabelSmoothingCrossEntropy`; for
+/// multi-label data fastai's `BCEWithLogitsLossFlat`.
+fn loss_func(args: &Args, multi_label: bool) -> anyhow::Result<tiny_learner::LossFn> {
     Ok(match args.label_smoothing {
+        _ if multi_label => Box::new(tiny_nn::bce_with_logits_flat),
         Some(eps) => Box::new(tiny_nn::LabelSmoothingCrossEntropy::new(eps)?.loss_func()),
         None => Box::new(tiny_nn::cross_entropy),
     })

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 use tiny_data::{LeftOut, Normalize};
-use tiny_learner::{ClassificationInterpretation, Learner, Recorder, SaveModel};
+use tiny_learner::{ClassificationInterpretation, Learner, MultiLabelInterpretation, Recorder, SaveModel};
 use tiny_tensor::Precision;
 
 use crate::args::{Args, Schedule};
@@ -114,8 +114,12 @@ pub struct LrFindSummary {
     pub max_lr: Option<f32>,
 }
 
-/// Writes the validation set's confusion matrix, drawn as `--interpret` draws it, into the TensorBoard event file.
+/// Writes the validation set's confusion matrix, drawn as `--interpret` draws it, into the TensorBoard event file
+/// (single-label data only: a multi-label model's confusion is one 2x2 table per class, in `--interpret`'s text).
 pub fn confusion_to_tensorboard(learn: &mut Learner) -> anyhow::Result<()> {
+    if learn.state().dls.multi_label {
+        return Ok(());
+    }
     let interp = ClassificationInterpretation::from_learner(learn)?;
     let png = std::env::temp_dir().join(format!("tiny-confusion-{}.png", std::process::id()));
     interp.plot_confusion_matrix(&png)?;
@@ -137,16 +141,26 @@ pub fn interpret(learn: &mut Learner, first: tiny_data::Batch, dir: &Path) -> an
     let vocab = learn.state().export_info.as_ref().map(|i| i.vocab.clone()).unwrap_or_default();
     tiny_learner::show_batch(&first, &vocab, &dir.join("show_batch.png"), 16)?;
     learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(&dir.join("loss.png"))?;
-    let interp = ClassificationInterpretation::from_learner(learn)?;
     let write =
         |name: &str, text: String| std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"));
+    if learn.state().dls.multi_label {
+        let interp = MultiLabelInterpretation::from_learner(learn)?;
+        write("per_class_confusion.txt", interp.confusion_table())?;
+        interp.plot_top_losses(9, &dir.join("top_losses.png"))?;
+        return write("preds.csv", preds_csv(interp.top_losses(interp.len())));
+    }
+    let interp = ClassificationInterpretation::from_learner(learn)?;
     write("confusion_matrix.txt", interp.confusion_table() + "\n")?;
     interp.plot_confusion_matrix(&dir.join("confusion_matrix.png"))?;
     let confused: Vec<String> =
         interp.most_confused(1).iter().map(|(actual, predicted, n)| format!("{actual}\t{predicted}\t{n}")).collect();
     write("most_confused.txt", format!("actual\tpredicted\tcount\n{}\n", confused.join("\n")))?;
     interp.plot_top_losses(9, &dir.join("top_losses.png"))?;
-    let mut rows = interp.top_losses(interp.len());
+    write("preds.csv", preds_csv(interp.top_losses(interp.len())))
+}
+
+/// Every validation file's target, prediction, probability and loss as CSV, in the validation set's order.
+fn preds_csv(mut rows: Vec<tiny_learner::TopLoss>) -> String {
     rows.sort_by_key(|r| r.index);
     let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
     let lines: Vec<String> = rows
@@ -156,7 +170,7 @@ pub fn interpret(learn: &mut Learner, first: tiny_data::Batch, dir: &Path) -> an
             format!("{file},{},{},{},{}", quote(&r.actual), quote(&r.predicted), r.probability, r.loss)
         })
         .collect();
-    write("preds.csv", format!("file,actual,predicted,probability,loss\n{}\n", lines.join("\n")))
+    format!("file,actual,predicted,probability,loss\n{}\n", lines.join("\n"))
 }
 
 /// Says what the folder walk left out, by reason, with the first file of each reason.

@@ -24,7 +24,7 @@ pub struct CutMix {
     pub alpha: f32,
     beta: Beta<f32>,
     rng: StdRng,
-    y_perm: Option<Vec<u32>>,
+    y_perm: Option<tiny_data::Targets>,
     /// The unpasted share of every training batch so far.
     pub lams: Vec<f32>,
 }

@@ -1,16 +1,19 @@
 //! `GatherPreds`: fastai's `GatherPredsCallback`, which keeps an inference pass's probabilities and losses.
 
+use tiny_data::Targets;
 use tiny_tensor::Tensor;
 
 use crate::{Callback, CbResult, LearnerError, LearnerState, Preds, Result};
 
 /// Keeps the probabilities (and, if asked, the per-item losses) of every batch of an inference pass, as tensors on
-/// the learner's device until the pass ends, so that the host waits once per pass and not once per batch.
+/// the learner's device until the pass ends, so that the host waits once per pass and not once per batch. The
+/// probabilities are the loss's activation, as fastai's `loss_func.activation`: the softmax for class indices, the
+/// sigmoid of every output for multi-label targets, whose per-item loss is the binary cross entropy.
 pub(crate) struct GatherPreds {
     with_loss: bool,
     probs: Vec<Tensor>,
     losses: Vec<Tensor>,
-    targets: Vec<u32>,
+    targets: Targets,
 }
 
 impl Callback for GatherPreds {
@@ -21,12 +24,20 @@ impl Callback for GatherPreds {
 
     fn after_loss(&mut self, learn: &mut LearnerState) -> CbResult {
         let _no_grad = tiny_tensor::no_grad();
-        let log_probs = tiny_nn::log_softmax(&learn.preds.detach())?;
-        if self.with_loss {
-            self.losses.push(log_probs.pick(&learn.batch.y)?.neg()?);
+        let (preds, y) = (learn.preds.detach(), &learn.batch.y);
+        if y.is_multi_label() {
+            if self.with_loss {
+                self.losses.push(tiny_nn::bce_with_logits_items(&preds, y.as_slice())?);
+            }
+            self.probs.push(sigmoid(&preds)?);
+        } else {
+            let log_probs = tiny_nn::log_softmax(&preds)?;
+            if self.with_loss {
+                self.losses.push(log_probs.pick(y.as_slice())?.neg()?);
+            }
+            self.probs.push(log_probs.exp()?);
         }
-        self.probs.push(log_probs.exp()?);
-        self.targets.extend_from_slice(&learn.batch.y);
+        self.targets.extend(y).map_err(LearnerError::from)?;
         Ok(())
     }
 }
@@ -34,7 +45,7 @@ impl Callback for GatherPreds {
 impl GatherPreds {
     /// A gatherer for one pass, keeping per-item losses when `with_loss`.
     pub(crate) fn new(with_loss: bool) -> Self {
-        GatherPreds { with_loss, probs: Vec::new(), losses: Vec::new(), targets: Vec::new() }
+        GatherPreds { with_loss, probs: Vec::new(), losses: Vec::new(), targets: Targets::default() }
     }
 
     /// Brings the pass's results to the CPU as one tensor of probabilities and one list of losses.
@@ -54,4 +65,9 @@ impl GatherPreds {
         };
         Ok(Preds { probs, targets: self.targets, losses })
     }
+}
+
+/// `1 / (1 + e^-x)` of every element: the probabilities of multi-label outputs.
+pub(crate) fn sigmoid(x: &Tensor) -> tiny_tensor::Result<Tensor> {
+    x.neg()?.exp()?.add_scalar(1.0)?.powf(-1.0)
 }

@@ -48,7 +48,7 @@ impl GraphStep {
         // In the batch's memory order (a channels-last NCHW view), so that the graph runs the eager kernels.
         let x = learn.batch.x.zeros_like()?;
         x.assign(&learn.batch.x)?;
-        let y = HostInput::new(self.device, &learn.batch.y)?;
+        let y = HostInput::new(self.device, learn.batch.y.as_slice())?;
         let targets = y.as_slice()?;
         let LearnerState { model, loss_func, opt, .. } = learn;
         let (graph, (preds, loss)) = Graph::capture(self.device, || -> Result<_, LearnerError> {
@@ -82,6 +82,11 @@ impl Callback for GraphStep {
     fn before_fit(&mut self, learn: &mut LearnerState) -> CbResult {
         if let Some((name, why)) = learn.varying_callbacks.first() {
             return Err(graph_conflict(name, why).into());
+        }
+        // The binary loss builds its multi-hot targets on the host each step, which a replay would not see.
+        if learn.dls.multi_label {
+            let why = "its binary loss uploads each batch's multi-hot targets from memory the graph does not own";
+            return Err(graph_conflict("multi-label data", why).into());
         }
         // A layer that draws at random in training (Dropout) would repeat its captured draw on every replay.
         learn.model.train(true);
@@ -118,7 +123,7 @@ impl Callback for GraphStep {
         }
         let Some(c) = self.captured.as_mut() else { return Ok(()) };
         c.x.assign(&learn.batch.x)?;
-        c.y.set(&learn.batch.y)?;
+        c.y.set(learn.batch.y.as_slice())?;
         c.graph.replay()?;
         // Copies: the next replay overwrites the static outputs, and the metrics keep predictions for a while.
         let _no_grad = no_grad();

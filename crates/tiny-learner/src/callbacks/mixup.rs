@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand_distr::{Beta, Distribution};
 
+use tiny_data::Targets;
 use tiny_tensor::Tensor;
 
 use crate::{Callback, CbResult, LearnerError, LearnerState, Result};
@@ -20,7 +21,8 @@ const STREAM: u64 = 0x004d_4958_5550;
 /// `lam_i ~ Beta(alpha, alpha)`, keeps `lam_i = max(lam_i, 1 - lam_i)` so the original image dominates,
 /// shuffles the batch and trains on `x_i = lam_i * x_i + (1 - lam_i) * x[perm_i]`; after the loss it
 /// replaces the loss by the mean over items of `lam_i * loss_i(y) + (1 - lam_i) * loss_i(y[perm])`, with
-/// per-item losses from `tiny_nn::cross_entropy_items` (change it with [`Mixup::with_item_loss`]), as
+/// per-item losses from `tiny_nn::cross_entropy_items`, or `tiny_nn::bce_with_logits_items` for a multi-label batch
+/// (change it with [`Mixup::with_item_loss`]), as
 /// fastai does by switching its loss to `reduction='none'`. [`Mixup::per_batch`] draws one weight per batch
 /// instead and mixes the learner's own (reduced) loss, for any loss function. Validation is unchanged. The
 /// random stream is seeded by the learner's `seed` and the epoch, so a resumed fit mixes the same pairs.
@@ -32,9 +34,11 @@ pub struct Mixup {
     /// The current batch's weights (one, or one per item, shaped to broadcast over the images) on the batch's
     /// device, and its shuffled labels.
     lam: Option<Tensor>,
-    y_perm: Option<Vec<u32>>,
+    y_perm: Option<Targets>,
     /// `None` in per-batch mode; else the per-item loss.
     item_loss: Option<ItemLoss>,
+    /// Whether `item_loss` is the default cross entropy, which a multi-label batch replaces by its binary form.
+    default_loss: bool,
     /// Every weight drawn so far: one per training item (one per batch with `per_batch`).
     pub lams: Vec<f32>,
 }
@@ -58,6 +62,7 @@ impl Mixup {
             lam: None,
             y_perm: None,
             item_loss: Some(Box::new(tiny_nn::cross_entropy_items)),
+            default_loss: true,
             lams: Vec::new(),
         })
     }
@@ -70,6 +75,7 @@ impl Mixup {
     /// Uses `loss` (one value per item) for the per-item mix instead of cross-entropy.
     pub fn with_item_loss(mut self, loss: impl Fn(&Tensor, &[u32]) -> tiny_nn::Result<Tensor> + 'static) -> Self {
         self.item_loss = Some(Box::new(loss));
+        self.default_loss = false;
         self
     }
 }
@@ -117,8 +123,15 @@ impl Callback for Mixup {
             Some(item_loss) => {
                 // The weights drawn in `before_batch`, already on the device, as one per item.
                 let lam = lam.reshape(&[lam.shape()[0]])?;
-                let own = item_loss(&learn.preds, &learn.batch.y)?;
-                let mixed = item_loss(&learn.preds, y_perm)?;
+                let (y, y_perm) = (learn.batch.y.as_slice(), y_perm.as_slice());
+                let (own, mixed) = if self.default_loss && learn.batch.y.is_multi_label() {
+                    (
+                        tiny_nn::bce_with_logits_items(&learn.preds, y)?,
+                        tiny_nn::bce_with_logits_items(&learn.preds, y_perm)?,
+                    )
+                } else {
+                    (item_loss(&learn.preds, y)?, item_loss(&learn.preds, y_perm)?)
+                };
                 // lerp(mixed, own, lam), averaged over the batch.
                 mixed.add(&own.sub(&mixed)?.mul(&lam)?)?.mean_all()?
             }
@@ -133,15 +146,15 @@ impl Callback for Mixup {
 
 /// A permutation of a batch's items drawn from `rng`, and the targets it brings to each place: the partners of
 /// Mixup and CutMix.
-pub(crate) fn shuffled(rng: &mut StdRng, y: &[u32]) -> (Vec<u32>, Vec<u32>) {
+pub(crate) fn shuffled(rng: &mut StdRng, y: &Targets) -> (Vec<u32>, Targets) {
     let mut perm: Vec<u32> = (0..y.len() as u32).collect();
     perm.shuffle(rng);
-    let y_perm = perm.iter().map(|&i| y[i as usize]).collect();
+    let y_perm = y.select(&perm);
     (perm, y_perm)
 }
 
 /// `lam * loss(y) + (1 - lam) * loss(y_perm)`: the learner's own loss mixed with the partners' by one weight.
-pub(crate) fn lerp_loss(learn: &LearnerState, y_perm: &[u32], lam: f32) -> Result<Tensor> {
-    let other = (learn.loss_func)(&learn.preds, y_perm)?;
+pub(crate) fn lerp_loss(learn: &LearnerState, y_perm: &Targets, lam: f32) -> Result<Tensor> {
+    let other = (learn.loss_func)(&learn.preds, y_perm.as_slice())?;
     Ok(learn.loss.mul_scalar(lam)?.add(&other.mul_scalar(1.0 - lam)?)?)
 }

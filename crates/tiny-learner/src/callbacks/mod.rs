@@ -29,7 +29,7 @@ pub use aug::{AugTransforms, Mat3, find_coeffs};
 pub use csv_logger::CsvLogger;
 pub use cutmix::CutMix;
 pub use ema::{Ema, EmaWarmup};
-pub(crate) use gather_preds::GatherPreds;
+pub(crate) use gather_preds::{GatherPreds, sigmoid};
 #[cfg(feature = "cuda")]
 pub use graph::GraphStep;
 pub use json_summary::{FitResults, JsonSummary};

@@ -49,7 +49,7 @@ impl PhaseTally {
         });
         self.n += n;
         for m in &mut self.metrics {
-            m.accumulate(&learn.preds, &learn.batch.y)?;
+            m.accumulate(&learn.preds, learn.batch.y.as_slice())?;
         }
         Ok(())
     }

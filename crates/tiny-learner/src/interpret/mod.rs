@@ -1,6 +1,8 @@
 //! fastai's `ClassificationInterpretation`: the confusion matrix, the most confused pairs and the top losses of a
-//! classifier's validation set, as numbers, a text table and PNG pictures (in `show.rs`, with `show_batch`).
+//! classifier's validation set, as numbers, a text table and PNG pictures (in `show.rs`, with `show_batch`); the
+//! multi-label counterpart in `multi.rs`.
 
+mod multi;
 #[cfg(feature = "plot")]
 mod show;
 
@@ -12,6 +14,7 @@ use tiny_data::ItemTransform;
 
 use crate::{Learner, LearnerError, Preds, Result};
 
+pub use multi::MultiLabelInterpretation;
 #[cfg(feature = "plot")]
 pub use show::{show_batch, show_batch_denormalized};
 
@@ -25,13 +28,13 @@ pub struct TopLoss {
     pub index: usize,
     /// Its image file.
     pub file: PathBuf,
-    /// The class it belongs to.
+    /// The class it belongs to (a multi-label item's classes, joined by `;`).
     pub actual: String,
-    /// The class the model predicted.
+    /// The class the model predicted (a multi-label item's predicted classes, joined by `;`).
     pub predicted: String,
-    /// Its cross-entropy loss.
+    /// Its loss: the cross entropy, or the binary cross entropy averaged over the classes.
     pub loss: f32,
-    /// The probability the model gave its prediction.
+    /// The probability the model gave its prediction (for a multi-label item, its most probable class's).
     pub probability: f32,
 }
 
@@ -41,7 +44,7 @@ pub struct TopLoss {
 /// use tiny_learner::{ClassificationInterpretation, Preds};
 /// use tiny_tensor::Tensor;
 /// let probs = Tensor::from_vec(vec![0.9, 0.1, 0.3, 0.7, 0.6, 0.4], &[3, 2]).unwrap();
-/// let preds = Preds { probs, targets: vec![0, 1, 1], losses: None };
+/// let preds = Preds { probs, targets: vec![0, 1, 1].into(), losses: None };
 /// let names = vec!["cat".to_string(), "dog".to_string()];
 /// let interp = ClassificationInterpretation::new(preds, names, vec!["a.jpg".into(); 3]).unwrap();
 /// assert_eq!(interp.confusion_matrix(), vec![vec![1, 0], vec![1, 1]]);
@@ -71,12 +74,7 @@ impl ClassificationInterpretation {
         // The predictions first: the files their pass skips are then known, and left out of `ds` too.
         let preds = learn.get_preds(true)?;
         let (ds, _) = crate::inference::valid_files(learn, "ClassificationInterpretation::from_learner")?;
-        let s = learn.state();
-        let vocab = match (&s.export_info, s.dls.vocab.names()) {
-            (Some(info), _) => info.vocab.clone(),
-            (None, names) if names.len() == preds.n_classes() => names.to_vec(),
-            (None, _) => (0..preds.n_classes()).map(|c| c.to_string()).collect(),
-        };
+        let vocab = class_names(learn, preds.n_classes());
         Ok(Self::new(preds, vocab, ds.files().to_vec())?.with_item_tfm(ds.transform().deterministic()))
     }
 
@@ -88,7 +86,11 @@ impl ClassificationInterpretation {
     /// is not a class.
     pub fn new(preds: Preds, vocab: Vec<String>, files: Vec<PathBuf>) -> Result<Self> {
         let bad = |msg: String| LearnerError::InvalidArgument { what: "ClassificationInterpretation::new", msg };
+        if preds.is_multi_label() {
+            return Err(bad("multi-label predictions: interpret them with MultiLabelInterpretation".into()));
+        }
         let (n, c) = (preds.len(), preds.n_classes());
+        let targets = preds.targets.as_slice().to_vec();
         let probs = preds.probs.try_to_vec()?;
         if probs.len() != n * c || (n > 0 && preds.probs.rank() != 2) {
             return Err(bad(format!("probabilities of shape {:?} for {n} items", preds.probs.shape())));
@@ -99,20 +101,20 @@ impl ClassificationInterpretation {
         if files.len() != n {
             return Err(bad(format!("{} files for {n} items", files.len())));
         }
-        if let Some(t) = preds.targets.iter().find(|&&t| t as usize >= c) {
+        if let Some(t) = targets.iter().find(|&&t| t as usize >= c) {
             return Err(bad(format!("target {t} is not one of the {c} classes")));
         }
         let losses = match preds.losses {
             Some(l) if l.len() != n => return Err(bad(format!("{} losses for {n} items", l.len()))),
             Some(l) => l,
-            None => (0..n).map(|i| -probs[i * c + preds.targets[i] as usize].ln()).collect(),
+            None => (0..n).map(|i| -probs[i * c + targets[i] as usize].ln()).collect(),
         };
         let decoded = (0..n).map(|i| argmax(&probs[i * c..(i + 1) * c])).collect();
         Ok(ClassificationInterpretation {
             vocab,
             files,
             probs,
-            targets: preds.targets,
+            targets,
             decoded,
             losses,
             item_tfm: ItemTransform::squash(THUMB),
@@ -209,9 +211,7 @@ impl ClassificationInterpretation {
     /// first; items of equal loss keep their order.
     pub fn top_losses(&self, k: usize) -> Vec<TopLoss> {
         let c = self.vocab.len();
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_by(|&a, &b| self.losses[b].total_cmp(&self.losses[a]).then(a.cmp(&b)));
-        order
+        by_loss(&self.losses)
             .into_iter()
             .take(k)
             .map(|i| {
@@ -251,6 +251,24 @@ impl ClassificationInterpretation {
     pub fn plot_top_losses(&self, k: usize, path: &Path) -> Result<()> {
         show::plot_top_losses(&self.top_losses(k), self.item_tfm, path)
     }
+}
+
+/// The class names of a learner's predictions of `n` classes: its [`crate::ExportInfo`]'s, else its loaders'
+/// vocabulary, else the class indices.
+pub(crate) fn class_names(learn: &Learner, n: usize) -> Vec<String> {
+    let s = learn.state();
+    match (&s.export_info, s.dls.vocab.names()) {
+        (Some(info), _) => info.vocab.clone(),
+        (None, names) if names.len() == n => names.to_vec(),
+        (None, _) => (0..n).map(|c| c.to_string()).collect(),
+    }
+}
+
+/// The items' indices by loss, largest first; items of equal loss keep their order.
+pub(crate) fn by_loss(losses: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..losses.len()).collect();
+    order.sort_by(|&a, &b| losses[b].total_cmp(&losses[a]).then(a.cmp(&b)));
+    order
 }
 
 /// The index of the largest value (the first of equals), as `argmax`.

@@ -97,21 +97,22 @@ pub fn show_batch_denormalized(
     show_batch(&Batch { x, y: batch.y.clone() }, vocab, path, max_items)
 }
 
-/// The grid of the first `max_items` of `n` images of `h x w` RGB values in `[0, 1]`, labelled with their classes.
+/// The grid of the first `max_items` of `n` images of `h x w` RGB values in `[0, 1]`, labelled with their classes
+/// (a multi-label item's joined by `;`, as fastai shows a `MultiCategory`).
 fn grid_of(
     values: &[f32],
     (n, h, w): (usize, usize, usize),
-    y: &[u32],
+    y: &tiny_data::Targets,
     vocab: &[String],
     max_items: usize,
 ) -> ImageGrid {
     let shown = n.min(max_items);
     let k = BATCH_THUMB.div_ceil(h.max(w).max(1)).max(1);
     let mut grid = ImageGrid::new("", ImageGrid::square_cols(shown));
-    for (i, &label) in y.iter().enumerate().take(shown) {
+    for i in 0..shown.min(y.len()) {
         let item = &values[i * h * w * 3..(i + 1) * h * w * 3];
         let pixels = item.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
-        let name = vocab.get(label as usize).cloned().unwrap_or_else(|| label.to_string());
+        let name = crate::inference::label_names(&y.label_set(i), vocab);
         grid = grid.tile(Tile::new(pixels, w, h, vec![name]).upscaled(k));
     }
     grid

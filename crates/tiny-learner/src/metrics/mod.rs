@@ -1,4 +1,5 @@
-//! Metrics: the `Metric` trait, fastai's `accuracy`, `error_rate`, `top_k_accuracy`, `Precision`, `Recall` and `F1Score`.
+//! Metrics: the `Metric` trait, fastai's `accuracy`, `error_rate`, `top_k_accuracy`, `Precision`, `Recall` and `F1Score`,
+//! and for multi-label data `accuracy_multi` and `F1ScoreMulti`.
 //!
 //! A metric sees every batch of a phase through [`Metric::accumulate`] and gives one number for the whole phase
 //! through [`Metric::value`], as fastai's `AccumMetric` does. Accumulating never reads the device: a metric keeps
@@ -22,10 +23,12 @@ use tiny_tensor::Tensor;
 use crate::{LearnerError, Result};
 
 mod counts;
+mod multi;
 mod names;
 mod top_k;
 
 pub use counts::{Accuracy, ClassCounts, ErrorRate, F1Score, Precision, Recall};
+pub use multi::{AccuracyMulti, F1ScoreMulti, MultiCounts};
 pub use names::{METRIC_NAMES, metric_from_name, metrics_from_names};
 pub use top_k::TopKAccuracy;
 
@@ -48,7 +51,8 @@ pub trait Metric: std::fmt::Debug + MetricClone {
     /// Forgets every batch seen so far.
     fn reset(&mut self);
 
-    /// Adds one batch: `preds` of shape `[items, classes]` and one target class per item.
+    /// Adds one batch: `preds` of shape `[items, classes]` and one target class per item (for a multi-label
+    /// metric, `classes` flags per item).
     ///
     /// # Errors
     /// [`LearnerError::InvalidArgument`] when the shapes do not fit or a target is not a class of `preds`.
@@ -89,6 +93,11 @@ pub(crate) fn fresh(metric: &dyn Metric) -> Box<dyn Metric> {
 /// fastai's `accuracy`: the fraction of items whose top prediction (the first, on ties) is the target.
 pub fn accuracy() -> Box<dyn Metric> {
     Box::new(Accuracy::new())
+}
+
+/// fastai's `accuracy_multi` at `thresh` (fastai's default is 0.5): the fraction of item-class pairs predicted right.
+pub fn accuracy_multi(thresh: f32) -> Box<dyn Metric> {
+    Box::new(AccuracyMulti::new(thresh))
 }
 
 /// fastai's `error_rate`: `1 - accuracy`; lower is better.
@@ -136,6 +145,30 @@ impl PendingPreds {
             return Err(bad(format!("target {t} is not one of the {classes} classes of the predictions")));
         }
         self.batches.push((preds.detach(), targets.to_vec()));
+        Ok(self.batches.len() >= FLUSH_EVERY)
+    }
+
+    /// [`PendingPreds::push`] for multi-label targets: `preds` `[items, classes]` with `classes` flags per item,
+    /// each 0 or 1.
+    ///
+    /// # Errors
+    /// [`LearnerError::InvalidArgument`] naming `what` when the shapes or the flags do not fit.
+    pub fn push_multi_hot(&mut self, what: &'static str, preds: &Tensor, flags: &[u32]) -> Result<bool> {
+        let bad = |msg: String| LearnerError::InvalidArgument { what, msg };
+        let &[items, classes] = preds.shape() else {
+            return Err(bad(format!("needs predictions of shape [items, classes], got {:?}", preds.shape())));
+        };
+        if items * classes != flags.len() {
+            return Err(bad(format!(
+                "{items} rows of {classes} predictions for {} target values; a multi-label metric needs {classes} \
+                 flags per item (single-label targets need accuracy)",
+                flags.len()
+            )));
+        }
+        if let Some(f) = flags.iter().find(|&&f| f > 1) {
+            return Err(bad(format!("target flag {f} is neither 0 nor 1")));
+        }
+        self.batches.push((preds.detach(), flags.to_vec()));
         Ok(self.batches.len() >= FLUSH_EVERY)
     }
 

@@ -1,14 +1,17 @@
 //! Metrics by name, for the command line: `metric_from_name("top_k:3")`, `metrics_from_names("accuracy,f1")`.
 
-use super::{Accuracy, ErrorRate, F1Score, Metric, Precision, Recall, TopKAccuracy};
+use super::{Accuracy, AccuracyMulti, ErrorRate, F1Score, F1ScoreMulti, Metric, Precision, Recall, TopKAccuracy};
 use crate::{LearnerError, Result};
 
 /// The names [`metric_from_name`] knows, as its error lists them. `top_k:K` takes any `K` from 1; the column
 /// names (`f1_score`, `top_3_accuracy`, ...) and plain `top_k` (fastai's default, `K = 5`) are accepted too.
-pub const METRIC_NAMES: &[&str] = &["accuracy", "error_rate", "top_k:K", "f1", "precision", "recall"];
+pub const METRIC_NAMES: &[&str] =
+    &["accuracy", "error_rate", "top_k:K", "f1", "precision", "recall", "accuracy_multi[:T]", "f1_multi[:T]"];
 
 /// The metric called `name`: `accuracy`, `error_rate`, `top_k:K` (also `top_K_accuracy`, or `top_k` for
-/// `K = 5`), `f1` (or `f1_score`), `precision` (or `precision_score`), `recall` (or `recall_score`).
+/// `K = 5`), `f1` (or `f1_score`), `precision` (or `precision_score`), `recall` (or `recall_score`); for multi-label
+/// data `accuracy_multi` and `f1_multi` (fastai's `F1ScoreMulti`), each at threshold 0.5 or at `T` with `:T`
+/// (`accuracy_multi:0.3`).
 ///
 /// ```
 /// use tiny_learner::metric_from_name;
@@ -16,6 +19,7 @@ pub const METRIC_NAMES: &[&str] = &["accuracy", "error_rate", "top_k:K", "f1", "
 /// assert!(metric_from_name("error_rate").unwrap().lower_is_better());
 /// let err = metric_from_name("acuracy").unwrap_err().to_string();
 /// assert!(err.contains("acuracy") && err.contains("accuracy, error_rate, top_k:K, f1, precision, recall"));
+/// assert_eq!(metric_from_name("accuracy_multi:0.3").unwrap().name(), "accuracy_multi");
 /// ```
 ///
 /// # Errors
@@ -33,7 +37,20 @@ pub fn metric_from_name(name: &str) -> Result<Box<dyn Metric>> {
         })?;
         return Ok(Box::new(TopKAccuracy::new(k)?));
     }
-    Ok(match name {
+    let (base, thresh) = match name.split_once(':') {
+        Some((base @ ("accuracy_multi" | "f1_multi"), t)) => {
+            let t: f32 =
+                t.parse().ok().filter(|t: &f32| t.is_finite()).ok_or_else(|| LearnerError::InvalidArgument {
+                    what: "metric_from_name",
+                    msg: format!("{name}: the threshold T of {base}:T must be a number, not {t:?}"),
+                })?;
+            (base, t)
+        }
+        _ => (name, crate::DEFAULT_THRESH),
+    };
+    Ok(match base {
+        "accuracy_multi" => Box::new(AccuracyMulti::new(thresh)),
+        "f1_multi" => Box::new(F1ScoreMulti::new(thresh)),
         "accuracy" => Box::new(Accuracy::new()),
         "error_rate" => Box::new(ErrorRate::new()),
         "top_k" | "top_k_accuracy" => Box::new(TopKAccuracy::new(5)?),
