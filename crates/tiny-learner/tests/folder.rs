@@ -52,3 +52,76 @@ fn simple_cnn_learns_png_folders_through_tiny_data() {
     assert_eq!(valid.n, 90);
     assert!(valid.acc > 0.6, "valid accuracy {} is not well past chance (1/3)", valid.acc);
 }
+
+/// One epoch of simple_cnn over the folder `folder` read as `cfg` says; returns the validation loss.
+fn one_epoch(folder: tiny_data::ImageFolder, cfg: &FolderConfig) -> f32 {
+    let dls = DataLoaders::from_image_folder(folder, cfg).unwrap();
+    let (classes, multi_label) = (dls.vocab.len(), dls.multi_label);
+    let setup = SetupLearner::normalize(Device::Cpu, [0.5; 3], [0.25; 3]);
+    let loss = if multi_label { tiny_nn::bce_with_logits_flat } else { cross_entropy };
+    let mut learn = Learner::new(simple_cnn(classes).unwrap(), dls, loss, 0.1, vec![Box::new(setup)]);
+    learn.fit(1).unwrap();
+    learn.state().history.last().unwrap().valid_loss.unwrap()
+}
+
+#[test]
+#[cfg(unix)]
+fn every_data_layout_trains_one_epoch() {
+    // Issue 28's layouts, each read as fastai reads it and trained for one epoch: split folders, an unsplit folder,
+    // a CSV (single- and multi-label), pets-style names, images nested below their class, and linked folders.
+    use tiny_data::{Column, CsvColumns, ImageFolder};
+    let root = temp_dir("layouts");
+    let cfg = FolderConfig { size: 16, bs: 8, num_workers: 1, seed: 1, ..FolderConfig::default() };
+    let split = root.join("split");
+    write_split(&split, "train", 24, 31);
+    write_split(&split, "val", 12, 32);
+    // Nested: a second copy of some training images two folders below their class.
+    let class = split.join("train/checks");
+    let first = std::fs::read_dir(&class).unwrap().flatten().map(|e| e.path()).find(|p| p.is_file()).unwrap();
+    std::fs::create_dir_all(class.join("deep/er")).unwrap();
+    std::fs::copy(&first, class.join("deep/er/nested.png")).unwrap();
+    // Linked: the validation split of another folder is a symbolic link to this one's.
+    let linked = root.join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink(split.join("train"), linked.join("train")).unwrap();
+    std::os::unix::fs::symlink(split.join("val"), linked.join("val")).unwrap();
+    // Unsplit: the training folder's classes alone, split at random.
+    let unsplit = FolderConfig { valid_pct: Some(0.25), accept_missing_classes: true, ..cfg.clone() };
+    // Flat: every image in one folder, its class in a CSV and in its name; the multi-label CSV gives each image its
+    // class and, for every third, "odd" as well.
+    let flat = root.join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    let (mut single, mut multi) = (String::from("name,label\n"), String::from("name,tags\n"));
+    for (i, file) in tiny_data::get_image_files(split.join("train")).unwrap().iter().enumerate() {
+        let label = file.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let label = if label == "er" { "checks".to_owned() } else { label };
+        let name = format!("{label}_{i}.png");
+        std::fs::copy(file, flat.join(&name)).unwrap();
+        single += &format!("{name},{label}\n");
+        multi += &format!("{name},{label}{}\n", if i % 3 == 0 { " odd" } else { "" });
+    }
+    std::fs::write(flat.join("single.csv"), single).unwrap();
+    std::fs::write(flat.join("multi.csv"), multi).unwrap();
+    let flat_cfg = FolderConfig { valid_pct: Some(0.25), accept_missing_classes: true, ..cfg.clone() };
+    let multi_columns = CsvColumns { label: Column::from("tags"), label_delim: Some(' '), ..CsvColumns::default() };
+    let layouts = [
+        ("split folders, nested", ImageFolder::scan(&split, &cfg).unwrap(), cfg.clone()),
+        ("linked folders", ImageFolder::scan(&linked, &cfg).unwrap(), cfg.clone()),
+        ("unsplit", ImageFolder::scan(split.join("train"), &unsplit).unwrap(), unsplit.clone()),
+        (
+            "csv",
+            ImageFolder::from_csv(&flat, "single.csv", &CsvColumns::default(), &flat_cfg).unwrap(),
+            flat_cfg.clone(),
+        ),
+        ("csv multi", ImageFolder::from_csv(&flat, "multi.csv", &multi_columns, &flat_cfg).unwrap(), flat_cfg.clone()),
+        ("names", ImageFolder::from_name_re(&flat, r"^(.+)_\d+\.png$", &flat_cfg).unwrap(), flat_cfg.clone()),
+    ];
+    for (name, folder, cfg) in layouts {
+        let n = folder.splits.train.len() + folder.splits.valid.len();
+        assert!(n >= 25, "{name}: {n} images");
+        assert_eq!(folder.train_labels.is_multi_label(), name == "csv multi", "{name}");
+        let loss = one_epoch(folder, &cfg);
+        assert!(loss.is_finite(), "{name}: valid loss {loss}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
