@@ -32,7 +32,7 @@ pub struct ImageFolder {
     /// What the walk and the layout left out, and why.
     pub left_out: LeftOut,
     /// What looks degenerate but was accepted: one class, fewer training images than a batch, a class missing
-    /// from a split (with `accept_missing_classes`). For the caller to show.
+    /// from a split (with `accept_missing_classes`, or in multi-label data). For the caller to show.
     pub warnings: Vec<String>,
 }
 
@@ -150,7 +150,8 @@ impl ImageFolder {
             [(&train_classes, &valid_classes, names[0], names[1]), (&valid_classes, &train_classes, names[1], names[0])]
         {
             if let Some(class) = present.difference(absent).next() {
-                if !cfg.accept_missing_classes {
+                // fastai accepts a rare tag of multi-label data that one split lacks; a single-label class is refused.
+                if !cfg.accept_missing_classes && !multi_label {
                     return Err(DataError::ClassMissingFromSplit {
                         class: class.clone(),
                         present_in: present_in.to_string(),

@@ -41,6 +41,12 @@ pub trait BatchSource {
     fn skipped_files(&self) -> (Vec<PathBuf>, BadFilePolicy) {
         (Vec::new(), BadFilePolicy::Fail)
     }
+
+    /// Whether the batches' targets are multi-hot rows (multi-label) rather than class indices: an image folder's
+    /// dataset says so by its targets, and other sources by theirs.
+    fn multi_label(&self) -> bool {
+        self.image_dataset().is_some_and(|ds| ds.targets().is_multi_label())
+    }
 }
 
 /// A loader yields the batches of epoch `e` with `iter_epoch(e)`, whose shuffle is seeded by `(seed, e)`.
@@ -128,6 +134,10 @@ impl InMemory {
 impl BatchSource for InMemory {
     fn len(&self) -> usize {
         self.y.len().div_ceil(self.bs)
+    }
+
+    fn multi_label(&self) -> bool {
+        self.y.is_multi_label()
     }
 
     fn batches(&self, epoch: usize) -> Batches {

@@ -203,6 +203,10 @@ fn a_csv_with_a_label_delimiter_gives_multi_hot_targets_and_batches() {
     assert_eq!((batch.len(), batch.y.width(), batch.y.as_slice()), (2, 3, &[1, 0, 1, 0, 1, 0][..]));
     let item = dls.train.dataset().get(2).unwrap();
     assert_eq!(item.target.as_slice(), [0, 0, 0]);
+    // A rare tag that only the training split has is a warning for multi-label data, as fastai accepts it.
+    labels_csv(dir.path(), "fname,tags,is_valid\na.jpg,cat rare,False\nb.jpg,cat,True\n");
+    let f = ImageFolder::from_csv(dir.path(), "labels.csv", &columns, &cfg()).unwrap();
+    assert!(f.warnings.iter().any(|w| w.contains("\"rare\" has images in")), "{:?}", f.warnings);
     // Without the delimiter the same field is one class, "bird cat cat".
     let single = CsvColumns { label_delim: None, ..columns };
     labels_csv(dir.path(), "fname,tags,is_valid\na.jpg,cat dog,False\nb.jpg,dog,True\n");

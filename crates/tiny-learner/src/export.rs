@@ -211,11 +211,23 @@ impl Learner {
     /// The optimizer is left out: an export is for predicting, a checkpoint for resuming.
     ///
     /// # Errors
-    /// [`LearnerError::InvalidArgument`] without export information, [`LearnerError::NonFiniteCheckpoint`] when a
-    /// weight is NaN or infinite (nothing is written), or the write's own error.
+    /// [`LearnerError::InvalidArgument`] without export information, or when it is not multi-label (or its
+    /// threshold not in [0, 1]) for multi-label loaders; [`LearnerError::NonFiniteCheckpoint`] when a weight is NaN
+    /// or infinite (nothing is written), or the write's own error.
     pub fn export(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let info = self.export_info("export")?;
+        let bad = |msg: String| LearnerError::InvalidArgument { what: "export", msg };
+        if info.multi_label && !(0.0..=1.0).contains(&info.thresh) {
+            return Err(bad(format!("the multi-label threshold {} is not a probability in [0, 1]", info.thresh)));
+        }
+        if self.state().dls.multi_label && !info.multi_label {
+            return Err(bad(
+                "the loaders are multi-label but the export information is not; a loaded model would predict one \
+                 class by softmax: give ExportInfo::with_multi_label(thresh)"
+                    .into(),
+            ));
+        }
         let tensors = self.state().model.state_dict();
         crate::callbacks::check_finite(path, &tensors)?;
         tiny_nn::save_tensors(path, &tensors, &info.to_metadata())?;

@@ -64,17 +64,22 @@ impl Preds {
         Ok(Targets::multi_hot(flags, self.n_classes().max(1))?)
     }
 
-    /// The fraction of items whose predicted class is their target; for multi-label predictions, fastai's
-    /// `accuracy_multi` at [`DEFAULT_THRESH`]: the fraction of item-class pairs predicted right.
+    /// The fraction of items whose predicted class is their target; for multi-label predictions
+    /// [`Preds::accuracy_multi`] at [`DEFAULT_THRESH`].
     pub fn accuracy(&self) -> Result<f32> {
         if self.is_multi_label() {
-            let decoded = self.decoded_multi(DEFAULT_THRESH)?;
-            let pairs = decoded.as_slice().iter().zip(self.targets.as_slice());
-            let hits = pairs.filter(|(p, t)| p == t).count();
-            return Ok(hits as f32 / self.targets.as_slice().len().max(1) as f32);
+            return self.accuracy_multi(DEFAULT_THRESH);
         }
         let hits = self.decoded()?.iter().zip(self.targets.as_slice()).filter(|(p, t)| p == t).count();
         Ok(hits as f32 / self.len().max(1) as f32)
+    }
+
+    /// fastai's `accuracy_multi` of multi-label predictions at `thresh`: the fraction of item-class pairs predicted
+    /// right, yes or no.
+    pub fn accuracy_multi(&self, thresh: f32) -> Result<f32> {
+        let decoded = self.decoded_multi(thresh)?;
+        let hits = decoded.as_slice().iter().zip(self.targets.as_slice()).filter(|(p, t)| p == t).count();
+        Ok(hits as f32 / self.targets.as_slice().len().max(1) as f32)
     }
 
     /// The probabilities of item `i`.
@@ -144,15 +149,15 @@ impl Learner {
         self.inference_pass(Some(source), with_loss)
     }
 
-    /// fastai's `dls.test_dl(items)`: a loader of image files, unlabelled (every target is 0), with the item
-    /// transform the learner was trained with.
+    /// fastai's `dls.test_dl(items)`: a loader of image files, unlabelled (every target class 0, or for a multi-label
+    /// learner an empty row), with the item transform the learner was trained with.
     ///
     /// # Errors
     /// [`LearnerError::InvalidArgument`] when the learner does not know its item transform (see
     /// [`Learner::with_export_info`]).
     pub fn test_dl(&self, files: Vec<PathBuf>) -> Result<DataLoader<ImageFolderDataset>> {
         let info = self.export_info("test_dl")?;
-        let classes = self.state().dls.multi_label.then_some(info.vocab.len());
+        let classes = info.multi_label.then_some(info.vocab.len());
         test_loader(files, info.item_tfm, classes)
     }
 

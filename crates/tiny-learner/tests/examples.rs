@@ -641,7 +641,9 @@ fn a_multi_label_csv_trains_exports_and_predicts_a_fresh_folder() {
     let (model, views) = (dir.join("model.safetensors"), dir.join("views"));
     let csv = ["--labels-csv", "labels.csv", "--folder", "images", "--label-col", "labels", "--valid-col", "is_valid"];
     let multi = ["--label-delim", " ", "--thresh", "0.4", "--metrics", "accuracy,f1_multi", "--epochs", "2"];
-    let out = [&["--export", model.to_str().unwrap(), "--interpret", views.to_str().unwrap()][..]].concat();
+    let ckpt = dir.join("ckpt.safetensors");
+    let out =
+        ["--export", model.to_str().unwrap(), "--interpret", views.to_str().unwrap(), "--save", ckpt.to_str().unwrap()];
     let json = train_json(&data, &[&csv[..], &multi[..], &out[..]].concat());
     let acc = json["metrics"]["accuracy_multi"].as_f64().unwrap_or(f64::NAN);
     assert!((0.0..=1.0).contains(&acc) && json["metrics"]["f1_score"].as_f64().is_some(), "{json}");
@@ -690,5 +692,10 @@ fn a_multi_label_csv_trains_exports_and_predicts_a_fresh_folder() {
     assert!(!out.status.success() && err.contains("single-label metric"), "{err}");
     let out = train(&data, &["--metrics", "accuracy_multi"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("multi-label metric"));
+    // Its checkpoint resumed as single-label data: refused, naming both kinds.
+    let resume = ["--resume", ckpt.to_str().unwrap(), "--epochs", "3"];
+    let out = train(&data, &[&csv[..], &resume[..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("checkpoint is of a multi-label model"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

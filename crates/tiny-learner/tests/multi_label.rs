@@ -51,6 +51,12 @@ fn accuracy_multi_and_f1_multi_count_as_fastai_and_scikit_learn() {
     let err = AccuracyMulti::new(0.5).accumulate(&preds, &[0, 1, 2]).unwrap_err().to_string();
     assert!(err.contains("accuracy_multi") && err.contains("3 flags per item"), "{err}");
     assert!(AccuracyMulti::new(0.5).accumulate(&preds, &[2; 9]).is_err());
+    // A batch of another width is an error, even before the first batches are counted.
+    let mut width = AccuracyMulti::new(0.5);
+    width.accumulate(&preds.narrow(1, 0, 2).unwrap(), &[1, 0, 0, 1, 1, 1]).unwrap();
+    let err = width.accumulate(&preds, &flags).unwrap_err().to_string();
+    assert!(err.contains("predictions have 3 classes, earlier batches had 2"), "{err}");
+    assert!((width.value().unwrap() - 5.0 / 6.0).abs() < 1e-6);
     assert_eq!(metric_from_name("f1_multi:0.3").unwrap().name(), "f1_score");
     assert!(metric_from_name("accuracy_multi:x").is_err());
 }
@@ -164,11 +170,11 @@ fn mixup_and_in_memory_sources_take_multi_hot_targets() {
     let x = Tensor::from_vec((0..32).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5).collect(), &[8, 4]).unwrap();
     let rows: Vec<u32> = (0..24).map(|i| u32::from(i % 4 == 0 || i % 5 == 0)).collect();
     let y = Targets::multi_hot(rows, 3).unwrap();
+    // Not told that they are multi-label: the learner sees it in the targets.
     let dls = DataLoaders::new(
         InMemory::with_targets(x.clone(), y.clone(), 4).unwrap(),
         InMemory::with_targets(x, y, 8).unwrap(),
-    )
-    .with_multi_label(true);
+    );
     let mut learn = Learner::new(Linear::new(4, 3).unwrap(), dls, bce_with_logits_flat, 0.1, vec![]);
     for (alpha, close) in [(1e-4, true), (0.4, false)] {
         learn.add_cb(Box::new(tiny_learner::Mixup::new(alpha).unwrap()));
@@ -179,6 +185,15 @@ fn mixup_and_in_memory_sources_take_multi_hot_targets() {
         assert!(!close || lams.iter().all(|&l| l > 0.999), "{lams:?}");
     }
     assert!(learn.state().history.last().unwrap().metric("accuracy_multi").is_some());
+    // Its export must say so (a loaded model would otherwise predict one class by softmax), with a probability.
+    let path = std::env::temp_dir().join(format!("tiny-multi-{}-refused.safetensors", std::process::id()));
+    let info = ExportInfo::new("simple_cnn", &["a".into(), "b".into(), "c".into()], STATS, ItemTransform::squash(16));
+    learn.state_mut().export_info = Some(info.clone());
+    let err = learn.export(&path).unwrap_err().to_string();
+    assert!(err.contains("with_multi_label"), "{err}");
+    learn.state_mut().export_info = Some(info.with_multi_label(f32::NAN));
+    assert!(learn.export(&path).unwrap_err().to_string().contains("not a probability"));
+    assert!(!path.exists());
     // Preds built by hand: multi-label ones go to MultiLabelInterpretation only.
     let probs = Tensor::from_vec(vec![0.9, 0.1, 0.6], &[1, 3]).unwrap();
     let preds = Preds { probs, targets: Targets::multi_hot(vec![1, 0, 0], 3).unwrap(), losses: None };

@@ -18,7 +18,7 @@ pub struct ShapesConfig {
     pub train: usize,
     /// Validation images.
     pub valid: usize,
-    /// The side of each square image, in pixels (at least 32).
+    /// The side of each square image, in pixels (32 to 1024).
     pub size: u32,
     /// The seed of every image and label.
     pub seed: u64,

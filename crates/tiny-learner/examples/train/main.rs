@@ -145,7 +145,12 @@ fn after_fit(
     if args.tensorboard.is_some() {
         report::confusion_to_tensorboard(learn)?;
     }
-    let tta_acc = if args.tta { Some(learn.tta(Tta::default())?.accuracy()?) } else { None };
+    // For multi-label data, accuracy_multi at --thresh, as the fit measured it.
+    let tta_acc = match args.tta {
+        true if args.label_delim.is_some() => Some(learn.tta(Tta::default())?.accuracy_multi(args.thresh)?),
+        true => Some(learn.tta(Tta::default())?.accuracy()?),
+        false => None,
+    };
     if args.epochs == 0 && args.fine_tune.is_none() {
         learn.validate()?;
     }

@@ -171,6 +171,17 @@ pub fn lr_and_seed(args: &Args, resume: Option<&CheckpointInfo>) -> (f32, u64) {
 /// every group (with a notice), and returns the epoch to start from (0 without --resume).
 pub fn resume(learn: &mut Learner, args: &Args) -> anyhow::Result<usize> {
     let Some(path) = &args.resume else { return Ok(0) };
+    // A checkpoint of the other kind of data would load (the head has as many outputs) and train on the wrong loss.
+    let saved = CheckpointInfo::read(path)?.export_info.map(|i| i.multi_label);
+    if let Some(multi_label) = saved.filter(|&m| m != args.label_delim.is_some()) {
+        anyhow::bail!(
+            "--resume {}: the checkpoint is of a {} model, and this run's data is {} (--label-delim makes it \
+             multi-label)",
+            path.display(),
+            if multi_label { "multi-label" } else { "single-label" },
+            if multi_label { "single-label" } else { "multi-label" }
+        );
+    }
     let info = learn.load_checkpoint(path)?;
     let overrides = Overrides { lr: args.lr, momentum: args.momentum, weight_decay: args.wd };
     for (name, saved, used) in learn.override_hyper(overrides) {

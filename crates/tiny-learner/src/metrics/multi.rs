@@ -13,6 +13,8 @@ use crate::{LearnerError, Result};
 pub struct MultiCounts {
     thresh: f32,
     sigmoid: bool,
+    /// The number of classes, from the first batch.
+    classes: Option<usize>,
     pending: PendingPreds,
     hits: Vec<u64>,
     predicted: Vec<u64>,
@@ -28,6 +30,7 @@ impl MultiCounts {
         MultiCounts {
             thresh,
             sigmoid,
+            classes: None,
             pending: PendingPreds::default(),
             hits: Vec::new(),
             predicted: Vec::new(),
@@ -53,11 +56,15 @@ impl MultiCounts {
     /// [`LearnerError::InvalidArgument`] naming `what` when the shapes or flags do not fit.
     pub fn accumulate(&mut self, what: &'static str, preds: &Tensor, flags: &[u32]) -> Result<()> {
         let classes = preds.shape().get(1).copied().unwrap_or(0);
-        if !self.actual.is_empty() && self.actual.len() != classes {
-            let msg = format!("predictions have {classes} classes, earlier batches had {}", self.actual.len());
+        if let Some(before) = self.classes
+            && before != classes
+        {
+            let msg = format!("predictions have {classes} classes, earlier batches had {before}");
             return Err(LearnerError::InvalidArgument { what, msg });
         }
-        if self.pending.push_multi_hot(what, preds, flags)? {
+        let full = self.pending.push_multi_hot(what, preds, flags)?;
+        self.classes = Some(classes);
+        if full {
             self.flush()?;
         }
         Ok(())
