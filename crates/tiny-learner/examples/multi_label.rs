@@ -20,9 +20,10 @@ use tiny_tensor::Device;
 #[derive(Parser, Debug)]
 #[command(about = "Multi-label training on synthetic two-shape images")]
 struct Args {
-    /// The data set: `labels.csv` (fname, labels, is_valid) and `images/`; generated when absent.
-    #[arg(long, default_value = "data/synth-shapes")]
-    data: PathBuf,
+    /// The data set: `labels.csv` (fname, labels, is_valid) and `images/`; generated when absent [default: the
+    /// workspace's data/synth-shapes, from whatever folder it runs].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Epochs of fastai's fit_one_cycle.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -47,8 +48,10 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tiny_tensor::set_num_threads(args.threads);
     tiny_nn::manual_seed(args.seed);
-    if !args.data.join("labels.csv").exists() {
-        let set = shapes::generate(&args.data, &ShapesConfig::default())?;
+    let data =
+        args.data.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/synth-shapes"));
+    if !data.join("labels.csv").exists() {
+        let set = shapes::generate(&data, &ShapesConfig::default())?;
         eprintln!("generated {} + {} images into {}", set.counts[0], set.counts[1], set.root.display());
     }
     // ImageDataLoaders.from_csv(path, folder='images', label_delim=' ', valid_col='is_valid')
@@ -60,8 +63,8 @@ fn main() -> anyhow::Result<()> {
         ..CsvColumns::default()
     };
     let cfg = FolderConfig { bs: 64, seed: args.seed, ..FolderConfig::default() };
-    let folder = ImageFolder::from_csv(&args.data, "labels.csv", &columns, &cfg)
-        .with_context(|| format!("reading {}", args.data.display()))?;
+    let folder = ImageFolder::from_csv(&data, "labels.csv", &columns, &cfg)
+        .with_context(|| format!("reading {}", data.display()))?;
     let dls = DataLoaders::from_image_folder(folder, &cfg)?;
     let vocab = dls.vocab.names().to_vec();
     println!("classes {vocab:?}, multi-label: {}", dls.multi_label);
