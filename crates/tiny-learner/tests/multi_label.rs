@@ -25,7 +25,7 @@ fn temp_dir(label: &str) -> PathBuf {
 }
 
 #[test]
-fn accuracy_multi_and_f1_multi_count_as_fastai_and_scikit_learn() {
+fn accuracy_multi_and_f1_multi_match_hand_counts() {
     // Outputs (logits) of 3 items over 3 classes; at thresh 0.5 (logit 0) the predictions are
     // [1 0 1], [0 0 0], [1 1 0] against targets [1 0 0], [0 1 0], [1 1 0].
     let preds = Tensor::from_vec(vec![2.0, -1.0, 0.5, -3.0, -0.2, -1.0, 0.1, 4.0, -2.0], &[3, 3]).unwrap();
@@ -59,6 +59,44 @@ fn accuracy_multi_and_f1_multi_count_as_fastai_and_scikit_learn() {
     assert!((width.value().unwrap() - 5.0 / 6.0).abs() < 1e-6);
     assert_eq!(metric_from_name("f1_multi:0.3").unwrap().name(), "f1_score");
     assert!(metric_from_name("accuracy_multi:x").is_err());
+}
+
+#[test]
+fn the_multi_label_metrics_match_fastais_formulas_and_scikit_learn() {
+    // `parity/multi_label_metrics.py`: fastai's accuracy_multi, scikit-learn's macro f1_score (F1ScoreMulti) and
+    // multilabel_confusion_matrix on seeded logits, with a class never present nor predicted and one always present.
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/multi_label_metrics.json"));
+    let fx: serde_json::Value = serde_json::from_str(&text.unwrap()).unwrap();
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    let names: Vec<String> = (0..12).map(|c| format!("c{c}")).collect();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let shape: Vec<usize> = serde_json::from_value(case["shape"].clone()).unwrap();
+        let logits: Vec<f32> = serde_json::from_value(case["logits"].clone()).unwrap();
+        let flags: Vec<u32> = serde_json::from_value(case["flags"].clone()).unwrap();
+        let thresh = case["thresh"].as_f64().unwrap() as f32;
+        let preds = Tensor::from_vec(logits, &shape).unwrap();
+        // Two batches, as a phase would give them.
+        let half = shape[0] / 2;
+        let (mut acc, mut f1) = (AccuracyMulti::new(thresh), F1ScoreMulti::new(thresh));
+        for (rows, fl) in [(0..half, &flags[..half * shape[1]]), (half..shape[0], &flags[half * shape[1]..])] {
+            let part = preds.narrow(0, rows.start, rows.len()).unwrap();
+            acc.accumulate(&part, fl).unwrap();
+            f1.accumulate(&part, fl).unwrap();
+        }
+        let want = |key: &str| case[key].as_f64().unwrap() as f32;
+        assert!((acc.value().unwrap() - want("accuracy_multi")).abs() < 1e-6, "{name} accuracy_multi");
+        assert!((f1.value().unwrap() - want("f1_macro")).abs() < 1e-6, "{name} f1");
+        // The interpretation's per-class confusion, from sigmoid probabilities.
+        let probs = Tensor::from_vec(preds.to_vec().iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(), &shape);
+        let targets = Targets::multi_hot(flags.clone(), shape[1]).unwrap();
+        let p = Preds { probs: probs.unwrap(), targets, losses: None };
+        let files = vec![PathBuf::from("f.jpg"); shape[0]];
+        let interp = MultiLabelInterpretation::new(p, names[..shape[1]].to_vec(), files, thresh).unwrap();
+        let want: Vec<[[u64; 2]; 2]> = serde_json::from_value(case["confusion"].clone()).unwrap();
+        assert_eq!(interp.per_class_confusion(), want, "{name} confusion");
+    }
 }
 
 #[test]
