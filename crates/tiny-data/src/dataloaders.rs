@@ -31,8 +31,6 @@ pub struct DataLoaders<L = Box<dyn BatchSource>> {
     pub valid: L,
     /// The class names, indexed by label (empty unless the loaders were built from named classes).
     pub vocab: Vocab,
-    /// Whether the targets are multi-hot rows over `vocab` (multi-label data) rather than class indices.
-    pub multi_label: bool,
 }
 
 /// The loaders of an image folder, as [`DataLoaders::from_folder`] returns them: fastai's `ImageDataLoaders`.
@@ -41,7 +39,7 @@ pub type ImageDataLoaders = DataLoaders<DataLoader<ImageFolderDataset>>;
 impl<L> DataLoaders<L> {
     /// Pairs two loaders, the chapter's `DataLoaders(train, valid)`, with an empty vocabulary.
     pub fn new(train: L, valid: L) -> Self {
-        DataLoaders { train, valid, vocab: Vocab::default(), multi_label: false }
+        DataLoaders { train, valid, vocab: Vocab::default() }
     }
 
     /// Sets the class names the labels index.
@@ -49,23 +47,28 @@ impl<L> DataLoaders<L> {
         self.vocab = vocab;
         self
     }
+}
 
-    /// Says whether the batches' targets are multi-hot rows (multi-label) rather than class indices.
-    pub fn with_multi_label(mut self, multi_label: bool) -> Self {
-        self.multi_label = multi_label;
-        self
+impl<L: BatchSource> DataLoaders<L> {
+    /// Whether the targets are multi-hot rows over `vocab` (multi-label data) rather than class indices, as the
+    /// sources hold them.
+    pub fn multi_label(&self) -> bool {
+        self.train.multi_label() || self.valid.multi_label()
+    }
+}
+
+impl DataLoaders {
+    /// Whether the targets are multi-hot rows over `vocab` (multi-label data) rather than class indices, as the
+    /// sources hold them.
+    pub fn multi_label(&self) -> bool {
+        self.train.multi_label() || self.valid.multi_label()
     }
 }
 
 impl<S: BatchSource + 'static> From<DataLoaders<S>> for DataLoaders {
     /// The same loaders boxed, with the vocabulary.
     fn from(dls: DataLoaders<S>) -> Self {
-        DataLoaders {
-            train: Box::new(dls.train),
-            valid: Box::new(dls.valid),
-            vocab: dls.vocab,
-            multi_label: dls.multi_label,
-        }
+        DataLoaders { train: Box::new(dls.train), valid: Box::new(dls.valid), vocab: dls.vocab }
     }
 }
 
@@ -149,7 +152,6 @@ impl ImageDataLoaders {
         let base = ItemTransform { method: cfg.method, ..ItemTransform::squash(cfg.size) };
         let train_tfm = if cfg.augment { base.with_augmentation() } else { base };
         let budget = cfg.cache_mb.map_or_else(CacheBudget::quarter_of_ram, CacheBudget::mebibytes);
-        let multi_label = folder.train_labels.is_multi_label();
         let train_ds = ImageFolderDataset::from_targets(folder.splits.train, folder.train_labels, train_tfm)?
             .cached(cfg.cache, budget.clone());
         let valid_ds =
@@ -174,6 +176,6 @@ impl ImageDataLoaders {
             .num_workers(cfg.num_workers)
             .seed(cfg.seed)
             .on_bad_file(cfg.on_bad_file);
-        Ok(DataLoaders::new(train, valid).with_vocab(folder.vocab).with_multi_label(multi_label))
+        Ok(DataLoaders::new(train, valid).with_vocab(folder.vocab))
     }
 }

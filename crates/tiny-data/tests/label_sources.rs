@@ -198,7 +198,7 @@ fn a_csv_with_a_label_delimiter_gives_multi_hot_targets_and_batches() {
     assert_eq!(f.train_labels.label_set(3), [0, 1]);
     // The loaders carry the rows through collate: one [n, 3] row per image, in the loader's order.
     let dls = ImageDataLoaders::from_image_folder(f, &FolderConfig { bs: 4, size: 8, ..cfg() }).unwrap();
-    assert!(dls.multi_label);
+    assert!(dls.multi_label());
     let batch = dls.valid.iter_epoch(0).next().unwrap().unwrap();
     assert_eq!((batch.len(), batch.y.width(), batch.y.as_slice()), (2, 3, &[1, 0, 1, 0, 1, 0][..]));
     let item = dls.train.dataset().get(2).unwrap();

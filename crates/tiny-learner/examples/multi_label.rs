@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", data.display()))?;
     let dls = DataLoaders::from_image_folder(folder, &cfg)?;
     let vocab = dls.vocab.names().to_vec();
-    println!("classes {vocab:?}, multi-label: {}", dls.multi_label);
+    println!("classes {vocab:?}, multi-label: {}", dls.multi_label());
     let xb = dls.train.iter_epoch(0).next().context("no training images")??;
     let norm = Normalize::from_batch(&xb)?;
     let info = ExportInfo::new("simple_cnn", &vocab, norm, tiny_data::ItemTransform::squash(cfg.size))
@@ -95,7 +95,14 @@ fn main() -> anyhow::Result<()> {
         &fresh,
         &ShapesConfig { train: 1, valid: 31, seed: args.seed + 1000, ..ShapesConfig::default() },
     )?;
-    let (files, truth) = labelled_files(&test.csv, &fresh)?;
+    // Its files and their shapes' names, read as the training set was.
+    let test = ImageFolder::from_csv(&test.root, "labels.csv", &columns, &cfg)?;
+    let labels = |targets: &tiny_data::Targets| -> Vec<Vec<String>> {
+        let name = |c: u32| test.vocab.names()[c as usize].clone();
+        (0..targets.len()).map(|i| targets.label_set(i).into_iter().map(name).collect()).collect()
+    };
+    let truth = [labels(&test.train_labels), labels(&test.valid_labels)].concat();
+    let files = [test.splits.train.clone(), test.splits.valid.clone()].concat();
     let mut loaded = load_learner(&export, Device::Cpu)?;
     let predictions = loaded.predict_all(&files)?;
     let exact = predictions.iter().zip(&truth).filter(|(p, t)| &p.labels == *t).count();
@@ -109,19 +116,4 @@ fn main() -> anyhow::Result<()> {
         export.display()
     );
     Ok(())
-}
-
-/// Every image of a generated set's CSV with its labels, sorted by name.
-fn labelled_files(csv: &Path, root: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<String>>)> {
-    let text = std::fs::read_to_string(csv)?;
-    let rows: Vec<(PathBuf, Vec<String>)> = text
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split(',');
-            let (name, labels) = (fields.next()?, fields.next()?);
-            Some((root.join("images").join(name), labels.split(' ').map(str::to_owned).collect()))
-        })
-        .collect();
-    Ok(rows.into_iter().unzip())
 }

@@ -221,7 +221,7 @@ impl Learner {
         if info.multi_label && !(0.0..=1.0).contains(&info.thresh) {
             return Err(bad(format!("the multi-label threshold {} is not a probability in [0, 1]", info.thresh)));
         }
-        if self.state().dls.multi_label && !info.multi_label {
+        if self.state().dls.multi_label() && !info.multi_label {
             return Err(bad(
                 "the loaders are multi-label but the export information is not; a loaded model would predict one \
                  class by softmax: give ExportInfo::with_multi_label(thresh)"
@@ -286,8 +286,9 @@ pub fn load_learner(path: impl AsRef<Path>, device: Device) -> Result<Learner> {
     crate::memory::check_inference_memory(model.as_ref(), info.item_tfm.size, crate::TEST_BS)
         .map_err(|e| bad(format!("its item transform resizes to {} px: {e}", info.item_tfm.size)))?;
     let setup = SetupLearner::normalize(device, info.normalize.mean, info.normalize.std);
-    let empty = crate::inference::no_batches()?;
-    let dls = DataLoaders::new(empty.clone(), empty).with_multi_label(info.multi_label);
+    // No batches, but targets of the export's kind, so that the learner knows it is multi-label.
+    let empty = crate::inference::no_batches(info.multi_label.then_some(info.n_classes()))?;
+    let dls = DataLoaders::new(empty.clone(), empty);
     let loss_func = if info.multi_label { tiny_nn::bce_with_logits_flat } else { tiny_nn::cross_entropy };
     let mut learn = Learner::new(model, dls, loss_func, 0.0, vec![Box::new(setup)]).with_export_info(info);
     learn.state_mut().model.to_device(device)?;

@@ -187,7 +187,7 @@ impl Learner {
             .enumerate()
             .map(|(i, &index)| {
                 let set = multi.as_ref().map_or_else(|| vec![index], |m| m.label_set(i));
-                let labels: Vec<String> = set.iter().map(|&c| label_names(&[c], &vocab)).collect();
+                let labels: Vec<String> = set.iter().map(|&c| class_name(c, &vocab)).collect();
                 Prediction { class: labels.join(";"), index, labels, probs: probs[i * c..(i + 1) * c].to_vec() }
             })
             .collect())
@@ -287,14 +287,22 @@ pub(crate) fn test_loader(
     Ok(DataLoader::new(ds, TEST_BS)?)
 }
 
-/// The names of the classes `set` in `vocab`, joined by `;` (a class index without a name as its number).
-pub(crate) fn label_names(set: &[u32], vocab: &[String]) -> String {
-    let names: Vec<String> =
-        set.iter().map(|&c| vocab.get(c as usize).cloned().unwrap_or_else(|| c.to_string())).collect();
-    names.join(";")
+/// The name of class `c` in `vocab` (its number when it has none).
+fn class_name(c: u32, vocab: &[String]) -> String {
+    vocab.get(c as usize).cloned().unwrap_or_else(|| c.to_string())
 }
 
-/// The placeholder loader of a learner that only predicts: no batch at all.
-pub(crate) fn no_batches() -> Result<InMemory> {
-    Ok(InMemory::new(Tensor::zeros(&[0, 1]), Vec::new(), 1)?)
+/// The names of the classes `set` in `vocab`, joined by `;`.
+pub(crate) fn label_names(set: &[u32], vocab: &[String]) -> String {
+    set.iter().map(|&c| class_name(c, vocab)).collect::<Vec<_>>().join(";")
+}
+
+/// The placeholder loader of a learner that only predicts: no batch at all, with class indices, or with multi-hot
+/// rows of `multi_label_classes`.
+pub(crate) fn no_batches(multi_label_classes: Option<usize>) -> Result<InMemory> {
+    let targets = match multi_label_classes {
+        Some(c) => Targets::multi_hot(Vec::new(), c)?,
+        None => Targets::default(),
+    };
+    Ok(InMemory::with_targets(Tensor::zeros(&[0, 1]), targets, 1)?)
 }

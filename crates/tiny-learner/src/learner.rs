@@ -189,10 +189,8 @@ impl Learner {
         lr: f32,
         cbs: Vec<Box<dyn Callback>>,
     ) -> Self {
-        let mut dls: DataLoaders = dls.into();
-        // Loaders of multi-hot targets are multi-label whether or not they were built saying so.
-        dls.multi_label |= dls.train.multi_label() || dls.valid.multi_label();
-        let metrics = vec![if dls.multi_label { accuracy_multi(crate::DEFAULT_THRESH) } else { accuracy() }];
+        let dls: DataLoaders = dls.into();
+        let metrics = vec![if dls.multi_label() { accuracy_multi(crate::DEFAULT_THRESH) } else { accuracy() }];
         let state = LearnerState {
             model: Box::new(model),
             dls,

@@ -254,7 +254,7 @@ fn graph_step_refuses_callbacks_and_optimizers_that_change_the_step() {
     let x = Tensor::from_vec(x, &[16, 16, 16, 3]).unwrap();
     let hot = tiny_data::Targets::multi_hot((0..48).map(|i| u32::from(i % 3 == 0)).collect(), 3).unwrap();
     let source = || InMemory::with_targets(x.clone(), hot.clone(), 8).unwrap();
-    let dls = DataLoaders::new(source(), source()).with_multi_label(true);
+    let dls = DataLoaders::new(source(), source());
     let model = tiny_nn::simple_cnn(3).unwrap();
     let cbs: Vec<Box<dyn Callback>> = vec![Box::new(GraphStep::new(Device::Cpu))];
     let mut learn = Learner::new(model, dls, tiny_nn::bce_with_logits_flat, 0.1, cbs);

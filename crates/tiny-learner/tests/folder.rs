@@ -56,7 +56,7 @@ fn simple_cnn_learns_png_folders_through_tiny_data() {
 /// One epoch of simple_cnn over the folder `folder` read as `cfg` says; returns the validation loss.
 fn one_epoch(folder: tiny_data::ImageFolder, cfg: &FolderConfig) -> f32 {
     let dls = DataLoaders::from_image_folder(folder, cfg).unwrap();
-    let (classes, multi_label) = (dls.vocab.len(), dls.multi_label);
+    let (classes, multi_label) = (dls.vocab.len(), dls.multi_label());
     let setup = SetupLearner::normalize(Device::Cpu, [0.5; 3], [0.25; 3]);
     let loss = if multi_label { tiny_nn::bce_with_logits_flat } else { cross_entropy };
     let mut learn = Learner::new(simple_cnn(classes).unwrap(), dls, loss, 0.1, vec![Box::new(setup)]);

@@ -146,10 +146,10 @@ fn after_fit(
         report::confusion_to_tensorboard(learn)?;
     }
     // For multi-label data, accuracy_multi at --thresh, as the fit measured it.
-    let tta_acc = match args.tta {
-        true if args.label_delim.is_some() => Some(learn.tta(Tta::default())?.accuracy_multi(args.thresh)?),
-        true => Some(learn.tta(Tta::default())?.accuracy()?),
-        false => None,
+    let tta_acc = match args.tta.then(|| learn.tta(Tta::default())).transpose()? {
+        Some(preds) if args.label_delim.is_some() => Some(preds.accuracy_multi(args.thresh)?),
+        Some(preds) => Some(preds.accuracy()?),
+        None => None,
     };
     if args.epochs == 0 && args.fine_tune.is_none() {
         learn.validate()?;

@@ -24,13 +24,13 @@ pub fn learner(
 ) -> anyhow::Result<Learner> {
     let mut info = ExportInfo::new(args.model.name, dls.vocab.names(), norm, ItemTransform::squash(args.size))
         .with_head(args.head);
-    if dls.multi_label {
+    if dls.multi_label() {
         info = info.with_multi_label(args.thresh);
     }
     let model = model(args, dls.vocab.len())?;
     let setup = SetupLearner::normalize(args.device, norm.mean, norm.std);
     let (momentum, wd, nesterov) = (args.momentum.unwrap_or(0.0), args.wd.unwrap_or(0.0), args.nesterov);
-    let loss = loss_func(args, dls.multi_label)?;
+    let loss = loss_func(args, dls.multi_label())?;
     let learn = Learner::new(model, dls, loss, lr, vec![Box::new(setup)])
         .with_seed(seed)
         .with_precision(args.precision)

@@ -117,7 +117,7 @@ pub struct LrFindSummary {
 /// Writes the validation set's confusion matrix, drawn as `--interpret` draws it, into the TensorBoard event file
 /// (single-label data only: a multi-label model's confusion is one 2x2 table per class, in `--interpret`'s text).
 pub fn confusion_to_tensorboard(learn: &mut Learner) -> anyhow::Result<()> {
-    if learn.state().dls.multi_label {
+    if learn.state().dls.multi_label() {
         return Ok(());
     }
     let interp = ClassificationInterpretation::from_learner(learn)?;
@@ -143,7 +143,7 @@ pub fn interpret(learn: &mut Learner, first: tiny_data::Batch, dir: &Path) -> an
     learn.callback::<Recorder>().context("the Recorder is gone")?.plot_loss(&dir.join("loss.png"))?;
     let write =
         |name: &str, text: String| std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"));
-    if learn.state().dls.multi_label {
+    if learn.state().dls.multi_label() {
         let interp = MultiLabelInterpretation::from_learner(learn)?;
         write("per_class_confusion.txt", interp.confusion_table())?;
         interp.plot_top_losses(9, &dir.join("top_losses.png"))?;

@@ -84,8 +84,9 @@ impl Callback for GraphStep {
             return Err(graph_conflict(name, why).into());
         }
         // The binary loss builds its multi-hot targets on the host each step, which a replay would not see.
-        if learn.dls.multi_label {
-            return Err(graph_conflict("multi-label data", MULTI_LABEL_WHY).into());
+        if learn.dls.multi_label() {
+            let why = "its binary loss uploads each batch's multi-hot targets from memory the graph does not own";
+            return Err(graph_conflict("multi-label data", why).into());
         }
         // A layer that draws at random in training (Dropout) would repeat its captured draw on every replay.
         learn.model.train(true);
@@ -118,10 +119,6 @@ impl Callback for GraphStep {
             if let Some(why) = learn.opt.as_ref().and_then(|o| o.varies_per_step()) {
                 return Err(graph_conflict("the optimizer", why).into());
             }
-            // Loaders that did not say they are multi-label: the batch itself says so.
-            if learn.batch.y.is_multi_label() {
-                return Err(graph_conflict("multi-label data", MULTI_LABEL_WHY).into());
-            }
             self.captured = Some(self.capture(learn)?);
         }
         let Some(c) = self.captured.as_mut() else { return Ok(()) };
@@ -138,10 +135,6 @@ impl Callback for GraphStep {
 }
 
 /// The error of a fit whose step `name` changes from batch to batch, as `why` says.
-/// Why a graph cannot replay a multi-label step.
-const MULTI_LABEL_WHY: &str =
-    "its binary loss uploads each batch's multi-hot targets from memory the graph does not own";
-
 fn graph_conflict(name: &str, why: &str) -> LearnerError {
     LearnerError::InvalidArgument {
         what: "GraphStep",

@@ -135,17 +135,14 @@ impl PendingPreds {
     /// [`LearnerError::InvalidArgument`] naming `what` when the shapes or the targets do not fit.
     pub fn push(&mut self, what: &'static str, preds: &Tensor, targets: &[u32]) -> Result<bool> {
         let bad = |msg: String| LearnerError::InvalidArgument { what, msg };
-        let &[items, classes] = preds.shape() else {
-            return Err(bad(format!("needs predictions of shape [items, classes], got {:?}", preds.shape())));
-        };
+        let [items, classes] = matrix_shape(what, preds)?;
         if items != targets.len() {
             return Err(bad(format!("{items} rows of predictions for {} targets", targets.len())));
         }
         if let Some(t) = targets.iter().find(|&&t| t as usize >= classes) {
             return Err(bad(format!("target {t} is not one of the {classes} classes of the predictions")));
         }
-        self.batches.push((preds.detach(), targets.to_vec()));
-        Ok(self.batches.len() >= FLUSH_EVERY)
+        Ok(self.keep(preds, targets))
     }
 
     /// [`PendingPreds::push`] for multi-label targets: `preds` `[items, classes]` with `classes` flags per item,
@@ -155,9 +152,7 @@ impl PendingPreds {
     /// [`LearnerError::InvalidArgument`] naming `what` when the shapes or the flags do not fit.
     pub fn push_multi_hot(&mut self, what: &'static str, preds: &Tensor, flags: &[u32]) -> Result<bool> {
         let bad = |msg: String| LearnerError::InvalidArgument { what, msg };
-        let &[items, classes] = preds.shape() else {
-            return Err(bad(format!("needs predictions of shape [items, classes], got {:?}", preds.shape())));
-        };
+        let [items, classes] = matrix_shape(what, preds)?;
         if items * classes != flags.len() {
             return Err(bad(format!(
                 "{items} rows of {classes} predictions for {} target values; a multi-label metric needs {classes} \
@@ -168,8 +163,13 @@ impl PendingPreds {
         if let Some(f) = flags.iter().find(|&&f| f > 1) {
             return Err(bad(format!("target flag {f} is neither 0 nor 1")));
         }
-        self.batches.push((preds.detach(), flags.to_vec()));
-        Ok(self.batches.len() >= FLUSH_EVERY)
+        Ok(self.keep(preds, flags))
+    }
+
+    /// Keeps checked predictions and targets; returns whether [`FLUSH_EVERY`] batches are now waiting.
+    fn keep(&mut self, preds: &Tensor, targets: &[u32]) -> bool {
+        self.batches.push((preds.detach(), targets.to_vec()));
+        self.batches.len() >= FLUSH_EVERY
     }
 
     /// Takes every kept batch out, in the order they came.
@@ -180,6 +180,17 @@ impl PendingPreds {
     /// Forgets every kept batch.
     pub fn clear(&mut self) {
         self.batches.clear();
+    }
+}
+
+/// The `[items, classes]` shape of `preds`, or an error naming `what` when it is not a matrix.
+fn matrix_shape(what: &'static str, preds: &Tensor) -> Result<[usize; 2]> {
+    match *preds.shape() {
+        [items, classes] => Ok([items, classes]),
+        _ => Err(LearnerError::InvalidArgument {
+            what,
+            msg: format!("needs predictions of shape [items, classes], got {:?}", preds.shape()),
+        }),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::{LearnerError, Result};
 
 /// Per-class tallies of multi-label predictions, each output thresholded on its own (after a sigmoid unless the
 /// predictions are probabilities already): for each class the items predicted as it, the items that are it, and
-/// the items that are both; and the item-class pairs predicted right, yes or no.
+/// the items that are both; and the item-class pairs counted.
 #[derive(Debug, Clone)]
 pub struct MultiCounts {
     thresh: f32,
@@ -19,7 +19,6 @@ pub struct MultiCounts {
     hits: Vec<u64>,
     predicted: Vec<u64>,
     actual: Vec<u64>,
-    right: u64,
     pairs: u64,
 }
 
@@ -35,7 +34,6 @@ impl MultiCounts {
             hits: Vec::new(),
             predicted: Vec::new(),
             actual: Vec::new(),
-            right: 0,
             pairs: 0,
         }
     }
@@ -88,17 +86,19 @@ impl MultiCounts {
                 self.predicted[class] += u64::from(p);
                 self.actual[class] += u64::from(t);
                 self.hits[class] += u64::from(p && t);
-                self.right += u64::from(p == t);
                 self.pairs += 1;
             }
         }
         Ok(())
     }
 
-    /// The fraction of item-class pairs predicted right, yes or no: fastai's `accuracy_multi`.
+    /// The fraction of item-class pairs predicted right, yes or no: fastai's `accuracy_multi`. The right ones are
+    /// the true positives and the true negatives, `pairs - (predicted - hits) - (actual - hits)`.
     pub fn accuracy(&mut self) -> Result<f32> {
         self.flush()?;
-        Ok(ratio(self.right, self.pairs))
+        let sum = |v: &[u64]| v.iter().sum::<u64>();
+        let right = self.pairs + 2 * sum(&self.hits) - sum(&self.predicted) - sum(&self.actual);
+        Ok(ratio(right, self.pairs))
     }
 
     /// The mean over every class of F1, `2 tp / (2 tp + fp + fn)`: scikit-learn's `f1_score(average='macro')` on
