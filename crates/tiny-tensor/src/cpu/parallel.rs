@@ -86,9 +86,29 @@ pub(crate) fn each_range<R: Send>(ranges: &[Range<usize>], work: impl Fn(Range<u
     each(ranges, vec![(); ranges.len()], |r, ()| work(r))
 }
 
+/// The sum of `partials` (all of one length), or `None` when there are none: every later buffer is added into
+/// the first in turn, element by element, so the sums do not depend on how the elements are shared among the
+/// threads. The later buffers go back to the pool.
+pub(crate) fn sum(partials: Vec<Vec<f32>>) -> Option<Vec<f32>> {
+    let mut partials = partials.into_iter();
+    let mut total = partials.next()?;
+    let rest: Vec<Vec<f32>> = partials.collect();
+    if !rest.is_empty() {
+        let ranges = ranges(total.len(), rest.len() + 1);
+        let pieces = split(&mut total, &ranges, 1);
+        each(&ranges, pieces, |r, piece| {
+            for part in &rest {
+                piece.iter_mut().zip(&part[r.clone()]).for_each(|(a, b)| *a += b);
+            }
+        });
+    }
+    rest.into_iter().for_each(super::alloc::give);
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_by_weight;
+    use super::{split_by_weight, sum};
 
     #[test]
     fn weighted_ranges_cover_every_item_once_in_balanced_runs() {
@@ -101,5 +121,16 @@ mod tests {
         assert_eq!(split_by_weight(&[], 2), vec![0..0]);
         // Zero weights still leave every range an item.
         assert_eq!(split_by_weight(&[0, 0, 0], 3), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn sums_add_the_partials_in_their_order() {
+        assert_eq!(sum(Vec::new()), None);
+        let (n, parts) = (100_000, 3);
+        let partials: Vec<Vec<f32>> =
+            (0..parts).map(|p| (0..n).map(|i| (i * (p + 1)) as f32 * 0.1).collect()).collect();
+        let expected: Vec<f32> =
+            (0..n).map(|i| partials.iter().skip(1).fold(partials[0][i], |acc, part| acc + part[i])).collect();
+        assert_eq!(sum(partials).unwrap(), expected);
     }
 }

@@ -469,9 +469,12 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
     };
     let p = if direct { plan(g) } else { plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS) };
     // Each thread adds its chunks into its own dW. The GEMM writes it as `[f, kkc]` row-major, the result's
-    // order (a transpose afterwards cost 5% of a resnet18 step); the direct kernel writes `[kkc, f]`.
+    // order (a transpose afterwards cost 5% of a resnet18 step); the direct kernel writes `[kkc, f]`. The first
+    // chunk's GEMM overwrites the partial; the direct kernel adds into zeros.
     let partials = run_chunks(p.chunks, |range, threads| {
-        let mut dw = alloc::take_filled(p.kkc * g.f, 0.0);
+        let first = range.start;
+        let zeroed = direct || range.is_empty();
+        let mut dw = if zeroed { alloc::take_filled(p.kkc * g.f, 0.0) } else { alloc::take(p.kkc * g.f) };
         let mut col = alloc::take(if direct || p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
@@ -487,17 +490,12 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
                 im2col(&x, g, n0, n1, &mut col[..rows * p.kkc]);
                 Mat::rows(&col, rows, p.kkc)
             };
-            gemm(MatMut::rows(&mut dw, g.f, p.kkc), true, d.t(), cols, threads, precision);
+            gemm(MatMut::rows(&mut dw, g.f, p.kkc), ch != first, d.t(), cols, threads, precision);
         }
         alloc::give(col);
         dw
     });
-    let mut partials = partials.into_iter();
-    let mut dw = partials.next().unwrap_or_else(|| alloc::take_filled(p.kkc * g.f, 0.0));
-    for part in partials {
-        dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-        alloc::give(part);
-    }
+    let dw = parallel::sum(partials).unwrap_or_else(|| alloc::take_filled(p.kkc * g.f, 0.0));
     if !direct {
         return dw;
     }
