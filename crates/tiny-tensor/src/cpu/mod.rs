@@ -3,6 +3,7 @@
 pub(crate) mod alloc;
 pub(crate) mod bf16;
 pub(crate) mod parallel;
+mod pool;
 pub(crate) mod simd;
 pub(crate) mod strided;
 

@@ -1,6 +1,7 @@
 //! Splitting a CPU kernel's work into one contiguous part per thread, for kernels outside GEMM.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use super::num_threads;
 
@@ -61,7 +62,7 @@ pub(crate) fn split<'a, T>(mut data: &'a mut [T], ranges: &[Range<usize>], unit:
 }
 
 /// Runs `work(range, part)` for every range and its part, each on a thread of its own when there are
-/// several, and returns the results in order.
+/// several (range `i` on the pool's worker `i`, see `pool.rs`), and returns the results in order.
 pub(crate) fn each<P: Send, R: Send>(
     ranges: &[Range<usize>],
     parts: Vec<P>,
@@ -70,14 +71,20 @@ pub(crate) fn each<P: Send, R: Send>(
     if ranges.len() <= 1 {
         return ranges.iter().cloned().zip(parts).map(|(r, p)| work(r, p)).collect();
     }
-    let mut results: Vec<Option<R>> = ranges.iter().map(|_| None).collect();
-    rayon::scope(|s| {
-        for ((slot, r), p) in results.iter_mut().zip(ranges.iter().cloned()).zip(parts) {
-            let work = &work;
-            s.spawn(move |_| *slot = Some(work(r, p)));
+    // Each range and its part, taken by whichever thread runs it.
+    let jobs: Vec<Mutex<Option<_>>> = ranges.iter().cloned().zip(parts).map(|job| Mutex::new(Some(job))).collect();
+    let results: Vec<Mutex<Option<R>>> = ranges.iter().map(|_| Mutex::new(None)).collect();
+    super::pool::run(jobs.len(), &|i| {
+        if let Some((r, p)) = lock(&jobs[i]).take() {
+            *lock(&results[i]) = Some(work(r, p));
         }
     });
-    results.into_iter().flatten().collect()
+    results.into_iter().filter_map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner())).collect()
+}
+
+/// Locks `m`, whatever a panic left in it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs `work(range)` for every range, each on a thread of its own when there are several, and returns the
