@@ -14,7 +14,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -81,9 +81,9 @@ thread_local! {
     static IN_PART: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `part(i)` for `i` in `0..parts` on the calling thread and the workers, each part taken by whichever
-/// thread comes first, and returns when all are done. A panic in any part is raised again here, after every
-/// part has finished.
+/// Runs `part(i)` for `i` in `0..parts` on the calling thread and up to `parts - 1` workers (fewer on a CPU with
+/// fewer cores), each part taken by whichever thread comes first, and returns when all are done. A panic in any
+/// part is raised again here, after every part has finished.
 pub(crate) fn run(parts: usize, part: &(dyn Fn(usize) + Sync)) {
     if parts <= 1 || IN_PART.get() {
         return (0..parts).for_each(part);
@@ -94,7 +94,11 @@ pub(crate) fn run(parts: usize, part: &(dyn Fn(usize) + Sync)) {
         Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
         Err(std::sync::TryLockError::WouldBlock) => return (0..parts).for_each(part),
     };
-    let pool = pool(&mut guard, parts - 1);
+    // No more workers than the CPU has other cores: with `set_num_threads` above that, the extra parts go to
+    // whichever thread is free instead of to threads that would spin on a core another one needs.
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = pool(&mut guard, (parts - 1).min(cores - 1));
     let shared = &pool.shared;
     // SAFETY: only the lifetime changes; the workers use the pointer before `pending` reaches zero, and this
     // function does not return (or unwind) before it does.
@@ -106,7 +110,7 @@ pub(crate) fn run(parts: usize, part: &(dyn Fn(usize) + Sync)) {
         shared.generation.store(generation, Ordering::SeqCst);
         generation
     };
-    for worker in &pool.workers[..parts - 1] {
+    for worker in pool.workers.iter().take(parts - 1) {
         if worker.asleep.load(Ordering::SeqCst) {
             worker.thread.unpark();
         }
@@ -170,7 +174,7 @@ fn pool<'a>(guard: &'a mut MutexGuard<'_, Option<Pool>>, workers: usize) -> &'a 
     pool
 }
 
-/// A worker's loop: wait for a job, run part `index` of it if it has one, and again.
+/// A worker's loop: wait for a job, take its parts while there are any left, and again.
 fn work(shared: &Shared, asleep: &AtomicBool, mut seen: usize) {
     IN_PART.set(true);
     loop {
