@@ -7,7 +7,9 @@
 //! for NVRTC and cuBLAS the first `.so.13` found anywhere (`LD_LIBRARY_PATH`, the loader's cache, the system's,
 //! the CUDA toolkits' and the Python packages' folders), else what cudarc's names find. It links each choice
 //! under cudarc's first name into a folder of the run's own, first on the `LD_LIBRARY_PATH` of the binaries, and
-//! reads the versions the libraries report (NVRTC's `nvrtcVersion`, the driver's `cuDriverGetVersion`).
+//! reads the versions the libraries report (NVRTC's `nvrtcVersion`, the driver's `cuDriverGetVersion`). With
+//! the fake driver (`cargo xtask fake-cuda`, for CI) NVRTC and cuBLAS are the fake's own, whatever a Python
+//! package beside it holds.
 
 use std::collections::BTreeMap;
 use std::ffi::c_int;
@@ -57,6 +59,12 @@ pub fn major(path: &Path) -> Option<u32> {
         after.split('.').next()?.parse().ok()
     };
     from_name(path).or_else(|| from_name(&std::fs::canonicalize(path).ok()?))
+}
+
+/// Whether a libcuda is the fake driver of `cargo xtask fake-cuda`: a name that leads to `libfakecuda.so`, which
+/// is NVRTC and cuBLAS too. A real NVRTC beside it would compile kernels the fake cannot load.
+pub fn is_fake(path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| p.file_name().is_some_and(|n| n == "libfakecuda.so"))
 }
 
 /// Whether a libcuda is a toolkit's link stub: under a `stubs` folder, itself or where its links lead.
@@ -183,6 +191,8 @@ pub fn choose(places: &Places, ld_library_path: &str, links: &Path) -> std::io::
     let (mut paths, mut figures) = (BTreeMap::new(), serde_json::Map::new());
     let mut refused = Vec::new();
     let mut first = vec![links.to_path_buf()];
+    // The fake driver's folder, when the driver is the fake.
+    let mut fake: Option<PathBuf> = None;
     for lib in LIBS {
         let names = cudarc_names(lib);
         let now = names.iter().find_map(|n| places.dlopen(n));
@@ -197,10 +207,17 @@ pub fn choose(places: &Places, ld_library_path: &str, links: &Path) -> std::io::
         }
         all.retain(|(p, _)| lib != "cuda" || !is_stub(p));
         let now_ok = now.clone().filter(|(p, _)| lib != "cuda" || !is_stub(p));
+        let beside_fake = fake.as_ref().map(|dir| dir.join(format!("lib{lib}.so"))).filter(|p| p.exists());
         let pick = match lib {
             "cuda" => now_ok.or_else(|| all.first().cloned()),
+            _ if beside_fake.is_some() => beside_fake.map(|p| (p, "the fake driver's folder")),
             _ => all.iter().find(|(p, _)| major(p) == Some(13)).cloned().or(now_ok).or_else(|| all.first().cloned()),
         };
+        if let Some((path, _)) = pick.as_ref().filter(|_| lib == "cuda")
+            && is_fake(path)
+        {
+            fake = path.parent().map(Path::to_path_buf);
+        }
         for (path, place) in &all {
             let version = major(path).map_or("no version in its name".to_owned(), |m| format!("version {m}"));
             log += &format!("lib{lib}: found {} (in {place}, {version})\n", path.display());
@@ -321,5 +338,34 @@ mod tests {
         assert_eq!(major(Path::new("/nonexistent/libnvrtc.so")), None);
         assert!(is_stub(Path::new("/usr/local/cuda/lib64/stubs/libcuda.so")));
         assert!(!is_stub(Path::new("/usr/lib/x86_64-linux-gnu/libcuda.so.1")));
+    }
+
+    /// The fake driver on `LD_LIBRARY_PATH` and a CUDA 13 wheel's NVRTC and cuBLAS among the packages (a machine
+    /// where PyTorch is installed): the fake's own are used, not the wheel's, which the fake cannot run.
+    #[test]
+    fn the_fake_driver_brings_its_own_nvrtc_and_cublas() {
+        let root = std::env::temp_dir().join(format!("tiny-libs-test-{}", std::process::id()));
+        let (fake, wheel) = (root.join("fake-cuda"), root.join("site/nvidia/cu13/lib"));
+        std::fs::create_dir_all(&fake).unwrap();
+        std::fs::create_dir_all(&wheel).unwrap();
+        std::fs::write(fake.join("libfakecuda.so"), b"").unwrap();
+        for lib in LIBS {
+            std::os::unix::fs::symlink("libfakecuda.so", fake.join(format!("lib{lib}.so"))).unwrap();
+        }
+        for lib in ["nvrtc", "cublas"] {
+            std::fs::write(wheel.join(format!("lib{lib}.so.13")), b"").unwrap();
+        }
+        let places =
+            Places { ld_library_path: vec![fake.clone()], cache: BTreeMap::new(), packages: vec![wheel.clone()] };
+        let chosen = choose(&places, &fake.display().to_string(), &root.join("links")).unwrap();
+        for lib in LIBS {
+            assert_eq!(chosen.paths[lib], fake.join(format!("lib{lib}.so")), "lib{lib}:\n{}", chosen.log);
+        }
+        // Without the fake, the wheel's CUDA 13 libraries win over the unversioned ones.
+        std::fs::remove_file(fake.join("libcuda.so")).unwrap();
+        std::fs::write(fake.join("libcuda.so"), b"").unwrap();
+        let chosen = choose(&places, &fake.display().to_string(), &root.join("links")).unwrap();
+        assert_eq!(chosen.paths["nvrtc"], wheel.join("libnvrtc.so.13"), "{}", chosen.log);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
