@@ -222,7 +222,7 @@ pub(crate) fn notice_portable() {
     SAID.get_or_init(|| {
         eprintln!(
             "tiny: this CPU has no bf16 instructions (AVX512-BF16); bf16 matrix products run on the portable \
-             kernel, which gives the same numbers more slowly"
+             kernel, which gives the same numbers as those instructions but is slower than fp32 on this CPU"
         );
     });
 }

@@ -345,6 +345,16 @@ fn blocks<const MR: usize, const NV: usize>(
                 (&streamed[..len], panels.start)
             }
         };
+        // The portable kernel flushes each denormal sum, as the instruction does, unless the smallest exponents
+        // of this block of B and of a block of A show that none can arise.
+        let portable = kernel == Bf16Kernel::Portable;
+        let b_exponent = if portable {
+            kernel::smallest_exponent(
+                &b_block[(panels.start - first_panel) * nr * kc2..(panels.end - first_panel) * nr * kc2],
+            )
+        } else {
+            0
+        };
         for i0 in rows.clone().step_by(MC) {
             let mc = MC.min(rows.end - i0);
             // This block of A, from row i0 and k0, with pair (r, kp) of its panel `ib` at
@@ -364,6 +374,15 @@ fn blocks<const MR: usize, const NV: usize>(
                     (&data[i0 * k2 + k0 / 2..], MR * k2, k2, 1)
                 }
             };
+            let a_exponent = match a {
+                _ if !portable => 0,
+                Lhs::F32(_) => kernel::smallest_exponent(&a_block[..mc.div_ceil(MR) * MR * kc2]),
+                // Only the valid rows: the padding's sums are never written.
+                Lhs::Rows { .. } => {
+                    (0..mc).map(|r| kernel::smallest_exponent(&a_block[r * a_rs..r * a_rs + kc2])).min().unwrap_or(255)
+                }
+            };
+            let denormal_sums = portable && !kernel::no_denormal_sums(a_exponent, b_exponent);
             for jp in panels.clone() {
                 let at = (jp - first_panel) * nr * kc2;
                 let panel = &b_block[at..at + nr * kc2];
@@ -382,7 +401,7 @@ fn blocks<const MR: usize, const NV: usize>(
                     };
                     // SAFETY: the destination outlives the call and no other thread writes these rows and
                     // columns (the kernel checks them against the destination's length).
-                    unsafe { kernel::run::<MR, NV>(kernel, kc2, a_panel, panel, to, tile) };
+                    unsafe { kernel::run::<MR, NV>(kernel, denormal_sums, kc2, a_panel, panel, to, tile) };
                 }
             }
         }

@@ -8,8 +8,9 @@
 //!   conversion.
 //!
 //! With AVX512-BF16 the common strides are converted 32 floats at a time (`vcvtne2ps2bf16`, which rounds as
-//! `cpu::bf16::round` does), a whole block per call; the rest, and every block on a CPU without those
-//! instructions, go through the scalar loop, which gives the same pairs.
+//! `cpu::bf16::round` does), a whole block per call; on a CPU with AVX2 but no bf16 instructions the two
+//! commonest are converted 8 or 16 at a time by `round` written in vector instructions; the rest go through the
+//! scalar loop, which gives the same pairs.
 
 use crate::cpu::bf16::{pair, round};
 
@@ -115,6 +116,19 @@ pub(super) fn block(
             }
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if !vector && kc > 0 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2; the assert above bounds every read and write.
+        unsafe {
+            match layout {
+                Layout::RowMajor if src.k_stride == 1 => return avx2::row_major(src, lanes, width, padded, kc, out),
+                Layout::PanelMajor if src.lane_stride == 1 => {
+                    return avx2::panel_major(src, lanes, width, padded, kc, out);
+                }
+                _ => {}
+            }
+        }
+    }
     let _ = vector;
     for l in 0..padded {
         let (panel, i) = (l / width, l % width);
@@ -125,6 +139,120 @@ pub(super) fn block(
                     Layout::RowMajor => i * kc2 + kp,
                 };
             out[at] = if l < lanes { src.pair_at(l, kp, kc) } else { 0 };
+        }
+    }
+}
+
+/// The two commonest strides packed 8 or 16 floats at a time on a CPU with AVX2 but no bf16 instructions, with
+/// [`round`]'s rounding written in vector instructions: the same pairs as the scalar loop.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::Source;
+
+    /// [`round`](super::round) of 8 floats, each bf16 in the low half of its lane.
+    #[inline(always)]
+    unsafe fn round8(x: __m256) -> __m256i {
+        // SAFETY: register operations only; the caller's function enables AVX2.
+        unsafe {
+            let bits = _mm256_castps_si256(x);
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+            let tiny =
+                _mm256_cmpeq_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x7f80_0000)), _mm256_setzero_si256());
+            let flushed = _mm256_andnot_si256(_mm256_and_si256(tiny, _mm256_set1_epi32(0x7fff_ffff)), bits);
+            let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(flushed), _mm256_set1_epi32(1));
+            let bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd);
+            let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(flushed, bias));
+            let quiet = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
+            _mm256_blendv_epi8(rounded, quiet, nan)
+        }
+    }
+
+    /// The mask of the first `n` (at most 8) lanes.
+    #[inline(always)]
+    unsafe fn first(n: usize) -> __m256i {
+        // SAFETY: register operations only.
+        unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
+    }
+
+    /// Row-major panels from lanes contiguous in k: each lane's run converted 16 floats at a time into 8 pairs.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `src.k_stride` is 1 and the block fits (`block`'s assert).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn row_major(
+        src: Source<'_>,
+        lanes: usize,
+        width: usize,
+        padded: usize,
+        kc: usize,
+        out: &mut [u32],
+    ) {
+        let kc2 = kc.div_ceil(2);
+        for l in 0..padded {
+            let at = (l / width) * width * kc2 + (l % width) * kc2;
+            let dst = &mut out[at..at + kc2];
+            if l >= lanes {
+                dst.fill(0);
+                continue;
+            }
+            let row = &src.data[src.offset + l * src.lane_stride..][..kc];
+            for (x, pairs) in row.chunks_exact(16).zip(dst.chunks_exact_mut(8)) {
+                // SAFETY: 16 floats are read and 8 pairs written, inside the chunks.
+                unsafe {
+                    let lo = round8(_mm256_loadu_ps(x.as_ptr()));
+                    let hi = round8(_mm256_loadu_ps(x.as_ptr().add(8)));
+                    // k 0-3, 8-11, 4-7, 12-15 as 16-bit halves, then in k order.
+                    let halves = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(lo, hi));
+                    _mm256_storeu_si256(pairs.as_mut_ptr().cast(), halves);
+                }
+            }
+            for kp in kc / 16 * 8..kc2 {
+                dst[kp] = src.pair_at(l, kp, kc);
+            }
+        }
+    }
+
+    /// Panel-major panels from lanes contiguous in memory: for each k-pair, 8 lanes of two rows of k at a time,
+    /// masked at the last valid lane and at the panel's end (the padding written as zeros).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `src.lane_stride` is 1 and the block fits (`block`'s assert).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn panel_major(
+        src: Source<'_>,
+        lanes: usize,
+        width: usize,
+        padded: usize,
+        kc: usize,
+        out: &mut [u32],
+    ) {
+        let kc2 = kc.div_ceil(2);
+        for panel in 0..padded / width {
+            for kp in 0..kc2 {
+                let at = panel * width * kc2 + kp * width;
+                for c in (0..width).step_by(8) {
+                    let l0 = panel * width + c;
+                    let (stored, loaded) = ((width - c).min(8), lanes.saturating_sub(l0).min(8).min(width - c));
+                    // SAFETY: the masked loads read only valid lanes of rows 2 kp and 2 kp + 1 (below `kc`),
+                    // inside `src.data` by the block's assert; the masked store writes only this panel's lanes.
+                    unsafe {
+                        let mut pairs = _mm256_setzero_si256();
+                        if loaded > 0 {
+                            let mask = first(loaded);
+                            let row = src.data.as_ptr().add(src.offset + l0 + 2 * kp * src.k_stride);
+                            pairs = round8(_mm256_maskload_ps(row, mask));
+                            if 2 * kp + 1 < kc {
+                                let hi = round8(_mm256_maskload_ps(row.add(src.k_stride), mask));
+                                pairs = _mm256_or_si256(pairs, _mm256_slli_epi32::<16>(hi));
+                            }
+                        }
+                        assert!(at + c + stored <= out.len());
+                        _mm256_maskstore_epi32(out.as_mut_ptr().add(at + c).cast(), first(stored), pairs);
+                    }
+                }
+            }
         }
     }
 }

@@ -4,8 +4,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Lhs, PackedB, Rhs, product as run_product, tile_vectors};
-use crate::cpu::bf16::{Bf16Kernel, bf16_kernel, round_f32};
+use super::{KC, Lhs, PackedB, Rhs, product as run_product, tile_vectors};
+use crate::cpu::bf16::{Bf16Kernel, bf16_kernel, dot_pair, pair, round, round_f32};
 use crate::ops::matmul::cpu::{Mat, MatMut};
 
 /// A `rows x cols` matrix in a buffer of its own, in one of three memory orders: row-major, column-major
@@ -218,4 +218,149 @@ fn the_amx_tiles_give_the_same_bits_whatever_the_threads_and_packing() {
             assert!(same_bits(&got, &want), "{case} threads {threads} tiles packed {packed}");
         }
     });
+}
+
+/// `init (+)= a @ b` as the GEMM sums it, written out with the scalar step: for each block of `KC` values of k,
+/// a sum from zero over its pairs in order ([`dot_pair`]), added to the destination.
+fn scalar_product(a: &[f32], b: &[f32], (m, n, k): (usize, usize, usize), init: &[f32], accumulate: bool) -> Vec<f32> {
+    let half = |v: &[f32], at: usize, stride: usize, p: usize| if p < k { round(v[at + p * stride]) } else { 0 };
+    let mut out = init.to_vec();
+    for i in 0..m {
+        for j in 0..n {
+            for k0 in (0..k).step_by(KC) {
+                let mut sum = 0.0;
+                for p in (k0..(k0 + KC).min(k)).step_by(2) {
+                    let x = pair(half(a, i * k, 1, p), half(a, i * k, 1, p + 1));
+                    let y = pair(half(b, j, n, p), half(b, j, n, p + 1));
+                    sum = dot_pair(sum, x, y);
+                }
+                let d = &mut out[i * n + j];
+                *d = if accumulate || k0 > 0 { *d + sum } else { sum };
+            }
+        }
+    }
+    out
+}
+
+/// Values whose products may come out denormal: tiny ones (2^-70 to 2^-56), ordinary ones and zeros, each in
+/// the rows or blocks of k given by `tiny`.
+fn mixed_values(rng: &mut StdRng, len: usize, tiny: impl Fn(usize) -> bool) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let e = if tiny(i) { rng.random_range(-70..-56) } else { rng.random_range(-4..4) };
+            if rng.random_range(0..8) == 0 { 0.0 } else { rng.random_range(-2.0f32..2.0) * 2f32.powi(e) }
+        })
+        .collect()
+}
+
+/// The portable kernel leaves out its flushes where the operands' exponents show no sum can be denormal; where
+/// one can (some rows, blocks of k or columns tiny), it flushes, and the result is the scalar step's bit for bit,
+/// with A as f32 or as rows of pairs, B packed whole or streamed, on one thread or more.
+#[test]
+fn the_portable_kernel_flushes_exactly_where_a_sum_can_be_denormal() {
+    let mut rng = StdRng::seed_from_u64(23);
+    for (m, n, k) in [(40, 33, 600), (13, 16, 9), (100, 70, 513), (25, 64, 257)] {
+        // A tiny in its odd rows' even blocks of k, B in its first 8 columns of all blocks but the third.
+        let a = mixed_values(&mut rng, m * k, |i| (i / k) % 2 == 1 && ((i % k) / KC).is_multiple_of(2));
+        let b = mixed_values(&mut rng, k * n, |i| i % n < 8 && (i / n) / KC != 2);
+        let (am, bm) = (Mat::rows(&a, m, k), Mat::rows(&b, k, n));
+        let init: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let k2 = k.div_ceil(2);
+        let mut rows = vec![0u32; m.div_ceil(super::ROW_PADDING) * super::ROW_PADDING * k2];
+        for i in 0..m {
+            for p in 0..k2 {
+                let at = |q: usize| if q < k { round(a[i * k + q]) } else { 0 };
+                rows[i * k2 + p] = pair(at(2 * p), at(2 * p + 1));
+            }
+        }
+        for accumulate in [false, true] {
+            let want = scalar_product(&a, &b, (m, n, k), &init, accumulate);
+            for (threads, packed) in [(1, true), (2, false), (3, true)] {
+                let got = product_with(am, bm, &init, accumulate, threads, Bf16Kernel::Portable, packed);
+                assert!(
+                    same_bits(&got, &want),
+                    "{m}x{n}x{k} accumulate {accumulate} threads {threads} packed {packed}"
+                );
+            }
+            let mut got = init.clone();
+            let lhs = Lhs::Rows { data: &rows, rows: m, k };
+            let packed = PackedB::for_kernel(bm, Bf16Kernel::Portable);
+            run_product(MatMut::rows(&mut got, m, n), accumulate, lhs, Rhs::Packed(&packed), 2);
+            assert!(same_bits(&got, &want), "{m}x{n}x{k} accumulate {accumulate}, A as rows of pairs");
+        }
+    }
+}
+
+#[test]
+fn the_smallest_exponent_skips_zeros_and_counts_denormals_as_zero() {
+    use super::kernel::smallest_exponent;
+    let mut rng = StdRng::seed_from_u64(29);
+    for len in [0, 1, 7, 8, 9, 64, 101] {
+        for _ in 0..50 {
+            let pairs: Vec<u32> = (0..len)
+                .map(|_| {
+                    let mut half = || match rng.random_range(0..6) {
+                        0 => 0x8000 * rng.random_range(0..2u16),
+                        1 => rng.random_range(1..0x80u16) | (0x8000 * rng.random_range(0..2u16)),
+                        _ => rng.random::<u16>(),
+                    };
+                    pair(half(), half())
+                })
+                .collect();
+            let want = pairs
+                .iter()
+                .flat_map(|&p| [p as u16, (p >> 16) as u16])
+                .map(|h| if h & 0x7fff == 0 { 255 } else { (h >> 7) & 0xff })
+                .min()
+                .unwrap_or(255);
+            assert_eq!(smallest_exponent(&pairs), want, "{pairs:08x?}");
+        }
+    }
+}
+
+/// The packing without bf16 instructions (AVX2 where the CPU has it) against pairs made one by one with
+/// [`round`], for both layouts, lanes or k contiguous or neither, panel widths of the tiles, and values that
+/// round to even, overflow, are denormal, infinite or NaN.
+#[test]
+fn packing_gives_the_pairs_of_rounding_each_value() {
+    use super::pack::{Layout, Source, block};
+    let mut rng = StdRng::seed_from_u64(31);
+    let specials = [1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8), f32::MAX, -1e-39, f32::INFINITY, f32::NAN, -0.0];
+    for (lanes, kc) in [(1, 1), (5, 2), (13, 33), (24, 16), (40, 255), (3, 256), (17, 7)] {
+        for width in [6, 12, 16, 32, 48] {
+            for (lane_stride, k_stride) in [(1, lanes + 2), (kc + 1, 1), (2 * kc + 3, 2)] {
+                let len = (lanes - 1) * lane_stride + (kc - 1) * k_stride + 1;
+                let data: Vec<f32> = (0..len)
+                    .map(|_| {
+                        if rng.random_range(0..5) == 0 {
+                            specials[rng.random_range(0..specials.len())]
+                        } else {
+                            rng.random_range(-3.0f32..3.0)
+                        }
+                    })
+                    .collect();
+                let src = Source { data: &data, offset: 0, lane_stride, k_stride };
+                let (kc2, padded) = (kc.div_ceil(2), lanes.div_ceil(width) * width);
+                let half = |l: usize, k: usize| {
+                    if l < lanes && k < kc { round(data[l * lane_stride + k * k_stride]) } else { 0 }
+                };
+                for layout in [Layout::PanelMajor, Layout::RowMajor] {
+                    let mut got = vec![0xdead_beef; padded * kc2];
+                    block(src, lanes, width, kc, layout, &mut got, false);
+                    for l in 0..padded {
+                        for kp in 0..kc2 {
+                            let (panel, i) = (l / width, l % width);
+                            let at = panel * width * kc2
+                                + if layout == Layout::PanelMajor { kp * width + i } else { i * kc2 + kp };
+                            let want = pair(half(l, 2 * kp), half(l, 2 * kp + 1));
+                            assert_eq!(
+                                got[at], want,
+                                "{lanes}x{kc} width {width} strides {lane_stride}/{k_stride} {layout:?}: lane {l}, pair {kp}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
