@@ -281,11 +281,47 @@ pub(super) unsafe fn write_back(out: Out, tile: &[f32], ldt: usize) {
         unsafe { write_back_avx512(out, tile, ldt) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if out.cs == 1 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2; the rest as the caller promised.
+        unsafe { write_back_avx2(out, tile, ldt) };
+        return;
+    }
     for i in 0..out.mr {
         for (j, &t) in tile[i * ldt..i * ldt + out.nr].iter().enumerate() {
             // SAFETY: inside `out.len` (checked by `Out::check`); the caller owns these elements.
             unsafe {
                 let d = out.ptr.add(out.at + i * out.rs + j * out.cs);
+                *d = if out.add { *d + t } else { t };
+            }
+        }
+    }
+}
+
+/// [`write_back`] for a destination with contiguous columns, 8 floats at a time and the rest one by one (a
+/// masked store is slow on AMD's cores).
+///
+/// # Safety
+/// The CPU must have AVX2; `out.cs` is 1; the rest as for [`write_back`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn write_back_avx2(out: Out, tile: &[f32], ldt: usize) {
+    use std::arch::x86_64::*;
+    assert!(out.mr == 0 || (out.mr - 1) * ldt + out.nr <= tile.len());
+    let whole = out.nr / 8 * 8;
+    for i in 0..out.mr {
+        let row = &tile[i * ldt..i * ldt + out.nr];
+        // SAFETY: every element lies inside the tile row and the destination's corner (checked by `Out::check`),
+        // which the caller owns.
+        unsafe {
+            let dst = out.ptr.add(out.at + i * out.rs);
+            for j in (0..whole).step_by(8) {
+                let t = _mm256_loadu_ps(row.as_ptr().add(j));
+                let value = if out.add { _mm256_add_ps(_mm256_loadu_ps(dst.add(j)), t) } else { t };
+                _mm256_storeu_ps(dst.add(j), value);
+            }
+            for (j, &t) in row.iter().enumerate().skip(whole) {
+                let d = dst.add(j);
                 *d = if out.add { *d + t } else { t };
             }
         }

@@ -54,6 +54,9 @@ pub(crate) struct PackedB {
     n: usize,
     nv: usize,
     kernel: Bf16Kernel,
+    /// For the portable kernel, the smallest exponent of each block of k (`kernel::smallest_exponent`), found
+    /// once here rather than by every product that reuses the packing.
+    exponents: Vec<u16>,
 }
 
 impl Drop for PackedB {
@@ -93,7 +96,11 @@ impl PackedB {
                 at += len;
             }
         });
-        PackedB { data, k, n, nv, kernel }
+        let mut packed = PackedB { data, k, n, nv, kernel, exponents: Vec::new() };
+        if kernel == Bf16Kernel::Portable {
+            packed.exponents = (0..blocks).map(|blk| kernel::smallest_exponent(packed.block(blk * KC))).collect();
+        }
+        packed
     }
 
     /// Whether it was packed for a kernel with the AVX512-BF16 instructions.
@@ -348,12 +355,11 @@ fn blocks<const MR: usize, const NV: usize>(
         // The portable kernel flushes each denormal sum, as the instruction does, unless the smallest exponents
         // of this block of B and of a block of A show that none can arise.
         let portable = kernel == Bf16Kernel::Portable;
-        let b_exponent = if portable {
-            kernel::smallest_exponent(
-                &b_block[(panels.start - first_panel) * nr * kc2..(panels.end - first_panel) * nr * kc2],
-            )
-        } else {
-            0
+        let b_exponent = match b {
+            _ if !portable => 0,
+            // All the panels': at most this part's smallest, so a flush is never left out wrongly.
+            Rhs::Packed(p) => p.exponents[k0 / KC],
+            Rhs::Streamed { .. } => kernel::smallest_exponent(b_block),
         };
         for i0 in rows.clone().step_by(MC) {
             let mc = MC.min(rows.end - i0);

@@ -248,8 +248,15 @@ mod avx2 {
                                 pairs = _mm256_or_si256(pairs, _mm256_slli_epi32::<16>(hi));
                             }
                         }
-                        assert!(at + c + stored <= out.len());
-                        _mm256_maskstore_epi32(out.as_mut_ptr().add(at + c).cast(), first(stored), pairs);
+                        // A masked store is slow on AMD's cores: whole vectors are stored plainly, a panel's
+                        // last few lanes one by one.
+                        if stored == 8 {
+                            _mm256_storeu_si256(out[at + c..at + c + 8].as_mut_ptr().cast(), pairs);
+                        } else {
+                            let mut lanes = [0u32; 8];
+                            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), pairs);
+                            out[at + c..at + c + stored].copy_from_slice(&lanes[..stored]);
+                        }
                     }
                 }
             }
