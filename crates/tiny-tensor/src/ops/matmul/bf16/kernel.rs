@@ -118,8 +118,8 @@ fn portable<const MR: usize>(kc2: usize, a: APanel<'_>, b: &[u32], nr: usize, ti
 /// The portable kernel's numbers on a CPU with AVX2 and FMA but no bf16 instructions (AMD Zen 2 and 3, Intel
 /// Haswell to Ice Lake), 8 columns a vector: each bf16 of a pair is widened to an f32 by a shift, and each
 /// step of [`dot_pair`] is one f32 fused multiply-add (the product of two bf16 is exact, the sum rounded once)
-/// whose result is flushed to a signed zero when denormal (when `FLUSH`: without, twice as fast), the odd product
-/// first. The tile is summed in blocks of up to 4 rows by 16 columns, whose 8 accumulators stay in registers; it
+/// whose result (and any denormal bf16 read) is flushed to a signed zero when denormal (when `FLUSH`: without,
+/// twice as fast), the odd product first: `dot_pair`'s bits, a NaN's payload aside. The tile is summed in blocks of up to 4 rows by 16 columns, whose 8 accumulators stay in registers; it
 /// is written to `tile`.
 ///
 /// # Safety
@@ -136,6 +136,12 @@ unsafe fn avx2<const MR: usize, const FLUSH: bool>(
     nr: usize,
     tile: *mut f32,
 ) {
+    if kc2 == 0 {
+        // Nothing to read; the pointers need not even point into their slices.
+        // SAFETY: the caller gives `tile` writable for `MR * nr` floats.
+        unsafe { std::slice::from_raw_parts_mut(tile, MR * nr) }.fill(0.0);
+        return;
+    }
     let mut r0 = 0;
     // SAFETY: each block reads rows `r0..r0 + R` of A, which lie below `MR`, and columns below `nr`.
     unsafe {
@@ -183,9 +189,11 @@ unsafe fn avx2_rows<const R: usize, const FLUSH: bool>(
             let tiny = _mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), _mm256_setzero_si256());
             _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_and_si256(tiny, magnitude), bits))
         };
-        // The even (low) and odd (high) bf16 of each pair, as f32s.
+        // The even (low) and odd (high) bf16 of each pair, as f32s; a denormal one reads as zero, as in the
+        // instruction (`no_denormal_sums` says no where there is one, so without `FLUSH` there is none).
         let halves = |pairs: __m256i| {
-            (_mm256_castsi256_ps(_mm256_slli_epi32::<16>(pairs)), _mm256_castsi256_ps(_mm256_and_si256(pairs, high)))
+            let lo = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(pairs));
+            (flush(lo), flush(_mm256_castsi256_ps(_mm256_and_si256(pairs, high))))
         };
         for col in (0..nr).step_by(16) {
             let mut acc = [[_mm256_setzero_ps(); 2]; R];
@@ -357,8 +365,9 @@ unsafe fn write_back_avx512(out: Out, tile: &[f32], ldt: usize) {
 /// changes nothing: given the smallest exponents of their nonzero values ([`smallest_exponent`]), every product
 /// is a multiple of `2^(ea - 127 - 7) * 2^(eb - 127 - 7)`, and so is every sum of them, rounded or not; from
 /// `ea + eb >= 142` on, that is at least the smallest normal f32, `2^-126`, so a sum is zero or normal.
+/// A denormal bf16 (exponent 0) always says no: the kernel reads it as zero only while it flushes.
 pub(super) fn no_denormal_sums(a: u16, b: u16) -> bool {
-    a + b >= 142
+    a != 0 && b != 0 && a + b >= 142
 }
 
 /// The smallest biased exponent among the nonzero bf16 of `pairs` (255 when all are zero); a denormal counts
@@ -414,7 +423,9 @@ mod tests {
     /// denormal (and are flushed), cancel to zeros of either sign, or overflow.
     fn random_pair(rng: &mut StdRng) -> u32 {
         let mut half = || {
-            let exponent: i32 = match rng.random_range(0..8) {
+            let exponent: i32 = match rng.random_range(0..9) {
+                // A denormal bf16, which the instruction reads as zero (packing never makes one).
+                8 => return rng.random_range(1..0x80) | (0x8000 * rng.random_range(0..2)),
                 0 => rng.random_range(-70..-56),
                 1 => rng.random_range(40..70),
                 2 => return 0,

@@ -364,3 +364,20 @@ fn packing_gives_the_pairs_of_rounding_each_value() {
         }
     }
 }
+
+/// The threshold of `kernel::no_denormal_sums` is exact: with A's exponents 70 and B's 71 (2^-57 and 2^-56) two
+/// products can differ by 2^-127, a denormal the instruction flushes to zero; one exponent more and they cannot.
+#[test]
+fn the_flushes_are_left_out_only_from_exponent_sum_142_on() {
+    let (a0, b0) = (2f32.powi(-57), 2f32.powi(-56));
+    let eighth = 2f32.powi(-7);
+    // The odd products first: (1 + 2^-7)^2 - (1 + 2^-6) = 2^-14, times 2^-113.
+    let a = [a0, (1.0 + eighth) * a0];
+    for (scale, want) in [(1.0, 0.0), (2.0, 2f32.powi(-126))] {
+        let b = [-(1.0 + 2.0 * eighth) * b0 * scale, (1.0 + eighth) * b0 * scale];
+        for kernel in kernels() {
+            let got = product(Mat::rows(&a, 1, 2), Mat::rows(&b, 2, 1), &[0.0], false, 1, kernel);
+            assert_eq!(got[0].to_bits(), want.to_bits(), "{kernel}, B scaled by {scale}: {:e}", got[0]);
+        }
+    }
+}
