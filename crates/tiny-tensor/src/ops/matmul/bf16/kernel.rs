@@ -119,8 +119,8 @@ fn portable<const MR: usize>(kc2: usize, a: APanel<'_>, b: &[u32], nr: usize, ti
 /// Haswell to Ice Lake), 8 columns a vector: each bf16 of a pair is widened to an f32 by a shift, and each
 /// step of [`dot_pair`] is one f32 fused multiply-add (the product of two bf16 is exact, the sum rounded once)
 /// whose result (and any denormal bf16 read) is flushed to a signed zero when denormal (when `FLUSH`: without,
-/// twice as fast), the odd product first: `dot_pair`'s bits, a NaN's payload aside. The tile is summed in blocks of up to 4 rows by 16 columns, whose 8 accumulators stay in registers; it
-/// is written to `tile`.
+/// twice as fast), the odd product first: `dot_pair`'s bits, a NaN's payload aside. The tile is summed in blocks
+/// of up to 4 rows by 16 columns, whose 8 accumulators stay in registers; it is written to `tile`.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; `a` must be readable at `r * rs + kp * ks` for `r < MR`, `kp < kc2`, `b`
