@@ -12,8 +12,36 @@ pub(crate) type BackwardFn = Box<dyn Fn(&Tensor, &Tensor, &[Tensor]) -> Result<V
 /// The record an op leaves on its output: its inputs and how to send a gradient back to them.
 pub(crate) struct GradFn {
     pub(crate) name: &'static str,
+    /// The op's inputs; an input whose values no backward reads is a released handle (`Tensor::released`).
     pub(crate) inputs: Vec<Tensor>,
     pub(crate) backward: BackwardFn,
+    /// Whether `backward` reads the op's output (`exp`, `relu`): then the graph never releases it.
+    pub(crate) reads_output: bool,
+}
+
+/// Which values an op's backward reads besides the output gradient (every backward may read shapes, devices
+/// and `requires_grad`), so that the graph keeps only those: PyTorch's saved tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// No values: `add`, `affine`, views, pooling (which keeps its own indices), a convolution or batchnorm
+    /// that keeps what it needs in its closure.
+    Nothing,
+    /// The op's own output: `relu`, `exp`, `sqrt`.
+    Output,
+    /// Every input: `mul`, `matmul`.
+    Inputs,
+    /// Inputs and output: the default of [`Tensor::record`](crate::Tensor).
+    All,
+}
+
+impl Reads {
+    pub(crate) fn inputs(self) -> bool {
+        matches!(self, Reads::Inputs | Reads::All)
+    }
+
+    pub(crate) fn output(self) -> bool {
+        matches!(self, Reads::Output | Reads::All)
+    }
 }
 
 thread_local! {
@@ -131,4 +159,66 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Tensor, backend};
+
+    fn leaf(values: &[f32]) -> Tensor {
+        Tensor::from_vec(values.to_vec(), &[values.len()]).unwrap().set_requires_grad(true)
+    }
+
+    #[test]
+    fn an_intermediate_no_backward_reads_is_freed_when_the_forward_drops_it() {
+        let x = leaf(&[-1.0, 0.5, 2.0]);
+        // A batchnorm-then-ReLU pattern: `affine` reads nothing back, `relu` reads only its output.
+        let z = x.affine(2.0, -1.0).unwrap();
+        let y = z.relu().unwrap();
+        let memory = z.memory();
+        drop(z);
+        assert!(memory.upgrade().is_none(), "the graph still holds the ReLU's input");
+        assert!(y.graph_inputs()[0].is_released());
+        // Gradients are unchanged, and the kept graph gives them again on a second backward.
+        let loss = y.sum_all().unwrap();
+        loss.backward().unwrap();
+        assert_eq!(x.grad().unwrap().to_vec(), vec![0.0, 0.0, 2.0]);
+        loss.backward().unwrap();
+        assert_eq!(x.grad().unwrap().to_vec(), vec![0.0, 0.0, 4.0]);
+    }
+
+    #[test]
+    fn what_a_backward_reads_is_kept() {
+        let (x, w) = (leaf(&[1.0, 2.0]), leaf(&[3.0, 4.0]));
+        // `mul` reads its inputs.
+        let a = x.affine(1.0, 1.0).unwrap();
+        let m = a.mul(&w).unwrap();
+        let memory = a.memory();
+        drop(a);
+        assert!(memory.upgrade().is_some());
+        // `exp` reads its output, so an op that reads nothing still keeps it.
+        let e = x.exp().unwrap();
+        let s = e.add(&m).unwrap();
+        let memory = e.memory();
+        drop(e);
+        assert!(memory.upgrade().is_some());
+        assert!(!s.graph_inputs()[0].is_released());
+        s.sum_all().unwrap().backward().unwrap();
+        let want: Vec<f32> = [1.0f32, 2.0].iter().zip([3.0, 4.0]).map(|(v, w)| v.exp() + w).collect();
+        assert_eq!(x.grad().unwrap().to_vec(), want);
+        assert_eq!(w.grad().unwrap().to_vec(), vec![2.0, 3.0]);
+    }
+
+    #[test]
+    fn a_leaf_is_never_released_and_a_kernel_refuses_a_released_handle() {
+        let x = leaf(&[1.0, -2.0]);
+        let y = x.neg().unwrap().add(&x).unwrap();
+        let inputs = y.graph_inputs();
+        assert!(!inputs[1].is_released(), "a leaf is the user's tensor, and its gradient lives on it");
+        let released = inputs[0].clone();
+        assert!(released.is_released());
+        assert_eq!((released.shape(), released.device()), (&[2usize][..], crate::Device::Cpu));
+        let err = backend::on(&released).err().expect("a released handle has no values to compute with");
+        assert!(err.to_string().contains("released"), "{err}");
+    }
 }

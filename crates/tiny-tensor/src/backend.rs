@@ -46,13 +46,28 @@ pub(crate) fn of(device: Device) -> Result<&'static dyn Backend> {
 
 /// The backend of the device `x` lives on.
 pub(crate) fn on(x: &Tensor) -> Result<&'static dyn Backend> {
+    if x.is_released() {
+        return Err(released("a kernel"));
+    }
     of(x.device())
 }
 
 /// The backend of the device `x` lives on, after checking that each of `others` lives there too.
 pub(crate) fn on_all(op: &'static str, x: &Tensor, others: &[&Tensor]) -> Result<&'static dyn Backend> {
+    if others.iter().any(|o| o.is_released()) {
+        return Err(released(op));
+    }
     if let Some(o) = others.iter().find(|o| o.device() != x.device()) {
         return Err(TensorError::DeviceMismatch { op, lhs: x.device(), rhs: o.device() });
     }
     on(x)
+}
+
+/// The error for a kernel given a graph handle whose values were released: a backward that reads more than
+/// its op's `Reads` says, a bug in this crate rather than bad input.
+fn released(op: &'static str) -> TensorError {
+    TensorError::InvalidArgument {
+        op,
+        msg: "read the values of a tensor that the graph had released (its op's Reads said it would not)".into(),
+    }
 }

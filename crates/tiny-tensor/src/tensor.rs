@@ -2,16 +2,19 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, LazyLock, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use crate::autograd::{BackwardFn, GradFn, is_grad_enabled};
+use crate::autograd::{BackwardFn, GradFn, Reads, is_grad_enabled};
 use crate::ops::elementwise::{self, Update};
 use crate::{Device, Layout, Result, Storage, TensorError};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// The empty storage behind every released handle (see [`Tensor::released`]).
+static RELEASED: LazyLock<Arc<RwLock<Storage>>> = LazyLock::new(|| Arc::new(RwLock::new(Storage::Cpu(Vec::new()))));
 
 /// An n-dimensional array of `f32` that can take part in reverse-mode autodiff.
 ///
@@ -26,8 +29,12 @@ struct Inner {
     layout: Layout,
     /// Atomic so that a leaf can be frozen and unfrozen in place, through every handle (`set_requires_grad_`).
     requires_grad: AtomicBool,
-    grad_fn: Option<GradFn>,
+    /// Shared by a node's handles, so that the graph can keep a node without its values (see [`Tensor::released`]).
+    grad_fn: Option<Arc<GradFn>>,
     grad: Mutex<Option<Tensor>>,
+    /// The device of a handle whose values were released, whose storage is [`RELEASED`]; `None` for every
+    /// tensor a user can hold.
+    released: Option<Device>,
 }
 
 impl Tensor {
@@ -44,41 +51,105 @@ impl Tensor {
             requires_grad: AtomicBool::new(false),
             grad_fn: None,
             grad: Mutex::new(None),
+            released: None,
         }))
     }
 
     /// A new view of this tensor's storage with another layout and no graph record.
     pub(crate) fn view_with(&self, layout: Layout) -> Tensor {
-        Tensor::from_shared(self.0.storage.clone(), layout)
+        let view = Tensor::from_shared(self.0.storage.clone(), layout);
+        match self.0.released {
+            None => view,
+            released => Tensor(Arc::new(Inner { released, ..view.into_inner() })),
+        }
     }
 
-    /// Attaches a graph record to a freshly computed `out` when grad mode is on and an input needs it.
+    /// Attaches a graph record to a freshly computed `out` when grad mode is on and an input needs it. The
+    /// graph keeps the output and every input whole: use [`Tensor::record_reading`] for an op whose backward
+    /// reads less.
     pub(crate) fn record(
         out: Tensor,
         name: &'static str,
         inputs: &[&Tensor],
         backward: impl Fn(&Tensor, &Tensor, &[Tensor]) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
     ) -> Tensor {
+        Tensor::record_reading(out, name, inputs, Reads::All, backward)
+    }
+
+    /// [`Tensor::record`] for an op whose backward reads only the values `reads` names (besides the output
+    /// gradient, and the shape, device and `requires_grad` of every tensor). The graph holds an input it
+    /// need not read, and whose own backward does not read it either, by a handle without its memory, so
+    /// that an intermediate such as a batchnorm's output before its ReLU is freed as soon as the forward
+    /// pass drops it, as PyTorch keeps only the tensors an op saves.
+    pub(crate) fn record_reading(
+        out: Tensor,
+        name: &'static str,
+        inputs: &[&Tensor],
+        reads: Reads,
+        backward: impl Fn(&Tensor, &Tensor, &[Tensor]) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+    ) -> Tensor {
         if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
             return out;
         }
-        let Inner { id, storage, layout, .. } = Arc::try_unwrap(out.0).unwrap_or_else(|a| Inner {
-            id: a.id,
-            storage: a.storage.clone(),
-            layout: a.layout.clone(),
-            requires_grad: AtomicBool::new(false),
-            grad_fn: None,
-            grad: Mutex::new(None),
-        });
+        let Inner { id, storage, layout, .. } = out.into_inner();
+        let keep = |t: &Tensor| reads.inputs() || t.grad_fn().is_none_or(|f| f.reads_output);
+        let inputs = inputs.iter().map(|&t| if keep(t) { t.clone() } else { t.released() }).collect();
         let backward: BackwardFn = Box::new(backward);
         Tensor(Arc::new(Inner {
             id,
             storage,
             layout,
             requires_grad: AtomicBool::new(true),
-            grad_fn: Some(GradFn { name, inputs: inputs.iter().map(|&t| t.clone()).collect(), backward }),
+            grad_fn: Some(Arc::new(GradFn { name, inputs, backward, reads_output: reads.output() })),
             grad: Mutex::new(None),
+            released: None,
         }))
+    }
+
+    /// This handle's node as a value: moved out when no other handle shares it, else a copy of its id, storage
+    /// and layout (without graph record or gradient).
+    fn into_inner(self) -> Inner {
+        Arc::try_unwrap(self.0).unwrap_or_else(|a| Inner {
+            id: a.id,
+            storage: a.storage.clone(),
+            layout: a.layout.clone(),
+            requires_grad: AtomicBool::new(false),
+            grad_fn: None,
+            grad: Mutex::new(None),
+            released: a.released,
+        })
+    }
+
+    /// A handle to the same graph node (id, layout, device, graph record) without the values: what the graph
+    /// keeps of an input that no backward reads. Its storage is [`RELEASED`], empty; the kernels' entry
+    /// (`backend::on`) refuses it.
+    fn released(&self) -> Tensor {
+        Tensor(Arc::new(Inner {
+            id: self.0.id,
+            storage: RELEASED.clone(),
+            layout: self.0.layout.clone(),
+            requires_grad: AtomicBool::new(self.requires_grad()),
+            grad_fn: self.0.grad_fn.clone(),
+            grad: Mutex::new(None),
+            released: Some(self.device()),
+        }))
+    }
+
+    /// Whether this is a graph handle without values (see [`Tensor::released`]).
+    pub(crate) fn is_released(&self) -> bool {
+        self.0.released.is_some()
+    }
+
+    /// A weak handle to this tensor's memory, to see in tests whether anything still holds it.
+    #[cfg(test)]
+    pub(crate) fn memory(&self) -> std::sync::Weak<RwLock<Storage>> {
+        Arc::downgrade(&self.0.storage)
+    }
+
+    /// The graph's handle of each input of the op that made this tensor, for tests.
+    #[cfg(test)]
+    pub(crate) fn graph_inputs(&self) -> Vec<Tensor> {
+        self.grad_fn().map(|f| f.inputs.clone()).unwrap_or_default()
     }
 
     /// A tensor holding `data` in row-major order with the given shape.
@@ -177,7 +248,7 @@ impl Tensor {
 
     /// The device that holds the data.
     pub fn device(&self) -> Device {
-        self.storage().device()
+        self.0.released.unwrap_or_else(|| self.storage().device())
     }
 
     /// Whether this tensor takes part in autograd: a leaf marked with `set_requires_grad(true)`, or the
@@ -192,7 +263,7 @@ impl Tensor {
     }
 
     pub(crate) fn grad_fn(&self) -> Option<&GradFn> {
-        self.0.grad_fn.as_ref()
+        self.0.grad_fn.as_deref()
     }
 
     /// The name of the op that produced this tensor, if it was recorded.
@@ -281,10 +352,12 @@ impl Tensor {
     }
 
     pub(crate) fn storage(&self) -> RwLockReadGuard<'_, Storage> {
+        debug_assert!(!self.is_released(), "a backward read a tensor whose op said it would not (Reads)");
         self.0.storage.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
+        debug_assert!(!self.is_released(), "a backward wrote a tensor whose values were released");
         self.0.storage.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -325,7 +398,9 @@ impl Tensor {
         }
         let out = elementwise::to_device(self, device)?;
         let from = self.device();
-        Ok(Tensor::record(out, "to_device", &[self], move |g, _, _| Ok(vec![Some(g.to_device(from)?)])))
+        Ok(Tensor::record_reading(out, "to_device", &[self], Reads::Nothing, move |g, _, _| {
+            Ok(vec![Some(g.to_device(from)?)])
+        }))
     }
 
     /// Moves this tensor's storage to `device` in place, so that every handle and view sharing it (a

@@ -1,6 +1,7 @@
 //! Shape ops: `reshape`, `permute`, `transpose`, `narrow`, `expand`, `contiguous`, `cat`, `stack`.
 //! Views share storage with their source; only `contiguous`, `cat` and non-contiguous `reshape` copy.
 
+use crate::autograd::Reads;
 use crate::layout::{Layout, normalize_dim};
 use crate::{Result, Tensor, TensorError};
 
@@ -15,7 +16,9 @@ impl Tensor {
         }
         let src = if self.layout().is_contiguous() { self.clone() } else { self.contiguous()? };
         let out = src.view_with(Layout { offset: src.layout().offset, ..Layout::contiguous(shape) });
-        Ok(Tensor::record(out, "reshape", &[&src], |g, _, x| Ok(vec![Some(g.reshape(x[0].shape())?)])))
+        Ok(Tensor::record_reading(out, "reshape", &[&src], Reads::Nothing, |g, _, x| {
+            Ok(vec![Some(g.reshape(x[0].shape())?)])
+        }))
     }
 
     /// Flattens dimensions `start..=end` into one.
@@ -38,7 +41,9 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(Tensor::record(out, "permute", &[self], move |g, _, _| Ok(vec![Some(g.permute(&inverse)?)])))
+        Ok(Tensor::record_reading(out, "permute", &[self], Reads::Nothing, move |g, _, _| {
+            Ok(vec![Some(g.permute(&inverse)?)])
+        }))
     }
 
     /// Swaps two dimensions (a view).
@@ -70,7 +75,7 @@ impl Tensor {
         layout.offset += start * layout.strides[d];
         layout.shape[d] = len;
         let out = self.view_with(layout);
-        Ok(Tensor::record(out, "narrow", &[self], move |g, _, x| {
+        Ok(Tensor::record_reading(out, "narrow", &[self], Reads::Nothing, move |g, _, x| {
             let full = x[0].zeros_like()?;
             full.narrow(d as isize, start, len)?.assign(g)?;
             Ok(vec![Some(full)])
@@ -83,7 +88,9 @@ impl Tensor {
             return Ok(self.clone());
         }
         let out = self.view_with(self.layout().broadcast_to(shape)?);
-        Ok(Tensor::record(out, "expand", &[self], |g, _, x| Ok(vec![Some(g.sum_to(x[0].shape())?)])))
+        Ok(Tensor::record_reading(out, "expand", &[self], Reads::Nothing, |g, _, x| {
+            Ok(vec![Some(g.sum_to(x[0].shape())?)])
+        }))
     }
 
     /// Inserts a dimension of size 1 at `dim` (a view).
@@ -114,7 +121,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         let out = crate::ops::elementwise::contiguous(self)?;
-        Ok(Tensor::record(out, "contiguous", &[self], |g, _, _| Ok(vec![Some(g.clone())])))
+        Ok(Tensor::record_reading(out, "contiguous", &[self], Reads::Nothing, |g, _, _| Ok(vec![Some(g.clone())])))
     }
 
     /// This NCHW tensor with channels-last memory (NHWC order behind the same indices), PyTorch's
@@ -164,7 +171,7 @@ impl Tensor {
             sizes.push(t.shape()[d]);
             start += t.shape()[d];
         }
-        Ok(Tensor::record(out, "cat", tensors, move |g, _, x| {
+        Ok(Tensor::record_reading(out, "cat", tensors, Reads::Nothing, move |g, _, x| {
             let mut start = 0;
             let mut grads = Vec::with_capacity(x.len());
             for (t, &n) in x.iter().zip(&sizes) {

@@ -8,6 +8,7 @@ pub(crate) mod cuda;
 mod winograd;
 
 use crate::autocast::{Precision, autocast_precision};
+use crate::autograd::Reads;
 use crate::backend;
 use crate::layout::Layout;
 use crate::layout::format::{from_nhwc, nhwc, row_major, weight_fkkc, weight_is_channels_last};
@@ -214,7 +215,9 @@ impl Tensor {
         let saved = weight.requires_grad().then_some(x_cl);
         let w_channels_last = weight_is_channels_last(weight);
         let w_saved = self.requires_grad().then_some(w_fkkc);
-        Ok(Tensor::record(out, if relu { "conv2d_relu" } else { "conv2d" }, &inputs, move |grad, out, x| {
+        // The closure keeps the input and weights it needs; a ReLU'd convolution reads its output for the mask.
+        let (name, reads) = if relu { ("conv2d_relu", Reads::Output) } else { ("conv2d", Reads::Nothing) };
+        Ok(Tensor::record_reading(out, name, &inputs, reads, move |grad, out, x| {
             // A ReLU'd convolution whose input needs no gradient (a stem): a backend may mask the gradient and
             // sum the bias as it computes the weight gradient.
             let want_bias = x.get(2).is_some_and(|b| b.requires_grad());

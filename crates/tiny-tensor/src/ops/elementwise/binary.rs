@@ -1,13 +1,14 @@
 //! Broadcasting arithmetic (`add`, `sub`, `mul`, `div`), their scalar forms, and comparisons.
 
 use super::{BinaryOp, UnaryOp, binary, unary};
+use crate::autograd::Reads;
 use crate::{Result, Tensor};
 
 impl Tensor {
     /// `self + rhs`, broadcasting. d/da = 1, d/db = 1 (summed back over broadcast dimensions).
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = binary("add", self, rhs, BinaryOp::Add)?;
-        Ok(Tensor::record(out, "add", &[self, rhs], |g, _, x| {
+        Ok(Tensor::record_reading(out, "add", &[self, rhs], Reads::Nothing, |g, _, x| {
             Ok(vec![grad_if(&x[0], || g.sum_to(x[0].shape()))?, grad_if(&x[1], || g.sum_to(x[1].shape()))?])
         }))
     }
@@ -15,7 +16,7 @@ impl Tensor {
     /// `self - rhs`, broadcasting. d/da = 1, d/db = -1.
     pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = binary("sub", self, rhs, BinaryOp::Sub)?;
-        Ok(Tensor::record(out, "sub", &[self, rhs], |g, _, x| {
+        Ok(Tensor::record_reading(out, "sub", &[self, rhs], Reads::Nothing, |g, _, x| {
             Ok(vec![grad_if(&x[0], || g.sum_to(x[0].shape()))?, grad_if(&x[1], || g.neg()?.sum_to(x[1].shape()))?])
         }))
     }
@@ -23,7 +24,7 @@ impl Tensor {
     /// `self * rhs` elementwise, broadcasting. d/da = b, d/db = a.
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = binary("mul", self, rhs, BinaryOp::Mul)?;
-        Ok(Tensor::record(out, "mul", &[self, rhs], |g, _, x| {
+        Ok(Tensor::record_reading(out, "mul", &[self, rhs], Reads::Inputs, |g, _, x| {
             Ok(vec![
                 grad_if(&x[0], || g.mul(&x[1])?.sum_to(x[0].shape()))?,
                 grad_if(&x[1], || g.mul(&x[0])?.sum_to(x[1].shape()))?,
@@ -55,7 +56,9 @@ impl Tensor {
     /// `self * mul + add` in one pass. d/dx = mul.
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Affine, [mul, add])?;
-        Ok(Tensor::record(out, "affine", &[self], move |g, _, _| Ok(vec![Some(g.mul_scalar(mul)?)])))
+        Ok(Tensor::record_reading(out, "affine", &[self], Reads::Nothing, move |g, _, _| {
+            Ok(vec![Some(g.mul_scalar(mul)?)])
+        }))
     }
 
     /// 1.0 where `self == rhs`, else 0.0 (broadcasting; not differentiable).

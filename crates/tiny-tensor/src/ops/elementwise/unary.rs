@@ -1,37 +1,43 @@
 //! Elementwise functions: `neg`, `exp`, `log`, `relu`, `sqrt`, `powf`, `round_bf16`.
 
 use super::{UnaryOp, unary};
+use crate::autograd::Reads;
 use crate::{Result, Tensor};
 
 impl Tensor {
     /// `-x`. d/dx = -1.
     pub fn neg(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Neg, [0.0; 2])?;
-        Ok(Tensor::record(out, "neg", &[self], |g, _, _| Ok(vec![Some(g.neg()?)])))
+        Ok(Tensor::record_reading(out, "neg", &[self], Reads::Nothing, |g, _, _| Ok(vec![Some(g.neg()?)])))
     }
 
     /// `e^x`. d/dx = e^x, the output itself.
     pub fn exp(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Exp, [0.0; 2])?;
-        Ok(Tensor::record(out, "exp", &[self], |g, out, _| Ok(vec![Some(g.mul(out)?)])))
+        Ok(Tensor::record_reading(out, "exp", &[self], Reads::Output, |g, out, _| Ok(vec![Some(g.mul(out)?)])))
     }
 
     /// The natural logarithm. d/dx = 1/x.
     pub fn log(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Log, [0.0; 2])?;
-        Ok(Tensor::record(out, "log", &[self], |g, _, x| Ok(vec![Some(g.div(&x[0])?)])))
+        Ok(Tensor::record_reading(out, "log", &[self], Reads::Inputs, |g, _, x| Ok(vec![Some(g.div(&x[0])?)])))
     }
 
-    /// `max(x, 0)`. d/dx = `1[x > 0]`.
+    /// `max(x, 0)`. d/dx = `1[x > 0]`, read from the output (`relu(x) > 0` exactly where `x > 0`), so that
+    /// the graph need not keep the input.
     pub fn relu(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Relu, [0.0; 2])?;
-        Ok(Tensor::record(out, "relu", &[self], |g, _, x| Ok(vec![Some(Tensor::relu_grad(g, &x[0])?)])))
+        Ok(Tensor::record_reading(out, "relu", &[self], Reads::Output, |g, out, _| {
+            Ok(vec![Some(Tensor::relu_grad(g, out)?)])
+        }))
     }
 
     /// The square root. d/dx = 1 / (2 sqrt(x)).
     pub fn sqrt(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::Sqrt, [0.0; 2])?;
-        Ok(Tensor::record(out, "sqrt", &[self], |g, out, _| Ok(vec![Some(g.div(&out.mul_scalar(2.0)?)?)])))
+        Ok(Tensor::record_reading(out, "sqrt", &[self], Reads::Output, |g, out, _| {
+            Ok(vec![Some(g.div(&out.mul_scalar(2.0)?)?)])
+        }))
     }
 
     /// Each value rounded to the nearest bf16 (ties to even) and kept as an f32, like PyTorch's
@@ -45,14 +51,14 @@ impl Tensor {
     /// ```
     pub fn round_bf16(&self) -> Result<Tensor> {
         let out = unary(self, UnaryOp::RoundBf16, [0.0; 2])?;
-        Ok(Tensor::record(out, "round_bf16", &[self], |g, _, _| Ok(vec![Some(g.clone())])))
+        Ok(Tensor::record_reading(out, "round_bf16", &[self], Reads::Nothing, |g, _, _| Ok(vec![Some(g.clone())])))
     }
 
     /// `x^p` for a constant exponent. d/dx = p x^(p-1).
     pub fn powf(&self, p: f32) -> Result<Tensor> {
         let (op, params) = UnaryOp::pow(p);
         let out = unary(self, op, params)?;
-        Ok(Tensor::record(out, "powf", &[self], move |g, _, x| {
+        Ok(Tensor::record_reading(out, "powf", &[self], Reads::Inputs, move |g, _, x| {
             let slope = if p == 2.0 { x[0].mul_scalar(2.0)? } else { x[0].powf(p - 1.0)?.mul_scalar(p)? };
             Ok(vec![Some(g.mul(&slope)?)])
         }))

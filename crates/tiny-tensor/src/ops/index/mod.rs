@@ -4,6 +4,7 @@ mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
+use crate::autograd::Reads;
 use crate::backend;
 use crate::layout::format::row_major;
 use crate::layout::normalize_dim;
@@ -32,7 +33,7 @@ impl Tensor {
         shape[d] = idx.len();
         let out = backend::on(self)?.index_select(&row_major(self)?, outer, size, inner, idx)?.reshape(&shape)?;
         let idx = idx.to_vec();
-        Ok(Tensor::record(out, "index_select", &[self], move |g, _, x| {
+        Ok(Tensor::record_reading(out, "index_select", &[self], Reads::Nothing, move |g, _, x| {
             Ok(vec![Some(backend::on(g)?.index_add(&row_major(g)?, outer, size, inner, &idx)?.reshape(x[0].shape())?)])
         }))
     }

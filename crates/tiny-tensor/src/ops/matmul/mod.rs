@@ -6,6 +6,7 @@ pub(crate) mod cpu;
 pub(crate) mod cuda;
 
 use crate::autocast::{Precision, autocast, autocast_precision};
+use crate::autograd::Reads;
 use crate::backend;
 use crate::layout::Layout;
 use crate::{Result, Tensor, TensorError};
@@ -65,7 +66,7 @@ impl Tensor {
         let precision = autocast_precision();
         let out = backend::on_all("matmul", self, &[rhs])?.matmul3(self, &al, rhs, &bl, precision)?;
         let out = if ra == 2 && rb == 2 { out.reshape(&out.shape()[1..])? } else { out };
-        Ok(Tensor::record(out, "matmul", &[self, rhs], move |g, _, x| {
+        Ok(Tensor::record_reading(out, "matmul", &[self, rhs], Reads::Inputs, move |g, _, x| {
             let (a, b) = (&x[0], &x[1]);
             // The backward's products run in the forward's precision, wherever `backward()` is called.
             let _precision = autocast(precision);

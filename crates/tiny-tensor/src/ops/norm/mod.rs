@@ -4,6 +4,7 @@ mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
+use crate::autograd::Reads;
 use crate::backend;
 use crate::layout::Layout;
 use crate::layout::format::{ChannelData, row_major};
@@ -163,7 +164,7 @@ impl Tensor {
             stats(&xc, &weight.detach(), &bias.detach(), eps, running, count)?;
         let out = affine(&xc, &scale, &shift)?;
         let saved_mean = mean.clone();
-        let out = Tensor::record(out, "batch_norm", &[self, weight, bias], move |g, _, x| {
+        let out = Tensor::record_reading(out, "batch_norm", &[self, weight, bias], Reads::Inputs, move |g, _, x| {
             let (dx, dw, db) = backward(g, &xc, &saved_mean, &invstd, &x[1])?;
             Ok(vec![
                 x[0].requires_grad().then_some(dx),

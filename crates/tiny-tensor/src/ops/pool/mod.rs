@@ -4,6 +4,7 @@ mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
+use crate::autograd::Reads;
 use crate::backend;
 use crate::layout::format::{from_nhwc, nhwc};
 use crate::ops::conv::Conv2dGeom;
@@ -47,7 +48,7 @@ impl Tensor {
         let g = pool_geom("max_pool2d", self, kernel, stride, padding)?;
         let (out, idx) = backend::on(self)?.max_pool2d(&nhwc(self)?, &g)?;
         let out = from_nhwc(out, g.n, g.c, g.oh(), g.ow());
-        Ok(Tensor::record(out, "max_pool2d", &[self], move |grad, _, _| {
+        Ok(Tensor::record_reading(out, "max_pool2d", &[self], Reads::Nothing, move |grad, _, _| {
             let dx = backend::on(grad)?.max_pool2d_backward(&nhwc(grad)?, &idx, &g)?;
             Ok(vec![Some(from_nhwc(dx, g.n, g.c, g.h, g.w))])
         }))
@@ -59,7 +60,7 @@ impl Tensor {
         let g = pool_geom("avg_pool2d", self, kernel, stride, padding)?;
         let out = backend::on(self)?.avg_pool2d(&nhwc(self)?, &g)?;
         let out = from_nhwc(out, g.n, g.c, g.oh(), g.ow());
-        Ok(Tensor::record(out, "avg_pool2d", &[self], move |grad, _, _| {
+        Ok(Tensor::record_reading(out, "avg_pool2d", &[self], Reads::Nothing, move |grad, _, _| {
             let dx = backend::on(grad)?.avg_pool2d_backward(&nhwc(grad)?, &g)?;
             Ok(vec![Some(from_nhwc(dx, g.n, g.c, g.h, g.w))])
         }))

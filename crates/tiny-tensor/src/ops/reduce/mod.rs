@@ -4,6 +4,7 @@ mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
+use crate::autograd::Reads;
 use crate::backend;
 use crate::layout::normalize_dim;
 use crate::{Result, Tensor, TensorError};
@@ -72,7 +73,7 @@ impl Tensor {
         let kept = reduce(self, &mask, ReduceOp::Sum)?;
         let kept_shape = kept.shape().to_vec();
         let out = if keepdim { kept } else { kept.reshape(&self.squeezed(&mask))? };
-        Ok(Tensor::record(out, "sum", &[self], move |g, _, x| {
+        Ok(Tensor::record_reading(out, "sum", &[self], Reads::Nothing, move |g, _, x| {
             Ok(vec![Some(g.reshape(&kept_shape)?.expand(x[0].shape())?)])
         }))
     }
