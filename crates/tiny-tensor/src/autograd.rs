@@ -23,8 +23,8 @@ pub(crate) struct GradFn {
 /// and `requires_grad`), so that the graph keeps only those: PyTorch's saved tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reads {
-    /// No values: `add`, `affine`, views, pooling (which keeps its own indices), a convolution or batchnorm
-    /// that keeps what it needs in its closure.
+    /// No values: `add`, `affine`, views, pooling (which keeps its own indices), a convolution (which keeps its
+    /// input and weights in its closure).
     Nothing,
     /// The op's own output: `relu`, `exp`, `sqrt`.
     Output,
@@ -218,6 +218,8 @@ mod tests {
         let released = inputs[0].clone();
         assert!(released.is_released());
         assert_eq!((released.shape(), released.device()), (&[2usize][..], crate::Device::Cpu));
+        // Every released handle points at the same empty storage, which is no tensor's memory.
+        assert!(!released.shares_storage(&released));
         let err = backend::on(&released).err().expect("a released handle has no values to compute with");
         assert!(err.to_string().contains("released"), "{err}");
     }

@@ -362,7 +362,8 @@ impl Tensor {
     }
 
     pub(crate) fn shares_storage(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+        // Released handles all point at the one empty `RELEASED`, which is nobody's memory.
+        !self.is_released() && Arc::ptr_eq(&self.0.storage, &other.0.storage)
     }
 
     /// The elements in row-major order, copied to the host.

@@ -71,9 +71,10 @@ impl Tensor {
         binary("gt", self, rhs, BinaryOp::Gt)
     }
 
-    /// `grad` where `input > 0`, else 0: the backward of `relu` in one pass.
-    pub(crate) fn relu_grad(grad: &Tensor, input: &Tensor) -> Result<Tensor> {
-        binary("relu_backward", grad, input, BinaryOp::ReluGrad)
+    /// `grad` where `out > 0`, else 0: the backward of `relu` in one pass, from its output `out` (positive
+    /// exactly where the input is; NaN and zeros give 0 either way).
+    pub(crate) fn relu_grad(grad: &Tensor, out: &Tensor) -> Result<Tensor> {
+        binary("relu_backward", grad, out, BinaryOp::ReluGrad)
     }
 }
 

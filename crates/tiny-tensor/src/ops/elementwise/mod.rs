@@ -99,7 +99,7 @@ op_table! {
         Eq = 4 => |x, y| f32::from(x == y), "x == y ? 1.0f : 0.0f";
         /// 1.0 where `x > y`, else 0.0.
         Gt = 5 => |x, y| f32::from(x > y), "x > y ? 1.0f : 0.0f";
-        /// `x` where `y > 0`, else 0: the backward of ReLU with `y` its input.
+        /// `x` where `y > 0`, else 0: the backward of ReLU, with `y` its output (positive exactly where its input is).
         ReluGrad = 6 => |x, y| if y > 0.0 { x } else { 0.0 }, "y > 0.0f ? x : 0.0f";
         /// `max(x, 0) - x * y + ln(1 + e^-|x|)`: the binary cross entropy of logit `x` against target `y`,
         /// PyTorch's `binary_cross_entropy_with_logits` form, finite for any finite logit.
