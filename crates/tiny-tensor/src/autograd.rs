@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
 
 use crate::{Result, Tensor, TensorError};
 
@@ -13,28 +12,11 @@ pub(crate) type BackwardFn = Box<dyn Fn(&Tensor, &Tensor, &[Tensor]) -> Result<V
 /// The record an op leaves on its output: its inputs and how to send a gradient back to them.
 pub(crate) struct GradFn {
     pub(crate) name: &'static str,
-    /// Whether `backward` reads the op's output (`exp`, `relu`): then the graph never releases it.
-    pub(crate) reads_output: bool,
-    /// The inputs and the backward closure (with what it saved); `None` once a backward has freed them.
-    edges: Mutex<Option<Edges>>,
-}
-
-/// What a [`GradFn`] holds until a backward frees the graph.
-pub(crate) struct Edges {
     /// The op's inputs; an input whose values no backward reads is a released handle (`Tensor::released`).
     pub(crate) inputs: Vec<Tensor>,
     pub(crate) backward: BackwardFn,
-}
-
-impl GradFn {
-    pub(crate) fn new(name: &'static str, inputs: Vec<Tensor>, backward: BackwardFn, reads_output: bool) -> GradFn {
-        GradFn { name, reads_output, edges: Mutex::new(Some(Edges { inputs, backward })) }
-    }
-
-    /// The inputs and backward, or `None` after a backward freed them.
-    pub(crate) fn edges(&self) -> MutexGuard<'_, Option<Edges>> {
-        self.edges.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    /// Whether `backward` reads the op's output (`exp`, `relu`): then the graph never releases it.
+    pub(crate) reads_output: bool,
 }
 
 /// Which values an op's backward reads besides the output gradient (every backward may read shapes, devices
@@ -102,10 +84,7 @@ impl Drop for NoGradGuard {
 impl Tensor {
     /// Back-propagates from this scalar: every leaf that requires grad and contributed to it gets the
     /// gradient added to its `grad()` (gradients accumulate across calls, as in PyTorch, until
-    /// `zero_grad`). As PyTorch's `loss.backward()`, it frees the graph as it goes: each op's saved tensors
-    /// go as soon as its gradient has been passed on, so that the step's peak memory falls while the
-    /// gradients grow, and a second backward through the same graph is an error.
-    /// [`Tensor::backward_retain_graph`] keeps the graph.
+    /// `zero_grad`). The graph is kept, so a second call adds the same gradients again.
     ///
     /// ```
     /// use tiny_tensor::Tensor;
@@ -116,26 +95,6 @@ impl Tensor {
     /// assert_eq!(x.grad().unwrap().to_vec(), vec![11.0]);
     /// ```
     pub fn backward(&self) -> Result<()> {
-        self.backward_through(false)
-    }
-
-    /// [`Tensor::backward`] that keeps the graph, as PyTorch's `backward(retain_graph=True)`: a second call
-    /// adds the same gradients again.
-    ///
-    /// ```
-    /// use tiny_tensor::Tensor;
-    /// let x = Tensor::from_vec(vec![3.0], &[1]).unwrap().set_requires_grad(true);
-    /// let y = x.mul(&x).unwrap().sum_all().unwrap();
-    /// y.backward_retain_graph().unwrap();
-    /// y.backward().unwrap();
-    /// assert_eq!(x.grad().unwrap().to_vec(), vec![12.0]);
-    /// assert!(y.backward().is_err(), "the second backward() freed the graph");
-    /// ```
-    pub fn backward_retain_graph(&self) -> Result<()> {
-        self.backward_through(true)
-    }
-
-    fn backward_through(&self, retain_graph: bool) -> Result<()> {
         if self.numel() != 1 {
             return Err(TensorError::NotScalar { shape: self.shape().to_vec() });
         }
@@ -148,17 +107,11 @@ impl Tensor {
             return self.accumulate_grad(seed);
         }
         let mut grads: HashMap<usize, Tensor> = HashMap::from([(self.id(), seed)]);
-        // Consumed from the end, so that each node's handle goes with its record.
-        for node in topological_order(self)?.into_iter().rev() {
-            let Some(grad_fn) = node.grad_fn() else { continue };
-            // backward() takes the record out, so its saved tensors go at the end of this iteration (also when
-            // no gradient reached it); backward_retain_graph() borrows it.
-            let mut slot = grad_fn.edges();
-            let freed = if retain_graph { None } else { slot.take() };
-            let Some(edges) = freed.as_ref().or(slot.as_ref()) else { continue };
+        for node in topological_order(self).iter().rev() {
             let Some(grad) = grads.remove(&node.id()) else { continue };
-            let input_grads = (edges.backward)(&grad, &node, &edges.inputs)?;
-            for (input, g) in edges.inputs.iter().zip(input_grads) {
+            let Some(grad_fn) = node.grad_fn() else { continue };
+            let input_grads = (grad_fn.backward)(&grad, node, &grad_fn.inputs)?;
+            for (input, g) in grad_fn.inputs.iter().zip(input_grads) {
                 let Some(g) = g else { continue };
                 if !input.requires_grad() {
                     continue;
@@ -184,9 +137,8 @@ impl Tensor {
 }
 
 /// The non-leaf tensors that `root` depends on, each after all of its inputs (iterative DFS, so deep
-/// graphs cannot overflow the stack); an error, before any gradient is computed, when an earlier backward
-/// freed part of the graph.
-fn topological_order(root: &Tensor) -> Result<Vec<Tensor>> {
+/// graphs cannot overflow the stack).
+fn topological_order(root: &Tensor) -> Vec<Tensor> {
     let mut order = Vec::new();
     let mut visited = HashSet::new();
     let mut stack = vec![(root.clone(), false)];
@@ -199,27 +151,14 @@ fn topological_order(root: &Tensor) -> Result<Vec<Tensor>> {
             continue;
         }
         let Some(grad_fn) = t.grad_fn() else { continue };
-        let inputs = match grad_fn.edges().as_ref() {
-            Some(edges) => edges.inputs.clone(),
-            None => {
-                return Err(TensorError::InvalidArgument {
-                    op: "backward",
-                    msg: format!(
-                        "the graph through {} was freed by an earlier backward; call backward_retain_graph() \
-                         the first time to go through it twice",
-                        grad_fn.name
-                    ),
-                });
-            }
-        };
-        stack.push((t, true));
-        for input in inputs {
+        stack.push((t.clone(), true));
+        for input in &grad_fn.inputs {
             if input.grad_fn().is_some() && !visited.contains(&input.id()) {
-                stack.push((input, false));
+                stack.push((input.clone(), false));
             }
         }
     }
-    Ok(order)
+    order
 }
 
 #[cfg(test)]
@@ -242,29 +181,10 @@ mod tests {
         assert!(y.graph_inputs()[0].is_released());
         // Gradients are unchanged, and the kept graph gives them again on a second backward.
         let loss = y.sum_all().unwrap();
-        loss.backward_retain_graph().unwrap();
+        loss.backward().unwrap();
         assert_eq!(x.grad().unwrap().to_vec(), vec![0.0, 0.0, 2.0]);
         loss.backward().unwrap();
         assert_eq!(x.grad().unwrap().to_vec(), vec![0.0, 0.0, 4.0]);
-    }
-
-    #[test]
-    fn backward_frees_what_the_graph_saved_and_a_second_one_is_an_error() {
-        let (x, w) = (leaf(&[1.0, -2.0]), leaf(&[3.0, 4.0]));
-        let a = x.affine(1.0, 1.0).unwrap();
-        let r = a.mul(&w).unwrap().relu().unwrap();
-        let loss = r.sum_all().unwrap();
-        let (saved, relu_out) = (a.memory(), r.memory());
-        drop((a, r));
-        assert!(saved.upgrade().is_some() && relu_out.upgrade().is_some(), "mul and relu read these");
-        loss.backward().unwrap();
-        assert!(saved.upgrade().is_none() && relu_out.upgrade().is_none(), "the graph still holds them");
-        assert_eq!(x.grad().unwrap().to_vec(), vec![3.0, 0.0]);
-        assert_eq!(w.grad().unwrap().to_vec(), vec![2.0, 0.0]);
-        let err = loss.backward().unwrap_err();
-        assert!(err.to_string().contains("backward_retain_graph"), "{err}");
-        // Nothing was added by the refused call.
-        assert_eq!(x.grad().unwrap().to_vec(), vec![3.0, 0.0]);
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl Tensor {
             storage,
             layout,
             requires_grad: AtomicBool::new(true),
-            grad_fn: Some(Arc::new(GradFn::new(name, inputs, backward, reads.output()))),
+            grad_fn: Some(Arc::new(GradFn { name, inputs, backward, reads_output: reads.output() })),
             grad: Mutex::new(None),
             released: None,
         }))
@@ -149,7 +149,7 @@ impl Tensor {
     /// The graph's handle of each input of the op that made this tensor, for tests.
     #[cfg(test)]
     pub(crate) fn graph_inputs(&self) -> Vec<Tensor> {
-        self.grad_fn().and_then(|f| f.edges().as_ref().map(|e| e.inputs.clone())).unwrap_or_default()
+        self.grad_fn().map(|f| f.inputs.clone()).unwrap_or_default()
     }
 
     /// A tensor holding `data` in row-major order with the given shape.
