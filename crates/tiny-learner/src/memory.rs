@@ -11,11 +11,12 @@ const PROBE_SIZE: u32 = 64;
 
 /// About how many times the leaf layers' outputs a training step holds at its peak: each output a backward reads
 /// (the graph frees the rest), the ReLU outputs that are not layers of their own, the gradients flowing back, the
-/// kernels' scratch and the buffer pool's idle buffers. Measured (`bench_step` at 64 px in fp32, peak resident memory at the batch size less at
-/// batch size 1, against the sum of the leaf layers' outputs): simple_cnn at batch 128 4.1, resnet18 at 64 2.4,
-/// resnet50 at 64 2.0; since the graph keeps only what a backward reads (b39fe4b) the peaks above batch size 1
-/// fell from 62, 239 and 871 MiB to 61, 171 and 516 MiB, which makes these 4.0, 1.7 and 1.2. The estimate is for
-/// refusing what cannot fit (`--size 4096`), not for fine margins, so it stays on the safe side.
+/// kernels' scratch and the buffer pool's idle buffers. Measured (`bench_step` at 64 px in fp32, peak resident memory
+/// at the batch size less at batch size 1, against the sum of the leaf layers' outputs): simple_cnn at batch 128 4.1,
+/// resnet18 at 64 2.4, resnet50 at 64 2.0. Since the graph keeps only what a backward reads (b39fe4b) those peak
+/// differences fell from 62, 239 and 871 MiB to 61, 171 and 516 MiB (measured on a Zen 3), so the factors scaled by
+/// the same ratios are about 4.0, 1.7 and 1.2. The estimate is for refusing what cannot fit (`--size 4096`), not for
+/// fine margins, so it stays on the safe side.
 pub const TRAINING_FACTOR: f64 = 3.0;
 
 /// How many f32 copies of a batch's input are alive at once: the loader's batch, the next one it prepares, and the
