@@ -690,6 +690,35 @@ def multi_label():
     w.save(ROOT / "crates/tiny-nn/tests/fixtures/bce.safetensors")
 
 
+# ----------------------------------------------------------------------------- fused activations
+def fused():
+    """The ops that fuse a ReLU into what precedes it: training batchnorm then ReLU (tiny's `batch_norm_relu`), NCHW
+    and channels-last, with the running statistics after one update; and `relu(a + b)` (`add_relu`), broadcasting.
+    Its own file, so that the other fixtures are not rewritten."""
+    s = iter(range(24_000, 25_000))
+    w = Writer()
+    for name, view in (("batch_norm_relu", []), ("batch_norm_relu_channels_last", [["channels_last"]])):
+        c = 3
+        rm0, rv0 = randn(c, seed=next(s)) * 0.1, positive(c, seed=next(s))
+
+        def bn_relu(x, wt, b, rm0=rm0, rv0=rv0):
+            rm, rv = rm0.clone(), rv0.clone()
+            y = F.relu(F.batch_norm(x, rm, rv, wt, b, training=True, momentum=0.1, eps=1e-5))
+            dims = (0, 2, 3)
+            return y, x.mean(dims), x.var(dims, unbiased=False), rm, rv
+
+        case(w, name, "batch_norm", bn_relu, [randn(4, c, 5, 5, seed=next(s)) * 2 + 1, positive(c, seed=next(s)),
+                                              randn(c, seed=next(s))], params=dict(eps=1e-5, momentum=0.1, relu=True),
+             views=[view, [], []], rtol=3e-5, note="about half the outputs are zeros: the ReLU's mask matters")
+        w.put(f"{name}.running_mean0", rm0)
+        w.put(f"{name}.running_var0", rv0)
+    case(w, "add_relu", "add_relu", lambda a, b: F.relu(a + b), [randn(2, 3, 4, seed=next(s)),
+                                                                randn(3, 1, seed=next(s))])
+    case(w, "add_relu_channels_last", "add_relu", lambda a, b: F.relu(a + b),
+         [randn(2, 4, 3, 3, seed=next(s)), randn(2, 4, 3, 3, seed=next(s))], views=[[["channels_last"]], []])
+    w.save(ROOT / "crates/tiny-tensor/tests/fixtures/fused.safetensors")
+
+
 # ----------------------------------------------------------------------------- tiny-tensor: warp_perspective
 def perspective_grid(mats, h, w):
     """fastai's sampling grid for one 3x3 matrix per image: the pixel centres in [-1, 1] (align_corners=True),
@@ -1119,8 +1148,8 @@ if __name__ == "__main__":
     import sys
 
     parts = sys.argv[1:] or ["ops", "nn", "optim", "inputs", "label_smoothing", "warp", "autocast", "autocast_models",
-                             "zoo", "multi_label"]
+                             "zoo", "multi_label", "fused"]
     for part in parts:
         {"ops": ops, "nn": nn, "optim": optim, "inputs": inputs, "label_smoothing": label_smoothing,
          "warp": warp, "autocast": autocast, "autocast_models": autocast_models, "zoo": zoo,
-         "multi_label": multi_label}[part]()
+         "multi_label": multi_label, "fused": fused}[part]()

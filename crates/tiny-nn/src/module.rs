@@ -27,6 +27,11 @@ impl std::fmt::Debug for Hooks {
 }
 
 impl Hooks {
+    /// Whether no hook is registered, so that nothing sees a module's output but its parent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     fn run(&self, name: &str, input: &Tensor, output: &Tensor) {
         let hooks = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for (_, hook) in hooks.iter() {

@@ -313,6 +313,33 @@ fn hooks_see_every_layers_activations() {
 }
 
 #[test]
+fn a_hook_on_a_batchnorm_sees_its_output_before_the_fused_relu() {
+    // A block's batchnorm-ReLU pairs run as one op, unless a hook watches the batchnorm: then the two run apart and
+    // the hook sees the layer's own output, negatives included. Either way the block computes the same numbers.
+    let x = input(&[2, 8, 6, 6], 11);
+    let run = |hooked: bool| {
+        init::manual_seed(12);
+        let block = BasicBlock::new(8, 8, 1).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        if hooked {
+            let seen = seen.clone();
+            let hook = Box::new(move |_: &str, _: &Tensor, out: &Tensor| *seen.lock().unwrap() = out.to_vec());
+            block.bn1.register_forward_hook(hook).unwrap();
+        }
+        let y = block.call(&x).unwrap();
+        y.sum_all().unwrap().backward().unwrap();
+        let grad = block.conv1.weight.grad().unwrap().to_vec();
+        let running = block.bn1.running_mean.to_vec();
+        let seen = seen.lock().unwrap().clone();
+        (y.to_vec(), grad, running, seen)
+    };
+    let (fused, hooked) = (run(false), run(true));
+    assert_eq!((&fused.0, &fused.1, &fused.2), (&hooked.0, &hooked.1, &hooked.2));
+    assert!(hooked.3.iter().any(|&v| v < 0.0), "the hook saw the batchnorm's output, before the ReLU");
+    assert!(fused.3.is_empty());
+}
+
+#[test]
 fn log_softmax_identities_from_the_chapter() {
     let x = input(&[4, 10], 10).mul_scalar(3.0).unwrap();
     let naive = x.exp().unwrap().div(&x.exp().unwrap().sum(&[-1], true).unwrap()).unwrap().log().unwrap();

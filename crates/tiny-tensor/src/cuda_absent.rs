@@ -134,7 +134,14 @@ impl NormKernels for Gpu {
     ) -> Result<[Storage; 5]> {
         match *self {}
     }
-    fn batch_norm_affine(&self, _: &Tensor, _: (usize, usize, usize), _: &Tensor, _: &Tensor) -> Result<Storage> {
+    fn batch_norm_affine(
+        &self,
+        _: &Tensor,
+        _: (usize, usize, usize),
+        _: &Tensor,
+        _: &Tensor,
+        _: bool,
+    ) -> Result<Storage> {
         match *self {}
     }
     fn batch_norm_backward(
@@ -145,6 +152,7 @@ impl NormKernels for Gpu {
         _: &Tensor,
         _: &Tensor,
         _: &Tensor,
+        _: Option<(&Tensor, &Tensor)>,
     ) -> Result<(Storage, Storage, Storage)> {
         match *self {}
     }

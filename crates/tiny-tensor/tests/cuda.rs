@@ -243,6 +243,12 @@ fn batchnorm_both_memory_formats() {
     // Made channels-last on the device (an upload is row-major), so that the kernels see `[n*h*w, c, 1]`.
     let cl = |t: &[Tensor]| t[0].to_channels_last()?.batch_norm(&t[1], &t[2], 1e-5).map(|(y, _, _)| y);
     parity("batch_norm channels-last", vec![randn(&[3, 4, 5, 5], 43), w.clone(), b.clone()], cl);
+    // With the fused ReLU, whose backward recomputes its mask from the input.
+    let f = |t: &[Tensor]| t[0].batch_norm_relu(&t[1], &t[2], 1e-5).map(|(y, _, _)| y);
+    parity("batch_norm_relu nchw", vec![randn(&[3, 4, 5, 5], 47), w.clone(), b.clone()], f);
+    let cl = |t: &[Tensor]| t[0].to_channels_last()?.batch_norm_relu(&t[1], &t[2], 1e-5).map(|(y, _, _)| y);
+    parity("batch_norm_relu channels-last", vec![randn(&[3, 4, 5, 5], 48), w.clone(), b.clone()], cl);
+    parity("add_relu", vec![randn(&[3, 4, 5, 5], 49), randn(&[4, 1, 1], 50)], |t| t[0].add_relu(&t[1]));
     // The running statistics, updated in place by the fused per-channel kernel, twice, in both memory formats.
     let Some((device, _tf32_off)) = gpu("batch_norm running statistics") else { return };
     for channels_last in [false, true] {

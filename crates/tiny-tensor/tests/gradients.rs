@@ -316,3 +316,60 @@ test_device!(
     fused_batch_norm_matches_its_definition_and_gradients_cpu,
     fused_batch_norm_matches_its_definition_and_gradients_cuda
 );
+
+/// The values and the input gradients (through `sum(y * cot)`) of `f` on fresh leaves made from `inputs`.
+fn values_and_grads(device: Device, inputs: &[Tensor], cot: &Tensor, f: impl Fn(&[Tensor]) -> Tensor) -> Vec<Vec<f32>> {
+    let leaves: Vec<Tensor> = inputs.iter().map(|t| leaf(t, device)).collect();
+    let y = f(&leaves);
+    y.mul(cot).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![y.to_vec()];
+    out.extend(leaves.iter().map(common::grad));
+    out
+}
+
+fn fused_relus_are_the_pairs_they_fuse(device: Device) {
+    let (w, b) = (param(&[3], 0.5, 1.5, 40), param(&[3], -0.5, 0.5, 41));
+    let cot = on(&param(&[4, 3, 4, 4], -1.0, 1.0, 42), device);
+    let nchw = |t: &Tensor| t.clone();
+    let channels_last = |t: &Tensor| t.permute(&[0, 3, 1, 2]).unwrap();
+    for (shape, view) in [([4, 3, 4, 4], &nchw as &dyn Fn(&Tensor) -> Tensor), ([4, 4, 4, 3], &channels_last)] {
+        let x = param(&shape, -1.0, 2.0, 43);
+        let inputs = [x, w.clone(), b.clone()];
+        // The same values, and the same gradients to every input, as batchnorm then ReLU: to the bit on the CPU.
+        let fused =
+            values_and_grads(device, &inputs, &cot, |t| view(&t[0]).batch_norm_relu(&t[1], &t[2], 1e-5).unwrap().0);
+        let pair = values_and_grads(device, &inputs, &cot, |t| {
+            view(&t[0]).batch_norm(&t[1], &t[2], 1e-5).unwrap().0.relu().unwrap()
+        });
+        for (f, p) in fused.iter().zip(&pair) {
+            if device == Device::Cpu {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(f), bits(p));
+            } else {
+                common::assert_all_close(f, p, 1e-6);
+            }
+        }
+        assert!(fused[0].iter().filter(|&&v| v == 0.0).count() > 10, "the ReLU masks some outputs");
+    }
+    // Against central differences, on inputs whose normalised values stay 0.08 or more from the ReLU's kink (the
+    // check below confirms it), so that no finite difference crosses it.
+    let x = param(&[3, 2, 3, 3], -1.0, 2.0, 46);
+    let (w, b) = (param(&[2], 0.5, 1.5, 45), param(&[2], -0.3, 0.3, 46));
+    let pre = x.batch_norm(&w, &b, 1e-5).unwrap().0.to_vec();
+    assert!(pre.iter().all(|v| v.abs() > 0.08), "a normalised value near the kink: {pre:?}");
+    let t = [leaf(&x, device), leaf(&w, device), leaf(&b, device)];
+    gradcheck_with(&t, |t| Ok(t[0].batch_norm_relu(&t[1], &t[2], 1e-5)?.0), 1e-3, 2e-2, 2e-3);
+    // relu(a + b), broadcasting b; |a + b| stays at least 0.2 from the kink.
+    let a = leaf(&away_from_zero(&[2, 3, 4], 0.3, 47), device);
+    let c = p(device, &[3, 1], -0.1, 0.1, 48);
+    gradcheck(&[a.clone(), c.clone()], |t| t[0].add_relu(&t[1]));
+    let cot = on(&param(&[2, 3, 4], -1.0, 1.0, 49), device);
+    let fused = values_and_grads(device, &[a.clone(), c.clone()], &cot, |t| t[0].add_relu(&t[1]).unwrap());
+    let pair = values_and_grads(device, &[a, c], &cot, |t| t[0].add(&t[1]).unwrap().relu().unwrap());
+    assert_eq!(fused, pair);
+}
+test_device!(
+    fused_relus_are_the_pairs_they_fuse,
+    fused_relus_are_the_pairs_they_fuse_cpu,
+    fused_relus_are_the_pairs_they_fuse_cuda
+);

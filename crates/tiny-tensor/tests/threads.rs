@@ -83,6 +83,13 @@ fn cpu_kernels_are_thread_count_invariant() {
             out_shape: vec![8, 32, 20, 20],
         },
         Case {
+            name: "batch_norm_relu channels-last",
+            op: &|t| t[0].permute(&[0, 3, 1, 2]).unwrap().batch_norm_relu(&t[1], &t[2], 1e-5).unwrap().0,
+            inputs: vec![x.clone(), w.clone(), b.clone()],
+            shapes: vec![&[8, 20, 20, 32], &[32], &[32]],
+            out_shape: vec![8, 32, 20, 20],
+        },
+        Case {
             // Cut by rows (m > n), then by columns (n > m): each thread runs whole dot products.
             name: "matmul",
             op: &|t| t[0].matmul(&t[1]).unwrap().matmul(&t[2]).unwrap(),

@@ -71,8 +71,12 @@ fn the_fixtures_cover_every_differentiable_op() {
         "log_softmax_nll",
         "log_softmax_nll_smooth",
         "bce_with_logits",
+        "add_relu",
         "round_bf16",
     ] {
         assert!(ops.contains(op), "no PyTorch fixture for {op}");
     }
+    // The fused batchnorm-ReLU is a flag of the batchnorm cases, NCHW and channels-last.
+    let bn_relu = files.iter().flat_map(|f| &f.cases).filter(|c| c.op == "batch_norm" && c.flag("relu")).count();
+    assert!(bn_relu >= 2, "{bn_relu} PyTorch cases of batch_norm_relu");
 }

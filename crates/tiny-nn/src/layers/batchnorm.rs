@@ -54,10 +54,21 @@ impl BatchNorm2d {
     pub fn is_training(&self) -> bool {
         self.training.load(Ordering::Relaxed)
     }
-}
 
-impl Module for BatchNorm2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `self.call(x)?.relu()`, the batchnorm-ReLU pair of a resnet, as one op where it can be: in training mode
+    /// with no forward hook on the layer, [`Tensor::batch_norm_running_relu`] gives the same values to the bit in
+    /// one pass fewer each way. A hook sees the layer's own output, before the ReLU, so with one the two run apart,
+    /// as they do in evaluation mode.
+    pub fn call_relu(&self, x: &Tensor) -> Result<Tensor> {
+        if !self.is_training() || !self.hooks.is_empty() {
+            return Ok(self.call(x)?.relu()?);
+        }
+        self.check(x)?;
+        Ok(x.batch_norm_running_relu(&self.weight, &self.bias, self.eps, self.running())?.0)
+    }
+
+    /// An error unless `x` is `[n, c, h, w]` with this layer's `c`.
+    fn check(&self, x: &Tensor) -> Result<()> {
         let c = self.weight.shape()[0];
         if x.rank() != 4 || x.shape()[1] != c {
             return Err(NnError::InvalidArgument {
@@ -65,17 +76,28 @@ impl Module for BatchNorm2d {
                 msg: format!("expects [n, {c}, h, w] input, got {:?}", x.shape()),
             });
         }
-        let per_channel = [1, c, 1, 1];
+        Ok(())
+    }
+
+    /// The running statistics that a training batch updates.
+    fn running(&self) -> RunningStats<'_> {
+        RunningStats {
+            mean: &self.running_mean,
+            var: &self.running_var,
+            momentum: self.momentum,
+            num_batches_tracked: Some(&self.num_batches_tracked),
+        }
+    }
+}
+
+impl Module for BatchNorm2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        let per_channel = [1, self.weight.shape()[0], 1, 1];
         if self.is_training() {
             // The fused op: one statistics pass, one small per-channel pass that also updates the running
             // statistics, one normalise pass, and a two-pass backward.
-            let running = RunningStats {
-                mean: &self.running_mean,
-                var: &self.running_var,
-                momentum: self.momentum,
-                num_batches_tracked: Some(&self.num_batches_tracked),
-            };
-            return Ok(x.batch_norm_running(&self.weight, &self.bias, self.eps, running)?.0);
+            return Ok(x.batch_norm_running(&self.weight, &self.bias, self.eps, self.running())?.0);
         }
         let std = self.running_var.add_scalar(self.eps)?.sqrt()?.reshape(&per_channel)?;
         let normed = x.sub(&self.running_mean.reshape(&per_channel)?)?.div(&std)?;

@@ -71,9 +71,9 @@ impl Module for BasicBlock {
     /// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let identity = identity(&self.downsample, x)?;
-        let out = self.bn1.call(&self.conv1.call(x)?)?.relu()?;
+        let out = self.bn1.call_relu(&self.conv1.call(x)?)?;
         let out = self.bn2.call(&self.conv2.call(&out)?)?;
-        Ok(out.add(&identity)?.relu()?)
+        Ok(out.add_relu(&identity)?)
     }
 
     fn children(&self) -> Vec<(String, &dyn Module)> {
@@ -132,10 +132,10 @@ impl Module for Bottleneck {
     /// `relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x))`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let identity = identity(&self.downsample, x)?;
-        let out = self.bn1.call(&self.conv1.call(x)?)?.relu()?;
-        let out = self.bn2.call(&self.conv2.call(&out)?)?.relu()?;
+        let out = self.bn1.call_relu(&self.conv1.call(x)?)?;
+        let out = self.bn2.call_relu(&self.conv2.call(&out)?)?;
         let out = self.bn3.call(&self.conv3.call(&out)?)?;
-        Ok(out.add(&identity)?.relu()?)
+        Ok(out.add_relu(&identity)?)
     }
 
     fn children(&self) -> Vec<(String, &dyn Module)> {
@@ -246,7 +246,7 @@ pub fn resnet50(n_out: usize) -> Result<ResNet> {
 
 impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.maxpool.call(&self.bn1.call(&self.conv1.call(x)?)?.relu()?)?;
+        let mut x = self.maxpool.call(&self.bn1.call_relu(&self.conv1.call(x)?)?)?;
         for stage in &self.layers {
             x = stage.call(&x)?;
         }

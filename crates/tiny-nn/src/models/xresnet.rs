@@ -68,7 +68,7 @@ impl ResBlock {
 impl Module for ResBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let shortcut = self.idpath.call(x)?;
-        Ok(self.convpath.call(x)?.add(&shortcut)?.relu()?)
+        Ok(self.convpath.call(x)?.add_relu(&shortcut)?)
     }
 
     fn children(&self) -> Vec<(String, &dyn Module)> {

@@ -24,9 +24,14 @@ pub fn autocast_fixtures() -> Fixtures {
     Fixtures::load(tiny_fixtures::fixture_path!("autocast_bf16.safetensors"))
 }
 
+/// The ops with a ReLU fused into them, `batch_norm_relu` and `add_relu` (`make_fixtures.py fused`).
+pub fn fused_fixtures() -> Fixtures {
+    Fixtures::load(tiny_fixtures::fixture_path!("fused.safetensors"))
+}
+
 /// Every op fixture file of this crate.
 pub fn all_fixtures() -> Vec<Fixtures> {
-    vec![op_fixtures(), label_smoothing_fixtures(), bce_fixtures(), autocast_fixtures()]
+    vec![op_fixtures(), label_smoothing_fixtures(), bce_fixtures(), autocast_fixtures(), fused_fixtures()]
 }
 
 /// The precision a case ran in: its `autocast` parameter (`"bf16"`), else f32.
@@ -132,12 +137,17 @@ fn run(f: &Fixtures, case: &Case, x: &[Tensor], device: Device) -> tiny_tensor::
             let rv = tensor(f.get(&format!("{}.running_var0", case.name)), device);
             let running =
                 RunningStats { mean: &rm, var: &rv, momentum: case.f32("momentum"), num_batches_tracked: None };
-            let (y, mean, var) = x[0].batch_norm_running(&x[1], &x[2], case.f32("eps"), running)?;
+            let (y, mean, var) = if case.flag("relu") {
+                x[0].batch_norm_running_relu(&x[1], &x[2], case.f32("eps"), running)?
+            } else {
+                x[0].batch_norm_running(&x[1], &x[2], case.f32("eps"), running)?
+            };
             Ok(vec![y, mean, var, rm, rv])
         }
         "log_softmax_nll" => one(x[0].log_softmax_nll(&targets())?),
         "log_softmax_nll_smooth" => one(x[0].log_softmax_nll_smooth(&targets(), case.f32("eps"))?),
         "bce_with_logits" => one(x[0].bce_with_logits(&x[1])?),
+        "add_relu" => one(x[0].add_relu(&x[1])?),
         other => panic!("{}: no tiny op for {other}", case.name),
     }
 }

@@ -1,4 +1,4 @@
-//! Broadcasting arithmetic (`add`, `sub`, `mul`, `div`), their scalar forms, and comparisons.
+//! Broadcasting arithmetic (`add`, `sub`, `mul`, `div`, and `add_relu`), their scalar forms, and comparisons.
 
 use super::{BinaryOp, UnaryOp, binary, unary};
 use crate::autograd::Reads;
@@ -9,6 +9,23 @@ impl Tensor {
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = binary("add", self, rhs, BinaryOp::Add)?;
         Ok(Tensor::record_reading(out, "add", &[self, rhs], Reads::Nothing, |g, _, x| {
+            Ok(vec![grad_if(&x[0], || g.sum_to(x[0].shape()))?, grad_if(&x[1], || g.sum_to(x[1].shape()))?])
+        }))
+    }
+
+    /// `relu(self + rhs)`, broadcasting, as one op: `add` then `relu` to the bit, without the sum as a tensor of
+    /// its own (a residual block's last step). The gradient is ReLU's, read from the output, then `add`'s.
+    ///
+    /// ```
+    /// use tiny_tensor::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0, -2.0], &[2]).unwrap();
+    /// let b = Tensor::from_vec(vec![0.5, 1.0], &[2]).unwrap();
+    /// assert_eq!(a.add_relu(&b).unwrap().to_vec(), [1.5, 0.0]);
+    /// ```
+    pub fn add_relu(&self, rhs: &Tensor) -> Result<Tensor> {
+        let out = binary("add_relu", self, rhs, BinaryOp::AddRelu)?;
+        Ok(Tensor::record_reading(out, "add_relu", &[self, rhs], Reads::Output, |g, out, x| {
+            let g = Tensor::relu_grad(g, out)?;
             Ok(vec![grad_if(&x[0], || g.sum_to(x[0].shape()))?, grad_if(&x[1], || g.sum_to(x[1].shape()))?])
         }))
     }

@@ -107,6 +107,8 @@ op_table! {
             "fmaxf(x, 0.0f) - x * y + log1pf(expf(-fabsf(x)))";
         /// `sigmoid(x) - y`: the backward of [`BinaryOp::BceWithLogits`] with respect to its logit.
         SigmoidSub = 8 => |x, y| 1.0 / (1.0 + (-x).exp()) - y, "1.0f / (1.0f + expf(-x)) - y";
+        /// `relu(x + y)`, with [`UnaryOp::Relu`]'s expression: a residual block's sum and activation in one pass.
+        AddRelu = 9 => |x, y| (x + y).max(0.0), "x + y > 0.0f ? x + y : 0.0f";
     }
 }
 

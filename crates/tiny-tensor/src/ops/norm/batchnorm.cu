@@ -123,15 +123,30 @@ extern "C" __global__ void bn_stats_finish_f32(long long parts, const double* s1
         }                                                                                    \
     }
 
-extern "C" __global__ void bn_affine_f32(long long total, const float* x, float* y, const float* scale,
-                                         const float* shift, int c, long long inner) {
-    CHANNEL_LOOP(i, ch, total, c, inner, { y[i] = x[i] * scale[ch] + shift[ch]; })
+// relu(v) as the elementwise table's Relu computes it.
+__device__ __forceinline__ float bn_relu(float v) { return v > 0.0f ? v : 0.0f; }
+
+// g where the fused ReLU's output relu(x * scale + shift) is positive, else 0 (the elementwise table's ReluGrad on
+// the recomputed output); g itself when scale is null (no ReLU followed).
+__device__ __forceinline__ float bn_masked(float g, float x, const float* scale, const float* shift, int ch) {
+    return scale == nullptr || x * scale[ch] + shift[ch] > 0.0f ? g : 0.0f;
 }
 
-// Partial sums per channel of dy (into sg) and dy * xhat (into sgx), [gridDim.y, c] each.
+// y = x * scale + shift, then relu(y) when relu is not 0.
+extern "C" __global__ void bn_affine_f32(long long total, const float* x, float* y, const float* scale,
+                                         const float* shift, int c, long long inner, int relu) {
+    CHANNEL_LOOP(i, ch, total, c, inner, {
+        float v = x[i] * scale[ch] + shift[ch];
+        y[i] = relu ? bn_relu(v) : v;
+    })
+}
+
+// Partial sums per channel of dy (into sg) and dy * xhat (into sgx), [gridDim.y, c] each; dy masked by the fused
+// ReLU when rscale (the forward's scale, with rshift its shift) is not null.
 extern "C" __global__ void bn_backward_partial_f32(const float* dy, const float* x, const float* mean,
                                                    const float* invstd, long long outer, int c, long long inner,
-                                                   double* sg, double* sgx) {
+                                                   double* sg, double* sgx, const float* rscale,
+                                                   const float* rshift) {
     __shared__ double buf[256];
     for (long long tile = blockIdx.x; tile < bn_tiles(c, inner); tile += gridDim.x) {
         int ch = bn_channel(tile, inner);
@@ -141,7 +156,7 @@ extern "C" __global__ void bn_backward_partial_f32(const float* dy, const float*
             for (long long o = BN_ROW0; o < outer; o += BN_ROW_STEP) {
                 long long row = (o * c + ch) * inner;
                 for (long long q = BN_Q0(inner); q < inner; q += BN_Q_STEP(inner)) {
-                    float g = dy[row + q];
+                    float g = bn_masked(dy[row + q], x[row + q], rscale, rshift, ch);
                     a += g;
                     t += g * (x[row + q] - m) * is;
                 }
@@ -166,12 +181,15 @@ extern "C" __global__ void bn_backward_finish_f32(long long parts, const double*
     }
 }
 
+// dx from dy (masked as in bn_backward_partial_f32 when rscale is not null) and the per-channel sums.
 extern "C" __global__ void bn_backward_dx_f32(long long total, const float* dy, const float* x, const float* mean,
                                               const float* invstd, const float* w, const float* dw, const float* db,
-                                              float* dx, int c, long long inner, float n) {
+                                              float* dx, int c, long long inner, float n, const float* rscale,
+                                              const float* rshift) {
     CHANNEL_LOOP(i, ch, total, c, inner, {
         float is = invstd[ch];
         float xhat = (x[i] - mean[ch]) * is;
-        dx[i] = w[ch] * is * (dy[i] - db[ch] / n - xhat * dw[ch] / n);
+        float g = bn_masked(dy[i], x[i], rscale, rshift, ch);
+        dx[i] = w[ch] * is * (g - db[ch] / n - xhat * dw[ch] / n);
     })
 }

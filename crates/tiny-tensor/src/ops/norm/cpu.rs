@@ -44,10 +44,11 @@ impl NormKernels for Cpu {
         dims: (usize, usize, usize),
         scale: &Tensor,
         shift: &Tensor,
+        relu: bool,
     ) -> Result<Storage> {
         let (sx, sc, sh) = (x.storage(), scale.storage(), shift.storage());
         let (sc, sh) = (&sc.host()[scale.layout().offset..], &sh.host()[shift.layout().offset..]);
-        Ok(Storage::Cpu(affine(&sx.host()[x.layout().offset..], dims, sc, sh)))
+        Ok(Storage::Cpu(affine(&sx.host()[x.layout().offset..], dims, sc, sh, relu)))
     }
 
     fn batch_norm_backward(
@@ -58,9 +59,15 @@ impl NormKernels for Cpu {
         mean: &Tensor,
         invstd: &Tensor,
         w: &Tensor,
+        relu: Option<(&Tensor, &Tensor)>,
     ) -> Result<(Storage, Storage, Storage)> {
         let (sx, sd) = (x.storage(), dy.storage());
         let (sm, si, sw) = (mean.storage(), invstd.storage(), w.storage());
+        let affine = relu.map(|(scale, shift)| (scale.storage(), shift.storage(), scale, shift));
+        let mask = affine.as_ref().map(|(sc, sh, scale, shift)| Mask {
+            scale: &sc.host()[scale.layout().offset..],
+            shift: &sh.host()[shift.layout().offset..],
+        });
         let (dx, dw, db) = backward(
             &sd.host()[dy.layout().offset..],
             &sx.host()[x.layout().offset..],
@@ -68,6 +75,7 @@ impl NormKernels for Cpu {
             &sm.host()[mean.layout().offset..],
             &si.host()[invstd.layout().offset..],
             &sw.host()[w.layout().offset..],
+            mask,
         );
         Ok((Storage::Cpu(dx), Storage::Cpu(dw), Storage::Cpu(db)))
     }
@@ -117,16 +125,46 @@ fn add_rows(x: &[f32], rows: Range<usize>, mean: &[f32], sum: &mut [f32]) {
 }
 }
 
+/// The affine map that a fused ReLU followed (`Tensor::batch_norm_relu`). The gradient passes where
+/// `x * scale + shift > 0`, which is where the ReLU's output is positive: `relu_grad`'s mask, recomputed from the
+/// input with the forward's own expression, so that neither the mask nor the output is kept.
+#[derive(Clone, Copy)]
+struct Mask<'a> {
+    scale: &'a [f32],
+    shift: &'a [f32],
+}
+
+/// `g` where `x * s + t > 0`, else 0: `relu_grad` of the gradient `g` at the output `relu(x * s + t)`.
+#[inline(always)]
+fn masked(g: f32, x: f32, s: f32, t: f32) -> f32 {
+    if x * s + t > 0.0 { g } else { 0.0 }
+}
+
 simd::vectorized! {
-/// Adds `dy` and `dy * (x - mean)` of the channels-last `rows` into `part`'s two halves.
-fn add_paired_rows(dy: &[f32], x: &[f32], rows: Range<usize>, mean: &[f32], part: &mut [f32]) {
+/// Adds `dy` and `dy * (x - mean)` of the channels-last `rows` into `part`'s two halves, `dy` masked first when a
+/// ReLU followed.
+fn add_paired_rows(dy: &[f32], x: &[f32], rows: Range<usize>, mean: &[f32], mask: Option<Mask<'_>>, part: &mut [f32]) {
     let c = mean.len();
     let (sum_dy, sum_dyx) = part.split_at_mut(c);
     let (dy, x) = (&dy[rows.start * c..rows.end * c], &x[rows.start * c..rows.end * c]);
     for (g, xr) in dy.chunks_exact(c).zip(x.chunks_exact(c)) {
-        for ((((a, b), &g), &xv), &m) in sum_dy.iter_mut().zip(sum_dyx.iter_mut()).zip(g).zip(xr).zip(mean) {
-            *a += g;
-            *b += g * (xv - m);
+        match mask {
+            None => {
+                for ((((a, b), &g), &xv), &m) in sum_dy.iter_mut().zip(sum_dyx.iter_mut()).zip(g).zip(xr).zip(mean) {
+                    *a += g;
+                    *b += g * (xv - m);
+                }
+            }
+            Some(k) => {
+                let sums = sum_dy.iter_mut().zip(sum_dyx.iter_mut());
+                for ((((a, b), (&g, &xv)), &m), (&s, &t)) in
+                    sums.zip(g.iter().zip(xr)).zip(mean).zip(k.scale[..c].iter().zip(&k.shift[..c]))
+                {
+                    let g = masked(g, xv, s, t);
+                    *a += g;
+                    *b += g * (xv - m);
+                }
+            }
         }
     }
 }
@@ -177,9 +215,10 @@ fn update_running(running: &mut [f32], batch: &[f32], factor: f32, momentum: f32
     }
 }
 
-/// `y = x * scale[c] + shift[c]`: normalise, scale and shift folded into one affine map per channel. The
-/// `outer` rows are shared among the threads.
-fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
+/// `y = x * scale[c] + shift[c]`: normalise, scale and shift folded into one affine map per channel, then
+/// `max(y, 0)` when `relu` (ReLU's own expression, so the fused op gives its bits). The `outer` rows are shared among
+/// the threads.
+fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], shift: &[f32], relu: bool) -> Vec<f32> {
     let mut y = alloc::take(x.len());
     let len = c * inner;
     if len == 0 {
@@ -187,43 +226,72 @@ fn affine(x: &[f32], (outer, c, inner): (usize, usize, usize), scale: &[f32], sh
     }
     let ranges = parallel::ranges(outer, len);
     let parts = parallel::split(&mut y, &ranges, len);
-    parallel::each(&ranges, parts, |rows, y| affine_rows(&x[rows.start * len..rows.end * len], inner, scale, shift, y));
+    parallel::each(&ranges, parts, |rows, y| {
+        let x = &x[rows.start * len..rows.end * len];
+        if relu { affine_relu_rows(x, inner, scale, shift, y) } else { affine_rows(x, inner, scale, shift, y) }
+    });
     y
 }
 
 simd::vectorized! {
 /// `affine` for whole rows of `[c, inner]` floats, into `y`.
 fn affine_rows(x: &[f32], inner: usize, scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    affine_rows_with(x, inner, scale, shift, y, |v| v)
+}
+}
+
+simd::vectorized! {
+/// `affine` with its ReLU for whole rows of `[c, inner]` floats, into `y`.
+fn affine_relu_rows(x: &[f32], inner: usize, scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    affine_rows_with(x, inner, scale, shift, y, |v| v.max(0.0))
+}
+}
+
+/// The loop of `affine_rows` and `affine_relu_rows`, with `act` applied to each output; inlined into each, so that
+/// each is compiled (and vectorised) with its own activation.
+#[inline(always)]
+fn affine_rows_with(x: &[f32], inner: usize, scale: &[f32], shift: &[f32], y: &mut [f32], act: impl Fn(f32) -> f32) {
     let len = scale.len() * inner;
     for (yr, xr) in y.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
         if inner == 1 {
             for (((yv, &xv), &s), &t) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
-                *yv = xv * s + t;
+                *yv = act(xv * s + t);
             }
         } else {
             for (ch, (yc, xc)) in yr.chunks_exact_mut(inner).zip(xr.chunks_exact(inner)).enumerate() {
                 let (s, t) = (scale[ch], shift[ch]);
-                yc.iter_mut().zip(xc).for_each(|(yv, &xv)| *yv = xv * s + t);
+                yc.iter_mut().zip(xc).for_each(|(yv, &xv)| *yv = act(xv * s + t));
             }
         }
     }
 }
-}
 
 /// The per-channel sums `(sum(dy), sum(dy * (x - mean)))` over two tensors of one `[outer, c, inner]`
-/// layout, in one pass.
-fn paired_sums(dy: &[f32], x: &[f32], (outer, c, inner): (usize, usize, usize), mean: &[f32]) -> [Vec<f64>; 2] {
+/// layout, in one pass, `dy` masked first when a ReLU followed.
+fn paired_sums(
+    dy: &[f32],
+    x: &[f32],
+    (outer, c, inner): (usize, usize, usize),
+    mean: &[f32],
+    mask: Option<Mask<'_>>,
+) -> [Vec<f64>; 2] {
     if inner == 1 {
-        return row_sums::<2>(outer, c, |rows, p| add_paired_rows(dy, x, rows, mean, p));
+        return row_sums::<2>(outer, c, |rows, p| add_paired_rows(dy, x, rows, mean, mask, p));
     }
     let mut total = [vec![0.0f64; c], vec![0.0f64; c]];
     if c * inner == 0 {
         return total; // no values: every sum is zero
     }
     let mut part = [vec![0.0f32; c], vec![0.0f32; c]];
+    let mut masked_dy = vec![0.0f32; if mask.is_some() { inner } else { 0 }];
     for (r, (dyr, xr)) in dy.chunks_exact(c * inner).zip(x.chunks_exact(c * inner)).take(outer).enumerate() {
         for ch in 0..c {
-            let (gs, xs) = (&dyr[ch * inner..(ch + 1) * inner], &xr[ch * inner..(ch + 1) * inner]);
+            let (mut gs, xs) = (&dyr[ch * inner..(ch + 1) * inner], &xr[ch * inner..(ch + 1) * inner]);
+            if let Some(k) = mask {
+                let (s, t) = (k.scale[ch], k.shift[ch]);
+                masked_dy.iter_mut().zip(gs.iter().zip(xs)).for_each(|(m, (&g, &xv))| *m = masked(g, xv, s, t));
+                gs = &masked_dy;
+            }
             part[0][ch] += gs.iter().sum::<f32>();
             part[1][ch] += gs.iter().zip(xs).map(|(&g, &xv)| g * (xv - mean[ch])).sum::<f32>();
         }
@@ -237,9 +305,10 @@ fn paired_sums(dy: &[f32], x: &[f32], (outer, c, inner): (usize, usize, usize), 
 }
 
 /// The backward of training-mode batchnorm, with `xhat = (x - mean) * invstd`:
-/// `db = sum(dy)`, `dw = sum(dy * xhat)`, `dx = w * invstd * (dy - db / n - xhat * dw / n)`.
-/// `dy` and `x` share one `[outer, c, inner]` layout; returns `(dx, dw, db)`. The sums take one pass and
-/// `dx` another; the threads share `dx` in either layout, and the sums in the channels-last one.
+/// `db = sum(dy)`, `dw = sum(dy * xhat)`, `dx = w * invstd * (dy - db / n - xhat * dw / n)`, where `dy` is first
+/// masked by the ReLU's gradient when one followed (`mask`). `dy` and `x` share one `[outer, c, inner]` layout;
+/// returns `(dx, dw, db)`. The sums take one pass and `dx` another; the threads share `dx` in either layout, and
+/// the sums in the channels-last one.
 fn backward(
     dy: &[f32],
     x: &[f32],
@@ -247,10 +316,11 @@ fn backward(
     mean: &[f32],
     invstd: &[f32],
     w: &[f32],
+    mask: Option<Mask<'_>>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (outer, c, inner) = dims;
     let n = (outer * inner).max(1) as f32;
-    let [sum_dy, sum_dyx] = paired_sums(dy, x, dims, mean);
+    let [sum_dy, sum_dyx] = paired_sums(dy, x, dims, mean, mask);
     let db: Vec<f32> = sum_dy.iter().map(|&t| t as f32).collect();
     let dw: Vec<f32> = sum_dyx.iter().zip(invstd).map(|(&t, &i)| (t * i as f64) as f32).collect();
     let k0: Vec<f32> = (0..c).map(|ch| w[ch] * invstd[ch]).collect();
@@ -265,7 +335,10 @@ fn backward(
     let coef = DxCoefficients { mean, invstd, k0: &k0, mdb: &mdb, mdw: &mdw };
     parallel::each(&ranges, parts, |rows, dx| {
         let (dy, x) = (&dy[rows.start * len..rows.end * len], &x[rows.start * len..rows.end * len]);
-        dx_rows(dy, x, inner, &coef, dx)
+        match mask {
+            None => dx_rows(dy, x, inner, &coef, dx),
+            Some(k) => dx_relu_rows(dy, x, inner, &coef, k, dx),
+        }
     });
     (dx, dw, db)
 }
@@ -282,6 +355,31 @@ struct DxCoefficients<'a> {
 simd::vectorized! {
 /// Batchnorm's input gradient for whole rows of `[c, inner]` floats, into `dx`.
 fn dx_rows(dy: &[f32], x: &[f32], inner: usize, k: &DxCoefficients<'_>, dx: &mut [f32]) {
+    dx_rows_with(dy, x, inner, k, dx, |_, g, _| g)
+}
+}
+
+simd::vectorized! {
+/// Batchnorm's input gradient for whole rows of `[c, inner]` floats, into `dx`, with `dy` masked by the ReLU that
+/// followed.
+fn dx_relu_rows(dy: &[f32], x: &[f32], inner: usize, k: &DxCoefficients<'_>, mask: Mask<'_>, dx: &mut [f32]) {
+    let c = k.mean.len();
+    let (scale, shift) = (&mask.scale[..c], &mask.shift[..c]);
+    dx_rows_with(dy, x, inner, k, dx, |ch, g, xv| masked(g, xv, scale[ch], shift[ch]))
+}
+}
+
+/// The loop of `dx_rows` and `dx_relu_rows`: `grad(channel, dy, x)` is the gradient that reaches the batchnorm's
+/// output. Inlined into each, so that each is compiled (and vectorised) with its own.
+#[inline(always)]
+fn dx_rows_with(
+    dy: &[f32],
+    x: &[f32],
+    inner: usize,
+    k: &DxCoefficients<'_>,
+    dx: &mut [f32],
+    grad: impl Fn(usize, f32, f32) -> f32,
+) {
     let c = k.mean.len();
     let (mean, invstd, k0, mdb, mdw) = (&k.mean[..c], &k.invstd[..c], &k.k0[..c], &k.mdb[..c], &k.mdw[..c]);
     let len = c * inner;
@@ -290,16 +388,15 @@ fn dx_rows(dy: &[f32], x: &[f32], inner: usize, k: &DxCoefficients<'_>, dx: &mut
             let (dxr, dyr, xr) = (&mut dxr[..c], &dyr[..c], &xr[..c]);
             for ch in 0..c {
                 let xhat = (xr[ch] - mean[ch]) * invstd[ch];
-                dxr[ch] = k0[ch] * (dyr[ch] - mdb[ch] - xhat * mdw[ch]);
+                dxr[ch] = k0[ch] * (grad(ch, dyr[ch], xr[ch]) - mdb[ch] - xhat * mdw[ch]);
             }
         } else {
             for ch in 0..c {
                 for i in ch * inner..(ch + 1) * inner {
                     let xhat = (xr[i] - mean[ch]) * invstd[ch];
-                    dxr[i] = k0[ch] * (dyr[i] - mdb[ch] - xhat * mdw[ch]);
+                    dxr[i] = k0[ch] * (grad(ch, dyr[i], xr[i]) - mdb[ch] - xhat * mdw[ch]);
                 }
             }
         }
     }
-}
 }

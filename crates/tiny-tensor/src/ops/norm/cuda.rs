@@ -64,13 +64,14 @@ impl NormKernels for Gpu {
         Ok(out.map(|s| g.storage(s)))
     }
 
-    /// `y = x * scale[c] + shift[c]` over contiguous `x`.
+    /// `y = x * scale[c] + shift[c]` over contiguous `x`, then `relu(y)` when `relu`.
     fn batch_norm_affine(
         &self,
         x: &Tensor,
         (outer, c, inner): (usize, usize, usize),
         scale: &Tensor,
         shift: &Tensor,
+        relu: bool,
     ) -> Result<Storage> {
         let g = self;
         let total = outer * c * inner;
@@ -80,12 +81,14 @@ impl NormKernels for Gpu {
         let (t, ci, i) = (total as i64, i32_of("batch_norm", "channels", c)?, inner as i64);
         let mut b = g.stream.launch_builder(g.func("bn_affine_f32"));
         let (scale, shift) = (view(&sc, scale), view(&sh, shift));
-        b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i);
+        let relu = i32::from(relu);
+        b.arg(&t).arg(&src).arg(&mut y).arg(&scale).arg(&shift).arg(&ci).arg(&i).arg(&relu);
         unsafe { b.launch(grid(total)) }.map_err(err("batch_norm affine"))?;
         Ok(g.storage(y))
     }
 
-    /// The gradients `(dx, dw, db)` of training-mode batchnorm, with `dy` and `x` in the same contiguous arrangement.
+    /// The gradients `(dx, dw, db)` of training-mode batchnorm, with `dy` and `x` in the same contiguous arrangement,
+    /// `dy` masked by a fused ReLU when `relu` holds the forward's scale and shift.
     fn batch_norm_backward(
         &self,
         dy: &Tensor,
@@ -94,6 +97,7 @@ impl NormKernels for Gpu {
         mean: &Tensor,
         invstd: &Tensor,
         w: &Tensor,
+        relu: Option<(&Tensor, &Tensor)>,
     ) -> Result<(Storage, Storage, Storage)> {
         let g = self;
         let total = outer * c * inner;
@@ -109,12 +113,20 @@ impl NormKernels for Gpu {
         let means = view(&sm, mean);
         let invs = view(&si, invstd);
         let ws = view(&sw, w);
+        // The fused ReLU's scale and shift, or null pointers (0) when none followed.
+        let null = 0u64;
+        let affine = relu.map(|(scale, shift)| (scale.storage(), shift.storage(), scale, shift));
+        let mask = affine.as_ref().map(|(sc, sh, scale, shift)| (view(sc, scale), view(sh, shift)));
         let (o, ci, i) = (outer as i64, i32_of("batch_norm", "channels", c)?, inner as i64);
         let cfg = partial_launch(outer, c, inner);
         let parts = cfg.grid_dim.1 as usize;
         let (mut sg, mut sgx) = (g.alloc::<f64>(parts * c)?, g.alloc::<f64>(parts * c)?);
         let mut b = g.stream.launch_builder(g.func("bn_backward_partial_f32"));
         b.arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&o).arg(&ci).arg(&i).arg(&mut sg).arg(&mut sgx);
+        match &mask {
+            Some((sc, sh)) => b.arg(sc).arg(sh),
+            None => b.arg(&null).arg(&null),
+        };
         unsafe { b.launch(cfg) }.map_err(err("batch_norm backward"))?;
         let p = parts as i64;
         let mut b = g.stream.launch_builder(g.func("bn_backward_finish_f32"));
@@ -124,6 +136,10 @@ impl NormKernels for Gpu {
         let mut b = g.stream.launch_builder(g.func("bn_backward_dx_f32"));
         b.arg(&t).arg(&dys).arg(&xs).arg(&means).arg(&invs).arg(&ws).arg(&dw).arg(&db);
         b.arg(&mut dx).arg(&ci).arg(&i).arg(&n);
+        match &mask {
+            Some((sc, sh)) => b.arg(sc).arg(sh),
+            None => b.arg(&null).arg(&null),
+        };
         unsafe { b.launch(grid(total)) }.map_err(err("batch_norm backward"))?;
         Ok((g.storage(dx), g.storage(dw), g.storage(db)))
     }

@@ -1,4 +1,4 @@
-//! `batch_norm`: training-mode batch normalisation as one fused op, forward and backward side by side.
+//! `batch_norm` (and `batch_norm_relu`): training-mode batch normalisation as one fused op, forward and backward side by side.
 
 mod cpu;
 #[cfg(feature = "cuda")]
@@ -27,15 +27,18 @@ pub(crate) trait NormKernels {
         running: Option<RunningStats<'_>>,
         unbias: f32,
     ) -> Result<[Storage; 5]>;
-    /// `y = x * scale[c] + shift[c]`.
+    /// `y = x * scale[c] + shift[c]`, then `relu(y)` when `relu`.
     fn batch_norm_affine(
         &self,
         x: &Tensor,
         dims: (usize, usize, usize),
         scale: &Tensor,
         shift: &Tensor,
+        relu: bool,
     ) -> Result<Storage>;
-    /// The gradients `(dx, dw, db)`, with `dy` in `x`'s arrangement.
+    /// The gradients `(dx, dw, db)`, with `dy` in `x`'s arrangement. When a ReLU followed, `relu` holds the
+    /// forward's `(scale, shift)` and `dy` first passes only where `x * scale + shift > 0`.
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(
         &self,
         dy: &Tensor,
@@ -44,6 +47,7 @@ pub(crate) trait NormKernels {
         mean: &Tensor,
         invstd: &Tensor,
         w: &Tensor,
+        relu: Option<(&Tensor, &Tensor)>,
     ) -> Result<(Storage, Storage, Storage)>;
 }
 
@@ -80,25 +84,27 @@ fn stats(
     Ok(BatchNormStats { mean, var, invstd, scale, shift })
 }
 
-/// `y = x * scale[c] + shift[c]`, keeping the input's memory format.
-fn affine(x: &ChannelData, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+/// `y = x * scale[c] + shift[c]`, then `relu(y)` when `relu`, keeping the input's memory format.
+fn affine(x: &ChannelData, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Tensor> {
     let be = backend::on_all("batch_norm", &x.data, &[scale, shift])?;
     let (scale, shift) = (row_major(scale)?, row_major(shift)?);
-    Ok(x.wrap(be.batch_norm_affine(&x.data, x.dims, &scale, &shift)?))
+    Ok(x.wrap(be.batch_norm_affine(&x.data, x.dims, &scale, &shift, relu)?))
 }
 
-/// The gradients `(dx, dw, db)` of training-mode batchnorm.
+/// The gradients `(dx, dw, db)` of training-mode batchnorm; when a ReLU followed, `relu` holds the forward's
+/// `(scale, shift)`, from which the ReLU's mask is recomputed.
 fn backward(
     dy: &Tensor,
     x: &ChannelData,
     mean: &Tensor,
     invstd: &Tensor,
     w: &Tensor,
+    relu: Option<(&Tensor, &Tensor)>,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let be = backend::on_all("batch_norm", &x.data, &[dy])?;
     let dyd = x.same_format(dy)?;
     let (mean, invstd, w) = (row_major(mean)?, row_major(invstd)?, row_major(w)?);
-    let (dx, dw, db) = be.batch_norm_backward(&dyd, &x.data, x.dims, &mean, &invstd, &w)?;
+    let (dx, dw, db) = be.batch_norm_backward(&dyd, &x.data, x.dims, &mean, &invstd, &w, relu)?;
     Ok((x.wrap(dx), channel_vec(dw, x.dims.1), channel_vec(db, x.dims.1)))
 }
 
@@ -111,7 +117,23 @@ impl Tensor {
     /// Backward, with `xhat = (x - mean) * invstd` and `n` values per channel:
     /// `db = sum(dy)`, `dw = sum(dy * xhat)`, `dx = w * invstd * (dy - db / n - xhat * dw / n)`.
     pub fn batch_norm(&self, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
-        self.batch_norm_impl(weight, bias, eps, None)
+        self.batch_norm_impl(weight, bias, eps, None, false)
+    }
+
+    /// `batch_norm(...)` followed by `relu()`, as one op: the same values to the bit, with one pass fewer each
+    /// way and no intermediate tensor. The ReLU's gradient mask is recomputed in the backward from the input
+    /// (`x * scale + shift > 0`, the forward's own expression), so nothing more is kept than for
+    /// [`Tensor::batch_norm`]. Returns the output and the batch mean and biased variance.
+    ///
+    /// ```
+    /// use tiny_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 3.0], &[2, 1, 1, 1]).unwrap();
+    /// let (w, b) = (Tensor::ones(&[1]), Tensor::zeros(&[1]));
+    /// let (y, _, _) = x.batch_norm_relu(&w, &b, 0.0).unwrap();
+    /// assert_eq!(y.to_vec(), [0.0, 1.0]); // relu([-1, 1])
+    /// ```
+    pub fn batch_norm_relu(&self, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
+        self.batch_norm_impl(weight, bias, eps, None, true)
     }
 
     /// [`Tensor::batch_norm`] that also updates running statistics in place, as PyTorch's
@@ -140,7 +162,18 @@ impl Tensor {
         eps: f32,
         running: RunningStats<'_>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        self.batch_norm_impl(weight, bias, eps, Some(running))
+        self.batch_norm_impl(weight, bias, eps, Some(running), false)
+    }
+
+    /// [`Tensor::batch_norm_running`] followed by `relu()`, as one op (see [`Tensor::batch_norm_relu`]).
+    pub fn batch_norm_running_relu(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+        running: RunningStats<'_>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.batch_norm_impl(weight, bias, eps, Some(running), true)
     }
 
     fn batch_norm_impl(
@@ -149,6 +182,7 @@ impl Tensor {
         bias: &Tensor,
         eps: f32,
         running: Option<RunningStats<'_>>,
+        relu: bool,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let s = self.shape();
         if s.len() != 4 || weight.shape() != [s[1]] || bias.shape() != [s[1]] {
@@ -162,10 +196,11 @@ impl Tensor {
         let count = s[0] * s[2] * s[3];
         let BatchNormStats { mean, var, invstd, scale, shift } =
             stats(&xc, &weight.detach(), &bias.detach(), eps, running, count)?;
-        let out = affine(&xc, &scale, &shift)?;
+        let out = affine(&xc, &scale, &shift, relu)?;
         let saved_mean = mean.clone();
-        let out = Tensor::record_reading(out, "batch_norm", &[self, weight, bias], Reads::Inputs, move |g, _, x| {
-            let (dx, dw, db) = backward(g, &xc, &saved_mean, &invstd, &x[1])?;
+        let name = if relu { "batch_norm_relu" } else { "batch_norm" };
+        let out = Tensor::record_reading(out, name, &[self, weight, bias], Reads::Inputs, move |g, _, x| {
+            let (dx, dw, db) = backward(g, &xc, &saved_mean, &invstd, &x[1], relu.then_some((&scale, &shift)))?;
             Ok(vec![
                 x[0].requires_grad().then_some(dx),
                 x[1].requires_grad().then_some(dw),
