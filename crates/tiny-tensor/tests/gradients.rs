@@ -327,6 +327,18 @@ fn values_and_grads(device: Device, inputs: &[Tensor], cot: &Tensor, f: impl Fn(
     out
 }
 
+/// The same bits on the CPU (zeros' signs included); on a GPU within 8 ulps, where the two run different kernels.
+fn assert_same(device: Device, fused: &[Vec<f32>], pair: &[Vec<f32>]) {
+    for (f, p) in fused.iter().zip(pair) {
+        if device == Device::Cpu {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(f), bits(p));
+        } else {
+            common::assert_all_close(f, p, 1e-6);
+        }
+    }
+}
+
 fn fused_relus_are_the_pairs_they_fuse(device: Device) {
     let (w, b) = (param(&[3], 0.5, 1.5, 40), param(&[3], -0.5, 0.5, 41));
     let cot = on(&param(&[4, 3, 4, 4], -1.0, 1.0, 42), device);
@@ -341,20 +353,13 @@ fn fused_relus_are_the_pairs_they_fuse(device: Device) {
         let pair = values_and_grads(device, &inputs, &cot, |t| {
             view(&t[0]).batch_norm(&t[1], &t[2], 1e-5).unwrap().0.relu().unwrap()
         });
-        for (f, p) in fused.iter().zip(&pair) {
-            if device == Device::Cpu {
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(f), bits(p));
-            } else {
-                common::assert_all_close(f, p, 1e-6);
-            }
-        }
+        assert_same(device, &fused, &pair);
         assert!(fused[0].iter().filter(|&&v| v == 0.0).count() > 10, "the ReLU masks some outputs");
     }
     // Against central differences, on inputs whose normalised values stay 0.08 or more from the ReLU's kink (the
     // check below confirms it), so that no finite difference crosses it.
-    let x = param(&[3, 2, 3, 3], -1.0, 2.0, 46);
-    let (w, b) = (param(&[2], 0.5, 1.5, 45), param(&[2], -0.3, 0.3, 46));
+    let x = param(&[3, 2, 3, 3], -1.0, 2.0, 80);
+    let (w, b) = (param(&[2], 0.5, 1.5, 45), param(&[2], -0.3, 0.3, 50));
     let pre = x.batch_norm(&w, &b, 1e-5).unwrap().0.to_vec();
     assert!(pre.iter().all(|v| v.abs() > 0.08), "a normalised value near the kink: {pre:?}");
     let t = [leaf(&x, device), leaf(&w, device), leaf(&b, device)];
@@ -366,7 +371,7 @@ fn fused_relus_are_the_pairs_they_fuse(device: Device) {
     let cot = on(&param(&[2, 3, 4], -1.0, 1.0, 49), device);
     let fused = values_and_grads(device, &[a.clone(), c.clone()], &cot, |t| t[0].add_relu(&t[1]).unwrap());
     let pair = values_and_grads(device, &[a, c], &cot, |t| t[0].add(&t[1]).unwrap().relu().unwrap());
-    assert_eq!(fused, pair);
+    assert_same(device, &fused, &pair);
 }
 test_device!(
     fused_relus_are_the_pairs_they_fuse,

@@ -113,6 +113,13 @@ fn cpu_kernels_are_thread_count_invariant() {
             shapes: vec![&[8, 32, 20, 20], &[32], &[32]],
             out_shape: vec![8, 32, 20, 20],
         },
+        Case {
+            name: "batch_norm_relu NCHW",
+            op: &|t| t[0].batch_norm_relu(&t[1], &t[2], 1e-5).unwrap().0,
+            inputs: vec![x.clone(), w.clone(), b.clone()],
+            shapes: vec![&[8, 32, 20, 20], &[32], &[32]],
+            out_shape: vec![8, 32, 20, 20],
+        },
     ];
     for Case { name, op: f, inputs, shapes, out_shape } in cases {
         let r = Tensor::randn(&out_shape, &mut StdRng::seed_from_u64(4));

@@ -126,17 +126,21 @@ extern "C" __global__ void bn_stats_finish_f32(long long parts, const double* s1
 // relu(v) as the elementwise table's Relu computes it.
 __device__ __forceinline__ float bn_relu(float v) { return v > 0.0f ? v : 0.0f; }
 
+// x * scale + shift as one fused multiply-add, spelled out so that the forward and the recomputed mask below round
+// it alike whatever the compiler's contraction flags.
+__device__ __forceinline__ float bn_affine_of(float x, float scale, float shift) { return fmaf(x, scale, shift); }
+
 // g where the fused ReLU's output relu(x * scale + shift) is positive, else 0 (the elementwise table's ReluGrad on
 // the recomputed output); g itself when scale is null (no ReLU followed).
 __device__ __forceinline__ float bn_masked(float g, float x, const float* scale, const float* shift, int ch) {
-    return scale == nullptr || x * scale[ch] + shift[ch] > 0.0f ? g : 0.0f;
+    return scale == nullptr || bn_affine_of(x, scale[ch], shift[ch]) > 0.0f ? g : 0.0f;
 }
 
 // y = x * scale + shift, then relu(y) when relu is not 0.
 extern "C" __global__ void bn_affine_f32(long long total, const float* x, float* y, const float* scale,
                                          const float* shift, int c, long long inner, int relu) {
     CHANNEL_LOOP(i, ch, total, c, inner, {
-        float v = x[i] * scale[ch] + shift[ch];
+        float v = bn_affine_of(x[i], scale[ch], shift[ch]);
         y[i] = relu ? bn_relu(v) : v;
     })
 }

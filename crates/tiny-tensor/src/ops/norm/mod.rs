@@ -1,4 +1,4 @@
-//! `batch_norm` (and `batch_norm_relu`): training-mode batch normalisation as one fused op, forward and backward side by side.
+//! `batch_norm` and `batch_norm_relu`: training-mode batchnorm as one fused op, forward and backward side by side.
 
 mod cpu;
 #[cfg(feature = "cuda")]
@@ -199,8 +199,10 @@ impl Tensor {
         let out = affine(&xc, &scale, &shift, relu)?;
         let saved_mean = mean.clone();
         let name = if relu { "batch_norm_relu" } else { "batch_norm" };
+        // The ReLU's mask is recomputed from the affine map, which is kept only when there is a ReLU.
+        let mask = relu.then_some((scale, shift));
         let out = Tensor::record_reading(out, name, &[self, weight, bias], Reads::Inputs, move |g, _, x| {
-            let (dx, dw, db) = backward(g, &xc, &saved_mean, &invstd, &x[1], relu.then_some((&scale, &shift)))?;
+            let (dx, dw, db) = backward(g, &xc, &saved_mean, &invstd, &x[1], mask.as_ref().map(|(s, t)| (s, t)))?;
             Ok(vec![
                 x[0].requires_grad().then_some(dx),
                 x[1].requires_grad().then_some(dw),
