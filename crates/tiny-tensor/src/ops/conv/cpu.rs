@@ -381,7 +381,7 @@ fn conv2d_forward(
             let rows = (n1 - n0) * p.rows_per_img;
             if let Some(packed) = fused {
                 im2col_bf16(x, g, (n0, n1), &mut pairs, gemm16::as_halves(&mut images), packed.vector());
-                let lhs = gemm16::Lhs::Rows { data: &pairs, rows, k: p.kkc };
+                let lhs = gemm16::Lhs::Rows { data: &pairs, rows, k: p.kkc, stride: p.kkc.div_ceil(2) };
                 let mut guard = out_chunks[ch].lock().unwrap_or_else(|e| e.into_inner());
                 gemm16::gemm_packed(MatMut::rows(&mut guard, rows, g.f), false, lhs, packed, threads);
                 epilogue(&mut guard, g.f, bias, relu);

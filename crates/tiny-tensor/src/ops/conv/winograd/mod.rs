@@ -22,8 +22,9 @@ use super::Conv2dGeom;
 use super::cpu::run_chunks;
 use crate::autocast::Precision;
 use crate::cpu::alloc;
+use crate::ops::matmul::bf16 as gemm16;
 use crate::ops::matmul::cpu::{Mat, MatMut, Rhs, gemm_rhs};
-use transforms::{input_transform, output_transform, transform_weights};
+use transforms::{input_transform, input_transform_bf16, output_transform, transform_weights};
 pub(super) use weight_grad::backward_weight;
 #[cfg(test)]
 use weight_grad::backward_weight_with;
@@ -65,7 +66,8 @@ pub(super) fn eligible(g: &Conv2dGeom) -> bool {
 
 /// The forward convolution of `x` (`[n, h, w, c]`) by `w` (`[f, 3, 3, c]`), plus `bias` and then ReLU when
 /// asked; returns `[n, h, w, f]`. `g` must be `eligible`. In bf16 the transformed tiles and weights are what is
-/// rounded, as the 16 GEMMs pack them; the transforms stay f32.
+/// rounded: the weights as the 16 GEMMs pack them, the tiles as the input transform stores them; the transforms'
+/// arithmetic stays f32.
 pub(super) fn forward(
     x: &[f32],
     w: &[f32],
@@ -132,11 +134,30 @@ fn plan(s: &Problem, units: usize) -> usize {
 /// output transform.
 fn run(src: &[f32], u: &[f32], s: &Problem, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     let units = s.n * s.tiles().0;
-    run_with(src, u, s, bias, relu, plan(s, units.max(1)))
+    run_with(src, u, s, bias, relu, plan(s, units.max(1)), Rounding::Transform)
 }
 
-/// `run` with `per_chunk` tile rows a chunk.
-fn run_with(src: &[f32], u: &[f32], s: &Problem, bias: Option<&[f32]>, relu: bool, per_chunk: usize) -> Vec<f32> {
+/// Where the bf16 products' tiles are rounded to bf16: by the input transform as it stores them (what `run`
+/// does: the f32 tiles are never written), or by the GEMM as it packs f32 tiles (the route the tests compare
+/// it with, bit for bit). Products in f32 ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rounding {
+    Transform,
+    /// Only the tests' reference route.
+    #[cfg(test)]
+    Packing,
+}
+
+/// `run` with `per_chunk` tile rows a chunk, its bf16 tiles rounded where `rounding` says.
+fn run_with(
+    src: &[f32],
+    u: &[f32],
+    s: &Problem,
+    bias: Option<&[f32]>,
+    relu: bool,
+    per_chunk: usize,
+    rounding: Rounding,
+) -> Vec<f32> {
     let mut out = alloc::take(s.n * s.h * s.w * s.cout);
     if out.is_empty() {
         return out;
@@ -160,22 +181,42 @@ fn run_with(src: &[f32], u: &[f32], s: &Problem, bias: Option<&[f32]>, relu: boo
     let ranges = crate::cpu::parallel::ranges(16, if s.precision == Precision::Bf16 { s.cin * s.cout } else { 0 });
     let weights: Vec<Rhs<'_>> =
         crate::cpu::parallel::each_range(&ranges, |r| r.map(pack).collect::<Vec<_>>()).into_iter().flatten().collect();
+    // In bf16 the input transform writes the tiles as rows of pairs (`Lhs::Rows`: `[tiles, 16, cin / 2]`, padded
+    // to whole tiles of rows), which the GEMMs read without packing them.
+    let pairs = s.cin.div_ceil(2);
+    let rows_of_pairs = matches!(weights.first(), Some(Rhs::Bf16(_))) && rounding == Rounding::Transform;
     run_chunks(chunks, |range, threads| {
-        let mut v = alloc::take(16 * per_chunk * tw * s.cin);
+        let padded = (per_chunk * tw).div_ceil(gemm16::ROW_PADDING) * gemm16::ROW_PADDING;
+        let mut v = alloc::take(if rows_of_pairs { 0 } else { 16 * per_chunk * tw * s.cin });
+        let mut v16 = alloc::take_words(if rows_of_pairs { 16 * padded * pairs } else { 0 });
         let mut m = alloc::take(16 * per_chunk * tw * s.cout);
         for ch in range {
             let (u0, u1) = span(ch);
             let tiles = (u1 - u0) * tw;
-            input_transform(src, s, u0, u1, &mut v[..16 * tiles * s.cin]);
+            if rows_of_pairs {
+                input_transform_bf16(src, s, u0, u1, gemm16::as_halves(&mut v16[..16 * tiles * pairs]));
+            } else {
+                input_transform(src, s, u0, u1, &mut v[..16 * tiles * s.cin]);
+            }
             for xi in 0..16 {
-                let a = Mat { data: &v, offset: xi * s.cin, rows: tiles, cols: s.cin, rs: 16 * s.cin, cs: 1 };
                 let dst = MatMut { offset: xi * tiles * s.cout, ..MatMut::rows(&mut m, tiles, s.cout) };
-                gemm_rhs(dst, false, a, &weights[xi], threads);
+                match &weights[xi] {
+                    Rhs::Bf16(packed) if rows_of_pairs => {
+                        let a =
+                            gemm16::Lhs::Rows { data: &v16[xi * pairs..], rows: tiles, k: s.cin, stride: 16 * pairs };
+                        gemm16::gemm_packed(dst, false, a, packed, threads);
+                    }
+                    b => {
+                        let a = Mat { data: &v, offset: xi * s.cin, rows: tiles, cols: s.cin, rs: 16 * s.cin, cs: 1 };
+                        gemm_rhs(dst, false, a, b, threads);
+                    }
+                }
             }
             let mut guard = slices[ch].lock().unwrap_or_else(|e| e.into_inner());
             output_transform(&m[..16 * tiles * s.cout], s, u0, u1, bias, relu, &mut guard);
         }
         alloc::give(v);
+        alloc::give_words(v16);
         alloc::give(m);
     });
     drop(slices);

@@ -136,7 +136,8 @@ fn every_chunking_agrees() {
     for units in [1, 2, 3, 7, 35] {
         let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f, precision: Precision::Fp32 };
         let u = transform_weights(&wt, g.f, g.c, false);
-        assert_close(&run_with(&x, &u, &s, None, false, units), &want, &format!("{units} tile rows a chunk"));
+        let got = run_with(&x, &u, &s, None, false, units, Rounding::Transform);
+        assert_close(&got, &want, &format!("{units} tile rows a chunk"));
     }
     let dout = random(g.n * g.h * g.w * g.f, &mut rng);
     let want = direct_weight_grad(&x, &dout, &g);
@@ -144,6 +145,86 @@ fn every_chunking_agrees() {
         let s = Problem { n: g.n, h: g.h, w: g.w, cin: g.c, cout: g.f, precision: Precision::Fp32 };
         let got = backward_weight_with(&x, &dout, &s, units);
         assert_close(&got, &want, &format!("weight gradient, {units} tile rows a chunk"));
+    }
+}
+
+/// In bf16 the tiles the input transform rounds into pairs as it stores them give the bits of f32 tiles rounded
+/// by the GEMM's packing: forward (with bias and ReLU) and backward-input, odd channel counts (an odd row's last
+/// half must be zero) and chunkings that split images, on this CPU's bf16 kernel and threads.
+#[test]
+fn bf16_tiles_rounded_by_the_transform_give_the_bits_of_tiles_rounded_by_packing() {
+    let mut rng = StdRng::seed_from_u64(12);
+    for (n, h, w, c, f) in [(2, 8, 8, 32, 48), (1, 9, 9, 17, 33), (3, 5, 7, 16, 16), (2, 6, 6, 33, 17)] {
+        let (x, wt, b) = (random(n * h * w * c, &mut rng), random(f * 9 * c, &mut rng), random(f, &mut rng));
+        let tile_rows = n * h.div_ceil(2);
+        for (cin, cout, flip) in [(c, f, false), (f, c, true)] {
+            let s = Problem { n, h, w, cin, cout, precision: Precision::Bf16 };
+            let src = if flip { random(n * h * w * f, &mut rng) } else { x.clone() };
+            let u = transform_weights(&wt, f, c, flip);
+            for units in [1, 3, tile_rows] {
+                let bias = (!flip).then_some(&b[..]);
+                let want = run_with(&src, &u, &s, bias, !flip, units, Rounding::Packing);
+                let got = run_with(&src, &u, &s, bias, !flip, units, Rounding::Transform);
+                let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same && got.len() == want.len(), "{cin}->{cout} at {n}x{h}x{w}, {units} tile rows a chunk");
+            }
+        }
+    }
+}
+
+/// The input transform's bf16 store rounds as `cpu::bf16::round` does, lane for lane, on the vectors this CPU
+/// runs: ties both ways, the largest finite values rounding to infinity, infinities, NaNs of both signs and
+/// payloads, denormals and zeros, in every lane position and with partial vectors.
+#[test]
+fn the_bf16_store_rounds_as_the_packing_does() {
+    use super::vector::Vector;
+    let specials = [
+        1.0f32,
+        -1.0,
+        f32::from_bits(0x3f80_8000),
+        f32::from_bits(0x3f81_8000),
+        f32::from_bits(0x3f80_8001),
+        f32::from_bits(0xbf81_8000),
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::from_bits(0xff80_0001),
+        f32::from_bits(0x7fbf_ffff),
+        f32::from_bits(0x0000_0001),
+        f32::from_bits(0x807f_ffff),
+        f32::MIN_POSITIVE,
+        0.0,
+        -0.0,
+    ];
+    let mut rng = StdRng::seed_from_u64(13);
+    let mut values: Vec<f32> = specials.to_vec();
+    values.extend((0..300).map(|_| f32::from_bits(rng.random::<u32>())));
+    let check = |store: &dyn Fn(&[f32], &mut [u16])| {
+        for (i, chunk) in values.chunks(16).enumerate() {
+            let mut got = [0xabcdu16; 16];
+            store(chunk, &mut got);
+            for (l, &v) in chunk.iter().enumerate() {
+                let want = crate::cpu::bf16::round(v);
+                assert_eq!(got[l], want, "chunk {i} lane {l}: {:#010x} stored as {:#06x}", v.to_bits(), got[l]);
+            }
+            assert!(got[chunk.len()..].iter().all(|&h| h == 0xabcd), "chunk {i}: wrote past its lanes");
+        }
+    };
+    check(&|src, dst| src.iter().zip(dst.iter_mut()).for_each(|(&v, d)| unsafe { v.store_bf16(d, 1) }));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(src: &[f32], dst: &mut [u16]) {
+            use super::vector::Avx512;
+            // SAFETY: the CPU has AVX-512F; `src` and `dst` hold at least `src.len()` (at most 16) elements.
+            unsafe { Avx512::load(src.as_ptr(), src.len()).store_bf16(dst.as_mut_ptr(), src.len()) }
+        }
+        // SAFETY: the CPU has AVX-512F.
+        check(&|src, dst| unsafe { avx512(src, dst) });
+    } else {
+        eprintln!("the_bf16_store_rounds_as_the_packing_does: AVX-512 half skipped: this CPU has no AVX-512F");
     }
 }
 

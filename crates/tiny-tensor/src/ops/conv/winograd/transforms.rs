@@ -122,9 +122,81 @@ dispatch! {
 /// 16px forward 3.8 -> 3.3 ms) than 16 separate `[tiles, cin]` matrices, and the GEMM reads `V_xi` as a
 /// matrix with row stride `16 cin`.
 fn input_transform<V>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [f32]) {
+    assert!(v.len() >= 16 * (u1 - u0) * s.tiles().1 * s.cin);
+    // SAFETY: `v` holds the 16 rows of `cin` values of every tile, as just asserted.
+    unsafe { tiles::<V, _>(x, s, u0, u1, F32Rows(v.as_mut_ptr())) }
+}
+}
+
+dispatch! {
+/// [`input_transform`] rounded to bf16 as it is stored, for the bf16 GEMM to read as rows of pairs
+/// (`Lhs::Rows`): the same `[tiles, 16, cin]` layout in halves, each row `cin.div_ceil(2)` pairs, an odd
+/// `cin`'s last half zero. The values are those the GEMM's packing would make of `input_transform`'s, without
+/// writing and reading the f32 tiles once more.
+fn input_transform_bf16<V>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [u16]) {
+    let (rows, width) = (16 * (u1 - u0) * s.tiles().1, Bf16Rows::width(s.cin));
+    assert!(v.len() >= rows * width);
+    // SAFETY: `v` holds the 16 rows of `width` halves of every tile, as just asserted.
+    unsafe { tiles::<V, _>(x, s, u0, u1, Bf16Rows(v.as_mut_ptr())) }
+    if width > s.cin {
+        (0..rows).for_each(|r| v[r * width + s.cin] = 0);
+    }
+}
+}
+
+/// Where the input transform stores each tile's 16 rows of channels.
+trait TileRows: Copy {
+    /// Elements from one row to the next, for `c` channels.
+    fn width(c: usize) -> usize;
+    /// Stores the first `len` lanes of `v` at element `at`.
+    ///
+    /// # Safety
+    /// Elements `at..at + len` must be writable.
+    unsafe fn put<V: Vector>(self, v: V, at: usize, len: usize);
+}
+
+/// f32 rows of `c` values.
+#[derive(Clone, Copy)]
+struct F32Rows(*mut f32);
+
+impl TileRows for F32Rows {
+    #[inline(always)]
+    fn width(c: usize) -> usize {
+        c
+    }
+    #[inline(always)]
+    unsafe fn put<V: Vector>(self, v: V, at: usize, len: usize) {
+        // SAFETY: the caller vouches for the range.
+        unsafe { v.store(self.0.add(at), len) }
+    }
+}
+
+/// bf16 rows of `c.div_ceil(2)` pairs.
+#[derive(Clone, Copy)]
+struct Bf16Rows(*mut u16);
+
+impl TileRows for Bf16Rows {
+    #[inline(always)]
+    fn width(c: usize) -> usize {
+        c.next_multiple_of(2)
+    }
+    #[inline(always)]
+    unsafe fn put<V: Vector>(self, v: V, at: usize, len: usize) {
+        // SAFETY: the caller vouches for the range.
+        unsafe { v.store_bf16(self.0.add(at), len) }
+    }
+}
+
+/// The input transform of tile rows `u0..u1`, stored through `out`.
+///
+/// # Safety
+/// `out` must be writable for `16 * tiles * S::width(cin)` elements, `tiles` the tiles of those rows.
+#[inline(always)]
+unsafe fn tiles<V: Vector, S: TileRows>(x: &[f32], s: &Problem, u0: usize, u1: usize, out: S) {
     let (th, tw) = s.tiles();
     let c = s.cin;
-    assert!(x.len() >= s.n * s.h * s.w * c && v.len() >= 16 * (u1 - u0) * tw * c && u1 <= s.n * th);
+    let width = S::width(c);
+    assert!(x.len() >= s.n * s.h * s.w * c && u1 <= s.n * th);
     // Taps in the padding read this instead of the image.
     let zeros = vec![0.0f32; c];
     for unit in u0..u1 {
@@ -149,8 +221,8 @@ fn input_transform<V>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [f32
             for c0 in (0..c).step_by(V::LANES) {
                 let len = V::LANES.min(c - c0);
                 // SAFETY: each `src` points at `c` floats of `x` or of `zeros`, of which this reads
-                // `c0..c0 + len`; position `xi` writes `v[(t * 16 + xi) * c + c0..][..len]`, inside the
-                // length asserted above.
+                // `c0..c0 + len`; position `xi` is stored at `(t * 16 + xi) * width + c0..][..len]`, inside
+                // what the caller vouches for.
                 unsafe {
                     let pix = |i: usize, j: usize| V::load(src[i][j].add(c0), len);
                     // Along the columns of each tile row, then along the rows.
@@ -161,13 +233,15 @@ fn input_transform<V>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [f32
                         bt([pix(3, 0), pix(3, 1), pix(3, 2), pix(3, 3)]),
                     ];
                     for j in 0..4 {
-                        store4(bt(column(&e, j)), v.as_mut_ptr().add((t * 16 + j) * c + c0), 4 * c, len);
+                        let col = bt(column(&e, j));
+                        for (i, v) in col.into_iter().enumerate() {
+                            out.put(v, (t * 16 + j + 4 * i) * width + c0, len);
+                        }
                     }
                 }
             }
         }
     }
-}
 }
 
 dispatch! {

@@ -22,6 +22,12 @@ pub(super) trait Vector: Copy {
     /// # Safety
     /// `p..p + len` must be writable.
     unsafe fn store(self, p: *mut f32, len: usize);
+    /// Stores the first `len` lanes at `p` rounded to bf16, as `cpu::bf16::round` rounds (what the GEMM's
+    /// packing would make of them).
+    ///
+    /// # Safety
+    /// `p..p + len` must be writable.
+    unsafe fn store_bf16(self, p: *mut u16, len: usize);
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn half(self) -> Self;
@@ -47,6 +53,11 @@ impl Vector for f32 {
     unsafe fn store(self, p: *mut f32, _len: usize) {
         // SAFETY: the caller guarantees `p` is writable.
         unsafe { *p = self }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut u16, _len: usize) {
+        // SAFETY: the caller guarantees `p` is writable.
+        unsafe { *p = crate::cpu::bf16::round(self) }
     }
     #[inline(always)]
     fn add(self, o: Self) -> Self {
@@ -127,6 +138,24 @@ mod avx512 {
         #[inline(always)]
         unsafe fn store(self, p: *mut f32, len: usize) {
             unsafe { _mm512_mask_storeu_ps(p, mask(len), self.0) }
+        }
+        /// `cpu::bf16::round` in AVX-512F integer instructions (the kernels run on CPUs without AVX512-BF16
+        /// too): a NaN keeps its top half with the quiet bit set, a denormal becomes the zero of its sign, and
+        /// the rest round to nearest even by adding `0x7fff` plus the kept half's lowest bit.
+        #[inline(always)]
+        unsafe fn store_bf16(self, p: *mut u16, len: usize) {
+            unsafe {
+                let bits = _mm512_castps_si512(self.0);
+                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, self.0);
+                let denormal = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7f80_0000));
+                let flushed = _mm512_mask_and_epi32(bits, denormal, bits, _mm512_set1_epi32(i32::MIN));
+                let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(flushed), _mm512_set1_epi32(1));
+                let bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd);
+                let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(flushed, bias));
+                let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
+                let halves = _mm512_mask_blend_epi32(nan, rounded, quiet);
+                _mm512_mask_cvtepi32_storeu_epi16(p.cast(), mask(len), halves)
+            }
         }
         #[inline(always)]
         fn add(self, o: Self) -> Self {

@@ -149,13 +149,15 @@ pub(crate) fn gemm_packed(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: &Pac
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Lhs<'a> {
     F32(Mat<'a>),
-    /// `rows` rows of `k` values as `k.div_ceil(2)` pairs each, row `i` at `data[i * k.div_ceil(2)..]`, followed
+    /// `rows` rows of `k` values as `k.div_ceil(2)` pairs each, row `i` at `data[i * stride..]` (`stride` at least
+    /// `k.div_ceil(2)`: an im2col's rows are back to back, a Winograd chunk's 16 matrices interleaved), followed
     /// by readable rows (of any values) up to a multiple of [`ROW_PADDING`]: the kernels read whole tiles of rows
     /// and write only the valid ones.
     Rows {
         data: &'a [u32],
         rows: usize,
         k: usize,
+        stride: usize,
     },
 }
 
@@ -199,8 +201,10 @@ impl Rhs<'_> {
 fn product(dst: MatMut<'_>, accumulate: bool, a: Lhs<'_>, b: Rhs<'_>, threads: usize) {
     let (m, n, k) = (dst.rows, dst.cols, a.cols());
     assert!(a.rows() == m, "gemm: shapes checked by the caller");
-    if let Lhs::Rows { data, rows, k } = a {
-        assert!(data.len() >= rows.div_ceil(ROW_PADDING) * ROW_PADDING * k.div_ceil(2), "gemm: unpadded rows");
+    if let Lhs::Rows { data, rows, k, stride } = a {
+        assert!(stride >= k.div_ceil(2), "gemm: rows overlap");
+        let padded = rows.div_ceil(ROW_PADDING) * ROW_PADDING;
+        assert!(padded == 0 || data.len() >= (padded - 1) * stride + k.div_ceil(2), "gemm: unpadded rows");
     }
     if m == 0 || n == 0 {
         return;
@@ -375,10 +379,7 @@ fn blocks<const MR: usize, const NV: usize>(
                         Layout::PanelMajor => (&*packed_a, MR * kc2, 1, MR),
                     }
                 }
-                Lhs::Rows { data, k, .. } => {
-                    let k2 = k.div_ceil(2);
-                    (&data[i0 * k2 + k0 / 2..], MR * k2, k2, 1)
-                }
+                Lhs::Rows { data, stride, .. } => (&data[i0 * stride + k0 / 2..], MR * stride, stride, 1),
             };
             let a_exponent = match a {
                 _ if !portable => 0,

@@ -265,14 +265,20 @@ fn the_portable_kernel_flushes_exactly_where_a_sum_can_be_denormal() {
         let b = mixed_values(&mut rng, k * n, |i| i % n < 8 && (i / n) / KC != 2);
         let (am, bm) = (Mat::rows(&a, m, k), Mat::rows(&b, k, n));
         let init: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        // A as rows of pairs: back to back, and at a wider stride whose gaps (like the padding rows) hold NaNs,
+        // which no valid row may read.
         let k2 = k.div_ceil(2);
-        let mut rows = vec![0u32; m.div_ceil(super::ROW_PADDING) * super::ROW_PADDING * k2];
-        for i in 0..m {
-            for p in 0..k2 {
-                let at = |q: usize| if q < k { round(a[i * k + q]) } else { 0 };
-                rows[i * k2 + p] = pair(at(2 * p), at(2 * p + 1));
+        let padded = m.div_ceil(super::ROW_PADDING) * super::ROW_PADDING;
+        let as_rows = |stride: usize| {
+            let mut rows = vec![0x7fc0_7fc0u32; (padded - 1) * stride + k2];
+            for i in 0..m {
+                for p in 0..k2 {
+                    let at = |q: usize| if q < k { round(a[i * k + q]) } else { 0 };
+                    rows[i * stride + p] = pair(at(2 * p), at(2 * p + 1));
+                }
             }
-        }
+            rows
+        };
         for accumulate in [false, true] {
             let want = scalar_product(&a, &b, (m, n, k), &init, accumulate);
             for (threads, packed) in [(1, true), (2, false), (3, true)] {
@@ -282,11 +288,13 @@ fn the_portable_kernel_flushes_exactly_where_a_sum_can_be_denormal() {
                     "{m}x{n}x{k} accumulate {accumulate} threads {threads} packed {packed}"
                 );
             }
-            let mut got = init.clone();
-            let lhs = Lhs::Rows { data: &rows, rows: m, k };
-            let packed = PackedB::for_kernel(bm, Bf16Kernel::Portable);
-            run_product(MatMut::rows(&mut got, m, n), accumulate, lhs, Rhs::Packed(&packed), 2);
-            assert!(same_bits(&got, &want), "{m}x{n}x{k} accumulate {accumulate}, A as rows of pairs");
+            for stride in [k2, k2 + 3] {
+                let (mut got, rows) = (init.clone(), as_rows(stride));
+                let lhs = Lhs::Rows { data: &rows, rows: m, k, stride };
+                let packed = PackedB::for_kernel(bm, Bf16Kernel::Portable);
+                run_product(MatMut::rows(&mut got, m, n), accumulate, lhs, Rhs::Packed(&packed), 2);
+                assert!(same_bits(&got, &want), "{m}x{n}x{k} accumulate {accumulate}, A as rows of pairs at {stride}");
+            }
         }
     }
 }
