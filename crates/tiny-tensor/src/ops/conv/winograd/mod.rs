@@ -41,7 +41,9 @@ const MIN_BATCH_TILES: usize = 128;
 const MIN_CHANNELS: usize = 16;
 
 /// Whether the Winograd path takes this convolution: a 3x3 kernel at stride 1 with padding 1, at least
-/// `MIN_CHANNELS` channels in and out and `MIN_BATCH_TILES` tiles, on a CPU with AVX-512F.
+/// `MIN_CHANNELS` channels in and out and `MIN_BATCH_TILES` tiles, on a CPU with AVX-512F, unless
+/// `TINY_WINOGRAD=0` (read once per process) sends every convolution through im2col, as on CPUs without
+/// AVX-512: a switch for measuring one path against the other (the last bits of results change).
 ///
 /// Measured with bench_ops on one thread (batch 64, medians of 3 runs of 7, im2col -> Winograd): resnet18's
 /// 64->64 16px forward 6.13 -> 3.50 ms and backward-input 5.83 -> 3.18 ms, 128->128 8px 5.62 -> 3.03 and
@@ -55,7 +57,9 @@ pub(super) fn eligible(g: &Conv2dGeom) -> bool {
     let sized = g.c >= MIN_CHANNELS && g.f >= MIN_CHANNELS && tiles >= MIN_BATCH_TILES;
     #[cfg(target_arch = "x86_64")]
     {
-        shape && sized && std::arch::is_x86_feature_detected!("avx512f")
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let off = *OFF.get_or_init(|| std::env::var("TINY_WINOGRAD").as_deref() == Ok("0"));
+        shape && sized && !off && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
