@@ -9,7 +9,10 @@ For each row (simple_cnn bs128 64 px, resnet18 bs64 64 px and 128 px, on one and
 batch, size and threads, `--runs` times each, and prints a markdown table of every run, the medians, PyTorch's median
 over tiny's (the target is at least 1.3x) and each side's peak resident memory (the child's own `ru_maxrss`). With
 `--fp32`, one run of each side in fp32 is added per row. The CPU's model and bf16 flags head the table, since the
-figures hold only for that CPU. With `--tiny-only`, PyTorch is not run (a machine without it).
+figures hold only for that CPU. With `--tiny-only`, PyTorch is not run (a machine without it). Each
+`--variant VAR=VALUE` (e.g. `TINY_WINOGRAD=0`, `TINY_AMX=0`) adds a column of tiny bf16 runs under that environment
+setting, alternated with the others, with its own ratio: the way to measure one of tiny's code paths against another
+on the machine at hand.
 """
 import argparse
 import json
@@ -47,11 +50,12 @@ def cpu():
                 flags=[f for f in FLAGS if f in flags])
 
 
-def run_measured(cmd):
+def run_measured(cmd, env=None):
     """Runs `cmd`; returns its last JSON line and its peak resident memory in MiB, from `os.wait4`, which reports
     that child alone (stderr goes to a temporary file, so that neither pipe can fill while the other is read)."""
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=None if env is None else {**os.environ, **env})
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -64,10 +68,10 @@ def run_measured(cmd):
     return json.loads(lines[-1]), usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
-def tiny(bench, model, bs, size, threads, steps, warmup, precision):
+def tiny(bench, model, bs, size, threads, steps, warmup, precision, env=None):
     cmd = [str(bench), "--model", model, "--bs", str(bs), "--size", str(size), "--threads", str(threads),
            "--precision", precision, "--steps", str(steps), "--warmup", str(warmup)]
-    res, rss = run_measured(cmd)
+    res, rss = run_measured(cmd, env)
     return res["ms_per_step"], rss
 
 
@@ -98,7 +102,15 @@ def main():
     ap.add_argument("--bench-step", type=Path, default=BENCH_STEP, help="tiny's bench_step binary")
     ap.add_argument("--reference", type=Path, default=REFERENCE, help="ch19_reference.py")
     ap.add_argument("--out", type=Path, default=None, help="append one JSON line per row here")
+    ap.add_argument("--variant", action="append", default=[], metavar="VAR=VALUE",
+                    help="also run tiny bf16 with this environment setting (repeatable), e.g. TINY_WINOGRAD=0")
     a = ap.parse_args()
+    variants = []
+    for v in a.variant:
+        var, eq, value = v.partition("=")
+        if not eq or not var:
+            ap.error(f"--variant {v!r}: expected VAR=VALUE")
+        variants.append((v, {var: value}))
     keys = {"simple_cnn": 0, "r18-64": 1, "r18-128": 2}
     if a.rows == "all":
         rows = ROWS
@@ -118,7 +130,7 @@ def main():
                             text=True).stdout.strip()
     print(f"CPU: {c['name']} (family {c['family']} model {c['model']}); flags: {', '.join(c['flags']) or 'none'}; "
           f"tiny at {commit}; {a.runs} alternated runs each, medians\n")
-    head = "| model, threads | tiny bf16 |"
+    head = "| model, threads | tiny bf16 |" + "".join(f" tiny bf16, {v} |" for v, _ in variants)
     if not a.tiny_only:
         head += " PyTorch bf16 + channels_last | PyTorch / tiny |"
     head += " peak RSS tiny |" if a.tiny_only else " peak RSS tiny / PyTorch |"
@@ -129,10 +141,13 @@ def main():
     for name, model, bs, size, steps, warmup in rows:
         for t in threads:
             ours, theirs, rss_ours, rss_theirs = [], [], [], []
+            others = [[] for _ in variants]
             for _ in range(a.runs):
                 ms, rss = tiny(a.bench_step, model, bs, size, t, steps, warmup, "bf16")
                 ours.append(ms)
                 rss_ours.append(rss)
+                for (_, env), runs in zip(variants, others):
+                    runs.append(tiny(a.bench_step, model, bs, size, t, steps, warmup, "bf16", env)[0])
                 if not a.tiny_only:
                     ms, rss = torch_ref(a.reference, model, bs, size, t, steps, warmup, True)
                     theirs.append(ms)
@@ -140,10 +155,16 @@ def main():
             row = dict(row=name, threads=t, cpu=c, commit=commit, tiny_bf16_ms=ours,
                        tiny_rss_mib=statistics.median(rss_ours))
             line = f"| {name}, {t} | {fmt(ours)} |"
+            for (v, _), runs in zip(variants, others):
+                row.setdefault("variants", {})[v] = runs
+                line += f" {fmt(runs)} |"
             if not a.tiny_only:
                 ratio = statistics.median(theirs) / statistics.median(ours)
                 row.update(torch_bf16_ms=theirs, ratio=ratio, torch_rss_mib=statistics.median(rss_theirs))
-                line += f" {fmt(theirs)} | {ratio:.2f}x{'' if ratio >= 1.3 else ' (below 1.3x)'} |"
+                for (v, _), runs in zip(variants, others):
+                    row.setdefault("variant_ratios", {})[v] = statistics.median(theirs) / statistics.median(runs)
+                extra = "".join(f"; {v}: {r:.2f}x" for v, r in row.get("variant_ratios", {}).items())
+                line += f" {fmt(theirs)} | {ratio:.2f}x{'' if ratio >= 1.3 else ' (below 1.3x)'}{extra} |"
                 line += f" {statistics.median(rss_ours):,.0f} / {statistics.median(rss_theirs):,.0f} MiB |"
             else:
                 line += f" {statistics.median(rss_ours):,.0f} MiB |"
