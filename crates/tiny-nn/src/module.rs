@@ -102,6 +102,18 @@ pub trait Module: Send + Sync {
         full.rsplit("::").next().unwrap_or(full)
     }
 
+    /// `self.call(x)` followed by ReLU, for a parent whose next step is a ReLU that nothing watches. A layer that
+    /// can run the pair as one op of the same bits overrides it ([`BatchNorm2d`](crate::layers::BatchNorm2d)).
+    fn call_relu(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.call(x)?.relu()?)
+    }
+
+    /// Whether this module is a [`ReLU`](crate::layers::ReLU) with no forward hook, which a
+    /// [`Sequential`](crate::layers::Sequential) may fuse into the layer before it with [`Module::call_relu`].
+    fn is_unwatched_relu(&self) -> bool {
+        false
+    }
+
     /// Runs `forward`, then every forward hook: call this rather than `forward` from a parent module.
     fn call(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.forward(x)?;
@@ -224,5 +236,13 @@ impl<M: Module + ?Sized> Module for Box<M> {
 
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn call_relu(&self, x: &Tensor) -> Result<Tensor> {
+        (**self).call_relu(x)
+    }
+
+    fn is_unwatched_relu(&self) -> bool {
+        (**self).is_unwatched_relu()
     }
 }

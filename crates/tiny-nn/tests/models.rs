@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tiny_nn::layers::Sequential;
 use tiny_nn::{
-    BasicBlock, BatchNorm2d, ConvLayer, Linear, Module, cross_entropy, cross_entropy_items, init, log_softmax, nll,
-    nll_items, resnet18, resnet34, resnet50, simple_cnn, xresnet18, xresnet34, xresnet50,
+    BasicBlock, BatchNorm2d, Conv2d, ConvLayer, Linear, Module, ReLU, cross_entropy, cross_entropy_items, init,
+    log_softmax, nll, nll_items, resnet18, resnet34, resnet50, simple_cnn, xresnet18, xresnet34, xresnet50,
 };
 use tiny_tensor::gradcheck::{Tolerance, check_direction, check_elements};
 use tiny_tensor::{Device, Tensor, TensorError};
@@ -337,6 +337,46 @@ fn a_hook_on_a_batchnorm_sees_its_output_before_the_fused_relu() {
     assert_eq!((&fused.0, &fused.1, &fused.2), (&hooked.0, &hooked.1, &hooked.2));
     assert!(hooked.3.iter().any(|&v| v < 0.0), "the hook saw the batchnorm's output, before the ReLU");
     assert!(fused.3.is_empty());
+}
+
+#[test]
+fn a_sequential_fuses_a_batchnorm_and_the_relu_after_it_only_where_nothing_watches() {
+    // fastai's ConvLayer: a convolution, a batchnorm and a ReLU in a Sequential. The last two run as one op unless a
+    // hook watches either of them, or in evaluation mode; the numbers (outputs, gradients, running statistics) are
+    // the same to the bit every way, and each hook sees what it would see unfused.
+    let x = input(&[2, 4, 6, 6], 13);
+    let run = |watch: Option<usize>, training: bool| {
+        init::manual_seed(14);
+        let layer = Sequential::new(vec![
+            Box::new(Conv2d::kaiming_fan_in(4, 8, 3, 1, 1).unwrap()),
+            Box::new(BatchNorm2d::new(8)),
+            Box::new(ReLU::new()),
+        ]);
+        layer.train(training);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        if let Some(child) = watch {
+            let seen = seen.clone();
+            let hook = Box::new(move |_: &str, _: &Tensor, out: &Tensor| *seen.lock().unwrap() = out.to_vec());
+            layer.layers()[child].register_forward_hook(hook).unwrap();
+        }
+        let y = layer.call(&x).unwrap();
+        y.sum_all().unwrap().backward().unwrap();
+        let grads: Vec<Vec<f32>> = layer.parameters().iter().map(|p| p.grad().unwrap().to_vec()).collect();
+        let buffers: Vec<Vec<f32>> = layer.named_buffers().into_iter().map(|(_, b)| b.to_vec()).collect();
+        let seen = seen.lock().unwrap().clone();
+        (y.op_name(), y.to_vec(), grads, buffers, seen)
+    };
+    let fused = run(None, true);
+    assert_eq!(fused.0, Some("batch_norm_relu"), "an unwatched batchnorm-ReLU pair runs as one op");
+    for (watch, what) in [(Some(1), "batchnorm"), (Some(2), "ReLU")] {
+        let apart = run(watch, true);
+        assert_eq!(apart.0, Some("relu"), "a hook on the {what} keeps the pair apart");
+        assert_eq!((&apart.1, &apart.2, &apart.3), (&fused.1, &fused.2, &fused.3), "hook on the {what}");
+        let negatives = apart.4.iter().any(|&v| v < 0.0);
+        assert_eq!(negatives, watch == Some(1), "the {what}'s hook sees its own output");
+    }
+    let eval = run(None, false);
+    assert_eq!(eval.0, Some("relu"), "in evaluation mode the batchnorm is not the fused op");
 }
 
 #[test]

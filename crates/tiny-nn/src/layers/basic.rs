@@ -24,6 +24,10 @@ impl Module for ReLU {
         Ok(x.relu()?)
     }
 
+    fn is_unwatched_relu(&self) -> bool {
+        self.hooks.is_empty()
+    }
+
     with_hooks!();
 }
 

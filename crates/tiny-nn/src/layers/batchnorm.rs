@@ -55,18 +55,6 @@ impl BatchNorm2d {
         self.training.load(Ordering::Relaxed)
     }
 
-    /// `self.call(x)?.relu()`, the batchnorm-ReLU pair of a resnet, as one op where it can be: in training mode
-    /// with no forward hook on the layer, [`Tensor::batch_norm_running_relu`] gives the same values to the bit in
-    /// one pass fewer each way. A hook sees the layer's own output, before the ReLU, so with one the two run apart,
-    /// as they do in evaluation mode.
-    pub fn call_relu(&self, x: &Tensor) -> Result<Tensor> {
-        if !self.is_training() || !self.hooks.is_empty() {
-            return Ok(self.call(x)?.relu()?);
-        }
-        self.check(x)?;
-        Ok(x.batch_norm_running_relu(&self.weight, &self.bias, self.eps, self.running())?.0)
-    }
-
     /// An error unless `x` is `[n, c, h, w]` with this layer's `c`.
     fn check(&self, x: &Tensor) -> Result<()> {
         let c = self.weight.shape()[0];
@@ -122,6 +110,18 @@ impl Module for BatchNorm2d {
 
     fn own_training(&self) -> Option<bool> {
         Some(self.is_training())
+    }
+
+    /// `self.call(x)?.relu()`, the batchnorm-ReLU pair of a resnet, as one op where it can be: in training mode
+    /// with no forward hook on the layer, [`Tensor::batch_norm_running_relu`] gives the same values to the bit in
+    /// one pass fewer each way. A hook sees the layer's own output, before the ReLU, so with one the two run apart,
+    /// as they do in evaluation mode.
+    fn call_relu(&self, x: &Tensor) -> Result<Tensor> {
+        if !self.is_training() || !self.hooks.is_empty() {
+            return Ok(self.call(x)?.relu()?);
+        }
+        self.check(x)?;
+        Ok(x.batch_norm_running_relu(&self.weight, &self.bias, self.eps, self.running())?.0)
     }
 
     with_hooks!();

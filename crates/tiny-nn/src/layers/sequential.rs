@@ -40,10 +40,17 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// Runs the layers in order. A layer followed by a [`ReLU`](super::ReLU) that no hook watches runs the pair
+    /// through [`Module::call_relu`], as one op where the layer has one of the same bits (fastai's `ConvLayer`, a
+    /// convolution, a batchnorm and a ReLU, fuses the last two).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
-        for layer in &self.layers {
-            x = layer.call(&x)?;
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
+            x = match layers.next_if(|next| next.is_unwatched_relu()) {
+                Some(_) => layer.call_relu(&x)?,
+                None => layer.call(&x)?,
+            };
         }
         Ok(x)
     }
