@@ -11,8 +11,8 @@ over tiny's (the target is at least 1.3x) and each side's peak resident memory (
 `--fp32`, one run of each side in fp32 is added per row. The CPU's model and bf16 flags head the table, since the
 figures hold only for that CPU. With `--tiny-only`, PyTorch is not run (a machine without it). Each
 `--variant VAR=VALUE` (e.g. `TINY_WINOGRAD=0`, `TINY_AMX=0`) adds a column of tiny bf16 runs under that environment
-setting, alternated with the others, with its own ratio: the way to measure one of tiny's code paths against another
-on the machine at hand.
+setting, alternated with the others, and its PyTorch / tiny ratio after the default's in the ratio cell: the way to
+measure one of tiny's code paths against another on the machine at hand (the fp32 runs keep the default path).
 """
 import argparse
 import json

@@ -42,7 +42,7 @@ const MIN_CHANNELS: usize = 16;
 
 /// Whether the Winograd path takes this convolution: a 3x3 kernel at stride 1 with padding 1, at least
 /// `MIN_CHANNELS` channels in and out and `MIN_BATCH_TILES` tiles, on a CPU with AVX-512F, unless
-/// `TINY_WINOGRAD=0` (read once per process) sends every convolution through im2col, as on CPUs without
+/// `TINY_WINOGRAD=0` (read once per process) sends these convolutions through im2col, as on CPUs without
 /// AVX-512: a switch for measuring one path against the other (the last bits of results change).
 ///
 /// Measured with bench_ops on one thread (batch 64, medians of 3 runs of 7, im2col -> Winograd): resnet18's
@@ -185,20 +185,20 @@ fn run_with(
     let ranges = crate::cpu::parallel::ranges(16, if s.precision == Precision::Bf16 { s.cin * s.cout } else { 0 });
     let weights: Vec<Rhs<'_>> =
         crate::cpu::parallel::each_range(&ranges, |r| r.map(pack).collect::<Vec<_>>()).into_iter().flatten().collect();
-    // In bf16 the input transform writes the tiles as rows of pairs (`Lhs::Rows`: `[tiles, 16, cin / 2]`, padded
-    // to whole tiles of rows), which the GEMMs read without packing them.
-    let pairs = s.cin.div_ceil(2);
+    // In bf16 the input transform writes the tiles as rows of pairs (`Lhs::Rows`: 16 rows of `cin.div_ceil(2)`
+    // pairs a tile, `tile` pairs apart, padded to whole tiles of rows), which the GEMMs read without packing them.
+    let (pairs, tile) = (s.cin.div_ceil(2), transforms::bf16_tile_pairs(s.cin));
     let rows_of_pairs = matches!(weights.first(), Some(Rhs::Bf16(_))) && rounding == Rounding::Transform;
     run_chunks(chunks, |range, threads| {
         let padded = (per_chunk * tw).div_ceil(gemm16::ROW_PADDING) * gemm16::ROW_PADDING;
         let mut v = alloc::take(if rows_of_pairs { 0 } else { 16 * per_chunk * tw * s.cin });
-        let mut v16 = alloc::take_words(if rows_of_pairs { 16 * padded * pairs } else { 0 });
+        let mut v16 = alloc::take_words(if rows_of_pairs { padded * tile } else { 0 });
         let mut m = alloc::take(16 * per_chunk * tw * s.cout);
         for ch in range {
             let (u0, u1) = span(ch);
             let tiles = (u1 - u0) * tw;
             if rows_of_pairs {
-                input_transform_bf16(src, s, u0, u1, gemm16::as_halves(&mut v16[..16 * tiles * pairs]));
+                input_transform_bf16(src, s, u0, u1, gemm16::as_halves(&mut v16[..tiles * tile]));
             } else {
                 input_transform(src, s, u0, u1, &mut v[..16 * tiles * s.cin]);
             }
@@ -206,8 +206,7 @@ fn run_with(
                 let dst = MatMut { offset: xi * tiles * s.cout, ..MatMut::rows(&mut m, tiles, s.cout) };
                 match &weights[xi] {
                     Rhs::Bf16(packed) if rows_of_pairs => {
-                        let a =
-                            gemm16::Lhs::Rows { data: &v16[xi * pairs..], rows: tiles, k: s.cin, stride: 16 * pairs };
+                        let a = gemm16::Lhs::Rows { data: &v16[xi * pairs..], rows: tiles, k: s.cin, stride: tile };
                         gemm16::gemm_packed(dst, false, a, packed, threads);
                     }
                     b => {

@@ -123,25 +123,33 @@ dispatch! {
 /// matrix with row stride `16 cin`.
 fn input_transform<V>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [f32]) {
     assert!(v.len() >= 16 * (u1 - u0) * s.tiles().1 * s.cin);
-    // SAFETY: `v` holds the 16 rows of `cin` values of every tile, as just asserted.
-    unsafe { tiles::<V, _>(x, s, u0, u1, F32Rows(v.as_mut_ptr())) }
+    // SAFETY: `v` holds the 16 rows of `cin` values of every tile, back to back, as just asserted.
+    unsafe { tiles_with::<V, _>(x, s, u0, u1, F32Rows(v.as_mut_ptr()), 16 * s.cin) }
 }
 }
 
 dispatch! {
 /// [`input_transform`] rounded to bf16 as it is stored, for the bf16 GEMM to read as rows of pairs
-/// (`Lhs::Rows`): the same `[tiles, 16, cin]` layout in halves, each row `cin.div_ceil(2)` pairs, an odd
-/// `cin`'s last half zero. The values are those the GEMM's packing would make of `input_transform`'s, without
+/// (`Lhs::Rows`): each tile's 16 rows of `cin.div_ceil(2)` pairs (an odd `cin`'s last half zero), the tiles
+/// [`bf16_tile_pairs`] apart. The values are those the GEMM's packing would make of `input_transform`'s, without
 /// writing and reading the f32 tiles once more.
 fn input_transform_bf16<V>(x: &[f32], s: &Problem, u0: usize, u1: usize, v: &mut [u16]) {
-    let (rows, width) = (16 * (u1 - u0) * s.tiles().1, Bf16Rows::width(s.cin));
-    assert!(v.len() >= rows * width);
-    // SAFETY: `v` holds the 16 rows of `width` halves of every tile, as just asserted.
-    unsafe { tiles::<V, _>(x, s, u0, u1, Bf16Rows(v.as_mut_ptr())) }
+    let (tiles, width) = ((u1 - u0) * s.tiles().1, Bf16Rows::width(s.cin));
+    let tile = 2 * bf16_tile_pairs(s.cin);
+    assert!(v.len() >= tiles * tile);
+    // SAFETY: `v` holds every tile's 16 rows of `width` halves at `tile` halves apart, as just asserted.
+    unsafe { tiles_with::<V, _>(x, s, u0, u1, Bf16Rows(v.as_mut_ptr()), tile) }
     if width > s.cin {
-        (0..rows).for_each(|r| v[r * width + s.cin] = 0);
+        (0..tiles).for_each(|t| (0..16).for_each(|xi| v[t * tile + xi * width + s.cin] = 0));
     }
 }
+}
+
+/// The pairs from one tile's rows to the next in [`input_transform_bf16`]'s output: its 16 rows and one cache line
+/// more, so that a GEMM reading one position's rows down the tiles does not stride by a power of two (16 rows of
+/// 128, 256 or 512 channels are 4, 8 or 16 KiB, which would put every row of a block in the same cache sets).
+pub(super) fn bf16_tile_pairs(cin: usize) -> usize {
+    16 * cin.div_ceil(2) + 16
 }
 
 /// Where the input transform stores each tile's 16 rows of channels.
@@ -187,12 +195,14 @@ impl TileRows for Bf16Rows {
     }
 }
 
-/// The input transform of tile rows `u0..u1`, stored through `out`.
+/// The input transform of tile rows `u0..u1`, stored through `out`: tile `t`'s position `xi` at element
+/// `t * tile + xi * S::width(cin)`.
 ///
 /// # Safety
-/// `out` must be writable for `16 * tiles * S::width(cin)` elements, `tiles` the tiles of those rows.
+/// `out` must be writable for `tiles * tile` elements, `tiles` the tiles of those rows, and `tile` at least
+/// `16 * S::width(cin)`.
 #[inline(always)]
-unsafe fn tiles<V: Vector, S: TileRows>(x: &[f32], s: &Problem, u0: usize, u1: usize, out: S) {
+unsafe fn tiles_with<V: Vector, S: TileRows>(x: &[f32], s: &Problem, u0: usize, u1: usize, out: S, tile: usize) {
     let (th, tw) = s.tiles();
     let c = s.cin;
     let width = S::width(c);
@@ -221,7 +231,7 @@ unsafe fn tiles<V: Vector, S: TileRows>(x: &[f32], s: &Problem, u0: usize, u1: u
             for c0 in (0..c).step_by(V::LANES) {
                 let len = V::LANES.min(c - c0);
                 // SAFETY: each `src` points at `c` floats of `x` or of `zeros`, of which this reads
-                // `c0..c0 + len`; position `xi` is stored at `(t * 16 + xi) * width + c0..][..len]`, inside
+                // `c0..c0 + len`; position `xi` is stored at `[t * tile + xi * width + c0..][..len]`, inside
                 // what the caller vouches for.
                 unsafe {
                     let pix = |i: usize, j: usize| V::load(src[i][j].add(c0), len);
@@ -235,7 +245,7 @@ unsafe fn tiles<V: Vector, S: TileRows>(x: &[f32], s: &Problem, u0: usize, u1: u
                     for j in 0..4 {
                         let col = bt(column(&e, j));
                         for (i, v) in col.into_iter().enumerate() {
-                            out.put(v, (t * 16 + j + 4 * i) * width + c0, len);
+                            out.put(v, t * tile + (j + 4 * i) * width + c0, len);
                         }
                     }
                 }

@@ -265,20 +265,7 @@ fn the_portable_kernel_flushes_exactly_where_a_sum_can_be_denormal() {
         let b = mixed_values(&mut rng, k * n, |i| i % n < 8 && (i / n) / KC != 2);
         let (am, bm) = (Mat::rows(&a, m, k), Mat::rows(&b, k, n));
         let init: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        // A as rows of pairs: back to back, and at a wider stride whose gaps (like the padding rows) hold NaNs,
-        // which no valid row may read.
         let k2 = k.div_ceil(2);
-        let padded = m.div_ceil(super::ROW_PADDING) * super::ROW_PADDING;
-        let as_rows = |stride: usize| {
-            let mut rows = vec![0x7fc0_7fc0u32; (padded - 1) * stride + k2];
-            for i in 0..m {
-                for p in 0..k2 {
-                    let at = |q: usize| if q < k { round(a[i * k + q]) } else { 0 };
-                    rows[i * stride + p] = pair(at(2 * p), at(2 * p + 1));
-                }
-            }
-            rows
-        };
         for accumulate in [false, true] {
             let want = scalar_product(&a, &b, (m, n, k), &init, accumulate);
             for (threads, packed) in [(1, true), (2, false), (3, true)] {
@@ -289,11 +276,56 @@ fn the_portable_kernel_flushes_exactly_where_a_sum_can_be_denormal() {
                 );
             }
             for stride in [k2, k2 + 3] {
-                let (mut got, rows) = (init.clone(), as_rows(stride));
+                let (mut got, rows) = (init.clone(), rows_of_pairs(&a, m, k, stride));
                 let lhs = Lhs::Rows { data: &rows, rows: m, k, stride };
                 let packed = PackedB::for_kernel(bm, Bf16Kernel::Portable);
                 run_product(MatMut::rows(&mut got, m, n), accumulate, lhs, Rhs::Packed(&packed), 2);
                 assert!(same_bits(&got, &want), "{m}x{n}x{k} accumulate {accumulate}, A as rows of pairs at {stride}");
+            }
+        }
+    }
+}
+
+/// `a` (`m x k`, row-major) as rows of pairs for `Lhs::Rows`, row `i` at `stride * i`, the last row padded to a
+/// whole tile of rows; the gaps between rows and the padding rows hold NaNs, which no valid row may read.
+fn rows_of_pairs(a: &[f32], m: usize, k: usize, stride: usize) -> Vec<u32> {
+    let k2 = k.div_ceil(2);
+    let padded = m.div_ceil(super::ROW_PADDING) * super::ROW_PADDING;
+    let mut rows = vec![0x7fc0_7fc0u32; (padded - 1) * stride + k2];
+    for i in 0..m {
+        for p in 0..k2 {
+            let at = |q: usize| if q < k { round(a[i * k + q]) } else { 0 };
+            rows[i * stride + p] = pair(at(2 * p), at(2 * p + 1));
+        }
+    }
+    rows
+}
+
+/// A as rows of pairs, back to back or at a wider stride (a Winograd chunk's tiles), gives the bits of the same A
+/// as f32 rows packed by the product, on every kernel this CPU runs, the tiles included, on one thread or two.
+#[test]
+fn rows_of_pairs_at_any_stride_give_the_bits_of_f32_rows() {
+    let mut kernels = kernels();
+    if tiles_or_skip("rows_of_pairs_at_any_stride_give_the_bits_of_f32_rows, its AMX part") {
+        kernels.push(Bf16Kernel::AmxBf16);
+    }
+    let mut rng = StdRng::seed_from_u64(37);
+    for (m, n, k) in [(40, 33, 600), (13, 16, 9), (100, 70, 513), (97, 64, 31)] {
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let init: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for &kernel in &kernels {
+            let packed = PackedB::for_kernel(Mat::rows(&b, k, n), kernel);
+            for (threads, accumulate) in [(1, false), (2, true)] {
+                let mut want = init.clone();
+                let f32_rows = Lhs::F32(Mat::rows(&a, m, k));
+                run_product(MatMut::rows(&mut want, m, n), accumulate, f32_rows, Rhs::Packed(&packed), threads);
+                for stride in [k.div_ceil(2), k.div_ceil(2) + 3, k.div_ceil(2) + 16] {
+                    let (mut got, rows) = (init.clone(), rows_of_pairs(&a, m, k, stride));
+                    let lhs = Lhs::Rows { data: &rows, rows: m, k, stride };
+                    run_product(MatMut::rows(&mut got, m, n), accumulate, lhs, Rhs::Packed(&packed), threads);
+                    assert!(same_bits(&got, &want), "{kernel:?} {m}x{n}x{k} stride {stride} threads {threads}");
+                }
             }
         }
     }
