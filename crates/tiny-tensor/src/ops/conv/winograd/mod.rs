@@ -188,7 +188,7 @@ fn run_with(
     // In bf16 the input transform writes the tiles as rows of pairs (`Lhs::Rows`: 16 rows of `cin.div_ceil(2)`
     // pairs a tile, `tile` pairs apart, padded to whole tiles of rows), which the GEMMs read without packing them.
     let (pairs, tile) = (s.cin.div_ceil(2), transforms::bf16_tile_pairs(s.cin));
-    let rows_of_pairs = matches!(weights.first(), Some(Rhs::Bf16(_))) && rounding == Rounding::Transform;
+    let rows_of_pairs = s.precision == Precision::Bf16 && rounding == Rounding::Transform;
     run_chunks(chunks, |range, threads| {
         let padded = (per_chunk * tw).div_ceil(gemm16::ROW_PADDING) * gemm16::ROW_PADDING;
         let mut v = alloc::take(if rows_of_pairs { 0 } else { 16 * per_chunk * tw * s.cin });
