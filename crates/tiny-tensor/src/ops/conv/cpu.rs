@@ -92,6 +92,12 @@ const MIN_ROWS: usize = 1024;
 const SMALL_CHUNK_FLOATS: usize = CHUNK_FLOATS / 16;
 const SMALL_MIN_ROWS: usize = 128;
 
+/// The shortest kernel-row run (`kw * c` values) whose bf16 weight gradient packs its im2col straight from the
+/// images. Measured with bench_ops on one thread (backward-weight, medians of 5 alternated runs of 15 on a Zen 3):
+/// simple_cnn's 16->32 layer 11.2 -> 9.1 ms, 32->64 7.9 -> 7.6, 64->128 6.1 -> 6.3, but 3->16 (runs of 9)
+/// 10.0 -> 11.8.
+const MIN_PACKED_RUN: usize = 32;
+
 struct Plan {
     rows_per_img: usize,
     kkc: usize,
@@ -222,6 +228,47 @@ fn im2col_bf16(
     if row != kkc {
         (0..rows).for_each(|r| halves[r * row + kkc] = 0);
     }
+}
+
+/// The im2col matrix of images `n0..n1` (a row per output pixel, `kh * kw * c` columns) rounded to bf16 and packed
+/// as the right operand of the weight gradient's product, with no f32 copy in between: the images are converted
+/// once into `images` inside their zero padding (`h + 2 pad` by `w + 2 pad` pixels), so that each kernel row of a
+/// window is one run of `kw * c` halves, and the runs of two output pixels are interleaved into pairs.
+fn im2col_packed(
+    x: &[f32],
+    g: &Conv2dGeom,
+    (n0, n1): (usize, usize),
+    images: &mut [u16],
+    vector: bool,
+) -> gemm16::PackedB {
+    let (hp, wp, c, pad) = (g.h + 2 * g.pad, g.w + 2 * g.pad, g.c, g.pad);
+    let (oh, ow) = (g.oh(), g.ow());
+    let padded = hp * wp * c;
+    let images = &mut images[..(n1 - n0) * padded];
+    for (img, n) in images.chunks_exact_mut(padded).zip(n0..) {
+        img[..pad * wp * c].fill(0);
+        img[(pad + g.h) * wp * c..].fill(0);
+        for (y, row) in img[pad * wp * c..(pad + g.h) * wp * c].chunks_exact_mut(wp * c).enumerate() {
+            row[..pad * c].fill(0);
+            row[(pad + g.w) * c..].fill(0);
+            gemm16::halves(&x[(n * g.h + y) * g.w * c..][..g.w * c], &mut row[pad * c..(pad + g.w) * c], vector);
+        }
+    }
+    let images = &*images;
+    let run = g.kw * c;
+    // Where each output pixel's window starts in `images`.
+    let windows: Vec<usize> = (0..n1 - n0)
+        .flat_map(|i| {
+            (0..oh).flat_map(move |oy| (0..ow).map(move |ox| ((i * hp + oy * g.stride) * wp + ox * g.stride) * c))
+        })
+        .collect();
+    gemm16::PackedB::from_row_pairs(windows.len(), g.kh * run, |kp, pair| {
+        let (even, odd) = (windows[2 * kp], windows.get(2 * kp + 1));
+        for ky in 0..g.kh {
+            let at = ky * wp * c;
+            pair.put(ky * run, &images[even + at..][..run], odd.map(|o| &images[o + at..][..run]));
+        }
+    })
 }
 
 /// Sums the im2col rows in `col` into images `n0..n1` of `dx` (the adjoint of `im2col`), overwriting
@@ -453,6 +500,25 @@ fn conv2d_backward_input(dout: &[f32], w: &[f32], g: &Conv2dGeom, precision: Pre
 
 /// The weight gradient `[f, kh, kw, c]` from the input `x` (`[n, h, w, c]`) and `dout`.
 fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Precision) -> Vec<f32> {
+    backward_weight_with(x, dout, g, precision, Im2colBf16::ByRun)
+}
+
+/// How a bf16 weight gradient's im2col reaches the GEMM: packed straight from the images, or written in f32 and
+/// packed by the GEMM (the same bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Im2colBf16 {
+    /// Packed straight from the images where a kernel row's run is at least `MIN_PACKED_RUN` values: what
+    /// `conv2d_backward_weight` does.
+    ByRun,
+    /// Only the tests' two routes, whatever the run.
+    #[cfg(test)]
+    Packed,
+    #[cfg(test)]
+    F32,
+}
+
+/// `conv2d_backward_weight` with a bf16 im2col made as `route` says.
+fn backward_weight_with(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Precision, route: Im2colBf16) -> Vec<f32> {
     if winograd::eligible(g) {
         return winograd::backward_weight(x, dout, g, precision);
     }
@@ -468,6 +534,19 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
         (Operand::Borrowed(x), Operand::Borrowed(dout))
     };
     let p = if direct { plan(g) } else { plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS) };
+    // In bf16 the im2col is packed straight from the images (the same pairs as packing an f32 im2col), where a
+    // kernel row's run of `kw * c` halves is long enough to pay for the interleave's calls (3 channels are not).
+    let packed = precision == Precision::Bf16
+        && !direct
+        && !p.pointwise
+        && match route {
+            Im2colBf16::ByRun => g.kw * g.c >= MIN_PACKED_RUN,
+            #[cfg(test)]
+            Im2colBf16::Packed => true,
+            #[cfg(test)]
+            Im2colBf16::F32 => false,
+        };
+    let vector = crate::cpu::bf16::bf16_kernel().has_avx512_bf16();
     // Each thread adds its chunks into its own dW. The GEMM writes it as `[f, kkc]` row-major, the result's
     // order (a transpose afterwards cost 5% of a resnet18 step); the direct kernel writes `[kkc, f]`. The first
     // chunk's GEMM overwrites the partial; the direct kernel adds into zeros.
@@ -475,7 +554,11 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
         let first = range.start;
         let zeroed = direct || range.is_empty();
         let mut dw = if zeroed { alloc::take_filled(p.kkc * g.f, 0.0) } else { alloc::take(p.kkc * g.f) };
-        let mut col = alloc::take(if direct || p.pointwise { 0 } else { p.imgs_per_chunk * p.rows_per_img * p.kkc });
+        let f32_col = !direct && !p.pointwise && !packed;
+        let mut col = alloc::take(if f32_col { p.imgs_per_chunk * p.rows_per_img * p.kkc } else { 0 });
+        // Enough 32-bit words for the chunk's padded images as bf16 halves.
+        let padded_img = (g.h + 2 * g.pad) * (g.w + 2 * g.pad) * g.c;
+        let mut images = alloc::take_words(if packed { (p.imgs_per_chunk * padded_img).div_ceil(2) } else { 0 });
         for ch in range {
             let (n0, n1) = (ch * p.imgs_per_chunk, ((ch + 1) * p.imgs_per_chunk).min(g.n));
             if direct {
@@ -484,6 +567,12 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
             }
             let rows = (n1 - n0) * p.rows_per_img;
             let d = Mat { offset: n0 * p.rows_per_img * g.f, ..Mat::rows(&dout, rows, g.f) };
+            if packed {
+                let cols = im2col_packed(&x, g, (n0, n1), gemm16::as_halves(&mut images), vector);
+                let lhs = gemm16::Lhs::F32(d.t());
+                gemm16::gemm_packed(MatMut::rows(&mut dw, g.f, p.kkc), ch != first, lhs, &cols, threads);
+                continue;
+            }
             let cols = if p.pointwise {
                 Mat { offset: n0 * p.rows_per_img * p.kkc, ..Mat::rows(&x, rows, p.kkc) }
             } else {
@@ -493,6 +582,7 @@ fn conv2d_backward_weight(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Pr
             gemm(MatMut::rows(&mut dw, g.f, p.kkc), ch != first, d.t(), cols, threads, precision);
         }
         alloc::give(col);
+        alloc::give_words(images);
         dw
     });
     let dw = parallel::sum(partials).unwrap_or_else(|| alloc::take_filled(p.kkc * g.f, 0.0));

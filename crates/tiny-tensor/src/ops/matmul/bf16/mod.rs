@@ -96,8 +96,44 @@ impl PackedB {
                 at += len;
             }
         });
+        PackedB::finish(data, k, n, nv, kernel)
+    }
+
+    /// Packs a `k x n` B that its maker writes two rows at a time, already as bf16 halves: `fill(kp, row)` writes
+    /// rows `2 * kp` and `2 * kp + 1` through [`PairRow::put`], every column once (with no odd row where
+    /// `2 * kp + 1` is `k`). The same pairs as [`PackedB::new`] of those rows in f32, when the halves are
+    /// their rounding: an im2col (the rows of a convolution's weight gradient) made straight into the kernels'
+    /// layout, with no f32 copy in between. The blocks of k are shared among the threads.
+    pub(crate) fn from_row_pairs(k: usize, n: usize, fill: impl Fn(usize, &mut PairRow<'_>) + Sync) -> PackedB {
+        let kernel = cpu_kernel();
+        let nv = tile_vectors(n);
+        let (nr, width) = (16 * nv, n.div_ceil(16 * nv) * 16 * nv);
+        let mut data = crate::cpu::alloc::take_words(k.div_ceil(2) * width);
+        let ranges = parallel::ranges(k.div_ceil(KC), KC * width);
+        let pieces = parallel::split(&mut data, &ranges, KC / 2 * width);
+        parallel::each(&ranges, pieces, |r, piece| {
+            let mut at = 0;
+            for k0 in r.map(|blk| blk * KC) {
+                let kc2 = KC.min(k - k0).div_ceil(2);
+                let block = &mut piece[at..at + kc2 * width];
+                for kp in 0..kc2 {
+                    // The padding columns of the last panel are zeros, as `new` packs them.
+                    let end = (width / nr - 1) * nr * kc2 + (kp + 1) * nr;
+                    block[end - (width - n)..end].fill(0);
+                    let odd = 2 * (k0 / 2 + kp) + 1 < k;
+                    fill(k0 / 2 + kp, &mut PairRow { block: &mut *block, kp, kc2, nr, n, odd });
+                }
+                at += kc2 * width;
+            }
+        });
+        PackedB::finish(data, k, n, nv, kernel)
+    }
+
+    /// The packing `data` of B (`k x n`) in `nv`-vector panels for `kernel`, with the portable kernel's exponents.
+    fn finish(data: Vec<u32>, k: usize, n: usize, nv: usize, kernel: Bf16Kernel) -> PackedB {
         let mut packed = PackedB { data, k, n, nv, kernel, exponents: Vec::new() };
         if kernel == Bf16Kernel::Portable {
+            let blocks = k.div_ceil(KC);
             packed.exponents = (0..blocks).map(|blk| kernel::smallest_exponent(packed.block(blk * KC))).collect();
         }
         packed
@@ -112,6 +148,46 @@ impl PackedB {
     fn block(&self, k0: usize) -> &[u32] {
         let width = self.n.div_ceil(16 * self.nv) * 16 * self.nv;
         &self.data[k0 / 2 * width..(k0 / 2 + KC.min(self.k - k0).div_ceil(2)) * width]
+    }
+}
+
+/// Two rows of B, `2 * kp` and `2 * kp + 1`, in a block that [`PackedB::from_row_pairs`] packs.
+pub(crate) struct PairRow<'a> {
+    /// The block's pairs, all its panels.
+    block: &'a mut [u32],
+    /// The pair of rows within the block, and the block's pairs per column.
+    kp: usize,
+    kc2: usize,
+    /// Columns per panel, and of B.
+    nr: usize,
+    n: usize,
+    /// Whether row `2 * kp + 1` is inside B.
+    odd: bool,
+}
+
+impl PairRow<'_> {
+    /// Writes columns `j..j + even.len()` of the two rows: `even` the bf16 halves of row `2 * kp`, `odd` those of
+    /// row `2 * kp + 1`, which is `None` exactly where that row is past B's end (its halves are then zeros, as
+    /// the kernels need of the padding).
+    #[inline]
+    pub(crate) fn put(&mut self, j: usize, even: &[u16], odd: Option<&[u16]>) {
+        assert!(j + even.len() <= self.n, "PairRow::put: columns outside B");
+        assert!(odd.is_some() == self.odd && odd.is_none_or(|o| o.len() == even.len()), "PairRow::put: no such row");
+        let (panel, l) = (j / self.nr, j % self.nr);
+        if l + even.len() <= self.nr {
+            // The commonest case: the run inside one panel.
+            let at = panel * self.nr * self.kc2 + self.kp * self.nr + l;
+            return pack::interleave(even, odd, &mut self.block[at..at + even.len()]);
+        }
+        let (mut j, mut done) = (j, 0);
+        while done < even.len() {
+            let (panel, l) = (j / self.nr, j % self.nr);
+            let len = (self.nr - l).min(even.len() - done);
+            let at = panel * self.nr * self.kc2 + self.kp * self.nr + l;
+            let hi = odd.map(|o| &o[done..done + len]);
+            pack::interleave(&even[done..done + len], hi, &mut self.block[at..at + len]);
+            (j, done) = (j + len, done + len);
+        }
     }
 }
 

@@ -49,8 +49,43 @@ pub(crate) fn halves(src: &[f32], out: &mut [u16], vector: bool) {
         unsafe { avx512::convert_halves(src, out) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2; `out` holds the run's halves (asserted above).
+        unsafe { avx2::convert_halves(src, out) };
+        return;
+    }
     let _ = vector;
     out.iter_mut().zip(src).for_each(|(h, &v)| *h = round(v));
+}
+
+/// Pairs from two runs of halves: `out[i] = pair(lo[i], hi[i])`, with zero odd halves where `hi` is `None`; 8 at
+/// a time by SSE2's interleave of 16-bit lanes (every x86-64 CPU has it), which is exactly `pair`.
+#[inline]
+pub(super) fn interleave(lo: &[u16], hi: Option<&[u16]>, out: &mut [u32]) {
+    let len = lo.len();
+    let (out, hi) = (&mut out[..len], hi.map(|h| &h[..len]));
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        use std::arch::x86_64::*;
+        let whole = len / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: 8 halves of `lo` and `hi` are read and 8 words of `out` written, all below `len` (their
+            // lengths, checked by the slicing above); SSE2 is part of x86-64.
+            unsafe {
+                let l = _mm_loadu_si128(lo.as_ptr().add(i).cast());
+                let h = hi.map_or(_mm_setzero_si128(), |h| _mm_loadu_si128(h.as_ptr().add(i).cast()));
+                _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), _mm_unpacklo_epi16(l, h));
+                _mm_storeu_si128(out.as_mut_ptr().add(i + 4).cast(), _mm_unpackhi_epi16(l, h));
+            }
+        }
+        whole
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for i in done..len {
+        out[i] = pair(lo[i], hi.map_or(0, |h| h[i]));
+    }
 }
 
 /// The 16-bit halves of `pairs`, low half first (the order of k within a pair on a little-endian machine).
@@ -174,6 +209,26 @@ mod avx2 {
     unsafe fn first(n: usize) -> __m256i {
         // SAFETY: register operations only.
         unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
+    }
+
+    /// [`super::halves`] with AVX2, 16 floats at a time and the rest one by one.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, and `out` hold `src.len()` halves.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn convert_halves(src: &[f32], out: &mut [u16]) {
+        assert!(out.len() >= src.len());
+        let whole = src.len() / 16 * 16;
+        for (x, h) in src[..whole].chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            // SAFETY: 16 floats are read and 16 halves written, inside the chunks.
+            unsafe {
+                let lo = round8(_mm256_loadu_ps(x.as_ptr()));
+                let hi = round8(_mm256_loadu_ps(x.as_ptr().add(8)));
+                let halves = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(lo, hi));
+                _mm256_storeu_si256(h.as_mut_ptr().cast(), halves);
+            }
+        }
+        out[whole..src.len()].iter_mut().zip(&src[whole..]).for_each(|(h, &v)| *h = super::round(v));
     }
 
     /// Row-major panels from lanes contiguous in k: each lane's run converted 16 floats at a time into 8 pairs.

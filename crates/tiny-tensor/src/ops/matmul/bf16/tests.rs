@@ -421,3 +421,71 @@ fn the_flushes_are_left_out_only_from_exponent_sum_142_on() {
         }
     }
 }
+
+/// A B packed from pairs of rows of bf16 halves, put in runs that start and end anywhere (across panels too), is
+/// the packing of those rows in f32: the same pairs, zeros in the padding columns and in the odd half past an odd
+/// `k`, the same exponents; every word is written (the pool hands the packing a buffer of NaNs).
+#[test]
+fn packing_from_pairs_of_rows_gives_the_packing_of_the_rows() {
+    let mut rng = StdRng::seed_from_u64(47);
+    let specials = [1.0 + 2f32.powi(-8), f32::MAX, -1e-39, f32::INFINITY, f32::NAN, -0.0, 2f32.powi(-70)];
+    for (k, n) in [(1, 1), (3, 17), (255, 40), (256, 48), (513, 100), (700, 545), (129, 1000)] {
+        let b: Vec<f32> = (0..k * n)
+            .map(|_| match rng.random_range(0..20) {
+                0 => specials[rng.random_range(0..specials.len())],
+                _ => rng.random_range(-2.0..2.0),
+            })
+            .collect();
+        let want = PackedB::new(Mat::rows(&b, k, n));
+        (0..4).for_each(|_| crate::cpu::alloc::give_words(vec![0x7fc1_7fc1; want.data.len()]));
+        let halves: Vec<u16> = b.iter().map(|&v| round(v)).collect();
+        let cuts: Vec<usize> = (0..n).filter(|_| rng.random_range(0..7) == 0).collect();
+        let got = PackedB::from_row_pairs(k, n, |kp, row| {
+            let (even, odd) = (&halves[2 * kp * n..][..n], (2 * kp + 1 < k).then(|| &halves[(2 * kp + 1) * n..][..n]));
+            let mut from = 0;
+            for to in cuts.iter().copied().chain([n]).filter(|&c| c > 0) {
+                row.put(from, &even[from..to], odd.map(|o| &o[from..to]));
+                from = to;
+            }
+        });
+        assert_eq!((got.k, got.n, got.nv, got.kernel), (want.k, want.n, want.nv, want.kernel));
+        assert!(got.data == want.data, "{k} x {n}");
+        assert_eq!(got.exponents, want.exponents, "{k} x {n}");
+    }
+}
+
+/// Runs of halves (what an im2col written straight into bf16 is made of) are [`round`] of each value, with the
+/// vector conversions this CPU has (AVX2, AVX512-BF16) and at lengths that end inside a vector: ties both ways,
+/// overflow, denormals, infinities, NaNs of both signs and zeros.
+#[test]
+fn halves_are_the_rounding_of_each_value() {
+    let mut rng = StdRng::seed_from_u64(53);
+    let specials = [
+        1.0 + 2f32.powi(-8),
+        1.0 + 3.0 * 2f32.powi(-8),
+        f32::MAX,
+        -1e-39,
+        f32::INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7f80_0001),
+        -0.0,
+    ];
+    for len in [0, 1, 7, 15, 16, 17, 33, 100] {
+        let src: Vec<f32> = (0..len)
+            .map(|_| match rng.random_range(0..3) {
+                0 => specials[rng.random_range(0..specials.len())],
+                _ => rng.random_range(-3.0f32..3.0),
+            })
+            .collect();
+        let vectors = if bf16_kernel().has_avx512_bf16() { vec![false, true] } else { vec![false] };
+        for vector in vectors {
+            let mut out = vec![0xdead; len + 3];
+            super::halves(&src, &mut out, vector);
+            for (i, &v) in src.iter().enumerate() {
+                assert_eq!(out[i], round(v), "length {len}, value {i} ({v:e}), vector {vector}");
+            }
+            assert!(out[len..].iter().all(|&h| h == 0xdead), "length {len}: wrote past the run");
+        }
+    }
+}
