@@ -1,5 +1,5 @@
-//! Benchmarks matmul, the conv passes of simple_cnn and resnet18's 3x3 stride-1 convs against the bare
-//! `gemm` crate on the same shapes.
+//! Benchmarks matmul, the conv passes of simple_cnn and of resnet18's stem and 3x3 stride-1 convs against the
+//! bare `gemm` crate on the same shapes.
 //!
 //! `cargo run --release -p tiny-tensor --example bench_ops -- [--threads 1] [--reps 7] [--only NAME]
 //! [--precision fp32|bf16]` prints one JSON line per case: tiny's GFLOP/s, the bare f32 GEMM's GFLOP/s on the
@@ -164,8 +164,16 @@ fn main() -> Result<()> {
         size = o;
     }
 
-    // resnet18 at batch 64: the 3x3 stride-1 padding-1 convolutions of its four stages, at 64px and 128px.
+    // resnet18 at batch 64: its 7x7 stride-2 stem at 128px (whose input needs no gradient), then the 3x3 stride-1
+    // padding-1 convolutions of its four stages, at 64px and 128px.
     let bs = 64;
+    let name = "resnet18 stem 3->64 128px";
+    if only.as_ref().is_none_or(|o| name.contains(o.as_str())) {
+        let x = Tensor::randn(&[bs, 128, 128, 3], &mut rng).permute(&[0, 3, 1, 2])?;
+        let w = Tensor::randn(&[64, 3, 7, 7], &mut rng);
+        let grad = x.conv2d(&w, None, 2, 3)?;
+        conv_passes(name, &x, &w, &grad, (2, 3), true, reps, threads);
+    }
     for px in [64, 128] {
         for (stage, ch) in [64, 128, 256, 512].into_iter().enumerate() {
             let side = (px / 4) >> stage;

@@ -93,10 +93,10 @@ const SMALL_CHUNK_FLOATS: usize = CHUNK_FLOATS / 16;
 const SMALL_MIN_ROWS: usize = 128;
 
 /// The shortest kernel-row run (`kw * c` values) whose bf16 weight gradient packs its im2col straight from the
-/// images. Measured with bench_ops on one thread (backward-weight, medians of 5 alternated runs of 15 on a Zen 3):
-/// simple_cnn's 16->32 layer 11.2 -> 9.1 ms, 32->64 7.9 -> 7.6, 64->128 6.1 -> 6.3, but 3->16 (runs of 9)
-/// 10.0 -> 11.8.
-const MIN_PACKED_RUN: usize = 32;
+/// images. Measured with bench_ops on one thread (backward-weight, medians of 5 alternated runs on a Zen 3):
+/// simple_cnn's 16->32 layer 11.2 -> 9.1 ms, 32->64 7.9 -> 7.6, 64->128 6.1 -> 6.3, and resnet18's 7x7 stem at
+/// 128 px (runs of 21) 201 -> 142 ms; but simple_cnn's 3->16 (3x3, runs of 9) 10.0 -> 11.8.
+const MIN_PACKED_RUN: usize = 16;
 
 struct Plan {
     rows_per_img: usize,
