@@ -164,8 +164,8 @@ fn main() -> Result<()> {
         size = o;
     }
 
-    // resnet18 at batch 64: its 7x7 stride-2 stem at 128px (whose input needs no gradient), then the 3x3 stride-1
-    // padding-1 convolutions of its four stages, at 64px and 128px.
+    // resnet18 at batch 64: its 7x7 stride-2 stem at 128px (whose backward-input a network never runs, as its
+    // input needs no gradient), then the 3x3 stride-1 padding-1 convolutions of its four stages, at 64px and 128px.
     let bs = 64;
     let name = "resnet18 stem 3->64 128px";
     if only.as_ref().is_none_or(|o| name.contains(o.as_str())) {

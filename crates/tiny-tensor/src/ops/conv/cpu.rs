@@ -95,7 +95,8 @@ const SMALL_MIN_ROWS: usize = 128;
 /// The shortest kernel-row run (`kw * c` values) whose bf16 weight gradient packs its im2col straight from the
 /// images. Measured with bench_ops on one thread (backward-weight, medians of 5 alternated runs on a Zen 3):
 /// simple_cnn's 16->32 layer 11.2 -> 9.1 ms, 32->64 7.9 -> 7.6, 64->128 6.1 -> 6.3, and resnet18's 7x7 stem at
-/// 128 px (runs of 21) 201 -> 142 ms; but simple_cnn's 3->16 (3x3, runs of 9) 10.0 -> 11.8.
+/// 128 px (runs of 21) 201 -> 142 ms; but simple_cnn's 3->16 (3x3, runs of 9) 10.0 -> 11.8. On CPUs with
+/// AVX512-BF16, whose packing of an f32 im2col is faster than the AVX2 one measured here, it is unmeasured.
 const MIN_PACKED_RUN: usize = 16;
 
 struct Plan {
@@ -510,9 +511,10 @@ enum Im2colBf16 {
     /// Packed straight from the images where a kernel row's run is at least `MIN_PACKED_RUN` values: what
     /// `conv2d_backward_weight` does.
     ByRun,
-    /// Only the tests' two routes, whatever the run.
+    /// Packed straight from the images whatever the run (only for the tests).
     #[cfg(test)]
     Packed,
+    /// Written in f32 and packed by the GEMM whatever the run (only for the tests).
     #[cfg(test)]
     F32,
 }
@@ -535,7 +537,8 @@ fn backward_weight_with(x: &[f32], dout: &[f32], g: &Conv2dGeom, precision: Prec
     };
     let p = if direct { plan(g) } else { plan_sized(g, SMALL_CHUNK_FLOATS, SMALL_MIN_ROWS) };
     // In bf16 the im2col is packed straight from the images (the same pairs as packing an f32 im2col), where a
-    // kernel row's run of `kw * c` halves is long enough to pay for the interleave's calls (3 channels are not).
+    // kernel row's run of `kw * c` halves is long enough to pay for the interleave's calls (a 3x3 kernel over 3
+    // channels, runs of 9, is not; the 7x7 stem's runs of 21 are).
     let packed = precision == Precision::Bf16
         && !direct
         && !p.pointwise

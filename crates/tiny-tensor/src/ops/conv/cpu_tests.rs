@@ -46,9 +46,9 @@ fn the_bf16_weight_gradients_packed_im2col_changes_no_bit() {
         Conv2dGeom { n: 4, c: 64, h: 8, w: 8, f: 128, kh: 1, kw: 1, stride: 2, pad: 0 },
         Conv2dGeom { n: 40, c: 32, h: 8, w: 8, f: 64, kh: 3, kw: 3, stride: 2, pad: 1 },
         Conv2dGeom { n: 3, c: 24, h: 11, w: 9, f: 8, kh: 3, kw: 3, stride: 1, pad: 2 },
-        // One chunk of several blocks of k: 640 rows, and 1,170 (odd).
+        // One chunk of several blocks of k: 640 rows, and 975 (odd).
         Conv2dGeom { n: 10, c: 2, h: 16, w: 16, f: 24, kh: 1, kw: 1, stride: 2, pad: 0 },
-        Conv2dGeom { n: 6, c: 1, h: 15, w: 13, f: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
+        Conv2dGeom { n: 5, c: 1, h: 15, w: 13, f: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
         // Buffers large enough for the pool, which the test fills with NaNs first: every word read must be written.
         Conv2dGeom { n: 4, c: 64, h: 16, w: 16, f: 16, kh: 3, kw: 3, stride: 2, pad: 1 },
         Conv2dGeom { n: 2, c: 128, h: 16, w: 16, f: 8, kh: 3, kw: 3, stride: 1, pad: 1 },

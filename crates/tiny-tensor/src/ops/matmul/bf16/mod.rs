@@ -4,7 +4,8 @@
 //! tensors and only their packed copies are bf16, so the kernel reads half the bytes and runs `vdpbf16ps`, 32
 //! multiply-adds per instruction where an f32 FMA does 16. The blocking is Goto's: B is packed in `KC`-deep
 //! blocks of `16 * NV`-column panels, once and whole when it is reused ([`PackedB`]: the weights of a
-//! convolution, for all its chunks) or one block at a time as the product reaches it; A is packed `MC` rows by
+//! convolution, for all its chunks) or made whole by its maker from bf16 halves (`PackedB::from_row_pairs`: a
+//! weight gradient's im2col), or else one block at a time as the product reaches it; A is packed `MC` rows by
 //! `KC` at a time; the kernel sums one `MR x 16 * NV` tile over a block of k from zero and adds it to the
 //! destination. The tile's width follows `n` (the fewest padded columns), and `MR * NV` is always 24
 //! accumulators. So every element is summed in the same order (k blocks in turn, pairs in turn within a
@@ -151,24 +152,26 @@ impl PackedB {
     }
 }
 
-/// Two rows of B, `2 * kp` and `2 * kp + 1`, in a block that [`PackedB::from_row_pairs`] packs.
+/// Two rows of B, an even one and the odd one after it, in a block that [`PackedB::from_row_pairs`] packs.
 pub(crate) struct PairRow<'a> {
     /// The block's pairs, all its panels.
     block: &'a mut [u32],
-    /// The pair of rows within the block, and the block's pairs per column.
+    /// The pair of rows within the block (`fill` is handed the pair's index in all of B).
     kp: usize,
+    /// The block's pairs per column.
     kc2: usize,
-    /// Columns per panel, and of B.
+    /// Columns per panel.
     nr: usize,
+    /// Columns of B.
     n: usize,
-    /// Whether row `2 * kp + 1` is inside B.
+    /// Whether the pair's odd row is inside B.
     odd: bool,
 }
 
 impl PairRow<'_> {
-    /// Writes columns `j..j + even.len()` of the two rows: `even` the bf16 halves of row `2 * kp`, `odd` those of
-    /// row `2 * kp + 1`, which is `None` exactly where that row is past B's end (its halves are then zeros, as
-    /// the kernels need of the padding).
+    /// Writes columns `j..j + even.len()` of the two rows: `even` the bf16 halves of the even row, `odd` those of
+    /// the odd row, which is `None` exactly where that row is past B's end (its halves are then zeros, as the
+    /// kernels need of the padding).
     #[inline]
     pub(crate) fn put(&mut self, j: usize, even: &[u16], odd: Option<&[u16]>) {
         assert!(j + even.len() <= self.n, "PairRow::put: columns outside B");

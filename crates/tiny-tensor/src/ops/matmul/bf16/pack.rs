@@ -10,7 +10,8 @@
 //! With AVX512-BF16 the common strides are converted 32 floats at a time (`vcvtne2ps2bf16`, which rounds as
 //! `cpu::bf16::round` does), a whole block per call; on a CPU with AVX2 but no bf16 instructions the two
 //! commonest are converted 8 or 16 at a time by `round` written in vector instructions; the rest go through the
-//! scalar loop, which gives the same pairs.
+//! scalar loop, which gives the same pairs. Makers of bf16 operands use two helpers: `halves` rounds a run of
+//! floats (with AVX512-BF16, else AVX2, else one by one), and `interleave` pairs two runs of halves (SSE2).
 
 use crate::cpu::bf16::{pair, round};
 
