@@ -176,12 +176,7 @@ impl PairRow<'_> {
     pub(crate) fn put(&mut self, j: usize, even: &[u16], odd: Option<&[u16]>) {
         assert!(j + even.len() <= self.n, "PairRow::put: columns outside B");
         assert!(odd.is_some() == self.odd && odd.is_none_or(|o| o.len() == even.len()), "PairRow::put: no such row");
-        let (panel, l) = (j / self.nr, j % self.nr);
-        if l + even.len() <= self.nr {
-            // The commonest case: the run inside one panel.
-            let at = panel * self.nr * self.kc2 + self.kp * self.nr + l;
-            return pack::interleave(even, odd, &mut self.block[at..at + even.len()]);
-        }
+        // One piece per panel the run crosses (most runs lie inside one).
         let (mut j, mut done) = (j, 0);
         while done < even.len() {
             let (panel, l) = (j / self.nr, j % self.nr);

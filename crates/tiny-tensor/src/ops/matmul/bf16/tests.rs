@@ -424,7 +424,7 @@ fn the_flushes_are_left_out_only_from_exponent_sum_142_on() {
 
 /// A B packed from pairs of rows of bf16 halves, put in runs that start and end anywhere (across panels too), is
 /// the packing of those rows in f32: the same pairs, zeros in the padding columns and in the odd half past an odd
-/// `k`, the same exponents; every word is written (the pool hands the packing a buffer of NaNs).
+/// `k`, the same exponents; every word is written (the pool hands the larger packings a buffer of NaNs).
 #[test]
 fn packing_from_pairs_of_rows_gives_the_packing_of_the_rows() {
     let mut rng = StdRng::seed_from_u64(47);
